@@ -1,1 +1,75 @@
-fn main() {}
+//! Project automation: `cargo xtask <command>`.
+//!
+//! Each concern lives in its own module so that they can grow independently:
+//! conformance runners, benchmarks and test-system builders.
+
+mod console;
+mod coordinator;
+mod pipeline;
+mod shared;
+mod templates;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "lava-rs project automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run LAVA's conformance checkers (../shared/conformance) against our binaries.
+    Conformance {
+        /// Which corpus: pipeline, templates or all.
+        #[arg(default_value = "all")]
+        corpus: String,
+        /// Only cases whose name contains this.
+        #[arg(short = 'k')]
+        filter: Option<String>,
+    },
+    /// Benchmarks, reported as ratios against LAVA's own tools where one exists.
+    Bench {
+        /// validate, render, console, coordinator, ...
+        what: String,
+        /// Extra arguments for the benchmark.
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Conformance { corpus, filter } => {
+            let filter = filter.as_deref();
+            let mut ok = true;
+            match corpus.as_str() {
+                "pipeline" => ok &= pipeline::conformance(filter)?,
+                "templates" => ok &= templates::conformance(filter)?,
+                "all" => {
+                    ok &= pipeline::conformance(filter)?;
+                    ok &= templates::conformance(filter)?;
+                }
+                other => {
+                    anyhow::bail!("unknown corpus {other:?}: expected pipeline, templates or all")
+                }
+            }
+            if !ok {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Bench { what, args } => match what.as_str() {
+            "validate" => pipeline::bench_validate(&args),
+            "render" => templates::bench(&args),
+            "console" => console::bench(&args),
+            "coordinator" => coordinator::bench(&args),
+            other => anyhow::bail!(
+                "unknown benchmark {other:?}: expected validate, render, console or coordinator"
+            ),
+        },
+    }
+}

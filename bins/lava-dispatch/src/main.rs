@@ -1,1 +1,3 @@
-fn main() {}
+fn main() {
+    std::process::exit(lava_dispatch::main_with_args(std::env::args_os()));
+}

@@ -1,0 +1,100 @@
+//! The `lava-dispatch` / `lava-run` command line: parses arguments and calls the libraries.
+
+mod render_device;
+
+use clap::{Args, Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// Command line of `lava-run` (LAVA's flags) plus our extra subcommands.
+#[derive(Parser, Debug)]
+#[command(name = "lava-run", version, about = "Run one LAVA job on one device")]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Render a device dictionary (Jinja2) into a device configuration YAML.
+    #[command(name = "render-device", alias = "render")]
+    RenderDevice(render_device::RenderDeviceArgs),
+}
+
+/// LAVA's `lava-run` flags.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Job id (used in paths, LAVA_JOB_ID and the process title).
+    #[arg(long)]
+    pub job_id: Option<String>,
+    /// Directory for logs.yaml, description.yaml and result.yaml.
+    #[arg(long)]
+    pub output_dir: Option<PathBuf>,
+    /// Device configuration YAML (or a device dictionary *.jinja2).
+    #[arg(long)]
+    pub device: Option<PathBuf>,
+    /// Dispatcher configuration YAML.
+    #[arg(long)]
+    pub dispatcher: Option<PathBuf>,
+    /// DUT environment YAML.
+    #[arg(long)]
+    pub env_dut: Option<PathBuf>,
+    /// Validate the job and write description.yaml, then stop.
+    #[arg(long)]
+    pub validate: bool,
+    /// Write the pipeline description to this file as well.
+    #[arg(long)]
+    pub describe: Option<PathBuf>,
+    /// lava-server URL to send logs to.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Token for the log upload.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Seconds between log batches sent by HTTP.
+    #[arg(long, default_value_t = 5)]
+    pub job_log_interval: u64,
+    /// Accepted for compatibility with LAVA.
+    #[arg(long)]
+    pub skip_sudo_warning: bool,
+    /// Accepted for compatibility with LAVA (remote debugger in Python).
+    #[arg(long)]
+    pub debug: bool,
+    /// Device-type template directories used when --device is a dictionary.
+    #[arg(long = "device-types")]
+    pub device_types: Vec<PathBuf>,
+    /// The job definition (YAML).
+    pub definition: Option<PathBuf>,
+}
+
+/// Parse `args` and run; returns the process exit code (0 ok, 1 failure, 2 usage).
+pub fn main_with_args<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = if err.use_stderr() { 2 } else { 0 };
+            let _ = err.print();
+            return code;
+        }
+    };
+    match cli.command {
+        Some(Command::RenderDevice(args)) => report(render_device::run(&args)),
+        None => {
+            eprintln!("running jobs is not implemented yet");
+            1
+        }
+    }
+}
+
+fn report(result: anyhow::Result<i32>) -> i32 {
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            1
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! Helpers shared by the xtask modules: where things are.
+#![allow(dead_code)] // used by the modules as they grow
+
+use std::path::{Path, PathBuf};
+
+/// The workspace root (the parent of `xtask/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// `../shared` next to the workspace, if present.
+pub fn shared_dir() -> Option<PathBuf> {
+    let dir = workspace_root().parent()?.join("shared");
+    dir.is_dir().then_some(dir)
+}
+
+/// Build a release binary of the workspace and return its path.
+pub fn build_release_bin(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
+    let status = std::process::Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--package",
+            package,
+            "--bin",
+            bin,
+        ])
+        .current_dir(workspace_root())
+        .status()?;
+    anyhow::ensure!(status.success(), "cargo build of {package}/{bin} failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    Ok(target.join("release").join(bin))
+}
