@@ -1,0 +1,111 @@
+//! The MultiNode coordinator: a TCP message broker that speaks LAVA's
+//! `lava-coordinator` protocol byte for byte (8-hex-digit length + JSON, one
+//! request per connection; `group_data`, `lava_send`, `lava_wait`,
+//! `lava_wait_all`, `lava_sync`, `clear_group`, `aggregate`, `complete`;
+//! replies `wait`, `ack`, `nack`, `group_data`), so LAVA's dispatchers can
+//! use it unchanged.
+//!
+//! Unlike LAVA's daemon it serves connections concurrently (tokio), bounds
+//! everything (frame size, per-connection read deadline, connections, groups,
+//! members, message IDs, payload bytes; see [`settings`]) and answers `nack`
+//! to the inputs that crash LAVA's (a `lava_wait_all` for a role nobody
+//! has, a `lava_send` reusing a `lava_sync` ID, missing fields). See
+//! [`groups`] for every deliberate difference.
+//!
+//! **Push.** A request carrying `"lava_rs_hold_ms": N` whose answer would be
+//! `wait` is held open for up to N ms (capped by `lava_rs_max_hold_ms`) and
+//! answered the moment its condition holds; if the hold ends first the reply
+//! is `{"response": "wait", "lava_rs_held": true}`. LAVA's clients never send
+//! the field and are answered exactly as by LAVA's daemon; LAVA's daemon
+//! ignores the field, so our client falls back to polling against it.
+//!
+//! **Shared secret.** Off by default. With `"lava_rs_token": "…"` in the
+//! configuration file, every request must carry the same value in its
+//! `lava_rs_token` field, otherwise it is answered `nack`. LAVA's own
+//! clients cannot send it, so enable it only for groups run by our
+//! dispatcher. It is a plain-text bearer secret (no TLS): it keeps stray or
+//! misconfigured clients out, not an attacker on the network path.
+//!
+//! Main types: [`Coordinator`] (bind, then [`Coordinator::serve`] or
+//! [`Coordinator::spawn`]), [`BrokerSettings`], [`groups::Groups`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), lava_coordinator::CoordinatorError> {
+//! use lava_coordinator::{BrokerSettings, Coordinator};
+//! let mut settings = BrokerSettings::from_file("/etc/lava-coordinator/lava-coordinator.conf".as_ref())?;
+//! settings.listen = "127.0.0.1:0".parse().unwrap();
+//! let server = Coordinator::bind(settings, 1).await?.spawn();
+//! println!("listening on {}", server.local_addr());
+//! server.shutdown().await?;
+//! # Ok(()) }
+//! ```
+
+pub mod groups;
+pub mod logging;
+pub mod server;
+pub mod settings;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+pub use groups::{GroupLimits, Groups, Outcome};
+pub use logging::{LogLevel, init_logging};
+pub use server::{BrokerStats, Coordinator, CoordinatorHandle};
+pub use settings::BrokerSettings;
+
+/// Errors of the coordinator library.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    #[error("configuration error: {0}")]
+    Config(String),
+    #[error("unable to bind {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("coordinator task failed: {0}")]
+    Task(String),
+}
+
+/// What the `lava-coordinator` binary does: read the configuration, bind
+/// (retrying while the port is busy) and serve until Ctrl-C / SIGTERM.
+pub async fn run_daemon(config: &Path) -> Result<(), CoordinatorError> {
+    tracing::info!("[INIT] LAVA coordinator has started.");
+    tracing::info!("[INIT] Version {}", env!("CARGO_PKG_VERSION"));
+    tracing::info!("[INIT] Loading configuration from {}", config.display());
+    let settings = BrokerSettings::from_file(config)?;
+    let coordinator = Coordinator::bind(settings, 8).await?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let stop = shutdown.clone();
+    let signals = tokio::spawn(async move {
+        wait_for_termination().await;
+        tracing::info!("[INIT] stopping");
+        stop.cancel();
+    });
+    let served = coordinator.serve(shutdown).await;
+    signals.abort();
+    served
+}
+
+async fn wait_for_termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
