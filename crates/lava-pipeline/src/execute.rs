@@ -1,0 +1,172 @@
+//! A whole job's life, as `lava-run` drives it: validate (logged as LAVA does), run the
+//! blocks, finalize exactly once, clean up, and produce the job result record.
+
+use crate::error::{ErrorKind, LavaError};
+use crate::log::{JobLogger, now_spaced};
+use crate::pipeline::Pipeline;
+use crate::run::{RunContext, run_node};
+use serde_yaml::{Mapping, Value};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The version string logged first.
+pub const VERSION: &str = concat!("lava-rs ", env!("CARGO_PKG_VERSION"));
+
+/// Seconds allowed for cleanup (`job-cleanup`).
+pub const CLEANUP_TIMEOUT: u64 = 300;
+
+/// How a job ended.
+#[derive(Debug, Clone)]
+pub struct JobResult {
+    /// `None` when the job passed.
+    pub error: Option<LavaError>,
+    /// The `lava`/`job` result map (also written to `result.yaml`).
+    pub record: Mapping,
+}
+
+impl JobResult {
+    pub fn passed(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// Validate the pipeline with LAVA's log lines. Returns the validation error, if any.
+pub fn validate_logged(pipeline: &mut Pipeline, ctx: &RunContext) -> Result<(), LavaError> {
+    let logger = &ctx.logger;
+    logger.info("start: 0 validate");
+    logger.info(format!("Start time: {} (UTC)", now_spaced()));
+    let start = std::time::Instant::now();
+    let outcome = pipeline.validate(&ctx.job);
+    logger.info(format!(
+        "validate duration: {:.2}",
+        start.elapsed().as_secs_f64()
+    ));
+    let mut record = Mapping::new();
+    record.insert("definition".into(), "lava".into());
+    record.insert("case".into(), "validate".into());
+    record.insert(
+        "result".into(),
+        if outcome.is_ok() { "pass" } else { "fail" }.into(),
+    );
+    logger.results(record);
+    outcome
+}
+
+/// Validate and (unless `validate_only`) run the job; always cleans up and logs the result.
+pub async fn run_job(
+    pipeline: &mut Pipeline,
+    ctx: &mut RunContext,
+    validate_only: bool,
+) -> JobResult {
+    ctx.logger
+        .info(format!("lava-dispatcher, installed at version: {VERSION}"));
+    for warning in ctx.job.take_warnings() {
+        ctx.logger.warning(warning);
+    }
+    let mut error = validate_logged(pipeline, ctx).err();
+    if error.is_none() && !validate_only {
+        ctx.started = true;
+        ctx.start_job_timer();
+        let job_deadline = ctx.job_deadline();
+        let run = pipeline.run_actions(ctx);
+        let outcome = match tokio::time::timeout_at(job_deadline, run).await {
+            Ok(r) => r,
+            Err(_) => Err(LavaError::job(format!(
+                "job timed out after {} seconds",
+                ctx.job.timeout
+            ))),
+        };
+        error = outcome.err();
+    }
+    if let Some(err) = &error
+        && err.kind == ErrorKind::Bug
+    {
+        ctx.logger.exception(&err.message);
+    }
+    if !validate_only || error.is_some() {
+        cleanup(pipeline, ctx).await;
+    }
+    finish(&ctx.logger, error)
+}
+
+/// LAVA's `Job.cleanup`: finalize (once, if the job started), every action's cleanup.
+pub async fn cleanup(pipeline: &mut Pipeline, ctx: &mut RunContext) {
+    ctx.logger.info("Cleaning after the job");
+    let budget = Instant::now() + Duration::from_secs(CLEANUP_TIMEOUT);
+    ctx.set_job_deadline(budget);
+    let mut failed = false;
+    for node in &mut pipeline.actions {
+        if node.meta.section == "finalize" {
+            if ctx.started && !node.started {
+                // Finalize gets its own budget even when the job ran out of time.
+                let deadline = Instant::now() + Duration::from_secs(node.meta.timeout.max(1));
+                if let Err(e) = run_node(node, ctx, deadline, true).await {
+                    ctx.logger
+                        .error(format!("Failed to clean after action 'finalize': {e}"));
+                }
+            }
+            continue;
+        }
+        if let Err(e) = cleanup_node(node, ctx).await {
+            ctx.logger.error(format!(
+                "Failed to clean after action '{}': {e}",
+                node.meta.name
+            ));
+            failed = true;
+        }
+    }
+    // Whatever connection is left is ended now.
+    let connections = std::mem::take(&mut ctx.connections);
+    for (_, mut connection) in connections {
+        connection.finalise().await;
+    }
+    if failed {
+        ctx.logger.error("Failed to clean after job");
+    }
+    ctx.logger.flush();
+}
+
+fn cleanup_node<'a>(
+    node: &'a mut crate::action::ActionNode,
+    ctx: &'a mut RunContext,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), LavaError>> + Send + 'a>> {
+    Box::pin(async move {
+        let mut first_error = None;
+        if let Err(e) = node.action.cleanup(ctx).await {
+            first_error = Some(e);
+        }
+        for child in &mut node.pipeline.actions {
+            if let Err(e) = cleanup_node(child, ctx).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    })
+}
+
+/// Log the final lines and build the job record.
+pub fn finish(logger: &JobLogger, error: Option<LavaError>) -> JobResult {
+    let mut record = Mapping::new();
+    record.insert("definition".into(), "lava".into());
+    record.insert("case".into(), "job".into());
+    match &error {
+        None => {
+            record.insert("result".into(), "pass".into());
+            logger.info("Job finished correctly");
+        }
+        Some(err) => {
+            record.insert("result".into(), "fail".into());
+            let msg = if err.message.is_empty() {
+                "Unknown error".to_string()
+            } else {
+                err.message.clone()
+            };
+            record.insert("error_msg".into(), Value::String(msg));
+            record.insert("error_type".into(), err.kind.error_type().into());
+            logger.error(err.kind.error_help());
+        }
+    }
+    logger.results(record.clone());
+    logger.flush();
+    JobResult { error, record }
+}

@@ -1,0 +1,492 @@
+//! The job log: one YAML flow mapping per line, exactly as LAVA writes it.
+//!
+//! A [`JobLogger`] is shared by every action of a job (clone it freely). Each record is
+//! serialised once, masked (secrets become `[MASKED]`) and written to every sink:
+//! `<output-dir>/logs.yaml` as a YAML list item (`- {...}`), and stderr as a bare line (or
+//! a coloured human rendering when stderr is a terminal and colour was asked for).
+
+use serde_yaml::{Mapping, Value};
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Record levels (`lvl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Debug,
+    Info,
+    Warning,
+    Error,
+    Exception,
+    Results,
+    Target,
+    Input,
+    Feedback,
+    Event,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warning => "warning",
+            Level::Error => "error",
+            Level::Exception => "exception",
+            Level::Results => "results",
+            Level::Target => "target",
+            Level::Input => "input",
+            Level::Feedback => "feedback",
+            Level::Event => "event",
+        }
+    }
+}
+
+/// Called with every record after it is written.
+type RecordObserver = Box<dyn FnMut(Level, &str) + Send>;
+
+/// Records longer than this have their `msg` replaced (LAVA master: 100 000).
+pub const MAX_RECORD_LEN: usize = 100_000;
+
+/// How records are shown on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StderrStyle {
+    /// No stderr output.
+    Off,
+    /// LAVA's YAML lines.
+    Yaml,
+    /// A readable, coloured rendering for terminals.
+    Human,
+}
+
+/// A shared, thread-safe job logger.
+#[derive(Clone)]
+pub struct JobLogger {
+    inner: Arc<Mutex<LoggerInner>>,
+}
+
+struct LoggerInner {
+    file: Option<BufWriter<File>>,
+    stderr: StderrStyle,
+    secrets: Vec<String>,
+    /// Records emitted so far (LAVA's `line` counter used for test-case markers).
+    line: u64,
+    /// Captured records (tests and in-process users).
+    capture: Option<Vec<String>>,
+    on_record: Option<RecordObserver>,
+}
+
+impl Default for JobLogger {
+    fn default() -> Self {
+        Self::new(StderrStyle::Off)
+    }
+}
+
+impl JobLogger {
+    /// A logger that writes only to stderr in the given style.
+    pub fn new(stderr: StderrStyle) -> Self {
+        JobLogger {
+            inner: Arc::new(Mutex::new(LoggerInner {
+                file: None,
+                stderr,
+                secrets: Vec::new(),
+                line: 0,
+                capture: None,
+                on_record: None,
+            })),
+        }
+    }
+
+    /// A logger keeping every serialised record in memory (see [`JobLogger::captured`]).
+    pub fn capturing() -> Self {
+        let logger = Self::new(StderrStyle::Off);
+        logger.lock().capture = Some(Vec::new());
+        logger
+    }
+
+    /// Also write `- <record>` lines to this file (LAVA's `logs.yaml`).
+    pub fn open_file(&self, path: &Path) -> io::Result<()> {
+        let file = File::create(path)?;
+        self.lock().file = Some(BufWriter::new(file));
+        Ok(())
+    }
+
+    /// Values to replace by `[MASKED]` in every record (job secrets, the token).
+    pub fn add_secret(&self, secret: &str) {
+        if !secret.is_empty() {
+            self.lock().secrets.push(secret.to_string());
+        }
+    }
+
+    /// Call `f` with every record (level and serialised line) after it is written.
+    pub fn set_observer(&self, f: impl FnMut(Level, &str) + Send + 'static) {
+        self.lock().on_record = Some(Box::new(f));
+    }
+
+    /// The serialised records captured so far.
+    pub fn captured(&self) -> Vec<String> {
+        self.lock().capture.clone().unwrap_or_default()
+    }
+
+    /// Number of records emitted so far.
+    pub fn line_count(&self) -> u64 {
+        self.lock().line
+    }
+
+    pub fn debug(&self, msg: impl AsRef<str>) {
+        self.log_str(Level::Debug, msg.as_ref());
+    }
+    pub fn info(&self, msg: impl AsRef<str>) {
+        self.log_str(Level::Info, msg.as_ref());
+    }
+    pub fn warning(&self, msg: impl AsRef<str>) {
+        self.log_str(Level::Warning, msg.as_ref());
+    }
+    pub fn error(&self, msg: impl AsRef<str>) {
+        self.log_str(Level::Error, msg.as_ref());
+    }
+    pub fn exception(&self, msg: impl AsRef<str>) {
+        self.log_str(Level::Exception, msg.as_ref());
+    }
+    pub fn target(&self, msg: impl AsRef<str>) {
+        self.log_str(Level::Target, msg.as_ref());
+    }
+    pub fn input(&self, msg: impl AsRef<str>) {
+        self.log_str(Level::Input, msg.as_ref());
+    }
+    pub fn event(&self, msg: impl AsRef<str>) {
+        self.log_str(Level::Event, msg.as_ref());
+    }
+
+    /// A `feedback` record naming the namespace it came from.
+    pub fn feedback(&self, msg: &str, namespace: &str) {
+        let mut rec = Mapping::new();
+        rec.insert("dt".into(), Value::String(now_iso()));
+        rec.insert("lvl".into(), "feedback".into());
+        rec.insert("msg".into(), Value::String(msg.to_string()));
+        rec.insert("ns".into(), Value::String(namespace.to_string()));
+        self.write_record(Level::Feedback, &rec);
+    }
+
+    /// A `results` record; `msg` is the result map.
+    pub fn results(&self, result: Mapping) {
+        self.log_value(Level::Results, Value::Mapping(result));
+    }
+
+    fn log_str(&self, level: Level, msg: &str) {
+        self.log_value(level, Value::String(msg.to_string()));
+    }
+
+    /// Emit one record with an arbitrary `msg` value.
+    pub fn log_value(&self, level: Level, msg: Value) {
+        let mut rec = Mapping::new();
+        rec.insert("dt".into(), Value::String(now_iso()));
+        rec.insert("lvl".into(), level.as_str().into());
+        rec.insert("msg".into(), msg);
+        self.write_record(level, &rec);
+    }
+
+    fn write_record(&self, level: Level, rec: &Mapping) {
+        let mut line = dump_flow_mapping(rec);
+        if line.len() >= MAX_RECORD_LEN {
+            let mut short = rec.clone();
+            let replacement = match rec.get("msg") {
+                Some(Value::String(_)) => Value::String("<line way too long ...>".into()),
+                _ => {
+                    let mut m = Mapping::new();
+                    m.insert("skip".into(), "line way too long ...".into());
+                    Value::Mapping(m)
+                }
+            };
+            short.insert("msg".into(), replacement);
+            line = dump_flow_mapping(&short);
+        }
+        let mut inner = self.lock();
+        for secret in &inner.secrets {
+            if line.contains(secret.as_str()) {
+                line = line.replace(secret.as_str(), "[MASKED]");
+            }
+        }
+        inner.line += 1;
+        if let Some(file) = inner.file.as_mut() {
+            // A failing log file must not abort the job; the record still reaches stderr.
+            let _ = writeln!(file, "- {line}");
+            let _ = file.flush();
+        }
+        match inner.stderr {
+            StderrStyle::Off => {}
+            StderrStyle::Yaml => {
+                let _ = writeln!(io::stderr().lock(), "{line}");
+            }
+            StderrStyle::Human => {
+                let _ = writeln!(io::stderr().lock(), "{}", human_line(level, rec));
+            }
+        }
+        if let Some(capture) = inner.capture.as_mut() {
+            capture.push(line.clone());
+        }
+        if let Some(cb) = inner.on_record.as_mut() {
+            cb(level, &line);
+        }
+    }
+
+    /// Flush the file sink.
+    pub fn flush(&self) {
+        if let Some(file) = self.lock().file.as_mut() {
+            let _ = file.flush();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LoggerInner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Readable rendering: time, coloured level, message.
+fn human_line(level: Level, rec: &Mapping) -> String {
+    let dt = rec.get("dt").and_then(Value::as_str).unwrap_or("");
+    let time = dt.get(11..19).unwrap_or(dt);
+    let colour = match level {
+        Level::Error | Level::Exception => "\x1b[1;31m",
+        Level::Warning => "\x1b[33m",
+        Level::Info => "\x1b[1;37m",
+        Level::Results => "\x1b[32m",
+        Level::Target => "\x1b[36m",
+        Level::Input => "\x1b[35m",
+        Level::Debug | Level::Feedback | Level::Event => "\x1b[2m",
+    };
+    let msg = match rec.get("msg") {
+        Some(Value::String(s)) => s.replace(|c: char| c.is_control() && c != '\t', "?"),
+        Some(other) => dump_flow(other),
+        None => String::new(),
+    };
+    format!("{time} {colour}{:<9}\x1b[0m {msg}", level.as_str())
+}
+
+/// Current UTC time as Python's `datetime.isoformat()` with `+00:00`.
+pub fn now_iso() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format_iso(now.as_secs(), now.subsec_micros())
+}
+
+/// Format a Unix time as `YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00`.
+pub fn format_iso(secs: u64, micros: u32) -> String {
+    let (y, m, d, hh, mm, ss) = civil(secs);
+    if micros == 0 {
+        format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}+00:00")
+    } else {
+        format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{micros:06}+00:00")
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS.ffffff+00:00`, the validate "Start time" format.
+pub fn now_spaced() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let (y, m, d, hh, mm, ss) = civil(now.as_secs());
+    format!(
+        "{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02}.{:06}+00:00",
+        now.subsec_micros()
+    )
+}
+
+/// Split Unix seconds into civil UTC date and time (Howard Hinnant's algorithm).
+fn civil(secs: u64) -> (i64, u32, u32, u64, u64, u64) {
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    (y, m, d, rem / 3600, (rem / 60) % 60, rem % 60)
+}
+
+/// Serialise a mapping as one double-quoted YAML flow line.
+pub fn dump_flow_mapping(map: &Mapping) -> String {
+    let mut out = String::with_capacity(128);
+    write_mapping(&mut out, map);
+    out
+}
+
+/// Serialise any value in LAVA's one-line double-quoted flow style.
+pub fn dump_flow(value: &Value) -> String {
+    let mut out = String::new();
+    write_value(&mut out, value);
+    out
+}
+
+fn write_mapping(out: &mut String, map: &Mapping) {
+    if map.is_empty() {
+        out.push_str("{}");
+        return;
+    }
+    out.push('{');
+    for (i, (k, v)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        write_value(out, k);
+        out.push_str(": ");
+        write_value(out, v);
+    }
+    out.push('}');
+}
+
+fn write_value(out: &mut String, value: &Value) {
+    match value {
+        Value::String(s) => write_quoted(out, s),
+        Value::Null => out.push_str("! \"null\""),
+        Value::Bool(b) => out.push_str(if *b { "! \"true\"" } else { "! \"false\"" }),
+        Value::Number(n) => {
+            out.push_str("! ");
+            let text = if let Some(f) = n.as_f64().filter(|_| n.is_f64()) {
+                python_float(f)
+            } else {
+                n.to_string()
+            };
+            write_quoted(out, &text);
+        }
+        Value::Sequence(seq) => {
+            if seq.is_empty() {
+                out.push_str("[]");
+                return;
+            }
+            out.push('[');
+            for (i, item) in seq.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_value(out, item);
+            }
+            out.push(']');
+        }
+        Value::Mapping(map) => write_mapping(out, map),
+        Value::Tagged(t) => write_value(out, &t.value),
+    }
+}
+
+/// Python's float text as libyaml's representer writes it (`.inf`, `.nan`, `12.5`, `1.0`).
+fn python_float(f: f64) -> String {
+    if f.is_nan() {
+        ".nan".into()
+    } else if f.is_infinite() {
+        if f > 0.0 {
+            ".inf".into()
+        } else {
+            "-.inf".into()
+        }
+    } else if f.fract() == 0.0 && f.abs() < 1e16 {
+        format!("{f:.1}")
+    } else {
+        format!("{f}")
+    }
+}
+
+/// Double-quoted YAML scalar with libyaml's escapes; non-ASCII is always escaped.
+fn write_quoted(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\0' => out.push_str("\\0"),
+            '\x07' => out.push_str("\\a"),
+            '\x08' => out.push_str("\\b"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\x0b' => out.push_str("\\v"),
+            '\x0c' => out.push_str("\\f"),
+            '\r' => out.push_str("\\r"),
+            '\x1b' => out.push_str("\\e"),
+            '\u{85}' => out.push_str("\\N"),
+            '\u{a0}' => out.push_str("\\_"),
+            '\u{2028}' => out.push_str("\\L"),
+            '\u{2029}' => out.push_str("\\P"),
+            c if (' '..='~').contains(&c) => out.push(c),
+            c => {
+                let code = c as u32;
+                if code <= 0xff {
+                    out.push_str(&format!("\\x{code:02X}"));
+                } else if code <= 0xffff {
+                    out.push_str(&format!("\\u{code:04X}"));
+                } else {
+                    out.push_str(&format!("\\U{code:08X}"));
+                }
+            }
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_lava_flow_lines() {
+        let logger = JobLogger::capturing();
+        logger.info("start: 1 tftp-deploy (timeout 00:10:00) [common]");
+        let mut result = Mapping::new();
+        result.insert("definition".into(), "0_smoke".into());
+        result.insert("case".into(), "boot".into());
+        result.insert("starttc".into(), Value::Number(41.into()));
+        result.insert("measurement".into(), Value::Number(12.5.into()));
+        logger.results(result);
+        logger.feedback("[  3.1] usb", "host");
+        let lines = logger.captured();
+        assert!(lines[0].starts_with("{\"dt\": \""));
+        assert!(lines[0].ends_with(
+            "\"lvl\": \"info\", \"msg\": \"start: 1 tftp-deploy (timeout 00:10:00) [common]\"}"
+        ));
+        assert!(lines[1].ends_with(
+            "\"lvl\": \"results\", \"msg\": {\"definition\": \"0_smoke\", \"case\": \"boot\", \"starttc\": ! \"41\", \"measurement\": ! \"12.5\"}}"
+        ));
+        assert!(lines[2].ends_with("\"msg\": \"[  3.1] usb\", \"ns\": \"host\"}"));
+        assert_eq!(logger.line_count(), 3);
+    }
+
+    #[test]
+    fn escapes_like_libyaml() {
+        let v = Value::String("a\"b\\c\td\x1be\u{e9}\u{2603}\u{1F600}\u{85}".into());
+        assert_eq!(dump_flow(&v), r#""a\"b\\c\td\ee\xE9\u2603\U0001F600\N""#);
+        assert_eq!(dump_flow(&Value::Null), "! \"null\"");
+        assert_eq!(dump_flow(&Value::Bool(true)), "! \"true\"");
+        assert_eq!(dump_flow(&Value::Number(1.0.into())), "! \"1.0\"");
+    }
+
+    #[test]
+    fn secrets_are_masked_and_long_lines_replaced() {
+        let logger = JobLogger::capturing();
+        logger.add_secret("hunter2");
+        logger.info("password is hunter2");
+        logger.info("x".repeat(MAX_RECORD_LEN + 10));
+        let lines = logger.captured();
+        assert!(lines[0].contains("password is [MASKED]"));
+        assert!(lines[1].contains("\"<line way too long ...>\""));
+    }
+
+    #[test]
+    fn iso_time() {
+        assert_eq!(format_iso(0, 0), "1970-01-01T00:00:00+00:00");
+        assert_eq!(
+            format_iso(1_772_359_200, 123_456),
+            "2026-03-01T10:00:00.123456+00:00"
+        );
+        assert_eq!(
+            format_iso(951_782_400, 1),
+            "2000-02-29T00:00:00.000001+00:00"
+        );
+    }
+}
