@@ -1,0 +1,142 @@
+//! The one error type of the crate, [`ShellError`], and the LAVA error kind each
+//! variant maps onto.
+
+use std::path::PathBuf;
+
+/// LAVA's error classes, as far as this crate raises them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum LavaErrorKind {
+    /// The submission is at fault (`JobError`).
+    Job,
+    /// The lab or the worker is at fault (`InfrastructureError`).
+    Infrastructure,
+    /// The test could not run as written (`TestError`).
+    Test,
+}
+
+/// Everything that can go wrong while preparing a test shell or reading its signals.
+///
+/// [`ShellError::kind`] tells which LAVA exception the dispatcher must raise.
+#[derive(Debug, thiserror::Error)]
+pub enum ShellError {
+    /// A `definitions:` entry of the job is malformed (missing or wrongly typed key,
+    /// unknown `from`, bad `skip_install` value...). JobError.
+    #[error("invalid test definition entry: {0}")]
+    InvalidEntry(String),
+
+    /// A definition `name` does not match `^[\w\d\_\-]+$`. JobError.
+    #[error("Invalid characters found in test definition name: {0}")]
+    InvalidName(String),
+
+    /// Two definitions of one namespace share a name. JobError.
+    #[error("Test definition names need to be unique: '{0}' is used more than once")]
+    DuplicateName(String),
+
+    /// The definition name `lava` is reserved for the dispatcher's own suite. TestError.
+    #[error("The \"lava\" test definition name is reserved.")]
+    ReservedName,
+
+    /// A parameter or environment name that is not a shell variable name. JobError.
+    #[error("invalid shell variable name '{name}' in {place}")]
+    InvalidVariableName { name: String, place: String },
+
+    /// A path from the job or from a fetched repository tries to leave its tree
+    /// (`..`, absolute path, symlink pointing outside). JobError.
+    #[error("unsafe path '{path}': {reason}")]
+    UnsafePath { path: String, reason: String },
+
+    /// The test definition file cannot be read or parsed. JobError.
+    #[error("Unable to open test definition '{path}': {reason}")]
+    UnreadableDefinition { path: String, reason: String },
+
+    /// The test definition file is readable but not usable (missing `metadata.name`,
+    /// non-string steps, a bad `git-repos` block...). TestError, as in LAVA.
+    #[error("invalid test definition '{path}': {reason}")]
+    InvalidDefinition { path: String, reason: String },
+
+    /// The `parse:` pattern does not compile or a fixup value is not a result. TestError.
+    #[error("Error parsing regular expression {pattern:?}: {reason}")]
+    InvalidPattern { pattern: String, reason: String },
+
+    /// The `git` binary is missing on the worker. InfrastructureError.
+    #[error("git is not installed on the dispatcher: {0}")]
+    GitMissing(String),
+
+    /// Cloning or checking out a repository failed after all retries. InfrastructureError.
+    #[error("Unable to get test definition from git ({repository}): {detail}")]
+    GitFailed { repository: String, detail: String },
+
+    /// A `from: url` archive could not be downloaded. JobError (the URL is the job's).
+    #[error("Unable to download {url}: {detail}")]
+    DownloadFailed { url: String, detail: String },
+
+    /// A `from: url` archive could not be unpacked. JobError.
+    #[error("Unable to unpack {url}: {detail}")]
+    BadArchive { url: String, detail: String },
+
+    /// Something the job asks for that this implementation does not provide. JobError.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+
+    /// A console signal the dispatcher cannot handle (wrong parameters). TestError.
+    #[error("{0}")]
+    InvalidSignal(String),
+
+    /// `lava-test-raise` was called on the device. TestError.
+    #[error("{0}")]
+    Raised(String),
+
+    /// Local file system trouble on the worker. InfrastructureError.
+    #[error("{context} ({path}): {source}")]
+    Io {
+        context: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The overlay tarball could not be written. InfrastructureError.
+    #[error("Unable to create lava overlay tarball: {0}")]
+    Tarball(String),
+}
+
+impl ShellError {
+    /// The LAVA exception class this error must be reported as.
+    pub fn kind(&self) -> LavaErrorKind {
+        use ShellError::*;
+        match self {
+            InvalidEntry(_)
+            | InvalidName(_)
+            | DuplicateName(_)
+            | InvalidVariableName { .. }
+            | UnsafePath { .. }
+            | UnreadableDefinition { .. }
+            | DownloadFailed { .. }
+            | BadArchive { .. }
+            | Unsupported(_) => LavaErrorKind::Job,
+            ReservedName
+            | InvalidDefinition { .. }
+            | InvalidPattern { .. }
+            | InvalidSignal(_)
+            | Raised(_) => LavaErrorKind::Test,
+            GitMissing(_) | GitFailed { .. } | Io { .. } | Tarball(_) => {
+                LavaErrorKind::Infrastructure
+            }
+        }
+    }
+
+    pub(crate) fn io(
+        context: impl Into<String>,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        ShellError::Io {
+            context: context.into(),
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Short alias used across the crate.
+pub type Result<T, E = ShellError> = std::result::Result<T, E>;

@@ -1,0 +1,451 @@
+//! Getting test definitions onto the worker: git clones (the `git` binary, by argv,
+//! never through a shell), archive downloads behind the [`ArchiveDownloader`]
+//! trait, and archive unpacking that refuses to leave its directory.
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Component, Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use indexmap::IndexMap;
+
+use crate::error::{Result, ShellError};
+use crate::paths::{checked_relative, resolve_inside};
+
+/// Downloads one archive for a `from: url` definition. The lead plugs the deploy
+/// downloader in here; [`FileUrlDownloader`] covers `file://` URLs.
+pub trait ArchiveDownloader: Send + Sync {
+    /// Fetches `url` (with the definition's `headers`) into `dest_dir` and returns
+    /// the path of the downloaded file.
+    fn download(
+        &self,
+        url: &str,
+        headers: &IndexMap<String, String>,
+        dest_dir: &Path,
+    ) -> Result<PathBuf>;
+}
+
+/// Handles `file://` URLs only (copies the file); other schemes are refused with
+/// [`ShellError::Unsupported`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FileUrlDownloader;
+
+impl ArchiveDownloader for FileUrlDownloader {
+    fn download(
+        &self,
+        url: &str,
+        _headers: &IndexMap<String, String>,
+        dest_dir: &Path,
+    ) -> Result<PathBuf> {
+        let Some(source) = url.strip_prefix("file://") else {
+            return Err(ShellError::Unsupported(format!(
+                "no downloader for '{url}' (only file:// URLs are handled here)"
+            )));
+        };
+        let source = Path::new(source);
+        let name = source
+            .file_name()
+            .ok_or_else(|| ShellError::DownloadFailed {
+                url: url.to_string(),
+                detail: "the URL names no file".into(),
+            })?;
+        let target = dest_dir.join(name);
+        fs::copy(source, &target).map_err(|e| ShellError::DownloadFailed {
+            url: url.to_string(),
+            detail: e.to_string(),
+        })?;
+        Ok(target)
+    }
+}
+
+/// The outcome of one external command.
+#[derive(Debug)]
+pub struct CommandOutput {
+    pub success: bool,
+    pub output: String,
+}
+
+/// Runs `argv` (no shell) with a time limit, killing it on expiry; stdout and
+/// stderr are merged into the returned text.
+pub fn run_command(
+    argv: &[&str],
+    cwd: Option<&Path>,
+    timeout: Duration,
+) -> io::Result<CommandOutput> {
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| io::Error::other("empty command"))?;
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("LC_ALL", "C");
+    if let Some(cwd) = cwd {
+        command.current_dir(cwd);
+    }
+    let mut child = command.spawn()?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let out_reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = stdout.read_to_end(&mut text);
+        text
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = stderr.read_to_end(&mut text);
+        text
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut output = String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned();
+    output.push_str(&String::from_utf8_lossy(
+        &err_reader.join().unwrap_or_default(),
+    ));
+    match status {
+        Some(status) => Ok(CommandOutput {
+            success: status.success(),
+            output,
+        }),
+        None => Ok(CommandOutput {
+            success: false,
+            output: format!("{output}\ntimed out after {timeout:?}"),
+        }),
+    }
+}
+
+/// Options of one clone (`branch`, `revision`, `shallow`, `history`, `recursive`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CloneOptions {
+    pub branch: Option<String>,
+    pub revision: Option<String>,
+    pub shallow: bool,
+    pub history: bool,
+    pub recursive: bool,
+}
+
+/// Clones git repositories with the `git` binary.
+#[derive(Debug, Clone)]
+pub struct GitClient {
+    pub binary: PathBuf,
+    /// Attempts in all (LAVA: 1 + 6 retries).
+    pub attempts: u32,
+    pub retry_delay: Duration,
+    /// Limit for each git command.
+    pub command_timeout: Duration,
+}
+
+impl Default for GitClient {
+    fn default() -> Self {
+        GitClient {
+            binary: PathBuf::from("git"),
+            attempts: 7,
+            retry_delay: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+impl GitClient {
+    /// Clones `url` into `dest` (which must not exist yet, or is replaced) and
+    /// returns the checked-out commit id.
+    pub fn clone_repository(
+        &self,
+        url: &str,
+        dest: &Path,
+        options: &CloneOptions,
+    ) -> Result<String> {
+        if url.is_empty() || url.starts_with('-') {
+            return Err(ShellError::InvalidEntry(format!("invalid git URL '{url}'")));
+        }
+        for value in [&options.branch, &options.revision].into_iter().flatten() {
+            if value.is_empty() || value.starts_with('-') {
+                return Err(ShellError::InvalidEntry(format!(
+                    "invalid git branch or revision '{value}'"
+                )));
+            }
+        }
+        let mut last_error = String::new();
+        for attempt in 0..self.attempts.max(1) {
+            if attempt > 0 {
+                tracing::warn!(url, attempt, "retrying git clone: {last_error}");
+                std::thread::sleep(self.retry_delay);
+            }
+            match self.clone_once(url, dest, options) {
+                Ok(commit) => return Ok(commit),
+                Err(CloneFailure::Missing(detail)) => return Err(ShellError::GitMissing(detail)),
+                Err(CloneFailure::Failed(detail)) => last_error = detail,
+            }
+        }
+        Err(ShellError::GitFailed {
+            repository: url.to_string(),
+            detail: last_error,
+        })
+    }
+
+    fn git(
+        &self,
+        args: &[&str],
+        cwd: Option<&Path>,
+    ) -> std::result::Result<CommandOutput, CloneFailure> {
+        let binary = self.binary.to_string_lossy();
+        let mut argv = vec![binary.as_ref()];
+        argv.extend_from_slice(args);
+        run_command(&argv, cwd, self.command_timeout).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                CloneFailure::Missing(format!("{}: {e}", self.binary.display()))
+            } else {
+                CloneFailure::Failed(e.to_string())
+            }
+        })
+    }
+
+    fn clone_once(
+        &self,
+        url: &str,
+        dest: &Path,
+        options: &CloneOptions,
+    ) -> std::result::Result<String, CloneFailure> {
+        if fs::symlink_metadata(dest).is_ok() {
+            fs::remove_dir_all(dest).map_err(|e| CloneFailure::Failed(e.to_string()))?;
+        }
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(|e| CloneFailure::Failed(e.to_string()))?;
+        }
+        let dest_text = dest.to_string_lossy().into_owned();
+        let shallow = options.shallow && options.revision.is_none();
+        let mut args: Vec<&str> = vec!["clone"];
+        if options.recursive {
+            args.push("--recurse-submodules");
+        }
+        if let Some(branch) = &options.branch {
+            args.extend(["-b", branch]);
+        }
+        if shallow {
+            args.push("--depth=1");
+        }
+        args.extend(["--", url, &dest_text]);
+        let mut result = self.git(&args, None)?;
+        if !result.success && shallow && result.output.contains("does not support shallow") {
+            tracing::warn!(url, "server refused a shallow clone, cloning in full");
+            args.retain(|a| *a != "--depth=1");
+            let _ = fs::remove_dir_all(dest);
+            result = self.git(&args, None)?;
+        }
+        if !result.success {
+            return Err(CloneFailure::Failed(result.output.trim().to_string()));
+        }
+        if let Some(revision) = &options.revision {
+            let checkout = self.git(
+                &["-C", &dest_text, "checkout", revision.as_str(), "--"],
+                None,
+            )?;
+            if !checkout.success {
+                return Err(CloneFailure::Failed(checkout.output.trim().to_string()));
+            }
+        }
+        let log = self.git(&["-C", &dest_text, "log", "-1", "--pretty=%H"], None)?;
+        if !log.success {
+            return Err(CloneFailure::Failed(log.output.trim().to_string()));
+        }
+        let commit = log.output.trim().to_string();
+        if !options.history {
+            fs::remove_dir_all(dest.join(".git"))
+                .map_err(|e| CloneFailure::Failed(e.to_string()))?;
+        }
+        Ok(commit)
+    }
+}
+
+enum CloneFailure {
+    Missing(String),
+    Failed(String),
+}
+
+/// Unpacks a tar archive (plain or gzip; `compression` as in the job, autodetected
+/// when absent) into `dest`, dropping `strip_components` leading components.
+/// Entries that would land outside `dest` — `..`, absolute names, links pointing
+/// out, writes through links — make the whole unpack fail. Device files and FIFOs
+/// are skipped.
+pub fn unpack_archive(
+    archive: &Path,
+    compression: Option<&str>,
+    strip_components: u32,
+    dest: &Path,
+    url: &str,
+) -> Result<()> {
+    let bad = |detail: String| ShellError::BadArchive {
+        url: url.to_string(),
+        detail,
+    };
+    let mut file =
+        fs::File::open(archive).map_err(|e| ShellError::io("cannot open archive", archive, e))?;
+    let mut magic = [0u8; 2];
+    let is_gzip = file.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
+    let file =
+        fs::File::open(archive).map_err(|e| ShellError::io("cannot open archive", archive, e))?;
+    let reader: Box<dyn Read> = match compression {
+        Some("gz") | Some("gzip") | Some("tgz") => Box::new(flate2::read::GzDecoder::new(file)),
+        None | Some("") | Some("none") if is_gzip => Box::new(flate2::read::GzDecoder::new(file)),
+        None | Some("") | Some("none") => Box::new(file),
+        Some(other) => {
+            return Err(ShellError::Unsupported(format!(
+                "archive compression '{other}'"
+            )));
+        }
+    };
+    fs::create_dir_all(dest).map_err(|e| ShellError::io("cannot create", dest, e))?;
+    let mut tarball = tar::Archive::new(reader);
+    for entry in tarball.entries().map_err(|e| bad(e.to_string()))? {
+        let mut entry = entry.map_err(|e| bad(e.to_string()))?;
+        let name = entry.path().map_err(|e| bad(e.to_string()))?.into_owned();
+        let kept: PathBuf = name
+            .components()
+            .filter(|c| !matches!(c, Component::CurDir))
+            .skip(strip_components as usize)
+            .collect();
+        if kept.as_os_str().is_empty() {
+            continue;
+        }
+        let kept_text = kept.to_string_lossy().into_owned();
+        let relative = checked_relative(&kept_text)?;
+        let kind = entry.header().entry_type();
+        if !(kind.is_file() || kind.is_dir() || kind.is_symlink() || kind.is_hard_link()) {
+            continue;
+        }
+        if kind.is_symlink() || kind.is_hard_link() {
+            let target = entry
+                .link_name()
+                .map_err(|e| bad(e.to_string()))?
+                .ok_or_else(|| bad(format!("link {kept_text} without target")))?
+                .into_owned();
+            let start = if kind.is_symlink() {
+                relative.parent().unwrap_or(Path::new("")).to_path_buf()
+            } else {
+                PathBuf::new()
+            };
+            if !stays_inside(&start, &target) {
+                return Err(ShellError::UnsafePath {
+                    path: kept_text,
+                    reason: format!("link to '{}' points out of the tree", target.display()),
+                });
+            }
+            if kind.is_hard_link() {
+                // Hard link targets are archive names; apply the same stripping.
+                let stripped: PathBuf = target
+                    .components()
+                    .skip(strip_components as usize)
+                    .collect();
+                let source = resolve_inside(dest, &stripped.to_string_lossy())?;
+                let link = resolve_inside(dest, &kept_text)?;
+                if let Some(parent) = link.parent() {
+                    fs::create_dir_all(parent)
+                        .map_err(|e| ShellError::io("cannot create", parent, e))?;
+                }
+                fs::hard_link(&source, &link)
+                    .map_err(|e| ShellError::io("cannot link", &link, e))?;
+                continue;
+            }
+        }
+        let target = match relative.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(parent) => {
+                let parent = resolve_inside(dest, &parent.to_string_lossy())?;
+                fs::create_dir_all(&parent)
+                    .map_err(|e| ShellError::io("cannot create", &parent, e))?;
+                resolve_inside(dest, &kept_text)?
+            }
+            None => dest.join(&relative),
+        };
+        if fs::symlink_metadata(&target)
+            .map(|m| m.file_type().is_symlink())
+            .unwrap_or(false)
+        {
+            return Err(ShellError::UnsafePath {
+                path: kept_text,
+                reason: "replaces a symbolic link".into(),
+            });
+        }
+        entry.set_preserve_permissions(false);
+        entry.set_unpack_xattrs(false);
+        entry
+            .unpack(&target)
+            .map_err(|e| bad(format!("{kept_text}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Whether `target`, read from directory `start` (both relative to the tree
+/// root), stays inside the tree.
+fn stays_inside(start: &Path, target: &Path) -> bool {
+    if target.is_absolute() {
+        return false;
+    }
+    let mut depth: usize = start
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .count();
+    for component in target.components() {
+        match component {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if depth == 0 {
+                    return false;
+                }
+                depth -= 1;
+            }
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_targets_are_checked_lexically() {
+        assert!(stays_inside(Path::new("a/b"), Path::new("../c")));
+        assert!(stays_inside(Path::new("a"), Path::new("..")));
+        assert!(!stays_inside(Path::new("a"), Path::new("../..")));
+        assert!(!stays_inside(Path::new(""), Path::new("/etc/passwd")));
+    }
+
+    #[test]
+    fn commands_run_without_a_shell_and_time_out() {
+        let out = run_command(&["echo", "$(id)", ";", "x"], None, Duration::from_secs(5)).unwrap();
+        assert!(out.success);
+        assert_eq!(out.output, "$(id) ; x\n");
+        let out = run_command(&["sleep", "5"], None, Duration::from_millis(100)).unwrap();
+        assert!(!out.success);
+        assert!(out.output.contains("timed out"));
+    }
+
+    #[test]
+    fn file_downloader_refuses_other_schemes() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            FileUrlDownloader.download(
+                "http://example.invalid/x.tgz",
+                &IndexMap::new(),
+                dir.path()
+            ),
+            Err(ShellError::Unsupported(_))
+        ));
+    }
+}
