@@ -621,7 +621,7 @@ pub fn run_script(
     out.push_str("set -x\n");
     for step in &testdef.run_steps {
         if step.contains("--cmd") || step.contains("--shell") {
-            out.push_str(&POSITIONAL.replace_all(step, r"\$${1}"));
+            out.push_str(&POSITIONAL.replace_all(step, r"\$$${1}"));
         } else {
             out.push_str(step);
         }
