@@ -1,0 +1,98 @@
+//! The one error type of this crate and the LAVA error kind each variant stands for.
+
+use std::time::Duration;
+
+/// Which of LAVA's error classes a [`ConnectionError`] belongs to.
+///
+/// The pipeline maps these onto its own error kinds; the mapping follows LAVA's
+/// `shell.py`: transport failures are `InfrastructureError`, end of file on the
+/// console is `ConnectionClosedError` (a kind of `InfrastructureError`), an invalid
+/// regular expression is a `TestError`, and a timeout is reported separately so the
+/// calling action can raise its own timeout exception.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The lab's fault: a tool is missing, a port cannot be opened, I/O failed.
+    Infrastructure,
+    /// The device connection reached end of file (`ConnectionClosedError`).
+    ConnectionClosed,
+    /// A wait reached its deadline before any awaited pattern appeared.
+    Timeout,
+    /// A pattern given by the job or device is not a valid regular expression.
+    Test,
+    /// The device configuration is unusable (e.g. an unparsable connect command).
+    Configuration,
+    /// The caller used the session wrongly (e.g. sending after disconnecting).
+    Bug,
+}
+
+/// Everything that can go wrong while talking to a device.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// The connection command could not be started.
+    #[error("Cannot run command {command:?}: {source}")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The device configuration's connection command cannot be turned into an argv.
+    #[error("Invalid connection command {command:?}: {reason}")]
+    InvalidCommand { command: String, reason: String },
+    /// A transport-level I/O failure (open, read, write, configure).
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// End of file on the connection while something was awaited.
+    #[error("Connection closed while waiting for {awaited}")]
+    ConnectionClosed { awaited: String },
+    /// The deadline passed before anything awaited appeared.
+    #[error("Timed out after {:.3} seconds waiting for {awaited}", waited.as_secs_f64())]
+    Timeout { awaited: String, waited: Duration },
+    /// A pattern is not a valid regular expression.
+    #[error("Invalid regular expression {pattern:?}: {source}")]
+    InvalidPattern {
+        pattern: String,
+        #[source]
+        source: Box<regex::Error>,
+    },
+    /// A prompt was awaited on a session that has no prompt list (LAVA's `prompt_str is None`).
+    #[error("no prompt configured for {connection}")]
+    NoPrompt { connection: String },
+    /// The session was used after it was disconnected.
+    #[error("{operation} called on a disconnected connection")]
+    Disconnected { operation: &'static str },
+}
+
+impl ConnectionError {
+    /// The LAVA error class this error belongs to.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ConnectionError::Spawn { .. } | ConnectionError::Io { .. } => ErrorKind::Infrastructure,
+            ConnectionError::InvalidCommand { .. } => ErrorKind::Configuration,
+            ConnectionError::ConnectionClosed { .. } => ErrorKind::ConnectionClosed,
+            ConnectionError::Timeout { .. } => ErrorKind::Timeout,
+            ConnectionError::InvalidPattern { .. } => ErrorKind::Test,
+            ConnectionError::Disconnected { .. } | ConnectionError::NoPrompt { .. } => {
+                ErrorKind::Bug
+            }
+        }
+    }
+
+    /// True for errors LAVA reports as `InfrastructureError` (closed connections included).
+    pub fn is_infrastructure(&self) -> bool {
+        matches!(
+            self.kind(),
+            ErrorKind::Infrastructure | ErrorKind::ConnectionClosed
+        )
+    }
+
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        ConnectionError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}

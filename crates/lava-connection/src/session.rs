@@ -1,0 +1,494 @@
+//! [`ShellSession`]: a prompt-matching conversation with a device over any [`Transport`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::error::ConnectionError;
+use crate::lines::LineSplitter;
+use crate::log::ConsoleLog;
+use crate::matcher::{DEFAULT_MAX_BUFFER, DEFAULT_MAX_MATCH_SPAN, Match, Patterns};
+use crate::received::ReceivedText;
+use crate::transport::Transport;
+use crate::transport::pty::PtyCommand;
+
+/// LAVA's default line separator (`LINE_SEPARATOR`); UEFI menus use `"\r\n"`.
+pub const LINE_SEPARATOR: &str = "\n";
+
+/// How a [`ShellSession`] behaves. The defaults are LAVA's.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Regular expressions of the shell prompt (`prompts` of the boot action, else the
+    /// device constant `default-shell-prompt`).
+    pub prompts: Vec<String>,
+    /// Appended by [`ShellSession::sendline`].
+    pub linesep: String,
+    /// Pause after each character sent (device `character_delays.<section>`, in ms).
+    pub character_delay: Duration,
+    /// Bytes asked for per read.
+    pub read_size: usize,
+    /// Unconsumed text kept for [`Match::before`] (older text is dropped).
+    pub max_buffer: usize,
+    /// Longest match of an unbounded pattern (`.*`, `\S+`), like pexpect's
+    /// `searchwindowsize`: see [`SessionConfig::with_spawn_maxread`].
+    pub max_match_span: usize,
+    /// Bound on one send (a device that stops reading must not hang the job).
+    pub write_timeout: Duration,
+    /// Time [`ShellSession::disconnect`] gives the transport to end before killing it.
+    pub close_grace: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            prompts: Vec::new(),
+            linesep: LINE_SEPARATOR.to_string(),
+            character_delay: Duration::ZERO,
+            read_size: 64 * 1024,
+            max_buffer: DEFAULT_MAX_BUFFER,
+            max_match_span: DEFAULT_MAX_MATCH_SPAN,
+            write_timeout: Duration::from_secs(30),
+            close_grace: Duration::from_secs(1),
+        }
+    }
+}
+
+impl SessionConfig {
+    /// Sizes the search window from the device constant `spawn_maxread` as LAVA does
+    /// (`searchwindowsize = 2 * spawn_maxread`).
+    pub fn with_spawn_maxread(mut self, spawn_maxread: usize) -> Self {
+        self.max_match_span = 2 * spawn_maxread.max(1);
+        self
+    }
+
+    pub fn with_prompts<S: AsRef<str>>(mut self, prompts: &[S]) -> Self {
+        self.prompts = prompts.iter().map(|p| p.as_ref().to_string()).collect();
+        self
+    }
+
+    /// Character delay in milliseconds, as written in `character_delays`.
+    pub fn with_character_delay_ms(mut self, ms: u64) -> Self {
+        self.character_delay = Duration::from_millis(ms);
+        self
+    }
+}
+
+/// A shell (or bootloader, or login prompt) on a device, reached through a transport.
+///
+/// Everything received is logged as `target` lines and everything sent as `input` lines
+/// through the [`ConsoleLog`]. Reading happens only inside the waits, so each wait sees
+/// all the output since the previous match, and nothing earlier.
+pub struct ShellSession {
+    transport: Box<dyn Transport>,
+    log: Arc<dyn ConsoleLog>,
+    received: ReceivedText,
+    sent: LineSplitter,
+    prompts: Option<Patterns>,
+    linesep: String,
+    character_delay: Duration,
+    write_timeout: Duration,
+    close_grace: Duration,
+    read_buf: Vec<u8>,
+    eof: bool,
+    connected: bool,
+}
+
+impl std::fmt::Debug for ShellSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShellSession")
+            .field("transport", &self.transport.describe())
+            .field("prompts", &self.prompts.as_ref().map(Patterns::sources))
+            .field("linesep", &self.linesep)
+            .field("connected", &self.connected)
+            .field("eof", &self.eof)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ShellSession {
+    /// A session over an open transport.
+    pub fn new(
+        transport: impl Transport + 'static,
+        log: Arc<dyn ConsoleLog>,
+        config: SessionConfig,
+    ) -> Result<Self, ConnectionError> {
+        let prompts = if config.prompts.is_empty() {
+            None
+        } else {
+            Some(Patterns::new(&config.prompts)?)
+        };
+        Ok(ShellSession {
+            transport: Box::new(transport),
+            log,
+            received: ReceivedText::new(config.max_buffer, config.max_match_span),
+            sent: LineSplitter::new(),
+            prompts,
+            linesep: config.linesep,
+            character_delay: config.character_delay,
+            write_timeout: config.write_timeout,
+            close_grace: config.close_grace,
+            read_buf: vec![0; config.read_size.max(1)],
+            eof: false,
+            connected: true,
+        })
+    }
+
+    /// Starts `command` on a pty and opens a session on it. Must be called within a
+    /// tokio runtime.
+    pub fn spawn(
+        command: PtyCommand,
+        log: Arc<dyn ConsoleLog>,
+        config: SessionConfig,
+    ) -> Result<Self, ConnectionError> {
+        let transport = command.spawn()?;
+        Self::new(transport, log, config)
+    }
+
+    /// What the session is connected to.
+    pub fn describe(&self) -> &str {
+        self.transport.describe()
+    }
+
+    /// True until [`ShellSession::disconnect`] or [`ShellSession::finalise`].
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// True once the device side reached end of file.
+    pub fn at_eof(&self) -> bool {
+        self.eof
+    }
+
+    /// Replaces the prompt list.
+    pub fn set_prompts<S: AsRef<str>>(&mut self, prompts: &[S]) -> Result<(), ConnectionError> {
+        let patterns = Patterns::new(prompts)?;
+        self.log.debug(&format!(
+            "Setting prompt string to {}",
+            python_list(patterns.sources())
+        ));
+        self.prompts = Some(patterns);
+        Ok(())
+    }
+
+    /// The current prompt list.
+    pub fn prompts(&self) -> Option<&Patterns> {
+        self.prompts.as_ref()
+    }
+
+    pub fn set_linesep(&mut self, linesep: &str) {
+        self.linesep = linesep.to_string();
+    }
+
+    pub fn linesep(&self) -> &str {
+        &self.linesep
+    }
+
+    pub fn set_character_delay(&mut self, delay: Duration) {
+        self.character_delay = delay;
+    }
+
+    pub fn character_delay(&self) -> Duration {
+        self.character_delay
+    }
+
+    /// The transport, e.g. to ask a [`crate::PtyTransport`] for its pid.
+    pub fn transport_mut(&mut self) -> &mut dyn Transport {
+        &mut *self.transport
+    }
+
+    /// Text received and not consumed by a match yet.
+    pub fn unconsumed(&self) -> &str {
+        self.received.unconsumed()
+    }
+
+    /// Sends `text` as is, pausing the character delay after each character.
+    pub async fn send(&mut self, text: &str) -> Result<(), ConnectionError> {
+        self.ensure_connected("send")?;
+        self.write_text(text).await
+    }
+
+    /// Sends `line` followed by the line separator (LAVA's `sendline`).
+    pub async fn sendline(&mut self, line: &str) -> Result<(), ConnectionError> {
+        self.ensure_connected("sendline")?;
+        if !self.character_delay.is_zero() {
+            self.log.debug(&format!(
+                "Sending with {} millisecond of delay",
+                self.character_delay.as_millis()
+            ));
+        }
+        self.log
+            .debug(&format!("Sending line: {}", python_repr(line)));
+        self.write_text(line).await?;
+        let linesep = std::mem::take(&mut self.linesep);
+        let result = self.write_text(&linesep).await;
+        self.linesep = linesep;
+        result
+    }
+
+    /// Sends Ctrl-`key` (e.g. `'c'` for an interrupt, `']'` for telnet's escape).
+    pub async fn send_control(&mut self, key: char) -> Result<(), ConnectionError> {
+        self.ensure_connected("sendcontrol")?;
+        self.log.debug(&format!(
+            "Sending character: {}",
+            python_repr(&key.to_string())
+        ));
+        let byte = (key.to_ascii_lowercase() as u32 & 0x1f) as u8;
+        let byte = if key == '?' { 0x7f } else { byte };
+        self.write_bytes(&[byte]).await
+    }
+
+    /// Waits until one of `patterns` appears in the output, or `deadline`.
+    ///
+    /// Returns the first match in the output (earliest start; on a tie the pattern listed
+    /// first). The match consumes all output up to its end.
+    pub async fn wait_for(
+        &mut self,
+        patterns: &Patterns,
+        deadline: Instant,
+    ) -> Result<Match, ConnectionError> {
+        self.wait_described(patterns, deadline, || patterns.describe())
+            .await
+    }
+
+    /// [`ShellSession::wait_for`] with patterns compiled on the spot.
+    pub async fn expect<S: AsRef<str>>(
+        &mut self,
+        patterns: &[S],
+        deadline: Instant,
+    ) -> Result<Match, ConnectionError> {
+        let patterns = Patterns::new(patterns)?;
+        self.wait_for(&patterns, deadline).await
+    }
+
+    /// Waits for one of the configured prompts.
+    pub async fn wait_for_prompt(&mut self, deadline: Instant) -> Result<Match, ConnectionError> {
+        let Some(prompts) = self.prompts.take() else {
+            return Err(ConnectionError::NoPrompt {
+                connection: self.describe().to_string(),
+            });
+        };
+        let result = self
+            .wait_described(&prompts, deadline, || {
+                format!("prompt {}", prompts.describe())
+            })
+            .await;
+        self.prompts = Some(prompts);
+        result
+    }
+
+    /// Reads for `duration` and logs the lines as `feedback` (LAVA's `listen_feedback`
+    /// on another namespace's connection). The text read is consumed. Returns the number
+    /// of bytes read; end of file is not an error here.
+    pub async fn listen_feedback(
+        &mut self,
+        duration: Duration,
+        namespace: Option<&str>,
+    ) -> Result<usize, ConnectionError> {
+        let deadline = Instant::now() + duration;
+        let mut total = 0;
+        while !self.eof {
+            let read = tokio::time::timeout_at(deadline, self.transport.read(&mut self.read_buf));
+            let n = match read.await {
+                Err(_elapsed) => break,
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return Err(self.read_error(e)),
+            };
+            let log = &self.log;
+            if n == 0 {
+                self.eof = true;
+                self.received
+                    .finish(|line| log.feedback_line(line, namespace));
+                break;
+            }
+            total += n;
+            self.received.push_bytes(&self.read_buf[..n], |line| {
+                log.feedback_line(line, namespace)
+            });
+        }
+        self.received.clear();
+        Ok(total)
+    }
+
+    /// Ends the session gracefully: flushes held partial lines to the log and closes the
+    /// transport (processes get the grace period, then are killed).
+    pub async fn disconnect(&mut self, reason: &str) -> Result<(), ConnectionError> {
+        if !self.connected {
+            self.log.debug("Already disconnected");
+            return Ok(());
+        }
+        self.log.debug(&format!(
+            "Disconnecting from {}: {reason}",
+            self.transport.describe()
+        ));
+        self.connected = false;
+        self.flush_logs();
+        self.transport.close(self.close_grace).await
+    }
+
+    /// Ends the session now: kills the transport and flushes the log.
+    pub fn finalise(&mut self) {
+        self.connected = false;
+        self.transport.kill();
+        self.flush_logs();
+    }
+
+    fn ensure_connected(&self, operation: &'static str) -> Result<(), ConnectionError> {
+        if self.connected {
+            Ok(())
+        } else {
+            Err(ConnectionError::Disconnected { operation })
+        }
+    }
+
+    async fn wait_described(
+        &mut self,
+        patterns: &Patterns,
+        deadline: Instant,
+        describe: impl Fn() -> String,
+    ) -> Result<Match, ConnectionError> {
+        let started = Instant::now();
+        loop {
+            if let Some(found) = self.received.find(patterns) {
+                return Ok(found);
+            }
+            if self.eof || !self.connected {
+                return Err(ConnectionError::ConnectionClosed {
+                    awaited: describe(),
+                });
+            }
+            let read = tokio::time::timeout_at(deadline, self.transport.read(&mut self.read_buf));
+            let n = match read.await {
+                Err(_elapsed) => {
+                    return Err(ConnectionError::Timeout {
+                        awaited: describe(),
+                        waited: started.elapsed(),
+                    });
+                }
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return Err(self.read_error(e)),
+            };
+            let log = &self.log;
+            if n == 0 {
+                // End of file: nothing more will complete the held line.
+                self.eof = true;
+                self.received.finish(|line| log.target_line(line));
+                continue;
+            }
+            self.received
+                .push_bytes(&self.read_buf[..n], |line| log.target_line(line));
+        }
+    }
+
+    fn read_error(&self, e: std::io::Error) -> ConnectionError {
+        ConnectionError::io(format!("Reading from {}", self.transport.describe()), e)
+    }
+
+    async fn write_text(&mut self, text: &str) -> Result<(), ConnectionError> {
+        if text.is_empty() {
+            return Ok(());
+        }
+        if self.character_delay.is_zero() {
+            self.write_bytes(text.as_bytes()).await?;
+        } else {
+            let mut utf8 = [0u8; 4];
+            for c in text.chars() {
+                self.write_bytes(c.encode_utf8(&mut utf8).as_bytes())
+                    .await?;
+                tokio::time::sleep(self.character_delay).await;
+            }
+        }
+        let log = &self.log;
+        self.sent.push(text, |line| log.input_line(line));
+        Ok(())
+    }
+
+    async fn write_bytes(&mut self, bytes: &[u8]) -> Result<(), ConnectionError> {
+        let write = async {
+            self.transport.write_all(bytes).await?;
+            self.transport.flush().await
+        };
+        match tokio::time::timeout(self.write_timeout, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) if is_closed(&e) => Err(ConnectionError::ConnectionClosed {
+                awaited: "the device to accept input".into(),
+            }),
+            Ok(Err(e)) => Err(ConnectionError::io(
+                format!("Writing to {}", self.transport.describe()),
+                e,
+            )),
+            Err(_elapsed) => Err(ConnectionError::Timeout {
+                awaited: format!("{} to accept input", self.transport.describe()),
+                waited: self.write_timeout,
+            }),
+        }
+    }
+
+    fn flush_logs(&mut self) {
+        let log = &self.log;
+        self.sent.finish(|line| log.input_line(line));
+        self.received.finish(|line| log.target_line(line));
+    }
+}
+
+impl Drop for ShellSession {
+    fn drop(&mut self) {
+        // The transport's own drop kills what runs behind it; keep the log complete.
+        self.flush_logs();
+    }
+}
+
+fn is_closed(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        BrokenPipe | ConnectionReset | ConnectionAborted | NotConnected | UnexpectedEof
+    ) || e.raw_os_error() == Some(libc::EIO)
+}
+
+/// Python's `repr()` of a string, as LAVA's debug lines show sent text.
+pub(crate) fn python_repr(text: &str) -> String {
+    let quote = if text.contains('\'') && !text.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push(quote);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+fn python_list(items: &[String]) -> String {
+    let items: Vec<String> = items.iter().map(|s| python_repr(s)).collect();
+    format!("[{}]", items.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repr_like_python() {
+        assert_eq!(python_repr("ls -l"), "'ls -l'");
+        assert_eq!(python_repr("it's"), "\"it's\"");
+        assert_eq!(python_repr("a'b\"\n\x03"), "'a\\'b\"\\n\\x03'");
+    }
+}
