@@ -30,7 +30,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 /// Bounds on what clients can make the coordinator hold in memory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GroupLimits {
     /// Groups alive at once.
     pub max_groups: usize,
@@ -267,13 +267,13 @@ impl Groups {
             tracing::error!(group = %group_name, %client, "Unrecognised request {name:?}");
             return Outcome::nack();
         };
-        let limits = self.limits.clone();
+        let limits = self.limits;
         let group = self
             .groups
             .get_mut(group_name)
             .expect("admit() created or found the group");
         group.last_activity = now;
-        let outcome = match operation {
+        match operation {
             Operation::GroupData => group_data(group),
             Operation::LavaSend => lava_send(group, request, client, &limits),
             Operation::LavaWait => lava_wait(group, request, client),
@@ -291,15 +291,14 @@ impl Groups {
                     tracing::debug!("Clearing group data for {group_name}");
                     self.groups.remove(group_name);
                 }
-                return Outcome::ack();
+                Outcome::ack()
             }
             Operation::Aggregate => aggregate(group, request, client, &limits),
             Operation::Complete => {
                 tracing::info!(group = %group_name, %client, "coordinator communication is complete");
                 Outcome::Close
             }
-        };
-        outcome
+        }
     }
 
     /// LAVA's steps 4 and 5: create the group if it is new and register the
@@ -588,8 +587,7 @@ mod tests {
     }
 
     fn registered(members: &[(&str, &str)]) -> (Groups, Vec<Envelope>) {
-        let mut groups = Groups::default();
-        groups.limits = GroupLimits::default();
+        let mut groups = Groups::new(GroupLimits::default());
         let envelopes: Vec<_> = members.iter().map(|(c, r)| member(c, r)).collect();
         for envelope in &envelopes {
             reply(&mut groups, &envelope.group_data(members.len() as u64));

@@ -113,7 +113,7 @@ impl Coordinator {
                 }
             }
         };
-        let groups = Mutex::new(Groups::new(settings.limits.clone()));
+        let groups = Mutex::new(Groups::new(settings.limits));
         Ok(Coordinator {
             listener,
             shared: Arc::new(Shared {

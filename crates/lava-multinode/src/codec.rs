@@ -134,18 +134,14 @@ async fn read_frame_unbounded<R: AsyncRead + Unpin>(
     }
     if received < HEADER_LEN {
         // Judge what we have: bad hex is a bad header, good hex is truncation.
-        parse_header(&header).or_else(|_| {
-            if header[..received].iter().all(u8::is_ascii_hexdigit) {
-                Err(FrameError::Truncated {
-                    received,
-                    expected: HEADER_LEN,
-                })
-            } else {
-                Err(FrameError::BadHeader(
-                    String::from_utf8_lossy(&header[..received]).into_owned(),
-                ))
+        return Err(if header[..received].iter().all(u8::is_ascii_hexdigit) {
+            FrameError::Truncated {
+                received,
+                expected: HEADER_LEN,
             }
-        })?;
+        } else {
+            FrameError::BadHeader(String::from_utf8_lossy(&header[..received]).into_owned())
+        });
     }
     let length = parse_header(&header)?;
     if length > limit {
@@ -220,14 +216,14 @@ impl serde_json::ser::Formatter for PythonStyle {
             if ch.is_ascii() {
                 continue;
             }
-            writer.write_all(fragment[start..index].as_bytes())?;
+            writer.write_all(&fragment.as_bytes()[start..index])?;
             let mut units = [0u16; 2];
             for unit in ch.encode_utf16(&mut units) {
                 write!(writer, "\\u{unit:04x}")?;
             }
             start = index + ch.len_utf8();
         }
-        writer.write_all(fragment[start..].as_bytes())
+        writer.write_all(&fragment.as_bytes()[start..])
     }
 }
 
