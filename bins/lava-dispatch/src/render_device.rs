@@ -1,6 +1,8 @@
 //! `lava-dispatch render-device`: print the rendered device configuration of a dictionary.
 
 use clap::Args;
+use lava_device::{Context, Renderer, load_context};
+use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -15,6 +17,17 @@ pub struct RenderDeviceArgs {
     pub dictionary: PathBuf,
 }
 
-pub fn run(_args: &RenderDeviceArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("render-device is not implemented yet")
+/// Render the dictionary and write the result to stdout byte for byte (Jinja2 drops the
+/// template's final newline, and so do we: nothing is added).
+pub fn run(args: &RenderDeviceArgs) -> anyhow::Result<i32> {
+    let context = match &args.context {
+        Some(path) => load_context(path)?,
+        None => Context::new(),
+    };
+    let renderer = Renderer::with_defaults(args.paths.iter().cloned());
+    let text = renderer.render_file(&args.dictionary, &context)?;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()?;
+    Ok(0)
 }

@@ -1,0 +1,619 @@
+//! The device configuration: the rendered YAML, typed for the keys the dispatcher reads, with
+//! the raw mapping kept for the keys strategies read themselves.
+
+use crate::error::DeviceError;
+use crate::render::Renderer;
+use indexmap::IndexMap;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_yaml::{Mapping, Value};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A device command: LAVA accepts one string or a list of strings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum CommandList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl CommandList {
+    /// The commands, one per element.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            CommandList::One(s) => vec![s.clone()],
+            CommandList::Many(v) => v.clone(),
+        }
+    }
+
+    /// True when there is no command to run.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            CommandList::One(s) => s.is_empty(),
+            CommandList::Many(v) => v.is_empty(),
+        }
+    }
+}
+
+/// One entry of `commands.connections`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionCommand {
+    #[serde(default)]
+    pub connect: Option<String>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub tags: Vec<String>,
+}
+
+/// One entry of `commands.users`: a named command pair the job can call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserCommand {
+    #[serde(rename = "do")]
+    pub do_: CommandList,
+    #[serde(default)]
+    pub undo: Option<CommandList>,
+}
+
+/// The `commands` section: how the worker reaches and powers the device.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Commands {
+    #[serde(default)]
+    pub connect: Option<String>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub connections: IndexMap<String, ConnectionCommand>,
+    #[serde(default)]
+    pub hard_reset: Option<CommandList>,
+    #[serde(default)]
+    pub soft_reboot: Option<CommandList>,
+    #[serde(default)]
+    pub power_on: Option<CommandList>,
+    #[serde(default)]
+    pub power_off: Option<CommandList>,
+    #[serde(default)]
+    pub pre_power_command: Option<CommandList>,
+    #[serde(default)]
+    pub pre_os_command: Option<CommandList>,
+    #[serde(default)]
+    pub recovery_mode: Option<CommandList>,
+    #[serde(default)]
+    pub recovery_exit: Option<CommandList>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub users: IndexMap<String, UserCommand>,
+    #[serde(default)]
+    pub must_use_connection: Option<Value>,
+}
+
+/// `actions.deploy` or `actions.boot`: the methods the device supports (method name →
+/// its parameters, often null), its connections and section parameters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ActionSection {
+    #[serde(default, deserialize_with = "null_default")]
+    pub methods: IndexMap<String, Value>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub connections: IndexMap<String, Value>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub parameters: Mapping,
+}
+
+impl ActionSection {
+    /// Whether `method` is listed.
+    pub fn has_method(&self, method: &str) -> bool {
+        self.methods.contains_key(method)
+    }
+
+    /// `methods.<method>.parameters`, when that is a mapping.
+    pub fn method_parameters(&self, method: &str) -> Option<&Mapping> {
+        self.methods
+            .get(method)?
+            .as_mapping()?
+            .get("parameters")?
+            .as_mapping()
+    }
+}
+
+/// The `actions` section.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Actions {
+    #[serde(default, deserialize_with = "null_default")]
+    pub deploy: ActionSection,
+    #[serde(default, deserialize_with = "null_default")]
+    pub boot: ActionSection,
+    #[serde(default)]
+    pub test: Option<Value>,
+}
+
+/// A timeout as LAVA writes it: any of days, hours, minutes, seconds (summed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timeout {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hours: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minutes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip: Option<bool>,
+}
+
+impl Timeout {
+    /// The total duration.
+    pub fn duration(&self) -> Duration {
+        let secs = self.days.unwrap_or(0) * 86_400
+            + self.hours.unwrap_or(0) * 3_600
+            + self.minutes.unwrap_or(0) * 60
+            + self.seconds.unwrap_or(0);
+        Duration::from_secs(secs)
+    }
+}
+
+/// The `timeouts` section: device defaults for named actions and connections.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceTimeouts {
+    #[serde(default, deserialize_with = "null_default")]
+    pub actions: IndexMap<String, Timeout>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub connections: IndexMap<String, Timeout>,
+}
+
+/// `character_delays`: milliseconds between characters sent in each section.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CharacterDelays {
+    #[serde(default)]
+    pub deploy: Option<u64>,
+    #[serde(default)]
+    pub boot: Option<u64>,
+    #[serde(default)]
+    pub test: Option<u64>,
+}
+
+/// The typed part of a device configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Typed {
+    #[serde(default, deserialize_with = "scalar_string")]
+    hostname: Option<String>,
+    #[serde(default, deserialize_with = "scalar_string")]
+    devicetype: Option<String>,
+    #[serde(default, deserialize_with = "scalar_string")]
+    device_type: Option<String>,
+    #[serde(default, deserialize_with = "null_default")]
+    commands: Commands,
+    #[serde(default, deserialize_with = "null_default")]
+    actions: Actions,
+    #[serde(default, deserialize_with = "null_default")]
+    timeouts: DeviceTimeouts,
+    #[serde(default, deserialize_with = "null_default")]
+    parameters: Mapping,
+    #[serde(default, deserialize_with = "null_default")]
+    constants: Mapping,
+    #[serde(default, deserialize_with = "null_default")]
+    character_delays: CharacterDelays,
+    #[serde(default, deserialize_with = "scalar_string")]
+    power_state: Option<String>,
+    #[serde(default, deserialize_with = "null_default")]
+    available_architectures: Vec<String>,
+}
+
+/// A loaded device configuration.
+///
+/// The fields are the keys the dispatcher itself uses; [`DeviceConfig::raw`] is the whole
+/// mapping (with LAVA's load-time defaults `power_state: off` and `dynamic_data: {}`) for
+/// the keys that deploy and boot strategies read on their own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceConfig {
+    /// `hostname` (LAVA exports it as `LAVA_DEVICE_HOSTNAME`).
+    pub hostname: Option<String>,
+    /// `devicetype`, or the older `device_type`.
+    pub device_type: Option<String>,
+    pub commands: Commands,
+    pub actions: Actions,
+    pub timeouts: DeviceTimeouts,
+    pub parameters: Mapping,
+    pub constants: Mapping,
+    pub character_delays: CharacterDelays,
+    /// `power_state`, `off` unless the configuration says otherwise.
+    pub power_state: String,
+    pub available_architectures: Vec<String>,
+    raw: Mapping,
+    source: PathBuf,
+}
+
+impl DeviceConfig {
+    /// Load a rendered device configuration (YAML) from `path`.
+    pub fn load(path: impl AsRef<Path>) -> Result<DeviceConfig, DeviceError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| DeviceError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        DeviceConfig::from_yaml_str(&text, path)
+    }
+
+    /// Parse a device configuration from YAML text; `origin` names it in errors.
+    pub fn from_yaml_str(
+        text: &str,
+        origin: impl AsRef<Path>,
+    ) -> Result<DeviceConfig, DeviceError> {
+        let origin = origin.as_ref();
+        let value: Value = serde_yaml::from_str(text).map_err(|err| DeviceError::Parse {
+            path: origin.to_path_buf(),
+            message: err.to_string(),
+        })?;
+        DeviceConfig::from_value(value, origin)
+    }
+
+    /// Build a device configuration from an already parsed YAML value.
+    pub fn from_value(value: Value, origin: impl AsRef<Path>) -> Result<DeviceConfig, DeviceError> {
+        let path = origin.as_ref().to_path_buf();
+        let mut raw = match value {
+            Value::Null => return Err(DeviceError::Empty { path }),
+            Value::Mapping(map) if map.is_empty() => return Err(DeviceError::Empty { path }),
+            Value::Mapping(map) => map,
+            Value::Tagged(tagged) => {
+                return DeviceConfig::from_value(tagged.value, path);
+            }
+            other => {
+                return Err(DeviceError::NotMapping {
+                    path,
+                    found: yaml_kind(&other),
+                });
+            }
+        };
+        if !raw.contains_key("power_state") {
+            raw.insert("power_state".into(), "off".into());
+        }
+        if !raw.contains_key("dynamic_data") {
+            raw.insert("dynamic_data".into(), Value::Mapping(Mapping::new()));
+        }
+        require(&raw, &path, &["constants"], true)?;
+        require(&raw, &path, &["parameters"], false)?;
+        require(&raw, &path, &["timeouts", "actions"], true)?;
+        require(&raw, &path, &["timeouts", "connections"], true)?;
+        // Deserializing from text (not from the Value) makes serde_yaml name the key path.
+        let text = serde_yaml::to_string(&raw).map_err(|err| DeviceError::Invalid {
+            path: path.clone(),
+            key: "<root>".into(),
+            message: err.to_string(),
+        })?;
+        let typed: Typed = serde_yaml::from_str(&text).map_err(|err| {
+            let message = err.to_string();
+            // serde_yaml prefixes the key path ("commands.hard_reset: invalid type ...").
+            let (key, message) = match message.split_once(": ") {
+                Some((key, rest)) if !key.contains(' ') => (key.to_string(), rest.to_string()),
+                _ => ("<root>".to_string(), message),
+            };
+            DeviceError::Invalid {
+                path: path.clone(),
+                key,
+                message,
+            }
+        })?;
+        Ok(DeviceConfig {
+            hostname: typed.hostname,
+            device_type: typed.devicetype.or(typed.device_type),
+            commands: typed.commands,
+            actions: typed.actions,
+            timeouts: typed.timeouts,
+            parameters: typed.parameters,
+            constants: typed.constants,
+            character_delays: typed.character_delays,
+            power_state: typed.power_state.unwrap_or_else(|| "off".to_string()),
+            available_architectures: typed.available_architectures,
+            raw,
+            source: path,
+        })
+    }
+
+    /// The whole configuration mapping, with the load-time defaults.
+    pub fn raw(&self) -> &Mapping {
+        &self.raw
+    }
+
+    /// A top-level key of the raw mapping.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.raw.get(key)
+    }
+
+    /// Follow a key path through nested mappings: `config.lookup(&["actions", "boot"])`.
+    pub fn lookup(&self, keys: &[&str]) -> Option<&Value> {
+        let (first, rest) = keys.split_first()?;
+        let mut value = self.raw.get(*first)?;
+        for key in rest {
+            value = value.as_mapping()?.get(*key)?;
+        }
+        Some(value)
+    }
+
+    /// The file (or name) this configuration was loaded from.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// `dynamic_data` (an empty mapping unless the configuration has one).
+    pub fn dynamic_data(&self) -> Option<&Mapping> {
+        self.raw.get("dynamic_data")?.as_mapping()
+    }
+
+    /// LAVA's `get_constant`: `constants[prefix][key]`, or `constants[key]` without a prefix.
+    pub fn get_constant(&self, key: &str, prefix: Option<&str>) -> Result<&Value, DeviceError> {
+        let found = match prefix {
+            Some(prefix) => self
+                .constants
+                .get(prefix)
+                .and_then(Value::as_mapping)
+                .and_then(|m| m.get(key)),
+            None => self.constants.get(key),
+        };
+        found.ok_or_else(|| DeviceError::Missing {
+            path: self.source.clone(),
+            key: match prefix {
+                Some(prefix) => format!("constants.{prefix}.{key}"),
+                None => format!("constants.{key}"),
+            },
+        })
+    }
+
+    /// The primary console command: `commands.connect`, else the connection tagged
+    /// `primary` in `commands.connections` (empty when there is none), as LAVA picks it.
+    pub fn connect_command(&self) -> String {
+        if let Some(connect) = &self.commands.connect {
+            return connect.clone();
+        }
+        for conn in self.commands.connections.values() {
+            let Some(connect) = &conn.connect else {
+                return String::new();
+            };
+            if conn.tags.iter().any(|t| t == "primary") {
+                return connect.clone();
+            }
+        }
+        String::new()
+    }
+
+    /// `commands.hard_reset` as a list (empty when absent).
+    pub fn hard_reset_command(&self) -> Vec<String> {
+        command_vec(&self.commands.hard_reset)
+    }
+
+    /// `commands.soft_reboot` as a list (empty when absent).
+    pub fn soft_reboot_command(&self) -> Vec<String> {
+        command_vec(&self.commands.soft_reboot)
+    }
+
+    /// `commands.power_on` as a list (empty when absent).
+    pub fn power_on_command(&self) -> Vec<String> {
+        command_vec(&self.commands.power_on)
+    }
+
+    /// `commands.power_off` as a list (empty when absent).
+    pub fn power_off_command(&self) -> Vec<String> {
+        command_vec(&self.commands.power_off)
+    }
+
+    /// Serialize the raw mapping back to YAML.
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(&self.raw).unwrap_or_default()
+    }
+}
+
+fn command_vec(command: &Option<CommandList>) -> Vec<String> {
+    command
+        .as_ref()
+        .map(CommandList::to_vec)
+        .unwrap_or_default()
+}
+
+/// Check that the key path exists (and, with `mapping`, that it holds a mapping).
+fn require(raw: &Mapping, path: &Path, keys: &[&str], mapping: bool) -> Result<(), DeviceError> {
+    let mut current = raw;
+    for (i, key) in keys.iter().enumerate() {
+        let name = keys[..=i].join(".");
+        let Some(value) = current.get(*key) else {
+            return Err(DeviceError::Missing {
+                path: path.to_path_buf(),
+                key: name,
+            });
+        };
+        let last = i + 1 == keys.len();
+        if !last || mapping {
+            match value.as_mapping() {
+                Some(m) => current = m,
+                None => {
+                    return Err(DeviceError::Invalid {
+                        path: path.to_path_buf(),
+                        key: name,
+                        message: format!("expected a mapping, found {}", yaml_kind(value)),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A short name for the kind of a YAML value, for error messages.
+pub(crate) fn yaml_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+/// Deserialize a null as the type's default (LAVA templates often write `key:` with nothing).
+fn null_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// A scalar (string, number or boolean) as a string; null as `None`.
+fn scalar_string<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    use serde::de::Error;
+    match Value::deserialize(deserializer)? {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s)),
+        Value::Number(n) => Ok(Some(n.to_string())),
+        Value::Bool(b) => Ok(Some(b.to_string())),
+        other => Err(D::Error::custom(format!(
+            "expected a string, found {}",
+            yaml_kind(&other)
+        ))),
+    }
+}
+
+/// Render the device dictionary at `dictionary` with `renderer` and `context`, then load the
+/// result as a device configuration.
+pub fn render_device(
+    renderer: &Renderer,
+    dictionary: &Path,
+    context: &Mapping,
+) -> Result<DeviceConfig, DeviceError> {
+    let text = renderer.render_file(dictionary, context)?;
+    DeviceConfig::from_yaml_str(&text, dictionary)
+}
+
+/// What `lava-run --device FILE` accepts: a device dictionary (`*.jinja2`, rendered with
+/// `renderer` and the job's `context`) or an already rendered configuration (YAML).
+pub fn load_device(
+    path: &Path,
+    renderer: &Renderer,
+    context: &Mapping,
+) -> Result<DeviceConfig, DeviceError> {
+    if is_dictionary(path) {
+        render_device(renderer, path, context)
+    } else {
+        DeviceConfig::load(path)
+    }
+}
+
+/// Whether `path` names a device dictionary (a `.jinja2` file) rather than rendered YAML.
+pub fn is_dictionary(path: &Path) -> bool {
+    path.extension().is_some_and(|ext| ext == "jinja2")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "\
+constants: {failure_retry: 1, posix: {lava_test_sh_cmd: /bin/sh}}
+parameters:
+timeouts:
+  actions: {power-off: {seconds: 10}}
+  connections: {lava-test-shell: {minutes: 2}}
+";
+
+    fn parse(text: &str) -> Result<DeviceConfig, DeviceError> {
+        DeviceConfig::from_yaml_str(text, "dev.yaml")
+    }
+
+    #[test]
+    fn defaults_after_load() {
+        let dev = parse(MINIMAL).unwrap();
+        assert_eq!(dev.power_state, "off");
+        assert_eq!(dev.dynamic_data().map(Mapping::len), Some(0));
+        assert_eq!(dev.get("power_state").and_then(Value::as_str), Some("off"));
+        assert_eq!(
+            dev.timeouts.actions["power-off"].duration(),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            dev.get_constant("lava_test_sh_cmd", Some("posix")).unwrap(),
+            "/bin/sh"
+        );
+        let err = dev.get_constant("nope", Some("posix")).unwrap_err();
+        assert!(err.to_string().contains("constants.posix.nope"), "{err}");
+    }
+
+    #[test]
+    fn commands_are_str_or_list() {
+        let text = format!(
+            "{MINIMAL}commands:\n  connect: telnet x 1\n  hard_reset: [a, b]\n  power_off: c\n"
+        );
+        let dev = parse(&text).unwrap();
+        assert_eq!(dev.hard_reset_command(), ["a", "b"]);
+        assert_eq!(dev.power_off_command(), ["c"]);
+        assert!(dev.power_on_command().is_empty());
+        assert_eq!(dev.connect_command(), "telnet x 1");
+    }
+
+    #[test]
+    fn primary_connection_is_the_connect_command() {
+        let text = format!(
+            "{MINIMAL}commands:\n  connections:\n    uart1: {{connect: one, tags: [secondary]}}\n    uart0: {{connect: zero, tags: [primary, telnet]}}\n"
+        );
+        assert_eq!(parse(&text).unwrap().connect_command(), "zero");
+    }
+
+    #[test]
+    fn bad_configurations_are_named() {
+        let err = parse("").unwrap_err();
+        assert!(matches!(err, DeviceError::Empty { .. }), "{err}");
+        let err = parse("{}").unwrap_err();
+        assert!(matches!(err, DeviceError::Empty { .. }), "{err}");
+        let err = parse("- a\n- b\n").unwrap_err();
+        assert!(err.to_string().contains("dev.yaml"), "{err}");
+        assert!(matches!(err, DeviceError::NotMapping { .. }));
+        let err = parse("a: [b\n").unwrap_err();
+        assert!(
+            err.to_string().starts_with("dev.yaml could not be parsed"),
+            "{err}"
+        );
+        let err = parse("parameters: {}\n").unwrap_err();
+        assert!(err.to_string().contains("'constants'"), "{err}");
+        let err = parse("constants: {}\nparameters:\ntimeouts: {actions: {}}\n").unwrap_err();
+        assert!(err.to_string().contains("timeouts.connections"), "{err}");
+        let text = format!("{MINIMAL}commands:\n  hard_reset: {{a: b}}\n");
+        let err = parse(&text).unwrap_err();
+        assert!(err.to_string().contains("commands"), "{err}");
+    }
+
+    #[test]
+    fn methods_with_parameters() {
+        let actions = r#"
+actions:
+  deploy:
+    methods:
+      tftp:
+      image:
+        parameters: {guest: {size: 512}}
+  boot:
+    connections: {serial: }
+    methods:
+      qemu:
+        parameters: {command: qemu-system-x86_64}
+"#;
+        let text = format!("{MINIMAL}{actions}");
+        let dev = parse(&text).unwrap();
+        assert!(dev.actions.deploy.has_method("tftp"));
+        assert!(dev.actions.deploy.method_parameters("image").is_some());
+        let qemu = dev.actions.boot.method_parameters("qemu").unwrap();
+        assert_eq!(
+            qemu.get("command").and_then(Value::as_str),
+            Some("qemu-system-x86_64")
+        );
+        assert!(dev.actions.boot.connections.contains_key("serial"));
+        assert_eq!(
+            dev.lookup(&[
+                "actions",
+                "boot",
+                "methods",
+                "qemu",
+                "parameters",
+                "command"
+            ])
+            .and_then(Value::as_str),
+            Some("qemu-system-x86_64")
+        );
+    }
+}

@@ -1,0 +1,55 @@
+//! Errors of this crate: every one names the file (and, for templates, the line) at fault.
+
+use std::path::PathBuf;
+
+/// What went wrong while rendering a device dictionary or loading a device configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// A file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Jinja2 rendering failed: a missing template, a syntax error, a template loop, a bad
+    /// filter argument... `file` is the template where it happened (a path when it is known).
+    #[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Render {
+        file: String,
+        line: Option<usize>,
+        message: String,
+    },
+    /// The render context is not a YAML mapping.
+    #[error("{path}: the render context must be a YAML mapping: {message}")]
+    Context { path: PathBuf, message: String },
+    /// The device configuration is empty (LAVA: "Empty device configuration").
+    #[error("Empty device configuration: {path}")]
+    Empty { path: PathBuf },
+    /// The device configuration is not YAML (LAVA: "<path> could not be parsed").
+    #[error("{path} could not be parsed: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// The device configuration is YAML but not a mapping.
+    #[error("{path}: the device configuration must be a mapping, found {found}")]
+    NotMapping { path: PathBuf, found: &'static str },
+    /// A key LAVA requires is absent.
+    #[error("{path}: missing required key '{key}'")]
+    Missing { path: PathBuf, key: String },
+    /// A key has a value of the wrong shape.
+    #[error("{path}: invalid value for '{key}': {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+impl DeviceError {
+    /// The template line of a [`DeviceError::Render`] error.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            DeviceError::Render { line, .. } => *line,
+            _ => None,
+        }
+    }
+}
