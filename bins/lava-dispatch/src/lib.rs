@@ -1,6 +1,7 @@
 //! The `lava-dispatch` / `lava-run` command line: parses arguments and calls the libraries.
 
 mod render_device;
+mod run_job;
 
 use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
@@ -82,10 +83,7 @@ pub fn main_with_args<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
     };
     match cli.command {
         Some(Command::RenderDevice(args)) => report(render_device::run(&args)),
-        None => {
-            eprintln!("running jobs is not implemented yet");
-            1
-        }
+        None => report(run_job::run(&cli.run)),
     }
 }
 

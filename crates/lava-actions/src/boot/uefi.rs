@@ -1,0 +1,6 @@
+//! The `uefi` boot family.
+
+use lava_pipeline::StrategyRegistry;
+
+/// Register this family's strategies.
+pub fn register(_registry: &mut StrategyRegistry) {}

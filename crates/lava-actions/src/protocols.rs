@@ -1,0 +1,2 @@
+//! Protocol blocks (`lava-multinode`, `lava-vland`, `lava-xnbd`): validation and the
+//! parameters they add to actions.
