@@ -483,30 +483,36 @@ impl Checker {
             );
             return;
         }
-        if let Some(device) = device {
-            let methods = match section {
+        // Whether the device supports it is the strategies' own decision (their `accepts`).
+        if let Some(device) = device
+            && let Err(err) = registry.select(section, device, block)
+        {
+            let supported: Vec<&str> = match section {
                 Section::Deploy => device.deploy_methods(),
                 _ => device.boot_methods(),
-            };
-            if let Some(methods) = methods {
-                let accepted = device_methods_for(section, method);
-                if !accepted.is_empty() && !accepted.iter().any(|k| methods.contains_key(*k)) {
-                    let names: Vec<&str> = methods.keys().filter_map(Value::as_str).collect();
-                    let hint = did_you_mean(method, names.iter().copied());
-                    self.push(
-                        format!("{path}.{key}"),
-                        format!(
-                            "the device does not support {} '{method}'{hint}; it supports: {}",
-                            if key == "to" {
-                                "deployment"
-                            } else {
-                                "boot method"
-                            },
-                            names.join(", ")
-                        ),
-                    );
-                }
             }
+            .map(|m| m.keys().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+            let hint = did_you_mean(method, supported.iter().copied());
+            let reasons = err.message.lines().skip(1).collect::<Vec<_>>().join("; ");
+            let detail = if reasons.is_empty() {
+                err.message.clone()
+            } else {
+                reasons
+            };
+            self.push(
+                format!("{path}.{key}"),
+                format!(
+                    "the device does not accept {} '{method}'{hint}; the device lists: {}; {}",
+                    if key == "to" {
+                        "deployment"
+                    } else {
+                        "boot method"
+                    },
+                    supported.join(", "),
+                    detail
+                ),
+            );
         }
     }
 
@@ -554,18 +560,6 @@ impl Checker {
                 self.push(format!("{at}.name"), format!("invalid test definition name '{name}': use only letters, digits, '_' and '-'"));
             }
         }
-    }
-}
-
-/// The device method keys that support a job `to:`/`method:` value (empty: no device
-/// method is needed).
-fn device_methods_for(section: Section, method: &str) -> Vec<&str> {
-    match (section, method) {
-        (Section::Deploy, "tmpfs") => vec!["image"],
-        (Section::Deploy, "overlay" | "download" | "downloads") => vec![],
-        (Section::Boot, "qemu-nfs") => vec!["qemu-nfs", "qemu"],
-        (Section::Boot, "qemu-iso") => vec!["qemu"],
-        _ => vec![method],
     }
 }
 

@@ -211,7 +211,9 @@ pub async fn run_node(
     });
 
     let cancel = ctx.cancel.clone();
-    let outcome = if root {
+    // A cancel stops the blocks, never finalize (which runs after it).
+    let cancellable = root && node.meta.section != "finalize";
+    let outcome = if cancellable {
         tokio::select! {
             r = run_with_retries(node, ctx, deadline) => r,
             _ = cancel.cancelled() => Err(LavaError::canceled("The job was canceled")),
