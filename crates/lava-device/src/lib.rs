@@ -30,6 +30,7 @@ mod error;
 pub mod filters;
 pub mod python;
 mod render;
+mod scope;
 mod value;
 
 pub use config::{

@@ -3,8 +3,8 @@
 //! each template dropped, undefined values printing as nothing and testing false.
 
 use crate::error::DeviceError;
-use crate::filters;
 use crate::value::from_yaml;
+use crate::{filters, scope};
 use minijinja::syntax::SyntaxConfig;
 use minijinja::{Environment, UndefinedBehavior, Value};
 use std::path::{Component, Path, PathBuf};
@@ -69,12 +69,14 @@ impl Renderer {
         filters::install(&mut env);
         let loader_path = Arc::clone(&search_path);
         env.set_loader(move |name| match find_template(&loader_path, name) {
-            Some(path) => std::fs::read_to_string(&path).map(Some).map_err(|err| {
-                minijinja::Error::new(
-                    minijinja::ErrorKind::InvalidOperation,
-                    format!("cannot read {}: {err}", path.display()),
-                )
-            }),
+            Some(path) => std::fs::read_to_string(&path)
+                .map(|source| Some(scope::isolate_nested_blocks(&source).into_owned()))
+                .map_err(|err| {
+                    minijinja::Error::new(
+                        minijinja::ErrorKind::InvalidOperation,
+                        format!("cannot read {}: {err}", path.display()),
+                    )
+                }),
             None => Ok(None),
         });
         Renderer { search_path, env }
@@ -123,9 +125,10 @@ impl Renderer {
         context: &serde_yaml::Mapping,
     ) -> Result<String, DeviceError> {
         let ctx = Value::from_pairs(context.iter().map(|(k, v)| (from_yaml(k), from_yaml(v))));
+        let source = scope::isolate_nested_blocks(source);
         let template = self
             .env
-            .template_from_named_str(name, source)
+            .template_from_named_str(name, &source)
             .map_err(|err| self.render_error(err))?;
         template.render(ctx).map_err(|err| self.render_error(err))
     }
