@@ -3,6 +3,7 @@
 //! Each concern lives in its own module so that they can grow independently:
 //! conformance runners, benchmarks and test-system builders.
 
+mod ci;
 mod console;
 mod coordinator;
 mod pipeline;
@@ -29,6 +30,12 @@ enum Command {
         /// Only cases whose name contains this.
         #[arg(short = 'k')]
         filter: Option<String>,
+    },
+    /// The whole test command: fmt, clippy -D warnings, workspace tests, conformance.
+    Test {
+        /// Extra options (`--quick`: tests only).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
     },
     /// Benchmarks, reported as ratios against LAVA's own tools where one exists.
     Bench {
@@ -62,6 +69,7 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Command::Test { args } => ci::test(&args),
         Command::Bench { what, args } => match what.as_str() {
             "validate" => pipeline::bench_validate(&args),
             "render" => templates::bench(&args),

@@ -89,7 +89,127 @@ fn family_of(case: &Path) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// `cargo xtask bench validate` (implemented with the benchmark issue work).
-pub fn bench_validate(_args: &[String]) -> Result<()> {
-    anyhow::bail!("validate bench is not implemented yet")
+/// `cargo xtask bench validate [RUNS]`: whole-process wall time and peak RSS of our
+/// `lava-run --validate` against LAVA's own `lava-run` (Debian's lava-dispatcher, installed
+/// when absent) on the same job and device, interleaved, medians and ratios.
+pub fn bench_validate(args: &[String]) -> Result<()> {
+    let runs: usize = args.first().map(|a| a.parse()).transpose()?.unwrap_or(15);
+    let ours = build_release_bin("lava-dispatch", "lava-run")?;
+    let lava = ensure_lava_run()?;
+    let (job, device) = bench_case()?;
+    println!(
+        "job: {}\ndevice: {}\nruns: {runs} each, interleaved",
+        job.display(),
+        device.display()
+    );
+    let scratch = std::env::temp_dir().join("lava-rs-bench-validate");
+    let mut ours_samples = Vec::new();
+    let mut lava_samples = Vec::new();
+    for i in 0..runs + 1 {
+        let a = measure(&ours, &job, &device, &scratch.join("ours"))?;
+        let b = measure(&lava, &job, &device, &scratch.join("lava"))?;
+        if i > 0 {
+            // the first pair warms the page cache
+            ours_samples.push(a);
+            lava_samples.push(b);
+        }
+    }
+    let (ow, om) = medians(&ours_samples);
+    let (lw, lm) = medians(&lava_samples);
+    println!("{:<28} {:>12} {:>14}", "", "wall (median)", "peak RSS");
+    println!(
+        "{:<28} {:>10.4} s {:>10.1} MiB",
+        "lava-rs lava-run --validate", ow, om
+    );
+    println!(
+        "{:<28} {:>10.4} s {:>10.1} MiB",
+        "LAVA lava-run --validate", lw, lm
+    );
+    println!(
+        "speed-up: {:.1}x faster; memory: {:.1}x less (targets: >= 50x, >= 10x)",
+        lw / ow,
+        lm / om
+    );
+    Ok(())
+}
+
+/// A job and device both implementations accept: LAVA's kvm conformance case when
+/// ../shared is present, else our own QEMU fixture.
+fn bench_case() -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+    if let Some(shared) = shared_dir() {
+        let case = shared.join("conformance/pipeline-cases/kvm");
+        if case.is_dir() {
+            return Ok((case.join("job.yaml"), case.join("device.yaml")));
+        }
+    }
+    let root = crate::shared::workspace_root();
+    Ok((
+        root.join("fixtures/qemu/qemu-smoke.yaml"),
+        root.join("fixtures/qemu/device.yaml"),
+    ))
+}
+
+/// (wall seconds, peak RSS MiB) of one `--validate` run, via GNU time.
+fn measure(bin: &Path, job: &Path, device: &Path, out: &Path) -> Result<(f64, f64)> {
+    let _ = std::fs::remove_dir_all(out);
+    let output = Command::new("/usr/bin/time")
+        .args(["-f", "%e %M"])
+        .arg(bin)
+        .args(["--job-id", "1", "--validate", "--output-dir"])
+        .arg(out)
+        .arg("--device")
+        .arg(device)
+        .arg(job)
+        .output()
+        .context("running /usr/bin/time (apt-get install time)")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "{} --validate failed: {}",
+        bin.display(),
+        String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .rev()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    let mut parts = last.split_whitespace();
+    let wall: f64 = parts.next().unwrap_or("0").parse()?;
+    let kib: f64 = parts.next().unwrap_or("0").parse()?;
+    Ok((wall.max(0.001), kib / 1024.0))
+}
+
+fn medians(samples: &[(f64, f64)]) -> (f64, f64) {
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    (
+        median(samples.iter().map(|s| s.0).collect()),
+        median(samples.iter().map(|s| s.1).collect()),
+    )
+}
+
+/// LAVA's `lava-run` from Debian's lava-dispatcher, installed with apt when absent.
+fn ensure_lava_run() -> Result<std::path::PathBuf> {
+    let path = std::path::PathBuf::from("/usr/bin/lava-run");
+    if !path.exists() || !Path::new("/usr/bin/time").exists() {
+        println!("installing Debian's lava-dispatcher and time (apt)...");
+        let status = Command::new("apt-get")
+            .args([
+                "install",
+                "-y",
+                "-o",
+                "DPkg::Lock::Timeout=600",
+                "--no-install-recommends",
+                "lava-dispatcher",
+                "time",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()?;
+        anyhow::ensure!(status.success(), "apt-get install lava-dispatcher failed");
+    }
+    Ok(path)
 }

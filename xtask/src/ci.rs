@@ -1,0 +1,70 @@
+//! `cargo xtask test`: the project's whole test command, as the README and `.ci/run` use it:
+//! formatting, clippy with warnings denied, every workspace test, and the conformance corpora.
+
+use crate::shared::workspace_root;
+use anyhow::{Result, bail};
+use std::process::Command;
+use std::time::Instant;
+
+/// Run every check in order; stop at the first failing step.
+pub fn test(args: &[String]) -> Result<()> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let cargo = env!("CARGO");
+    let mut steps: Vec<(&str, Vec<&str>)> = vec![
+        ("format", vec!["fmt", "--all", "--check"]),
+        (
+            "clippy",
+            vec![
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+        ("tests", vec!["test", "--workspace", "--no-fail-fast"]),
+    ];
+    if quick {
+        steps.retain(|(name, _)| *name == "tests");
+    }
+    for (name, cargo_args) in steps {
+        run_step(name, Command::new(cargo).args(&cargo_args))?;
+    }
+    if !quick {
+        let pipeline_ok = crate::pipeline::conformance(None)?;
+        let templates_ok = crate::templates::conformance(None)?;
+        println!(
+            "conformance: pipeline {}, templates {}",
+            if pipeline_ok {
+                "all passed"
+            } else {
+                "some cases fail (listed above)"
+            },
+            if templates_ok {
+                "all passed"
+            } else {
+                "some cases fail (listed above)"
+            }
+        );
+        if !templates_ok {
+            bail!("template conformance failed");
+        }
+    }
+    Ok(())
+}
+
+fn run_step(name: &str, command: &mut Command) -> Result<()> {
+    println!("==> {name}");
+    let start = Instant::now();
+    let status = command.current_dir(workspace_root()).status()?;
+    println!(
+        "<== {name}: {} in {:.0}s",
+        if status.success() { "ok" } else { "FAILED" },
+        start.elapsed().as_secs_f64()
+    );
+    if !status.success() {
+        bail!("step {name} failed");
+    }
+    Ok(())
+}
