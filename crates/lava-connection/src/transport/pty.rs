@@ -3,8 +3,10 @@
 //!
 //! The command is an argv vector, never a string for a shell to interpret. The child
 //! starts a new session (so it is its own process group leader) with the pty slave as
-//! controlling terminal and stdin/stdout/stderr. Killing the transport kills the whole
-//! process group with SIGKILL and reaps the child; dropping it does the same.
+//! controlling terminal and stdin/stdout/stderr. Killing the transport sends SIGKILL to
+//! the whole process group and to every other process of the terminal's session (an
+//! interactive shell's background jobs live in groups of their own), then reaps the
+//! child; dropping it does the same.
 
 use std::ffi::OsString;
 use std::io;
@@ -224,8 +226,13 @@ impl PtyTransport {
     /// that takes longer (e.g. stuck in the kernel) is reaped by a helper thread.
     fn kill_and_reap(&mut self) {
         if !self.group_killed {
-            // Even if the leader exited, its descendants may still be in the group.
+            // Even if the leader exited, its descendants may still be in the group; and
+            // an interactive shell puts background jobs in groups of their own, so every
+            // process of the terminal's session goes too.
             let _ = killpg(self.pid, Signal::SIGKILL);
+            for pid in session_members(self.pid) {
+                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            }
             self.group_killed = true;
         }
         let Some(mut child) = self.child.take() else {
@@ -254,6 +261,24 @@ impl PtyTransport {
             }
         }
     }
+}
+
+/// The processes whose session id is `sid` (Linux `/proc`; empty elsewhere).
+fn session_members(sid: Pid) -> Vec<Pid> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // After the ")" closing the command name: state ppid pgrp session ...
+            let fields = &stat[stat.rfind(')')? + 1..];
+            let session: i32 = fields.split_whitespace().nth(3)?.parse().ok()?;
+            (session == sid.as_raw()).then(|| Pid::from_raw(pid))
+        })
+        .collect()
 }
 
 impl AsyncRead for PtyTransport {
@@ -323,6 +348,7 @@ impl Transport for PtyTransport {
     fn close(&mut self, grace: Duration) -> BoxFuture<'_, Result<(), ConnectionError>> {
         Box::pin(async move {
             self.signal_group(Signal::SIGHUP);
+            self.signal_group(Signal::SIGCONT);
             self.signal_group(Signal::SIGTERM);
             let deadline = tokio::time::Instant::now() + grace;
             while self.try_exit_status().is_none() && tokio::time::Instant::now() < deadline {
