@@ -10,11 +10,37 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A device command: LAVA accepts one string or a list of strings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum CommandList {
     One(String),
     Many(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for CommandList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CommandVisitor;
+        impl<'de> serde::de::Visitor<'de> for CommandVisitor {
+            type Value = CommandList;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a command string or a list of command strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CommandList, E> {
+                Ok(CommandList::One(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<CommandList, A::Error> {
+                let mut out = Vec::new();
+                while let Some(item) = seq.next_element::<String>()? {
+                    out.push(item);
+                }
+                Ok(CommandList::Many(out))
+            }
+        }
+        deserializer.deserialize_any(CommandVisitor)
+    }
 }
 
 impl CommandList {
@@ -235,7 +261,7 @@ impl DeviceConfig {
         origin: impl AsRef<Path>,
     ) -> Result<DeviceConfig, DeviceError> {
         let origin = origin.as_ref();
-        let value: Value = serde_yaml::from_str(text).map_err(|err| DeviceError::Parse {
+        let value: Value = crate::yaml::parse(text).map_err(|err| DeviceError::Parse {
             path: origin.to_path_buf(),
             message: err.to_string(),
         })?;

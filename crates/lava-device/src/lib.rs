@@ -32,6 +32,7 @@ pub mod python;
 mod render;
 mod scope;
 mod value;
+mod yaml;
 
 pub use config::{
     ActionSection, Actions, CharacterDelays, CommandList, Commands, ConnectionCommand,
@@ -40,6 +41,7 @@ pub use config::{
 pub use error::DeviceError;
 pub use render::{DEFAULT_DEVICE_TYPE_DIRS, Renderer, load_context};
 pub use value::from_yaml;
+pub use yaml::parse as parse_yaml;
 
 /// A render context: the YAML mapping of variables the templates see (a job's `context:`).
 pub type Context = serde_yaml::Mapping;

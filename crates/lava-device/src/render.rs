@@ -190,7 +190,7 @@ pub fn load_context(path: &Path) -> Result<serde_yaml::Mapping, DeviceError> {
         source,
     })?;
     let value: serde_yaml::Value =
-        serde_yaml::from_str(&text).map_err(|err| DeviceError::Context {
+        crate::yaml::parse(&text).map_err(|err| DeviceError::Context {
             path: path.to_path_buf(),
             message: err.to_string(),
         })?;
