@@ -104,15 +104,18 @@ pub fn bench(args: &[String]) -> Result<()> {
     );
     for &size in &options.sizes {
         for daemon in &daemons {
-            let result = runtime.block_on(sync_round(daemon, size, options.poll_delay))?;
-            println!(
-                "{:<14} {:>5} {:>14} {:>10} {:>10}",
-                daemon.name,
-                size,
-                format!("{:.1} ms", result.released_after.as_secs_f64() * 1000.0),
-                result.failed,
-                result.requests
-            );
+            // A round that times out is a result, not the end of the bench.
+            match runtime.block_on(sync_round(daemon, size, options.poll_delay)) {
+                Ok(result) => println!(
+                    "{:<14} {:>5} {:>14} {:>10} {:>10}",
+                    daemon.name,
+                    size,
+                    format!("{:.1} ms", result.released_after.as_secs_f64() * 1000.0),
+                    result.failed,
+                    result.requests
+                ),
+                Err(error) => println!("{:<14} {:>5} failed: {error:#}", daemon.name, size),
+            }
         }
     }
     println!(
