@@ -266,17 +266,31 @@ impl MatchBuffer {
         &self.text[self.start..]
     }
 
-    /// Appends received text, dropping the oldest unconsumed text beyond `max_buffer`.
+    /// Appends received text, dropping the oldest unconsumed text beyond `max_buffer`
+    /// that has already been searched. Text not searched yet is kept until the next
+    /// [`MatchBuffer::find`] (up to four times `max_buffer`, for callers that never search).
     pub fn push(&mut self, text: &str) {
+        if self.text.len() - self.search_from > 4 * self.max_buffer {
+            // Nobody searched for a long time: give up on the oldest unsearched text
+            // (the new text stays searchable).
+            let limit = floor_char_boundary(&self.text, self.text.len() - self.max_buffer);
+            self.search_from = self.search_from.max(limit);
+        }
         self.text.push_str(text);
+        self.trim();
+        self.compact();
+    }
+
+    /// Drops searched unconsumed text beyond `max_buffer`.
+    fn trim(&mut self) {
         let unconsumed = self.text.len() - self.start;
         if unconsumed > self.max_buffer {
-            let new_start = floor_char_boundary(&self.text, self.text.len() - self.max_buffer);
+            let limit = (self.text.len() - self.max_buffer).min(self.search_from);
+            let new_start = ceil_char_boundary(&self.text, limit).max(self.start);
             self.dropped += new_start - self.start;
             self.start = new_start;
             self.search_from = self.search_from.max(new_start);
         }
-        self.compact();
     }
 
     /// Discards all unconsumed text (pexpect's buffer flush).
@@ -305,17 +319,20 @@ impl MatchBuffer {
                 .map_or(self.max_match_span, |len| len.saturating_add(1));
             let tail = floor_char_boundary(&self.text, self.text.len().saturating_sub(span));
             self.search_from = self.search_from.max(tail);
+            self.trim();
             return None;
         };
         let (start, end) = raw.groups[0].unwrap_or((from, from));
         let text_of =
             |range: Option<(usize, usize)>| range.map(|(a, b)| haystack[a..b].to_string());
+        // `before` keeps at most `max_buffer` bytes, like the retained text.
+        let before_start = ceil_char_boundary(haystack, start.saturating_sub(self.max_buffer));
         let found = Match {
             index: raw.index,
-            before: haystack[..start].to_string(),
+            before: haystack[before_start..start].to_string(),
             matched: haystack[start..end].to_string(),
             groups: raw.groups.iter().map(|&g| text_of(g)).collect(),
-            before_dropped: self.dropped,
+            before_dropped: self.dropped + before_start,
         };
         self.start += end;
         self.search_from = self.start;
@@ -338,6 +355,15 @@ fn floor_char_boundary(text: &str, index: usize) -> usize {
     let mut index = index.min(text.len());
     while !text.is_char_boundary(index) {
         index -= 1;
+    }
+    index
+}
+
+/// The smallest char boundary of `text` at or above `index`.
+fn ceil_char_boundary(text: &str, index: usize) -> usize {
+    let mut index = index.min(text.len());
+    while !text.is_char_boundary(index) {
+        index += 1;
     }
     index
 }
