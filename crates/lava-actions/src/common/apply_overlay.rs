@@ -1,1 +1,295 @@
-//! Shared actions: `apply_overlay`.
+//! Putting the overlay into images: a qcow2 guest drive (`apply-overlay-guest`), a
+//! filesystem image (`apply-overlay-image`), an Android sparse image
+//! (`apply-overlay-sparse-image`) and extra `overlays` appended to an image
+//! (`append-overlays`).
+
+use lava_pipeline::{
+    Action, ErrorKind, LavaError, LavaResult, Pipeline, RunContext, ValidateContext,
+    action_identity, async_trait,
+};
+use serde_yaml::{Mapping, Value};
+
+/// The guest drive file name.
+pub const GUEST_FILENAME: &str = "lava-guest.qcow2";
+
+/// `apply-overlay-guest`: a qcow2 drive holding the overlay (size from the device's
+/// `actions.deploy.methods.image.parameters.guest`).
+#[derive(Debug, Default)]
+pub struct ApplyOverlayGuest;
+
+impl ApplyOverlayGuest {
+    pub fn new() -> Self {
+        ApplyOverlayGuest
+    }
+}
+
+#[async_trait]
+impl Action for ApplyOverlayGuest {
+    action_identity!(
+        "apply-overlay-guest",
+        "ApplyOverlayGuest",
+        "prepare a qcow2 drive containing the overlay",
+        "build a guest filesystem with the overlay"
+    );
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        let guest = ctx.job.device.get(&[
+            "actions",
+            "deploy",
+            "methods",
+            "image",
+            "parameters",
+            "guest",
+        ]);
+        if guest.is_none() {
+            ctx.error("Device configuration does not specify size of guest filesystem.");
+        }
+        Ok(())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("apply-overlay-guest"))
+    }
+}
+
+/// `apply-overlay-image`: copy the overlay into a filesystem image (its root partition).
+#[derive(Debug)]
+pub struct ApplyOverlayImage {
+    /// The image key in the block parameters.
+    pub image_key: String,
+    /// Whether the image is partitioned (`root_partition` required).
+    pub use_root_partition: bool,
+}
+
+impl ApplyOverlayImage {
+    pub fn new(image_key: &str, use_root_partition: bool) -> Self {
+        ApplyOverlayImage {
+            image_key: image_key.to_string(),
+            use_root_partition,
+        }
+    }
+}
+
+impl Default for ApplyOverlayImage {
+    fn default() -> Self {
+        ApplyOverlayImage::new("image", true)
+    }
+}
+
+#[async_trait]
+impl Action for ApplyOverlayImage {
+    action_identity!(
+        "apply-overlay-image",
+        "ApplyOverlayImage",
+        "apply overlay via guestfs to the test image",
+        "apply overlay to test image"
+    );
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("apply-overlay-image"))
+    }
+}
+
+/// `apply-overlay-sparse-image`: unsparse, copy the overlay in, sparse again.
+#[derive(Debug)]
+pub struct ApplyOverlaySparseImage {
+    pub image_key: String,
+}
+
+impl ApplyOverlaySparseImage {
+    pub fn new(image_key: &str) -> Self {
+        ApplyOverlaySparseImage {
+            image_key: image_key.to_string(),
+        }
+    }
+}
+
+#[async_trait]
+impl Action for ApplyOverlaySparseImage {
+    action_identity!(
+        "apply-overlay-sparse-image",
+        "ApplyOverlaySparseImage",
+        "apply overlay to sparse image",
+        "apply overlay to sparse image"
+    );
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    fn validate(&self, _ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        for tool in ["simg2img", "mount", "umount", "img2simg"] {
+            super::power::require_tool(tool)?;
+        }
+        Ok(())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("apply-overlay-sparse-image"))
+    }
+}
+
+/// Image formats `append-overlays` can modify.
+pub const IMAGE_FORMATS: [&str; 3] = ["cpio.newc", "ext4", "tar"];
+/// Formats of the appended overlays.
+pub const OVERLAY_FORMATS: [&str; 2] = ["file", "tar"];
+
+/// `append-overlays`: put each `overlays.<name>` file or tarball at its `path` in the
+/// image.
+#[derive(Debug)]
+pub struct AppendOverlays {
+    pub key: String,
+    pub params: Mapping,
+}
+
+impl AppendOverlays {
+    pub fn new(key: &str, params: Mapping) -> Self {
+        AppendOverlays {
+            key: key.to_string(),
+            params,
+        }
+    }
+
+    /// LAVA's checks, each a JobError.
+    pub fn check(&self) -> LavaResult<()> {
+        let overlays = self
+            .params
+            .get("overlays")
+            .ok_or_else(|| LavaError::job("Missing 'overlays' dictionary"))?
+            .as_mapping()
+            .ok_or_else(|| LavaError::job("'overlays' is not a dictionary"))?;
+        for (name, overlay) in overlays {
+            let name = lava_pipeline::value::scalar_string(name).unwrap_or_default();
+            if name == "lava" {
+                continue;
+            }
+            let format = overlay.get("format").and_then(Value::as_str);
+            if !format.is_some_and(|f| OVERLAY_FORMATS.contains(&f)) {
+                return Err(LavaError::job(format!(
+                    "Invalid 'format' ({}) for 'overlays.{name}'",
+                    lava_pipeline::value::python_str_repr(format.unwrap_or(""))
+                )));
+            }
+            let path = overlay
+                .get("path")
+                .ok_or_else(|| LavaError::job(format!("Missing 'path' for 'overlays.{name}'")))?;
+            let text = path.as_str().unwrap_or_default();
+            if !text.starts_with('/') || text.contains("..") {
+                return Err(LavaError::job(format!(
+                    "Invalid 'path': {}",
+                    lava_pipeline::value::python_repr(path)
+                )));
+            }
+        }
+        let format = self.params.get("format").and_then(Value::as_str);
+        if !format.is_some_and(|f| IMAGE_FORMATS.contains(&f)) {
+            return Err(LavaError::job(format!(
+                "Unsupported image format {}",
+                lava_pipeline::value::python_repr(
+                    self.params.get("format").unwrap_or(&Value::Null)
+                )
+            )));
+        }
+        if lava_pipeline::value::truthy(self.params.get("sparse")) && format != Some("ext4") {
+            return Err(LavaError::job(
+                "sparse=True is only available for ext4 images",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Action for AppendOverlays {
+    action_identity!(
+        "append-overlays",
+        "AppendOverlays",
+        "append overlays to an image",
+        "append overlays to an image"
+    );
+    fn validate(&self, _ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        self.check()
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("append-overlays"))
+    }
+}
+
+/// `apply-overlay-avh`: the overlay into the root partition of the AVH storage file
+/// inside the firmware package.
+#[derive(Debug, Default)]
+pub struct ApplyOverlayAvh;
+
+impl ApplyOverlayAvh {
+    pub fn new() -> Self {
+        ApplyOverlayAvh
+    }
+}
+
+#[async_trait]
+impl Action for ApplyOverlayAvh {
+    action_identity!(
+        "apply-overlay-avh",
+        "ApplyOverlayAvh",
+        "apply overlay via guestfs to avh storage file",
+        "apply overlay to avh storage file"
+    );
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        let package = ctx.meta.parameters.get("fw_package");
+        if package.and_then(|p| p.get("storage_file")).is_none() {
+            return Err(LavaError::job(
+                "Unable to apply overlay without 'fw_package.storage_file'",
+            ));
+        }
+        if package.and_then(|p| p.get("root_partition")).is_none() {
+            return Err(LavaError::job(
+                "Unable to apply overlay without 'fw_package.root_partition'",
+            ));
+        }
+        Ok(())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("apply-overlay-avh"))
+    }
+}
+
+/// `apply-overlay-qdl`: the overlay into the root filesystem image of a qcomflash
+/// tarball.
+#[derive(Debug)]
+pub struct ApplyQDLOverlay {
+    /// The image inside the tarball (`rootfs.img` by default).
+    pub rootfs_image: String,
+}
+
+impl ApplyQDLOverlay {
+    pub fn new(rootfs_image: &str) -> Self {
+        ApplyQDLOverlay {
+            rootfs_image: rootfs_image.to_string(),
+        }
+    }
+}
+
+#[async_trait]
+impl Action for ApplyQDLOverlay {
+    action_identity!(
+        "apply-overlay-qdl",
+        "ApplyQDLOverlay",
+        "apply overlay to image in qcomflash tarball",
+        "apply overlay to image in qcomflash tarball"
+    );
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        if self.rootfs_image.is_empty() {
+            ctx.error("rootfs_image is empty or missing");
+        }
+        Ok(())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("apply-overlay-qdl"))
+    }
+}

@@ -1,1 +1,201 @@
-//! Shared actions: `login`.
+//! Login and shell expectations after boot: `auto-login-action` (a retry action around
+//! `login-action`), `expect-shell-connection` and `overlay-unpack`.
+
+use lava_pipeline::value::truthy;
+use lava_pipeline::{
+    Action, LavaResult, Pipeline, PipelineBuilder, RunContext, ValidateContext, action_identity,
+    async_trait,
+};
+use serde_yaml::{Mapping, Value};
+
+/// Shown by the login action when the login fails.
+pub const LOGIN_INCORRECT_MSG: &str = "Login incorrect";
+/// Shown when the login times out.
+pub const LOGIN_TIMED_OUT_MSG: &str = "Login timed out";
+
+/// The `auto_login` checks of LAVA's AutoLoginAction, plus the `prompts` checks.
+pub fn login_errors(params: &Mapping) -> Vec<String> {
+    let mut errors = Vec::new();
+    if let Some(auto) = params.get("auto_login").filter(|v| truthy(Some(v))) {
+        match auto.as_mapping() {
+            None => errors.push("'auto_login' should be a dictionary".to_string()),
+            Some(auto) => {
+                match auto.get("login_prompt") {
+                    None => errors.push("'login_prompt' is mandatory for auto_login".into()),
+                    Some(v) if !truthy(Some(v)) => {
+                        errors.push("Value for 'login_prompt' cannot be empty".into())
+                    }
+                    Some(_) => {}
+                }
+                if !auto.contains_key("username") {
+                    errors.push("'username' is mandatory for auto_login".into());
+                }
+                if auto.contains_key("password_prompt") && !auto.contains_key("password") {
+                    errors.push(
+                        "'password' is mandatory if 'password_prompt' is used in auto_login".into(),
+                    );
+                }
+                if let Some(commands) = auto.get("login_commands") {
+                    if !commands.is_sequence() {
+                        errors.push("'login_commands' must be a list".into());
+                    }
+                    if !truthy(Some(commands)) {
+                        errors.push("'login_commands' must not be empty".into());
+                    }
+                }
+            }
+        }
+    }
+    let prompts = params.get("prompts");
+    if prompts.is_none() {
+        errors.push("'prompts' is mandatory for AutoLoginAction".into());
+    }
+    if !matches!(prompts, Some(Value::Sequence(_)) | Some(Value::String(_))) {
+        errors.push("'prompts' should be a list or a str".into());
+    }
+    if !truthy(prompts) {
+        errors.push("Value for 'prompts' cannot be empty".into());
+    }
+    if let Some(Value::Sequence(items)) = prompts
+        && items.iter().any(|p| !truthy(Some(p)))
+    {
+        errors.push("Items of 'prompts' can't be empty".into());
+    }
+    errors
+}
+
+/// `auto-login-action`: wait for the kernel start, then log in (retried).
+#[derive(Debug)]
+pub struct AutoLoginAction {
+    /// Whether a boot is expected (false for a second UART or ssh).
+    pub booting: bool,
+}
+
+impl Default for AutoLoginAction {
+    fn default() -> Self {
+        AutoLoginAction { booting: true }
+    }
+}
+
+impl AutoLoginAction {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Without waiting for a kernel boot (ssh, secondary connections).
+    pub fn without_boot() -> Self {
+        AutoLoginAction { booting: false }
+    }
+}
+
+#[async_trait]
+impl Action for AutoLoginAction {
+    action_identity!(
+        "auto-login-action",
+        "AutoLoginAction",
+        "automatically login after boot using job parameters and checking for messages.",
+        "Auto-login after boot with support for kernel messages."
+    );
+    fn is_retry(&self) -> bool {
+        true
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        if !ctx.meta.parameters.contains_key("method") {
+            return Err(lava_pipeline::LavaError::job(
+                "auto-login-action needs the boot 'method'",
+            ));
+        }
+        for e in login_errors(&ctx.meta.parameters) {
+            ctx.error(e);
+        }
+        Ok(())
+    }
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        pipeline.add(LoginAction)
+    }
+}
+
+/// `login-action`: match the prompts (or the login prompt and credentials).
+#[derive(Debug, Default)]
+pub struct LoginAction;
+
+#[async_trait]
+impl Action for LoginAction {
+    action_identity!(
+        "login-action",
+        "LoginAction",
+        "Real login action.",
+        "Login after boot."
+    );
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("login-action"))
+    }
+}
+
+/// `expect-shell-connection`: send a newline and wait for a shell prompt.
+#[derive(Debug, Default)]
+pub struct ExpectShellSession;
+
+impl ExpectShellSession {
+    pub fn new() -> Self {
+        ExpectShellSession
+    }
+}
+
+#[async_trait]
+impl Action for ExpectShellSession {
+    action_identity!(
+        "expect-shell-connection",
+        "ExpectShellSession",
+        "Wait for a shell",
+        "Expect a shell prompt"
+    );
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        if !ctx.meta.parameters.contains_key("prompts") {
+            ctx.error("Unable to identify test image prompts from parameters.");
+        }
+        Ok(())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("expect-shell-connection"))
+    }
+}
+
+/// `overlay-unpack`: fetch the overlay on the device (`transfer_overlay`) and unpack it.
+#[derive(Debug, Default)]
+pub struct OverlayUnpack;
+
+impl OverlayUnpack {
+    pub fn new() -> Self {
+        OverlayUnpack
+    }
+}
+
+#[async_trait]
+impl Action for OverlayUnpack {
+    action_identity!(
+        "overlay-unpack",
+        "OverlayUnpack",
+        "transfer and unpack overlay to persistent rootfs after login",
+        "transfer and unpack overlay"
+    );
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        let Some(transfer) = ctx.meta.parameters.get("transfer_overlay") else {
+            ctx.error("Unable to identify transfer commands for overlay.");
+            return Ok(());
+        };
+        let method = transfer
+            .get("transfer_method")
+            .and_then(Value::as_str)
+            .unwrap_or("http");
+        if method != "zmodem" && transfer.get("download_command").is_none() {
+            ctx.error("Unable to identify download command for overlay.");
+        }
+        if transfer.get("unpack_command").is_none() {
+            ctx.error("Unable to identify unpack command for overlay.");
+        }
+        Ok(())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("overlay-unpack"))
+    }
+}

@@ -1,1 +1,309 @@
-//! Shared actions: `overlay`.
+//! The LAVA overlay: the test shell helper scripts, MultiNode scripts, test definitions
+//! and the compressed tarball later applied to the image or unpacked on the device.
+//!
+//! `lava-overlay` ([`OverlayAction`]) is built only when a test of the block's namespace
+//! needs an overlay; `lava-create-overlay` ([`CreateOverlay`]) always is.
+
+use super::testdef::TestDefinitionAction;
+use lava_pipeline::{
+    Action, Job, LavaError, LavaResult, Params, Pipeline, PipelineBuilder, RunContext,
+    ValidateContext, action_identity, async_trait,
+};
+use serde_yaml::{Mapping, Value};
+
+/// The block's namespace (`common` unless set).
+pub fn namespace(params: &Mapping) -> &str {
+    params
+        .get("namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("common")
+}
+
+/// Whether the device has a deploy method whose name mentions ssh (LAVA adds
+/// `ssh-authorize` to the overlay for those devices).
+pub fn device_deploys_over_ssh(job: &Job) -> bool {
+    job.device.deploy_methods().is_some_and(|m| {
+        m.keys()
+            .filter_map(Value::as_str)
+            .any(|k| k.contains("ssh"))
+    })
+}
+
+/// The overlay children: ssh-authorize (ssh-capable devices), lava-multinode-overlay,
+/// test-definition, then compress-overlay unless the overlay stays on the worker.
+fn add_overlay_children(pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+    if device_deploys_over_ssh(pipeline.job()) {
+        pipeline.add(SshAuthorize)?;
+    }
+    pipeline.add(MultinodeOverlayAction)?;
+    pipeline.add(TestDefinitionAction::new())?;
+    let params = pipeline.parameters().clone();
+    let to_docker = params.get("to").and_then(Value::as_str) == Some("docker");
+    let docker_test = params.contains_key("docker") && params.contains_key("definitions");
+    if !(to_docker || docker_test) {
+        pipeline.add(CompressOverlay)?;
+    }
+    Ok(())
+}
+
+/// What the overlay needs from the job and device, checked at validation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OverlaySettings {
+    /// `lava_test_results_dir` with the job id substituted (e.g. `/lava-1234`).
+    pub results_dir: String,
+    /// `lava_test_sh_cmd` (e.g. `/bin/sh`).
+    pub shell: String,
+}
+
+/// Read the overlay constants (deployment data, then device `constants.posix`).
+pub fn overlay_settings(job: &Job, params: &Params) -> LavaResult<OverlaySettings> {
+    let results_dir = job.get_constant("lava_test_results_dir", Some("posix"), params)?;
+    let results_dir = lava_pipeline::value::scalar_string(&results_dir).unwrap_or_default();
+    let results_dir = substitute_job_id(&results_dir, &job.id)?;
+    let shell = job.get_constant("lava_test_sh_cmd", Some("posix"), params)?;
+    Ok(OverlaySettings {
+        results_dir,
+        shell: lava_pipeline::value::scalar_string(&shell).unwrap_or_default(),
+    })
+}
+
+/// Python's `"%s" % job_id` on the results directory template.
+fn substitute_job_id(template: &str, job_id: &str) -> LavaResult<String> {
+    let mut out = String::new();
+    let mut chars = template.chars();
+    let mut used = false;
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('%') => out.push('%'),
+            Some('s') if !used => {
+                out.push_str(job_id);
+                used = true;
+            }
+            _ => {
+                return Err(LavaError::job(
+                    "Invalid lava_test_results_dir, should include '%s'",
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `lava-create-overlay`: build the overlay whether or not a test asks for it.
+#[derive(Debug, Default)]
+pub struct CreateOverlay;
+
+impl CreateOverlay {
+    pub fn new() -> Self {
+        CreateOverlay
+    }
+}
+
+#[async_trait]
+impl Action for CreateOverlay {
+    action_identity!(
+        "lava-create-overlay",
+        "CreateOverlay",
+        "add lava scripts during deployment for test shell use",
+        "overlay the lava support scripts"
+    );
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        add_overlay_children(pipeline)
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        overlay_settings(ctx.job, &ctx.meta.parameters).map(|_| ())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("lava-create-overlay"))
+    }
+}
+
+/// `lava-overlay`: the overlay, only when a test of the namespace needs one (otherwise
+/// an empty action that skips at run time).
+#[derive(Debug, Default)]
+pub struct OverlayAction {
+    /// Whether a test of the namespace needs the overlay (decided when populated).
+    pub needed: bool,
+}
+
+impl OverlayAction {
+    pub fn new() -> Self {
+        OverlayAction::default()
+    }
+}
+
+#[async_trait]
+impl Action for OverlayAction {
+    action_identity!(
+        "lava-overlay",
+        "OverlayAction",
+        "add lava scripts during deployment for test shell use",
+        "overlay the lava support scripts"
+    );
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        let ns = namespace(pipeline.parameters()).to_string();
+        self.needed = pipeline.job().test_needs_overlay(&ns);
+        if self.needed {
+            add_overlay_children(pipeline)?;
+        }
+        Ok(())
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        if !self.needed {
+            return Ok(());
+        }
+        overlay_settings(ctx.job, &ctx.meta.parameters).map(|_| ())
+    }
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        if !self.needed {
+            ctx.logger.info(format!(
+                "[{}] skipped lava-overlay - no test action.",
+                ctx.namespace()
+            ));
+            return Ok(());
+        }
+        Err(crate::not_yet_runnable("lava-overlay"))
+    }
+}
+
+/// The MultiNode role of the job, as `lava-multinode-overlay` checks it: `Ok(None)` when
+/// the job is not a MultiNode group member.
+pub fn multinode_role(job: &Job) -> Result<Option<String>, String> {
+    let Some(protocol) = job
+        .parameters
+        .get("protocols")
+        .and_then(|p| p.get("lava-multinode"))
+    else {
+        return Ok(None);
+    };
+    if protocol.get("target_group").is_none() {
+        return Ok(None);
+    }
+    match protocol.get("role") {
+        None => Err("multinode job without a specified role".into()),
+        Some(role) => Ok(lava_pipeline::value::scalar_string(role)),
+    }
+}
+
+/// `lava-multinode-overlay`: the MultiNode helper scripts, for group jobs.
+#[derive(Debug, Default)]
+pub struct MultinodeOverlayAction;
+
+#[async_trait]
+impl Action for MultinodeOverlayAction {
+    action_identity!(
+        "lava-multinode-overlay",
+        "MultinodeOverlayAction",
+        "add lava scripts during deployment for multinode test shell use",
+        "overlay the lava multinode scripts"
+    );
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        let ns = namespace(&ctx.meta.parameters).to_string();
+        if !ctx.job.test_needs_overlay(&ns) {
+            return Ok(());
+        }
+        overlay_settings(ctx.job, &ctx.meta.parameters)?;
+        if let Err(e) = multinode_role(ctx.job) {
+            ctx.error(e);
+        }
+        Ok(())
+    }
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        match multinode_role(&ctx.job) {
+            Ok(None) => {
+                ctx.logger.debug("skipped lava-multinode-overlay");
+                Ok(())
+            }
+            _ => Err(crate::not_yet_runnable("lava-multinode-overlay")),
+        }
+    }
+}
+
+/// `compress-overlay`: tar and gzip the overlay directory.
+#[derive(Debug, Default)]
+pub struct CompressOverlay;
+
+impl CompressOverlay {
+    pub fn new() -> Self {
+        CompressOverlay
+    }
+}
+
+#[async_trait]
+impl Action for CompressOverlay {
+    action_identity!(
+        "compress-overlay",
+        "CompressOverlay",
+        "Create a lava overlay tarball and store alongside the job",
+        "Compress the lava overlay files"
+    );
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("compress-overlay"))
+    }
+}
+
+/// LAVA's `check_ssh_identity_file`: the `identity_file` of the device's ssh method.
+/// `Err` is the validation message. A relative path names a key shipped with the
+/// dispatcher (e.g. `dynamic_vm_keys/lava`) and is resolved at run time.
+pub fn ssh_identity_file(methods: Option<&Mapping>) -> Result<String, String> {
+    let Some(methods) = methods.filter(|m| !m.is_empty()) else {
+        return Err("Invalid parameters".into());
+    };
+    let Some(ssh) = methods.get("ssh") else {
+        return Err(format!(
+            "Empty ssh parameter list in device configuration {}",
+            lava_pipeline::value::python_repr(&Value::Mapping(methods.clone()))
+        ));
+    };
+    let file = ssh
+        .get("identity_file")
+        .and_then(Value::as_str)
+        .ok_or_else(|| "Missing entry for SSH private key".to_string())?;
+    if file.starts_with('/') && !std::path::Path::new(file).exists() {
+        return Err(format!("Cannot find SSH private key {file}"));
+    }
+    Ok(file.to_string())
+}
+
+/// `ssh-authorize`: put the worker's public key in the overlay (secondary connections).
+#[derive(Debug, Default)]
+pub struct SshAuthorize;
+
+#[async_trait]
+impl Action for SshAuthorize {
+    action_identity!(
+        "ssh-authorize",
+        "SshAuthorize",
+        "include public key in overlay and authorize root user",
+        "add public key to authorized_keys"
+    );
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        let params = &ctx.meta.parameters;
+        if params.get("to").and_then(Value::as_str) == Some("ssh") {
+            return Ok(());
+        }
+        if let Some(authorize) = params.get("authorize")
+            && authorize.as_str() != Some("ssh")
+        {
+            return Ok(());
+        }
+        if !device_deploys_over_ssh(ctx.job) {
+            return Ok(());
+        }
+        if let Err(e) = ssh_identity_file(ctx.job.device.deploy_methods()) {
+            ctx.error(e);
+        }
+        Ok(())
+    }
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        if !ctx.meta().parameters.contains_key("authorize") {
+            ctx.logger.debug("No authorisation required.");
+            return Ok(());
+        }
+        Err(crate::not_yet_runnable("ssh-authorize"))
+    }
+}

@@ -1,1 +1,533 @@
-//! Shared actions: `power`.
+//! Power and connection actions: connect to the console, reset, power on/off, the
+//! pre-power and pre-OS hooks, reconnect and read feedback from other namespaces.
+
+use super::{command_list, run_host_commands};
+use lava_pipeline::value::truthy;
+use lava_pipeline::{
+    Action, Device, ErrorKind, LavaError, LavaResult, Pipeline, PipelineBuilder, RunContext,
+    ValidateContext, action_identity, async_trait,
+};
+use serde_yaml::Value;
+
+/// Connection tags LAVA knows how to disconnect.
+pub const RECOGNIZED_TAGS: [&str; 3] = ["telnet", "ssh", "shell"];
+
+/// Whether `program` is an executable file in `$PATH` (or an executable path).
+pub fn which(program: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &std::path::Path| {
+        p.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if program.contains('/') {
+        let path = std::path::PathBuf::from(program);
+        return executable(&path).then_some(path);
+    }
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(program))
+        .find(|p| executable(p))
+}
+
+/// LAVA's `which`: an InfrastructureError when the tool is missing.
+pub fn require_tool(program: &str) -> LavaResult<std::path::PathBuf> {
+    which(program).ok_or_else(|| {
+        LavaError::infrastructure(format!("Cannot find command '{program}' in $PATH"))
+    })
+}
+
+/// The console command of the device: the primary (or named) connection.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConnectionCommand {
+    /// The command line to spawn.
+    pub command: String,
+    /// The `commands.connections` entry used, when not the deprecated `connect`.
+    pub hardware: Option<String>,
+    /// Tags of that entry.
+    pub tags: Vec<String>,
+}
+
+/// Resolve the connection command as LAVA's `ConnectDevice.validate` does, pushing its
+/// errors. `primary` false with `hardware` selects a secondary console.
+pub fn resolve_connection(
+    device: &Device,
+    primary: bool,
+    hardware: Option<&str>,
+    errors: &mut Vec<String>,
+) -> LavaResult<Option<ConnectionCommand>> {
+    let Some(commands) = device.get(&["commands"]) else {
+        return Ok(None);
+    };
+    let has = |k: &str| commands.get(k).is_some();
+    if !has("connections") && has("connect") && has("must_use_connection") {
+        errors.push("Unable to connect to shell - missing connections block.".into());
+        return Ok(None);
+    }
+    let serial_ok = device
+        .get(&["actions", "boot", "connections"])
+        .and_then(Value::as_mapping)
+        .is_some_and(|c| c.contains_key("serial"));
+    if !serial_ok {
+        errors.push("Device not configured to support serial connection.".into());
+    }
+    let mut found = ConnectionCommand::default();
+    if let Some(connect) = commands.get("connect") {
+        if primary {
+            found.command = connect.as_str().map(str::to_string).ok_or_else(|| {
+                LavaError::configuration("Invalid connection command: should be a string")
+            })?;
+        } else {
+            errors.push("Device configuration retains deprecated connect command.".into());
+        }
+    } else if let Some(connections) = commands.get("connections").and_then(Value::as_mapping) {
+        let mut matched = false;
+        let mut chosen: Option<String> = hardware.map(str::to_string);
+        for (name, value) in connections {
+            let name = name.as_str().unwrap_or_default();
+            if value.get("connect").is_none() {
+                errors.push("Misconfigured connection commands".into());
+                return Ok(None);
+            }
+            let tags: Vec<String> = value
+                .get("tags")
+                .and_then(Value::as_sequence)
+                .map(|t| {
+                    t.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let is_primary = tags.iter().any(|t| t == "primary");
+            if primary {
+                if is_primary {
+                    chosen = Some(name.to_string());
+                    found.tags = tags;
+                    break;
+                }
+            } else if value.get("tags").is_some() {
+                if is_primary {
+                    continue;
+                }
+                if Some(name) == hardware {
+                    matched = true;
+                    found.tags = tags;
+                    break;
+                }
+            } else {
+                matched = true;
+                found.tags = tags;
+                break;
+            }
+        }
+        if primary && chosen.is_none() {
+            errors.push("Unable to identify primary connection command.".into());
+        }
+        if !primary && !matched {
+            errors.push(format!(
+                "Unable to identify connection command hardware. {}",
+                hardware.unwrap_or("None")
+            ));
+        }
+        let command = chosen
+            .as_deref()
+            .and_then(|h| connections.get(h))
+            .and_then(|v| v.get("connect"));
+        match command {
+            Some(Value::String(s)) => found.command = s.clone(),
+            Some(_) => {
+                return Err(LavaError::configuration(
+                    "Invalid connection command: should be a string",
+                ));
+            }
+            None => {
+                return Err(LavaError::configuration(format!(
+                    "Unable to identify connection command hardware. {}",
+                    chosen.as_deref().unwrap_or("None")
+                )));
+            }
+        }
+        found.hardware = chosen;
+    }
+    let exe = found.command.split(' ').next().unwrap_or_default();
+    require_tool(exe)?;
+    Ok(Some(found))
+}
+
+fn push_all(ctx: &mut ValidateContext<'_>, errors: Vec<String>) {
+    for e in errors {
+        ctx.error(e);
+    }
+}
+
+/// `connect-device`: spawn the console command of the device (primary connection).
+#[derive(Debug, Default)]
+pub struct ConnectDevice;
+
+impl ConnectDevice {
+    pub fn new() -> Self {
+        ConnectDevice
+    }
+}
+
+#[async_trait]
+impl Action for ConnectDevice {
+    action_identity!(
+        "connect-device",
+        "ConnectDevice",
+        "use the configured command to connect serial to the device",
+        "run connection command"
+    );
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        let mut errors = Vec::new();
+        let result = resolve_connection(&ctx.job.device, true, None, &mut errors);
+        push_all(ctx, errors);
+        result.map(|_| ())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("connect-device"))
+    }
+}
+
+/// `disconnect-device`: close the console connection of the namespace.
+#[derive(Debug, Default)]
+pub struct DisconnectDevice;
+
+impl DisconnectDevice {
+    pub fn new() -> Self {
+        DisconnectDevice
+    }
+}
+
+#[async_trait]
+impl Action for DisconnectDevice {
+    action_identity!(
+        "disconnect-device",
+        "DisconnectDevice",
+        "disconnect from console",
+        "disconnect from console"
+    );
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        let mut errors = Vec::new();
+        let device = &ctx.job.device;
+        let result = resolve_connection(device, true, None, &mut errors);
+        if let Some(connections) = device
+            .get(&["commands", "connections"])
+            .and_then(Value::as_mapping)
+        {
+            let knows_how = connections.values().any(|c| {
+                let tags: Vec<&str> = c
+                    .get("tags")
+                    .and_then(Value::as_sequence)
+                    .map(|t| t.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                tags.contains(&"primary") && tags.iter().any(|t| RECOGNIZED_TAGS.contains(t))
+            });
+            if !knows_how {
+                errors.push(format!(
+                    "LAVA does not know how to disconnect: ensure that primary connection has one of the following tags: {}",
+                    lava_pipeline::value::python_repr(&Value::Sequence(
+                        RECOGNIZED_TAGS.iter().map(|t| Value::from(*t)).collect()
+                    ))
+                ));
+            }
+        }
+        push_all(ctx, errors);
+        result.map(|_| ())
+    }
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        match ctx.take_connection() {
+            Some(mut connection) => {
+                ctx.logger.debug("Stopping connection");
+                connection.finalise().await;
+            }
+            None => ctx.logger.debug("Not connected, no need to disconnect."),
+        }
+        Ok(())
+    }
+}
+
+/// `reset-connection` (a retry action): disconnect then connect again.
+#[derive(Debug, Default)]
+pub struct ResetConnection;
+
+impl ResetConnection {
+    pub fn new() -> Self {
+        ResetConnection
+    }
+}
+
+#[async_trait]
+impl Action for ResetConnection {
+    action_identity!(
+        "reset-connection",
+        "ResetConnection",
+        "Disconnect and connect the serial",
+        "Reset the connection"
+    );
+    fn is_retry(&self) -> bool {
+        true
+    }
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        pipeline.add(DisconnectDevice)?;
+        pipeline.add(ConnectDevice)
+    }
+}
+
+/// `reset-device`: a PDU power cycle when `commands.hard_reset` is set, else reboot
+/// commands sent on the console.
+#[derive(Debug, Default)]
+pub struct ResetDevice;
+
+impl ResetDevice {
+    pub fn new() -> Self {
+        ResetDevice
+    }
+}
+
+#[async_trait]
+impl Action for ResetDevice {
+    action_identity!(
+        "reset-device",
+        "ResetDevice",
+        "reboot or power-cycle the device",
+        "reboot the device"
+    );
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        if truthy(pipeline.device().command("hard_reset")) {
+            pipeline.add(PDUReboot)
+        } else {
+            pipeline.add(SendRebootCommands)
+        }
+    }
+}
+
+/// `send-reboot-commands`: reboot from the shell (`soft_reboot` or the device's commands).
+#[derive(Debug, Default)]
+pub struct SendRebootCommands;
+
+#[async_trait]
+impl Action for SendRebootCommands {
+    action_identity!(
+        "send-reboot-commands",
+        "SendRebootCommands",
+        "Issue a reboot command on the device",
+        "Issue a reboot command on the device"
+    );
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("send-reboot-commands"))
+    }
+}
+
+/// `pdu-reboot`: run `commands.hard_reset` on the worker.
+#[derive(Debug, Default)]
+pub struct PDUReboot;
+
+#[async_trait]
+impl Action for PDUReboot {
+    action_identity!(
+        "pdu-reboot",
+        "PDUReboot",
+        "issue commands to a PDU to power cycle a device",
+        "hard reboot using PDU"
+    );
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        let commands = command_list(ctx.job.device.command("hard_reset"));
+        if commands.is_empty() {
+            return Err(LavaError::infrastructure(
+                "Hard reset required but not defined.",
+            ));
+        }
+        run_host_commands(ctx, &commands, ErrorKind::Infrastructure).await?;
+        ctx.set_result("status", "success");
+        Ok(())
+    }
+}
+
+/// Run a device command named in `commands`, as the power actions do: an empty string
+/// only warns, an absent one does nothing.
+async fn run_named(ctx: &mut RunContext, name: &str, missing: &str) -> LavaResult<bool> {
+    let value = ctx.job.device.get(&["commands", name]).cloned();
+    if value.as_ref().and_then(Value::as_str) == Some("") {
+        ctx.logger.warning(missing);
+        return Ok(false);
+    }
+    let commands = command_list(value.as_ref());
+    run_host_commands(ctx, &commands, ErrorKind::Infrastructure).await?;
+    Ok(!commands.is_empty())
+}
+
+/// `pre-power-command`: the device's `commands.pre_power_command`.
+#[derive(Debug, Default)]
+pub struct PrePower;
+
+#[async_trait]
+impl Action for PrePower {
+    action_identity!(
+        "pre-power-command",
+        "PrePower",
+        "issue pre power command",
+        "send pre-power-command"
+    );
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        run_named(ctx, "pre_power_command", "Pre power command does not exist").await?;
+        ctx.set_result("success", "pre-power-command");
+        Ok(())
+    }
+}
+
+/// `pre-os-command`: the device's `commands.pre_os_command`.
+#[derive(Debug, Default)]
+pub struct PreOs;
+
+#[async_trait]
+impl Action for PreOs {
+    action_identity!(
+        "pre-os-command",
+        "PreOs",
+        "issue pre os command",
+        "send pre-os-command"
+    );
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        run_named(ctx, "pre_os_command", "Pre OS command does not exist").await?;
+        ctx.set_result("success", "pre-os-command");
+        Ok(())
+    }
+}
+
+/// `power-on`: the pre-power command then `commands.power_on`.
+#[derive(Debug, Default)]
+pub struct PowerOn;
+
+#[async_trait]
+impl Action for PowerOn {
+    action_identity!(
+        "power-on",
+        "PowerOn",
+        "supply power to device",
+        "send power_on command"
+    );
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        let device = &ctx.job.device;
+        if device.get_str(&["commands", "power_on"]) == Some("") {
+            ctx.logger.warning("Unable to power on the device");
+            return Ok(());
+        }
+        let pre = command_list(device.command("pre_power_command"));
+        let power = command_list(device.command("power_on"));
+        if !pre.is_empty() {
+            ctx.logger.info("Running pre power command");
+            run_host_commands(ctx, &pre, ErrorKind::Infrastructure).await?;
+        }
+        if power.is_empty() {
+            return Ok(());
+        }
+        run_host_commands(ctx, &power, ErrorKind::Infrastructure).await?;
+        ctx.set_result("success", "power-on");
+        Ok(())
+    }
+}
+
+/// `power-off`: `commands.power_off` on the worker.
+#[derive(Debug, Default)]
+pub struct PowerOff;
+
+#[async_trait]
+impl Action for PowerOff {
+    action_identity!(
+        "power-off",
+        "PowerOff",
+        "discontinue power to device",
+        "send power_off command"
+    );
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        if !truthy(ctx.job.device.get(&["commands"])) {
+            return Ok(());
+        }
+        let commands = command_list(ctx.job.device.command("power_off"));
+        run_host_commands(ctx, &commands, ErrorKind::Infrastructure).await?;
+        ctx.set_result("status", "success");
+        Ok(())
+    }
+}
+
+/// `read-feedback`: drain pending output of the other namespaces' connections.
+#[derive(Debug)]
+pub struct ReadFeedback {
+    /// Finalising: read until quiet, then close every connection.
+    pub finalize: bool,
+    /// Also read the action's own namespace.
+    pub repeat: bool,
+}
+
+impl ReadFeedback {
+    pub fn new(finalize: bool, repeat: bool) -> Self {
+        ReadFeedback { finalize, repeat }
+    }
+}
+
+#[async_trait]
+impl Action for ReadFeedback {
+    action_identity!(
+        "read-feedback",
+        "ReadFeedback",
+        "Check for messages on all other namespaces",
+        "Read from other namespaces"
+    );
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        let budget = ctx
+            .job
+            .parameters
+            .get("timeouts")
+            .and_then(|t| lava_pipeline::value::lookup(t, &["connections", "read-feedback"]))
+            .map(lava_pipeline::timeout::parse_timeout)
+            .transpose()?
+            .unwrap_or(1);
+        let own = ctx.namespace();
+        let namespaces: Vec<String> = ctx.connections.keys().cloned().collect();
+        for ns in namespaces {
+            if ns == own && !self.repeat {
+                continue;
+            }
+            let Some(connection) = ctx.connections.get_mut(&ns) else {
+                continue;
+            };
+            let lines = connection
+                .drain(std::time::Duration::from_secs(budget))
+                .await;
+            for line in lines {
+                ctx.logger.debug(format!("[{ns}] {line}"));
+            }
+            if self.finalize {
+                ctx.logger
+                    .info(format!("Finalising connection for namespace '{ns}'"));
+                if let Some(mut connection) = ctx.connections.remove(&ns) {
+                    connection.finalise().await;
+                }
+            }
+        }
+        Ok(())
+    }
+}
