@@ -133,20 +133,23 @@ pub fn bench_validate(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// A job and device both implementations accept: LAVA's kvm conformance case when
-/// ../shared is present, else our own QEMU fixture.
+/// A job and device both implementations accept without network: our own job
+/// (`fixtures/bench/validate-job.yaml`, file:// images written here), on LAVA's rendered
+/// qemu device from the conformance corpus when present, else on our QEMU device fixture.
 fn bench_case() -> Result<(std::path::PathBuf, std::path::PathBuf)> {
-    if let Some(shared) = shared_dir() {
-        let case = shared.join("conformance/pipeline-cases/kvm");
-        if case.is_dir() {
-            return Ok((case.join("job.yaml"), case.join("device.yaml")));
-        }
-    }
     let root = crate::shared::workspace_root();
-    Ok((
-        root.join("fixtures/qemu/qemu-smoke.yaml"),
-        root.join("fixtures/qemu/device.yaml"),
-    ))
+    let dir = std::env::temp_dir().join("lava-rs-bench-validate-inputs");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("vmlinuz"), vec![0u8; 4096])?;
+    std::fs::write(dir.join("initramfs.cpio.gz"), vec![0u8; 4096])?;
+    let template = std::fs::read_to_string(root.join("fixtures/bench/validate-job.yaml"))?;
+    let job = dir.join("job.yaml");
+    std::fs::write(&job, template.replace("@IMAGES@", &dir.display().to_string()))?;
+    let device = shared_dir()
+        .map(|s| s.join("conformance/pipeline-cases/kvm/device.yaml"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| root.join("fixtures/qemu/device.yaml"));
+    Ok((job, device))
 }
 
 /// (wall seconds, peak RSS MiB) of one `--validate` run, via GNU time.
