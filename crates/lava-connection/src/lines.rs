@@ -14,6 +14,8 @@ const ESC: char = '\x1b';
 pub struct LineSplitter {
     /// The partial line received so far (ESC not yet removed).
     partial: String,
+    /// Reused for lines that need their ESC characters removed.
+    scratch: String,
 }
 
 impl LineSplitter {
@@ -33,26 +35,40 @@ impl LineSplitter {
             self.partial.push_str(text);
             return;
         };
-        let mut rest = &text[..=last_newline];
+        let mut line_start = 0;
         if !self.partial.is_empty() {
             // Complete the held line first.
-            let first_newline = memchr::memchr(b'\n', rest.as_bytes()).unwrap_or(0);
-            self.partial.push_str(&rest[..first_newline]);
-            let held = std::mem::take(&mut self.partial);
-            emit(&clean_line(&held));
-            rest = &rest[first_newline + 1..];
+            let first_newline = memchr::memchr(b'\n', bytes).unwrap_or(0);
+            self.partial.push_str(&text[..first_newline]);
+            emit(&clean_line(&self.partial));
+            self.partial.clear();
+            line_start = first_newline + 1;
         }
-        let has_esc = memchr::memchr(0x1b, rest.as_bytes()).is_some();
-        for line in memchr::memchr_iter(b'\n', rest.as_bytes()).scan(0, |start, end| {
-            let line = &rest[*start..end];
-            *start = end + 1;
-            Some(line)
-        }) {
-            if has_esc {
-                emit(&clean_line(line));
+        // ESC positions are found once per piece, so a line knows whether it has one
+        // without another scan.
+        let base = line_start;
+        let mut escapes = memchr::memchr_iter(0x1b, bytes.get(base..last_newline).unwrap_or(&[]));
+        let mut next_esc = escapes.next().map_or(usize::MAX, |i| i + base);
+        for line_end in memchr::memchr_iter(b'\n', &bytes[base..=last_newline]) {
+            let line_end = line_end + base;
+            let line = strip_terminator(&text[line_start..line_end]);
+            if next_esc < line_end {
+                self.scratch.clear();
+                self.scratch.extend(line.split(ESC));
+                emit(&self.scratch);
+                for esc in escapes.by_ref() {
+                    next_esc = esc + base;
+                    if next_esc > line_end {
+                        break;
+                    }
+                }
+                if next_esc < line_end {
+                    next_esc = usize::MAX;
+                }
             } else {
-                emit(strip_terminator(line));
+                emit(line);
             }
+            line_start = line_end + 1;
         }
         self.partial.push_str(&text[last_newline + 1..]);
     }
@@ -60,8 +76,8 @@ impl LineSplitter {
     /// Ends the stream: a held partial line is emitted as a line of its own.
     pub fn finish(&mut self, mut emit: impl FnMut(&str)) {
         if !self.partial.is_empty() {
-            let held = std::mem::take(&mut self.partial);
-            emit(&clean_line(&held));
+            emit(&clean_line(&self.partial));
+            self.partial.clear();
         }
     }
 }

@@ -341,8 +341,10 @@ impl MatchBuffer {
         Some(found)
     }
 
+    /// Moves the retained text to the front once the dead prefix is at least three times
+    /// its size, so each received byte is moved at most a third of a time on average.
     fn compact(&mut self) {
-        if self.start >= COMPACT_AT && self.start * 2 >= self.text.len() {
+        if self.start >= COMPACT_AT && self.start >= 3 * (self.text.len() - self.start) {
             self.text.drain(..self.start);
             self.search_from -= self.start;
             self.start = 0;
