@@ -46,6 +46,49 @@ pub struct Patterns {
     combined: Option<Combined>,
     /// The longest possible match over all patterns, `None` if unbounded.
     max_len: Option<usize>,
+    /// Literals every match starts with, when every pattern has some.
+    prefixes: Option<Prefixes>,
+}
+
+/// A finder for the literal prefixes of a pattern list: a match can only start where one
+/// of them starts, which lets a failed search skip everything before the last one.
+#[derive(Debug, Clone)]
+struct Prefixes {
+    finder: regex::bytes::Regex,
+    /// The longest prefix in bytes.
+    max_len: usize,
+}
+
+impl Prefixes {
+    fn new(hirs: &[regex_syntax::hir::Hir]) -> Option<Prefixes> {
+        let mut extractor = regex_syntax::hir::literal::Extractor::new();
+        extractor.kind(regex_syntax::hir::literal::ExtractKind::Prefix);
+        let mut alternatives = Vec::new();
+        let mut max_len = 0;
+        for hir in hirs {
+            let seq = extractor.extract(hir);
+            for literal in seq.literals()? {
+                let bytes = literal.as_bytes();
+                if bytes.is_empty() {
+                    return None;
+                }
+                max_len = max_len.max(bytes.len());
+                alternatives.push(
+                    bytes
+                        .iter()
+                        .map(|b| format!("\\x{b:02x}"))
+                        .collect::<String>(),
+                );
+            }
+        }
+        if alternatives.is_empty() {
+            return None;
+        }
+        let finder = regex::bytes::RegexBuilder::new(&format!("(?-u:{})", alternatives.join("|")))
+            .build()
+            .ok()?;
+        Some(Prefixes { finder, max_len })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -60,27 +103,36 @@ impl Patterns {
     pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Self, ConnectionError> {
         let sources: Vec<String> = patterns.iter().map(|p| p.as_ref().to_string()).collect();
         let mut each = Vec::with_capacity(sources.len());
+        let mut hirs = Vec::with_capacity(sources.len());
         let mut max_len = Some(0usize);
         for source in &sources {
             let regex = compile(source)?;
             let hir = regex_syntax::ParserBuilder::new()
                 .dot_matches_new_line(true)
                 .build()
-                .parse(source);
-            let this_max = hir.ok().and_then(|hir| hir.properties().maximum_len());
+                .parse(source)
+                .ok();
+            let this_max = hir.as_ref().and_then(|hir| hir.properties().maximum_len());
             max_len = match (max_len, this_max) {
                 (Some(a), Some(b)) => Some(a.max(b)),
                 _ => None,
             };
+            hirs.extend(hir);
             each.push(regex);
         }
         let combined = combine(&sources, &each);
+        let prefixes = if hirs.len() == sources.len() {
+            Prefixes::new(&hirs)
+        } else {
+            None
+        };
         Ok(Patterns {
             id: NEXT_PATTERNS_ID.fetch_add(1, Ordering::Relaxed),
             sources,
             each,
             combined,
             max_len,
+            prefixes,
         })
     }
 
@@ -317,8 +369,20 @@ impl MatchBuffer {
             let span = patterns
                 .max_len
                 .map_or(self.max_match_span, |len| len.saturating_add(1));
-            let tail = floor_char_boundary(&self.text, self.text.len().saturating_sub(span));
-            self.search_from = self.search_from.max(tail);
+            let len = self.text.len();
+            let mut next_from =
+                floor_char_boundary(&self.text, len.saturating_sub(span)).max(self.search_from);
+            if let Some(prefixes) = &patterns.prefixes {
+                // And it starts with a prefix: at the first one found, or at a prefix
+                // still being received at the very end.
+                let partial_at = len.saturating_sub(prefixes.max_len - 1);
+                let first = prefixes
+                    .finder
+                    .find_at(self.text.as_bytes(), next_from)
+                    .map_or(partial_at, |m| m.start().min(partial_at));
+                next_from = next_from.max(floor_char_boundary(&self.text, first));
+            }
+            self.search_from = next_from;
             self.trim();
             return None;
         };
@@ -474,6 +538,24 @@ mod tests {
         buffer.push("a1 b2");
         let found = buffer.find(&list).unwrap();
         assert_eq!((found.index, found.group(1)), (1, Some("1")));
+    }
+
+    #[test]
+    fn prefixes_skip_text_that_cannot_start_a_match() {
+        let signal = patterns(&[r"<LAVA_SIGNAL_(\S+) ([^>]+)>", r"(?i)login:"]);
+        assert_eq!(signal.prefixes.as_ref().map(|p| p.max_len), Some(13));
+        let mut buffer = MatchBuffer::default();
+        buffer.push(&"kernel line\n".repeat(100));
+        assert!(buffer.find(&signal).is_none());
+        assert_eq!(buffer.search_from, buffer.text.len() - 12);
+        buffer.push("x <LAVA_SIGNAL_END");
+        assert!(buffer.find(&signal).is_none());
+        assert_eq!(&buffer.text[buffer.search_from..], "<LAVA_SIGNAL_END");
+        buffer.push("RUN 0_smoke> LOGIN:");
+        assert_eq!(buffer.find(&signal).unwrap().group(1), Some("ENDRUN"));
+        assert_eq!(buffer.find(&signal).unwrap().index, 1);
+        // No usable prefix: no skipping.
+        assert!(patterns(&[r"\d+ done", "a"]).prefixes.is_none());
     }
 
     #[test]

@@ -151,6 +151,11 @@ impl ShellSession {
         self.transport.describe()
     }
 
+    /// The local process behind the connection, if any (see [`Transport::process_id`]).
+    pub fn process_id(&self) -> Option<u32> {
+        self.transport.process_id()
+    }
+
     /// True until [`ShellSession::disconnect`] or [`ShellSession::finalise`].
     pub fn is_connected(&self) -> bool {
         self.connected

@@ -186,29 +186,14 @@ async fn session_drop_leaves_no_child() {
     shell.wait_for_prompt(in_secs(10.0)).await.unwrap();
     shell.sendline("sleep 1000 &").await.unwrap();
     shell.wait_for_prompt(in_secs(10.0)).await.unwrap();
-    // The shell is interactive: the background job may get its own group, so look it up.
-    let shell_pid = {
-        // Children of this test process that are session leaders on a pty: find via /proc.
-        let me = std::process::id();
-        let mut found = None;
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-                continue;
-            };
-            let after = &stat[stat.rfind(')').unwrap() + 2..];
-            let fields: Vec<&str> = after.split_whitespace().collect();
-            if fields[1] == me.to_string() && stat.contains("(sh)") {
-                found = entry.file_name().to_string_lossy().parse::<u32>().ok();
-            }
-        }
-        found.expect("the shell is a child of this process")
-    };
+    let shell_pid = shell.process_id().expect("a pty command has a pid");
+    // The shell is interactive: job control puts the background job in a group of its
+    // own, inside the terminal's session.
     assert!(
-        wait_until(|| !session_members(shell_pid).is_empty()).await,
-        "the background job never started"
+        wait_until(|| session_members(shell_pid).len() >= 2).await,
+        "the background job never started: {:?}",
+        session_members(shell_pid)
     );
-    let before_drop = session_members(shell_pid);
-    assert!(before_drop.len() >= 2, "{before_drop:?}");
     drop(shell);
     assert!(!std::path::Path::new(&format!("/proc/{shell_pid}")).exists());
     // Every process of the terminal's session is gone, whatever group job control put

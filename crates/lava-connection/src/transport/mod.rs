@@ -30,6 +30,12 @@ pub trait Transport: AsyncRead + AsyncWrite + Send + Unpin {
     /// What this transport connects to, for log and error messages.
     fn describe(&self) -> &str;
 
+    /// The id of the local process behind the connection, if there is one (a pty
+    /// command's pid, which is also its process group and session id).
+    fn process_id(&self) -> Option<u32> {
+        None
+    }
+
     /// Ends the connection now, killing whatever runs behind it. Idempotent and never
     /// blocks for long.
     fn kill(&mut self);
@@ -48,6 +54,9 @@ pub trait Transport: AsyncRead + AsyncWrite + Send + Unpin {
 impl Transport for Box<dyn Transport> {
     fn describe(&self) -> &str {
         (**self).describe()
+    }
+    fn process_id(&self) -> Option<u32> {
+        (**self).process_id()
     }
     fn kill(&mut self) {
         (**self).kill()

@@ -339,6 +339,10 @@ impl Transport for PtyTransport {
         &self.description
     }
 
+    fn process_id(&self) -> Option<u32> {
+        Some(self.pid())
+    }
+
     fn kill(&mut self) {
         self.kill_and_reap();
     }
