@@ -1,6 +1,249 @@
-//! The `qemu` boot family.
+//! The `qemu` boot family: start QEMU on the worker with the downloaded images
+//! (`boot-image-retry` → `boot-qemu-image` → `execute-qemu`), then log in.
 
-use lava_pipeline::StrategyRegistry;
+use crate::common::env::ExportDeviceEnvironment;
+use crate::common::login::{AutoLoginAction, ExpectShellSession, OverlayUnpack};
+use crate::common::overlay::namespace;
+use lava_pipeline::{
+    Action, Device, LavaError, LavaResult, Pipeline, PipelineBuilder, RunContext, Section,
+    Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
+};
+use serde_yaml::{Mapping, Value};
+
+/// Where the kernel exposes KVM.
+pub const SYS_CLASS_KVM: &str = "/sys/class/misc/kvm";
+
+/// After the boot action itself: login when the block has `prompts`, and the shell,
+/// overlay unpack and environment export when a test of the namespace needs a shell.
+/// Shared by the boot families that log in after booting.
+pub fn add_login_steps(pipeline: &mut PipelineBuilder<'_>, booting: bool) -> LavaResult<()> {
+    let params = pipeline.parameters().clone();
+    if !params.contains_key("prompts") {
+        return Ok(());
+    }
+    pipeline.add(if booting {
+        AutoLoginAction::new()
+    } else {
+        AutoLoginAction::without_boot()
+    })?;
+    if pipeline.job().test_has_shell(namespace(&params)) {
+        pipeline.add(ExpectShellSession::new())?;
+        if params.contains_key("transfer_overlay") {
+            pipeline.add(OverlayUnpack::new())?;
+        }
+        pipeline.add(ExportDeviceEnvironment::new())?;
+    }
+    Ok(())
+}
+
+/// `boot-image-retry`: boot QEMU, then log in (retried).
+#[derive(Debug, Default)]
+pub struct BootQEMUImageAction;
+
+#[async_trait]
+impl Action for BootQEMUImageAction {
+    action_identity!(
+        "boot-image-retry",
+        "BootQEMUImageAction",
+        "boot image with retry",
+        "boot with retry"
+    );
+    fn is_retry(&self) -> bool {
+        true
+    }
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        pipeline.add(BootQemuRetry)?;
+        add_login_steps(pipeline, true)
+    }
+}
+
+/// `boot-qemu-image`: start QEMU (retried).
+#[derive(Debug, Default)]
+pub struct BootQemuRetry;
+
+#[async_trait]
+impl Action for BootQemuRetry {
+    action_identity!(
+        "boot-qemu-image",
+        "BootQemuRetry",
+        "boot image using QEMU command line",
+        "boot QEMU image"
+    );
+    fn is_retry(&self) -> bool {
+        true
+    }
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        pipeline.add(CallQemuAction::default())
+    }
+}
+
+/// The QEMU command line of the device: binary, `options` and `extra`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QemuCommand {
+    pub binary: String,
+    pub arguments: Vec<String>,
+}
+
+/// `execute-qemu`: build the QEMU command line and spawn it as the console.
+#[derive(Debug, Default)]
+pub struct CallQemuAction {
+    /// The base command, filled at validation time for the run.
+    pub command: Option<QemuCommand>,
+}
+
+impl CallQemuAction {
+    /// LAVA's checks of the job context, device architectures and QEMU method.
+    /// Returns the base command when it can be built; errors are pushed.
+    pub fn check(
+        job: &lava_pipeline::Job,
+        params: &Mapping,
+        errors: &mut Vec<String>,
+    ) -> LavaResult<Option<QemuCommand>> {
+        let arch = job
+            .parameters
+            .get("context")
+            .and_then(|c| c.get("arch"))
+            .and_then(lava_pipeline::value::scalar_string)
+            .ok_or_else(|| LavaError::job("Missing 'arch' in job context"))?;
+        let device = &job.device;
+        match device.get(&["available_architectures"]) {
+            None => {
+                errors.push("Device lacks list of available architectures.".into());
+                errors.push(
+                    "Arch parameter must be set in the context section. Please check the \
+                     device configuration for available architectures."
+                        .into(),
+                );
+                return Ok(None);
+            }
+            Some(list) => {
+                let known = list
+                    .as_sequence()
+                    .is_some_and(|l| l.iter().any(|a| a.as_str() == Some(arch.as_str())));
+                if !known {
+                    errors.push(
+                        "Non existing architecture specified in context arch parameter. \
+                         Please check the device configuration for available options."
+                            .into(),
+                    );
+                    return Ok(None);
+                }
+            }
+        }
+        let method = params.get("method").and_then(Value::as_str).unwrap_or("");
+        if matches!(method, "qemu" | "qemu-nfs")
+            && !params.contains_key("prompts")
+            && job.test_has_shell(namespace(params))
+        {
+            errors.push("Unable to identify boot prompts from job definition.".into());
+        }
+        let methods = device.boot_methods().cloned().unwrap_or_default();
+        let boot = methods.get("qemu").or_else(|| methods.get("qemu-nfs"));
+        let mut command = None;
+        match boot.and_then(|b| b.get("parameters")) {
+            Some(p) if p.get("command").is_some() => {
+                let binary = p
+                    .get("command")
+                    .and_then(lava_pipeline::value::scalar_string)
+                    .unwrap_or_default();
+                if binary.is_empty() {
+                    errors.push("No QEMU binary command found - missing context.".into());
+                }
+                let binary = if params.contains_key("docker") || binary.is_empty() {
+                    binary
+                } else {
+                    crate::common::power::require_tool(&binary)?
+                        .display()
+                        .to_string()
+                };
+                let list = |key: &str| -> Vec<String> {
+                    p.get(key)
+                        .and_then(Value::as_sequence)
+                        .map(|s| {
+                            s.iter()
+                                .filter_map(lava_pipeline::value::scalar_string)
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                let mut arguments = list("options");
+                arguments.extend(list("extra"));
+                command = Some(QemuCommand { binary, arguments });
+            }
+            _ => errors.push("Invalid device configuration - missing parameters".into()),
+        }
+        let Some(chosen) = methods.get(method) else {
+            errors.push(format!("Unknown boot method '{method}'"));
+            return Ok(command);
+        };
+        let wants_kvm = chosen
+            .get("parameters")
+            .and_then(|p| p.get("options"))
+            .and_then(Value::as_sequence)
+            .is_some_and(|o| o.iter().any(|x| x.as_str() == Some("-enable-kvm")));
+        if wants_kvm && !std::path::Path::new(SYS_CLASS_KVM).exists() {
+            errors.push(
+                "Device configuration contains -enable-kvm option but kvm module is not enabled."
+                    .into(),
+            );
+        }
+        Ok(command)
+    }
+}
+
+#[async_trait]
+impl Action for CallQemuAction {
+    action_identity!(
+        "execute-qemu",
+        "CallQemuAction",
+        "call qemu to boot the image",
+        "execute qemu to boot the image"
+    );
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        let mut errors = Vec::new();
+        let result = Self::check(ctx.job, &ctx.meta.parameters, &mut errors);
+        for e in errors {
+            ctx.error(e);
+        }
+        result.map(|_| ())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("execute-qemu"))
+    }
+}
+
+/// `method: qemu | qemu-nfs | monitor` on devices with a `qemu` or `qemu-nfs` boot
+/// method (one registered strategy per method name).
+pub struct BootQemu {
+    method: &'static str,
+}
+
+impl Strategy for BootQemu {
+    fn section(&self) -> Section {
+        Section::Boot
+    }
+    fn name(&self) -> &str {
+        self.method
+    }
+    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
+        if !device.has_boot_method("qemu") && !device.has_boot_method("qemu-nfs") {
+            return Err(
+                "\"qemu\" or \"qemu-nfs\" was not in the device configuration boot methods".into(),
+            );
+        }
+        if params.get("method").and_then(Value::as_str) != Some(self.method) {
+            return Err("\"method\" was not \"qemu\" or \"qemu-nfs\"".into());
+        }
+        Ok(())
+    }
+    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
+        Box::new(BootQEMUImageAction)
+    }
+}
 
 /// Register this family's strategies.
-pub fn register(_registry: &mut StrategyRegistry) {}
+pub fn register(registry: &mut StrategyRegistry) {
+    for method in ["qemu", "qemu-nfs", "monitor"] {
+        registry.register(BootQemu { method });
+    }
+}

@@ -1,6 +1,267 @@
-//! The `ssh` boot family.
+//! The `ssh` boot family: log in over ssh without booting a kernel (`login-ssh`), and
+//! `schroot` (enter a schroot over the existing connection).
 
-use lava_pipeline::StrategyRegistry;
+use crate::common::env::ExportDeviceEnvironment;
+use crate::common::login::{AutoLoginAction, ExpectShellSession};
+use crate::common::overlay::ssh_identity_file;
+use lava_pipeline::{
+    Action, Device, ErrorKind, LavaResult, Pipeline, PipelineBuilder, RunContext, Section,
+    Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
+};
+use serde_yaml::{Mapping, Value};
+
+/// `login-ssh`: copy the overlay, connect, log in and prepare the shell (retried).
+#[derive(Debug, Default)]
+pub struct SshAction;
+
+#[async_trait]
+impl Action for SshAction {
+    action_identity!(
+        "login-ssh",
+        "SshAction",
+        "connect over ssh and ensure a shell is found",
+        "login over ssh"
+    );
+    fn is_retry(&self) -> bool {
+        true
+    }
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        pipeline.add(Scp)?;
+        pipeline.add(PrepareSsh)?;
+        pipeline.add(ConnectSsh)?;
+        pipeline.add(AutoLoginAction::without_boot())?;
+        pipeline.add(ExpectShellSession::new())?;
+        pipeline.add(ExportDeviceEnvironment::new())?;
+        pipeline.add(ScpOverlayUnpack)
+    }
+}
+
+/// The checks of the device's ssh parameters shared by `ssh-connection` and
+/// `scp-deploy`.
+fn check_ssh_params(device: &Device, errors: &mut Vec<String>) {
+    let serial = device
+        .get(&["actions", "boot", "connections"])
+        .and_then(Value::as_mapping)
+        .is_some_and(|c| c.contains_key("serial"));
+    if !serial {
+        errors.push("Device not configured to support serial connection.".into());
+    }
+    let Some(ssh) = device.get(&["actions", "deploy", "methods", "ssh"]) else {
+        errors.push("Missing ssh parameters in the device configuration".into());
+        return;
+    };
+    if ssh.get("identity_file").is_some()
+        && let Err(e) = ssh_identity_file(device.deploy_methods())
+    {
+        errors.push(e);
+    }
+    if let Some(options) = ssh.get("options") {
+        let valid = options
+            .as_sequence()
+            .is_some_and(|o| o.iter().all(Value::is_string));
+        if !valid {
+            errors.push(format!(
+                "[{}] Invalid ssh options: {}",
+                "ssh",
+                lava_pipeline::value::python_repr(options)
+            ));
+        }
+    }
+}
+
+/// `ssh-connection`: open the ssh session to the device.
+#[derive(Debug, Default)]
+pub struct ConnectSsh;
+
+#[async_trait]
+impl Action for ConnectSsh {
+    action_identity!(
+        "ssh-connection",
+        "ConnectSsh",
+        "login to a known device using ssh",
+        "make an ssh connection to a device"
+    );
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        let mut errors = Vec::new();
+        check_ssh_params(&ctx.job.device, &mut errors);
+        for e in errors {
+            ctx.error(e);
+        }
+        Ok(())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("ssh-connection"))
+    }
+}
+
+/// `scp-deploy`: copy the overlay to the device with scp.
+#[derive(Debug, Default)]
+pub struct Scp;
+
+#[async_trait]
+impl Action for Scp {
+    action_identity!(
+        "scp-deploy",
+        "Scp",
+        "copy a file to a known device using scp",
+        "scp over the ssh connection"
+    );
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        let mut errors = Vec::new();
+        let device = &ctx.job.device;
+        check_ssh_params(device, &mut errors);
+        crate::common::power::require_tool("scp")?;
+        if !device.has_deploy_method("ssh") {
+            errors.push("Unable to use scp-deploy without ssh deployment".into());
+        }
+        if !device.has_boot_method("ssh") {
+            errors.push("Unable to use scp-deploy without ssh boot".into());
+        }
+        for e in errors {
+            ctx.error(e);
+        }
+        Ok(())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("scp-deploy"))
+    }
+}
+
+/// `prepare-ssh`: choose the address (device `host`, or a MultiNode `hostID` message).
+#[derive(Debug, Default)]
+pub struct PrepareSsh;
+
+#[async_trait]
+impl Action for PrepareSsh {
+    action_identity!(
+        "prepare-ssh",
+        "PrepareSsh",
+        "determine which address to use for primary or secondary connections",
+        "set the host address of the ssh connection"
+    );
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("prepare-ssh"))
+    }
+}
+
+/// `scp-overlay-unpack`: unpack the copied overlay on the device.
+#[derive(Debug, Default)]
+pub struct ScpOverlayUnpack;
+
+#[async_trait]
+impl Action for ScpOverlayUnpack {
+    action_identity!(
+        "scp-overlay-unpack",
+        "ScpOverlayUnpack",
+        "unpack the overlay over an existing ssh connection",
+        "unpack the overlay on the remote device"
+    );
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("scp-overlay-unpack"))
+    }
+}
+
+/// `method: ssh` (any method naming ssh) on devices with the `ssh` boot method.
+pub struct SshLogin;
+
+impl Strategy for SshLogin {
+    fn section(&self) -> Section {
+        Section::Boot
+    }
+    fn name(&self) -> &str {
+        "ssh"
+    }
+    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
+        if !device.has_boot_method("ssh") {
+            return Err("\"ssh\" not in device configuration boot methods".into());
+        }
+        let method = params.get("method").and_then(Value::as_str).unwrap_or("");
+        if !method.contains("ssh") {
+            return Err("\"ssh\" not in \"method\"".into());
+        }
+        Ok(())
+    }
+    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
+        Box::new(SshAction)
+    }
+}
+
+/// `schroot-login`: enter the named schroot over the existing connection.
+#[derive(Debug, Default)]
+pub struct SchrootAction;
+
+#[async_trait]
+impl Action for SchrootAction {
+    action_identity!(
+        "schroot-login",
+        "SchrootAction",
+        "enter schroot using existing connection",
+        "enter specified schroot"
+    );
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        if !ctx.meta.parameters.contains_key("schroot") {
+            return Ok(());
+        }
+        let Some(methods) = ctx.job.device.boot_methods() else {
+            return Ok(());
+        };
+        let Some(schroot) = methods.get("schroot") else {
+            ctx.error("No schroot support in device boot methods");
+            return Ok(());
+        };
+        let params = schroot.get("parameters").or(Some(schroot));
+        if params
+            .and_then(|p| p.get("schroot"))
+            .is_none_or(|s| s.get("command").is_none())
+        {
+            ctx.error("Missing schroot command in device configuration");
+        }
+        if params
+            .and_then(|p| p.get("schroot"))
+            .is_none_or(|s| s.get("name").is_none())
+        {
+            ctx.error("Missing schroot name in device configuration");
+        }
+        Ok(())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("schroot-login"))
+    }
+}
+
+/// `method: schroot` on devices with the `schroot` boot method.
+pub struct Schroot;
+
+impl Strategy for Schroot {
+    fn section(&self) -> Section {
+        Section::Boot
+    }
+    fn name(&self) -> &str {
+        "schroot"
+    }
+    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
+        if !device.has_boot_method("schroot") {
+            return Err("\"schroot\" was not in the device configuration boot methods".into());
+        }
+        let method = params.get("method").and_then(Value::as_str).unwrap_or("");
+        if !method.contains("schroot") {
+            return Err("\"method\" was not \"schroot\"".into());
+        }
+        Ok(())
+    }
+    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
+        Box::new(SchrootAction)
+    }
+}
 
 /// Register this family's strategies.
-pub fn register(_registry: &mut StrategyRegistry) {}
+pub fn register(registry: &mut StrategyRegistry) {
+    registry.register(SshLogin);
+    registry.register(Schroot);
+}

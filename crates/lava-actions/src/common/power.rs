@@ -531,3 +531,44 @@ impl Action for ReadFeedback {
         Ok(())
     }
 }
+
+/// `connect-shell`: connect to a secondary console (`commands.connections.<name>`).
+#[derive(Debug)]
+pub struct ConnectShell {
+    /// The `commands.connections` entry (the boot block's `connection`).
+    pub hardware: Option<String>,
+}
+
+impl ConnectShell {
+    pub fn new(hardware: Option<&str>) -> Self {
+        ConnectShell {
+            hardware: hardware.map(str::to_string),
+        }
+    }
+}
+
+#[async_trait]
+impl Action for ConnectShell {
+    action_identity!(
+        "connect-shell",
+        "ConnectShell",
+        "use the configured command to connect serial to a second shell",
+        "run connection command"
+    );
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        let mut errors = Vec::new();
+        let device = &ctx.job.device;
+        let result = resolve_connection(device, false, self.hardware.as_deref(), &mut errors);
+        if device.get(&["commands", "connections"]).is_none() {
+            errors.push("Unable to connect to shell - missing connections block.".into());
+        }
+        push_all(ctx, errors);
+        result.map(|_| ())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("connect-shell"))
+    }
+}

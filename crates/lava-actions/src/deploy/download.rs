@@ -1,6 +1,97 @@
-//! The `download` deploy family.
+//! The `download` deploy family: put the device in fastboot mode where needed and
+//! download the images (`download-deploy`).
 
-use lava_pipeline::StrategyRegistry;
+use crate::common::download::{DownloaderAction, download_dir};
+use crate::common::fastboot::{EnterFastbootAction, UBootEnterFastbootAction};
+use crate::common::overlay::{OverlayAction, namespace};
+use crate::common::power::{ConnectDevice, ResetDevice};
+use lava_pipeline::value::truthy;
+use lava_pipeline::{
+    Action, Device, LavaError, LavaResult, PipelineBuilder, Section, Strategy, StrategyRegistry,
+    action_identity, async_trait,
+};
+use serde_yaml::{Mapping, Value};
+
+/// Add a download per entry of the block's `images`.
+pub(crate) fn add_image_downloads(
+    pipeline: &mut PipelineBuilder<'_>,
+    images: &Mapping,
+    path: &str,
+) -> LavaResult<()> {
+    for (key, image) in images {
+        let key = lava_pipeline::value::scalar_string(key).unwrap_or_default();
+        pipeline.add(DownloaderAction::new(
+            &key,
+            path,
+            image.as_mapping().cloned().unwrap_or_default(),
+        ))?;
+    }
+    Ok(())
+}
+
+/// `download-deploy`: power the device into fastboot, then download the images.
+#[derive(Debug, Default)]
+pub struct DownloadAction {
+    /// Where the images go.
+    pub download_dir: String,
+}
+
+#[async_trait]
+impl Action for DownloadAction {
+    action_identity!(
+        "download-deploy",
+        "DownloadAction",
+        "download files",
+        "download deployment"
+    );
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        let params = pipeline.parameters().clone();
+        let device = pipeline.device();
+        if truthy(device.get(&["fastboot_via_uboot"])) {
+            pipeline.add(ConnectDevice::new())?;
+            pipeline.add(UBootEnterFastbootAction::new())?;
+        } else if truthy(device.command("hard_reset")) {
+            pipeline.add(ConnectDevice::new())?;
+            pipeline.add(ResetDevice::new())?;
+        } else {
+            pipeline.add(EnterFastbootAction::new())?;
+        }
+        self.download_dir = download_dir(pipeline, "download");
+        let images = params
+            .get("images")
+            .and_then(Value::as_mapping)
+            .ok_or_else(|| LavaError::job("Missing 'images' in the deploy block"))?;
+        add_image_downloads(pipeline, images, &self.download_dir.clone())?;
+        if pipeline.job().test_needs_overlay(namespace(&params)) {
+            pipeline.add(OverlayAction::new())?;
+        }
+        Ok(())
+    }
+}
+
+/// `to: download`.
+pub struct Download;
+
+impl Strategy for Download {
+    fn section(&self) -> Section {
+        Section::Deploy
+    }
+    fn name(&self) -> &str {
+        "download"
+    }
+    fn accepts(&self, _device: &Device, params: &Mapping) -> Result<(), String> {
+        match params.get("to").and_then(Value::as_str) {
+            None => Err("\"to\" is not in deploy parameters".into()),
+            Some("download") => Ok(()),
+            Some(_) => Err("\"to\" parameter is not \"download\"".into()),
+        }
+    }
+    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
+        Box::new(DownloadAction::default())
+    }
+}
 
 /// Register this family's strategies.
-pub fn register(_registry: &mut StrategyRegistry) {}
+pub fn register(registry: &mut StrategyRegistry) {
+    registry.register(Download);
+}

@@ -1,6 +1,122 @@
-//! The `downloads` deploy family.
+//! The `downloads` deploy family: only download files (into `downloads/<namespace>`),
+//! optionally post-processed in a Docker container.
 
-use lava_pipeline::StrategyRegistry;
+use crate::common::download::DownloaderAction;
+use crate::common::overlay::{OverlayAction, namespace};
+use lava_pipeline::value::truthy;
+use lava_pipeline::{
+    Action, Device, LavaResult, Pipeline, PipelineBuilder, RunContext, Section, Strategy,
+    StrategyRegistry, ValidateContext, action_identity, async_trait,
+};
+use serde_yaml::{Mapping, Value};
+
+/// `downloads`: download the images without deploying them.
+#[derive(Debug, Default)]
+pub struct DownloadsAction {
+    /// `downloads/<namespace>` under the job's temporary directory.
+    pub download_dir: String,
+}
+
+#[async_trait]
+impl Action for DownloadsAction {
+    action_identity!(
+        "downloads",
+        "DownloadsAction",
+        "Just downloads files",
+        "downloads files"
+    );
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        let params = pipeline.parameters().clone();
+        let ns = namespace(&params).to_string();
+        if pipeline.job().test_needs_overlay(&ns) {
+            pipeline.add(OverlayAction::new())?;
+        }
+        self.download_dir = format!("downloads/{ns}");
+        let uniquify = truthy(params.get("uniquify"));
+        if let Some(images) = params.get("images").and_then(Value::as_mapping) {
+            for (key, image) in images {
+                let key = lava_pipeline::value::scalar_string(key).unwrap_or_default();
+                let mut download = DownloaderAction::new(
+                    &key,
+                    &self.download_dir,
+                    image.as_mapping().cloned().unwrap_or_default(),
+                );
+                download.uniquify = uniquify;
+                pipeline.add(download)?;
+            }
+        }
+        let docker = params
+            .get("postprocess")
+            .and_then(|p| p.get("docker"))
+            .filter(|d| truthy(Some(d)));
+        if let Some(docker) = docker {
+            let steps = docker
+                .get("steps")
+                .and_then(Value::as_sequence)
+                .map(|s| {
+                    s.iter()
+                        .filter_map(lava_pipeline::value::scalar_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            pipeline.add(PostprocessWithDocker {
+                path: self.download_dir.clone(),
+                steps,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// `download-postprocess-docker`: run `postprocess.docker.steps` over the downloads.
+#[derive(Debug)]
+pub struct PostprocessWithDocker {
+    pub path: String,
+    pub steps: Vec<String>,
+}
+
+#[async_trait]
+impl Action for PostprocessWithDocker {
+    action_identity!(
+        "download-postprocess-docker",
+        "PostprocessWithDocker",
+        "Postprocess downloaded images with Docker",
+        "download-postprocess"
+    );
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        if self.steps.is_empty() {
+            ctx.error("postprocessing steps missing");
+        }
+        Ok(())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("download-postprocess-docker"))
+    }
+}
+
+/// `to: downloads`.
+pub struct Downloads;
+
+impl Strategy for Downloads {
+    fn section(&self) -> Section {
+        Section::Deploy
+    }
+    fn name(&self) -> &str {
+        "downloads"
+    }
+    fn accepts(&self, _device: &Device, params: &Mapping) -> Result<(), String> {
+        match params.get("to").and_then(Value::as_str) {
+            None => Err("\"to\" is not in deploy parameters".into()),
+            Some("downloads") => Ok(()),
+            Some(_) => Err("\"to\" parameter is not \"downloads\"".into()),
+        }
+    }
+    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
+        Box::new(DownloadsAction::default())
+    }
+}
 
 /// Register this family's strategies.
-pub fn register(_registry: &mut StrategyRegistry) {}
+pub fn register(registry: &mut StrategyRegistry) {
+    registry.register(Downloads);
+}

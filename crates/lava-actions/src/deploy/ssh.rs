@@ -1,6 +1,155 @@
-//! The `ssh` deploy family.
+//! The `ssh` deploy family: prepare the overlay and copy it to a device reached over
+//! ssh (`scp-overlay`).
 
-use lava_pipeline::StrategyRegistry;
+use crate::common::env::DeployDeviceEnvironment;
+use crate::common::overlay::{OverlayAction, namespace};
+use crate::common::prepare_overlay::{ExtractModules, ExtractRootfs};
+use lava_pipeline::{
+    Action, Device, LavaResult, Pipeline, PipelineBuilder, RunContext, Section, Strategy,
+    StrategyRegistry, ValidateContext, action_identity, async_trait,
+};
+use serde_yaml::{Mapping, Value};
+
+/// `scp-overlay`: the overlay, then copying it over ssh, then the device environment.
+///
+/// LAVA lists `firmware`, `kernel`, `dtb`, `rootfs` and `modules` as downloadable items
+/// but only after building the pipeline, so no download is ever added here.
+#[derive(Debug, Default)]
+pub struct ScpOverlay;
+
+#[async_trait]
+impl Action for ScpOverlay {
+    action_identity!(
+        "scp-overlay",
+        "ScpOverlay",
+        "prepare overlay and scp to device",
+        "copy overlay to device"
+    );
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        pipeline.add(OverlayAction::new())?;
+        pipeline.add(PrepareOverlayScp::default())?;
+        pipeline.add(DeployDeviceEnvironment::new())
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        if !ctx.job.test_has_shell(namespace(&ctx.meta.parameters)) {
+            ctx.error("Scp overlay needs a test action.");
+            return Ok(());
+        }
+        let serial = ctx
+            .job
+            .device
+            .get(&["actions", "deploy", "connections"])
+            .and_then(Value::as_mapping)
+            .is_some_and(|c| c.contains_key("serial"));
+        if !serial {
+            ctx.error("Device not configured to support serial connection.");
+        }
+        Ok(())
+    }
+}
+
+/// The MultiNode `messageID`s a `prepare-scp-overlay` waits for (host keys), or the
+/// validation errors of the protocol blocks addressed to it.
+pub fn scp_host_keys(params: &Mapping) -> Result<Vec<String>, Vec<String>> {
+    let mut keys = Vec::new();
+    let Some(protocols) = params.get("protocols") else {
+        return Ok(keys);
+    };
+    let calls = protocols
+        .get("lava-multinode")
+        .and_then(Value::as_sequence)
+        .cloned()
+        .unwrap_or_default();
+    let mut errors = Vec::new();
+    for call in &calls {
+        if call.is_string() {
+            errors.push("Invalid protocol action setting - needs to be a list.".to_string());
+            continue;
+        }
+        if call.get("action").and_then(Value::as_str) != Some("prepare-scp-overlay") {
+            continue;
+        }
+        let Some(id) = call.get("messageID") else {
+            errors.push(format!(
+                "Invalid protocol block: {}",
+                lava_pipeline::value::python_repr(call)
+            ));
+            return Err(errors);
+        };
+        if !call.get("message").is_some_and(Value::is_mapping) {
+            errors.push("Missing message block for scp deployment".into());
+            return Err(errors);
+        }
+        keys.push(lava_pipeline::value::scalar_string(id).unwrap_or_default());
+    }
+    if errors.is_empty() {
+        Ok(keys)
+    } else {
+        Err(errors)
+    }
+}
+
+/// `prepare-scp-overlay`: unpack the rootfs and modules to include, then (at run time)
+/// learn the host addresses from MultiNode messages.
+#[derive(Debug, Default)]
+pub struct PrepareOverlayScp {
+    /// MultiNode message ids carrying the host addresses.
+    pub host_keys: Vec<String>,
+}
+
+#[async_trait]
+impl Action for PrepareOverlayScp {
+    action_identity!(
+        "prepare-scp-overlay",
+        "PrepareOverlayScp",
+        "copy the overlay over an existing ssh connection",
+        "scp the overlay to the remote device"
+    );
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        if let Ok(keys) = scp_host_keys(pipeline.parameters()) {
+            self.host_keys = keys;
+        }
+        pipeline.add(ExtractRootfs::new())?;
+        pipeline.add(ExtractModules::new())
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        if let Err(errors) = scp_host_keys(&ctx.meta.parameters) {
+            for e in errors {
+                ctx.error(e);
+            }
+        }
+        Ok(())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("prepare-scp-overlay"))
+    }
+}
+
+/// `to: ssh` on devices with the `ssh` deploy method.
+pub struct Ssh;
+
+impl Strategy for Ssh {
+    fn section(&self) -> Section {
+        Section::Deploy
+    }
+    fn name(&self) -> &str {
+        "ssh"
+    }
+    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
+        if !device.has_deploy_method("ssh") {
+            return Err("\"ssh\" is not in the device configuration deploy methods".into());
+        }
+        if params.get("to").and_then(Value::as_str) != Some("ssh") {
+            return Err("\"to\" parameter is not \"ssh\"".into());
+        }
+        Ok(())
+    }
+    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
+        Box::new(ScpOverlay)
+    }
+}
 
 /// Register this family's strategies.
-pub fn register(_registry: &mut StrategyRegistry) {}
+pub fn register(registry: &mut StrategyRegistry) {
+    registry.register(Ssh);
+}

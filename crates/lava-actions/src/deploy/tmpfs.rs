@@ -1,6 +1,100 @@
-//! The `tmpfs` deploy family.
+//! The `tmpfs` deploy family: images downloaded for QEMU (`deployimages`), with the
+//! overlay as a qcow2 guest drive.
 
-use lava_pipeline::StrategyRegistry;
+use crate::common::apply_overlay::ApplyOverlayGuest;
+use crate::common::download::{DownloaderAction, download_dir};
+use crate::common::env::DeployDeviceEnvironment;
+use crate::common::overlay::{OverlayAction, namespace};
+use lava_pipeline::{
+    Action, Device, LavaError, LavaResult, PipelineBuilder, Section, Strategy, StrategyRegistry,
+    action_identity, async_trait,
+};
+use serde_yaml::{Mapping, Value};
+
+/// `deployimages`: download every image (and `uefi`), with the overlay when a test needs
+/// it.
+#[derive(Debug, Default)]
+pub struct DeployImagesAction;
+
+#[async_trait]
+impl Action for DeployImagesAction {
+    action_identity!(
+        "deployimages",
+        "DeployImagesAction",
+        "deploy images",
+        "deploy images"
+    );
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        let params = pipeline.parameters().clone();
+        let ns = namespace(&params).to_string();
+        let job = pipeline.job();
+        let path = download_dir(pipeline, "images");
+        if job.test_needs_overlay(&ns) {
+            pipeline.add(OverlayAction::new())?;
+        }
+        if job.test_needs_deployment_data(&ns) {
+            pipeline.add(DeployDeviceEnvironment::new())?;
+        }
+        if let Some(uefi) = params.get("uefi") {
+            let uefi_path = download_dir(pipeline, "uefi");
+            pipeline.add(DownloaderAction::new(
+                "uefi",
+                &uefi_path,
+                uefi.as_mapping().cloned().unwrap_or_default(),
+            ))?;
+        }
+        let images = params
+            .get("images")
+            .and_then(Value::as_mapping)
+            .ok_or_else(|| LavaError::job("Missing 'images' in the deploy block"))?;
+        for (key, image) in images {
+            let key = lava_pipeline::value::scalar_string(key).unwrap_or_default();
+            pipeline.add(DownloaderAction::new(
+                &key,
+                &path,
+                image.as_mapping().cloned().unwrap_or_default(),
+            ))?;
+        }
+        if job.test_needs_overlay(&ns) {
+            pipeline.add(ApplyOverlayGuest::new())?;
+        }
+        Ok(())
+    }
+}
+
+/// `to: tmpfs` on devices with the `image` deploy method.
+pub struct Tmpfs;
+
+impl Strategy for Tmpfs {
+    fn section(&self) -> Section {
+        Section::Deploy
+    }
+    fn name(&self) -> &str {
+        "tmpfs"
+    }
+    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
+        if !device.has_deploy_method("image") {
+            return Err("\"image\" is not in the device configuration deploy methods".into());
+        }
+        if params.get("to").and_then(Value::as_str) != Some("tmpfs") {
+            return Err("\"to\" parameter is not \"tmpfs\"".into());
+        }
+        if !params.contains_key("images") {
+            return Err("\"images\" was not in the deployment parameters".into());
+        }
+        if let Some(kind) = params.get("type")
+            && kind.as_str() != Some("monitor")
+        {
+            return Err("\"type\" parameter was set but it was not \"monitor\"".into());
+        }
+        Ok(())
+    }
+    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
+        Box::new(DeployImagesAction)
+    }
+}
 
 /// Register this family's strategies.
-pub fn register(_registry: &mut StrategyRegistry) {}
+pub fn register(registry: &mut StrategyRegistry) {
+    registry.register(Tmpfs);
+}

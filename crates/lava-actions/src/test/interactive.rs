@@ -1,6 +1,75 @@
-//! The `interactive` test family.
+//! The `interactive` test family: send commands and match prompts
+//! (`lava-test-interactive-retry` → `lava-test-interactive`).
 
-use lava_pipeline::StrategyRegistry;
+use super::shell::check_required;
+use lava_pipeline::{
+    Action, Device, ErrorKind, LavaResult, Pipeline, PipelineBuilder, RunContext, Section,
+    Strategy, StrategyRegistry, action_identity, async_trait,
+};
+use serde_yaml::Mapping;
+
+/// `lava-test-interactive-retry`: the interactive test (retried).
+#[derive(Debug, Default)]
+pub struct TestInteractiveRetry;
+
+#[async_trait]
+impl Action for TestInteractiveRetry {
+    action_identity!(
+        "lava-test-interactive-retry",
+        "TestInteractiveRetry",
+        "Retry wrapper for lava-test-interactive",
+        "Retry support for Lava Test Interactive"
+    );
+    fn is_retry(&self) -> bool {
+        true
+    }
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        pipeline.add(TestInteractiveAction)
+    }
+}
+
+/// `lava-test-interactive`: run each script's commands and check the prompts.
+#[derive(Debug, Default)]
+pub struct TestInteractiveAction;
+
+#[async_trait]
+impl Action for TestInteractiveAction {
+    action_identity!(
+        "lava-test-interactive",
+        "TestInteractiveAction",
+        "Executing lava-test-interactive",
+        "Lava Test Interactive"
+    );
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Timeout
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("lava-test-interactive"))
+    }
+}
+
+/// Test blocks with `interactive` scripts.
+pub struct TestInteractive;
+
+impl Strategy for TestInteractive {
+    fn section(&self) -> Section {
+        Section::Test
+    }
+    fn name(&self) -> &str {
+        "lava-test-interactive"
+    }
+    fn accepts(&self, _device: &Device, params: &Mapping) -> Result<(), String> {
+        let Some(scripts) = params.get("interactive") else {
+            return Err("\"interactive\" not in parameters".into());
+        };
+        check_required(Some(scripts), &["name", "prompts", "script"])
+    }
+    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
+        Box::new(TestInteractiveRetry)
+    }
+}
 
 /// Register this family's strategies.
-pub fn register(_registry: &mut StrategyRegistry) {}
+pub fn register(registry: &mut StrategyRegistry) {
+    registry.register(TestInteractive);
+}

@@ -11,10 +11,11 @@ use lava_pipeline::StrategyRegistry;
 
 /// Register every test strategy.
 pub fn register(registry: &mut StrategyRegistry) {
-    shell::register(registry);
+    // LAVA's order: among strategies of equal priority the first accepting one wins.
+    docker::register(registry);
     interactive::register(registry);
     monitor::register(registry);
     multinode::register(registry);
-    docker::register(registry);
+    shell::register(registry);
     service::register(registry);
 }

@@ -1,6 +1,75 @@
-//! The `monitor` test family.
+//! The `monitors` test family: watch the console for start/end markers and result
+//! patterns (`lava-test-monitor-retry` → `lava-test-monitor`).
 
-use lava_pipeline::StrategyRegistry;
+use super::shell::check_required;
+use lava_pipeline::{
+    Action, Device, ErrorKind, LavaResult, Pipeline, PipelineBuilder, RunContext, Section,
+    Strategy, StrategyRegistry, action_identity, async_trait,
+};
+use serde_yaml::Mapping;
+
+/// `lava-test-monitor-retry`: the monitors (retried).
+#[derive(Debug, Default)]
+pub struct TestMonitorRetry;
+
+#[async_trait]
+impl Action for TestMonitorRetry {
+    action_identity!(
+        "lava-test-monitor-retry",
+        "TestMonitorRetry",
+        "Retry wrapper for lava-test-monitor",
+        "Retry support for Lava Test Monitoring"
+    );
+    fn is_retry(&self) -> bool {
+        true
+    }
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        pipeline.add(TestMonitorAction)
+    }
+}
+
+/// `lava-test-monitor`: match each monitor's start, patterns and end.
+#[derive(Debug, Default)]
+pub struct TestMonitorAction;
+
+#[async_trait]
+impl Action for TestMonitorAction {
+    action_identity!(
+        "lava-test-monitor",
+        "TestMonitorAction",
+        "Executing lava-test-monitor",
+        "Lava Test Monitor"
+    );
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Timeout
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("lava-test-monitor"))
+    }
+}
+
+/// Test blocks with `monitors`.
+pub struct TestMonitor;
+
+impl Strategy for TestMonitor {
+    fn section(&self) -> Section {
+        Section::Test
+    }
+    fn name(&self) -> &str {
+        "lava-test-monitor"
+    }
+    fn accepts(&self, _device: &Device, params: &Mapping) -> Result<(), String> {
+        let Some(monitors) = params.get("monitors") else {
+            return Err("\"monitors\" not in parameters".into());
+        };
+        check_required(Some(monitors), &["name", "start", "end", "pattern"])
+    }
+    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
+        Box::new(TestMonitorRetry)
+    }
+}
 
 /// Register this family's strategies.
-pub fn register(_registry: &mut StrategyRegistry) {}
+pub fn register(registry: &mut StrategyRegistry) {
+    registry.register(TestMonitor);
+}

@@ -1,6 +1,117 @@
-//! The `multinode` test family.
+//! The MultiNode test family: a test shell that also answers the MultiNode signals
+//! (`multinode-test`); monitors and interactive tests keep their own actions.
 
-use lava_pipeline::StrategyRegistry;
+use super::interactive::TestInteractiveRetry;
+use super::monitor::TestMonitorRetry;
+use super::shell::check_definitions;
+use lava_pipeline::{
+    Action, Device, ErrorKind, LavaResult, Pipeline, RunContext, Section, Strategy,
+    StrategyRegistry, ValidateContext, action_identity, async_trait,
+};
+use serde_yaml::Mapping;
+
+/// The MultiNode protocol name.
+pub const MULTINODE_PROTOCOL: &str = "lava-multinode";
+
+/// `multinode-test`: lava-test-shell plus the MultiNode API over the coordinator.
+#[derive(Debug, Default)]
+pub struct MultinodeTestAction;
+
+#[async_trait]
+impl Action for MultinodeTestAction {
+    action_identity!(
+        "multinode-test",
+        "MultinodeTestAction",
+        "Executing lava-test-runner",
+        "Multinode Lava Test Shell"
+    );
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Test
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        let mut errors = Vec::new();
+        check_definitions(&ctx.meta.parameters, &mut errors)?;
+        if !ctx.job.has_protocol(MULTINODE_PROTOCOL) {
+            errors.push("Invalid job - missing protocol".into());
+        }
+        if !ctx.meta.parameters.contains_key(MULTINODE_PROTOCOL) {
+            errors.push("Missing protocol".into());
+        }
+        if !errors.is_empty() {
+            errors.push("Invalid base class TestAction".into());
+        }
+        for e in errors {
+            ctx.error(e);
+        }
+        Ok(())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("multinode-test"))
+    }
+}
+
+/// What a MultiNode test block really is (LAVA picks by the block's keys).
+fn inner(params: &Mapping) -> &'static str {
+    if params.contains_key("monitors") {
+        "monitors"
+    } else if params.contains_key("interactive") {
+        "interactive"
+    } else if params.contains_key("docker") {
+        "docker"
+    } else {
+        "shell"
+    }
+}
+
+/// Test blocks of a MultiNode group member (`role` and `lava-multinode.target_group`).
+pub struct MultinodeTestShell;
+
+impl Strategy for MultinodeTestShell {
+    fn section(&self) -> Section {
+        Section::Test
+    }
+    fn name(&self) -> &str {
+        "multinode-test"
+    }
+    fn priority(&self) -> i32 {
+        2
+    }
+    fn accepts(&self, _device: &Device, params: &Mapping) -> Result<(), String> {
+        if !params.contains_key("role") {
+            return Err("\"role\" not in parameters".into());
+        }
+        let Some(protocol) = params.get(MULTINODE_PROTOCOL) else {
+            return Err(format!("{MULTINODE_PROTOCOL} was not in parameters"));
+        };
+        if protocol.get("target_group").is_none() {
+            return Err(format!(
+                "\"target_group\" was not in parameters for {MULTINODE_PROTOCOL}"
+            ));
+        }
+        Ok(())
+    }
+    fn action(&self, params: &Mapping) -> Box<dyn Action> {
+        match inner(params) {
+            "monitors" => Box::new(TestMonitorRetry),
+            "interactive" => Box::new(TestInteractiveRetry),
+            _ => Box::new(MultinodeTestAction),
+        }
+    }
+    fn needs_overlay(&self, params: &Mapping) -> bool {
+        matches!(inner(params), "shell" | "docker")
+    }
+    fn needs_deployment_data(&self, params: &Mapping) -> bool {
+        inner(params) == "shell"
+    }
+    fn has_shell(&self, params: &Mapping) -> bool {
+        inner(params) == "shell"
+    }
+    fn needs_character_delay(&self, params: &Mapping) -> bool {
+        inner(params) == "shell"
+    }
+}
 
 /// Register this family's strategies.
-pub fn register(_registry: &mut StrategyRegistry) {}
+pub fn register(registry: &mut StrategyRegistry) {
+    registry.register(MultinodeTestShell);
+}
