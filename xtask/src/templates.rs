@@ -2,8 +2,9 @@
 //!
 //! `cargo xtask conformance templates [-k FILTER]` runs LAVA's `check_templates.py` over the
 //! public template cases with our release `lava-dispatch render`.
-//! `cargo xtask bench render [--runs N] [--repeat M]` renders every public case in-process with
-//! our renderer and with Python Jinja2 configured LAVA's way, and prints both timings.
+//! `cargo xtask bench render [RUNS [REPEAT]]` (or `-- --runs N --repeat M`) renders every public
+//! case in-process with our renderer and with Python Jinja2 configured LAVA's way, REPEAT
+//! times per run, and prints both median timings and their ratio.
 
 use crate::shared::{build_release_bin, shared_dir, workspace_root};
 use anyhow::{Context, bail};
@@ -49,7 +50,17 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
     let mut runs = 5usize;
     let mut repeat = 10usize;
     let mut it = args.iter();
+    let mut positional = 0;
     while let Some(arg) = it.next() {
+        if let Ok(n) = arg.parse::<usize>() {
+            match positional {
+                0 => runs = n.max(1),
+                1 => repeat = n.max(1),
+                _ => bail!("too many numbers: expected [RUNS [REPEAT]]"),
+            }
+            positional += 1;
+            continue;
+        }
         let mut value = |name: &str| -> anyhow::Result<usize> {
             it.next()
                 .with_context(|| format!("{name} needs a number"))?
@@ -59,7 +70,11 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
         match arg.as_str() {
             "--runs" => runs = value("--runs")?.max(1),
             "--repeat" => repeat = value("--repeat")?.max(1),
-            other => bail!("unknown bench argument {other:?}: expected --runs N, --repeat M"),
+            other => {
+                bail!(
+                    "unknown bench argument {other:?}: expected [RUNS [REPEAT]] or --runs N --repeat M"
+                )
+            }
         }
     }
     let cases = shared.join("conformance").join("template-cases");

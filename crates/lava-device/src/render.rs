@@ -154,10 +154,18 @@ impl Renderer {
                 .unwrap_or_else(|| name.to_string()),
             None => "<template>".to_string(),
         };
-        let message = match inner.detail() {
+        let mut message = match inner.detail() {
             Some(detail) => format!("{}: {detail}", inner.kind()),
             None => inner.kind().to_string(),
         };
+        if inner.kind() == minijinja::ErrorKind::TemplateNotFound {
+            let dirs: Vec<String> = self
+                .search_path
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
+            message.push_str(&format!(" (searched: {})", dirs.join(", ")));
+        }
         DeviceError::Render {
             file,
             line: inner.line(),

@@ -37,6 +37,7 @@ fn extending_a_missing_device_type() {
     );
     let err = render_err(dir.path(), &dict);
     assert_names(&err, &dict, 2, "no-such-type.jinja2");
+    assert!(err.to_string().contains("searched"), "{err}");
 }
 
 #[test]
