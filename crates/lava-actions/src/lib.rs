@@ -15,6 +15,7 @@ pub mod boot;
 pub mod common;
 pub mod deploy;
 pub mod protocols;
+pub mod runtime;
 pub mod test;
 
 use lava_pipeline::{Action, FixedActions, StrategyRegistry};

@@ -1,0 +1,10 @@
+//! Run-time behaviour shared by the actions: the device console as a pipeline
+//! `Connection`, building and applying the test-shell overlay, driving the test shell,
+//! downloads, ramdisk surgery and QEMU. Actions call into these modules from `run()`.
+
+pub mod console;
+pub mod download;
+pub mod overlay;
+pub mod qemu;
+pub mod ramdisk;
+pub mod test_shell;

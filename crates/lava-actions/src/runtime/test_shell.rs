@@ -1,0 +1,1 @@
+//! Run-time: `test_shell` (test-shell engineer).
