@@ -9,6 +9,7 @@ mod coordinator;
 mod pipeline;
 mod shared;
 mod templates;
+mod test_system;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -45,6 +46,8 @@ enum Command {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
+    /// Build the embedded QEMU device's kernel and initramfs (target/test-system).
+    TestSystem(test_system::Args),
 }
 
 fn main() -> Result<()> {
@@ -79,5 +82,6 @@ fn main() -> Result<()> {
                 "unknown benchmark {other:?}: expected validate, render, console or coordinator"
             ),
         },
+        Command::TestSystem(args) => test_system::run(args),
     }
 }
