@@ -1,6 +1,148 @@
-//! The `cmsis_dap` boot family.
+//! The `cmsis-dap` boot: copy the image to the board's CMSIS-DAP USB mass storage.
 
-use lava_pipeline::StrategyRegistry;
+use crate::common::fastboot::{WaitDevicePathAction, WaitUSBSerialDeviceAction, has_hard_reset};
+use crate::common::power::{ConnectDevice, ResetDevice};
+use lava_pipeline::value::truthy;
+use lava_pipeline::{
+    Action, Device, ErrorKind, LavaResult, Pipeline, PipelineBuilder, RunContext, Section,
+    Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
+};
+use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies.
-pub fn register(_registry: &mut StrategyRegistry) {}
+pub fn register(registry: &mut StrategyRegistry) {
+    registry.register(CmsisStrategy);
+}
+
+/// `method: cmsis-dap`.
+pub struct CmsisStrategy;
+
+impl Strategy for CmsisStrategy {
+    fn section(&self) -> Section {
+        Section::Boot
+    }
+    fn name(&self) -> &str {
+        "cmsis-dap"
+    }
+    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
+        if !device.has_boot_method("cmsis-dap") {
+            return Err("\"cmsis-dap\" is not in the device configuration boot methods".into());
+        }
+        if params.get("method").and_then(Value::as_str) != Some("cmsis-dap") {
+            return Err("\"method\" was not \"cmsis-dap\"".into());
+        }
+        if !device.has("board_id") {
+            return Err("device has no \"board_id\" configured".into());
+        }
+        let Some(parameters) = method_params(device) else {
+            return Err(
+                "\"parameters\" was not in the device boot method configuration for \"cmsis-dap\""
+                    .into(),
+            );
+        };
+        if !parameters.contains_key("usb_mass_device") {
+            return Err("\"usb_mass_device\" was not in the device configuration \"cmsis-dap\" boot method parameters".into());
+        }
+        Ok(())
+    }
+    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
+        Box::new(BootCMSISRetry)
+    }
+}
+
+fn method_params(device: &Device) -> Option<&Mapping> {
+    device
+        .get(&["actions", "boot", "methods", "cmsis-dap", "parameters"])
+        .and_then(Value::as_mapping)
+}
+
+fn usb_mass_device(device: &Device) -> Option<&Value> {
+    method_params(device)
+        .and_then(|p| p.get("usb_mass_device"))
+        .filter(|v| truthy(Some(v)))
+}
+
+/// `boot-cmsis-retry`.
+#[derive(Debug, Default)]
+pub struct BootCMSISRetry;
+
+#[async_trait]
+impl Action for BootCMSISRetry {
+    action_identity!(
+        "boot-cmsis-retry",
+        "BootCMSISRetry",
+        "boot cmsis usb image with retry",
+        "boot cmsis usb image with retry"
+    );
+    fn is_retry(&self) -> bool {
+        true
+    }
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        let device = pipeline.device();
+        let mass_device = usb_mass_device(device).cloned();
+        let resets_after_flash = method_params(device)
+            .and_then(|p| p.get("resets_after_flash"))
+            .is_none_or(|v| truthy(Some(v)));
+        if has_hard_reset(device) {
+            pipeline.add(ResetDevice::new())?;
+            pipeline.add(WaitDevicePathAction::new(mass_device))?;
+        }
+        pipeline.add(FlashCMSISAction::default())?;
+        if resets_after_flash {
+            pipeline.add(WaitUSBSerialDeviceAction::new())?;
+        }
+        pipeline.add(ConnectDevice::new())
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        if usb_mass_device(&ctx.job.device).is_none() {
+            ctx.error("usb_mass_device unset");
+        }
+        Ok(())
+    }
+}
+
+/// `flash-cmsis`: mount the mass storage, copy the downloaded files, wait for the remount.
+#[derive(Debug, Default)]
+pub struct FlashCMSISAction {
+    pub usb_mass_device: Option<String>,
+    /// Skip waiting for the board to unmount and remount itself after the copy.
+    pub skip_autoremount_wait: bool,
+}
+
+#[async_trait]
+impl Action for FlashCMSISAction {
+    action_identity!(
+        "flash-cmsis",
+        "FlashCMSISAction",
+        "flash cmsis to usb mass storage",
+        "flash cmsis to usb mass storage"
+    );
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Job
+    }
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        let device = pipeline.device();
+        self.usb_mass_device =
+            usb_mass_device(device).and_then(lava_pipeline::value::scalar_string);
+        self.skip_autoremount_wait =
+            truthy(method_params(device).and_then(|p| p.get("skip_autoremount_wait")));
+        Ok(())
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        let board = ctx
+            .job
+            .device
+            .get(&["board_id"])
+            .and_then(lava_pipeline::value::scalar_string);
+        if board.as_deref() == Some(crate::common::fastboot::UNSET_SERIAL) {
+            ctx.error("[FLASH_CMSIS] board_id unset");
+        }
+        if self.usb_mass_device.is_none() {
+            ctx.error("usb_mass_device unset");
+        }
+        Ok(())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable(self.name()))
+    }
+}

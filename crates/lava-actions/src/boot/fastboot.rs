@@ -1,6 +1,316 @@
-//! The `fastboot` boot family.
+//! The `fastboot` boot: make sure the device is in fastboot mode, then follow the
+//! device's fastboot boot sequence (`actions.boot.methods.fastboot`).
 
-use lava_pipeline::StrategyRegistry;
+use crate::common::env::ExportDeviceEnvironment;
+use crate::common::fastboot::{
+    AdbOverlayUnpack, ConnectAdb, EnterFastbootAction, FastbootTool, UBootEnterFastbootAction,
+    WaitDeviceBoardID, add_detect_fastboot_if_needed, check_fastboot_options,
+    check_fastboot_serial_unless_detected, check_optional_container, has_hard_reset,
+    test_has_shell,
+};
+use crate::common::login::{AutoLoginAction, ExpectShellSession, OverlayUnpack};
+use crate::common::power::{ConnectDevice, PreOs, ResetDevice};
+use lava_pipeline::value::truthy;
+use lava_pipeline::{
+    Action, Device, ErrorKind, LavaResult, Pipeline, PipelineBuilder, RunContext, Section,
+    Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
+};
+use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies.
-pub fn register(_registry: &mut StrategyRegistry) {}
+pub fn register(registry: &mut StrategyRegistry) {
+    registry.register(BootFastbootStrategy);
+}
+
+/// `method: fastboot`.
+pub struct BootFastbootStrategy;
+
+impl Strategy for BootFastbootStrategy {
+    fn section(&self) -> Section {
+        Section::Boot
+    }
+    fn name(&self) -> &str {
+        "fastboot"
+    }
+    fn accepts(&self, _device: &Device, params: &Mapping) -> Result<(), String> {
+        if params.get("method").and_then(Value::as_str) != Some("fastboot") {
+            return Err("boot \"method\" was not \"fastboot\"".into());
+        }
+        Ok(())
+    }
+    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
+        Box::new(BootFastbootAction::default())
+    }
+}
+
+/// One step of the device's fastboot boot sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceStep {
+    Boot,
+    Reboot,
+    AutoLogin,
+    OverlayUnpack,
+    ShellSession,
+    ExportEnv,
+}
+
+impl SequenceStep {
+    /// LAVA's sequence names; unknown names add only the board ID wait.
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "boot" | "no-flash-boot" => SequenceStep::Boot,
+            "reboot" => SequenceStep::Reboot,
+            "auto-login" => SequenceStep::AutoLogin,
+            "overlay-unpack" => SequenceStep::OverlayUnpack,
+            "shell-session" => SequenceStep::ShellSession,
+            "export-env" => SequenceStep::ExportEnv,
+            _ => return None,
+        })
+    }
+}
+
+/// The device's fastboot sequence; `None` when the method has no list.
+fn device_sequence(device: &Device) -> Option<Vec<String>> {
+    match device.get(&["actions", "boot", "methods", "fastboot"]) {
+        Some(Value::Sequence(items)) => Some(
+            items
+                .iter()
+                .filter_map(lava_pipeline::value::scalar_string)
+                .collect(),
+        ),
+        Some(Value::Null) => None,
+        // A missing method reads as an empty sequence in LAVA.
+        None => Some(Vec::new()),
+        Some(_) => None,
+    }
+}
+
+/// `fastboot-boot`.
+#[derive(Debug, Default)]
+pub struct BootFastbootAction {
+    /// Set when the device is reset with its power command (wait for a prompt).
+    pub force_prompt: bool,
+}
+
+#[async_trait]
+impl Action for BootFastbootAction {
+    action_identity!(
+        "fastboot-boot",
+        "BootFastbootAction",
+        "fastboot boot into the system",
+        "fastboot boot"
+    );
+    fn is_retry(&self) -> bool {
+        true
+    }
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        if truthy(pipeline.param("commands")) {
+            pipeline.add(BootFastbootCommands::new(FastbootTool::from_builder(
+                pipeline,
+            )))?;
+        }
+        let device = pipeline.device();
+        let board_id = device.get(&["fastboot_serial_number"]).cloned();
+        let hard_reset = has_hard_reset(device);
+        if truthy(device.get(&["fastboot_via_uboot"])) {
+            pipeline.add(ConnectDevice::new())?;
+            pipeline.add(UBootEnterFastbootAction::new())?;
+            add_detect_fastboot_if_needed(pipeline)?;
+        } else if hard_reset {
+            self.force_prompt = true;
+            pipeline.add(ConnectDevice::new())?;
+            pipeline.add(ResetDevice::new())?;
+            add_detect_fastboot_if_needed(pipeline)?;
+        } else {
+            pipeline.add(WaitDeviceBoardID::with_board_id(board_id.clone()))?;
+            pipeline.add(EnterFastbootAction::new())?;
+        }
+
+        for name in device_sequence(device).unwrap_or_default() {
+            pipeline.add(WaitDeviceBoardID::with_board_id(board_id.clone()))?;
+            match SequenceStep::parse(&name) {
+                Some(SequenceStep::Boot) => pipeline.add(FastbootBootAction::new(
+                    FastbootTool::from_builder(pipeline),
+                ))?,
+                Some(SequenceStep::Reboot) => pipeline.add(FastbootRebootAction::new(
+                    FastbootTool::from_builder(pipeline),
+                ))?,
+                Some(SequenceStep::AutoLogin) => pipeline.add(AutoLoginAction::new())?,
+                Some(SequenceStep::OverlayUnpack) => pipeline.add(OverlayUnpack::new())?,
+                Some(SequenceStep::ShellSession) => pipeline.add(ExpectShellSession::new())?,
+                Some(SequenceStep::ExportEnv) => pipeline.add(ExportDeviceEnvironment::new())?,
+                None => {}
+            }
+        }
+
+        if hard_reset {
+            pipeline.add(PreOs)?;
+            if pipeline.param("prompts").is_some() {
+                pipeline.add(AutoLoginAction::new())?;
+                if test_has_shell(pipeline) {
+                    pipeline.add(ExpectShellSession::new())?;
+                    if pipeline.param("transfer_overlay").is_some() {
+                        pipeline.add(OverlayUnpack::new())?;
+                    }
+                    pipeline.add(ExportDeviceEnvironment::new())?;
+                }
+            }
+        } else if pipeline.param("docker").is_none() {
+            pipeline.add(ConnectAdb::default())?;
+            pipeline.add(AdbOverlayUnpack::default())?;
+        }
+        Ok(())
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        check_optional_container(&ctx.meta.parameters, ctx);
+        // LAVA maps unknown sequence names to "nothing", so only a missing list is reported.
+        if device_sequence(&ctx.job.device).is_none() {
+            ctx.error("fastboot_sequence undefined");
+        }
+        Ok(())
+    }
+}
+
+/// `fastboot-boot-commands`: the block's `commands`, each run as `fastboot <command>`.
+#[derive(Debug, Default)]
+pub struct BootFastbootCommands {
+    pub tool: FastbootTool,
+    pub commands: Vec<String>,
+}
+
+impl BootFastbootCommands {
+    pub fn new(tool: FastbootTool) -> Self {
+        BootFastbootCommands {
+            tool,
+            commands: Vec::new(),
+        }
+    }
+}
+
+#[async_trait]
+impl Action for BootFastbootCommands {
+    action_identity!(
+        "fastboot-boot-commands",
+        "BootFastbootCommands",
+        "Run custom fastboot commands before boot",
+        "Run fastboot boot commands"
+    );
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        self.commands = crate::common::command_list(pipeline.param("commands"));
+        Ok(())
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        check_optional_container(&ctx.meta.parameters, ctx);
+        Ok(())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable(self.name()))
+    }
+}
+
+/// `boot-fastboot`: `fastboot boot <boot image>`.
+#[derive(Debug, Default)]
+pub struct FastbootBootAction {
+    pub tool: FastbootTool,
+}
+
+impl FastbootBootAction {
+    pub fn new(tool: FastbootTool) -> Self {
+        FastbootBootAction { tool }
+    }
+}
+
+#[async_trait]
+impl Action for FastbootBootAction {
+    action_identity!(
+        "boot-fastboot",
+        "FastbootBootAction",
+        "fastboot boot into system",
+        "attempt to fastboot boot"
+    );
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        check_optional_container(&ctx.meta.parameters, ctx);
+        check_fastboot_serial_unless_detected(&ctx.job.device, ctx);
+        check_fastboot_options(&ctx.job.device, ctx);
+        Ok(())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable(self.name()))
+    }
+}
+
+/// `fastboot-reboot`: `fastboot reboot` into the system.
+#[derive(Debug, Default)]
+pub struct FastbootRebootAction {
+    pub tool: FastbootTool,
+}
+
+impl FastbootRebootAction {
+    pub fn new(tool: FastbootTool) -> Self {
+        FastbootRebootAction { tool }
+    }
+}
+
+#[async_trait]
+impl Action for FastbootRebootAction {
+    action_identity!(
+        "fastboot-reboot",
+        "FastbootRebootAction",
+        "fastboot reboot into system",
+        "attempt to fastboot reboot"
+    );
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        check_optional_container(&ctx.meta.parameters, ctx);
+        check_fastboot_serial_unless_detected(&ctx.job.device, ctx);
+        check_fastboot_options(&ctx.job.device, ctx);
+        Ok(())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable(self.name()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_names_map_like_lava() {
+        assert_eq!(
+            SequenceStep::parse("no-flash-boot"),
+            Some(SequenceStep::Boot)
+        );
+        assert_eq!(SequenceStep::parse("reboot"), Some(SequenceStep::Reboot));
+        assert_eq!(SequenceStep::parse("bogus"), None);
+    }
+
+    #[test]
+    fn null_sequence_is_undefined_and_missing_is_empty() {
+        let device =
+            Device::from_yaml("actions: {boot: {methods: {fastboot: null}}}", None).unwrap();
+        assert_eq!(device_sequence(&device), None);
+        let device = Device::from_yaml("actions: {boot: {methods: {}}}", None).unwrap();
+        assert_eq!(device_sequence(&device), Some(Vec::new()));
+        let device = Device::from_yaml(
+            "actions: {boot: {methods: {fastboot: [reboot, boot]}}}",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            device_sequence(&device),
+            Some(vec!["reboot".to_string(), "boot".to_string()])
+        );
+    }
+}

@@ -1,6 +1,202 @@
-//! The `pyocd` boot family.
+//! The `pyocd` boot: flash the image with pyOCD.
 
-use lava_pipeline::StrategyRegistry;
+use crate::common::fastboot::{WaitDeviceBoardID, has_hard_reset};
+use crate::common::power::{ConnectDevice, ResetDevice};
+use lava_pipeline::value::truthy;
+use lava_pipeline::{
+    Action, Device, LavaResult, Pipeline, PipelineBuilder, RunContext, Section, Strategy,
+    StrategyRegistry, ValidateContext, action_identity, async_trait,
+};
+use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies.
-pub fn register(_registry: &mut StrategyRegistry) {}
+pub fn register(registry: &mut StrategyRegistry) {
+    registry.register(PyOcdStrategy);
+}
+
+/// `method: pyocd`.
+pub struct PyOcdStrategy;
+
+impl Strategy for PyOcdStrategy {
+    fn section(&self) -> Section {
+        Section::Boot
+    }
+    fn name(&self) -> &str {
+        "pyocd"
+    }
+    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
+        if !device.has_boot_method("pyocd") {
+            return Err("\"pyocd\" was not in the device configuration boot methods".into());
+        }
+        if params.get("method").and_then(Value::as_str) != Some("pyocd") {
+            return Err("\"method\" was not \"pyocd\"".into());
+        }
+        if !device.has("board_id") {
+            return Err("\"board_id\" is not in the device configuration".into());
+        }
+        Ok(())
+    }
+    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
+        Box::new(BootPyOCD)
+    }
+}
+
+/// `boot-pyocd-image` (the outer retry).
+#[derive(Debug, Default)]
+pub struct BootPyOCD;
+
+#[async_trait]
+impl Action for BootPyOCD {
+    action_identity!(
+        "boot-pyocd-image",
+        "BootPyOCD",
+        "boot pyocd image with retry",
+        "boot pyocd image with retry"
+    );
+    fn is_retry(&self) -> bool {
+        true
+    }
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        pipeline.add(BootPyOCDRetry)
+    }
+}
+
+/// `boot-pyocd-image` (the inner retry).
+#[derive(Debug, Default)]
+pub struct BootPyOCDRetry;
+
+#[async_trait]
+impl Action for BootPyOCDRetry {
+    action_identity!(
+        "boot-pyocd-image",
+        "BootPyOCDRetry",
+        "boot pyocd image using the command line interface",
+        "boot pyocd image"
+    );
+    fn is_retry(&self) -> bool {
+        true
+    }
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        let device = pipeline.device();
+        let connect_first = truthy(device.get(&[
+            "actions",
+            "boot",
+            "methods",
+            "pyocd",
+            "parameters",
+            "connect_before_flash",
+        ]));
+        if has_hard_reset(device) {
+            pipeline.add(ResetDevice::new())?;
+            pipeline.add(WaitDeviceBoardID::with_board_id(
+                device.get(&["board_id"]).cloned(),
+            ))?;
+        }
+        if connect_first {
+            pipeline.add(ConnectDevice::new())?;
+        }
+        pipeline.add(FlashPyOCDAction::default())?;
+        if !connect_first {
+            pipeline.add(ConnectDevice::new())?;
+        }
+        Ok(())
+    }
+}
+
+/// The pyOCD command before the image: `pyocd-flashtool <options> --board <id>` or
+/// `pyocd flash <options> --uid <id>`.
+pub fn pyocd_base_command(binary: &str, options: &[String], board_id: &str) -> Vec<String> {
+    let mut cmd = vec![binary.to_string()];
+    if binary.starts_with("pyocd-flashtool") {
+        cmd.extend(options.iter().cloned());
+        cmd.extend(["--board".to_string(), board_id.to_string()]);
+    } else {
+        cmd.push("flash".into());
+        cmd.extend(options.iter().cloned());
+        cmd.extend(["--uid".to_string(), board_id.to_string()]);
+    }
+    cmd
+}
+
+/// `flash-pyocd`.
+#[derive(Debug, Default)]
+pub struct FlashPyOCDAction {
+    /// The device's pyOCD command; `None` finds `pyocd-flashtool` or `pyocd` in `$PATH`.
+    pub command: Option<String>,
+    pub options: Vec<String>,
+    pub board_id: String,
+    /// The device's `commands.pre_os_command`, run after flashing.
+    pub pre_os_command: Option<String>,
+}
+
+#[async_trait]
+impl Action for FlashPyOCDAction {
+    action_identity!(
+        "flash-pyocd",
+        "FlashPyOCDAction",
+        "flash pyocd to boot the image",
+        "flash pyocd to boot the image"
+    );
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        let device = pipeline.device();
+        let params = device.get(&["actions", "boot", "methods", "pyocd", "parameters"]);
+        self.command = params
+            .and_then(|p| p.get("command"))
+            .and_then(lava_pipeline::value::scalar_string);
+        self.options = params
+            .and_then(|p| p.get("options"))
+            .and_then(Value::as_sequence)
+            .map(|s| {
+                s.iter()
+                    .filter_map(lava_pipeline::value::scalar_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.board_id = device
+            .get(&["board_id"])
+            .and_then(lava_pipeline::value::scalar_string)
+            .unwrap_or_default();
+        self.pre_os_command = device
+            .command("pre_os_command")
+            .and_then(lava_pipeline::value::scalar_string);
+        Ok(())
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        use crate::common::power::{require_tool, which};
+        match &self.command {
+            Some(command) => {
+                require_tool(command)?;
+            }
+            None => {
+                if which("pyocd-flashtool").is_none() {
+                    require_tool("pyocd")?;
+                }
+            }
+        }
+        if self.board_id == crate::common::fastboot::UNSET_SERIAL {
+            ctx.error("[PYOCD] board_id unset");
+        }
+        Ok(())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable(self.name()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flashtool_and_pyocd_commands_differ() {
+        let options = vec!["-t".to_string(), "k64f".to_string()];
+        assert_eq!(
+            pyocd_base_command("pyocd-flashtool", &options, "123"),
+            ["pyocd-flashtool", "-t", "k64f", "--board", "123"]
+        );
+        assert_eq!(
+            pyocd_base_command("pyocd", &options, "123"),
+            ["pyocd", "flash", "-t", "k64f", "--uid", "123"]
+        );
+    }
+}

@@ -1,6 +1,205 @@
-//! The `avh` deploy family.
+//! The `avh` deploy: build the firmware package an Arm Virtual Hardware instance boots.
 
-use lava_pipeline::StrategyRegistry;
+use crate::common::apply_overlay::ApplyOverlayImage;
+use crate::common::download::{DownloaderAction, download_dir};
+use crate::common::fastboot::test_needs_overlay;
+use crate::common::overlay::OverlayAction;
+use crate::deploy::fastboot::images;
+use lava_pipeline::value::truthy;
+use lava_pipeline::{
+    Action, Device, ErrorKind, LavaError, LavaResult, Pipeline, PipelineBuilder, RunContext,
+    Section, Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
+};
+use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies.
-pub fn register(_registry: &mut StrategyRegistry) {}
+pub fn register(registry: &mut StrategyRegistry) {
+    registry.register(AvhStrategy);
+}
+
+/// `to: avh`.
+pub struct AvhStrategy;
+
+impl Strategy for AvhStrategy {
+    fn section(&self) -> Section {
+        Section::Deploy
+    }
+    fn name(&self) -> &str {
+        "avh"
+    }
+    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
+        if !device.has_deploy_method("avh") {
+            return Err("'avh' not in the device configuration deploy methods".into());
+        }
+        if params.get("to").and_then(Value::as_str) != Some("avh") {
+            return Err("'to' parameter is not 'avh'".into());
+        }
+        Ok(())
+    }
+    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
+        Box::new(AvhRetryAction)
+    }
+}
+
+/// `deploy-avh-retry`.
+#[derive(Debug, Default)]
+pub struct AvhRetryAction;
+
+#[async_trait]
+impl Action for AvhRetryAction {
+    action_identity!(
+        "deploy-avh-retry",
+        "AvhRetryAction",
+        "deploy avh image with retry",
+        "deploy avh image"
+    );
+    fn is_retry(&self) -> bool {
+        true
+    }
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        pipeline.add(AvhDeploy::default())
+    }
+}
+
+/// The images an AVH deploy needs when it is given separate images.
+pub const REQUIRED_IMAGES: [&str; 3] = ["kernel", "dtb", "rootfs"];
+
+/// `deploy-avh`.
+#[derive(Debug, Default)]
+pub struct AvhDeploy {
+    pub path: String,
+    /// The device options updated by the job's `options`.
+    pub options: Mapping,
+}
+
+#[async_trait]
+impl Action for AvhDeploy {
+    action_identity!(
+        "deploy-avh",
+        "AvhDeploy",
+        "create and upload avh firmware zip package",
+        "create and upload avh firmware zip package"
+    );
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        self.path = download_dir(pipeline, "avh");
+        self.options = pipeline
+            .device()
+            .get(&["actions", "deploy", "methods", "avh", "options"])
+            .and_then(Value::as_mapping)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(job_options) = pipeline.param("options").and_then(Value::as_mapping) {
+            for (k, v) in job_options {
+                self.options.insert(k.clone(), v.clone());
+            }
+        }
+        let needs_overlay = test_needs_overlay(pipeline);
+        if needs_overlay {
+            pipeline.add(OverlayAction::new())?;
+        }
+        let params = pipeline.parameters().clone();
+        let uniquify = params.get("uniquify").is_none_or(|v| truthy(Some(v)));
+        let download = |key: &str, path: &str, image: Mapping| {
+            let action = DownloaderAction::new(key, path, image);
+            if uniquify {
+                action
+            } else {
+                action.without_uniquify()
+            }
+        };
+        if truthy(params.get("images")) {
+            for (key, image) in images(&params)? {
+                pipeline.add(download(&key, &self.path, image))?;
+                if key == "rootfs" && needs_overlay {
+                    pipeline.add(ApplyOverlayImage::new(&key, true))?;
+                }
+            }
+        } else if let Some(package) = params.get("fw_package").filter(|v| truthy(Some(v))) {
+            let package = package.as_mapping().cloned().unwrap_or_default();
+            pipeline.add(download("fw_package", &self.path, package))?;
+            if needs_overlay {
+                pipeline.add(ApplyOverlayAvh::new())?;
+            }
+        }
+        Ok(())
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        let params = ctx.meta.parameters.clone();
+        if let Some(options) = params.get("options")
+            && !options.is_mapping()
+        {
+            return Err(LavaError::job("'deploy.options' should be a dictionary"));
+        }
+        if self.options.get("model").is_none_or(Value::is_null) {
+            return Err(LavaError::job(
+                "avh 'options.model' not provided in either device dictionary or job definition",
+            ));
+        }
+        let token = ctx
+            .job
+            .parameters
+            .get("secrets")
+            .and_then(|s| s.get("avh_api_token"));
+        match token {
+            None => {
+                return Err(LavaError::job(
+                    "'secrets.avh_api_token' key is required for AVH deploy",
+                ));
+            }
+            Some(Value::String(_)) => {}
+            Some(_) => return Err(LavaError::job("'secrets.avh_api_token' should be a string")),
+        }
+        if let Some(images) = params.get("images").filter(|v| truthy(Some(v))) {
+            let Some(images) = images.as_mapping() else {
+                return Err(LavaError::job("'deploy.images' should be a dictionary"));
+            };
+            for image in REQUIRED_IMAGES {
+                if !images.contains_key(image) {
+                    return Err(LavaError::job(format!(
+                        "No '{image}' image specified for AVH deploy"
+                    )));
+                }
+            }
+            let root_partition = images.get("rootfs").and_then(|r| r.get("root_partition"));
+            if ctx.job.test_needs_overlay(ctx.meta.namespace())
+                && root_partition.is_none_or(Value::is_null)
+            {
+                return Err(LavaError::job(
+                    "Unable to apply overlay without 'root_partition'",
+                ));
+            }
+        } else if !truthy(params.get("fw_package")) {
+            return Err(LavaError::job(
+                "either 'images' or 'fw_package' is needed to deploy avh",
+            ));
+        }
+        Ok(())
+    }
+}
+
+// TODO(lead): replace with common::apply_overlay::ApplyOverlayAvh once it exists.
+/// `apply-overlay-avh`: put the overlay into the root partition of the AVH storage file.
+#[derive(Debug, Default)]
+struct ApplyOverlayAvh;
+
+impl ApplyOverlayAvh {
+    fn new() -> Self {
+        ApplyOverlayAvh
+    }
+}
+
+#[async_trait]
+impl Action for ApplyOverlayAvh {
+    action_identity!(
+        "apply-overlay-avh",
+        "ApplyOverlayAvh",
+        "apply overlay via guestfs to avh storage file",
+        "apply overlay to avh storage file"
+    );
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable(self.name()))
+    }
+}

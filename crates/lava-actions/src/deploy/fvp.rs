@@ -1,6 +1,95 @@
-//! The `fvp` deploy family.
+//! The `fvp` deploy: download the images an Arm Fixed Virtual Platform model boots.
 
-use lava_pipeline::StrategyRegistry;
+use crate::common::download::{DownloaderAction, download_dir};
+use crate::common::fastboot::test_needs_overlay;
+use crate::common::overlay::OverlayAction;
+use crate::deploy::fastboot::images;
+use lava_pipeline::{
+    Action, Device, LavaError, LavaResult, PipelineBuilder, Section, Strategy, StrategyRegistry,
+    ValidateContext, action_identity, async_trait,
+};
+use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies.
-pub fn register(_registry: &mut StrategyRegistry) {}
+pub fn register(registry: &mut StrategyRegistry) {
+    registry.register(FvpStrategy);
+}
+
+/// `to: fvp`.
+pub struct FvpStrategy;
+
+impl Strategy for FvpStrategy {
+    fn section(&self) -> Section {
+        Section::Deploy
+    }
+    fn name(&self) -> &str {
+        "fvp"
+    }
+    fn accepts(&self, _device: &Device, params: &Mapping) -> Result<(), String> {
+        if params.get("to").and_then(Value::as_str) != Some("fvp") {
+            return Err("'to' was not fvp".into());
+        }
+        Ok(())
+    }
+    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
+        Box::new(FVPDeploy::default())
+    }
+}
+
+/// Add one downloader per image, honouring the block's `uniquify`.
+pub(crate) fn add_downloads(
+    pipeline: &mut PipelineBuilder<'_>,
+    path: &str,
+    uniquify_default: bool,
+) -> LavaResult<()> {
+    let params = pipeline.parameters().clone();
+    let uniquify = params
+        .get("uniquify")
+        .map(|v| lava_pipeline::value::truthy(Some(v)))
+        .unwrap_or(uniquify_default);
+    for (key, image) in images(&params)? {
+        let download = DownloaderAction::new(&key, path, image);
+        pipeline.add(if uniquify {
+            download
+        } else {
+            download.without_uniquify()
+        })?;
+    }
+    Ok(())
+}
+
+/// `fvp-deploy`.
+#[derive(Debug, Default)]
+pub struct FVPDeploy {
+    pub image_path: String,
+}
+
+#[async_trait]
+impl Action for FVPDeploy {
+    action_identity!(
+        "fvp-deploy",
+        "FVPDeploy",
+        "Download images for use with fvp",
+        "download images for use with fvp"
+    );
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        self.image_path = download_dir(pipeline, "fvp");
+        if test_needs_overlay(pipeline) {
+            pipeline.add(OverlayAction::new())?;
+        }
+        add_downloads(pipeline, &self.image_path.clone(), true)
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        let params = ctx.meta.parameters.clone();
+        let Some(images) = params.get("images") else {
+            return Err(LavaError::job("No 'images' specified on FVP deploy"));
+        };
+        let disk = params.get("format").and_then(Value::as_str) == Some("disk");
+        for image in images.as_mapping().into_iter().flat_map(|m| m.values()) {
+            if image.get("overlays").is_some() && disk && image.get("partition").is_none() {
+                ctx.error("Missing partition value for 'overlays' value for FVPDeploy.");
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,6 +1,187 @@
-//! The `musca` deploy family.
+//! The `musca` deploy: copy a test binary to an Arm Musca board's USB mass storage and
+//! check the board accepted it.
 
-use lava_pipeline::StrategyRegistry;
+use crate::common::download::DownloaderAction;
+use crate::common::download::download_dir;
+use crate::common::power::{DisconnectDevice, ResetDevice};
+use crate::deploy::vemsd::{Board, MassStorage};
+use lava_pipeline::{
+    Action, Device, LavaResult, Pipeline, PipelineBuilder, RunContext, Section, Strategy,
+    StrategyRegistry, ValidateContext, action_identity, async_trait,
+};
+use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies.
-pub fn register(_registry: &mut StrategyRegistry) {}
+pub fn register(registry: &mut StrategyRegistry) {
+    registry.register(MuscaStrategy);
+}
+
+/// `to: musca`.
+pub struct MuscaStrategy;
+
+impl Strategy for MuscaStrategy {
+    fn section(&self) -> Section {
+        Section::Deploy
+    }
+    fn name(&self) -> &str {
+        "musca"
+    }
+    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
+        if !device.has_deploy_method("musca") {
+            return Err("\"musca\" was not in the device configuration deploy methods".into());
+        }
+        let Some(to) = params.get("to") else {
+            return Err("\"to\" was not in parameters".into());
+        };
+        if to.as_str() != Some("musca") {
+            return Err("\"to\" was not \"musca\"".into());
+        }
+        if !device.has("board_id") {
+            return Err("\"board_id\" is not in the device configuration".into());
+        }
+        Ok(())
+    }
+    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
+        Box::new(MuscaAction::default())
+    }
+}
+
+const TEST_BINARY: &str = "test_binary";
+
+/// `musca-deploy`.
+#[derive(Debug, Default)]
+pub struct MuscaAction {
+    pub download_dir: String,
+}
+
+#[async_trait]
+impl Action for MuscaAction {
+    action_identity!(
+        "musca-deploy",
+        "MuscaAction",
+        "deploy image to Musca device",
+        "Musca device image deployment"
+    );
+    fn is_retry(&self) -> bool {
+        true
+    }
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        self.download_dir = download_dir(pipeline, "musca");
+        pipeline.add(DisconnectDevice::new())?;
+        let image = pipeline
+            .param("images")
+            .and_then(|i| i.get(TEST_BINARY))
+            .filter(|v| lava_pipeline::value::truthy(Some(v)))
+            .and_then(Value::as_mapping)
+            .cloned();
+        if let Some(image) = image {
+            pipeline.add(DownloaderAction::new(
+                TEST_BINARY,
+                &self.download_dir,
+                image,
+            ))?;
+        }
+        pipeline.add(ResetDevice::new())?;
+        pipeline.add(WaitMuscaMassStorageAction::new("add"))?;
+        pipeline.add(MassStorage::mount(Board::Musca))?;
+        pipeline.add(DeployMuscaTestBinary)?;
+        pipeline.add(MassStorage::unmount(Board::Musca))?;
+        pipeline.add(WaitMuscaMassStorageAction::new("change"))?;
+        pipeline.add(MassStorage::mount(Board::Musca))?;
+        pipeline.add(CheckMuscaFlashAction)?;
+        pipeline.add(MassStorage::unmount(Board::Musca))
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        let Some(images) = ctx.meta.parameters.get("images") else {
+            ctx.error("Missing 'images'");
+            return Ok(());
+        };
+        if images.get(TEST_BINARY).is_none() {
+            ctx.error("Missing 'test_binary'");
+        }
+        Ok(())
+    }
+}
+
+/// `wait-musca-path`: wait for the FAT16 mass storage at `/dev/disk/by-id/<id_serial>`.
+#[derive(Debug, Default)]
+pub struct WaitMuscaMassStorageAction {
+    /// The udev action waited for (`add`, then `change` after flashing).
+    pub udev_action: String,
+    pub devicepath: Option<String>,
+}
+
+impl WaitMuscaMassStorageAction {
+    pub fn new(udev_action: &str) -> Self {
+        WaitMuscaMassStorageAction {
+            udev_action: udev_action.to_string(),
+            devicepath: None,
+        }
+    }
+}
+
+#[async_trait]
+impl Action for WaitMuscaMassStorageAction {
+    action_identity!(
+        "wait-musca-path",
+        "WaitMuscaMassStorageAction",
+        "wait for musca mass storage",
+        "wait for musca mass storage"
+    );
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        self.devicepath = pipeline
+            .device()
+            .get(&["actions", "deploy", "methods", "musca", "id_serial"])
+            .and_then(lava_pipeline::value::scalar_string)
+            .map(|id| format!("/dev/disk/by-id/{id}"));
+        Ok(())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable(self.name()))
+    }
+}
+
+/// `deploy-musca-test-binary`.
+#[derive(Debug, Default)]
+pub struct DeployMuscaTestBinary;
+
+#[async_trait]
+impl Action for DeployMuscaTestBinary {
+    action_identity!(
+        "deploy-musca-test-binary",
+        "DeployMuscaTestBinary",
+        "deploy test binary to usb msd",
+        "copy test binary to Musca device"
+    );
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        let image = ctx
+            .meta
+            .parameters
+            .get("images")
+            .and_then(|i| i.get(TEST_BINARY));
+        if !lava_pipeline::value::truthy(image) {
+            ctx.error("Missing 'test_binary' in 'images'");
+        }
+        Ok(())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable(self.name()))
+    }
+}
+
+/// `check-musca-flash`: a `FAIL.TXT` on the board means the flashing failed.
+#[derive(Debug, Default)]
+pub struct CheckMuscaFlashAction;
+
+#[async_trait]
+impl Action for CheckMuscaFlashAction {
+    action_identity!(
+        "check-musca-flash",
+        "CheckMuscaFlashAction",
+        "checks if software flashed to the musca correctly",
+        "check for FAIL.TXT on musca"
+    );
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable(self.name()))
+    }
+}

@@ -1,6 +1,140 @@
-//! The `qdl` deploy family.
+//! The `qdl` deploy: download the qcomflash tarball and put the overlay in its rootfs.
 
-use lava_pipeline::StrategyRegistry;
+use crate::common::download::DownloaderAction;
+use crate::common::fastboot::{block_namespace, test_needs_overlay};
+use crate::common::overlay::OverlayAction;
+use lava_pipeline::value::truthy;
+use lava_pipeline::{
+    Action, Device, ErrorKind, LavaResult, Pipeline, PipelineBuilder, RunContext, Section,
+    Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
+};
+use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies.
-pub fn register(_registry: &mut StrategyRegistry) {}
+pub fn register(registry: &mut StrategyRegistry) {
+    registry.register(QdlStrategy);
+}
+
+/// `to: qdl`.
+pub struct QdlStrategy;
+
+impl Strategy for QdlStrategy {
+    fn section(&self) -> Section {
+        Section::Deploy
+    }
+    fn name(&self) -> &str {
+        "qdl"
+    }
+    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
+        let Some(to) = params.get("to") else {
+            return Err("\"to\" is not in deploy parameters".into());
+        };
+        if to.as_str() != Some("qdl") {
+            return Err("\"to\" parameter is not \"qdl\"".into());
+        }
+        if device.get(&["actions", "deploy"]).is_none() {
+            return Err("\"deploy\" is not in the device configuration actions".into());
+        }
+        if !params.contains_key("qcomflash") {
+            return Err("'qcomflash' not in deploy parameters".into());
+        }
+        Ok(())
+    }
+    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
+        Box::new(QDLAction::default())
+    }
+}
+
+/// The parameter holding the flat build.
+const PARAM_KEY: &str = "qcomflash";
+
+/// `qdl-deploy`.
+#[derive(Debug, Default)]
+pub struct QDLAction {
+    /// `qdl/<namespace>` under the job's temporary directory.
+    pub download_dir: String,
+}
+
+#[async_trait]
+impl Action for QDLAction {
+    action_identity!(
+        "qdl-deploy",
+        "QDLAction",
+        "deploy qcomflash tarball using qdl",
+        "qdl deployment"
+    );
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        let needs_overlay = test_needs_overlay(pipeline);
+        if needs_overlay {
+            pipeline.add(OverlayAction::new())?;
+        }
+        self.download_dir = format!("qdl/{}", block_namespace(pipeline));
+        let image = pipeline
+            .param(PARAM_KEY)
+            .and_then(Value::as_mapping)
+            .cloned()
+            .unwrap_or_default();
+        let apply_overlay = truthy(image.get("apply-overlay"));
+        let uniquify = pipeline.param("uniquify").is_some_and(|v| truthy(Some(v)));
+        let download = DownloaderAction::new(PARAM_KEY, &self.download_dir, image);
+        pipeline.add(if uniquify {
+            download
+        } else {
+            download.without_uniquify()
+        })?;
+        if apply_overlay && needs_overlay {
+            let rootfs = pipeline
+                .param("rootfs_image")
+                .and_then(Value::as_str)
+                .unwrap_or("rootfs.img")
+                .to_string();
+            pipeline.add(ApplyQDLOverlay::new(&rootfs))?;
+        }
+        Ok(())
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        if !truthy(ctx.meta.parameters.get(PARAM_KEY)) {
+            ctx.error(format!(
+                "action qdl-deploy can't work without {PARAM_KEY} file"
+            ));
+        }
+        Ok(())
+    }
+}
+
+// TODO(lead): replace with common::apply_overlay::ApplyQDLOverlay once it exists.
+/// `apply-overlay-qdl`: put the overlay into the rootfs image of the flat build.
+#[derive(Debug, Default)]
+struct ApplyQDLOverlay {
+    rootfs_image: String,
+}
+
+impl ApplyQDLOverlay {
+    fn new(rootfs_image: &str) -> Self {
+        ApplyQDLOverlay {
+            rootfs_image: rootfs_image.to_string(),
+        }
+    }
+}
+
+#[async_trait]
+impl Action for ApplyQDLOverlay {
+    action_identity!(
+        "apply-overlay-qdl",
+        "ApplyQDLOverlay",
+        "apply overlay to image in qcomflash tarball",
+        "apply overlay to image in qcomflash tarball"
+    );
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        if self.rootfs_image.is_empty() {
+            ctx.error("rootfs_image is empty or missing");
+        }
+        Ok(())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable(self.name()))
+    }
+}
