@@ -1,6 +1,94 @@
-//! The `barebox` boot family.
+//! The `barebox` boot method: like U-Boot, with the barebox prompt and commands.
 
-use lava_pipeline::StrategyRegistry;
+use crate::common::bootloader::{
+    BootloaderCommandOverlay, BootloaderCommandsAction, BootloaderInterruptAction, add_login_tail,
+    require_boot_method_params,
+};
+use crate::common::power::{ConnectDevice, ResetDevice};
+use lava_pipeline::{
+    Action, Device, LavaResult, PipelineBuilder, Section, Strategy, StrategyRegistry,
+    ValidateContext, action_identity, async_trait,
+};
+use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies.
-pub fn register(_registry: &mut StrategyRegistry) {}
+pub fn register(registry: &mut StrategyRegistry) {
+    registry.register(Barebox);
+}
+
+/// Boot with `method: barebox`.
+pub struct Barebox;
+
+impl Strategy for Barebox {
+    fn section(&self) -> Section {
+        Section::Boot
+    }
+    fn name(&self) -> &str {
+        "barebox"
+    }
+    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
+        if params.get("method").and_then(Value::as_str) != Some("barebox") {
+            return Err("\"method\" was not \"barebox\"".into());
+        }
+        if !params.contains_key("commands") {
+            return Err("commands not specified in boot parameters".into());
+        }
+        if device.has_boot_method("barebox") {
+            Ok(())
+        } else {
+            Err("\"barebox\" was not in the device configuration boot methods".into())
+        }
+    }
+    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
+        Box::new(BareboxAction)
+    }
+}
+
+/// `barebox-action`: prepare the commands and connect, then the barebox interaction.
+#[derive(Debug, Default)]
+pub struct BareboxAction;
+
+#[async_trait]
+impl Action for BareboxAction {
+    action_identity!(
+        "barebox-action",
+        "BareboxAction",
+        "interactive barebox action",
+        "pass barebox commands"
+    );
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        pipeline.add(BootloaderCommandOverlay::new())?;
+        pipeline.add(ConnectDevice::new())?;
+        pipeline.add(BareboxRetry)
+    }
+}
+
+/// `barebox-retry`: reset, interrupt, command, log in.
+#[derive(Debug, Default)]
+pub struct BareboxRetry;
+
+#[async_trait]
+impl Action for BareboxRetry {
+    action_identity!(
+        "barebox-retry",
+        "BareboxRetry",
+        "interactive barebox retry action",
+        "barebox commands with retry"
+    );
+    fn is_retry(&self) -> bool {
+        true
+    }
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        pipeline.add(ResetDevice::new())?;
+        pipeline.add(BootloaderInterruptAction::new())?;
+        pipeline.add(BootloaderCommandsAction::new())?;
+        add_login_tail(pipeline)
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        let params = require_boot_method_params(&ctx.job.device, "barebox")?;
+        if !params.contains_key("bootloader_prompt") {
+            ctx.error("Missing bootloader prompt for device");
+        }
+        Ok(())
+    }
+}

@@ -1,6 +1,141 @@
-//! The `bootloader` boot family.
+//! The `bootloader` boot method: stop in the bootloader named by `bootloader:` and send
+//! the job's commands, leaving the device at the bootloader prompt (e.g. for an
+//! interactive test).
 
-use lava_pipeline::StrategyRegistry;
+use crate::common::bootloader::{
+    BootloaderCommandOverlay, BootloaderCommandsAction, BootloaderInterruptAction,
+};
+use crate::common::power::{ConnectDevice, ResetConnection, ResetDevice};
+use lava_pipeline::value::{scalar_string, truthy};
+use lava_pipeline::{
+    Action, Device, LavaResult, PipelineBuilder, Section, Strategy, StrategyRegistry,
+    action_identity, async_trait,
+};
+use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies.
-pub fn register(_registry: &mut StrategyRegistry) {}
+pub fn register(registry: &mut StrategyRegistry) {
+    registry.register(BootBootloader);
+}
+
+/// The `bootloader:` of the block (the device boot method to drive).
+fn bootloader_of(params: &Mapping) -> String {
+    params
+        .get("bootloader")
+        .and_then(scalar_string)
+        .unwrap_or_default()
+}
+
+/// Boot with `method: bootloader`.
+pub struct BootBootloader;
+
+impl Strategy for BootBootloader {
+    fn section(&self) -> Section {
+        Section::Boot
+    }
+    fn name(&self) -> &str {
+        "bootloader"
+    }
+    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
+        if params.get("method").and_then(Value::as_str) != Some("bootloader") {
+            return Err("'method' was not 'bootloader'".into());
+        }
+        if !params.contains_key("bootloader") {
+            return Err("'bootloader' is undefined".into());
+        }
+        let bootloader = bootloader_of(params);
+        if device.has_boot_method(&bootloader) {
+            Ok(())
+        } else {
+            Err(format!(
+                "boot method '{bootloader}' not in the device configuration"
+            ))
+        }
+    }
+    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
+        Box::new(BootBootloaderRetry)
+    }
+}
+
+/// `boot-bootloader-retry`: prepare the commands, then the bootloader interaction.
+#[derive(Debug, Default)]
+pub struct BootBootloaderRetry;
+
+#[async_trait]
+impl Action for BootBootloaderRetry {
+    action_identity!(
+        "boot-bootloader-retry",
+        "BootBootloaderRetry",
+        "boot to bootloader with retry",
+        "boot bootloader retry"
+    );
+    fn is_retry(&self) -> bool {
+        true
+    }
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        let bootloader = bootloader_of(pipeline.parameters());
+        pipeline.add(BootloaderCommandOverlay::with_method(bootloader))?;
+        pipeline.add(BootBootloaderAction::default())
+    }
+}
+
+/// `boot-bootloader`: (re)connect, reset, interrupt and send the commands.
+#[derive(Debug, Default)]
+pub struct BootBootloaderAction {
+    /// Wait for the bootloader's final message after the commands.
+    pub expect_final: bool,
+}
+
+#[async_trait]
+impl Action for BootBootloaderAction {
+    action_identity!(
+        "boot-bootloader",
+        "BootBootloaderAction",
+        "boot to bootloader",
+        "boot bootloader"
+    );
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        let params = pipeline.parameters().clone();
+        let flag = |key: &str| params.get(key).map(|v| truthy(Some(v))).unwrap_or(true);
+        if flag("reset_connection") {
+            pipeline.add(ResetConnection::new())?;
+        } else {
+            pipeline.add(ConnectDevice::new())?;
+        }
+        // `reset` is kept for backward compatibility.
+        if flag("reset_device") && flag("reset") {
+            pipeline.add(ResetDevice::new())?;
+        }
+        let bootloader = bootloader_of(&params);
+        pipeline.add(BootloaderInterruptAction::with_method(bootloader.clone()))?;
+        pipeline.add(BootloaderCommandsAction::with_method(
+            bootloader,
+            self.expect_final,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootloader_strategy_reasons() {
+        let device =
+            Device::from_yaml("actions:\n  boot:\n    methods:\n      u-boot: {}\n", None).unwrap();
+        let p = |y: &str| -> Mapping { serde_yaml::from_str(y).unwrap() };
+        assert!(
+            BootBootloader
+                .accepts(&device, &p("{method: bootloader, bootloader: u-boot}"))
+                .is_ok()
+        );
+        assert_eq!(
+            BootBootloader.accepts(&device, &p("{method: bootloader}")),
+            Err("'bootloader' is undefined".into())
+        );
+        assert_eq!(
+            BootBootloader.accepts(&device, &p("{method: bootloader, bootloader: grub}")),
+            Err("boot method 'grub' not in the device configuration".into())
+        );
+    }
+}

@@ -1,6 +1,392 @@
-//! The `grub` boot family.
+//! The `grub` and `grub-efi` boot methods: interrupt GRUB (through the UEFI menu for
+//! grub-efi) and type the commands, or follow the device's grub `sequence`.
 
-use lava_pipeline::StrategyRegistry;
+use crate::boot::uefi::{UEFIMenuInterrupt, check_uefi_menu_selector};
+use crate::common::bootloader::{
+    BootloaderCommandOverlay, BootloaderCommandsAction, BootloaderInterruptAction,
+    BootloaderSecondaryMedia, add_login_tail, boot_method, has_boot_finished, has_prompts,
+};
+use crate::common::env::ExportDeviceEnvironment;
+use crate::common::login::{AutoLoginAction, ExpectShellSession};
+use crate::common::power::{ConnectDevice, PowerOff, ResetDevice};
+use lava_pipeline::value::{scalar_string, truthy};
+use lava_pipeline::{
+    Action, Device, LavaResult, Pipeline, PipelineBuilder, RunContext, Section, Strategy,
+    StrategyRegistry, ValidateContext, action_identity, async_trait,
+};
+use serde_yaml::{Mapping, Value};
 
-/// Register this family's strategies.
-pub fn register(_registry: &mut StrategyRegistry) {}
+/// Register this family's strategies: `grub` and `grub-efi` blocks, each either with a
+/// device `sequence` or the interactive commands.
+pub fn register(registry: &mut StrategyRegistry) {
+    registry.register(GrubSequence);
+    registry.register(Grub { method: "grub" });
+    registry.register(Grub { method: "grub-efi" });
+}
+
+fn is_grub_method(params: &Mapping) -> bool {
+    matches!(
+        params.get("method").and_then(Value::as_str),
+        Some("grub" | "grub-efi")
+    )
+}
+
+/// A grub boot following `actions.boot.methods.grub.sequence`.
+pub struct GrubSequence;
+
+impl Strategy for GrubSequence {
+    fn section(&self) -> Section {
+        Section::Boot
+    }
+    fn name(&self) -> &str {
+        "grub"
+    }
+    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
+        if !is_grub_method(params) {
+            return Err("\"method\" was not \"grub\" or \"grub-efi\"".into());
+        }
+        if !device.has_boot_method("grub") {
+            return Err("\"grub\" was not in the device configuration boot methods".into());
+        }
+        if device.has_boot_method("grub-efi") {
+            return Err("\"grub-efi\" was not in the device configuration boot methods".into());
+        }
+        if boot_method(device, "grub").is_some_and(|g| g.get("sequence").is_some()) {
+            Ok(())
+        } else {
+            Err("\"sequence\" not in device configuration boot methods".into())
+        }
+    }
+    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
+        Box::new(GrubSequenceAction)
+    }
+}
+
+/// An interactive grub or grub-efi boot (one strategy per `method:` value; both accept
+/// either value, as LAVA's single strategy does).
+pub struct Grub {
+    method: &'static str,
+}
+
+impl Strategy for Grub {
+    fn section(&self) -> Section {
+        Section::Boot
+    }
+    fn name(&self) -> &str {
+        self.method
+    }
+    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
+        let method = params.get("method").and_then(Value::as_str);
+        if !is_grub_method(params) {
+            return Err("\"method\" was not \"grub\" or \"grub-efi\"".into());
+        }
+        if method != Some(self.method) {
+            return Err(format!("\"method\" was not \"{}\"", self.method));
+        }
+        if boot_method(device, "grub").is_some_and(|g| g.get("sequence").is_some()) {
+            return Err("\"sequence\" was in \"grub\" parameters".into());
+        }
+        if device.has_boot_method("grub") || device.has_boot_method("grub-efi") {
+            Ok(())
+        } else {
+            Err("\"grub\" or \"grub-efi\" was not in the device configuration boot methods".into())
+        }
+    }
+    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
+        Box::new(GrubMainAction)
+    }
+}
+
+/// After the commands: log in, or wait for an installer to finish and power off.
+fn add_grub_tail(pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+    let params = pipeline.parameters().clone();
+    if has_prompts(&params) {
+        add_login_tail(pipeline)
+    } else if has_boot_finished(&params) {
+        pipeline.add(InstallerWait)?;
+        pipeline.add(PowerOff::new())
+    } else {
+        Ok(())
+    }
+}
+
+/// `grub-sequence-action`: the steps listed in the device's grub `sequence`.
+#[derive(Debug, Default)]
+pub struct GrubSequenceAction;
+
+#[async_trait]
+impl Action for GrubSequenceAction {
+    action_identity!(
+        "grub-sequence-action",
+        "GrubSequenceAction",
+        "grub boot sequence",
+        "run grub boot using specified sequence of actions"
+    );
+    fn is_retry(&self) -> bool {
+        true
+    }
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        let sequence: Vec<String> = boot_method(pipeline.device(), "grub")
+            .and_then(|g| g.get("sequence"))
+            .and_then(Value::as_sequence)
+            .map(|s| s.iter().filter_map(scalar_string).collect())
+            .unwrap_or_default();
+        // Unknown steps are skipped (LAVA's check of them never reports anything).
+        for step in sequence {
+            match step.as_str() {
+                "wait-fastboot-interrupt" => pipeline.add(WaitFastBootInterrupt::new("grub"))?,
+                "auto-login" => pipeline.add(AutoLoginAction::new())?,
+                "shell-session" => pipeline.add(ExpectShellSession::new())?,
+                "export-env" => pipeline.add(ExportDeviceEnvironment::new())?,
+                _ => {}
+            }
+        }
+        add_grub_tail(pipeline)
+    }
+}
+
+/// `grub-main-action`: prepare, connect, reset, interrupt (the UEFI menu first for
+/// grub-efi), send the commands, then log in.
+#[derive(Debug, Default)]
+pub struct GrubMainAction;
+
+#[async_trait]
+impl Action for GrubMainAction {
+    action_identity!(
+        "grub-main-action",
+        "GrubMainAction",
+        "main grub boot action",
+        "run grub boot from power to system"
+    );
+    fn is_retry(&self) -> bool {
+        true
+    }
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        let params = pipeline.parameters().clone();
+        let method = params.get("method").and_then(Value::as_str).unwrap_or("");
+        pipeline.add(BootloaderSecondaryMedia::new())?;
+        pipeline.add(BootloaderCommandOverlay::new())?;
+        pipeline.add(ConnectDevice::new())?;
+        let reset_device = boot_method(pipeline.device(), "grub-efi")
+            .and_then(|g| g.get("reset_device"))
+            .map(|v| truthy(Some(v)))
+            .unwrap_or(true);
+        let reset = params.get("reset").map(|v| truthy(Some(v))).unwrap_or(true);
+        if reset && ((method == "grub-efi" && reset_device) || method == "grub") {
+            pipeline.add(ResetDevice::new())?;
+        }
+        if method == "grub-efi" {
+            pipeline.add(UEFIMenuInterrupt::uefi_menu())?;
+            pipeline.add(GrubMenuSelector)?;
+        }
+        pipeline.add(BootloaderInterruptAction::new())?;
+        pipeline.add(BootloaderCommandsAction::new())?;
+        add_grub_tail(pipeline)
+    }
+}
+
+/// `grub-efi-menu-selector`: select the GRUB entry (`menu_options`) in the UEFI menu.
+#[derive(Debug, Default)]
+pub struct GrubMenuSelector;
+
+impl GrubMenuSelector {
+    /// The UEFI menu the entry is selected in (LAVA keeps the `uefi-menu` method).
+    pub const METHOD: &'static str = "uefi-menu";
+
+    pub fn check(device: &Device, params: &Mapping, errors: &mut Vec<String>) {
+        let Some(method) = boot_method(device, Self::METHOD) else {
+            errors.push(format!("No {} in device boot methods", Self::METHOD));
+            return;
+        };
+        let Some(options) = method.get("menu_options") else {
+            errors.push(format!(
+                "Missing entry for menu item to use for {}",
+                Self::METHOD
+            ));
+            return;
+        };
+        check_uefi_menu_selector(
+            device,
+            params,
+            Self::METHOD,
+            Some(options.clone()),
+            None,
+            errors,
+        );
+    }
+}
+
+#[async_trait]
+impl Action for GrubMenuSelector {
+    action_identity!(
+        "grub-efi-menu-selector",
+        "GrubMenuSelector",
+        "select specified grub-efi menu items",
+        "select grub options in the efi menu"
+    );
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        let mut errors = Vec::new();
+        Self::check(&ctx.job.device, &ctx.meta.parameters, &mut errors);
+        for e in errors {
+            ctx.error(e);
+        }
+        Ok(())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("grub-efi-menu-selector"))
+    }
+}
+
+/// `installer-wait`: no shell expected; wait for the installer's `boot_finished` text.
+#[derive(Debug, Default)]
+pub struct InstallerWait;
+
+#[async_trait]
+impl Action for InstallerWait {
+    action_identity!(
+        "installer-wait",
+        "InstallerWait",
+        "installer wait",
+        "wait for task to finish match arbitrary string"
+    );
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        if !ctx.meta.parameters.contains_key("boot_finished") {
+            ctx.error("Missing boot_finished string");
+        }
+        Ok(())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("installer-wait"))
+    }
+}
+
+// TODO(lead): replace with boot::fastboot::WaitFastBootInterrupt once the fastboot
+// family provides it (LAVA defines it with the fastboot boot actions).
+/// `wait-fastboot-interrupt`: wait for the fastboot interrupt prompt and send the
+/// interrupt string to reach the next bootloader.
+#[derive(Debug)]
+pub struct WaitFastBootInterrupt {
+    itype: &'static str,
+}
+
+impl WaitFastBootInterrupt {
+    pub fn new(itype: &'static str) -> Self {
+        WaitFastBootInterrupt { itype }
+    }
+
+    /// The bootloader reached after the interrupt.
+    pub fn itype(&self) -> &str {
+        self.itype
+    }
+
+    pub fn check(device: &Device, errors: &mut Vec<String>) {
+        match device.get(&["fastboot_serial_number"]) {
+            None => errors.push("device fastboot serial number missing".into()),
+            Some(v) if scalar_string(v).as_deref() == Some("0000000000") => {
+                errors.push("device fastboot serial number unset".into())
+            }
+            Some(_) => {}
+        }
+        match device.get(&["fastboot_options"]) {
+            None => errors.push("device fastboot options missing".into()),
+            Some(Value::Sequence(_)) => {}
+            Some(_) => errors.push("device fastboot options is not a list".into()),
+        }
+        let fastboot = device
+            .get(&["actions", "deploy", "methods", "fastboot"])
+            .filter(|f| f.is_mapping());
+        let set = |k: &str| truthy(fastboot.and_then(|f| f.get(k)));
+        if !set("interrupt_prompt") || !set("interrupt_string") {
+            errors.push("Missing interrupt configuration for device.".into());
+        }
+    }
+}
+
+#[async_trait]
+impl Action for WaitFastBootInterrupt {
+    action_identity!(
+        "wait-fastboot-interrupt",
+        "WaitFastBootInterrupt",
+        "Check for prompt and pass the interrupt string to exit fastboot.",
+        "watch output and try to interrupt fastboot"
+    );
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        let mut errors = Vec::new();
+        Self::check(&ctx.job.device, &mut errors);
+        for e in errors {
+            ctx.error(e);
+        }
+        Ok(())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("wait-fastboot-interrupt"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(yaml: &str) -> Device {
+        Device::from_yaml(yaml, None).unwrap()
+    }
+
+    fn mapping(yaml: &str) -> Mapping {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn sequence_and_interactive_strategies_exclude_each_other() {
+        let seq = device(
+            "actions:\n  boot:\n    methods:\n      grub:\n        sequence: [auto-login]\n",
+        );
+        let plain = device("actions:\n  boot:\n    methods:\n      grub-efi: {}\n");
+        let grub = Grub { method: "grub" };
+        let efi = Grub { method: "grub-efi" };
+        let block = mapping("{method: grub}");
+        assert!(GrubSequence.accepts(&seq, &block).is_ok());
+        assert_eq!(
+            grub.accepts(&seq, &block),
+            Err("\"sequence\" was in \"grub\" parameters".into())
+        );
+        assert!(GrubSequence.accepts(&plain, &block).is_err());
+        assert!(grub.accepts(&plain, &block).is_ok());
+        assert!(efi.accepts(&plain, &block).is_err());
+        assert!(efi.accepts(&plain, &mapping("{method: grub-efi}")).is_ok());
+    }
+
+    #[test]
+    fn grub_menu_selector_uses_the_uefi_menu() {
+        let mut errors = Vec::new();
+        GrubMenuSelector::check(
+            &device("actions:\n  boot:\n    methods:\n      grub-efi: {}\n"),
+            &mapping("{}"),
+            &mut errors,
+        );
+        assert_eq!(errors, ["No uefi-menu in device boot methods"]);
+        errors.clear();
+        GrubMenuSelector::check(
+            &device("actions:\n  boot:\n    methods:\n      uefi-menu: {parameters: {}}\n"),
+            &mapping("{}"),
+            &mut errors,
+        );
+        assert_eq!(errors, ["Missing entry for menu item to use for uefi-menu"]);
+    }
+
+    #[test]
+    fn fastboot_interrupt_needs_serial_options_and_prompts() {
+        let mut errors = Vec::new();
+        WaitFastBootInterrupt::check(
+            &device("fastboot_serial_number: '0000000000'\nfastboot_options: x\n"),
+            &mut errors,
+        );
+        assert_eq!(
+            errors,
+            [
+                "device fastboot serial number unset",
+                "device fastboot options is not a list",
+                "Missing interrupt configuration for device."
+            ]
+        );
+    }
+}

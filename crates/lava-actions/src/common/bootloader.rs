@@ -1,1 +1,752 @@
-//! Shared actions: `bootloader`.
+//! Actions shared by the interactive bootloader families (u-boot, barebox, depthcharge,
+//! ipxe, grub, uefi and the generic `bootloader` method): substituting job data into the
+//! boot commands, interrupting the bootloader, sending the commands, locating a kernel on
+//! secondary media, and the login tail every family appends after the boot.
+
+use crate::common::env::ExportDeviceEnvironment;
+use crate::common::login::{AutoLoginAction, ExpectShellSession, OverlayUnpack};
+use crate::common::power::ResetDevice;
+use lava_pipeline::value::python_repr;
+use lava_pipeline::{
+    Action, Device, ErrorKind, LavaError, LavaResult, Pipeline, PipelineBuilder, RunContext,
+    ValidateContext, action_identity, async_trait,
+};
+use serde_yaml::{Mapping, Value};
+
+/// LAVA's `BOOTLOADER_DEFAULT_CMD_TIMEOUT`: bootloader commands may take longer than the
+/// default action timeout (loading kernels over the network).
+pub const BOOTLOADER_DEFAULT_CMD_TIMEOUT: u64 = 90;
+
+/// The block namespace (`common` unless set).
+pub fn namespace(params: &Mapping) -> &str {
+    params
+        .get("namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("common")
+}
+
+/// `actions.boot.methods.<method>` of the device.
+pub fn boot_method<'d>(device: &'d Device, method: &str) -> Option<&'d Value> {
+    device.boot_methods().and_then(|m| m.get(method))
+}
+
+/// `actions.boot.methods.<method>.parameters` of the device.
+pub fn boot_method_params<'d>(device: &'d Device, method: &str) -> Option<&'d Mapping> {
+    boot_method(device, method)
+        .and_then(|m| m.get("parameters"))
+        .and_then(Value::as_mapping)
+}
+
+/// `actions.boot.methods.<method>.parameters`, or the JobError LAVA's lookup would end in.
+pub fn require_boot_method_params<'d>(device: &'d Device, method: &str) -> LavaResult<&'d Mapping> {
+    boot_method_params(device, method).ok_or_else(|| {
+        LavaError::job(format!(
+            "Missing parameters for the '{method}' boot method in the device configuration"
+        ))
+    })
+}
+
+/// LAVA's `Device.connect_command`: the deprecated `commands.connect`, else the
+/// `connect` of the connection tagged `primary`; empty when none can be found.
+pub fn connect_command(device: &Device) -> LavaResult<String> {
+    let commands = device.get(&["commands"]).ok_or_else(|| {
+        LavaError::configuration("commands section not present in the device config.")
+    })?;
+    if let Some(connect) = commands.get("connect") {
+        return Ok(lava_pipeline::value::scalar_string(connect).unwrap_or_default());
+    }
+    if let Some(connections) = commands.get("connections").and_then(Value::as_mapping) {
+        for value in connections.values() {
+            let Some(connect) = value.get("connect") else {
+                return Ok(String::new());
+            };
+            let primary = value
+                .get("tags")
+                .and_then(Value::as_sequence)
+                .is_some_and(|tags| tags.iter().any(|t| t.as_str() == Some("primary")));
+            if primary {
+                return Ok(lava_pipeline::value::scalar_string(connect).unwrap_or_default());
+            }
+        }
+    }
+    Ok(String::new())
+}
+
+/// LAVA's `get_constant(..., missing_ok=True)`: `None` when the constant is absent (the
+/// `constants` section itself is still required).
+pub fn optional_constant(
+    device: &Device,
+    key: &str,
+    prefix: Option<&str>,
+) -> LavaResult<Option<Value>> {
+    if !device.has("constants") {
+        return Err(LavaError::configuration(
+            "constants section not present in the device config.",
+        ));
+    }
+    Ok(device.get_constant(key, prefix).ok())
+}
+
+/// LAVA's `BootHasMixin.has_prompts`.
+pub fn has_prompts(params: &Mapping) -> bool {
+    params.contains_key("prompts")
+}
+
+/// LAVA's `BootHasMixin.has_boot_finished`.
+pub fn has_boot_finished(params: &Mapping) -> bool {
+    params.contains_key("boot_finished")
+}
+
+/// The login tail of the bootloader families: with `prompts`, log in; when a test of the
+/// namespace expects a shell, wait for it, unpack a transferred overlay and export the
+/// device environment.
+pub fn add_login_tail(pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+    let params = pipeline.parameters().clone();
+    if !has_prompts(&params) {
+        return Ok(());
+    }
+    pipeline.add(AutoLoginAction::new())?;
+    if pipeline.job().test_has_shell(namespace(&params)) {
+        pipeline.add(ExpectShellSession::new())?;
+        if params.contains_key("transfer_overlay") {
+            pipeline.add(OverlayUnpack::new())?;
+        }
+        pipeline.add(ExportDeviceEnvironment::new())?;
+    }
+    Ok(())
+}
+
+/// The boot commands of a bootloader boot block, as LAVA's `BootloaderCommandOverlay`
+/// resolves them: the job's inline list, or the named entry of the device method.
+/// Problems are pushed to `errors`.
+pub fn resolve_boot_commands(
+    device: &Device,
+    params: &Mapping,
+    method: &str,
+    errors: &mut Vec<String>,
+) -> Vec<Value> {
+    let block_method = params.get("method").and_then(Value::as_str);
+    if block_method == Some("bootloader") {
+        return params
+            .get("commands")
+            .and_then(Value::as_sequence)
+            .cloned()
+            .unwrap_or_default();
+    }
+    match params.get("commands") {
+        Some(Value::Sequence(list)) => list.clone(),
+        None => {
+            errors.push("missing commands".into());
+            Vec::new()
+        }
+        Some(name) => {
+            let key = lava_pipeline::value::scalar_string(name).unwrap_or_default();
+            let entry = boot_method(device, method).and_then(|m| m.get(key.as_str()));
+            match entry {
+                None => {
+                    errors.push(format!("Command '{key}' not found in supported methods"));
+                    Vec::new()
+                }
+                Some(entry) => match entry.get("commands") {
+                    None => {
+                        errors.push("No commands found in parameters".into());
+                        Vec::new()
+                    }
+                    Some(Value::Sequence(list)) => list.clone(),
+                    Some(other) => vec![other.clone()],
+                },
+            }
+        }
+    }
+}
+
+/// Whether `mac` starts with a MAC address (`aa:bb:cc:dd:ee:ff` or with `-`), any case.
+pub fn is_mac_address(mac: &str) -> bool {
+    let bytes = mac.as_bytes();
+    if bytes.len() < 17 {
+        return false;
+    }
+    let separator = |i: usize| bytes[i] == b':' || bytes[i] == b'-';
+    (0..6).all(|group| {
+        let at = group * 3;
+        bytes[at].is_ascii_hexdigit()
+            && bytes[at + 1].is_ascii_hexdigit()
+            && (group == 5 || separator(at + 2))
+    })
+}
+
+/// `bootloader-overlay`: substitute job data (addresses, file names, server IP) into the
+/// boot commands of the block.
+#[derive(Debug, Default, Clone)]
+pub struct BootloaderCommandOverlay {
+    /// The device boot method; the block `method` when unset.
+    pub method: Option<String>,
+    /// Commands given by the caller instead of the job or device.
+    pub commands: Option<Vec<String>>,
+}
+
+impl BootloaderCommandOverlay {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// For a boot method other than the block's (e.g. `bootloader: u-boot`).
+    pub fn with_method(method: impl Into<String>) -> Self {
+        BootloaderCommandOverlay {
+            method: Some(method.into()),
+            commands: None,
+        }
+    }
+
+    /// The method this overlay substitutes for.
+    pub fn method_for<'a>(&'a self, params: &'a Mapping) -> &'a str {
+        self.method
+            .as_deref()
+            .or_else(|| params.get("method").and_then(Value::as_str))
+            .unwrap_or_default()
+    }
+
+    /// LAVA's validation of the overlay, shared with `depthcharge-overlay`.
+    pub fn check(&self, device: &Device, params: &Mapping, errors: &mut Vec<String>) {
+        let method = self.method_for(params);
+        if self.commands.is_some() {
+            return;
+        }
+        let commands = resolve_boot_commands(device, params, method, errors);
+        for command in &commands {
+            if !command.is_string() {
+                errors.push(format!(
+                    "Deploy Commands instruction is not a string: {}",
+                    python_repr(command)
+                ));
+            }
+        }
+        let lava_mac = boot_method_params(device, method)
+            .and_then(|p| p.get("lava_mac"))
+            .filter(|v| lava_pipeline::value::truthy(Some(v)));
+        if let Some(mac) = lava_mac {
+            let text = lava_pipeline::value::scalar_string(mac).unwrap_or_default();
+            if !is_mac_address(&text) {
+                errors.push("lava_mac is not a valid mac address".into());
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Action for BootloaderCommandOverlay {
+    action_identity!(
+        "bootloader-overlay",
+        "BootloaderCommandOverlay",
+        "substitute job data into bootloader command list",
+        "replace placeholders with job data"
+    );
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        let mut errors = Vec::new();
+        self.check(&ctx.job.device, &ctx.meta.parameters, &mut errors);
+        for e in errors {
+            ctx.error(e);
+        }
+        Ok(())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("bootloader-overlay"))
+    }
+}
+
+/// `bootloader-interrupt`: wait for the interrupt prompt and stop the autoboot.
+#[derive(Debug, Default, Clone)]
+pub struct BootloaderInterruptAction {
+    /// The device boot method; derived from the block when unset.
+    pub method: Option<String>,
+}
+
+impl BootloaderInterruptAction {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with_method(method: impl Into<String>) -> Self {
+        BootloaderInterruptAction {
+            method: Some(method.into()),
+        }
+    }
+}
+
+/// What `bootloader-interrupt` works with once validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InterruptSettings {
+    pub method: String,
+    pub bootloader_prompt: Option<String>,
+    pub interrupt_prompt: Option<Value>,
+    pub needs_interrupt: bool,
+    pub interrupt_newline: bool,
+    pub interrupt_char: Option<Value>,
+    pub interrupt_control_chars: Option<Value>,
+}
+
+impl BootloaderInterruptAction {
+    /// LAVA's validation: resolve the method and read prompts and characters from the
+    /// method parameters, falling back to the device constants.
+    pub fn settings(
+        &self,
+        device: &Device,
+        params: &Mapping,
+        errors: &mut Vec<String>,
+    ) -> LavaResult<InterruptSettings> {
+        let deployment = params.get("to").and_then(Value::as_str).unwrap_or("");
+        let block_method = params.get("method").and_then(Value::as_str).unwrap_or("");
+        let mut method = match &self.method {
+            Some(m) => m.clone(),
+            None => {
+                let fastboot_like = |m: &str| m == "fastboot" || m == "download";
+                if fastboot_like(deployment) || fastboot_like(block_method) {
+                    if lava_pipeline::value::truthy(device.get(&["fastboot_via_uboot"])) {
+                        "u-boot".to_string()
+                    } else {
+                        return Err(LavaError::job(
+                            "Unable to interrupt the bootloader: the device does not use fastboot_via_uboot",
+                        ));
+                    }
+                } else {
+                    block_method.to_string()
+                }
+            }
+        };
+        let method_params = require_boot_method_params(device, &method)?;
+        if connect_command(device)?.is_empty() {
+            errors.push("Unable to connect to device %s".into());
+        }
+        if block_method == "grub-efi" && device.has_boot_method("grub-efi") {
+            method = "grub-efi".into();
+        }
+        let bootloader_prompt = method_params
+            .get("bootloader_prompt")
+            .and_then(lava_pipeline::value::scalar_string);
+        if !method_params.contains_key("bootloader_prompt") {
+            errors.push("Missing bootloader prompt for device".into());
+        }
+        // LAVA evaluates the constant fallback first: a missing constant is a
+        // ConfigurationError even when the method parameters give the value.
+        let prompt_constant = device.get_constant("interrupt-prompt", Some(&method))?;
+        let interrupt_prompt = Some(
+            method_params
+                .get("interrupt_prompt")
+                .cloned()
+                .unwrap_or(prompt_constant),
+        );
+        let needs_interrupt = method_params
+            .get("needs_interrupt")
+            .map(|v| lava_pipeline::value::truthy(Some(v)))
+            .unwrap_or(true);
+        let interrupt_newline = optional_constant(device, "interrupt-newline", Some(&method))?
+            .map(|v| lava_pipeline::value::truthy(Some(&v)))
+            .unwrap_or(true);
+        let interrupt_char = if method != "ipxe" {
+            let constant = device.get_constant("interrupt-character", Some(&method))?;
+            Some(
+                method_params
+                    .get("interrupt_char")
+                    .cloned()
+                    .unwrap_or(constant),
+            )
+        } else {
+            None
+        };
+        let control_constant = optional_constant(device, "interrupt_ctrl_list", Some(&method))?;
+        let interrupt_control_chars = method_params
+            .get("interrupt_ctrl_list")
+            .cloned()
+            .or(control_constant);
+        Ok(InterruptSettings {
+            method,
+            bootloader_prompt,
+            interrupt_prompt,
+            needs_interrupt,
+            interrupt_newline,
+            interrupt_char,
+            interrupt_control_chars,
+        })
+    }
+}
+
+#[async_trait]
+impl Action for BootloaderInterruptAction {
+    action_identity!(
+        "bootloader-interrupt",
+        "BootloaderInterruptAction",
+        "interrupt bootloader",
+        "interrupt bootloader to get an interactive shell"
+    );
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        let mut errors = Vec::new();
+        let outcome = self.settings(&ctx.job.device, &ctx.meta.parameters, &mut errors);
+        for e in errors {
+            ctx.error(e);
+        }
+        outcome.map(|_| ())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("bootloader-interrupt"))
+    }
+}
+
+/// Which line separator the commands are sent with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LineSeparator {
+    /// `\n` (LAVA's `LINE_SEPARATOR`).
+    #[default]
+    Unix,
+    /// `\r\n` for UEFI shells (LAVA's `UEFI_LINE_SEPARATOR`).
+    Dos,
+}
+
+impl LineSeparator {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LineSeparator::Unix => "\n",
+            LineSeparator::Dos => "\r\n",
+        }
+    }
+}
+
+/// `bootloader-commands`: send the substituted boot commands, waiting for the prompt
+/// between them and for the final message after the last one.
+#[derive(Debug, Clone)]
+pub struct BootloaderCommandsAction {
+    pub method: Option<String>,
+    /// Wait for the method's `final-message` after the last command.
+    pub expect_final: bool,
+    pub line_separator: LineSeparator,
+}
+
+impl Default for BootloaderCommandsAction {
+    fn default() -> Self {
+        BootloaderCommandsAction {
+            method: None,
+            expect_final: true,
+            line_separator: LineSeparator::Unix,
+        }
+    }
+}
+
+impl BootloaderCommandsAction {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with_method(method: impl Into<String>, expect_final: bool) -> Self {
+        BootloaderCommandsAction {
+            method: Some(method.into()),
+            expect_final,
+            line_separator: LineSeparator::Unix,
+        }
+    }
+
+    pub fn without_final() -> Self {
+        BootloaderCommandsAction {
+            expect_final: false,
+            ..Self::default()
+        }
+    }
+
+    /// The UEFI shell variant (`UefiBootloaderCommandsAction`): DOS line endings.
+    pub fn uefi() -> Self {
+        BootloaderCommandsAction {
+            line_separator: LineSeparator::Dos,
+            ..Self::default()
+        }
+    }
+}
+
+/// The method an action serves: its own, else the block `method`.
+fn method_of<'a>(own: &'a Option<String>, params: &'a Mapping) -> &'a str {
+    own.as_deref()
+        .or_else(|| params.get("method").and_then(Value::as_str))
+        .unwrap_or_default()
+}
+
+#[async_trait]
+impl Action for BootloaderCommandsAction {
+    fn name(&self) -> &str {
+        "bootloader-commands"
+    }
+    fn class_name(&self) -> &str {
+        match self.line_separator {
+            LineSeparator::Unix => "BootloaderCommandsAction",
+            LineSeparator::Dos => "UefiBootloaderCommandsAction",
+        }
+    }
+    fn description(&self) -> &str {
+        "send commands to bootloader"
+    }
+    fn summary(&self) -> &str {
+        "interactive bootloader"
+    }
+    fn default_timeout(&self) -> u64 {
+        BOOTLOADER_DEFAULT_CMD_TIMEOUT
+    }
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        let method = method_of(&self.method, &ctx.meta.parameters);
+        require_boot_method_params(&ctx.job.device, method).map(|_| ())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("bootloader-commands"))
+    }
+}
+
+/// `bootloader-commands-altbank`: switch U-Boot to the alternate bank
+/// (`uboot_altbank_cmd`) before the normal boot commands.
+#[derive(Debug, Clone)]
+pub struct BootloaderCommandsActionAltBank {
+    pub method: Option<String>,
+    pub expect_final: bool,
+}
+
+impl BootloaderCommandsActionAltBank {
+    pub fn new(expect_final: bool) -> Self {
+        BootloaderCommandsActionAltBank {
+            method: None,
+            expect_final,
+        }
+    }
+}
+
+#[async_trait]
+impl Action for BootloaderCommandsActionAltBank {
+    action_identity!(
+        "bootloader-commands-altbank",
+        "BootloaderCommandsActionAltBank",
+        "send commands to bootloader altbank",
+        "interactive bootloader altbank"
+    );
+    fn default_timeout(&self) -> u64 {
+        BOOTLOADER_DEFAULT_CMD_TIMEOUT
+    }
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        let method = method_of(&self.method, &ctx.meta.parameters);
+        require_boot_method_params(&ctx.job.device, method).map(|_| ())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("bootloader-commands-altbank"))
+    }
+}
+
+/// The `commands` of a boot block when they name an entry of `parameters.media` of the
+/// device (a boot from secondary media), else `None`.
+pub fn secondary_media_commands<'p>(device: &Device, params: &'p Mapping) -> Option<&'p str> {
+    let media = device.get(&["parameters", "media"])?.as_mapping()?;
+    let commands = params.get("commands")?.as_str()?;
+    media.contains_key(commands).then_some(commands)
+}
+
+/// `bootloader-from-media`: when the boot commands name secondary media, check the
+/// kernel, root UUID and boot partition the commands need.
+#[derive(Debug, Default, Clone)]
+pub struct BootloaderSecondaryMedia;
+
+impl BootloaderSecondaryMedia {
+    pub fn new() -> Self {
+        BootloaderSecondaryMedia
+    }
+
+    /// LAVA's checks, shared with `uboot-from-media`.
+    pub fn check(device: &Device, params: &Mapping, errors: &mut Vec<String>) {
+        if secondary_media_commands(device, params).is_none() {
+            return;
+        }
+        if !params.contains_key("kernel") {
+            errors.push("Missing kernel location".into());
+        }
+        if !params.contains_key("root_uuid") {
+            errors.push("Missing UUID of the roofs inside the deployed image".into());
+        }
+        if !params.contains_key("boot_part") {
+            errors.push(
+                "Missing boot_part for the partition number of the boot files inside the deployed image"
+                    .into(),
+            );
+        }
+    }
+}
+
+#[async_trait]
+impl Action for BootloaderSecondaryMedia {
+    action_identity!(
+        "bootloader-from-media",
+        "BootloaderSecondaryMedia",
+        "let bootloader know where to find the kernel in the image on secondary media",
+        "set bootloader strings for deployed media"
+    );
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        let mut errors = Vec::new();
+        Self::check(&ctx.job.device, &ctx.meta.parameters, &mut errors);
+        for e in errors {
+            ctx.error(e);
+        }
+        Ok(())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("bootloader-from-media"))
+    }
+}
+
+/// `bootloader-retry`: reset, interrupt and command the bootloader, then log in (iPXE).
+#[derive(Debug, Clone)]
+pub struct BootloaderRetry {
+    /// The device boot method whose parameters hold the prompt.
+    pub method: String,
+}
+
+impl BootloaderRetry {
+    pub fn new(method: impl Into<String>) -> Self {
+        BootloaderRetry {
+            method: method.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl Action for BootloaderRetry {
+    action_identity!(
+        "bootloader-retry",
+        "BootloaderRetry",
+        "interactive uboot retry action",
+        "uboot commands with retry"
+    );
+    fn is_retry(&self) -> bool {
+        true
+    }
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        pipeline.add(ResetDevice::new())?;
+        pipeline.add(BootloaderInterruptAction::new())?;
+        pipeline.add(BootloaderCommandsAction::new())?;
+        add_login_tail(pipeline)
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        let params = require_boot_method_params(&ctx.job.device, &self.method)?;
+        if !params.contains_key("bootloader_prompt") {
+            ctx.error("Missing bootloader prompt for device");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(yaml: &str) -> Device {
+        Device::from_yaml(yaml, None).unwrap()
+    }
+
+    fn mapping(yaml: &str) -> Mapping {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn mac_addresses_match_like_lava() {
+        assert!(is_mac_address("00:11:22:AA:bb:cc"));
+        assert!(is_mac_address("00-11-22-aa-bb-cc"));
+        assert!(is_mac_address("00:11:22:aa:bb:cc-trailing"));
+        assert!(!is_mac_address("00:11:22:aa:bb"));
+        assert!(!is_mac_address("0g:11:22:aa:bb:cc"));
+        assert!(!is_mac_address("00.11.22.aa.bb.cc"));
+    }
+
+    #[test]
+    fn connect_command_prefers_connect_then_primary() {
+        let d = device("commands: {connect: telnet a 1}");
+        assert_eq!(connect_command(&d).unwrap(), "telnet a 1");
+        let d = device(
+            "commands:\n  connections:\n    uart1: {connect: telnet b 2}\n    uart0: {connect: telnet a 1, tags: [primary]}\n",
+        );
+        assert_eq!(connect_command(&d).unwrap(), "telnet a 1");
+        let d = device("commands:\n  connections:\n    uart0: {tags: [primary]}\n");
+        assert_eq!(connect_command(&d).unwrap(), "");
+        assert!(connect_command(&device("hostname: x")).is_err());
+    }
+
+    #[test]
+    fn boot_commands_from_device_or_job() {
+        let d = device(
+            "actions:\n  boot:\n    methods:\n      u-boot:\n        parameters: {lava_mac: 'zz'}\n        ramdisk:\n          commands: [a, b]\n        nocmds: {}\n",
+        );
+        let mut errors = Vec::new();
+        let p = mapping("{method: u-boot, commands: ramdisk}");
+        let cmds = resolve_boot_commands(&d, &p, "u-boot", &mut errors);
+        assert_eq!(cmds.len(), 2);
+        assert!(errors.is_empty());
+
+        let p = mapping("{method: u-boot, commands: nfs}");
+        resolve_boot_commands(&d, &p, "u-boot", &mut errors);
+        assert_eq!(errors, ["Command 'nfs' not found in supported methods"]);
+
+        errors.clear();
+        let p = mapping("{method: u-boot, commands: nocmds}");
+        resolve_boot_commands(&d, &p, "u-boot", &mut errors);
+        assert_eq!(errors, ["No commands found in parameters"]);
+
+        errors.clear();
+        let p = mapping("{method: u-boot, commands: [x, 3]}");
+        BootloaderCommandOverlay::new().check(&d, &p, &mut errors);
+        assert_eq!(
+            errors,
+            [
+                "Deploy Commands instruction is not a string: 3",
+                "lava_mac is not a valid mac address"
+            ]
+        );
+
+        errors.clear();
+        let p = mapping("{method: bootloader, bootloader: u-boot}");
+        let cmds = resolve_boot_commands(&d, &p, "u-boot", &mut errors);
+        assert!(cmds.is_empty() && errors.is_empty());
+    }
+
+    #[test]
+    fn interrupt_settings_fall_back_to_constants() {
+        let d = device(
+            "commands: {connect: telnet a 1}\nconstants:\n  u-boot:\n    interrupt-prompt: hit any key\n    interrupt-character: ' '\nactions:\n  boot:\n    methods:\n      u-boot:\n        parameters: {bootloader_prompt: '=>', interrupt_char: x}\n",
+        );
+        let p = mapping("{method: u-boot}");
+        let mut errors = Vec::new();
+        let s = BootloaderInterruptAction::new()
+            .settings(&d, &p, &mut errors)
+            .unwrap();
+        assert!(errors.is_empty());
+        assert_eq!(s.interrupt_prompt, Some(Value::from("hit any key")));
+        assert_eq!(s.interrupt_char, Some(Value::from("x")));
+        assert!(s.needs_interrupt && s.interrupt_newline);
+        assert_eq!(s.bootloader_prompt.as_deref(), Some("=>"));
+
+        // A missing constant is a configuration error even when parameters give it.
+        let d = device(
+            "commands: {connect: telnet a 1}\nconstants: {}\nactions:\n  boot:\n    methods:\n      u-boot:\n        parameters: {interrupt_prompt: x}\n",
+        );
+        let err = BootloaderInterruptAction::new()
+            .settings(&d, &p, &mut errors)
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Configuration);
+        assert_eq!(errors, ["Missing bootloader prompt for device"]);
+    }
+
+    #[test]
+    fn secondary_media_checks_only_for_media_commands() {
+        let d = device("parameters:\n  media:\n    usb: {}\n");
+        let mut errors = Vec::new();
+        BootloaderSecondaryMedia::check(&d, &mapping("{commands: ramdisk}"), &mut errors);
+        assert!(errors.is_empty());
+        BootloaderSecondaryMedia::check(&d, &mapping("{commands: usb, kernel: k}"), &mut errors);
+        assert_eq!(errors.len(), 2);
+    }
+}

@@ -1,6 +1,133 @@
-//! The `flasher` deploy family.
+//! The `flasher` deployment: download the images, then run the device's own flashing
+//! commands on the dispatcher.
 
-use lava_pipeline::StrategyRegistry;
+use crate::common::download::{DownloaderAction, download_dir};
+use crate::common::env::DeployDeviceEnvironment;
+use crate::common::overlay::OverlayAction;
+use crate::deploy::tftp::image_params;
+use lava_pipeline::value::{scalar_string, truthy};
+use lava_pipeline::{
+    Action, Device, LavaResult, Pipeline, PipelineBuilder, RunContext, Section, Strategy,
+    StrategyRegistry, ValidateContext, action_identity, async_trait,
+};
+use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies.
-pub fn register(_registry: &mut StrategyRegistry) {}
+pub fn register(registry: &mut StrategyRegistry) {
+    registry.register(Flasher);
+}
+
+/// Deploy with `to: flasher`.
+pub struct Flasher;
+
+impl Strategy for Flasher {
+    fn section(&self) -> Section {
+        Section::Deploy
+    }
+    fn name(&self) -> &str {
+        "flasher"
+    }
+    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
+        if !device.has_deploy_method("flasher") {
+            return Err("'flasher' not in the device configuration deploy methods".into());
+        }
+        if params.get("to").and_then(Value::as_str) != Some("flasher") {
+            return Err("\"to\" parameter is not \"flasher\"".into());
+        }
+        Ok(())
+    }
+    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
+        Box::new(FlasherRetryAction)
+    }
+}
+
+/// `deploy-flasher-retry`: the flashing, retried.
+#[derive(Debug, Default)]
+pub struct FlasherRetryAction;
+
+#[async_trait]
+impl Action for FlasherRetryAction {
+    action_identity!(
+        "deploy-flasher-retry",
+        "FlasherRetryAction",
+        "deploy flasher with retry",
+        "deploy custom flasher"
+    );
+    fn is_retry(&self) -> bool {
+        true
+    }
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        pipeline.add(FlasherAction::default())
+    }
+}
+
+/// `deploy-flasher`: download the images (unless `download: false`), then run the
+/// device's flasher `commands` with the files substituted.
+#[derive(Debug, Default)]
+pub struct FlasherAction {
+    path: String,
+}
+
+impl FlasherAction {
+    /// Where the images are downloaded (relative to the job's temporary directory).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+#[async_trait]
+impl Action for FlasherAction {
+    action_identity!(
+        "deploy-flasher",
+        "FlasherAction",
+        "deploy flasher",
+        "deploy custom flasher"
+    );
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        let params = pipeline.parameters().clone();
+        let ns = params
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("common");
+        if pipeline.job().test_needs_overlay(ns) {
+            pipeline.add(OverlayAction::new())?;
+        }
+        self.path = download_dir(pipeline, "deploy-flasher");
+        let uniquify = params.get("uniquify").is_none_or(|v| truthy(Some(v)));
+        if let Some(images) = params.get("images").and_then(Value::as_mapping) {
+            for (key, entry) in images {
+                let download = entry
+                    .get("download")
+                    .map(|v| truthy(Some(v)))
+                    .unwrap_or(true);
+                if !download {
+                    continue;
+                }
+                let key = scalar_string(key).unwrap_or_default();
+                let action = DownloaderAction::new(&key, &self.path, image_params(entry));
+                pipeline.add(if uniquify {
+                    action
+                } else {
+                    action.without_uniquify()
+                })?;
+            }
+        }
+        if pipeline.job().test_needs_deployment_data(ns) {
+            pipeline.add(DeployDeviceEnvironment::new())?;
+        }
+        Ok(())
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        let commands = ctx
+            .job
+            .device
+            .get(&["actions", "deploy", "methods", "flasher", "commands"]);
+        if !matches!(commands, Some(Value::Sequence(_))) {
+            ctx.error("'commands' should be a list");
+        }
+        Ok(())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("deploy-flasher"))
+    }
+}

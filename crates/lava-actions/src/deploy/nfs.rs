@@ -1,6 +1,136 @@
-//! The `nfs` deploy family.
+//! The `nfs` deployment: download and unpack a root filesystem into a directory the
+//! dispatcher exports over NFS, with modules and the LAVA overlay.
 
-use lava_pipeline::StrategyRegistry;
+use crate::common::download::{DownloaderAction, download_dir};
+use crate::common::env::DeployDeviceEnvironment;
+use crate::common::overlay::OverlayAction;
+use crate::common::prepare_overlay::{ApplyOverlayTftp, ExtractModules, ExtractNfsRootfs};
+use crate::deploy::tftp::image_params;
+use lava_pipeline::{
+    Action, Device, LavaResult, PipelineBuilder, Section, Strategy, StrategyRegistry,
+    ValidateContext, action_identity, async_trait,
+};
+use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies.
-pub fn register(_registry: &mut StrategyRegistry) {}
+pub fn register(registry: &mut StrategyRegistry) {
+    registry.register(Nfs);
+}
+
+fn namespace(params: &Mapping) -> &str {
+    params
+        .get("namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("common")
+}
+
+/// Deploy with `to: nfs`.
+pub struct Nfs;
+
+impl Strategy for Nfs {
+    fn section(&self) -> Section {
+        Section::Deploy
+    }
+    fn name(&self) -> &str {
+        "nfs"
+    }
+    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
+        if !params.contains_key("to") {
+            return Err("\"to\" is not in deploy parameters".into());
+        }
+        if params.get("to").and_then(Value::as_str) != Some("nfs") {
+            return Err("\"to\" parameter is not \"nfs\"".into());
+        }
+        if device.has_deploy_method("image") {
+            return Err("\"image\" was in the device configuration deploy methods".into());
+        }
+        if device.has_deploy_method("nfs") {
+            Ok(())
+        } else {
+            Err("\"nfs\" was not in the device configuration deploy methods\"".into())
+        }
+    }
+    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
+        Box::new(NfsAction::new())
+    }
+}
+
+/// `nfs-deploy`: download, unpack, add modules and overlay.
+#[derive(Debug, Default)]
+pub struct NfsAction {
+    download_dir: String,
+}
+
+impl NfsAction {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Where the files are downloaded (relative to the job's temporary directory).
+    pub fn download_dir(&self) -> &str {
+        &self.download_dir
+    }
+}
+
+#[async_trait]
+impl Action for NfsAction {
+    action_identity!(
+        "nfs-deploy",
+        "NfsAction",
+        "deploy nfsrootfs",
+        "NFS deployment"
+    );
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        self.download_dir = download_dir(pipeline, "nfs-deploy");
+        let params = pipeline.parameters().clone();
+        for key in ["nfsrootfs", "modules"] {
+            if let Some(value) = params.get(key) {
+                pipeline.add(DownloaderAction::new(
+                    key,
+                    &self.download_dir,
+                    image_params(value),
+                ))?;
+            }
+        }
+        pipeline.add(ExtractNfsRootfs::new())?;
+        pipeline.add(OverlayAction::new())?;
+        pipeline.add(ExtractModules::new())?;
+        pipeline.add(ApplyOverlayTftp::new())?;
+        if pipeline
+            .job()
+            .test_needs_deployment_data(namespace(&params))
+        {
+            pipeline.add(DeployDeviceEnvironment::new())?;
+        }
+        Ok(())
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        let params = &ctx.meta.parameters;
+        if params.contains_key("nfsrootfs") && params.contains_key("persistent_nfs") {
+            ctx.error("Only one of nfsrootfs or persistent_nfs can be specified");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nfs_is_refused_on_image_devices() {
+        let p: Mapping = serde_yaml::from_str("{to: nfs}").unwrap();
+        let image = Device::from_yaml(
+            "actions:\n  deploy:\n    methods:\n      image: null\n      nfs: null\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            Nfs.accepts(&image, &p),
+            Err("\"image\" was in the device configuration deploy methods".into())
+        );
+        let nfs = Device::from_yaml("actions:\n  deploy:\n    methods:\n      nfs: null\n", None)
+            .unwrap();
+        assert!(Nfs.accepts(&nfs, &p).is_ok());
+    }
+}

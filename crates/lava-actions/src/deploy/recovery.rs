@@ -1,6 +1,91 @@
-//! The `recovery` deploy family.
+//! The `recovery` deployment: download firmware images for a device switched into
+//! recovery mode (the boot `recovery` method does the switching).
 
-use lava_pipeline::StrategyRegistry;
+use crate::common::download::{DownloaderAction, download_dir};
+use crate::common::power::ConnectDevice;
+use crate::deploy::tftp::image_params;
+use lava_pipeline::value::scalar_string;
+use lava_pipeline::{
+    Action, Device, LavaResult, PipelineBuilder, Section, Strategy, StrategyRegistry,
+    action_identity, async_trait,
+};
+use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies.
-pub fn register(_registry: &mut StrategyRegistry) {}
+pub fn register(registry: &mut StrategyRegistry) {
+    registry.register(RecoveryMode);
+}
+
+/// Deploy with `to: recovery`.
+pub struct RecoveryMode;
+
+impl Strategy for RecoveryMode {
+    fn section(&self) -> Section {
+        Section::Deploy
+    }
+    fn name(&self) -> &str {
+        "recovery"
+    }
+    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
+        if !device.has_deploy_method("recovery") {
+            return Err("'recovery' not in the device configuration deploy methods".into());
+        }
+        if params.get("to").and_then(Value::as_str) != Some("recovery") {
+            return Err("\"to\" parameter is not \"recovery\"".into());
+        }
+        if !params.contains_key("images") {
+            return Err("\"images\" is not in the deployment parameters".into());
+        }
+        Ok(())
+    }
+    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
+        Box::new(RecoveryModeAction::default())
+    }
+}
+
+/// `deploy-recovery-mode`: download the images; connect when the recovery method is
+/// tagged `serial`.
+#[derive(Debug, Default)]
+pub struct RecoveryModeAction {
+    recovery_dir: String,
+}
+
+impl RecoveryModeAction {
+    /// Where the images are downloaded (relative to the job's temporary directory).
+    pub fn recovery_dir(&self) -> &str {
+        &self.recovery_dir
+    }
+}
+
+#[async_trait]
+impl Action for RecoveryModeAction {
+    action_identity!(
+        "deploy-recovery-mode",
+        "RecoveryModeAction",
+        "deploy firmware by switching to recovery mode",
+        "deploy firmware in recovery mode"
+    );
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        self.recovery_dir = download_dir(pipeline, "deploy-recovery-mode");
+        let params = pipeline.parameters().clone();
+        if let Some(images) = params.get("images").and_then(Value::as_mapping) {
+            for (key, entry) in images {
+                let key = scalar_string(key).unwrap_or_default();
+                pipeline.add(DownloaderAction::new(
+                    &key,
+                    &self.recovery_dir,
+                    image_params(entry),
+                ))?;
+            }
+        }
+        let serial = pipeline
+            .device()
+            .get(&["actions", "deploy", "methods", "recovery", "tags"])
+            .and_then(Value::as_sequence)
+            .is_some_and(|tags| tags.iter().any(|t| t.as_str() == Some("serial")));
+        if serial {
+            pipeline.add(ConnectDevice::new())?;
+        }
+        Ok(())
+    }
+}

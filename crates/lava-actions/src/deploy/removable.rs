@@ -1,6 +1,346 @@
-//! The `removable` deploy family.
+//! Removable media deployments (`to: usb | sata | sd`): the dispatcher downloads the
+//! image and the device, booted into a first system, writes it to the media with dd or
+//! a configured writer.
 
-use lava_pipeline::StrategyRegistry;
+use crate::common::apply_overlay::ApplyOverlayImage;
+use crate::common::download::{DownloaderAction, download_dir};
+use crate::common::env::DeployDeviceEnvironment;
+use crate::common::overlay::OverlayAction;
+use crate::deploy::tftp::image_params;
+use lava_pipeline::value::{scalar_string, truthy};
+use lava_pipeline::{
+    Action, Device, LavaResult, Pipeline, PipelineBuilder, RunContext, Section, Strategy,
+    StrategyRegistry, ValidateContext, action_identity, async_trait,
+};
+use serde_yaml::{Mapping, Value};
 
-/// Register this family's strategies.
-pub fn register(_registry: &mut StrategyRegistry) {}
+/// The media a removable deployment may write.
+pub const REMOVABLE_MEDIA: [&str; 3] = ["sata", "sd", "usb"];
+
+/// LAVA's `DD_PROMPTS`: what dd prints when done.
+pub const DD_PROMPTS: [&str; 2] = [r"[0-9]+\+[0-9]+ records out", r"[0-9]+ bytes \(.*\) copied"];
+
+/// Register this family's strategies: one per medium, so hints name the `to:` values.
+pub fn register(registry: &mut StrategyRegistry) {
+    for media in REMOVABLE_MEDIA {
+        registry.register(Removable { media });
+    }
+}
+
+fn namespace(params: &Mapping) -> &str {
+    params
+        .get("namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("common")
+}
+
+/// Deploy with `to: <media>` on a device listing that medium.
+pub struct Removable {
+    media: &'static str,
+}
+
+/// LAVA's `Removable.accepts`, for any medium.
+pub fn removable_accepts(device: &Device, params: &Mapping) -> Result<(), String> {
+    let media = params.get("to").and_then(Value::as_str).unwrap_or_default();
+    if !REMOVABLE_MEDIA.contains(&media) {
+        return Err("\"media\" was not \"sata\", \"sd\", or \"usb\"".into());
+    }
+    let Some(device_media) = device.get(&["parameters", "media"]) else {
+        return Err(
+            "\"parameters\" was not in the device or \"media\" was not in the parameters".into(),
+        );
+    };
+    let job_device = params.get("device").and_then(scalar_string);
+    let entry = job_device
+        .as_deref()
+        .and_then(|d| device_media.get(media).and_then(|m| m.get(d)));
+    let Some(entry) = entry else {
+        return Err("media was not in the device \"media\" parameters".into());
+    };
+    if entry.get("uuid").is_some() {
+        Ok(())
+    } else {
+        Err(format!(
+            "\"uuid\" was not in the parameters for the media device {}",
+            job_device.unwrap_or_default()
+        ))
+    }
+}
+
+impl Strategy for Removable {
+    fn section(&self) -> Section {
+        Section::Deploy
+    }
+    fn name(&self) -> &str {
+        self.media
+    }
+    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
+        let to = params.get("to").and_then(Value::as_str);
+        if REMOVABLE_MEDIA.contains(&to.unwrap_or_default()) && to != Some(self.media) {
+            return Err(format!("\"to\" parameter is not \"{}\"", self.media));
+        }
+        removable_accepts(device, params)
+    }
+    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
+        Box::new(MassStorage::new())
+    }
+}
+
+/// `storage-deploy`: download the image on the dispatcher, then write it to the media.
+#[derive(Debug, Default)]
+pub struct MassStorage {
+    image_path: String,
+}
+
+impl MassStorage {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Where the image is downloaded (relative to the job's temporary directory).
+    pub fn image_path(&self) -> &str {
+        &self.image_path
+    }
+}
+
+#[async_trait]
+impl Action for MassStorage {
+    action_identity!(
+        "storage-deploy",
+        "MassStorage",
+        "Deploy image to mass storage",
+        "write image to storage"
+    );
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        self.image_path = download_dir(pipeline, "storage-deploy");
+        let params = pipeline.parameters().clone();
+        let needs_overlay = pipeline.job().test_needs_overlay(namespace(&params));
+        if needs_overlay {
+            pipeline.add(OverlayAction::new())?;
+        }
+        let uniquify = params.get("uniquify").is_none_or(|v| truthy(Some(v)));
+        let download = |key: &str, entry: &Value| {
+            let action = DownloaderAction::new(key, &self.image_path, image_params(entry));
+            if uniquify {
+                action
+            } else {
+                action.without_uniquify()
+            }
+        };
+        if let Some(images) = params.get("images").and_then(Value::as_mapping) {
+            for (key, entry) in images {
+                let key = scalar_string(key).unwrap_or_default();
+                pipeline.add(download(&key, entry))?;
+                if truthy(entry.get("apply-overlay")) && needs_overlay {
+                    pipeline.add(ApplyOverlayImage::new("image", true))?;
+                }
+            }
+            pipeline.add(DDAction::new())?;
+        } else if let Some(image) = params.get("image") {
+            pipeline.add(download("image", image))?;
+            if needs_overlay {
+                pipeline.add(ApplyOverlayImage::new("image", true))?;
+            }
+            pipeline.add(DDAction::new())?;
+        }
+        if pipeline
+            .job()
+            .test_needs_deployment_data(namespace(&params))
+        {
+            pipeline.add(DeployDeviceEnvironment::new())?;
+        }
+        Ok(())
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        if !ctx.meta.parameters.contains_key("device") {
+            ctx.error("No device specified for mass storage deployment");
+        }
+        Ok(())
+    }
+}
+
+/// `dd-image`: on the device, pipe the image from the dispatcher into dd (or a writer
+/// tool) targeting the media's `/dev/disk/by-id` path.
+#[derive(Debug, Default)]
+pub struct DDAction;
+
+impl DDAction {
+    pub fn new() -> Self {
+        DDAction
+    }
+
+    /// LAVA's checks of the download/writer tools, media and image.
+    pub fn check(device: &Device, params: &Mapping, errors: &mut Vec<String>) {
+        let before = errors.len();
+        if !params.contains_key("device") {
+            errors.push("missing device for deployment".into());
+        }
+        let download = params.get("download").filter(|v| truthy(Some(v)));
+        let writer = params.get("writer").filter(|v| truthy(Some(v)));
+        if download.is_none() && writer.is_none() {
+            errors.push("Neither a download nor a write tool found in parameters".into());
+        }
+        let is_abs = |tool: Option<&Value>| {
+            tool.and_then(scalar_string)
+                .is_some_and(|t| t.starts_with('/'))
+        };
+        if let Some(download) = download {
+            if download.get("tool").is_none() {
+                errors.push("missing download or writer tool for deployment".into());
+            }
+            if download.get("options").is_none() {
+                errors.push("missing options for download tool".into());
+            }
+            if download.get("prompt").is_none() {
+                errors.push("missing prompt for download tool".into());
+            }
+            if !is_abs(download.get("tool")) {
+                errors.push("download tool parameter needs to be an absolute path".into());
+            }
+        }
+        if let Some(writer) = writer {
+            if writer.get("tool").is_none() {
+                errors.push("missing writer tool for deployment".into());
+            }
+            if writer.get("options").is_none() {
+                errors.push("missing options for writer tool".into());
+            }
+            if !params.contains_key("download") && writer.get("prompt").is_none() {
+                errors.push("missing prompt for writer tool".into());
+            }
+            if !is_abs(writer.get("tool")) {
+                errors.push("writer tool parameter needs to be an absolute path".into());
+            }
+        }
+        let to = params.get("to").and_then(scalar_string).unwrap_or_default();
+        let boot_params = device.get(&["parameters", "media", &to]);
+        if boot_params.is_none() {
+            errors.push(format!("media '{to}' unavailable for this device"));
+        }
+        let images = params
+            .get("images")
+            .and_then(Value::as_mapping)
+            .unwrap_or(params);
+        if !images.contains_key("image") {
+            errors.push("Missing image parameter".into());
+        }
+        if errors.len() > before {
+            return;
+        }
+        match params.get("tool").and_then(|t| t.get("prompts")) {
+            Some(Value::Sequence(prompts)) => {
+                if prompts.iter().any(|p| !truthy(Some(p))) {
+                    errors.push("items of 'tool prompts' cannot be empty".into());
+                }
+            }
+            Some(_) => errors.push("'tool prompts' should be a list".into()),
+            None => {}
+        }
+        let Some(boot_params) = boot_params else {
+            return;
+        };
+        if truthy(boot_params.get("UUID-required")) {
+            let media_device = params
+                .get("device")
+                .and_then(scalar_string)
+                .unwrap_or_default();
+            let entry = boot_params.get(media_device.as_str());
+            if entry.and_then(|e| e.get("uuid")).is_none() {
+                errors.push(format!("A UUID is required for {media_device}"));
+            }
+            if entry.and_then(|e| e.get("root_part")).is_some() {
+                errors.push("'root_part' is not valid as a UUID is required".into());
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Action for DDAction {
+    action_identity!(
+        "dd-image",
+        "DDAction",
+        "deploy image to drive",
+        "write image to drive"
+    );
+    fn default_timeout(&self) -> u64 {
+        600
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        let mut errors = Vec::new();
+        Self::check(&ctx.job.device, &ctx.meta.parameters, &mut errors);
+        for e in errors {
+            ctx.error(e);
+        }
+        Ok(())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("dd-image"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapping(yaml: &str) -> Mapping {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    fn device() -> Device {
+        Device::from_yaml(
+            "parameters:\n  media:\n    usb:\n      SanDisk: {uuid: usb-SanDisk-0:0, device_id: 0}\n      NoUuid: {device_id: 1}\n",
+            None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn removable_strategy_per_medium() {
+        let usb = Removable { media: "usb" };
+        let sata = Removable { media: "sata" };
+        let job = mapping("{to: usb, device: SanDisk}");
+        assert!(usb.accepts(&device(), &job).is_ok());
+        assert!(sata.accepts(&device(), &job).is_err());
+        assert_eq!(
+            usb.accepts(&device(), &mapping("{to: usb, device: NoUuid}")),
+            Err("\"uuid\" was not in the parameters for the media device NoUuid".into())
+        );
+        assert_eq!(
+            usb.accepts(&device(), &mapping("{to: usb, device: Other}")),
+            Err("media was not in the device \"media\" parameters".into())
+        );
+        assert_eq!(
+            usb.accepts(&device(), &mapping("{to: tftp}")),
+            Err("\"media\" was not \"sata\", \"sd\", or \"usb\"".into())
+        );
+    }
+
+    #[test]
+    fn dd_checks_tools_and_media() {
+        let mut errors = Vec::new();
+        DDAction::check(
+            &device(),
+            &mapping(
+                "{to: usb, device: SanDisk, image: {url: x}, download: {tool: /usr/bin/wget, options: -O-, prompt: HTTP}}",
+            ),
+            &mut errors,
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        DDAction::check(
+            &device(),
+            &mapping("{to: sata, writer: {tool: dd, options: x}}"),
+            &mut errors,
+        );
+        assert_eq!(
+            errors,
+            [
+                "missing device for deployment",
+                "missing prompt for writer tool",
+                "writer tool parameter needs to be an absolute path",
+                "media 'sata' unavailable for this device",
+                "Missing image parameter"
+            ]
+        );
+    }
+}

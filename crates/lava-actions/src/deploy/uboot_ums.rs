@@ -1,6 +1,97 @@
-//! The `uboot_ums` deploy family.
+//! The `u-boot-ums` deployment: download an image and apply the overlay; U-Boot's USB
+//! mass storage emulation writes it at boot time.
 
-use lava_pipeline::StrategyRegistry;
+use crate::common::apply_overlay::ApplyOverlayImage;
+use crate::common::download::{DownloaderAction, download_dir};
+use crate::common::env::DeployDeviceEnvironment;
+use crate::common::overlay::OverlayAction;
+use crate::deploy::tftp::image_params;
+use lava_pipeline::{
+    Action, Device, LavaResult, PipelineBuilder, Section, Strategy, StrategyRegistry,
+    action_identity, async_trait,
+};
+use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies.
-pub fn register(_registry: &mut StrategyRegistry) {}
+pub fn register(registry: &mut StrategyRegistry) {
+    registry.register(UBootUMS);
+}
+
+/// Deploy with `to: u-boot-ums`.
+pub struct UBootUMS;
+
+impl Strategy for UBootUMS {
+    fn section(&self) -> Section {
+        Section::Deploy
+    }
+    fn name(&self) -> &str {
+        "u-boot-ums"
+    }
+    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
+        if !params.contains_key("to") {
+            return Err("\"to\" is not in deploy parameters".into());
+        }
+        if params.get("to").and_then(Value::as_str) != Some("u-boot-ums") {
+            return Err("\"to\" parameter is not \"u-boot-ums\"".into());
+        }
+        if device.get(&["actions", "deploy"]).is_none() {
+            return Err("\"deploy\" is not in the device configuration actions".into());
+        }
+        if !params.contains_key("image") {
+            return Err("\"image\" was not in the deploy parameters".into());
+        }
+        if device.has_deploy_method("u-boot-ums") {
+            Ok(())
+        } else {
+            Err("\"u-boot-ums\" was not in the device configuration deploy methods\"".into())
+        }
+    }
+    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
+        Box::new(UBootUMSAction::new())
+    }
+}
+
+/// `uboot-ums-deploy`: download the image, then the overlay into it.
+#[derive(Debug, Default)]
+pub struct UBootUMSAction {
+    path: String,
+}
+
+impl UBootUMSAction {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Where the image is downloaded (relative to the job's temporary directory).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+#[async_trait]
+impl Action for UBootUMSAction {
+    action_identity!(
+        "uboot-ums-deploy",
+        "UBootUMSAction",
+        "download image and deploy using uboot mass storage emulation",
+        "uboot-ums deployment"
+    );
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        self.path = download_dir(pipeline, "uboot-ums-deploy");
+        let params = pipeline.parameters().clone();
+        let image = params.get("image").map(image_params).unwrap_or_default();
+        pipeline.add(DownloaderAction::new("image", &self.path, image))?;
+        let ns = params
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("common");
+        if pipeline.job().test_needs_overlay(ns) {
+            pipeline.add(OverlayAction::new())?;
+            pipeline.add(ApplyOverlayImage::new("image", true))?;
+            if pipeline.job().test_needs_deployment_data(ns) {
+                pipeline.add(DeployDeviceEnvironment::new())?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,6 +1,125 @@
-//! The `usbg_ms` deploy family.
+//! The `usbg-ms` deployment: download an image and expose it to the device as a USB
+//! gadget mass storage from the dispatcher.
 
-use lava_pipeline::StrategyRegistry;
+use crate::common::download::{DownloaderAction, download_dir};
+use crate::common::env::DeployDeviceEnvironment;
+use crate::common::overlay::OverlayAction;
+use crate::deploy::tftp::image_params;
+use lava_pipeline::{
+    Action, Device, ErrorKind, LavaError, LavaResult, Pipeline, PipelineBuilder, RunContext,
+    Section, Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
+};
+use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies.
-pub fn register(_registry: &mut StrategyRegistry) {}
+pub fn register(registry: &mut StrategyRegistry) {
+    registry.register(USBGMS);
+}
+
+/// Deploy with `to: usbg-ms`.
+pub struct USBGMS;
+
+impl Strategy for USBGMS {
+    fn section(&self) -> Section {
+        Section::Deploy
+    }
+    fn name(&self) -> &str {
+        "usbg-ms"
+    }
+    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
+        if params.get("to").and_then(Value::as_str) != Some("usbg-ms") {
+            return Err("\"to\" parameter is not \"usbg-ms\"".into());
+        }
+        let Some(method) = device.get(&["actions", "deploy", "methods", "usbg-ms"]) else {
+            return Err("'usbg-ms' not in the device configuration deploy methods".into());
+        };
+        let mut keys: Vec<String> = method
+            .as_mapping()
+            .map(|m| {
+                m.keys()
+                    .filter_map(lava_pipeline::value::scalar_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        keys.sort();
+        // LAVA raises a ConfigurationError here; the registry only takes reasons.
+        if keys != ["disable", "enable"] {
+            return Err(format!(
+                "usbg-ms 'disable' and 'enable' commands missing: {keys:?}"
+            ));
+        }
+        Ok(())
+    }
+    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
+        Box::new(USBGMSAction::new())
+    }
+}
+
+/// `usbg-ms`: download the image; the run enables the gadget with the device's
+/// `enable` commands (`{IMAGE}` substituted) and cleanup runs `disable`.
+#[derive(Debug, Default)]
+pub struct USBGMSAction {
+    path: String,
+    enable: Vec<String>,
+    disable: Vec<String>,
+}
+
+impl USBGMSAction {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The device commands enabling and disabling the gadget.
+    pub fn commands(&self) -> (&[String], &[String]) {
+        (&self.enable, &self.disable)
+    }
+
+    /// Where the image is downloaded (relative to the job's temporary directory).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+#[async_trait]
+impl Action for USBGMSAction {
+    action_identity!(
+        "usbg-ms",
+        "USBGMSAction",
+        "USB Gadget Mass storage",
+        "USBG MS"
+    );
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        let method = pipeline
+            .device()
+            .get(&["actions", "deploy", "methods", "usbg-ms"]);
+        self.enable = crate::common::command_list(method.and_then(|m| m.get("enable")));
+        self.disable = crate::common::command_list(method.and_then(|m| m.get("disable")));
+        self.path = download_dir(pipeline, "usbg-ms");
+        let params = pipeline.parameters().clone();
+        let ns = params
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("common");
+        if pipeline.job().test_needs_overlay(ns) {
+            pipeline.add(OverlayAction::new())?;
+        }
+        let image = params.get("image").map(image_params).unwrap_or_default();
+        pipeline.add(DownloaderAction::new("image", &self.path, image))?;
+        if pipeline.job().test_needs_deployment_data(ns) {
+            pipeline.add(DeployDeviceEnvironment::new())?;
+        }
+        Ok(())
+    }
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        if !ctx.meta.parameters.contains_key("image") {
+            return Err(LavaError::job("Missing 'image'"));
+        }
+        Ok(())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("usbg-ms"))
+    }
+}
