@@ -102,7 +102,7 @@ fn prepare(
             definition.display()
         ))
     })?;
-    let device = Device::load(device_path)?;
+    let device = load_device(device_path, &text, &args.device_types)?;
     let registry = lava_actions::registry();
 
     let diagnostics = check_job(
@@ -157,6 +157,24 @@ fn prepare(
         write(path)?;
     }
     Ok((job, pipeline))
+}
+
+/// The device: a rendered device YAML, or a device dictionary (`*.jinja2`) rendered with
+/// the `--device-types` directories, then LAVA's default ones, and the job's `context:`
+/// (as lava-server passes it).
+fn load_device(path: &Path, job_text: &str, device_types: &[PathBuf]) -> Result<Device, LavaError> {
+    let config_error = |e: lava_device::DeviceError| LavaError::configuration(e.to_string());
+    let config = if lava_device::is_dictionary(path) {
+        let context = serde_yaml::from_str::<serde_yaml::Value>(job_text)
+            .ok()
+            .and_then(|job| job.get("context").and_then(|c| c.as_mapping()).cloned())
+            .unwrap_or_default();
+        let renderer = lava_device::Renderer::with_defaults(device_types);
+        lava_device::load_device(path, &renderer, &context).map_err(config_error)?
+    } else {
+        lava_device::DeviceConfig::load(path).map_err(config_error)?
+    };
+    Ok(Device::from_mapping(config.raw().clone(), Some(path.to_path_buf())))
 }
 
 /// SIGHUP, SIGINT, SIGQUIT, SIGTERM and SIGUSR2 cancel the job (finalize still runs).
