@@ -744,7 +744,7 @@ impl Newc {
         self.pad();
     }
     fn pad(&mut self) {
-        while self.out.len() % 4 != 0 {
+        while !self.out.len().is_multiple_of(4) {
             self.out.push(0);
         }
     }
@@ -1108,7 +1108,7 @@ mod tests {
         c.symlink("etc/link", "hello");
         c.char_dev("console", 0o600, 5, 1);
         let data = c.finish();
-        assert_eq!(data.len() % 4, 0);
+        assert!(data.len().is_multiple_of(4));
         assert!(data.starts_with(b"070701"));
         // Header field 6 (filesize) of the second entry: 12 bytes.
         let second = data
