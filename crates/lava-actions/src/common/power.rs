@@ -415,6 +415,12 @@ impl Action for PreOs {
 #[derive(Debug, Default)]
 pub struct PowerOn;
 
+impl PowerOn {
+    pub fn new() -> Self {
+        PowerOn
+    }
+}
+
 #[async_trait]
 impl Action for PowerOn {
     action_identity!(
@@ -450,6 +456,12 @@ impl Action for PowerOn {
 /// `power-off`: `commands.power_off` on the worker.
 #[derive(Debug, Default)]
 pub struct PowerOff;
+
+impl PowerOff {
+    pub fn new() -> Self {
+        PowerOff
+    }
+}
 
 #[async_trait]
 impl Action for PowerOff {

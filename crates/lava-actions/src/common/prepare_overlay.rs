@@ -46,19 +46,6 @@ fn push_all(ctx: &mut ValidateContext<'_>, errors: Vec<String>) {
     }
 }
 
-/// A leaf action of this module: LAVA's identity, an infrastructure timeout, and a run
-/// that lava-rs does not perform yet.
-macro_rules! leaf_run {
-    ($name:expr) => {
-        fn timeout_kind(&self) -> ErrorKind {
-            ErrorKind::Infrastructure
-        }
-        async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-            Err(crate::not_yet_runnable($name))
-        }
-    };
-}
-
 /// `prepare-tftp-overlay`: the preparation steps, each a no-op unless its image is part
 /// of the deployment.
 #[derive(Debug, Default)]
@@ -155,7 +142,12 @@ impl Action for ExtractRootfs {
         "unpack rootfs",
         "unpack rootfs, ready to apply lava overlay"
     );
-    leaf_run!("extract-rootfs");
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("extract-rootfs"))
+    }
 }
 
 /// `extract-nfsrootfs`: unpack the NFS root filesystem (optionally under a `prefix`).
@@ -212,7 +204,12 @@ impl Action for ExtractNfsRootfs {
         push_all(ctx, errors);
         Ok(())
     }
-    leaf_run!("extract-nfsrootfs");
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("extract-nfsrootfs"))
+    }
 }
 
 /// Replace `{KEY}` placeholders of `address` with the device `static_info` entries.
@@ -349,7 +346,12 @@ impl Action for ExtractRamdisk {
         "extract ramdisk to a temporary directory",
         "extract the ramdisk"
     );
-    leaf_run!("extract-overlay-ramdisk");
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("extract-overlay-ramdisk"))
+    }
 }
 
 /// `extract-modules`: unpack the kernel modules into the NFS root and/or the ramdisk.
@@ -370,7 +372,12 @@ impl Action for ExtractModules {
         "extract supplied kernel modules",
         "extract kernel modules"
     );
-    leaf_run!("extract-modules");
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("extract-modules"))
+    }
 }
 
 /// `apply-overlay-tftp`: unpack the LAVA overlay into the NFS root (preferred), the
@@ -416,7 +423,12 @@ impl Action for ApplyOverlayTftp {
         push_all(ctx, errors);
         Ok(())
     }
-    leaf_run!("apply-overlay-tftp");
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("apply-overlay-tftp"))
+    }
 }
 
 /// `prepare-kernel`: add the kernel conversion the boot method needs (U-Boot uImage or
@@ -609,7 +621,12 @@ impl Action for ConfigurePreseedFile {
         "add commands to automated installers, to copy the lava test overlay to the installed system",
         "add commands to installer config"
     );
-    leaf_run!("configure-preseed-file");
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("configure-preseed-file"))
+    }
 }
 
 /// The ramdisk header `compress-ramdisk` adds, from the device deploy parameters.
@@ -683,7 +700,12 @@ impl Action for CompressRamdisk {
         push_all(ctx, errors);
         outcome.map(|_| ())
     }
-    leaf_run!("compress-ramdisk");
+    fn timeout_kind(&self) -> ErrorKind {
+        ErrorKind::Infrastructure
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("compress-ramdisk"))
+    }
 }
 
 #[cfg(test)]
