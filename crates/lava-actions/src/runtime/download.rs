@@ -20,6 +20,7 @@ use bytes::Bytes;
 use lava_pipeline::{JobLogger, LavaError, LavaResult, RunContext};
 use serde_yaml::{Mapping, Value};
 use sha2::Digest;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -76,6 +77,8 @@ pub struct Downloaded {
     pub sha256: String,
     /// Hex SHA-512 of the downloaded bytes, when asked for.
     pub sha512: Option<String>,
+    /// Hex MD5 of the downloaded bytes, when asked for.
+    pub md5: Option<String>,
 }
 
 /// Checksums to verify after the download, as given in the job.
@@ -185,7 +188,12 @@ pub async fn download_image(
         ctx.logger
             .debug("Not decompressing ramdisk as can be used compressed.");
     }
-    ctx.set_data("download-action", key, "decompressed", compression.is_some());
+    ctx.set_data(
+        "download-action",
+        key,
+        "decompressed",
+        compression.is_some(),
+    );
     match (compression, declared) {
         (Some(c), _) => ctx
             .logger
@@ -241,6 +249,10 @@ pub async fn download_image(
     ctx.set_result("sha256sum", done.sha256.clone());
     if let Some(sha512) = done.sha512 {
         ctx.set_result("sha512sum", sha512);
+    }
+    if let Some(md5) = done.md5 {
+        ctx.set_data("download-action", key, "md5", md5.clone());
+        ctx.set_result("md5sum", md5);
     }
     Ok(done.path)
 }
@@ -341,10 +353,7 @@ async fn open_source(
         Some("file") => {
             let path = file_url_path(url)?;
             let file = tokio::fs::File::open(&path).await.map_err(|e| {
-                LavaError::infrastructure(format!(
-                    "Unable to read from {}: {e}",
-                    path.display()
-                ))
+                LavaError::infrastructure(format!("Unable to read from {}: {e}", path.display()))
             })?;
             let size = file.metadata().await.ok().map(|m| m.len());
             Ok((Source::File(file), size))
@@ -436,22 +445,30 @@ impl Progress {
 }
 
 /// The hashing worker: SHA-256 always, SHA-512 when asked.
-fn hash_worker(
-    mut rx: mpsc::Receiver<Bytes>,
-    want_sha512: bool,
-) -> (String, Option<String>) {
+fn hash_worker(mut rx: mpsc::Receiver<Bytes>, want_sha512: bool, want_md5: bool) -> Hashes {
     let mut sha256 = sha2::Sha256::new();
     let mut sha512 = want_sha512.then(sha2::Sha512::new);
+    let mut md5 = want_md5.then(md5::Md5::new);
     while let Some(chunk) = rx.blocking_recv() {
         sha256.update(&chunk);
         if let Some(h) = sha512.as_mut() {
             h.update(&chunk);
         }
+        if let Some(h) = md5.as_mut() {
+            h.update(&chunk);
+        }
     }
-    (
-        hex(&sha256.finalize()),
-        sha512.map(|h| hex(&h.finalize())),
-    )
+    Hashes {
+        sha256: hex(&sha256.finalize()),
+        sha512: sha512.map(|h| hex(&h.finalize())),
+        md5: md5.map(|h| hex(&h.finalize())),
+    }
+}
+
+struct Hashes {
+    sha256: String,
+    sha512: Option<String>,
+    md5: Option<String>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -627,10 +644,7 @@ pub async fn stream_download(
         .unwrap_or_default();
     let partial_path = target.with_file_name(format!(".{file_name}.partial"));
     let file = std::fs::File::create(&partial_path).map_err(|e| {
-        LavaError::infrastructure(format!(
-            "Unable to open {}: {e}",
-            partial_path.display()
-        ))
+        LavaError::infrastructure(format!("Unable to open {}: {e}", partial_path.display()))
     })?;
     let mut partial = Partial {
         path: partial_path,
@@ -640,7 +654,8 @@ pub async fn stream_download(
     let (hash_tx, hash_rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
     let (write_tx, write_rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
     let want_sha512 = expected.sha512.is_some();
-    let hasher = tokio::task::spawn_blocking(move || hash_worker(hash_rx, want_sha512));
+    let want_md5 = expected.md5.is_some();
+    let hasher = tokio::task::spawn_blocking(move || hash_worker(hash_rx, want_sha512, want_md5));
     let handle = tokio::runtime::Handle::current();
     let writer =
         tokio::task::spawn_blocking(move || write_worker(handle, write_rx, compression, file));
@@ -678,13 +693,20 @@ pub async fn stream_download(
     let write_result = writer
         .await
         .map_err(|e| LavaError::bug(format!("download writer panicked: {e}")))?;
-    let (sha256, sha512) = hasher
+    let Hashes {
+        sha256,
+        sha512,
+        md5,
+    } = hasher
         .await
         .map_err(|e| LavaError::bug(format!("download hasher panicked: {e}")))?;
 
     if let Some(e) = read_error {
         let msg = if url.starts_with("file:") {
-            format!("Unable to read from {}: {e}", url.trim_start_matches("file://"))
+            format!(
+                "Unable to read from {}: {e}",
+                url.trim_start_matches("file://")
+            )
         } else {
             format!("Unable to download '{url}': {e}")
         };
@@ -725,10 +747,8 @@ pub async fn stream_download(
         )));
     }
 
-    if expected.md5.is_some() {
-        logger.warning(
-            "md5sum given but not verified: lava-rs has no MD5 implementation yet (use sha256sum)",
-        );
+    if let Some(md5) = &md5 {
+        check_sum(logger, url, "md5", md5, expected.md5.as_deref())?;
     }
     check_sum(logger, url, "sha256", &sha256, expected.sha256.as_deref())?;
     if let Some(sha512) = &sha512 {
@@ -749,6 +769,7 @@ pub async fn stream_download(
         written,
         sha256,
         sha512,
+        md5,
     })
 }
 

@@ -1,0 +1,412 @@
+//! The QEMU command line from our device YAML, and (when QEMU and the test system are
+//! available) real boots of the test-system kernel: to the shell prompt, and to a kernel
+//! panic that ends as a named JobError with the panic text in the log.
+
+use lava_actions::runtime::console::ConsoleConnection;
+use lava_actions::runtime::download::download_image;
+use lava_actions::runtime::qemu::{
+    GuestDrive, ImageArg, QemuInputs, deployed_image_keys, qemu_argv, start_qemu,
+    wait_for_kernel_start, wait_for_prompt_watching_panic,
+};
+use lava_pipeline::action::{ActionMeta, ActionNode};
+use lava_pipeline::run::run_node;
+use lava_pipeline::{
+    Action, Device, ErrorKind, Job, JobLogger, LavaResult, Pipeline, RunContext, async_trait,
+};
+use serde_yaml::Mapping;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+type BoxFut<'a> = Pin<Box<dyn Future<Output = LavaResult<()>> + Send + 'a>>;
+type StepFn = Box<dyn for<'a> Fn(&'a mut RunContext) -> BoxFut<'a> + Send + Sync>;
+
+fn step<F>(f: F) -> StepFn
+where
+    F: for<'a> Fn(&'a mut RunContext) -> BoxFut<'a> + Send + Sync + 'static,
+{
+    Box::new(f)
+}
+
+struct Step(StepFn);
+
+#[async_trait]
+impl Action for Step {
+    lava_pipeline::action_identity!("execute-qemu", "Step", "test step", "test step");
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        (self.0)(ctx).await
+    }
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn device() -> Device {
+    Device::load(&workspace().join("fixtures/qemu/device.yaml")).unwrap()
+}
+
+async fn run_step(
+    ctx: &mut RunContext,
+    name: &str,
+    params: &Mapping,
+    timeout: u64,
+    f: StepFn,
+) -> LavaResult<()> {
+    let meta = ActionMeta {
+        name: name.into(),
+        class: "Step".into(),
+        description: String::new(),
+        summary: String::new(),
+        section: "boot".into(),
+        level: "2.1.1".into(),
+        timeout,
+        connection_timeout: timeout,
+        max_retries: 1,
+        retry_interval: 1,
+        repeat: false,
+        timeout_kind: ErrorKind::Job,
+        parameters: Arc::new(params.clone()),
+        url: None,
+    };
+    let mut node = ActionNode {
+        meta,
+        action: Box::new(Step(f)),
+        pipeline: Pipeline::default(),
+        errors: Vec::new(),
+        results: Mapping::new(),
+        started: false,
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+    run_node(&mut node, ctx, deadline, false).await
+}
+
+#[test]
+fn command_line_from_the_device_and_images() {
+    let inputs = QemuInputs {
+        images: vec![
+            ImageArg {
+                label: "kernel".into(),
+                image_arg: r#"-kernel {kernel} -append "console=ttyS0,115200 root=/dev/ram0""#
+                    .into(),
+                file: "/tmp/job/kernel/vmlinuz".into(),
+            },
+            ImageArg {
+                label: "ramdisk".into(),
+                image_arg: "-initrd {ramdisk}".into(),
+                file: "/tmp/job/ramdisk/initrd.cpio.gz".into(),
+            },
+        ],
+        uefi_dir: None,
+        guest: None,
+    };
+    let argv = qemu_argv(&device(), &inputs).unwrap();
+    assert_eq!(
+        argv,
+        [
+            "qemu-system-x86_64",
+            "-nographic",
+            "-net",
+            "none",
+            "-m",
+            "256",
+            "-monitor",
+            "none",
+            "-accel",
+            "tcg",
+            "-kernel",
+            "/tmp/job/kernel/vmlinuz",
+            "-append",
+            "console=ttyS0,115200 root=/dev/ram0",
+            "-initrd",
+            "/tmp/job/ramdisk/initrd.cpio.gz",
+        ]
+    );
+
+    let inputs = QemuInputs {
+        images: vec![ImageArg {
+            label: "rootfs".into(),
+            image_arg: "-drive format=raw,file={rootfs}".into(),
+            file: "/j/rootfs.img".into(),
+        }],
+        uefi_dir: Some("/j/uefi".into()),
+        guest: Some(GuestDrive {
+            file: "/j/lava-guest.qcow2".into(),
+            interface: "ide".into(),
+            driveid: "lavatest".into(),
+        }),
+    };
+    let argv = qemu_argv(&device(), &inputs).unwrap();
+    assert_eq!(
+        &argv[10..],
+        [
+            "-drive",
+            "format=raw,file=/j/rootfs.img",
+            "-L",
+            "/j/uefi",
+            "-monitor",
+            "none",
+            "-drive",
+            "format=qcow2,file=/j/lava-guest.qcow2,media=disk,if=ide,id=lavatest",
+        ]
+    );
+    // A device without a qemu method is a configuration error.
+    let bare = Device::from_yaml(
+        "constants: {}\nactions: {boot: {methods: {minimal: }}}",
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        qemu_argv(&bare, &inputs).unwrap_err().kind,
+        ErrorKind::Configuration
+    );
+}
+
+#[test]
+fn image_keys_follow_the_job_per_namespace() {
+    let job: Mapping = serde_yaml::from_str(
+        r#"
+actions:
+- deploy: {to: tmpfs, images: {kernel: {url: a}, ramdisk: {url: b}}}
+- deploy: {to: tmpfs, namespace: other, images: {rootfs: {url: c}}}
+- boot: {method: qemu}
+"#,
+    )
+    .unwrap();
+    assert_eq!(deployed_image_keys(&job, "common"), ["kernel", "ramdisk"]);
+    assert_eq!(deployed_image_keys(&job, "other"), ["rootfs"]);
+}
+
+/// QEMU and the test system, or the reason to skip (a failure under CI=true).
+fn boot_prerequisites() -> Option<(PathBuf, PathBuf)> {
+    let dir = std::env::var_os("LAVA_RS_TEST_SYSTEM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/test-system"));
+    let kernel = dir.join("vmlinuz");
+    let initrd = dir.join("initramfs.cpio.gz");
+    let qemu = std::process::Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let missing = if !qemu {
+        Some("qemu-system-x86_64 is not installed".to_string())
+    } else if !kernel.is_file() || !initrd.is_file() {
+        Some(format!(
+            "the test system is not built in {} (cargo xtask test-system)",
+            dir.display()
+        ))
+    } else {
+        None
+    };
+    match missing {
+        None => Some((kernel, initrd)),
+        Some(reason) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true and {reason}")
+        }
+        Some(reason) => {
+            eprintln!("skipping the QEMU boot test: {reason}");
+            None
+        }
+    }
+}
+
+fn boot_context(images: &str) -> RunContext {
+    let job: Mapping = serde_yaml::from_str(&format!(
+        "context: {{arch: amd64, no_kvm: true}}\nactions:\n- deploy: {{to: tmpfs, images: {images}}}\n"
+    ))
+    .unwrap();
+    let job = Job::new("1", job, device(), 600);
+    RunContext::new(Arc::new(job), JobLogger::capturing())
+}
+
+async fn download_all(ctx: &mut RunContext, tmp: &Path, images: Vec<(&'static str, Mapping)>) {
+    for (key, params) in images {
+        let dir = tmp.join(key);
+        run_step(
+            ctx,
+            "file-download",
+            &Mapping::new(),
+            60,
+            step(move |ctx| {
+                let params = params.clone();
+                let dir = dir.clone();
+                Box::pin(async move { download_image(ctx, key, &dir, &params).await.map(|_| ()) })
+            }),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+fn image(url: &Path, image_arg: &str) -> Mapping {
+    let mut m = Mapping::new();
+    m.insert("url".into(), format!("file://{}", url.display()).into());
+    m.insert("image_arg".into(), image_arg.into());
+    m
+}
+
+fn boot_params() -> Mapping {
+    serde_yaml::from_str("{method: qemu, media: tmpfs, prompts: ['/ # ']}").unwrap()
+}
+
+/// Ends the connection as finalize does and checks QEMU is gone at once.
+async fn finalise(ctx: &mut RunContext) {
+    let mut connection = ctx.connections.remove("common").expect("a connection");
+    let pid = connection
+        .as_any_mut()
+        .downcast_mut::<ConsoleConnection>()
+        .unwrap()
+        .pid();
+    let started = std::time::Instant::now();
+    connection.finalise().await;
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    // Reaped: the pid no longer exists (no zombie left).
+    while proc.exists() && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!proc.exists(), "QEMU {pid} survived finalise");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "finalise was slow"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boots_the_test_system_to_a_shell() {
+    let Some((kernel, initrd)) = boot_prerequisites() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ctx = boot_context("{kernel: {url: k}, ramdisk: {url: r}}");
+    let mut ramdisk = image(&initrd, "-initrd {ramdisk}");
+    ramdisk.insert("compression".into(), "gz".into());
+    download_all(
+        &mut ctx,
+        tmp.path(),
+        vec![
+            (
+                "kernel",
+                image(
+                    &kernel,
+                    r#"-kernel {kernel} -append "console=ttyS0,115200""#,
+                ),
+            ),
+            ("ramdisk", ramdisk),
+        ],
+    )
+    .await;
+    let result = run_step(
+        &mut ctx,
+        "execute-qemu",
+        &boot_params(),
+        240,
+        step(|ctx| {
+            Box::pin(async move {
+                start_qemu(ctx).await?;
+                wait_for_kernel_start(ctx, "qemu").await?;
+                wait_for_prompt_watching_panic(ctx, &["/ # ".to_string()])
+                    .await
+                    .map(|_| ())
+            })
+        }),
+    )
+    .await;
+    let log = ctx.logger.captured().join("\n");
+    if let Err(e) = &result {
+        panic!("{e:?}\n{log}");
+    }
+    assert!(log.contains("Boot command: /"), "{log}");
+    assert!(log.contains("-initrd"), "{log}");
+    assert!(log.contains("Linux version"), "{log}");
+    finalise(&mut ctx).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_panic_is_a_named_job_error_with_the_whole_text() {
+    let Some((kernel, _)) = boot_prerequisites() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    // No initramfs and no root device: the kernel cannot mount a root fs and panics.
+    let mut ctx = boot_context("{kernel: {url: k}}");
+    download_all(
+        &mut ctx,
+        tmp.path(),
+        vec![(
+            "kernel",
+            image(
+                &kernel,
+                r#"-kernel {kernel} -append "console=ttyS0,115200 panic=0""#,
+            ),
+        )],
+    )
+    .await;
+    let result = run_step(
+        &mut ctx,
+        "execute-qemu",
+        &boot_params(),
+        240,
+        step(|ctx| {
+            Box::pin(async move {
+                start_qemu(ctx).await?;
+                wait_for_kernel_start(ctx, "qemu").await?;
+                wait_for_prompt_watching_panic(ctx, &["/ # ".to_string()])
+                    .await
+                    .map(|_| ())
+            })
+        }),
+    )
+    .await;
+    let log = ctx.logger.captured().join("\n");
+    let err = result.expect_err("the boot must fail");
+    assert_eq!(err.kind, ErrorKind::Job, "{err:?}\n{log}");
+    assert!(
+        err.message.contains("Kernel panic - not syncing"),
+        "{err:?}"
+    );
+    assert!(log.contains("Kernel panic - not syncing: VFS"), "{log}");
+    assert!(log.contains("end Kernel panic"), "{log}");
+    assert!(log.contains("kernel 'panic'"), "{log}");
+    finalise(&mut ctx).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boot_hang_is_the_action_timeout() {
+    let Some(_) = boot_prerequisites() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    // A "kernel" that is not one: QEMU's firmware never starts Linux.
+    let fake = tmp.path().join("blank");
+    std::fs::write(&fake, vec![0u8; 4096]).unwrap();
+    let mut ctx = boot_context("{rootfs: {url: r}}");
+    download_all(
+        &mut ctx,
+        tmp.path(),
+        vec![("rootfs", image(&fake, "-drive format=raw,file={rootfs}"))],
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let result = run_step(
+        &mut ctx,
+        "execute-qemu",
+        &boot_params(),
+        4,
+        step(|ctx| {
+            Box::pin(async move {
+                start_qemu(ctx).await?;
+                wait_for_kernel_start(ctx, "qemu").await
+            })
+        }),
+    )
+    .await;
+    let log = ctx.logger.captured().join("\n");
+    let err = result.expect_err("no kernel");
+    assert_eq!(err.kind, ErrorKind::Job, "{err:?}");
+    assert_eq!(err.message, "execute-qemu timed out after 4 seconds");
+    assert!(log.contains("Boot hang"), "{log}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    finalise(&mut ctx).await;
+}
