@@ -334,7 +334,7 @@ impl LoginSettings {
 
 /// Waits for one of `patterns` until `deadline`, mapping errors as LAVA does.
 async fn wait_patterns(
-    ctx: &RunContext,
+    ctx: &mut RunContext,
     console: &mut ConsoleConnection,
     patterns: &[String],
     deadline: Instant,
@@ -350,7 +350,7 @@ async fn wait_patterns(
 /// LAVA's `force_prompt_wait`: wait half the remaining time, then up to six times a
 /// tenth of it, sending the check character between tries.
 async fn force_prompt_wait(
-    ctx: &RunContext,
+    ctx: &mut RunContext,
     console: &mut ConsoleConnection,
     patterns: &[String],
 ) -> LavaResult<Match> {
@@ -498,7 +498,7 @@ pub struct KernelReport {
 /// Waits for a prompt in `prompts` (after the kernel start patterns unless ignored),
 /// recording kernel messages on the way. Returns the index in `prompts` matched.
 async fn watch_kernel_messages(
-    ctx: &RunContext,
+    ctx: &mut RunContext,
     console: &mut ConsoleConnection,
     prompts: &[String],
     failure: Option<&str>,
@@ -537,7 +537,8 @@ async fn watch_kernel_messages(
             let mut message = format!("{}{}", &found.before[line_start..], found.matched);
             let mut end_patterns = vec![kind.end.to_string()];
             end_patterns.extend(all[starts.len()..].iter().cloned());
-            let end = wait_patterns(ctx, console, &end_patterns, ctx.deadline()).await;
+            let deadline = ctx.deadline();
+            let end = wait_patterns(ctx, console, &end_patterns, deadline).await;
             match end {
                 Ok(end) if end.index == 0 => {
                     message.push_str(&end.before);
@@ -660,7 +661,7 @@ async fn login_inner(
 }
 
 async fn login_sequence(
-    ctx: &RunContext,
+    ctx: &mut RunContext,
     console: &mut ConsoleConnection,
     settings: &LoginSettings,
     report: &mut KernelReport,
@@ -702,7 +703,7 @@ async fn login_sequence(
         let mut prompts = settings.prompts.clone();
         prompts.push(password_prompt.clone());
         prompts.push(LOGIN_TIMED_OUT_MSG.into());
-        let found = wait_patterns(ctx, console, &prompts, wait_deadline(ctx)).await?;
+        let found = { let deadline = wait_deadline(ctx); wait_patterns(ctx, console, &prompts, deadline) }.await?;
         if found.index > 0 {
             ctx.logger
                 .debug(format!("Matched prompt #{}: {}", found.index, prompts[found.index]));
@@ -719,7 +720,7 @@ async fn login_sequence(
     let mut prompts = settings.prompts.clone();
     prompts.push(LOGIN_INCORRECT_MSG.into());
     prompts.push(LOGIN_TIMED_OUT_MSG.into());
-    let found = wait_patterns(ctx, console, &prompts, wait_deadline(ctx)).await?;
+    let found = { let deadline = wait_deadline(ctx); wait_patterns(ctx, console, &prompts, deadline) }.await?;
     if found.index > 0 {
         ctx.logger
             .debug(format!("Matched {} {}", found.index, prompts[found.index]));
@@ -746,7 +747,7 @@ pub async fn expect_shell(ctx: &mut RunContext, prompts: &[String]) -> LavaResul
 }
 
 async fn expect_inner(
-    ctx: &RunContext,
+    ctx: &mut RunContext,
     console: &mut ConsoleConnection,
     prompts: &[String],
 ) -> LavaResult<()> {
@@ -758,13 +759,13 @@ async fn expect_inner(
         ))
     ));
     console.session.sendline("").await.map_err(conn_error)?;
-    wait_patterns(ctx, console, prompts, wait_deadline(ctx)).await?;
+    { let deadline = wait_deadline(ctx); wait_patterns(ctx, console, prompts, deadline) }.await?;
     Ok(())
 }
 
 /// Sends `line` and waits for the session's prompt (LAVA's `sendline` + `wait`).
 pub async fn send_and_wait(
-    ctx: &RunContext,
+    ctx: &mut RunContext,
     console: &mut ConsoleConnection,
     line: &str,
 ) -> LavaResult<()> {
@@ -802,7 +803,7 @@ pub async fn export_device_env(ctx: &mut RunContext) -> LavaResult<()> {
 }
 
 async fn export_inner(
-    ctx: &RunContext,
+    ctx: &mut RunContext,
     console: &mut ConsoleConnection,
     shell_file: Option<String>,
     env: Mapping,
@@ -837,7 +838,7 @@ fn device_commands(ctx: &RunContext, name: &str) -> Vec<String> {
 }
 
 /// Runs lab commands through the protected runner: failure is an InfrastructureError.
-async fn run_lab_commands(ctx: &RunContext, commands: &[String]) -> LavaResult<()> {
+async fn run_lab_commands(ctx: &mut RunContext, commands: &[String]) -> LavaResult<()> {
     for command in commands {
         let argv = shlex_split(command)?;
         if argv.is_empty() {
