@@ -1,6 +1,132 @@
-//! The `kexec` boot family.
+//! The `kexec` boot family: replace the running kernel with kexec from the existing
+//! shell (`kexec-boot` → `call-kexec`), then log in again.
 
-use lava_pipeline::StrategyRegistry;
+use crate::common::env::ExportDeviceEnvironment;
+use crate::common::login::{AutoLoginAction, ExpectShellSession, OverlayUnpack};
+use lava_pipeline::value::{scalar_string, truthy};
+use lava_pipeline::{
+    Action, Device, LavaResult, Pipeline, PipelineBuilder, RunContext, Section, Strategy,
+    StrategyRegistry, ValidateContext, action_identity, async_trait,
+};
+use serde_yaml::{Mapping, Value};
+
+/// `kexec-boot`: kexec, login, shell, overlay unpack and environment (retried).
+#[derive(Debug, Default)]
+pub struct BootKexecAction;
+
+#[async_trait]
+impl Action for BootKexecAction {
+    action_identity!(
+        "kexec-boot",
+        "BootKexecAction",
+        "replace current kernel using kexec",
+        "kexec a new kernel"
+    );
+    fn is_retry(&self) -> bool {
+        true
+    }
+    fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
+        pipeline.add(KexecAction)?;
+        pipeline.add(AutoLoginAction::new())?;
+        pipeline.add(ExpectShellSession::new())?;
+        if pipeline.parameters().contains_key("transfer_overlay") {
+            pipeline.add(OverlayUnpack::new())?;
+        }
+        pipeline.add(ExportDeviceEnvironment::new())
+    }
+}
+
+/// The two shell commands of a kexec boot: loading the kernel and executing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KexecCommands {
+    pub load: String,
+    pub execute: String,
+}
+
+/// Build LAVA's kexec commands from the block (`command`, `kernel`, `dtb`, `initrd`,
+/// `options`, `on_panic`).
+pub fn kexec_commands(params: &Mapping) -> KexecCommands {
+    let command = params
+        .get("command")
+        .and_then(scalar_string)
+        .unwrap_or_else(|| "/sbin/kexec".to_string());
+    let on_panic = truthy(params.get("on_panic"));
+    let mut load = command.clone();
+    let execute = if on_panic {
+        "echo c > /proc/sysrq-trigger".to_string()
+    } else {
+        format!("{command} -e")
+    };
+    let text = |key: &str| params.get(key).and_then(scalar_string);
+    if let Some(kernel) = text("kernel") {
+        let flag = if on_panic { "--load-panic" } else { "--load" };
+        load.push_str(&format!(" {flag} {kernel}"));
+    }
+    if let Some(dtb) = text("dtb") {
+        load.push_str(&format!(" --dtb {dtb}"));
+    }
+    if let Some(initrd) = text("initrd") {
+        load.push_str(&format!(" --initrd {initrd}"));
+    }
+    for option in params
+        .get("options")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .filter_map(scalar_string)
+    {
+        load.push_str(&format!(" {option}"));
+    }
+    KexecCommands { load, execute }
+}
+
+/// `call-kexec`: load the new kernel and kexec into it.
+#[derive(Debug, Default)]
+pub struct KexecAction;
+
+#[async_trait]
+impl Action for KexecAction {
+    action_identity!(
+        "call-kexec",
+        "KexecAction",
+        "call kexec with specified arguments",
+        "attempt to kexec new kernel"
+    );
+    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
+        if kexec_commands(&ctx.meta.parameters).load == "/sbin/kexec" {
+            ctx.error(
+                "Default kexec handler needs at least a kernel to pass to the --load command",
+            );
+        }
+        Ok(())
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Err(crate::not_yet_runnable("call-kexec"))
+    }
+}
+
+/// `method: kexec`.
+pub struct Kexec;
+
+impl Strategy for Kexec {
+    fn section(&self) -> Section {
+        Section::Boot
+    }
+    fn name(&self) -> &str {
+        "kexec"
+    }
+    fn accepts(&self, _device: &Device, params: &Mapping) -> Result<(), String> {
+        if params.get("method").and_then(Value::as_str) != Some("kexec") {
+            return Err("\"method\" was not \"kexec\"".into());
+        }
+        Ok(())
+    }
+    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
+        Box::new(BootKexecAction)
+    }
+}
 
 /// Register this family's strategies.
-pub fn register(_registry: &mut StrategyRegistry) {}
+pub fn register(registry: &mut StrategyRegistry) {
+    registry.register(Kexec);
+}

@@ -53,3 +53,289 @@ pub async fn run_host_commands(
 pub fn param_str<'a>(params: &'a serde_yaml::Mapping, key: &str) -> Option<&'a str> {
     params.get(key).and_then(Value::as_str)
 }
+
+#[cfg(test)]
+mod tests {
+    //! Pipeline shapes of the shared actions, on small jobs and devices.
+
+    use lava_pipeline::{DescribedAction, Device, JobParser, ParseOptions};
+
+    const DEVICE: &str = r#"
+constants:
+  failure_retry: 1
+  boot_retry: 0
+  posix:
+    lava_test_results_dir: /lava-%s
+    lava_test_sh_cmd: /bin/sh
+    lava_test_shell_file: ~/.bashrc
+actions:
+  deploy:
+    connections: {serial: }
+    methods:
+      image:
+        parameters: {guest: {size: 512}}
+  boot:
+    connections: {serial: }
+    methods:
+      qemu:
+        parameters: {command: qemu-system-x86_64, options: []}
+      minimal:
+commands:
+  hard_reset: pdu reset 1
+"#;
+
+    fn describe(job: &str, device: &str) -> Vec<DescribedAction> {
+        let registry = crate::registry();
+        let device = Device::from_yaml(device, None).expect("device");
+        let (_job, pipeline) = JobParser::new(&registry, &crate::FIXED)
+            .parse(job, device, &ParseOptions::default())
+            .expect("job parses");
+        pipeline.describe()
+    }
+
+    fn names(actions: &[DescribedAction]) -> Vec<&str> {
+        actions.iter().map(|a| a.name.as_str()).collect()
+    }
+
+    const DEPLOY: &str = "
+- deploy:
+    to: tmpfs
+    images:
+      disk:
+        url: http://example.invalid/disk.img
+      bios:
+        url: file:///tmp/bios.bin
+";
+
+    fn job(blocks: &str) -> String {
+        format!("timeouts: {{job: {{minutes: 5}}}}\ncontext: {{arch: amd64}}\nactions:{blocks}")
+    }
+
+    #[test]
+    fn overlay_only_when_a_test_needs_it() {
+        let without = describe(&job(DEPLOY), DEVICE);
+        assert_eq!(
+            names(&without[0].pipeline),
+            ["download-retry", "download-retry"]
+        );
+        let tests = "
+- test:
+    definitions:
+    - {from: inline, name: smoke, path: inline/smoke.yaml, repository: {metadata: {name: smoke}}}
+";
+        let with = describe(&job(&format!("{DEPLOY}{tests}")), DEVICE);
+        assert_eq!(
+            names(&with[0].pipeline),
+            [
+                "lava-overlay",
+                "deploy-device-env",
+                "download-retry",
+                "download-retry",
+                "apply-overlay-guest"
+            ]
+        );
+        let overlay = &with[0].pipeline[0];
+        assert_eq!(
+            names(&overlay.pipeline),
+            [
+                "lava-multinode-overlay",
+                "test-definition",
+                "compress-overlay"
+            ]
+        );
+        assert_eq!(
+            names(&overlay.pipeline[1].pipeline),
+            [
+                "inline-repo-action",
+                "test-overlay",
+                "test-install-overlay",
+                "test-runscript-overlay"
+            ]
+        );
+        assert_eq!(names(&with[1].pipeline), ["lava-test-shell"]);
+    }
+
+    #[test]
+    fn download_child_follows_the_url_scheme() {
+        let actions = describe(&job(DEPLOY), DEVICE);
+        let deploy = &actions[0];
+        assert_eq!(deploy.pipeline[0].pipeline[0].name, "http-download");
+        assert_eq!(
+            deploy.pipeline[0].pipeline[0].url.as_deref(),
+            Some("http://example.invalid/disk.img")
+        );
+        assert_eq!(deploy.pipeline[1].pipeline[0].name, "file-download");
+        assert_eq!(deploy.pipeline[0].max_retries, 1);
+    }
+
+    #[test]
+    fn unsupported_scheme_is_a_job_error() {
+        let registry = crate::registry();
+        let device = Device::from_yaml(DEVICE, None).unwrap();
+        let text = job("
+- deploy:
+    to: tmpfs
+    images: {disk: {url: 'gopher://example.invalid/disk'}}
+");
+        let err = JobParser::new(&registry, &crate::FIXED)
+            .parse(&text, device, &ParseOptions::default())
+            .unwrap_err();
+        assert!(
+            err.message
+                .contains("Unsupported url protocol scheme: gopher")
+        );
+    }
+
+    #[test]
+    fn login_only_with_prompts_and_shell_only_with_a_test() {
+        let boot = "
+- boot:
+    method: qemu
+    media: tmpfs
+";
+        let plain = describe(&job(&format!("{DEPLOY}{boot}")), DEVICE);
+        assert_eq!(names(&plain[1].pipeline), ["boot-qemu-image"]);
+        let prompts = format!("{DEPLOY}{boot}    prompts: ['root@debian:~#']\n");
+        let login = describe(&job(&prompts), DEVICE);
+        assert_eq!(
+            names(&login[1].pipeline),
+            ["boot-qemu-image", "auto-login-action"]
+        );
+        let test = "
+- test:
+    definitions:
+    - {from: git, name: smoke, path: smoke.yaml, repository: 'https://example.invalid/t.git'}
+";
+        let shell = describe(&job(&format!("{prompts}{test}")), DEVICE);
+        assert_eq!(
+            names(&shell[1].pipeline),
+            [
+                "boot-qemu-image",
+                "auto-login-action",
+                "expect-shell-connection",
+                "export-device-env"
+            ]
+        );
+        assert_eq!(names(&shell[1].pipeline[1].pipeline), ["login-action"]);
+    }
+
+    #[test]
+    fn reset_device_uses_the_pdu_when_hard_reset_is_set() {
+        let boot = "
+- boot:
+    method: minimal
+";
+        let with_pdu = describe(&job(boot), DEVICE);
+        assert_eq!(
+            names(&with_pdu[0].pipeline),
+            ["connect-device", "reset-device"]
+        );
+        assert_eq!(names(&with_pdu[0].pipeline[1].pipeline), ["pdu-reboot"]);
+        let no_pdu = DEVICE.replace("  hard_reset: pdu reset 1\n", "  power_on: pdu on 1\n");
+        let soft = describe(&job(boot), &no_pdu);
+        assert_eq!(
+            names(&soft[0].pipeline[1].pipeline),
+            ["send-reboot-commands"]
+        );
+        let no_reset = describe(&job("\n- boot: {method: minimal, reset: false}"), DEVICE);
+        assert_eq!(names(&no_reset[0].pipeline), ["connect-device"]);
+    }
+
+    #[test]
+    fn multinode_test_replaces_the_test_shell_in_a_group() {
+        let text = "timeouts: {job: {minutes: 5}}
+context: {arch: amd64}
+protocols:
+  lava-multinode: {target_group: abc, role: client, roles: {}}
+actions:
+- test:
+    role: [client]
+    definitions:
+    - {from: git, name: smoke, path: smoke.yaml, repository: 'https://example.invalid/t.git'}
+";
+        let actions = describe(text, DEVICE);
+        assert_eq!(names(&actions), ["multinode-test", "finalize"]);
+        assert!(actions[0].pipeline.is_empty());
+        let single = describe(
+            &job("\n- test:\n    failure_retry: 3\n    timeout: {minutes: 3}\n    definitions: []"),
+            DEVICE,
+        );
+        assert_eq!(single[0].name, "lava-test-retry");
+        assert_eq!(single[0].max_retries, 3);
+        assert_eq!(single[0].pipeline[0].timeout, 60);
+    }
+
+    #[test]
+    fn finalize_and_user_command() {
+        let actions = describe(&job("\n- command: {name: hard_reset}"), DEVICE);
+        assert_eq!(names(&actions), ["user-command", "finalize"]);
+        assert_eq!(names(&actions[1].pipeline), ["power-off", "read-feedback"]);
+    }
+
+    fn validation_errors(job: &str, device: &str) -> String {
+        let registry = crate::registry();
+        let device = Device::from_yaml(device, None).expect("device");
+        let (job, mut pipeline) = JobParser::new(&registry, &crate::FIXED)
+            .parse(job, device, &ParseOptions::default())
+            .expect("job parses");
+        match pipeline.validate(&job) {
+            Ok(()) => String::new(),
+            Err(e) => e.message,
+        }
+    }
+
+    #[test]
+    fn user_command_validation() {
+        let errors = validation_errors(&job("\n- command: {name: reboot_board}"), DEVICE);
+        assert!(
+            errors.contains("Device has no configured user commands"),
+            "{errors}"
+        );
+        let with_users =
+            format!("{DEVICE}  users:\n    relay_on: {{do: relay 1 on, undo: relay 1 off}}\n");
+        let errors = validation_errors(&job("\n- command: {name: reboot_board}"), &with_users);
+        assert!(
+            errors.contains("Unknown user command 'reboot_board'"),
+            "{errors}"
+        );
+        assert!(validation_errors(&job("\n- command: {name: relay_on}"), &with_users).is_empty());
+        let errors = validation_errors(&job("\n- command: {name: power_off}"), DEVICE);
+        assert!(
+            errors.contains("Command 'power_off' not defined for this device"),
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn test_definition_names_are_checked() {
+        let text = job("
+- deploy: {to: tmpfs, images: {disk: {url: 'downloads://disk.img'}}}
+- test:
+    definitions:
+    - {from: inline, name: 'bad name', path: a.yaml, repository: {metadata: {name: a}}}
+    - {from: inline, name: 'bad name', path: b.yaml, repository: {metadata: {name: b}}}
+");
+        let errors = validation_errors(&text, DEVICE);
+        assert!(
+            errors.contains("Invalid characters found in test definition name: bad name"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("Test definition names need to be unique."),
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn urls_split_like_python() {
+        use super::download::Url;
+        let url = Url::parse("http://host:8080/path/file.img.gz?x=1");
+        assert_eq!(
+            (url.scheme.as_str(), url.netloc.as_str(), url.path.as_str()),
+            ("http", "host:8080", "/path/file.img.gz")
+        );
+        assert_eq!(url.basename(), "file.img.gz");
+        assert_eq!(Url::parse("/local/file").scheme, "");
+        assert_eq!(Url::parse("downloads://disk.img").netloc, "disk.img");
+    }
+}
