@@ -37,6 +37,9 @@
 pub mod client;
 pub mod codec;
 pub mod config;
+pub mod hook;
+pub mod protocol;
+pub mod split;
 pub mod wire;
 
 pub use client::{ClientError, ClientSettings, ClientStats, CoordinatorClient, Identity};
