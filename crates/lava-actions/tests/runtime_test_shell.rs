@@ -77,7 +77,8 @@ struct Harness {
 impl Drop for Harness {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(results_dir(&self.job_id));
-        let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("lava-rs-{}", self.job_id)));
+        let _ =
+            std::fs::remove_dir_all(std::env::temp_dir().join(format!("lava-rs-{}", self.job_id)));
     }
 }
 
@@ -101,7 +102,11 @@ fn blocks(job: &str) -> (Mapping, Mapping, Mapping) {
 
 impl Harness {
     fn new(job_text: &str, test_override: impl FnOnce(&mut Mapping)) -> Harness {
-        let job_id = format!("{}{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+        let job_id = format!(
+            "{}{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
         let (mut params, _boot, mut test) = blocks(job_text);
         test_override(&mut test);
         test.insert("namespace".into(), "common".into());
@@ -164,12 +169,18 @@ impl Harness {
     /// Deploy (overlay, compress, unpack at `/`), boot (connect, login at the prompt).
     async fn deploy_and_boot(&mut self, levels: &[&str]) {
         let levels = levels.iter().map(|l| l.to_string()).collect();
-        self.step(Step::Overlay(levels), Mapping::new(), 60).await.unwrap();
+        self.step(Step::Overlay(levels), Mapping::new(), 60)
+            .await
+            .unwrap();
         self.step(Step::Compress, Mapping::new(), 60).await.unwrap();
         self.step(Step::Unpack(PathBuf::from("/")), Mapping::new(), 60)
             .await
             .unwrap();
-        assert!(results_dir(&self.job_id).join("bin/lava-test-runner").is_file());
+        assert!(
+            results_dir(&self.job_id)
+                .join("bin/lava-test-runner")
+                .is_file()
+        );
         self.step(Step::Connect, Mapping::new(), 30).await.unwrap();
         let boot: Mapping = serde_yaml::from_str(&format!("prompts: ['{PROMPT}']")).unwrap();
         self.step(Step::Login, boot, 30).await.unwrap();
@@ -198,9 +209,16 @@ impl Harness {
     }
 
     fn result(&self, definition: &str, case: &str) -> Mapping {
+        if std::env::var_os("RT_DEBUG").is_some() {
+            for line in self.ctx.logger.captured() {
+                eprintln!("{line}");
+            }
+        }
         self.results()
             .into_iter()
-            .find(|r| r["definition"].as_str() == Some(definition) && r["case"].as_str() == Some(case))
+            .find(|r| {
+                r["definition"].as_str() == Some(definition) && r["case"].as_str() == Some(case)
+            })
             .unwrap_or_else(|| panic!("no result {definition}/{case} in {:#?}", self.results()))
     }
 
@@ -210,6 +228,16 @@ impl Harness {
 
     async fn finalise(&mut self) {
         console::finalise_connections(&mut self.ctx).await;
+    }
+}
+
+/// A number as LAVA's log writes it (`! "12.5"`).
+fn num(value: &Value) -> f64 {
+    match value {
+        Value::Number(n) => n.as_f64().unwrap(),
+        Value::String(s) => s.parse().unwrap(),
+        Value::Tagged(t) => num(&t.value),
+        other => panic!("not a number: {other:?}"),
     }
 }
 
@@ -241,7 +269,11 @@ async fn assert_session_gone(sid: u32) {
 }
 
 fn inline_steps(test: &mut Mapping, steps: &[&str]) {
-    let defs = test.get_mut("definitions").unwrap().as_sequence_mut().unwrap();
+    let defs = test
+        .get_mut("definitions")
+        .unwrap()
+        .as_sequence_mut()
+        .unwrap();
     let run = defs[0]["repository"]["run"].clone();
     let mut run = run.as_mapping().unwrap().clone();
     run.insert(
@@ -266,17 +298,27 @@ async fn inline_definition_results_as_lava_records_them() {
     let uuid = format!("{}_1.3.1.1", h.job_id);
     let pass = h.result("0_smoke", "always-pass");
     assert_eq!(pass["result"].as_str(), Some("pass"));
-    let (start, end) = (pass["starttc"].as_u64().unwrap(), pass["endtc"].as_u64().unwrap());
+    let (start, end) = (num(&pass["starttc"]) as u64, num(&pass["endtc"]) as u64);
     assert!(start < end, "markers {start} {end}");
-    // starttc names the console line carrying STARTTC (1-based line of the log).
+    // starttc/endtc: the logger's line counter minus one when the marker was handled,
+    // i.e. the index of the `Received signal` record (the console line's 1-based line
+    // when its newline had arrived).
     let records = h.records();
-    let start_line = &records[start as usize - 1];
-    assert_eq!(start_line["lvl"].as_str(), Some("target"));
-    assert!(start_line["msg"].as_str().unwrap().contains("<LAVA_SIGNAL_STARTTC always-pass>"));
-    assert_eq!(h.result("0_smoke", "always-fail")["result"].as_str(), Some("fail"));
+    assert_eq!(
+        records[start as usize]["msg"].as_str(),
+        Some("Received signal: <STARTTC> always-pass")
+    );
+    assert_eq!(
+        records[end as usize]["msg"].as_str(),
+        Some("Received signal: <ENDTC> always-pass")
+    );
+    assert_eq!(
+        h.result("0_smoke", "always-fail")["result"].as_str(),
+        Some("fail")
+    );
     let speed = h.result("0_smoke", "speed");
     assert_eq!(speed["result"].as_str(), Some("pass"));
-    assert_eq!(speed["measurement"].as_f64(), Some(12.5));
+    assert_eq!(num(&speed["measurement"]), 12.5);
     assert_eq!(speed["units"].as_str(), Some("MB/s"));
     let suite = h.result("lava", "0_smoke");
     assert_eq!(suite["result"].as_str(), Some("pass"));
@@ -286,15 +328,32 @@ async fn inline_definition_results_as_lava_records_them() {
     let keys: Vec<&str> = suite.keys().filter_map(Value::as_str).collect();
     assert_eq!(
         keys,
-        ["definition", "case", "uuid", "repository", "path", "duration", "result", "revision", "namespace"]
+        [
+            "definition",
+            "case",
+            "uuid",
+            "repository",
+            "path",
+            "duration",
+            "result",
+            "revision",
+            "namespace"
+        ]
     );
     // The overlay context keys LAVA stores.
     let dir = results_dir(&h.job_id).display().to_string();
     assert_eq!(
-        h.ctx.data.get_str("common", "test", "results", "lava_test_results_dir"),
+        h.ctx
+            .data
+            .get_str("common", "test", "results", "lava_test_results_dir"),
         Some(dir.as_str())
     );
-    assert!(h.ctx.data.get_str("common", "compress-overlay", "output", "file").is_some());
+    assert!(
+        h.ctx
+            .data
+            .get_str("common", "compress-overlay", "output", "file")
+            .is_some()
+    );
     assert_eq!(
         h.ctx.data.get_str("common", "test", &uuid, "path"),
         Some("inline/smoke.yaml")
@@ -307,24 +366,40 @@ async fn inline_definition_results_as_lava_records_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lava_test_raise_is_a_test_error_and_the_run_is_failed() {
     let mut h = Harness::new(INLINE_JOB, |t| {
-        inline_steps(t, &["lava-test-case before --result pass", "lava-test-raise device-fell-over", "lava-test-case never --result pass"])
+        inline_steps(
+            t,
+            &[
+                "lava-test-case before --result pass",
+                "lava-test-raise device-fell-over",
+                "lava-test-case never --result pass",
+            ],
+        )
     });
     h.deploy_and_boot(&["1.3.1.1"]).await;
     let sid = h.pid();
     let err = h.test_shell(60).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Test);
     assert!(err.message.contains("device-fell-over"), "{err:?}");
-    assert_eq!(h.result("0_smoke", "before")["result"].as_str(), Some("pass"));
+    assert_eq!(
+        h.result("0_smoke", "before")["result"].as_str(),
+        Some("pass")
+    );
     let unfinished = h.result("lava", "0_smoke");
     assert_eq!(unfinished["result"].as_str(), Some("fail"));
-    assert!(h.results().iter().all(|r| r["case"].as_str() != Some("never")));
+    assert!(
+        h.results()
+            .iter()
+            .all(|r| r["case"].as_str() != Some("never"))
+    );
     h.finalise().await;
     assert_session_gone(sid).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_test_times_out_and_leaves_no_process() {
-    let mut h = Harness::new(INLINE_JOB, |t| inline_steps(t, &["lava-test-case quick --result pass", "sleep 600"]));
+    let mut h = Harness::new(INLINE_JOB, |t| {
+        inline_steps(t, &["lava-test-case quick --result pass", "sleep 600"])
+    });
     h.deploy_and_boot(&["1.3.1.1"]).await;
     let sid = h.pid();
     let started = std::time::Instant::now();
@@ -333,7 +408,10 @@ async fn a_hanging_test_times_out_and_leaves_no_process() {
     // The executor turns the action's timeout into a TestError, as LAVA does.
     assert_eq!(err.kind, ErrorKind::Test, "{err:?}");
     assert!(err.message.contains("timed out after 4 seconds"), "{err:?}");
-    assert_eq!(h.result("0_smoke", "quick")["result"].as_str(), Some("pass"));
+    assert_eq!(
+        h.result("0_smoke", "quick")["result"].as_str(),
+        Some("pass")
+    );
     assert_eq!(h.result("lava", "0_smoke")["result"].as_str(), Some("fail"));
     h.finalise().await;
     assert_session_gone(sid).await;
@@ -349,15 +427,21 @@ async fn background_processes_start_and_stop() {
                 "lava-test-case started --shell kill -0 $(cat $LAVA_RESULT_DIR/results/sleeper/pid)",
                 "lava-background-process-stop sleeper",
                 "sleep 1",
-                "lava-test-case stopped --shell ! kill -0 $(cat $LAVA_RESULT_DIR/results/sleeper/pid)",
+                "lava-test-case stopped --shell 'p=$(cat $LAVA_RESULT_DIR/results/sleeper/pid); test ! -d /proc/$p || grep -q \"^State:.Z\" /proc/$p/status'",
             ],
         )
     });
     h.deploy_and_boot(&["1.3.1.1"]).await;
     let sid = h.pid();
     h.test_shell(60).await.unwrap();
-    assert_eq!(h.result("0_smoke", "started")["result"].as_str(), Some("pass"));
-    assert_eq!(h.result("0_smoke", "stopped")["result"].as_str(), Some("pass"));
+    assert_eq!(
+        h.result("0_smoke", "started")["result"].as_str(),
+        Some("pass")
+    );
+    assert_eq!(
+        h.result("0_smoke", "stopped")["result"].as_str(),
+        Some("pass")
+    );
     h.finalise().await;
     assert_session_gone(sid).await;
 }
@@ -365,7 +449,13 @@ async fn background_processes_start_and_stop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shell_dying_mid_test_is_an_infrastructure_error() {
     let mut h = Harness::new(INLINE_JOB, |t| {
-        inline_steps(t, &["read -r _ _ _ _ _ sid _ < /proc/$$/stat; kill -9 $sid", "sleep 30"])
+        inline_steps(
+            t,
+            &[
+                "read -r _ _ _ _ _ sid _ < /proc/$$/stat; kill -9 $sid",
+                "sleep 30",
+            ],
+        )
     });
     h.deploy_and_boot(&["1.3.1.1"]).await;
     let sid = h.pid();
@@ -405,9 +495,18 @@ async fn git_definition_with_parameters() {
     let mut h = Harness::new(&job, |_| {});
     h.deploy_and_boot(&["1.3.1.1"]).await;
     h.test_shell(60).await.unwrap();
-    assert_eq!(h.result("0_params", "job-param")["result"].as_str(), Some("pass"));
-    assert_eq!(h.result("0_params", "default-param")["result"].as_str(), Some("pass"));
-    assert_eq!(h.result("0_params", "wrong")["result"].as_str(), Some("fail"));
+    assert_eq!(
+        h.result("0_params", "job-param")["result"].as_str(),
+        Some("pass")
+    );
+    assert_eq!(
+        h.result("0_params", "default-param")["result"].as_str(),
+        Some("pass")
+    );
+    assert_eq!(
+        h.result("0_params", "wrong")["result"].as_str(),
+        Some("fail")
+    );
     let suite = h.result("lava", "0_params");
     assert_eq!(suite["result"].as_str(), Some("pass"));
     assert_eq!(suite["repository"].as_str(), Some(url.as_str()));
@@ -439,7 +538,11 @@ async fn no_connection_is_a_job_error_and_reset_runs_lab_commands() {
     assert_eq!(err.kind, ErrorKind::Job);
     assert_eq!(err.message, "No connection to the DUT");
     h.step(Step::Reset, Mapping::new(), 10).await.unwrap();
-    assert!(h.records().iter().any(|r| r["msg"].as_str() == Some("Calling: ['/bin/true']")));
+    assert!(
+        h.records()
+            .iter()
+            .any(|r| r["msg"].as_str() == Some("Calling: ['/bin/true']"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

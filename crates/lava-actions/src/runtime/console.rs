@@ -225,9 +225,8 @@ fn string_list(value: Option<&Value>) -> Vec<String> {
 /// the DUT" when there is none. Put it back with `ctx.set_connection`.
 pub fn take_console(ctx: &mut RunContext) -> LavaResult<Box<dyn Connection>> {
     ctx.take_connection().ok_or_else(|| {
-        ctx.logger.error(
-            "No connection to the DUT, Check that a boot action precede test actions",
-        );
+        ctx.logger
+            .error("No connection to the DUT, Check that a boot action precede test actions");
         LavaError::job("No connection to the DUT")
     })
 }
@@ -273,7 +272,8 @@ pub async fn connect_device(ctx: &mut RunContext, command: &str) -> LavaResult<(
         "[{namespace}] {} Connecting to device using '{command}'",
         ctx.meta().name
     ));
-    let mut config = SessionConfig::default().with_character_delay_ms(character_delay_ms(ctx, "boot"));
+    let mut config =
+        SessionConfig::default().with_character_delay_ms(character_delay_ms(ctx, "boot"));
     if let Some(maxread) = ctx
         .job
         .device
@@ -469,7 +469,10 @@ pub mod kernel {
 
     /// The start patterns, put before the prompts.
     pub fn init_prompts() -> Vec<String> {
-        KERNEL_MESSAGES.iter().map(|m| m.start.to_string()).collect()
+        KERNEL_MESSAGES
+            .iter()
+            .map(|m| m.start.to_string())
+            .collect()
     }
 
     /// The kind of an unclassified message (`-[ cut here ]`).
@@ -508,7 +511,9 @@ async fn watch_kernel_messages(
     if ignore {
         ctx.logger
             .debug("Skipping kernel messages. Flag set to false");
-        return force_prompt_wait(ctx, console, prompts).await.map(|m| m.index);
+        return force_prompt_wait(ctx, console, prompts)
+            .await
+            .map(|m| m.index);
     }
     ctx.logger.info("Parsing kernel messages");
     let starts = kernel::init_prompts();
@@ -517,9 +522,10 @@ async fn watch_kernel_messages(
     if let Some(failure) = failure {
         all.push(failure.to_string());
     }
-    ctx.logger.debug(lava_pipeline::value::python_repr(&Value::Sequence(
-        all.iter().map(|s| Value::String(s.clone())).collect(),
-    )));
+    ctx.logger
+        .debug(lava_pipeline::value::python_repr(&Value::Sequence(
+            all.iter().map(|s| Value::String(s.clone())).collect(),
+        )));
     loop {
         ctx.logger.debug(format!(
             "[{}] Waiting for messages, (timeout {})",
@@ -528,8 +534,10 @@ async fn watch_kernel_messages(
         ));
         let found = force_prompt_wait(ctx, console, &all).await?;
         if found.index > 0 {
-            ctx.logger
-                .debug(format!("Matched prompt #{}: {}", found.index, all[found.index]));
+            ctx.logger.debug(format!(
+                "Matched prompt #{}: {}",
+                found.index, all[found.index]
+            ));
         }
         if found.index < starts.len() {
             let kind = &kernel::KERNEL_MESSAGES[found.index];
@@ -697,16 +705,26 @@ async fn login_sequence(
         return Ok(());
     }
     ctx.logger.debug(format!("Sending username {username}"));
-    console.session.sendline(username).await.map_err(conn_error)?;
+    console
+        .session
+        .sendline(username)
+        .await
+        .map_err(conn_error)?;
     if let Some(password_prompt) = &settings.password_prompt {
         ctx.logger.info("Waiting for password prompt");
         let mut prompts = settings.prompts.clone();
         prompts.push(password_prompt.clone());
         prompts.push(LOGIN_TIMED_OUT_MSG.into());
-        let found = { let deadline = wait_deadline(ctx); wait_patterns(ctx, console, &prompts, deadline) }.await?;
+        let found = {
+            let deadline = wait_deadline(ctx);
+            wait_patterns(ctx, console, &prompts, deadline)
+        }
+        .await?;
         if found.index > 0 {
-            ctx.logger
-                .debug(format!("Matched prompt #{}: {}", found.index, prompts[found.index]));
+            ctx.logger.debug(format!(
+                "Matched prompt #{}: {}",
+                found.index, prompts[found.index]
+            ));
             if prompts[found.index] == LOGIN_TIMED_OUT_MSG {
                 return Err(LavaError::job(
                     "Password prompt not matched, please update the job definition with the correct one.",
@@ -715,12 +733,20 @@ async fn login_sequence(
         }
         let password = settings.password.clone().unwrap_or_default();
         ctx.logger.debug(format!("Sending password {password}"));
-        console.session.sendline(&password).await.map_err(conn_error)?;
+        console
+            .session
+            .sendline(&password)
+            .await
+            .map_err(conn_error)?;
     }
     let mut prompts = settings.prompts.clone();
     prompts.push(LOGIN_INCORRECT_MSG.into());
     prompts.push(LOGIN_TIMED_OUT_MSG.into());
-    let found = { let deadline = wait_deadline(ctx); wait_patterns(ctx, console, &prompts, deadline) }.await?;
+    let found = {
+        let deadline = wait_deadline(ctx);
+        wait_patterns(ctx, console, &prompts, deadline)
+    }
+    .await?;
     if found.index > 0 {
         ctx.logger
             .debug(format!("Matched {} {}", found.index, prompts[found.index]));
@@ -734,7 +760,11 @@ async fn login_sequence(
     if let Some(commands) = &settings.login_commands {
         ctx.logger.debug("Running login commands");
         for command in commands {
-            console.session.sendline(command).await.map_err(conn_error)?;
+            console
+                .session
+                .sendline(command)
+                .await
+                .map_err(conn_error)?;
             wait_patterns(ctx, console, &settings.prompts, wait_deadline(ctx)).await?;
         }
     }
@@ -759,7 +789,11 @@ async fn expect_inner(
         ))
     ));
     console.session.sendline("").await.map_err(conn_error)?;
-    { let deadline = wait_deadline(ctx); wait_patterns(ctx, console, prompts, deadline) }.await?;
+    {
+        let deadline = wait_deadline(ctx);
+        wait_patterns(ctx, console, prompts, deadline)
+    }
+    .await?;
     Ok(())
 }
 

@@ -157,11 +157,17 @@ pub fn overlay_request(ctx: &RunContext, repo_levels: &[String]) -> LavaResult<O
             }
         }
     }
-    let secrets = job.parameters.get("secrets").and_then(Value::as_mapping).map(|m| {
-        m.iter()
-            .filter_map(|(k, v)| Some((scalar_string(k)?, scalar_string(v).unwrap_or_default())))
-            .collect()
-    });
+    let secrets = job
+        .parameters
+        .get("secrets")
+        .and_then(Value::as_mapping)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| {
+                    Some((scalar_string(k)?, scalar_string(v).unwrap_or_default()))
+                })
+                .collect()
+        });
     Ok(OverlayRequest {
         job_id: job.id.clone(),
         namespace,
@@ -247,7 +253,8 @@ pub fn store_overlay(ctx: &mut RunContext, overlay: &Overlay) -> LavaResult<()> 
         if let Some(commit) = &d.commit_id {
             ctx.set_data("test", &d.uuid, "commit-id", commit.clone());
         }
-        let metadata = serde_yaml::to_value(&d.metadata).map_err(|e| LavaError::bug(e.to_string()))?;
+        let metadata =
+            serde_yaml::to_value(&d.metadata).map_err(|e| LavaError::bug(e.to_string()))?;
         ctx.set_data("test", &d.uuid, "testdef_metadata", metadata);
         if !d.expected.is_empty() {
             ctx.set_data(
@@ -269,7 +276,12 @@ pub fn store_overlay(ctx: &mut RunContext, overlay: &Overlay) -> LavaResult<()> 
         "testdef_index",
         Value::Sequence(index),
     );
-    ctx.set_data("repo-action", "repo-action", "uuid-list", Value::Sequence(uuids));
+    ctx.set_data(
+        "repo-action",
+        "repo-action",
+        "uuid-list",
+        Value::Sequence(uuids),
+    );
     let value = serde_yaml::to_value(overlay).map_err(|e| LavaError::bug(e.to_string()))?;
     ctx.set_data(OVERLAY_ACTION, OVERLAY_LABEL, OVERLAY_KEY, value);
     Ok(())

@@ -108,7 +108,7 @@ impl Markers {
         let Some([start, end, test_case]) = self.0.remove(case) else {
             return;
         };
-        let to_value = |v: Option<u64>| v.map(Value::from).unwrap_or(Value::Null);
+        let to_value = |v: Option<u64>| v.map(|n| Value::Number(n.into())).unwrap_or(Value::Null);
         record.insert("starttc".into(), to_value(start.or(test_case)));
         record.insert("endtc".into(), to_value(end.or(test_case)));
     }
@@ -217,7 +217,11 @@ async fn drive(
 
     // Force an initial prompt: not all shells answer without an excuse.
     let check = console.check_char.clone();
-    console.session().sendline(&check).await.map_err(conn_error)?;
+    console
+        .session()
+        .sendline(&check)
+        .await
+        .map_err(conn_error)?;
     wait_prompt(ctx, console).await?;
 
     let pre_commands = ctx
@@ -230,7 +234,11 @@ async fn drive(
         })
         .unwrap_or_default();
     for command in pre_commands {
-        console.session().sendline(&command).await.map_err(conn_error)?;
+        console
+            .session()
+            .sendline(&command)
+            .await
+            .map_err(conn_error)?;
         wait_prompt(ctx, console).await?;
     }
 
@@ -264,7 +272,8 @@ async fn drive(
         .sendline(&overlay.runner_command(stage))
         .await
         .map_err(conn_error)?;
-    let per_read = Duration::from_secs(ctx.meta().timeout.min(ctx.meta().connection_timeout).max(1));
+    let per_read =
+        Duration::from_secs(ctx.meta().timeout.min(ctx.meta().connection_timeout).max(1));
     ctx.logger.info(format!(
         "Test shell timeout: {}s (minimum of the action and connection timeout)",
         per_read.as_secs()
@@ -295,7 +304,11 @@ async fn send_checked(
     command: &str,
 ) -> LavaResult<()> {
     let line = format!("{command} ; printf \"<LAVA_SIGNAL_RETRUNCODE $?>\\n\"");
-    console.session().sendline(&line).await.map_err(conn_error)?;
+    console
+        .session()
+        .sendline(&line)
+        .await
+        .map_err(conn_error)?;
     let deadline = (Instant::now() + RETURN_CODE_WAIT).min(ctx.deadline());
     match console
         .session()
@@ -376,7 +389,11 @@ async fn read_loop(
             if let Signal::Multinode { request } = &event.signal {
                 let outcome = hook.handle(request);
                 if let Some(reply) = &outcome.reply {
-                    console.session().sendline(reply).await.map_err(conn_error)?;
+                    console
+                        .session()
+                        .sendline(reply)
+                        .await
+                        .map_err(conn_error)?;
                 }
                 let outputs = run.results.multinode_case(request, outcome.passed);
                 run.emit(ctx, outputs).await?;
