@@ -30,7 +30,9 @@
 //! threads and from inside any tokio runtime, but it blocks the calling
 //! thread while the coordinator is polled (exactly LAVA's behaviour: the
 //! console is not read meanwhile). An async runner should call
-//! `handle_async` directly.
+//! `handle_async` directly. Never call the synchronous `handle` on a
+//! current-thread runtime that also serves an embedded coordinator: that
+//! coordinator could not answer until the call timed out.
 
 use std::sync::mpsc;
 use std::thread;

@@ -12,6 +12,14 @@
 //!   polling every `poll_delay` like LAVA, or held open by a push-capable
 //!   coordinator and answered the moment the condition holds.
 //! * [`config`]: LAVA's `lava-coordinator.conf`.
+//! * [`split`]: a MultiNode submission split into node jobs as lava-server
+//!   does ([`split::split_with`], [`split::assign_roles`]).
+//! * [`protocol`]: the protocol object of one node job
+//!   ([`protocol::MultinodeProtocol`]: `set_up` = registration + delayed
+//!   start, `call`/`calls_for_action` for action `protocols:` blocks,
+//!   `finalise` = one `clear_group`), errors classed like LAVA's exceptions.
+//! * [`hook`]: [`hook::ShellHook`], lava-shell's `MultinodeHook` for the
+//!   test shell's `<LAVA_MULTI_NODE>` markers.
 //!
 //! ```no_run
 //! use std::time::Duration;

@@ -238,6 +238,8 @@ fn roles_map_for_a_device_group() {
     assert_eq!(params.timeout, Some(std::time::Duration::from_secs(600)));
 }
 
+type Edit = Box<dyn FnOnce(&mut Mapping)>;
+
 fn split_error(edit: impl FnOnce(&mut Mapping)) -> String {
     let mut submission = fixture("host-guest.yaml");
     edit(&mut submission);
@@ -259,7 +261,7 @@ fn set_role(submission: &mut Mapping, name: &str, value: Mapping) {
 
 #[test]
 fn bad_submissions_name_the_key() {
-    let cases: Vec<(Box<dyn FnOnce(&mut Mapping)>, &str)> = vec![
+    let cases: Vec<(Edit, &str)> = vec![
         (
             Box::new(|s| {
                 s.insert("device_type".into(), "qemu".into());
