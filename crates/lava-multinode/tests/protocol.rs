@@ -468,3 +468,22 @@ async fn a_shell_wait_that_times_out_fails_its_case() {
     assert!(quiet.take_failure().unwrap().is_timeout());
     drop(server);
 }
+
+fn assert_send<T: Send>(_: &T) {}
+
+#[test]
+fn futures_and_the_hook_are_send() {
+    let params =
+        ProtocolParams::from_block(&yaml("{target_group: g, role: a, group_size: 1}")).unwrap();
+    let address: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let protocol = MultinodeProtocol::new(params, "1", "w", settings(address, true));
+    let call: Mapping = yaml("{request: lava-sync, messageID: x}");
+    assert_send(&protocol.set_up());
+    assert_send(&protocol.call(&call));
+    assert_send(&protocol.calls_for_action("a", None));
+    assert_send(&protocol.finalise());
+    let mut hook = ShellHook::new(protocol);
+    let sync = request("SYNC", "x");
+    assert_send(&hook.handle_async(&sync));
+    assert_send(&hook);
+}
