@@ -57,7 +57,7 @@ impl Action for BootNodebooterAction {
     }
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         pipeline.add(RunNodebooterContainer::default())?;
-        pipeline.add(ConfigureNodebooter::default())?;
+        pipeline.add(ConfigureNodebooter)?;
         pipeline.add(ResetDevice::new())?;
         if pipeline.param("prompts").is_some() {
             pipeline.add(AutoLoginAction::new())?;

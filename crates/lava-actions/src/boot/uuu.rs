@@ -592,4 +592,68 @@ mod tests {
             Some(&Value::from(15))
         );
     }
+
+    fn names(device: &str, job: &str) -> Vec<String> {
+        let device = Device::from_yaml(device, None).unwrap();
+        let (_job, pipeline) = lava_pipeline::JobParser::new(&crate::registry(), &crate::FIXED)
+            .parse(job, device, &lava_pipeline::ParseOptions::default())
+            .unwrap();
+        pipeline
+            .walk()
+            .into_iter()
+            .filter(|n| n.meta.level.starts_with("1."))
+            .map(|n| n.meta.name.clone())
+            .collect()
+    }
+
+    // A containerised uuu needs no host tools at parse time.
+    const DEVICE: &str = "
+actions:
+  deploy: {methods: {}}
+  boot:
+    connections: {serial: null}
+    methods:
+      u-boot: {parameters: {bootloader_prompt: '=>'}}
+      uuu:
+        options:
+          usb_otg_path: '2:1'
+          corrupt_boot_media_command: mmc erase 0 0x400
+          power_off_before_corrupt_boot_media: false
+          docker_image: uuu-image
+          remote_options: ''
+          bcu_board_name: imx8mpevk
+          bcu_board_id: '2-1.3'
+";
+
+    fn job(commands: &str) -> String {
+        format!(
+            "job_name: t\ntimeouts: {{job: {{minutes: 10}}}}\nvisibility: public\nactions:\n- boot:\n    method: uuu\n    commands: {commands}\n"
+        )
+    }
+
+    #[test]
+    fn bcu_only_commands_skip_the_serial_download_check() {
+        let tree = names(DEVICE, &job("[{bcu: 'reset usb'}]"));
+        assert_eq!(
+            tree,
+            [
+                "uuu",
+                "disconnect-device",
+                "reset-device",
+                "send-reboot-commands",
+                "connect-device",
+                "uuu-boot",
+                "disconnect-device",
+            ]
+        );
+        let tree = names(DEVICE, &job("[{uuu: '-b sd {boot}'}]"));
+        assert!(
+            tree.contains(&"check-serial-availability".to_string()),
+            "{tree:?}"
+        );
+        assert!(
+            tree.contains(&"boot-corrupt-boot-media".to_string()),
+            "{tree:?}"
+        );
+    }
 }

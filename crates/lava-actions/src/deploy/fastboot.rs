@@ -443,4 +443,95 @@ mod tests {
         let params: Mapping = serde_yaml::from_str("to: tftp").unwrap();
         assert!(FastbootStrategy.accepts(&device, &params).is_err());
     }
+
+    fn describe(device: &str, job: &str) -> Vec<(String, String)> {
+        let device = Device::from_yaml(device, None).unwrap();
+        let (_job, pipeline) = lava_pipeline::JobParser::new(&crate::registry(), &crate::FIXED)
+            .parse(job, device, &lava_pipeline::ParseOptions::default())
+            .unwrap();
+        fn walk(actions: &[lava_pipeline::DescribedAction], out: &mut Vec<(String, String)>) {
+            for a in actions {
+                out.push((a.level.clone(), a.name.clone()));
+                walk(&a.pipeline, out);
+            }
+        }
+        let mut out = Vec::new();
+        walk(&pipeline.describe(), &mut out);
+        out
+    }
+
+    const DEVICE: &str = "
+adb_serial_number: abc
+fastboot_serial_number: abc
+fastboot_options: []
+flash_cmds_order: [boot, system]
+actions:
+  deploy:
+    connections: {fastboot: null}
+    methods: {fastboot: null}
+  boot:
+    connections: {serial: null}
+    methods: {fastboot: [reboot]}
+";
+
+    const JOB: &str = "
+job_name: t
+timeouts: {job: {minutes: 10}, action: {minutes: 2}}
+visibility: public
+actions:
+- deploy:
+    to: fastboot
+    images:
+      system: {url: 'http://example.com/system.img', reboot: hard-reset}
+      boot: {url: 'http://example.com/boot.img', reboot: fastboot-reboot-bootloader}
+";
+
+    #[test]
+    fn without_power_control_the_device_enters_fastboot_over_adb() {
+        let tree = describe(DEVICE, JOB);
+        let names: Vec<&str> = tree.iter().map(|(_, n)| n.as_str()).collect();
+        assert!(names.contains(&"enter-fastboot-action"), "{names:?}");
+        assert!(!names.contains(&"pre-power-command"), "{names:?}");
+        let order: Vec<&str> = tree
+            .iter()
+            .filter(|(l, _)| l.starts_with("1.4."))
+            .map(|(_, n)| n.as_str())
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "read-feedback",
+                "wait-device-boardid",
+                "fastboot-flash-action",
+                "fastboot-reboot-bootloader",
+                "read-feedback",
+                "wait-device-boardid",
+                "fastboot-flash-action",
+                "pdu-reboot",
+                "read-feedback",
+            ]
+        );
+    }
+
+    #[test]
+    fn power_control_resets_the_device_instead() {
+        let device = format!("{DEVICE}commands: {{hard_reset: reset-it, power_off: off-it}}\n");
+        let tree = describe(&device, JOB);
+        let top: Vec<&str> = tree
+            .iter()
+            .filter(|(l, _)| l.matches('.').count() == 1 && l.starts_with("1."))
+            .map(|(_, n)| n.as_str())
+            .collect();
+        assert_eq!(
+            top,
+            [
+                "download-retry",
+                "download-retry",
+                "connect-device",
+                "pre-power-command",
+                "reset-device",
+                "fastboot-flash-order-action",
+            ]
+        );
+    }
 }
