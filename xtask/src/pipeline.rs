@@ -1,7 +1,7 @@
 //! Pipeline-description conformance (`cargo xtask conformance pipeline`) and the validate
 //! benchmark (`cargo xtask bench validate`).
 
-use crate::shared::{build_release_bin, shared_dir};
+use crate::shared::{build_bin, build_release_bin, shared_dir};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,7 +17,9 @@ pub fn conformance(filter: Option<&str>) -> Result<bool> {
         return Ok(true);
     };
     let conformance = shared.join("conformance");
-    let bin = build_release_bin("lava-dispatch", "lava-run")?;
+    let bin = build_bin("lava-dispatch", "lava-run")?;
+    let stubs = host_tool_stubs(&conformance)?;
+    let path = format!("{}:{}", stubs.display(), std::env::var("PATH").unwrap_or_default());
     let template = format!(
         "{} --device {{device}} --job-id {{job_id}} --validate --output-dir \"$(dirname {{out}})\" --describe {{out}} {{extra_args}} {{job}} 2>/dev/null",
         bin.display()
@@ -71,6 +73,36 @@ pub fn conformance(filter: Option<&str>) -> Result<bool> {
     }
     println!("pipeline: {passed} passed, {failed} failed");
     Ok(all_ok)
+}
+
+/// Some cases need host tools LAVA looks up in `$PATH` while building the pipeline
+/// (`host_tools_looked_up_at_parse` in their meta.yaml: uuu, bcu, ...). As in LAVA's own
+/// tests, stand-ins are enough: they are looked up, never run. Returns their directory.
+fn host_tool_stubs(conformance: &Path) -> Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join("lava-rs-conformance-tools");
+    std::fs::create_dir_all(&dir)?;
+    for corpus in CORPORA {
+        let Ok(cases) = std::fs::read_dir(conformance.join(corpus)) else { continue };
+        for case in cases.flatten() {
+            let Ok(text) = std::fs::read_to_string(case.path().join("meta.yaml")) else { continue };
+            let Ok(meta) = serde_yaml::from_str::<serde_yaml::Value>(&text) else { continue };
+            let tools = meta.get("host_tools_looked_up_at_parse").and_then(|t| t.as_sequence());
+            for tool in tools.into_iter().flatten().filter_map(|t| t.as_str()) {
+                let stub = dir.join(tool);
+                if !stub.exists() && which(tool).is_none() {
+                    std::fs::write(&stub, "#!/bin/sh\necho \"conformance stand-in: not a real tool\" >&2\nexit 1\n")?;
+                    std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755))?;
+                }
+            }
+        }
+    }
+    Ok(dir)
+}
+
+fn which(tool: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(tool)).find(|p| p.is_file()))
 }
 
 fn parse_summary(line: &str) -> Option<(u32, u32)> {
@@ -144,7 +176,10 @@ fn bench_case() -> Result<(std::path::PathBuf, std::path::PathBuf)> {
     std::fs::write(dir.join("initramfs.cpio.gz"), vec![0u8; 4096])?;
     let template = std::fs::read_to_string(root.join("fixtures/bench/validate-job.yaml"))?;
     let job = dir.join("job.yaml");
-    std::fs::write(&job, template.replace("@IMAGES@", &dir.display().to_string()))?;
+    std::fs::write(
+        &job,
+        template.replace("@IMAGES@", &dir.display().to_string()),
+    )?;
     let device = shared_dir()
         .map(|s| s.join("conformance/pipeline-cases/kvm/device.yaml"))
         .filter(|p| p.is_file())

@@ -37,3 +37,17 @@ pub fn build_release_bin(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
         .unwrap_or_else(|| workspace_root().join("target"));
     Ok(target.join("release").join(bin))
 }
+
+/// Build a debug binary of the workspace (shares artefacts with `cargo test`) and return
+/// its path: what the conformance checkers run.
+pub fn build_bin(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--package", package, "--bin", bin])
+        .current_dir(workspace_root())
+        .status()?;
+    anyhow::ensure!(status.success(), "cargo build of {package}/{bin} failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    Ok(target.join("debug").join(bin))
+}

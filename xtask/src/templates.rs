@@ -6,7 +6,7 @@
 //! case in-process with our renderer and with Python Jinja2 configured LAVA's way, REPEAT
 //! times per run, and prints both median timings and their ratio.
 
-use crate::shared::{build_release_bin, shared_dir, workspace_root};
+use crate::shared::{build_bin, shared_dir, workspace_root};
 use anyhow::{Context, bail};
 use std::path::Path;
 use std::process::Command;
@@ -18,7 +18,7 @@ pub fn conformance(filter: Option<&str>) -> anyhow::Result<bool> {
         return Ok(true);
     };
     let conformance = shared.join("conformance");
-    let bin = build_release_bin("lava-dispatch", "lava-dispatch")?;
+    let bin = build_bin("lava-dispatch", "lava-dispatch")?;
     let command = format!(
         "{} render --path {{templates_dir}} {{context_opt}} {{dictionary}}",
         shell_quote(&bin.display().to_string())

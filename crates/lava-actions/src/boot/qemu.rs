@@ -207,8 +207,8 @@ impl Action for CallQemuAction {
         }
         result.map(|_| ())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("execute-qemu"))
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        crate::runtime::qemu::start_qemu(ctx).await
     }
 }
 

@@ -48,8 +48,18 @@ impl Action for ApplyOverlayGuest {
         }
         Ok(())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("apply-overlay-guest"))
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        // With a ramdisk the overlay goes into it (unpack, add, repack); a guest disk image
+        // (LAVA's qcow2 overlay drive) is not built by lava-rs yet.
+        if ctx.get_data("download-action", "ramdisk", "file").is_some() {
+            crate::runtime::ramdisk::apply_overlay_to_ramdisk(ctx)
+                .await
+                .map(|_| ())
+        } else {
+            Err(crate::not_yet_runnable(
+                "apply-overlay-guest (guest disk image)",
+            ))
+        }
     }
 }
 

@@ -323,7 +323,13 @@ impl Action for DownloadHandler {
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         self.check(ctx)
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable(self.handler.identity().0))
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        // One directory per image: two images may share a file name.
+        let dir = crate::runtime::overlay::job_tmp_dir(ctx)
+            .join("downloads")
+            .join(&self.key);
+        crate::runtime::download::download_image(ctx, &self.key, &dir, &self.params)
+            .await
+            .map(|_| ())
     }
 }

@@ -188,7 +188,7 @@ impl Action for ExportDeviceEnvironment {
         "Exports environment variables to the device",
         "Exports environment variables action"
     );
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("export-device-env"))
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        crate::runtime::console::export_device_env(ctx).await
     }
 }

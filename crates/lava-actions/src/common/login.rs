@@ -126,8 +126,8 @@ impl Action for LoginAction {
         "Real login action.",
         "Login after boot."
     );
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("login-action"))
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        crate::runtime::console::auto_login(ctx).await
     }
 }
 
@@ -155,8 +155,9 @@ impl Action for ExpectShellSession {
         }
         Ok(())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("expect-shell-connection"))
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        let prompts = crate::runtime::console::block_prompts(ctx);
+        crate::runtime::console::expect_shell(ctx, &prompts).await
     }
 }
 

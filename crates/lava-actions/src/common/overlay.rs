@@ -117,8 +117,10 @@ impl Action for CreateOverlay {
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         overlay_settings(ctx.job, &ctx.meta.parameters).map(|_| ())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("lava-create-overlay"))
+    async fn run(&mut self, ctx: &mut RunContext, children: &mut Pipeline) -> LavaResult<()> {
+        let levels = crate::runtime::overlay::repo_action_levels(children);
+        crate::runtime::overlay::build_overlay(ctx, &levels).await?;
+        children.run_actions(ctx).await
     }
 }
 
@@ -158,7 +160,7 @@ impl Action for OverlayAction {
         }
         overlay_settings(ctx.job, &ctx.meta.parameters).map(|_| ())
     }
-    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+    async fn run(&mut self, ctx: &mut RunContext, children: &mut Pipeline) -> LavaResult<()> {
         if !self.needed {
             ctx.logger.info(format!(
                 "[{}] skipped lava-overlay - no test action.",
@@ -166,7 +168,23 @@ impl Action for OverlayAction {
             ));
             return Ok(());
         }
-        Err(crate::not_yet_runnable("lava-overlay"))
+        // One pass builds the whole tree (what test-definition and its per-definition
+        // children describe); the children then only report, and compress-overlay packs it.
+        let levels = crate::runtime::overlay::repo_action_levels(children);
+        crate::runtime::overlay::build_overlay(ctx, &levels).await?;
+        children.run_actions(ctx).await?;
+        if ctx
+            .job
+            .device
+            .get(&["parameters", "local_overlay"])
+            .and_then(|v| v.as_bool())
+            == Some(true)
+        {
+            // A device whose file system is the worker's (the local-shell device):
+            // the dispatcher unpacks the overlay in place instead of transferring it.
+            crate::runtime::overlay::unpack_overlay_locally(ctx, std::path::Path::new("/")).await?;
+        }
+        Ok(())
     }
 }
 
@@ -241,8 +259,10 @@ impl Action for CompressOverlay {
         "Create a lava overlay tarball and store alongside the job",
         "Compress the lava overlay files"
     );
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("compress-overlay"))
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        crate::runtime::overlay::compress_overlay(ctx)
+            .await
+            .map(|_| ())
     }
 }
 

@@ -188,8 +188,9 @@ impl Action for ConnectDevice {
         push_all(ctx, errors);
         result.map(|_| ())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("connect-device"))
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        let command = crate::runtime::console::device_connect_command(ctx)?;
+        crate::runtime::console::connect_device(ctx, &command).await
     }
 }
 

@@ -1,14 +1,14 @@
 //! The `avh` deploy: build the firmware package an Arm Virtual Hardware instance boots.
 
-use crate::common::apply_overlay::ApplyOverlayImage;
+use crate::common::apply_overlay::{ApplyOverlayAvh, ApplyOverlayImage};
 use crate::common::download::{DownloaderAction, download_dir};
 use crate::common::fastboot::test_needs_overlay;
 use crate::common::overlay::OverlayAction;
 use crate::deploy::fastboot::images;
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
-    Action, Device, ErrorKind, LavaError, LavaResult, Pipeline, PipelineBuilder, RunContext,
-    Section, Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, Device, LavaError, LavaResult, PipelineBuilder, Section, Strategy, StrategyRegistry,
+    ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
@@ -174,32 +174,5 @@ impl Action for AvhDeploy {
             ));
         }
         Ok(())
-    }
-}
-
-// TODO(lead): replace with common::apply_overlay::ApplyOverlayAvh once it exists.
-/// `apply-overlay-avh`: put the overlay into the root partition of the AVH storage file.
-#[derive(Debug, Default)]
-struct ApplyOverlayAvh;
-
-impl ApplyOverlayAvh {
-    fn new() -> Self {
-        ApplyOverlayAvh
-    }
-}
-
-#[async_trait]
-impl Action for ApplyOverlayAvh {
-    action_identity!(
-        "apply-overlay-avh",
-        "ApplyOverlayAvh",
-        "apply overlay via guestfs to avh storage file",
-        "apply overlay to avh storage file"
-    );
-    fn timeout_kind(&self) -> ErrorKind {
-        ErrorKind::Infrastructure
-    }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable(self.name()))
     }
 }

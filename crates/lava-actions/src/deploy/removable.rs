@@ -228,11 +228,10 @@ impl DDAction {
             return;
         }
         match params.get("tool").and_then(|t| t.get("prompts")) {
-            Some(Value::Sequence(prompts)) => {
-                if prompts.iter().any(|p| !truthy(Some(p))) {
-                    errors.push("items of 'tool prompts' cannot be empty".into());
-                }
+            Some(Value::Sequence(prompts)) if prompts.iter().any(|p| !truthy(Some(p))) => {
+                errors.push("items of 'tool prompts' cannot be empty".into());
             }
+            Some(Value::Sequence(_)) => {}
             Some(_) => errors.push("'tool prompts' should be a list".into()),
             None => {}
         }

@@ -923,3 +923,15 @@ pub async fn finalise_connections(ctx: &mut RunContext) {
         connection.finalise().await;
     }
 }
+
+/// The block's `prompts` (a string or a list), as `expect-shell-connection` uses them.
+pub fn block_prompts(ctx: &RunContext) -> Vec<String> {
+    match ctx.meta().param("prompts") {
+        Some(Value::String(prompt)) => vec![prompt.clone()],
+        Some(Value::Sequence(list)) => list
+            .iter()
+            .filter_map(lava_pipeline::value::scalar_string)
+            .collect(),
+        _ => Vec::new(),
+    }
+}

@@ -64,8 +64,8 @@ impl Action for TestShellAction {
         }
         result
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("lava-test-shell"))
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        crate::runtime::test_shell::run_test_shell(ctx).await
     }
 }
 
