@@ -1,0 +1,223 @@
+//! End-to-end: real jobs through the real `lava-run` binary, on the local-shell device
+//! (a shell on a pty) and on the embedded QEMU device (skipped outside CI when QEMU or the
+//! test system is missing; `cargo xtask test-system` builds it).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn lava_run() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lava-run"))
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+struct Outcome {
+    code: i32,
+    result: serde_yaml::Value,
+    log: String,
+}
+
+fn run_job(job: &Path, device: &Path, job_id: &str) -> Outcome {
+    let out = tempfile::tempdir().unwrap().keep();
+    let status = Command::new(lava_run())
+        .args(["--job-id", job_id, "--output-dir"])
+        .arg(&out)
+        .arg("--device")
+        .arg(device)
+        .arg(job)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    let result = std::fs::read_to_string(out.join("result.yaml")).unwrap();
+    Outcome {
+        code: status.code().unwrap_or(-1),
+        result: serde_yaml::from_str(&result).unwrap(),
+        log: std::fs::read_to_string(out.join("logs.yaml")).unwrap(),
+    }
+}
+
+/// The `results` records of a log, as (suite, case, result).
+fn results(log: &str) -> Vec<(String, String, String)> {
+    log.lines()
+        .filter(|l| l.contains("\"lvl\": \"results\""))
+        .filter_map(|l| {
+            let item: serde_yaml::Value = serde_yaml::from_str(l.trim_start_matches("- ")).ok()?;
+            let msg = item.get("msg")?;
+            let s = |k: &str| {
+                msg.get(k)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            Some((s("definition"), s("case"), s("result")))
+        })
+        .collect()
+}
+
+fn has(results: &[(String, String, String)], suite: &str, case: &str, outcome: &str) -> bool {
+    results
+        .iter()
+        .any(|(s, c, r)| s == suite && c == case && r == outcome)
+}
+
+#[test]
+fn local_shell_job_runs_its_test_shell() {
+    let root = workspace();
+    let o = run_job(
+        &root.join("fixtures/local-shell/inline-job.yaml"),
+        &root.join("fixtures/local-shell/device.yaml"),
+        "9101",
+    );
+    assert_eq!(o.code, 0, "{}", o.log);
+    assert_eq!(
+        o.result.get("result").and_then(|v| v.as_str()),
+        Some("pass")
+    );
+    let r = results(&o.log);
+    assert!(has(&r, "0_smoke", "always-pass", "pass"), "{r:?}");
+    assert!(has(&r, "0_smoke", "always-fail", "fail"), "{r:?}");
+    assert!(has(&r, "lava", "job", "pass"));
+    assert!(o.log.contains("\"msg\": \"start: 3 lava-test-retry"));
+    assert!(o.log.contains("\"lvl\": \"target\""));
+}
+
+#[test]
+fn five_mistakes_are_reported_together_by_lava_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("bad.yaml");
+    std::fs::write(
+        &job,
+        "job_name: bad\nvisibility: public\npriorty: high\ntimeouts: {action: {minuts: 1}}\nactions:\n- deploy: {to: overlayy}\n- boot: {method: minimal, prompts: ['$ ']}\n- tests: {definitions: []}\n",
+    )
+    .unwrap();
+    let o = run_job(
+        &job,
+        &workspace().join("fixtures/local-shell/device.yaml"),
+        "9102",
+    );
+    assert_eq!(o.code, 1);
+    assert_eq!(
+        o.result.get("error_type").and_then(|v| v.as_str()),
+        Some("Job")
+    );
+    let msg = o.result.get("error_msg").and_then(|v| v.as_str()).unwrap();
+    for expected in [
+        "priorty: unknown key 'priorty' (did you mean 'priority'?)",
+        "timeouts.action.minuts: unknown key 'minuts' (did you mean 'minutes'?)",
+        "timeouts.job: missing required key",
+        "actions[0].deploy.to: unknown deployment 'overlayy' (did you mean 'overlay'?)",
+        "actions[2].tests: unknown key 'tests' (did you mean 'test'?)",
+    ] {
+        assert!(msg.contains(expected), "missing {expected:?} in {msg}");
+    }
+}
+
+fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if text.contains(marker) {
+                found.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn sigterm_mid_test_runs_finalize_and_leaves_no_process() {
+    let root = workspace();
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("hang.yaml");
+    // A unique sleep length marks the test's process tree in /proc.
+    std::fs::write(
+        &job,
+        "job_name: hang\nvisibility: public\ntimeouts: {job: {minutes: 5}}\nactions:\n- deploy: {to: overlay}\n- boot: {method: minimal, prompts: ['local-shell\\$ ']}\n- test:\n    timeout: {minutes: 4}\n    definitions:\n    - from: inline\n      name: hang\n      path: inline/hang.yaml\n      repository:\n        metadata: {format: Lava-Test Test Definition 1.0, name: hang, description: hang}\n        run: {steps: ['sleep 4711']}\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let mut child = Command::new(lava_run())
+        .args(["--job-id", "9103", "--output-dir"])
+        .arg(&out)
+        .arg("--device")
+        .arg(root.join("fixtures/local-shell/device.yaml"))
+        .arg(&job)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while processes_with("sleep 4711").is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the test never started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1));
+    let result = std::fs::read_to_string(out.join("result.yaml")).unwrap();
+    assert!(result.contains("error_type: Canceled"), "{result}");
+    let log = std::fs::read_to_string(out.join("logs.yaml")).unwrap();
+    assert!(log.contains("\"msg\": \"start: 4 finalize"), "finalize ran");
+    assert!(
+        log.trim_end().ends_with("\"error_type\": \"Canceled\"}}"),
+        "the log is complete"
+    );
+    let left = processes_with("sleep 4711");
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+}
+
+#[test]
+fn qemu_job_boots_the_guest_and_runs_its_test_shell() {
+    let root = workspace();
+    let job = root.join("target/test-system/qemu-smoke.yaml");
+    let qemu = Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !qemu || !job.exists() {
+        assert!(
+            !in_ci(),
+            "CI must have QEMU and the test system (cargo xtask test-system)"
+        );
+        eprintln!("skipping: QEMU or target/test-system missing (run `cargo xtask test-system`)");
+        return;
+    }
+    let o = run_job(&job, &root.join("fixtures/qemu/device.yaml"), "9104");
+    assert_eq!(
+        o.code,
+        0,
+        "{}",
+        o.log.lines().rev().take(20).collect::<Vec<_>>().join("\n")
+    );
+    let r = results(&o.log);
+    for (case, outcome) in [
+        ("always-pass", "pass"),
+        ("always-fail", "fail"),
+        ("hostname", "pass"),
+        ("declared-fail", "fail"),
+        ("measured", "pass"),
+    ] {
+        assert!(has(&r, "0_qemu-smoke", case, outcome), "{case}: {r:?}");
+    }
+    assert!(
+        o.log.contains("lava-rs test system ready"),
+        "the guest's console is in the log"
+    );
+}
