@@ -13,6 +13,7 @@ else
     $APT update -qq
     $APT install -y -qq --no-install-recommends \
         busybox-static dash git time cpio lava-coordinator >/dev/null
+    bash "$(dirname "$0")/install-qemu.sh"
 fi
 
 python3 -c 'import yaml, jinja2' 2>/dev/null || python3 -m pip install --quiet pyyaml jinja2

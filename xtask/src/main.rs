@@ -6,6 +6,8 @@
 mod ci;
 mod console;
 mod coordinator;
+mod deploy_bench;
+mod main_job;
 mod pipeline;
 mod shared;
 mod templates;
@@ -32,10 +34,15 @@ enum Command {
         #[arg(short = 'k')]
         filter: Option<String>,
     },
+    /// Set up and run the main job: a real LAVA job on the embedded QEMU device.
+    MainJob {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// The whole test command: fmt, clippy -D warnings, workspace tests, conformance.
     Test {
         /// Extra options (`--quick`: tests only).
-        #[arg(trailing_var_arg = true)]
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// Benchmarks, reported as ratios against LAVA's own tools where one exists.
@@ -43,7 +50,7 @@ enum Command {
         /// validate, render, console, coordinator, ...
         what: String,
         /// Extra arguments for the benchmark.
-        #[arg(trailing_var_arg = true)]
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// Build the embedded QEMU device's kernel and initramfs (target/test-system).
@@ -73,11 +80,13 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Test { args } => ci::test(&args),
+        Command::MainJob { args } => main_job::run(&args),
         Command::Bench { what, args } => match what.as_str() {
             "validate" => pipeline::bench_validate(&args),
             "render" => templates::bench(&args),
             "console" => console::bench(&args),
             "coordinator" => coordinator::bench(&args),
+            "deploy" => deploy_bench::bench(&args),
             other => anyhow::bail!(
                 "unknown benchmark {other:?}: expected validate, render, console or coordinator"
             ),

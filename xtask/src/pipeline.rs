@@ -19,7 +19,11 @@ pub fn conformance(filter: Option<&str>) -> Result<bool> {
     let conformance = shared.join("conformance");
     let bin = build_bin("lava-dispatch", "lava-run")?;
     let stubs = host_tool_stubs(&conformance)?;
-    let path = format!("{}:{}", stubs.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        stubs.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let template = format!(
         "{} --device {{device}} --job-id {{job_id}} --validate --output-dir \"$(dirname {{out}})\" --describe {{out}} {{extra_args}} {{job}} 2>/dev/null",
         bin.display()
@@ -35,7 +39,8 @@ pub fn conformance(filter: Option<&str>) -> Result<bool> {
         let mut cmd = Command::new("python3");
         cmd.arg(conformance.join("check_pipeline.py"))
             .arg(&dir)
-            .arg(&template);
+            .arg(&template)
+            .env("PATH", &path);
         if let Some(f) = filter {
             cmd.args(["-k", f]);
         }
@@ -83,15 +88,26 @@ fn host_tool_stubs(conformance: &Path) -> Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join("lava-rs-conformance-tools");
     std::fs::create_dir_all(&dir)?;
     for corpus in CORPORA {
-        let Ok(cases) = std::fs::read_dir(conformance.join(corpus)) else { continue };
+        let Ok(cases) = std::fs::read_dir(conformance.join(corpus)) else {
+            continue;
+        };
         for case in cases.flatten() {
-            let Ok(text) = std::fs::read_to_string(case.path().join("meta.yaml")) else { continue };
-            let Ok(meta) = serde_yaml::from_str::<serde_yaml::Value>(&text) else { continue };
-            let tools = meta.get("host_tools_looked_up_at_parse").and_then(|t| t.as_sequence());
+            let Ok(text) = std::fs::read_to_string(case.path().join("meta.yaml")) else {
+                continue;
+            };
+            let Ok(meta) = serde_yaml::from_str::<serde_yaml::Value>(&text) else {
+                continue;
+            };
+            let tools = meta
+                .get("host_tools_looked_up_at_parse")
+                .and_then(|t| t.as_sequence());
             for tool in tools.into_iter().flatten().filter_map(|t| t.as_str()) {
                 let stub = dir.join(tool);
                 if !stub.exists() && which(tool).is_none() {
-                    std::fs::write(&stub, "#!/bin/sh\necho \"conformance stand-in: not a real tool\" >&2\nexit 1\n")?;
+                    std::fs::write(
+                        &stub,
+                        "#!/bin/sh\necho \"conformance stand-in: not a real tool\" >&2\nexit 1\n",
+                    )?;
                     std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755))?;
                 }
             }
@@ -101,8 +117,11 @@ fn host_tool_stubs(conformance: &Path) -> Result<std::path::PathBuf> {
 }
 
 fn which(tool: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(tool)).find(|p| p.is_file()))
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(tool))
+            .find(|p| p.is_file())
+    })
 }
 
 fn parse_summary(line: &str) -> Option<(u32, u32)> {

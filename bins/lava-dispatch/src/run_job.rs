@@ -174,7 +174,10 @@ fn load_device(path: &Path, job_text: &str, device_types: &[PathBuf]) -> Result<
     } else {
         lava_device::DeviceConfig::load(path).map_err(config_error)?
     };
-    Ok(Device::from_mapping(config.raw().clone(), Some(path.to_path_buf())))
+    Ok(Device::from_mapping(
+        config.raw().clone(),
+        Some(path.to_path_buf()),
+    ))
 }
 
 /// SIGHUP, SIGINT, SIGQUIT, SIGTERM and SIGUSR2 cancel the job (finalize still runs).
