@@ -118,7 +118,7 @@ fn local_shell01_snapshot_and_config() {
     let dev = render_device(&renderer(), &device("local-shell01"), &Context::new()).unwrap();
     assert_eq!(
         dev.connect_command(),
-        "cd '/tmp/lava rs/scratch' && exec /bin/sh -i"
+        "env -C '/tmp/lava rs/scratch' /bin/sh -i"
     );
     assert_eq!(dev.hard_reset_command(), ["/bin/true"]);
     assert!(dev.actions.deploy.has_method("overlay"));
