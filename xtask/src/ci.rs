@@ -47,8 +47,8 @@ pub fn test(args: &[String]) -> Result<()> {
                 "some cases fail (listed above)"
             }
         );
-        if !templates_ok {
-            bail!("template conformance failed");
+        if !pipeline_ok || !templates_ok {
+            bail!("conformance failed: a case that passed before now fails (listed above)");
         }
     }
     Ok(())
