@@ -453,33 +453,7 @@ fn is_closed(e: &std::io::Error) -> bool {
 }
 
 /// Python's `repr()` of a string, as LAVA's debug lines show sent text.
-pub(crate) fn python_repr(text: &str) -> String {
-    let quote = if text.contains('\'') && !text.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push(quote);
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
-}
+pub(crate) use lava_pipeline::value::python_str_repr as python_repr;
 
 fn python_list(items: &[String]) -> String {
     let items: Vec<String> = items.iter().map(|s| python_repr(s)).collect();

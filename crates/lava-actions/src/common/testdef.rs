@@ -178,10 +178,7 @@ impl Action for TestDefinitionAction {
         Ok(())
     }
     async fn run(&mut self, ctx: &mut RunContext, children: &mut Pipeline) -> LavaResult<()> {
-        // The overlay builder (run by lava-overlay before its children) already fetched
-        // and wrote this definition; this step reports where it went.
-        ctx.logger
-            .debug(format!("{}: done by the overlay builder", ctx.meta().name));
+        report_done_by_overlay_builder(ctx);
         children.run_actions(ctx).await
     }
 }
@@ -278,10 +275,7 @@ impl Action for RepoAction {
         Ok(())
     }
     async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        // The overlay builder (run by lava-overlay before its children) already fetched
-        // and wrote this definition; this step reports where it went.
-        ctx.logger
-            .debug(format!("{}: done by the overlay builder", ctx.meta().name));
+        report_done_by_overlay_builder(ctx);
         Ok(())
     }
 }
@@ -307,10 +301,7 @@ impl Action for TestOverlayAction {
         Ok(())
     }
     async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        // The overlay builder (run by lava-overlay before its children) already fetched
-        // and wrote this definition; this step reports where it went.
-        ctx.logger
-            .debug(format!("{}: done by the overlay builder", ctx.meta().name));
+        report_done_by_overlay_builder(ctx);
         Ok(())
     }
 }
@@ -352,10 +343,7 @@ impl Action for TestInstallAction {
         Ok(())
     }
     async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        // The overlay builder (run by lava-overlay before its children) already fetched
-        // and wrote this definition; this step reports where it went.
-        ctx.logger
-            .debug(format!("{}: done by the overlay builder", ctx.meta().name));
+        report_done_by_overlay_builder(ctx);
         Ok(())
     }
 }
@@ -397,10 +385,14 @@ impl Action for TestRunnerAction {
         Ok(())
     }
     async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        // The overlay builder (run by lava-overlay before its children) already fetched
-        // and wrote this definition; this step reports where it went.
-        ctx.logger
-            .debug(format!("{}: done by the overlay builder", ctx.meta().name));
+        report_done_by_overlay_builder(ctx);
         Ok(())
     }
+}
+
+/// The test-definition steps' run: the overlay builder (run by `lava-overlay` before its
+/// children) already fetched and wrote every definition; each step only reports it.
+fn report_done_by_overlay_builder(ctx: &RunContext) {
+    ctx.logger
+        .debug(format!("{}: done by the overlay builder", ctx.meta().name));
 }
