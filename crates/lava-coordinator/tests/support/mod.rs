@@ -12,6 +12,8 @@ use lava_coordinator::{BrokerSettings, Coordinator, CoordinatorHandle};
 use lava_multinode::{ClientSettings, CoordinatorClient, Identity};
 
 pub const LAVA_DAEMON: &str = "/usr/bin/lava-coordinator";
+/// The configuration file LAVA's dispatcher-side protocol checks for.
+pub const LAVA_CONFIG: &str = "/etc/lava-coordinator/lava-coordinator.conf";
 
 /// Our coordinator on 127.0.0.1:<free port>, with test-friendly settings
 /// adjusted by `tweak`.
@@ -53,13 +55,47 @@ pub fn client(
 /// Whether an external tool is there. Without it the test is skipped with
 /// a printed reason, unless CI=true, where its absence is a failure.
 pub fn tool_available(path: &str, what: &str) -> bool {
-    if Path::new(path).exists() {
+    requirement_met(
+        Path::new(path).exists(),
+        &format!("{what} ({path})"),
+        "apt-get install -y lava-coordinator",
+    )
+}
+
+/// Whether LAVA's dispatcher can be driven from Python: Debian's python3
+/// imports `lava_dispatcher`'s MultiNode protocol and test-shell classes, and
+/// the coordinator configuration file that LAVA's `set_up` insists on
+/// (its path is hard-coded) exists. Skips or fails like [`tool_available`].
+pub fn lava_dispatcher_available() -> bool {
+    let imports = Command::new(python())
+        .args([
+            "-c",
+            "import lava_dispatcher.protocols.multinode, lava_dispatcher.actions.test.multinode",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    requirement_met(
+        imports,
+        &format!("{} with LAVA's lava_dispatcher module", python()),
+        "apt-get install -y lava-dispatcher",
+    ) && requirement_met(
+        Path::new(LAVA_CONFIG).exists(),
+        &format!("LAVA's coordinator configuration ({LAVA_CONFIG})"),
+        "apt-get install -y lava-coordinator",
+    )
+}
+
+fn requirement_met(present: bool, what: &str, install: &str) -> bool {
+    if present {
         return true;
     }
     if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{what} ({path}) is required when CI=true: apt-get install -y lava-coordinator");
+        panic!("{what} is required when CI=true: {install}");
     }
-    eprintln!("SKIPPED: {what} not found at {path} (apt-get install -y lava-coordinator)");
+    eprintln!("SKIPPED: {what} is missing ({install})");
     false
 }
 
@@ -188,4 +224,127 @@ pub fn collect(child: Child) -> Vec<serde_json::Value> {
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect()
+}
+
+pub fn protocol_driver_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/lava_protocol_driver.py")
+}
+
+/// One group member played by LAVA's own `MultinodeProtocol` class
+/// (`support/lava_protocol_driver.py`).
+#[derive(Debug, Clone)]
+pub struct DriverMember<'a> {
+    pub target_group: &'a str,
+    pub group_size: u64,
+    pub role: &'a str,
+    pub job_id: &'a str,
+    /// The job-level protocol timeout, in seconds (the poll timeout).
+    pub timeout_secs: u64,
+    /// Test-shell markers, e.g. `SEND id k=v` (see the script's usage).
+    pub markers: &'a [&'a str],
+}
+
+/// What a driver printed and how it ended.
+#[derive(Debug)]
+pub struct DriverOutput {
+    pub lines: Vec<serde_json::Value>,
+    pub success: bool,
+    pub stderr: String,
+}
+
+/// A running driver. Killed (by its id) and reaped when dropped, so a
+/// failing test leaves no process behind.
+pub struct LavaProtocolDriver {
+    child: Child,
+    job_id: String,
+    stdout: std::sync::mpsc::Receiver<String>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl LavaProtocolDriver {
+    /// Start `member` against the coordinator at `address`, polling every
+    /// `poll_delay_secs`.
+    pub fn start(address: SocketAddr, poll_delay_secs: u64, member: &DriverMember) -> Self {
+        let mut child = Command::new(python())
+            .arg(protocol_driver_script())
+            .args(["--host", &address.ip().to_string()])
+            .args(["--port", &address.port().to_string()])
+            .args(["--poll-delay", &poll_delay_secs.to_string()])
+            .args(["--target-group", member.target_group])
+            .args(["--group-size", &member.group_size.to_string()])
+            .args(["--role", member.role])
+            .args(["--job-id", member.job_id])
+            .args(["--timeout", &member.timeout_secs.to_string()])
+            .args(member.markers)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run python3 with lava_protocol_driver.py");
+        let mut out = child.stdout.take().expect("piped");
+        let mut err = child.stderr.take().expect("piped");
+        let (sender, stdout) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut out, &mut text);
+            let _ = sender.send(text);
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut err, &mut text);
+            text
+        });
+        LavaProtocolDriver {
+            child,
+            job_id: member.job_id.to_string(),
+            stdout,
+            stderr: Some(stderr),
+        }
+    }
+
+    /// Wait until the driver has finished (its output closes), at most
+    /// until `deadline`; past it the driver is killed and this panics with
+    /// what it logged.
+    pub fn finish(mut self, deadline: Instant) -> DriverOutput {
+        let waited = self
+            .stdout
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()));
+        let Ok(stdout) = waited else {
+            self.kill_and_reap();
+            let log = self.take_stderr();
+            panic!(
+                "LAVA's protocol driver for job {} did not finish in time; its log:\n{log}",
+                self.job_id
+            );
+        };
+        let status = self.child.wait().expect("reap the driver");
+        DriverOutput {
+            lines: stdout
+                .lines()
+                .map(|line| serde_json::from_str(line).expect("driver prints JSON lines"))
+                .collect(),
+            success: status.success(),
+            stderr: self.take_stderr(),
+        }
+    }
+
+    fn take_stderr(&mut self) -> String {
+        self.stderr
+            .take()
+            .map(|reader| reader.join().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    fn kill_and_reap(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for LavaProtocolDriver {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.kill_and_reap();
+        }
+    }
 }

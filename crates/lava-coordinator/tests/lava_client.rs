@@ -1,0 +1,486 @@
+//! LAVA's own dispatcher-side client against our coordinator, compared with
+//! Debian's `lava-coordinator` (2023.01) running the identical scenario.
+//!
+//! A three-node group (server 7001, clients 7002 and 7003) plays test-shell
+//! markers: `lava-send` with and without a payload, `lava-wait`,
+//! `lava-wait-all` with and without a role (including LAVA's `nack` for an ID
+//! nobody sent), `lava-sync`, then `clear_group`. Members are played by:
+//!
+//! * LAVA's `MultinodeProtocol` class from the installed `lava_dispatcher`,
+//!   fed by LAVA's test-shell signal director (`support/lava_protocol_driver.py`):
+//!   LAVA's framing, polling (1 s), request dicts, API results and the line
+//!   it would type on the device console;
+//! * our [`MultinodeProtocol`], called with the same request dicts.
+//!
+//! Each group runs against our coordinator and against LAVA's at the same
+//! time; every member's replies must be the expected ones and the same on
+//! both. Skipped with a printed reason when python3 with `lava_dispatcher`
+//! or `/usr/bin/lava-coordinator` is missing, unless CI=true.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use lava_multinode::ClientSettings;
+use lava_multinode::protocol::{CallReply, MultinodeProtocol, ProtocolParams};
+use serde_json::{Value, json};
+use support::{DriverMember, LAVA_DAEMON, LavaDaemon, LavaProtocolDriver, start_ours};
+
+/// Which implementation plays a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Client {
+    /// LAVA's `MultinodeProtocol` in a Python process.
+    Lavas,
+    /// Our `MultinodeProtocol`.
+    Ours,
+}
+
+/// One member of the scenario's group and what its test shell prints.
+#[derive(Debug)]
+struct Member {
+    job_id: &'static str,
+    role: &'static str,
+    markers: &'static [&'static str],
+}
+
+/// What one marker gave a member.
+#[derive(Debug, Clone, PartialEq)]
+struct Step {
+    marker: String,
+    /// The API result: `"ack"`, `"nack"`, sender → payload, the sync ID.
+    reply: Value,
+    /// The line LAVA's signal director typed, senders sorted (LAVA only).
+    console: Option<String>,
+    /// The dict LAVA's signal director gave the protocol (LAVA only).
+    request: Option<Value>,
+}
+
+const GROUP_SIZE: u64 = 3;
+const POLL_DELAY_SECS: u64 = 1;
+/// The job-level protocol timeout every call carries.
+const CALL_TIMEOUT_SECS: u64 = 20;
+/// Bound on a whole group run, set-up to clear.
+const RUN_DEADLINE: Duration = Duration::from_secs(90);
+
+const SERVER: Member = Member {
+    job_id: "7001",
+    role: "server",
+    markers: &[
+        "WAIT_ALL nobody-sent-this",
+        "SEND server-ready ip=10.20.0.7 port=5201",
+        "SEND server-up",
+        "SEND all-ready who=server",
+        "WAIT_ALL all-ready",
+        "WAIT_ALL all-ready client",
+        "SEND server-done result=pass",
+        "SYNC finished",
+    ],
+};
+
+const CLIENT_A: Member = Member {
+    job_id: "7002",
+    role: "client",
+    markers: &[
+        "WAIT server-ready",
+        "WAIT server-up",
+        "SEND all-ready who=7002",
+        "WAIT_ALL all-ready",
+        "WAIT_ALL server-done server",
+        "SYNC finished",
+    ],
+};
+
+const CLIENT_B: Member = Member {
+    job_id: "7003",
+    role: "client",
+    markers: &[
+        "WAIT server-ready",
+        "WAIT server-up",
+        "SEND all-ready who=7003",
+        "WAIT_ALL all-ready",
+        "WAIT_ALL server-done server",
+        "SYNC finished",
+    ],
+};
+
+const MEMBERS: [&Member; 3] = [&SERVER, &CLIENT_A, &CLIENT_B];
+
+/// What each marker must give (reply, console line with senders sorted):
+/// the same for every member whichever client plays it.
+fn expected(member: &Member) -> Vec<(Value, Option<&'static str>)> {
+    let everybody =
+        json!({"7001": {"who": "server"}, "7002": {"who": "7002"}, "7003": {"who": "7003"}});
+    let all_ready = "<LAVA_WAIT_ALL_COMPLETE 7001:who=server 7002:who=7002 7003:who=7003>";
+    let ack = || (json!("ack"), None);
+    let finished = (json!("finished"), Some("<LAVA_SYNC_COMPLETE>"));
+    if member.role == "server" {
+        vec![
+            (json!("nack"), Some("<LAVA_WAIT_ALL_COMPLETE nack>")),
+            ack(),
+            ack(),
+            ack(),
+            (everybody.clone(), Some(all_ready)),
+            (everybody, Some(all_ready)),
+            ack(),
+            finished,
+        ]
+    } else {
+        vec![
+            (
+                json!({"7001": {"ip": "10.20.0.7", "port": "5201"}}),
+                Some("<LAVA_WAIT_COMPLETE 7001:ip=10.20.0.7 7001:port=5201>"),
+            ),
+            (json!({"7001": {}}), Some("<LAVA_WAIT_COMPLETE>")),
+            ack(),
+            (everybody, Some(all_ready)),
+            (
+                json!({"7001": {"result": "pass"}}),
+                Some("<LAVA_WAIT_ALL_COMPLETE 7001:result=pass>"),
+            ),
+            finished,
+        ]
+    }
+}
+
+/// The dict LAVA's test-shell signal director hands the protocol for a
+/// marker (multinode.md §7.4), the job-level timeout included. Our protocol
+/// is called with it; the all-LAVA test checks it against LAVA's own.
+fn handler_request(marker: &str) -> Value {
+    let mut words = marker.split_whitespace();
+    let api = words.next().expect("marker has an API name");
+    let message_id = words.next().expect("marker has a messageID");
+    let rest: Vec<&str> = words.collect();
+    let mut request = match api {
+        "SEND" => {
+            let payload: serde_json::Map<String, Value> = rest
+                .iter()
+                .filter_map(|pair| pair.split_once('='))
+                .map(|(key, value)| (key.to_string(), json!(value)))
+                .collect();
+            json!({"request": "lava_send", "messageID": message_id, "message": payload})
+        }
+        "WAIT" => json!({"request": "lava_wait", "messageID": message_id, "message": null}),
+        "WAIT_ALL" => {
+            json!({"request": "lava_wait_all", "messageID": message_id, "role": rest.first()})
+        }
+        "SYNC" => json!({"request": "lava_sync", "messageID": message_id, "message": null}),
+        other => panic!("no such marker API {other}"),
+    };
+    request["timeout"] = json!(CALL_TIMEOUT_SECS);
+    request
+}
+
+/// `<LAVA_X_COMPLETE b:k=v a:k=v>` with its items sorted: senders of one
+/// message ID are listed in sending order, which races between clients.
+fn console_with_sorted_senders(line: &str) -> String {
+    let inner = line.strip_suffix('>').unwrap_or(line);
+    let mut words = inner.split(' ');
+    let prefix = words.next().unwrap_or_default();
+    let mut items: Vec<&str> = words.collect();
+    items.sort_unstable();
+    let mut sorted = prefix.to_string();
+    for item in items {
+        sorted.push(' ');
+        sorted.push_str(item);
+    }
+    sorted.push('>');
+    sorted
+}
+
+/// A group being played against one coordinator.
+struct GroupRun {
+    label: String,
+    members: Vec<MemberRun>,
+}
+
+enum MemberRun {
+    Lavas(LavaProtocolDriver),
+    Ours(tokio::task::JoinHandle<Result<Vec<Step>, String>>),
+}
+
+impl GroupRun {
+    /// Start every member of the scenario at once against `address`, in
+    /// group `target_group`, each played by `clients[i]`.
+    fn start(
+        runtime: &tokio::runtime::Runtime,
+        label: &str,
+        address: SocketAddr,
+        target_group: &str,
+        clients: [Client; 3],
+    ) -> GroupRun {
+        let members = MEMBERS
+            .iter()
+            .zip(clients)
+            .map(|(member, client)| match client {
+                Client::Lavas => MemberRun::Lavas(LavaProtocolDriver::start(
+                    address,
+                    POLL_DELAY_SECS,
+                    &DriverMember {
+                        target_group,
+                        group_size: GROUP_SIZE,
+                        role: member.role,
+                        job_id: member.job_id,
+                        timeout_secs: CALL_TIMEOUT_SECS,
+                        markers: member.markers,
+                    },
+                )),
+                Client::Ours => MemberRun::Ours(runtime.spawn(play_ours(
+                    address,
+                    target_group.to_string(),
+                    member,
+                ))),
+            })
+            .collect();
+        GroupRun {
+            label: label.to_string(),
+            members,
+        }
+    }
+
+    /// Every member's steps, in `MEMBERS` order, once all are done.
+    fn finish(self, runtime: &tokio::runtime::Runtime, deadline: Instant) -> Vec<Vec<Step>> {
+        let label = self.label;
+        self.members
+            .into_iter()
+            .zip(MEMBERS)
+            .map(|(run, member)| match run {
+                MemberRun::Lavas(driver) => {
+                    steps_from_driver(&label, member, driver.finish(deadline))
+                }
+                MemberRun::Ours(task) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match runtime.block_on(async { tokio::time::timeout(left, task).await }) {
+                        Ok(Ok(Ok(steps))) => steps,
+                        Ok(Ok(Err(error))) => panic!("{label}: our {}: {error}", member.job_id),
+                        Ok(Err(panicked)) => panic!("{label}: our {}: {panicked}", member.job_id),
+                        Err(_) => panic!("{label}: our {} did not finish in time", member.job_id),
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+/// The steps a LAVA driver reported; it must have run every marker and
+/// finalised.
+fn steps_from_driver(label: &str, member: &Member, output: support::DriverOutput) -> Vec<Step> {
+    let log = &output.stderr;
+    assert!(
+        output.success,
+        "{label}: LAVA's {} failed; lines {:?}; log:\n{log}",
+        member.job_id, output.lines
+    );
+    let (last, lines) = output.lines.split_last().expect("the driver printed lines");
+    assert_eq!(
+        last,
+        &json!({"finalised": true}),
+        "{label}: {}",
+        member.job_id
+    );
+    assert_eq!(lines.len(), member.markers.len(), "{label}: {log}");
+    lines
+        .iter()
+        .map(|line| {
+            assert_eq!(line["handled"], json!(true), "{label}: {line}");
+            Step {
+                marker: line["marker"].as_str().unwrap_or_default().to_string(),
+                reply: line["reply"].clone(),
+                console: line["console"].as_str().map(console_with_sorted_senders),
+                request: Some(line["request"].clone()),
+            }
+        })
+        .collect()
+}
+
+/// One member played by our protocol object: set-up (registration), each
+/// marker as LAVA's signal director would call it, then finalise.
+async fn play_ours(
+    address: SocketAddr,
+    target_group: String,
+    member: &'static Member,
+) -> Result<Vec<Step>, String> {
+    let block = json!({
+        "target_group": target_group,
+        "role": member.role,
+        "group_size": GROUP_SIZE,
+        "timeout": {"seconds": CALL_TIMEOUT_SECS},
+    });
+    let params = ProtocolParams::from_block(&serde_json::from_value(block).unwrap())
+        .map_err(|e| e.to_string())?;
+    let mut settings = ClientSettings::for_address(address);
+    settings.poll_delay = Duration::from_secs(POLL_DELAY_SECS);
+    let protocol = MultinodeProtocol::new(params, member.job_id, "worker-test", settings);
+    protocol.set_system_timeout(RUN_DEADLINE / 2);
+    protocol
+        .set_up()
+        .await
+        .map_err(|e| format!("set_up: {e}"))?;
+    let mut steps = Vec::new();
+    for marker in member.markers {
+        let call = serde_json::from_value(handler_request(marker)).unwrap();
+        let reply = protocol
+            .call(&call)
+            .await
+            .map_err(|e| format!("{marker}: {e}"))?;
+        steps.push(Step {
+            marker: marker.to_string(),
+            reply: api_result(reply),
+            console: None,
+            request: None,
+        });
+    }
+    protocol
+        .finalise()
+        .await
+        .map_err(|e| format!("finalise: {e}"))?;
+    Ok(steps)
+}
+
+/// A protocol reply as LAVA's API layer returns it to its caller.
+fn api_result(reply: CallReply) -> Value {
+    match reply {
+        CallReply::Word(word) => json!(word),
+        CallReply::Senders(senders) => serde_json::to_value(senders).unwrap(),
+        CallReply::Text(text) => json!(text),
+        CallReply::Other(value) => value,
+    }
+}
+
+/// Every member got the expected replies (and, for LAVA's class, console
+/// lines and request dicts).
+fn assert_expected(label: &str, steps: &[Vec<Step>]) {
+    for (member, steps) in MEMBERS.iter().zip(steps) {
+        let expected = expected(member);
+        assert_eq!(steps.len(), expected.len(), "{label}: {}", member.job_id);
+        for ((step, marker), (reply, console)) in steps.iter().zip(member.markers).zip(expected) {
+            let at = format!("{label}: {} {marker}", member.job_id);
+            assert_eq!(step.marker, *marker, "{at}");
+            assert_eq!(step.reply, reply, "{at}");
+            if let Some(request) = &step.request {
+                assert_eq!(request, &handler_request(marker), "{at}: request dict");
+                assert_eq!(step.console.as_deref(), console, "{at}: console line");
+            }
+        }
+    }
+}
+
+/// The same replies, member by member, from both coordinators.
+fn assert_agree(label: &str, ours: &[Vec<Step>], lavas: &[Vec<Step>]) {
+    let replies = |steps: &[Vec<Step>]| -> Vec<Vec<(String, Value, Option<String>)>> {
+        steps
+            .iter()
+            .map(|member| {
+                member
+                    .iter()
+                    .map(|s| (s.marker.clone(), s.reply.clone(), s.console.clone()))
+                    .collect()
+            })
+            .collect()
+    };
+    assert_eq!(
+        replies(ours),
+        replies(lavas),
+        "{label}: our coordinator vs LAVA's"
+    );
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn requirements_met() -> bool {
+    support::lava_dispatcher_available()
+        && support::tool_available(LAVA_DAEMON, "Debian's lava-coordinator")
+}
+
+#[test]
+fn lavas_protocol_class_gets_the_same_replies_from_our_coordinator_as_from_lavas() {
+    if !requirements_met() {
+        return;
+    }
+    let started = Instant::now();
+    let runtime = runtime();
+    let ours = runtime.block_on(start_ours(|_| {}));
+    let mut daemon = LavaDaemon::start();
+    let lava_only = [Client::Lavas; 3];
+    let on_ours = GroupRun::start(&runtime, "ours", ours.local_addr(), "lava-ours", lava_only);
+    let on_lavas = GroupRun::start(&runtime, "lava's", daemon.address, "lava-lavas", lava_only);
+    let deadline = Instant::now() + RUN_DEADLINE;
+    let ours_steps = on_ours.finish(&runtime, deadline);
+    let lavas_steps = on_lavas.finish(&runtime, deadline);
+
+    assert_expected("LAVA's class on LAVA's coordinator", &lavas_steps);
+    assert_expected("LAVA's class on our coordinator", &ours_steps);
+    assert_agree("LAVA's class", &ours_steps, &lavas_steps);
+    assert_eq!(
+        ours.stats().groups.groups,
+        0,
+        "clear_group removed the group"
+    );
+    assert!(daemon.alive(), "LAVA's coordinator survived");
+    runtime.block_on(ours.shutdown()).unwrap();
+    eprintln!("both runs took {:?}", started.elapsed());
+}
+
+#[test]
+fn mixed_groups_of_lavas_class_and_our_protocol_agree_on_both_coordinators() {
+    if !requirements_met() {
+        return;
+    }
+    let started = Instant::now();
+    let runtime = runtime();
+    let ours = runtime.block_on(start_ours(|_| {}));
+    let mut daemon = LavaDaemon::start();
+    let mixes = [
+        (
+            "LAVA's server, our clients",
+            [Client::Lavas, Client::Ours, Client::Ours],
+        ),
+        (
+            "our server, LAVA's clients",
+            [Client::Ours, Client::Lavas, Client::Lavas],
+        ),
+    ];
+    let runs: Vec<(&str, GroupRun, GroupRun)> = mixes
+        .iter()
+        .enumerate()
+        .map(|(index, (label, clients))| {
+            let on_ours = GroupRun::start(
+                &runtime,
+                &format!("{label} on ours"),
+                ours.local_addr(),
+                &format!("mixed-{index}-ours"),
+                *clients,
+            );
+            let on_lavas = GroupRun::start(
+                &runtime,
+                &format!("{label} on LAVA's"),
+                daemon.address,
+                &format!("mixed-{index}-lavas"),
+                *clients,
+            );
+            (*label, on_ours, on_lavas)
+        })
+        .collect();
+    let deadline = Instant::now() + RUN_DEADLINE;
+    for (label, on_ours, on_lavas) in runs {
+        let ours_steps = on_ours.finish(&runtime, deadline);
+        let lavas_steps = on_lavas.finish(&runtime, deadline);
+        assert_expected(&format!("{label} on LAVA's coordinator"), &lavas_steps);
+        assert_expected(&format!("{label} on our coordinator"), &ours_steps);
+        assert_agree(label, &ours_steps, &lavas_steps);
+    }
+    assert_eq!(
+        ours.stats().groups.groups,
+        0,
+        "clear_group removed the groups"
+    );
+    assert!(daemon.alive(), "LAVA's coordinator survived");
+    runtime.block_on(ours.shutdown()).unwrap();
+    eprintln!("four runs took {:?}", started.elapsed());
+}
