@@ -25,7 +25,10 @@ use std::time::{Duration, Instant};
 use lava_multinode::ClientSettings;
 use lava_multinode::protocol::{CallReply, MultinodeProtocol, ProtocolParams};
 use serde_json::{Value, json};
-use support::{DriverMember, LAVA_DAEMON, LavaDaemon, LavaProtocolDriver, start_ours};
+use support::{
+    DriverMember, LAVA_DAEMON, LavaDaemon, ScriptOutput, ScriptProcess, lava_protocol_driver,
+    start_ours,
+};
 
 /// Which implementation plays a member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,7 +198,7 @@ struct GroupRun {
 }
 
 enum MemberRun {
-    Lavas(LavaProtocolDriver),
+    Lavas(ScriptProcess),
     Ours(tokio::task::JoinHandle<Result<Vec<Step>, String>>),
 }
 
@@ -213,7 +216,7 @@ impl GroupRun {
             .iter()
             .zip(clients)
             .map(|(member, client)| match client {
-                Client::Lavas => MemberRun::Lavas(LavaProtocolDriver::start(
+                Client::Lavas => MemberRun::Lavas(lava_protocol_driver(
                     address,
                     POLL_DELAY_SECS,
                     &DriverMember {
@@ -264,7 +267,7 @@ impl GroupRun {
 
 /// The steps a LAVA driver reported; it must have run every marker and
 /// finalised.
-fn steps_from_driver(label: &str, member: &Member, output: support::DriverOutput) -> Vec<Step> {
+fn steps_from_driver(label: &str, member: &Member, output: ScriptOutput) -> Vec<Step> {
     let log = &output.stderr;
     assert!(
         output.success,

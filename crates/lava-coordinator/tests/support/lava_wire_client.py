@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """A stand-in for LAVA's dispatcher-side coordinator client, written for
-lava-rs's interop tests (Debian's lava-dispatcher cannot be installed next to
-the image's qemu-utils). It reproduces what goes on the wire exactly as LAVA's
-client sends it (see spec/coordinator-protocol.md §4, §8.3):
+lava-rs's interop tests: a byte-level check of the wire that needs no
+lava_dispatcher (lava_protocol_driver.py drives LAVA's real class). It
+reproduces what goes on the wire exactly as LAVA's client sends it (see
+spec/coordinator-protocol.md §4, §8.3):
 
 * the envelope port, blocksize, poll_delay, host, hostname, client_name,
   group_name, role, then the request fields, serialised with json.dumps

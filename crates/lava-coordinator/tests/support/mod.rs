@@ -188,7 +188,7 @@ impl Drop for LavaDaemon {
     }
 }
 
-/// Run our Python stand-in for LAVA's client; returns its JSON lines.
+/// Start our Python stand-in for LAVA's client wire; see [`collect`].
 pub fn lava_wire_client(
     address: SocketAddr,
     poll_delay: f64,
@@ -197,33 +197,23 @@ pub fn lava_wire_client(
     client: &str,
     role: &str,
     ops: &[&str],
-) -> Child {
-    Command::new(python())
+) -> ScriptProcess {
+    let mut command = Command::new(python());
+    command
         .arg(wire_client_script())
         .arg(address.ip().to_string())
         .arg(address.port().to_string())
         .arg(poll_delay.to_string())
         .args([group, &size.to_string(), client, role])
-        .args(ops)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run python3")
+        .args(ops);
+    ScriptProcess::start(command, &format!("wire client {client}"))
 }
 
-/// Wait for a wire client (bounded) and parse its lines.
-pub fn collect(child: Child) -> Vec<serde_json::Value> {
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "wire client failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
+/// Wait (bounded) for a wire client that must succeed; its JSON lines.
+pub fn collect(client: ScriptProcess) -> Vec<serde_json::Value> {
+    let output = client.finish(Instant::now() + Duration::from_secs(60));
+    assert!(output.success, "wire client failed: {}", output.stderr);
+    output.lines
 }
 
 pub fn protocol_driver_script() -> PathBuf {
@@ -244,43 +234,57 @@ pub struct DriverMember<'a> {
     pub markers: &'a [&'a str],
 }
 
-/// What a driver printed and how it ended.
+/// Start LAVA's protocol class for `member` against the coordinator at
+/// `address`, polling every `poll_delay_secs`.
+pub fn lava_protocol_driver(
+    address: SocketAddr,
+    poll_delay_secs: u64,
+    member: &DriverMember,
+) -> ScriptProcess {
+    let mut command = Command::new(python());
+    command
+        .arg(protocol_driver_script())
+        .args(["--host", &address.ip().to_string()])
+        .args(["--port", &address.port().to_string()])
+        .args(["--poll-delay", &poll_delay_secs.to_string()])
+        .args(["--target-group", member.target_group])
+        .args(["--group-size", &member.group_size.to_string()])
+        .args(["--role", member.role])
+        .args(["--job-id", member.job_id])
+        .args(["--timeout", &member.timeout_secs.to_string()])
+        .args(member.markers);
+    ScriptProcess::start(
+        command,
+        &format!("LAVA's protocol driver for job {}", member.job_id),
+    )
+}
+
+/// What a script printed (one JSON document per line) and how it ended.
 #[derive(Debug)]
-pub struct DriverOutput {
+pub struct ScriptOutput {
     pub lines: Vec<serde_json::Value>,
     pub success: bool,
     pub stderr: String,
 }
 
-/// A running driver. Killed (by its id) and reaped when dropped, so a
-/// failing test leaves no process behind.
-pub struct LavaProtocolDriver {
+/// A running helper script. Killed (by its id) and reaped when dropped, so
+/// a failing test leaves no process behind.
+pub struct ScriptProcess {
     child: Child,
-    job_id: String,
+    label: String,
     stdout: std::sync::mpsc::Receiver<String>,
     stderr: Option<std::thread::JoinHandle<String>>,
 }
 
-impl LavaProtocolDriver {
-    /// Start `member` against the coordinator at `address`, polling every
-    /// `poll_delay_secs`.
-    pub fn start(address: SocketAddr, poll_delay_secs: u64, member: &DriverMember) -> Self {
-        let mut child = Command::new(python())
-            .arg(protocol_driver_script())
-            .args(["--host", &address.ip().to_string()])
-            .args(["--port", &address.port().to_string()])
-            .args(["--poll-delay", &poll_delay_secs.to_string()])
-            .args(["--target-group", member.target_group])
-            .args(["--group-size", &member.group_size.to_string()])
-            .args(["--role", member.role])
-            .args(["--job-id", member.job_id])
-            .args(["--timeout", &member.timeout_secs.to_string()])
-            .args(member.markers)
+impl ScriptProcess {
+    /// Spawn `command` with piped output; `label` names it in failures.
+    pub fn start(mut command: Command, label: &str) -> Self {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("run python3 with lava_protocol_driver.py");
+            .unwrap_or_else(|error| panic!("cannot start {label}: {error}"));
         let mut out = child.stdout.take().expect("piped");
         let mut err = child.stderr.take().expect("piped");
         let (sender, stdout) = std::sync::mpsc::channel();
@@ -294,34 +298,36 @@ impl LavaProtocolDriver {
             let _ = std::io::Read::read_to_string(&mut err, &mut text);
             text
         });
-        LavaProtocolDriver {
+        ScriptProcess {
             child,
-            job_id: member.job_id.to_string(),
+            label: label.to_string(),
             stdout,
             stderr: Some(stderr),
         }
     }
 
-    /// Wait until the driver has finished (its output closes), at most
-    /// until `deadline`; past it the driver is killed and this panics with
+    /// Wait until the script has finished (its output closes), at most
+    /// until `deadline`; past it the script is killed and this panics with
     /// what it logged.
-    pub fn finish(mut self, deadline: Instant) -> DriverOutput {
+    pub fn finish(mut self, deadline: Instant) -> ScriptOutput {
         let waited = self
             .stdout
             .recv_timeout(deadline.saturating_duration_since(Instant::now()));
         let Ok(stdout) = waited else {
             self.kill_and_reap();
             let log = self.take_stderr();
-            panic!(
-                "LAVA's protocol driver for job {} did not finish in time; its log:\n{log}",
-                self.job_id
-            );
+            panic!("{} did not finish in time; its log:\n{log}", self.label);
         };
-        let status = self.child.wait().expect("reap the driver");
-        DriverOutput {
+        let status = self.child.wait().expect("reap the script");
+        let label = &self.label;
+        ScriptOutput {
             lines: stdout
                 .lines()
-                .map(|line| serde_json::from_str(line).expect("driver prints JSON lines"))
+                .map(|line| {
+                    serde_json::from_str(line).unwrap_or_else(|_| {
+                        panic!("{label} printed a line that is not JSON: {line}")
+                    })
+                })
                 .collect(),
             success: status.success(),
             stderr: self.take_stderr(),
@@ -341,7 +347,7 @@ impl LavaProtocolDriver {
     }
 }
 
-impl Drop for LavaProtocolDriver {
+impl Drop for ScriptProcess {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
             self.kill_and_reap();
