@@ -13,7 +13,8 @@
 //! * [`TOKEN_FIELD`] (`lava_rs_token`): the optional shared secret.
 
 use indexmap::IndexMap;
-use serde::{Deserialize, Serialize};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 /// Request field asking the server to hold a `wait` answer (our extension).
@@ -231,7 +232,11 @@ pub struct Request {
     pub client_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "text_or_number",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub role: Option<String>,
     /// The operation, kept as text so that unknown names can be answered
     /// with `nack` rather than failing to parse.
@@ -239,12 +244,21 @@ pub struct Request {
     pub request: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_size: Option<u64>,
-    #[serde(rename = "messageID", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "messageID",
+        default,
+        deserialize_with = "text_or_number",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub message_id: Option<String>,
     /// `lava_send` payload; `null` on the wire reads as `Some(Other(Null))`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<Payload>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "text_or_number",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub waitrole: Option<String>,
     #[serde(rename = "nodeID", default, skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
@@ -285,6 +299,22 @@ impl Request {
             None | Some(Payload::Other(Value::Null)) => Payload::empty(),
             Some(payload) => payload.clone(),
         }
+    }
+}
+
+/// Read a name that comes from the job definition (`messageID`, `role`,
+/// `waitrole`). LAVA's dispatcher passes YAML values through, so a
+/// `messageID: 42` in an action's `protocols:` block arrives as the number
+/// 42, which LAVA's coordinator takes as any other key; a number is read
+/// here as its decimal text.
+fn text_or_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(Value::Number(number)) => Ok(Some(number.to_string())),
+        Some(other) => Err(D::Error::custom(format!(
+            "expected a string or a number, found {other}"
+        ))),
     }
 }
 
@@ -481,6 +511,22 @@ mod tests {
         assert_eq!(request.payload_or_empty(), Payload::empty());
         let request: Request = serde_json::from_value(json!({"request": "lava_send"})).unwrap();
         assert_eq!(request.payload_or_empty(), Payload::empty());
+    }
+
+    #[test]
+    fn numeric_names_from_job_definitions_read_as_text() {
+        let request: Request = serde_json::from_value(json!({
+            "request": "lava_wait_all", "messageID": 42, "role": 7, "waitrole": 1.5
+        }))
+        .unwrap();
+        assert_eq!(request.message_id.as_deref(), Some("42"));
+        assert_eq!(request.role.as_deref(), Some("7"));
+        assert_eq!(request.waitrole.as_deref(), Some("1.5"));
+        let request: Request =
+            serde_json::from_value(json!({"request": "lava_wait", "messageID": null})).unwrap();
+        assert_eq!(request.message_id, None);
+        let refused = serde_json::from_value::<Request>(json!({"messageID": ["x"]}));
+        assert!(refused.is_err(), "{refused:?}");
     }
 
     #[test]
