@@ -39,7 +39,18 @@ enum Client {
     Ours,
 }
 
-/// One member of the scenario's group and what its test shell prints.
+/// A group and what each member must get.
+struct Scenario {
+    members: &'static [&'static Member],
+    /// What each marker must give a member, whichever client plays it.
+    expected: fn(&Member) -> Vec<Expected>,
+}
+
+/// What one marker must give: the API result, and the line LAVA's signal
+/// director types on the console (senders sorted), if any.
+type Expected = (Value, Option<&'static str>);
+
+/// One member of a scenario's group and what it asks, in order.
 #[derive(Debug)]
 struct Member {
     job_id: &'static str,
@@ -59,7 +70,6 @@ struct Step {
     request: Option<Value>,
 }
 
-const GROUP_SIZE: u64 = 3;
 const POLL_DELAY_SECS: u64 = 1;
 /// The job-level protocol timeout every call carries.
 const CALL_TIMEOUT_SECS: u64 = 20;
@@ -107,11 +117,13 @@ const CLIENT_B: Member = Member {
     ],
 };
 
-const MEMBERS: [&Member; 3] = [&SERVER, &CLIENT_A, &CLIENT_B];
+/// Test-shell markers in a three-node group.
+const TEST_SHELL: Scenario = Scenario {
+    members: &[&SERVER, &CLIENT_A, &CLIENT_B],
+    expected: test_shell_replies,
+};
 
-/// What each marker must give (reply, console line with senders sorted):
-/// the same for every member whichever client plays it.
-fn expected(member: &Member) -> Vec<(Value, Option<&'static str>)> {
+fn test_shell_replies(member: &Member) -> Vec<Expected> {
     let everybody =
         json!({"7001": {"who": "server"}, "7002": {"who": "7002"}, "7003": {"who": "7003"}});
     let all_ready = "<LAVA_WAIT_ALL_COMPLETE 7001:who=server 7002:who=7002 7003:who=7003>";
@@ -143,6 +155,67 @@ fn expected(member: &Member) -> Vec<(Value, Option<&'static str>)> {
             ),
             finished,
         ]
+    }
+}
+
+const HOST: Member = Member {
+    job_id: "7001",
+    role: "host",
+    markers: &[
+        r#"{"action": "prepare-scp-overlay", "request": "lava-send", "messageID": "ipv4", "message": {"ipaddr": "10.0.0.5", "port": 22, "owner": "Jos\u00e9 \u2713"}}"#,
+        r#"{"request": "lava-send", "messageID": 42, "message": {"n": "forty-two"}}"#,
+        r#"{"request": "lava-send", "messageID": "note", "message": "plain"}"#,
+        r#"{"request": "lava-sync", "messageID": "done", "timeout": {"seconds": 20}}"#,
+    ],
+};
+
+const GUEST: Member = Member {
+    job_id: "7002",
+    role: "guest",
+    markers: &[
+        r#"{"action": "prepare-scp-overlay", "request": "lava-wait", "messageID": "ipv4", "message": {"ipaddr": "$ipaddr"}}"#,
+        r#"{"request": "lava-wait-all", "messageID": "ipv4", "role": "host"}"#,
+        r#"{"request": "lava-wait", "messageID": 42}"#,
+        r#"{"request": "lava-wait", "messageID": "note"}"#,
+        r#"{"request": "lava-sync", "messageID": "done", "timeout": 20}"#,
+    ],
+};
+
+/// Calls from actions' `protocols:` blocks (hyphenated names, non-string
+/// values, a numeric messageID, a non-map message, non-ASCII text) in a
+/// two-node group.
+const ACTION_CALLS: Scenario = Scenario {
+    members: &[&HOST, &GUEST],
+    expected: action_call_replies,
+};
+
+fn action_call_replies(member: &Member) -> Vec<Expected> {
+    let ipv4 = json!({"7001": {"ipaddr": "10.0.0.5", "port": 22, "owner": "Jos\u{e9} \u{2713}"}});
+    if member.role == "host" {
+        vec![
+            (json!("ack"), None),
+            (json!("ack"), None),
+            (json!("ack"), None),
+            (json!("done"), None),
+        ]
+    } else {
+        vec![
+            (ipv4.clone(), None),
+            (ipv4, None),
+            (json!({"7001": {"n": "forty-two"}}), None),
+            (json!({"7001": {"plain": null}}), None),
+            (json!("done"), None),
+        ]
+    }
+}
+
+/// What the protocol object is called with for a marker: a JSON marker as
+/// it is (an action's call), a test-shell marker as LAVA's handler builds it.
+fn call_dict(marker: &str) -> Value {
+    if marker.starts_with('{') {
+        serde_json::from_str(marker).expect("a JSON marker is a JSON object")
+    } else {
+        handler_request(marker)
     }
 }
 
@@ -191,9 +264,10 @@ fn console_with_sorted_senders(line: &str) -> String {
     sorted
 }
 
-/// A group being played against one coordinator.
+/// A scenario being played against one coordinator.
 struct GroupRun {
     label: String,
+    scenario: &'static Scenario,
     members: Vec<MemberRun>,
 }
 
@@ -203,16 +277,24 @@ enum MemberRun {
 }
 
 impl GroupRun {
-    /// Start every member of the scenario at once against `address`, in
-    /// group `target_group`, each played by `clients[i]`.
+    /// Start every member of `scenario` at once against `address`, in group
+    /// `target_group`, member `i` played by `clients[i]`.
     fn start(
         runtime: &tokio::runtime::Runtime,
         label: &str,
         address: SocketAddr,
         target_group: &str,
-        clients: [Client; 3],
+        scenario: &'static Scenario,
+        clients: &[Client],
     ) -> GroupRun {
-        let members = MEMBERS
+        assert_eq!(
+            clients.len(),
+            scenario.members.len(),
+            "one client per member"
+        );
+        let group_size = scenario.members.len() as u64;
+        let members = scenario
+            .members
             .iter()
             .zip(clients)
             .map(|(member, client)| match client {
@@ -221,7 +303,7 @@ impl GroupRun {
                     POLL_DELAY_SECS,
                     &DriverMember {
                         target_group,
-                        group_size: GROUP_SIZE,
+                        group_size,
                         role: member.role,
                         job_id: member.job_id,
                         timeout_secs: CALL_TIMEOUT_SECS,
@@ -231,22 +313,24 @@ impl GroupRun {
                 Client::Ours => MemberRun::Ours(runtime.spawn(play_ours(
                     address,
                     target_group.to_string(),
+                    group_size,
                     member,
                 ))),
             })
             .collect();
         GroupRun {
             label: label.to_string(),
+            scenario,
             members,
         }
     }
 
-    /// Every member's steps, in `MEMBERS` order, once all are done.
+    /// Every member's steps, in the scenario's order, once all are done.
     fn finish(self, runtime: &tokio::runtime::Runtime, deadline: Instant) -> Vec<Vec<Step>> {
         let label = self.label;
         self.members
             .into_iter()
-            .zip(MEMBERS)
+            .zip(self.scenario.members)
             .map(|(run, member)| match run {
                 MemberRun::Lavas(driver) => {
                     steps_from_driver(&label, member, driver.finish(deadline))
@@ -297,16 +381,17 @@ fn steps_from_driver(label: &str, member: &Member, output: ScriptOutput) -> Vec<
 }
 
 /// One member played by our protocol object: set-up (registration), each
-/// marker as LAVA's signal director would call it, then finalise.
+/// marker's call as LAVA's dispatcher would make it, then finalise.
 async fn play_ours(
     address: SocketAddr,
     target_group: String,
+    group_size: u64,
     member: &'static Member,
 ) -> Result<Vec<Step>, String> {
     let block = json!({
         "target_group": target_group,
         "role": member.role,
-        "group_size": GROUP_SIZE,
+        "group_size": group_size,
         "timeout": {"seconds": CALL_TIMEOUT_SECS},
     });
     let params = ProtocolParams::from_block(&serde_json::from_value(block).unwrap())
@@ -321,7 +406,7 @@ async fn play_ours(
         .map_err(|e| format!("set_up: {e}"))?;
     let mut steps = Vec::new();
     for marker in member.markers {
-        let call = serde_json::from_value(handler_request(marker)).unwrap();
+        let call = serde_json::from_value(call_dict(marker)).unwrap();
         let reply = protocol
             .call(&call)
             .await
@@ -352,16 +437,16 @@ fn api_result(reply: CallReply) -> Value {
 
 /// Every member got the expected replies (and, for LAVA's class, console
 /// lines and request dicts).
-fn assert_expected(label: &str, steps: &[Vec<Step>]) {
-    for (member, steps) in MEMBERS.iter().zip(steps) {
-        let expected = expected(member);
+fn assert_expected(label: &str, scenario: &Scenario, steps: &[Vec<Step>]) {
+    for (member, steps) in scenario.members.iter().zip(steps) {
+        let expected = (scenario.expected)(member);
         assert_eq!(steps.len(), expected.len(), "{label}: {}", member.job_id);
         for ((step, marker), (reply, console)) in steps.iter().zip(member.markers).zip(expected) {
             let at = format!("{label}: {} {marker}", member.job_id);
             assert_eq!(step.marker, *marker, "{at}");
             assert_eq!(step.reply, reply, "{at}");
             if let Some(request) = &step.request {
-                assert_eq!(request, &handler_request(marker), "{at}: request dict");
+                assert_eq!(request, &call_dict(marker), "{at}: request dict");
                 assert_eq!(step.console.as_deref(), console, "{at}: console line");
             }
         }
@@ -388,57 +473,112 @@ fn assert_agree(label: &str, ours: &[Vec<Step>], lavas: &[Vec<Step>]) {
     );
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+/// Both coordinators, and the runtime that serves ours and our clients.
+struct Coordinators {
+    ours: lava_coordinator::CoordinatorHandle,
+    lavas: LavaDaemon,
+    runtime: tokio::runtime::Runtime,
 }
 
-fn requirements_met() -> bool {
-    support::lava_dispatcher_available()
-        && support::tool_available(LAVA_DAEMON, "Debian's lava-coordinator")
+impl Coordinators {
+    /// `None` (test skipped) when LAVA's pieces are missing outside CI.
+    fn start() -> Option<Coordinators> {
+        if !support::lava_dispatcher_available()
+            || !support::tool_available(LAVA_DAEMON, "Debian's lava-coordinator")
+        {
+            return None;
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let ours = runtime.block_on(start_ours(|_| {}));
+        Some(Coordinators {
+            ours,
+            lavas: LavaDaemon::start(),
+            runtime,
+        })
+    }
+
+    /// Play `scenario` with `clients` on both coordinators at once, each run
+    /// in its own group; check each member got the expected replies on both.
+    fn play_on_both(&self, label: &str, scenario: &'static Scenario, clients: &[Client]) {
+        let group = label.replace(|c: char| !c.is_ascii_alphanumeric(), "-");
+        self.check_both(vec![(
+            label.to_string(),
+            self.start_on_both(label, &group, scenario, clients),
+        )]);
+    }
+
+    fn start_on_both(
+        &self,
+        label: &str,
+        group: &str,
+        scenario: &'static Scenario,
+        clients: &[Client],
+    ) -> (GroupRun, GroupRun) {
+        let on_ours = GroupRun::start(
+            &self.runtime,
+            &format!("{label} on our coordinator"),
+            self.ours.local_addr(),
+            &format!("{group}-ours"),
+            scenario,
+            clients,
+        );
+        let on_lavas = GroupRun::start(
+            &self.runtime,
+            &format!("{label} on LAVA's coordinator"),
+            self.lavas.address,
+            &format!("{group}-lavas"),
+            scenario,
+            clients,
+        );
+        (on_ours, on_lavas)
+    }
+
+    fn check_both(&self, runs: Vec<(String, (GroupRun, GroupRun))>) {
+        let deadline = Instant::now() + RUN_DEADLINE;
+        for (label, (on_ours, on_lavas)) in runs {
+            let scenario = on_ours.scenario;
+            let (ours_label, lavas_label) = (on_ours.label.clone(), on_lavas.label.clone());
+            let ours_steps = on_ours.finish(&self.runtime, deadline);
+            let lavas_steps = on_lavas.finish(&self.runtime, deadline);
+            assert_expected(&lavas_label, scenario, &lavas_steps);
+            assert_expected(&ours_label, scenario, &ours_steps);
+            assert_agree(&label, &ours_steps, &lavas_steps);
+        }
+    }
+
+    /// Every group was cleared from ours and LAVA's daemon is still up.
+    fn assert_clean(mut self) {
+        assert_eq!(
+            self.ours.stats().groups.groups,
+            0,
+            "clear_group removed every group"
+        );
+        assert!(self.lavas.alive(), "LAVA's coordinator survived");
+        self.runtime.block_on(self.ours.shutdown()).unwrap();
+    }
 }
 
 #[test]
 fn lavas_protocol_class_gets_the_same_replies_from_our_coordinator_as_from_lavas() {
-    if !requirements_met() {
+    let Some(coordinators) = Coordinators::start() else {
         return;
-    }
+    };
     let started = Instant::now();
-    let runtime = runtime();
-    let ours = runtime.block_on(start_ours(|_| {}));
-    let mut daemon = LavaDaemon::start();
-    let lava_only = [Client::Lavas; 3];
-    let on_ours = GroupRun::start(&runtime, "ours", ours.local_addr(), "lava-ours", lava_only);
-    let on_lavas = GroupRun::start(&runtime, "lava's", daemon.address, "lava-lavas", lava_only);
-    let deadline = Instant::now() + RUN_DEADLINE;
-    let ours_steps = on_ours.finish(&runtime, deadline);
-    let lavas_steps = on_lavas.finish(&runtime, deadline);
-
-    assert_expected("LAVA's class on LAVA's coordinator", &lavas_steps);
-    assert_expected("LAVA's class on our coordinator", &ours_steps);
-    assert_agree("LAVA's class", &ours_steps, &lavas_steps);
-    assert_eq!(
-        ours.stats().groups.groups,
-        0,
-        "clear_group removed the group"
-    );
-    assert!(daemon.alive(), "LAVA's coordinator survived");
-    runtime.block_on(ours.shutdown()).unwrap();
+    coordinators.play_on_both("LAVA's class", &TEST_SHELL, &[Client::Lavas; 3]);
+    coordinators.assert_clean();
     eprintln!("both runs took {:?}", started.elapsed());
 }
 
 #[test]
 fn mixed_groups_of_lavas_class_and_our_protocol_agree_on_both_coordinators() {
-    if !requirements_met() {
+    let Some(coordinators) = Coordinators::start() else {
         return;
-    }
+    };
     let started = Instant::now();
-    let runtime = runtime();
-    let ours = runtime.block_on(start_ours(|_| {}));
-    let mut daemon = LavaDaemon::start();
     let mixes = [
         (
             "LAVA's server, our clients",
@@ -449,41 +589,27 @@ fn mixed_groups_of_lavas_class_and_our_protocol_agree_on_both_coordinators() {
             [Client::Ours, Client::Lavas, Client::Lavas],
         ),
     ];
-    let runs: Vec<(&str, GroupRun, GroupRun)> = mixes
+    let runs = mixes
         .iter()
         .enumerate()
         .map(|(index, (label, clients))| {
-            let on_ours = GroupRun::start(
-                &runtime,
-                &format!("{label} on ours"),
-                ours.local_addr(),
-                &format!("mixed-{index}-ours"),
-                *clients,
-            );
-            let on_lavas = GroupRun::start(
-                &runtime,
-                &format!("{label} on LAVA's"),
-                daemon.address,
-                &format!("mixed-{index}-lavas"),
-                *clients,
-            );
-            (*label, on_ours, on_lavas)
+            let group = format!("mixed-{index}");
+            let pair = coordinators.start_on_both(label, &group, &TEST_SHELL, clients);
+            (label.to_string(), pair)
         })
         .collect();
-    let deadline = Instant::now() + RUN_DEADLINE;
-    for (label, on_ours, on_lavas) in runs {
-        let ours_steps = on_ours.finish(&runtime, deadline);
-        let lavas_steps = on_lavas.finish(&runtime, deadline);
-        assert_expected(&format!("{label} on LAVA's coordinator"), &lavas_steps);
-        assert_expected(&format!("{label} on our coordinator"), &ours_steps);
-        assert_agree(label, &ours_steps, &lavas_steps);
-    }
-    assert_eq!(
-        ours.stats().groups.groups,
-        0,
-        "clear_group removed the groups"
-    );
-    assert!(daemon.alive(), "LAVA's coordinator survived");
-    runtime.block_on(ours.shutdown()).unwrap();
+    coordinators.check_both(runs);
+    coordinators.assert_clean();
     eprintln!("four runs took {:?}", started.elapsed());
+}
+
+#[test]
+fn action_protocol_calls_of_lavas_class_get_the_same_replies_from_both_coordinators() {
+    let Some(coordinators) = Coordinators::start() else {
+        return;
+    };
+    let started = Instant::now();
+    coordinators.play_on_both("action calls", &ACTION_CALLS, &[Client::Lavas; 2]);
+    coordinators.assert_clean();
+    eprintln!("both runs took {:?}", started.elapsed());
 }

@@ -23,7 +23,10 @@ Usage:
       --group-size N --role R --job-id ID [--timeout SECONDS] MARKER...
 
 MARKER is what a test shell prints inside "<LAVA_MULTI_NODE> <LAVA_...>":
-  "SEND id [k=v ...]", "WAIT id", "WAIT_ALL id [role]", "SYNC id".
+  "SEND id [k=v ...]", "WAIT id", "WAIT_ALL id [role]", "SYNC id";
+or a JSON object, which is given as it is to the protocol object, as an
+action's `protocols: {lava-multinode: [...]}` entry is (e.g.
+'{"request": "lava-wait", "messageID": "ipv4", "message": {"ip": "$ip"}}').
 
 Output, one JSON line per marker:
   {"marker": M, "handled": bool, "request": <dict given to the protocol>,
@@ -152,11 +155,15 @@ def main(argv):
         status = 0
         try:
             for marker in args.markers:
-                name, _, text = marker.partition(" ")
                 calls.calls.clear()
                 console.lines.clear()
                 try:
-                    handled = director.signal(name, marker_parameters(name, text))
+                    if marker.startswith("{"):
+                        handled = True
+                        calls(json.loads(marker))
+                    else:
+                        name, _, text = marker.partition(" ")
+                        handled = director.signal(name, marker_parameters(name, text))
                 except Exception as exc:  # reported, then the run stops
                     emit({"marker": marker, "error": "%s: %s" % (type(exc).__name__, exc)})
                     status = 1
