@@ -20,6 +20,8 @@
 //!   `finalise` = one `clear_group`), errors classed like LAVA's exceptions.
 //! * [`hook`]: [`hook::ShellHook`], lava-shell's `MultinodeHook` for the
 //!   test shell's `<LAVA_MULTI_NODE>` markers.
+//! * [`job_protocol`]: [`job_protocol::MultinodeJobProtocol`], the protocol
+//!   object as the pipeline's `Protocol` (set-up, action calls, finalise).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -46,6 +48,7 @@ pub mod client;
 pub mod codec;
 pub mod config;
 pub mod hook;
+pub mod job_protocol;
 pub mod protocol;
 pub mod split;
 pub mod wire;
@@ -53,6 +56,7 @@ pub mod wire;
 pub use client::{ClientError, ClientSettings, ClientStats, CoordinatorClient, Identity};
 pub use codec::FrameError;
 pub use config::{ConfigError, CoordinatorConfig};
+pub use job_protocol::{CoordinatorSettings, MultinodeJobProtocol};
 pub use wire::{
     ApiResult, Delivered, Envelope, Operation, Payload, Request, Response, SenderPayloads,
 };

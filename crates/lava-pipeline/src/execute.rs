@@ -68,7 +68,10 @@ pub async fn run_job(
         ctx.started = true;
         ctx.start_job_timer();
         let job_deadline = ctx.job_deadline();
-        let run = pipeline.run_actions(ctx);
+        let run = async {
+            set_up_protocols(ctx).await?;
+            pipeline.run_actions(ctx).await
+        };
         let outcome = match tokio::time::timeout_at(job_deadline, run).await {
             Ok(r) => r,
             Err(_) => Err(LavaError::job(format!(
@@ -87,6 +90,14 @@ pub async fn run_job(
         cleanup(pipeline, ctx).await;
     }
     finish(&ctx.logger, error)
+}
+
+/// LAVA's `Job._run` prologue: set every protocol up, in order, before the first action.
+async fn set_up_protocols(ctx: &mut RunContext) -> Result<(), LavaError> {
+    for protocol in ctx.protocols.clone() {
+        protocol.set_up(&ctx.logger).await?;
+    }
+    Ok(())
 }
 
 /// LAVA's `Job.cleanup`: finalize (once, if the job started), every action's cleanup.

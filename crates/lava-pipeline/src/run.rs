@@ -8,6 +8,7 @@ use crate::error::{ErrorKind, LavaError, LavaResult};
 use crate::job::Job;
 use crate::log::JobLogger;
 use crate::pipeline::Pipeline;
+use crate::protocol::{Protocols, call_protocols};
 use crate::timeout::seconds_to_str;
 use serde_yaml::{Mapping, Value};
 use std::any::Any;
@@ -49,6 +50,8 @@ pub struct RunContext {
     pub cancel: CancellationToken,
     /// Whether the job has started running (finalize runs once, only then).
     pub started: bool,
+    /// The job's protocols (set up before the first action, finalised by `finalize`).
+    pub protocols: Protocols,
     stack: Vec<CurrentAction>,
     job_deadline: Instant,
 }
@@ -63,6 +66,7 @@ impl RunContext {
             connections: BTreeMap::new(),
             cancel: CancellationToken::new(),
             started: false,
+            protocols: Protocols::new(),
             stack: Vec::new(),
             job_deadline,
         }
@@ -293,7 +297,10 @@ async fn run_once(
     ctx: &mut RunContext,
     deadline: Instant,
 ) -> LavaResult<()> {
-    let run = node.action.run(ctx, &mut node.pipeline);
+    let run = async {
+        call_protocols(ctx).await?;
+        node.action.run(ctx, &mut node.pipeline).await
+    };
     match tokio::time::timeout_at(deadline, run).await {
         Ok(r) => r,
         Err(_) => Err(LavaError::new(
