@@ -1,6 +1,8 @@
 //! The `lava-dispatch` / `lava-run` command line: parses arguments and calls the libraries.
 
+mod multinode;
 mod render_device;
+pub mod results;
 mod run_job;
 
 use clap::{Args, Parser, Subcommand};
@@ -23,6 +25,9 @@ pub enum Command {
     /// Render a device dictionary (Jinja2) into a device configuration YAML.
     #[command(name = "render-device", alias = "render")]
     RenderDevice(render_device::RenderDeviceArgs),
+    /// Run a whole MultiNode submission on this machine: split it into node jobs, start an
+    /// embedded coordinator on a free loopback port and run every node's job.
+    Multinode(multinode::MultinodeArgs),
 }
 
 /// LAVA's `lava-run` flags.
@@ -67,6 +72,10 @@ pub struct RunArgs {
     /// Device-type template directories used when --device is a dictionary.
     #[arg(long = "device-types")]
     pub device_types: Vec<PathBuf>,
+    /// MultiNode coordinator configuration (LAVA's JSON `lava-coordinator.conf`), instead of
+    /// LAVA's fixed /etc/lava-coordinator/lava-coordinator.conf.
+    #[arg(long)]
+    pub coordinator_config: Option<PathBuf>,
     /// The job definition (YAML).
     pub definition: Option<PathBuf>,
 }
@@ -83,6 +92,7 @@ pub fn main_with_args<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
     };
     match cli.command {
         Some(Command::RenderDevice(args)) => report(render_device::run(&args)),
+        Some(Command::Multinode(args)) => report(multinode::run(&args)),
         None => report(run_job::run(&cli.run)),
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::RunArgs;
 use anyhow::{Context, Result};
+use lava_multinode::job_protocol::{CoordinatorSettings, DEFAULT_COORDINATOR_CONFIG};
 use lava_pipeline::definition::check_job;
 use lava_pipeline::execute::{finish, run_job};
 use lava_pipeline::{
@@ -82,7 +83,20 @@ async fn run_logged(
             return finish(logger, Some(err));
         }
     };
+    let options = lava_actions::protocols::ProtocolOptions {
+        coordinator: CoordinatorSettings::File(
+            args.coordinator_config
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_COORDINATOR_CONFIG)),
+        ),
+        hostname: lava_actions::protocols::local_hostname(),
+    };
+    let protocols = match lava_actions::protocols::job_protocols(&job, &options) {
+        Ok(protocols) => protocols,
+        Err(err) => return finish(logger, Some(err)),
+    };
     let mut ctx = RunContext::new(Arc::new(job), logger.clone());
+    ctx.protocols = protocols;
     spawn_signal_handlers(ctx.cancel.clone(), logger.clone());
     run_job(&mut pipeline, &mut ctx, args.validate).await
 }

@@ -1,10 +1,13 @@
 //! `finalize`: power the device off and read pending feedback, exactly once per job.
 
 use super::power::{PowerOff, ReadFeedback};
-use lava_pipeline::{Action, LavaResult, PipelineBuilder, action_identity, async_trait};
+use lava_pipeline::{
+    Action, LavaResult, Pipeline, PipelineBuilder, RunContext, action_identity, async_trait,
+};
 
 /// The `finalize` action appended to every job: `power-off` then `read-feedback`
-/// (finalising every connection).
+/// (finalising every connection), then every job protocol's finalise (MultiNode's
+/// `clear_group`), whatever the children did.
 #[derive(Debug, Default)]
 pub struct FinalizeAction;
 
@@ -19,6 +22,13 @@ impl Action for FinalizeAction {
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         pipeline.add(PowerOff)?;
         pipeline.add(ReadFeedback::new(true, true))
+    }
+    async fn run(&mut self, ctx: &mut RunContext, children: &mut Pipeline) -> LavaResult<()> {
+        let outcome = children.run_actions(ctx).await;
+        for protocol in ctx.protocols.clone() {
+            protocol.finalise(&ctx.logger).await;
+        }
+        outcome
     }
 }
 

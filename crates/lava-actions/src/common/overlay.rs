@@ -236,7 +236,15 @@ impl Action for MultinodeOverlayAction {
                 ctx.logger.debug("skipped lava-multinode-overlay");
                 Ok(())
             }
-            _ => Err(crate::not_yet_runnable("lava-multinode-overlay")),
+            // `lava-overlay` wrote the helpers with the group's values (see
+            // runtime::overlay::overlay_request); this step reports them.
+            Ok(Some(role)) => {
+                ctx.logger.debug(format!(
+                    "lava-multinode helper scripts in the overlay for role '{role}'"
+                ));
+                Ok(())
+            }
+            Err(message) => Err(lava_pipeline::LavaError::job(message)),
         }
     }
 }

@@ -177,7 +177,7 @@ pub fn overlay_request(ctx: &RunContext, repo_levels: &[String]) -> LavaResult<O
         secrets,
         env_dut: None,
         baked,
-        multinode: None,
+        multinode: crate::runtime::multinode::overlay_values(job)?,
         character_delay_ms: crate::runtime::console::character_delay_ms(ctx, "test"),
     })
 }

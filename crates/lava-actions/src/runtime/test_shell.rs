@@ -25,7 +25,7 @@ use lava_shell::signals::{
     MULTINODE_PATTERN, MultinodeOutcome, MultinodeReply, RUNNER_EXIT, RUNNER_INSTALL_FAIL,
     SIGNAL_PATTERN, Signal, multinode_reply_line, parse_line,
 };
-use lava_shell::{MultinodeHook, MultinodeRequest, ResultRecord, ResultsBuilder, ShellOutput};
+use lava_shell::{MultinodeRequest, ResultRecord, ResultsBuilder, ShellOutput};
 use serde_yaml::{Mapping, Value};
 use tokio::time::Instant;
 
@@ -39,12 +39,26 @@ const RETURN_CODE_WAIT: Duration = Duration::from_secs(15);
 /// How long another namespace's connection is read for feedback.
 const FEEDBACK_READ: Duration = Duration::from_secs(1);
 
+/// Answers the MultiNode markers a test shell prints (`<LAVA_MULTI_NODE> <LAVA_SEND ...>`).
+#[async_trait::async_trait]
+pub trait MultinodeAnswers: Send {
+    /// One marker: the result of its `multinode-<api>-<id>` case and the line to type back.
+    async fn answer(&mut self, request: &MultinodeRequest) -> MultinodeOutcome;
+
+    /// Asked after each answer: `Ok(true)` to go on reading, `Ok(false)` to stop watching this
+    /// run (LAVA does after a MultiNode timeout), an error to fail the test action.
+    fn keep_running(&mut self, _logger: &lava_pipeline::JobLogger) -> LavaResult<bool> {
+        Ok(true)
+    }
+}
+
 /// MultiNode calls outside a MultiNode job: every call fails, waits are answered `nack`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoMultinode;
 
-impl MultinodeHook for NoMultinode {
-    fn handle(&mut self, request: &MultinodeRequest) -> MultinodeOutcome {
+#[async_trait::async_trait]
+impl MultinodeAnswers for NoMultinode {
+    async fn answer(&mut self, request: &MultinodeRequest) -> MultinodeOutcome {
         let api = request.api();
         let reply = matches!(api, "WAIT" | "WAIT_ALL" | "SYNC")
             .then(|| multinode_reply_line(api, &MultinodeReply::Nack));
@@ -63,7 +77,7 @@ pub async fn run_test_shell(ctx: &mut RunContext) -> LavaResult<()> {
 /// `lava-test-shell` with a MultiNode hook (the MultiNode test action passes its own).
 pub async fn run_test_shell_with(
     ctx: &mut RunContext,
-    hook: &mut (dyn MultinodeHook + Send),
+    hook: &mut dyn MultinodeAnswers,
 ) -> LavaResult<()> {
     if ctx.meta().can_skip_timeout() {
         ctx.logger.info(
@@ -182,7 +196,7 @@ async fn drain_feedback(ctx: &mut RunContext) {
 async fn drive(
     ctx: &mut RunContext,
     console: &mut ConsoleConnection,
-    hook: &mut (dyn MultinodeHook + Send),
+    hook: &mut dyn MultinodeAnswers,
 ) -> LavaResult<()> {
     let overlay = stored_overlay(ctx)?;
     let stage = ctx
@@ -334,7 +348,7 @@ async fn send_checked(
 async fn read_loop(
     ctx: &mut RunContext,
     console: &mut ConsoleConnection,
-    hook: &mut (dyn MultinodeHook + Send),
+    hook: &mut dyn MultinodeAnswers,
     run: &mut Run,
     per_read: Duration,
 ) -> LavaResult<()> {
@@ -387,16 +401,20 @@ async fn read_loop(
         }
         for event in parse_line(&found.matched) {
             if let Signal::Multinode { request } = &event.signal {
-                let outcome = hook.handle(request);
+                let outcome = hook.answer(request).await;
                 if let Some(reply) = &outcome.reply {
                     console
                         .session()
                         .sendline(reply)
                         .await
                         .map_err(conn_error)?;
+                    console.session().sendline("").await.map_err(conn_error)?;
                 }
                 let outputs = run.results.multinode_case(request, outcome.passed);
                 run.emit(ctx, outputs).await?;
+                if !hook.keep_running(&ctx.logger)? {
+                    return Ok(());
+                }
                 continue;
             }
             let outputs = run.results.handle(&event);

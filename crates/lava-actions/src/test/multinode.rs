@@ -4,6 +4,8 @@
 use super::interactive::TestInteractiveRetry;
 use super::monitor::TestMonitorRetry;
 use super::shell::check_definitions;
+use crate::runtime::multinode::CoordinatorAnswers;
+use crate::runtime::test_shell::run_test_shell_with;
 use lava_pipeline::{
     Action, Device, ErrorKind, LavaResult, Pipeline, RunContext, Section, Strategy,
     StrategyRegistry, ValidateContext, action_identity, async_trait,
@@ -45,8 +47,9 @@ impl Action for MultinodeTestAction {
         }
         Ok(())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("multinode-test"))
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        let mut answers = CoordinatorAnswers::for_job(ctx)?;
+        run_test_shell_with(ctx, &mut answers).await
     }
 }
 
