@@ -55,13 +55,26 @@ type Expected = (Value, Option<&'static str>);
 struct Member {
     job_id: &'static str,
     role: &'static str,
+    /// Delayed start (`request: lava-start`): the role to wait for.
+    expect_role: Option<&'static str>,
     markers: &'static [&'static str],
 }
 
+/// What a member went through.
+#[derive(Debug, Clone)]
+struct MemberOutcome {
+    /// Wall clock (s since the epoch) when set-up (registration and any
+    /// delayed start) returned.
+    set_up_done_at: f64,
+    steps: Vec<Step>,
+}
+
 /// What one marker gave a member.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 struct Step {
     marker: String,
+    /// Wall clock (s since the epoch) when the call began.
+    started_at: f64,
     /// The API result: `"ack"`, `"nack"`, sender → payload, the sync ID.
     reply: Value,
     /// The line LAVA's signal director typed, senders sorted (LAVA only).
@@ -79,6 +92,7 @@ const RUN_DEADLINE: Duration = Duration::from_secs(90);
 const SERVER: Member = Member {
     job_id: "7001",
     role: "server",
+    expect_role: None,
     markers: &[
         "WAIT_ALL nobody-sent-this",
         "SEND server-ready ip=10.20.0.7 port=5201",
@@ -94,6 +108,7 @@ const SERVER: Member = Member {
 const CLIENT_A: Member = Member {
     job_id: "7002",
     role: "client",
+    expect_role: None,
     markers: &[
         "WAIT server-ready",
         "WAIT server-up",
@@ -107,6 +122,7 @@ const CLIENT_A: Member = Member {
 const CLIENT_B: Member = Member {
     job_id: "7003",
     role: "client",
+    expect_role: None,
     markers: &[
         "WAIT server-ready",
         "WAIT server-up",
@@ -161,6 +177,7 @@ fn test_shell_replies(member: &Member) -> Vec<Expected> {
 const HOST: Member = Member {
     job_id: "7001",
     role: "host",
+    expect_role: None,
     markers: &[
         r#"{"action": "prepare-scp-overlay", "request": "lava-send", "messageID": "ipv4", "message": {"ipaddr": "10.0.0.5", "port": 22, "owner": "Jos\u00e9 \u2713"}}"#,
         r#"{"request": "lava-send", "messageID": 42, "message": {"n": "forty-two"}}"#,
@@ -172,6 +189,7 @@ const HOST: Member = Member {
 const GUEST: Member = Member {
     job_id: "7002",
     role: "guest",
+    expect_role: None,
     markers: &[
         r#"{"action": "prepare-scp-overlay", "request": "lava-wait", "messageID": "ipv4", "message": {"ipaddr": "$ipaddr"}}"#,
         r#"{"request": "lava-wait-all", "messageID": "ipv4", "role": "host"}"#,
@@ -205,6 +223,45 @@ fn action_call_replies(member: &Member) -> Vec<Expected> {
             (json!({"7001": {"n": "forty-two"}}), None),
             (json!({"7001": {"plain": null}}), None),
             (json!("done"), None),
+        ]
+    }
+}
+
+const STARTER: Member = Member {
+    job_id: "7001",
+    role: "host",
+    expect_role: None,
+    markers: &[
+        "SEND lava_start",
+        "SEND ipv4 ipaddr=10.0.0.5",
+        "SYNC booted",
+    ],
+};
+
+const DELAYED: Member = Member {
+    job_id: "7002",
+    role: "guest",
+    expect_role: Some("host"),
+    markers: &["WAIT ipv4", "SYNC booted"],
+};
+
+/// A guest whose start is delayed until the host's `lava-send lava_start`.
+const DELAYED_START: Scenario = Scenario {
+    members: &[&STARTER, &DELAYED],
+    expected: delayed_start_replies,
+};
+
+fn delayed_start_replies(member: &Member) -> Vec<Expected> {
+    let booted = (json!("booted"), Some("<LAVA_SYNC_COMPLETE>"));
+    if member.role == "host" {
+        vec![(json!("ack"), None), (json!("ack"), None), booted]
+    } else {
+        vec![
+            (
+                json!({"7001": {"ipaddr": "10.0.0.5"}}),
+                Some("<LAVA_WAIT_COMPLETE 7001:ipaddr=10.0.0.5>"),
+            ),
+            booted,
         ]
     }
 }
@@ -273,7 +330,7 @@ struct GroupRun {
 
 enum MemberRun {
     Lavas(ScriptProcess),
-    Ours(tokio::task::JoinHandle<Result<Vec<Step>, String>>),
+    Ours(tokio::task::JoinHandle<Result<MemberOutcome, String>>),
 }
 
 impl GroupRun {
@@ -307,6 +364,7 @@ impl GroupRun {
                         role: member.role,
                         job_id: member.job_id,
                         timeout_secs: CALL_TIMEOUT_SECS,
+                        expect_role: member.expect_role,
                         markers: member.markers,
                     },
                 )),
@@ -325,20 +383,20 @@ impl GroupRun {
         }
     }
 
-    /// Every member's steps, in the scenario's order, once all are done.
-    fn finish(self, runtime: &tokio::runtime::Runtime, deadline: Instant) -> Vec<Vec<Step>> {
+    /// Every member's outcome, in the scenario's order, once all are done.
+    fn finish(self, runtime: &tokio::runtime::Runtime, deadline: Instant) -> Vec<MemberOutcome> {
         let label = self.label;
         self.members
             .into_iter()
             .zip(self.scenario.members)
             .map(|(run, member)| match run {
                 MemberRun::Lavas(driver) => {
-                    steps_from_driver(&label, member, driver.finish(deadline))
+                    outcome_of_driver(&label, member, driver.finish(deadline))
                 }
                 MemberRun::Ours(task) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     match runtime.block_on(async { tokio::time::timeout(left, task).await }) {
-                        Ok(Ok(Ok(steps))) => steps,
+                        Ok(Ok(Ok(outcome))) => outcome,
                         Ok(Ok(Err(error))) => panic!("{label}: our {}: {error}", member.job_id),
                         Ok(Err(panicked)) => panic!("{label}: our {}: {panicked}", member.job_id),
                         Err(_) => panic!("{label}: our {} did not finish in time", member.job_id),
@@ -349,35 +407,43 @@ impl GroupRun {
     }
 }
 
-/// The steps a LAVA driver reported; it must have run every marker and
+/// What a LAVA driver reported; it must have set up, run every marker and
 /// finalised.
-fn steps_from_driver(label: &str, member: &Member, output: ScriptOutput) -> Vec<Step> {
+fn outcome_of_driver(label: &str, member: &Member, output: ScriptOutput) -> MemberOutcome {
     let log = &output.stderr;
     assert!(
         output.success,
         "{label}: LAVA's {} failed; lines {:?}; log:\n{log}",
         member.job_id, output.lines
     );
-    let (last, lines) = output.lines.split_last().expect("the driver printed lines");
+    let lines = &output.lines;
+    assert_eq!(lines.len(), member.markers.len() + 2, "{label}: {log}");
+    let set_up_done_at = lines[0]["set_up_done_at"]
+        .as_f64()
+        .expect("set-up line first");
     assert_eq!(
-        last,
-        &json!({"finalised": true}),
+        lines[lines.len() - 1],
+        json!({"finalised": true}),
         "{label}: {}",
         member.job_id
     );
-    assert_eq!(lines.len(), member.markers.len(), "{label}: {log}");
-    lines
+    let steps = lines[1..lines.len() - 1]
         .iter()
         .map(|line| {
             assert_eq!(line["handled"], json!(true), "{label}: {line}");
             Step {
                 marker: line["marker"].as_str().unwrap_or_default().to_string(),
+                started_at: line["started_at"].as_f64().unwrap_or_default(),
                 reply: line["reply"].clone(),
                 console: line["console"].as_str().map(console_with_sorted_senders),
                 request: Some(line["request"].clone()),
             }
         })
-        .collect()
+        .collect();
+    MemberOutcome {
+        set_up_done_at,
+        steps,
+    }
 }
 
 /// One member played by our protocol object: set-up (registration), each
@@ -387,32 +453,38 @@ async fn play_ours(
     target_group: String,
     group_size: u64,
     member: &'static Member,
-) -> Result<Vec<Step>, String> {
-    let block = json!({
+) -> Result<MemberOutcome, String> {
+    let mut block = json!({
         "target_group": target_group,
         "role": member.role,
         "group_size": group_size,
         "timeout": {"seconds": CALL_TIMEOUT_SECS},
     });
+    if let Some(role) = member.expect_role {
+        block["request"] = json!("lava-start");
+        block["expect_role"] = json!(role);
+    }
     let params = ProtocolParams::from_block(&serde_json::from_value(block).unwrap())
         .map_err(|e| e.to_string())?;
     let mut settings = ClientSettings::for_address(address);
     settings.poll_delay = Duration::from_secs(POLL_DELAY_SECS);
     let protocol = MultinodeProtocol::new(params, member.job_id, "worker-test", settings);
-    protocol.set_system_timeout(RUN_DEADLINE / 2);
     protocol
         .set_up()
         .await
         .map_err(|e| format!("set_up: {e}"))?;
+    let set_up_done_at = wall_clock();
     let mut steps = Vec::new();
     for marker in member.markers {
         let call = serde_json::from_value(call_dict(marker)).unwrap();
+        let started_at = wall_clock();
         let reply = protocol
             .call(&call)
             .await
             .map_err(|e| format!("{marker}: {e}"))?;
         steps.push(Step {
             marker: marker.to_string(),
+            started_at,
             reply: api_result(reply),
             console: None,
             request: None,
@@ -422,7 +494,18 @@ async fn play_ours(
         .finalise()
         .await
         .map_err(|e| format!("finalise: {e}"))?;
-    Ok(steps)
+    Ok(MemberOutcome {
+        set_up_done_at,
+        steps,
+    })
+}
+
+/// Seconds since the epoch, comparable with Python's `time.time()`.
+fn wall_clock() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is past 1970")
+        .as_secs_f64()
 }
 
 /// A protocol reply as LAVA's API layer returns it to its caller.
@@ -437,8 +520,9 @@ fn api_result(reply: CallReply) -> Value {
 
 /// Every member got the expected replies (and, for LAVA's class, console
 /// lines and request dicts).
-fn assert_expected(label: &str, scenario: &Scenario, steps: &[Vec<Step>]) {
-    for (member, steps) in scenario.members.iter().zip(steps) {
+fn assert_expected(label: &str, scenario: &Scenario, outcomes: &[MemberOutcome]) {
+    for (member, outcome) in scenario.members.iter().zip(outcomes) {
+        let steps = &outcome.steps;
         let expected = (scenario.expected)(member);
         assert_eq!(steps.len(), expected.len(), "{label}: {}", member.job_id);
         for ((step, marker), (reply, console)) in steps.iter().zip(member.markers).zip(expected) {
@@ -454,12 +538,13 @@ fn assert_expected(label: &str, scenario: &Scenario, steps: &[Vec<Step>]) {
 }
 
 /// The same replies, member by member, from both coordinators.
-fn assert_agree(label: &str, ours: &[Vec<Step>], lavas: &[Vec<Step>]) {
-    let replies = |steps: &[Vec<Step>]| -> Vec<Vec<(String, Value, Option<String>)>> {
-        steps
+fn assert_agree(label: &str, ours: &[MemberOutcome], lavas: &[MemberOutcome]) {
+    let replies = |outcomes: &[MemberOutcome]| -> Vec<Vec<(String, Value, Option<String>)>> {
+        outcomes
             .iter()
             .map(|member| {
                 member
+                    .steps
                     .iter()
                     .map(|s| (s.marker.clone(), s.reply.clone(), s.console.clone()))
                     .collect()
@@ -472,6 +557,9 @@ fn assert_agree(label: &str, ours: &[Vec<Step>], lavas: &[Vec<Step>]) {
         "{label}: our coordinator vs LAVA's"
     );
 }
+
+/// One run's label and its members' outcomes on ours and on LAVA's.
+type Outcomes = (String, Vec<MemberOutcome>, Vec<MemberOutcome>);
 
 /// Both coordinators, and the runtime that serves ours and our clients.
 struct Coordinators {
@@ -511,6 +599,23 @@ impl Coordinators {
         )]);
     }
 
+    /// Play `scenario` on both coordinators with each of `mixes` at once.
+    fn play_mixes_on_both(
+        &self,
+        scenario: &'static Scenario,
+        mixes: &[(&str, &[Client])],
+    ) -> Vec<Outcomes> {
+        let runs = mixes
+            .iter()
+            .map(|(label, clients)| {
+                let group = label.replace(|c: char| !c.is_ascii_alphanumeric(), "-");
+                let pair = self.start_on_both(label, &group, scenario, clients);
+                (label.to_string(), pair)
+            })
+            .collect();
+        self.check_both(runs)
+    }
+
     fn start_on_both(
         &self,
         label: &str,
@@ -537,17 +642,22 @@ impl Coordinators {
         (on_ours, on_lavas)
     }
 
-    fn check_both(&self, runs: Vec<(String, (GroupRun, GroupRun))>) {
+    /// Wait for every run; check each member got the expected replies and
+    /// that both coordinators agree. Returns the outcomes (ours, LAVA's).
+    fn check_both(&self, runs: Vec<(String, (GroupRun, GroupRun))>) -> Vec<Outcomes> {
         let deadline = Instant::now() + RUN_DEADLINE;
-        for (label, (on_ours, on_lavas)) in runs {
-            let scenario = on_ours.scenario;
-            let (ours_label, lavas_label) = (on_ours.label.clone(), on_lavas.label.clone());
-            let ours_steps = on_ours.finish(&self.runtime, deadline);
-            let lavas_steps = on_lavas.finish(&self.runtime, deadline);
-            assert_expected(&lavas_label, scenario, &lavas_steps);
-            assert_expected(&ours_label, scenario, &ours_steps);
-            assert_agree(&label, &ours_steps, &lavas_steps);
-        }
+        runs.into_iter()
+            .map(|(label, (on_ours, on_lavas))| {
+                let scenario = on_ours.scenario;
+                let (ours_label, lavas_label) = (on_ours.label.clone(), on_lavas.label.clone());
+                let ours = on_ours.finish(&self.runtime, deadline);
+                let lavas = on_lavas.finish(&self.runtime, deadline);
+                assert_expected(&lavas_label, scenario, &lavas);
+                assert_expected(&ours_label, scenario, &ours);
+                assert_agree(&label, &ours, &lavas);
+                (label, ours, lavas)
+            })
+            .collect()
     }
 
     /// Every group was cleared from ours and LAVA's daemon is still up.
@@ -579,26 +689,19 @@ fn mixed_groups_of_lavas_class_and_our_protocol_agree_on_both_coordinators() {
         return;
     };
     let started = Instant::now();
-    let mixes = [
-        (
-            "LAVA's server, our clients",
-            [Client::Lavas, Client::Ours, Client::Ours],
-        ),
-        (
-            "our server, LAVA's clients",
-            [Client::Ours, Client::Lavas, Client::Lavas],
-        ),
-    ];
-    let runs = mixes
-        .iter()
-        .enumerate()
-        .map(|(index, (label, clients))| {
-            let group = format!("mixed-{index}");
-            let pair = coordinators.start_on_both(label, &group, &TEST_SHELL, clients);
-            (label.to_string(), pair)
-        })
-        .collect();
-    coordinators.check_both(runs);
+    coordinators.play_mixes_on_both(
+        &TEST_SHELL,
+        &[
+            (
+                "LAVA's server, our clients",
+                &[Client::Lavas, Client::Ours, Client::Ours],
+            ),
+            (
+                "our server, LAVA's clients",
+                &[Client::Ours, Client::Lavas, Client::Lavas],
+            ),
+        ],
+    );
     coordinators.assert_clean();
     eprintln!("four runs took {:?}", started.elapsed());
 }
@@ -612,4 +715,31 @@ fn action_protocol_calls_of_lavas_class_get_the_same_replies_from_both_coordinat
     coordinators.play_on_both("action calls", &ACTION_CALLS, &[Client::Lavas; 2]);
     coordinators.assert_clean();
     eprintln!("both runs took {:?}", started.elapsed());
+}
+
+#[test]
+fn delayed_start_waits_for_lava_start_with_either_client_on_both_coordinators() {
+    let Some(coordinators) = Coordinators::start() else {
+        return;
+    };
+    let started = Instant::now();
+    let runs = coordinators.play_mixes_on_both(
+        &DELAYED_START,
+        &[
+            ("LAVA's host and guest", &[Client::Lavas, Client::Lavas]),
+            ("LAVA's host, our guest", &[Client::Lavas, Client::Ours]),
+            ("our host, LAVA's guest", &[Client::Ours, Client::Lavas]),
+        ],
+    );
+    for (label, ours, lavas) in runs {
+        for (coordinator, outcome) in [("ours", ours), ("LAVA's", lavas)] {
+            let lava_start_sent_from = outcome[0].steps[0].started_at;
+            assert!(
+                outcome[1].set_up_done_at > lava_start_sent_from,
+                "{label} on {coordinator}: the guest started before the host sent lava_start"
+            );
+        }
+    }
+    coordinators.assert_clean();
+    eprintln!("six runs took {:?}", started.elapsed());
 }

@@ -20,7 +20,11 @@ lava_dispatcher (Debian's 2023.01 package):
 
 Usage:
   lava_protocol_driver.py --host H --port P --poll-delay S --target-group G
-      --group-size N --role R --job-id ID [--timeout SECONDS] MARKER...
+      --group-size N --role R --job-id ID [--timeout SECONDS]
+      [--expect-role ROLE] MARKER...
+
+With --expect-role the member's start is delayed (`request: lava-start`):
+LAVA's set_up() waits until the first member of ROLE has sent lava_start.
 
 MARKER is what a test shell prints inside "<LAVA_MULTI_NODE> <LAVA_...>":
   "SEND id [k=v ...]", "WAIT id", "WAIT_ALL id [role]", "SYNC id";
@@ -28,11 +32,14 @@ or a JSON object, which is given as it is to the protocol object, as an
 action's `protocols: {lava-multinode: [...]}` entry is (e.g.
 '{"request": "lava-wait", "messageID": "ipv4", "message": {"ip": "$ip"}}').
 
-Output, one JSON line per marker:
-  {"marker": M, "handled": bool, "request": <dict given to the protocol>,
+Output: {"set_up_done_at": T} once set_up() returned, then one JSON line
+per marker:
+  {"marker": M, "started_at": T, "handled": bool,
+   "request": <dict given to the protocol>,
    "reply": <what the protocol returned>, "console": <line typed or null>}
 or {"marker": M, "error": "<exception class>: <text>"} (and exit status 1),
 then {"finalised": true} once finalise_protocol() (clear_group) returned.
+T is the wall clock, in seconds since the epoch.
 """
 
 import argparse
@@ -42,6 +49,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 
 from lava_dispatcher.actions.test.multinode import MultinodeMixin
 from lava_dispatcher.protocols.multinode import MultinodeProtocol
@@ -117,6 +125,7 @@ def arguments(argv):
     parser.add_argument("--role", required=True)
     parser.add_argument("--job-id", required=True)
     parser.add_argument("--timeout", type=int, help="job-level protocol timeout (s)")
+    parser.add_argument("--expect-role", help="delay the start until ROLE says so")
     parser.add_argument("markers", nargs="*")
     return parser.parse_args(argv)
 
@@ -139,12 +148,16 @@ def main(argv):
     }
     if args.timeout is not None:
         block["timeout"] = {"seconds": args.timeout}
+    if args.expect_role is not None:
+        block["request"] = "lava-start"
+        block["expect_role"] = args.expect_role
     with tempfile.TemporaryDirectory() as directory:
         path = settings_file(directory, args.host, args.port, args.poll_delay)
         protocol = ProtocolWithSettingsFile(
             {"protocols": {MultinodeProtocol.name: block}}, args.job_id, path
         )
         protocol.set_up()
+        emit({"set_up_done_at": time.time()})
         calls = CallRecorder(protocol)
         console = ConsoleRecorder()
         director = MultinodeMixin.SignalDirector(calls)
@@ -157,6 +170,7 @@ def main(argv):
             for marker in args.markers:
                 calls.calls.clear()
                 console.lines.clear()
+                started_at = time.time()
                 try:
                     if marker.startswith("{"):
                         handled = True
@@ -172,6 +186,7 @@ def main(argv):
                 emit(
                     {
                         "marker": marker,
+                        "started_at": started_at,
                         "handled": handled,
                         "request": request,
                         "reply": reply,

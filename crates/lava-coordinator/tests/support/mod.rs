@@ -230,6 +230,8 @@ pub struct DriverMember<'a> {
     pub job_id: &'a str,
     /// The job-level protocol timeout, in seconds (the poll timeout).
     pub timeout_secs: u64,
+    /// Delayed start: wait for this role's `lava_start` before the markers.
+    pub expect_role: Option<&'a str>,
     /// Test-shell markers, e.g. `SEND id k=v` (see the script's usage).
     pub markers: &'a [&'a str],
 }
@@ -251,8 +253,11 @@ pub fn lava_protocol_driver(
         .args(["--group-size", &member.group_size.to_string()])
         .args(["--role", member.role])
         .args(["--job-id", member.job_id])
-        .args(["--timeout", &member.timeout_secs.to_string()])
-        .args(member.markers);
+        .args(["--timeout", &member.timeout_secs.to_string()]);
+    if let Some(role) = member.expect_role {
+        command.args(["--expect-role", role]);
+    }
+    command.args(member.markers);
     ScriptProcess::start(
         command,
         &format!("LAVA's protocol driver for job {}", member.job_id),
