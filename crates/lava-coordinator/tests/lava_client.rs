@@ -1,11 +1,17 @@
 //! LAVA's own dispatcher-side client against our coordinator, compared with
 //! Debian's `lava-coordinator` (2023.01) running the identical scenario.
 //!
-//! A three-node group (server 7001, clients 7002 and 7003) plays test-shell
-//! markers: `lava-send` with and without a payload, `lava-wait`,
-//! `lava-wait-all` with and without a role (including LAVA's `nack` for an ID
-//! nobody sent), `lava-sync`, then `clear_group`. Members are played by:
+//! Scenarios:
+//! * test-shell markers in a three-node group (server 7001, clients 7002
+//!   and 7003): `lava-send` with and without a payload, `lava-wait`,
+//!   `lava-wait-all` with and without a role (including LAVA's `nack` for an
+//!   ID nobody sent), `lava-sync`, then `clear_group`;
+//! * calls from actions' `protocols:` blocks (hyphenated names, a numeric
+//!   messageID, a non-map message, non-string and non-ASCII values);
+//! * delayed start (`request: lava-start`): a guest that starts only after
+//!   the host's `lava-send lava_start`.
 //!
+//! Members are played by:
 //! * LAVA's `MultinodeProtocol` class from the installed `lava_dispatcher`,
 //!   fed by LAVA's test-shell signal director (`support/lava_protocol_driver.py`):
 //!   LAVA's framing, polling (1 s), request dicts, API results and the line
