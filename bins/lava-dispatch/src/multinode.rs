@@ -3,7 +3,8 @@
 //! What lava-server and the workers do for a MultiNode submission, done here: the submission
 //! is split into one job per node (`lava_multinode::split`, job ids assigned consecutively and
 //! the `roles` map injected as the scheduler does), an embedded coordinator
-//! (`lava_coordinator`) listens on a free loopback port, and every node's job runs in its own
+//! (`lava_coordinator`) listens on a free loopback port (or `--coordinator HOST:PORT` names
+//! one already running, LAVA's own included), and every node's job runs in its own
 //! `lava-run` process (this executable, with LAVA's flags plus `--coordinator-config`), as a
 //! worker would start it. Each node writes `<output-dir>/<job id>/{job.yaml, logs.yaml,
 //! result.yaml, output.log}`; the command prints each node's results and exits 0 only when
@@ -50,6 +51,10 @@ pub struct MultinodeArgs {
     /// Seconds between polls for clients that poll like LAVA's (ours are answered at once).
     #[arg(long, default_value_t = 1)]
     pub poll_delay: u64,
+    /// Use the coordinator already listening at HOST:PORT (ours or LAVA's) instead of
+    /// starting one.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub coordinator: Option<String>,
 }
 
 /// One node job being run.
@@ -92,22 +97,40 @@ async fn run_group(args: &MultinodeArgs) -> Result<i32> {
     std::fs::create_dir_all(&output_dir)
         .with_context(|| format!("creating {}", output_dir.display()))?;
 
-    let coordinator = Coordinator::bind(
-        BrokerSettings {
-            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-            ..BrokerSettings::default()
-        },
-        1,
-    )
-    .await
-    .context("starting the embedded coordinator")?
-    .spawn();
-    let address = coordinator.local_addr();
+    let (coordinator, address) = match &args.coordinator {
+        Some(external) => {
+            let address = tokio::net::lookup_host(external.as_str())
+                .await
+                .ok()
+                .and_then(|mut found| found.next())
+                .with_context(|| format!("--coordinator {external}: expected HOST:PORT"))?;
+            (None, address)
+        }
+        None => {
+            let embedded = Coordinator::bind(
+                BrokerSettings {
+                    listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                    ..BrokerSettings::default()
+                },
+                1,
+            )
+            .await
+            .context("starting the embedded coordinator")?
+            .spawn();
+            let address = embedded.local_addr();
+            (Some(embedded), address)
+        }
+    };
     let config = output_dir.join("lava-coordinator.conf");
     std::fs::write(&config, coordinator_config(address, args.poll_delay))
         .with_context(|| format!("writing {}", config.display()))?;
+    let whose = if coordinator.is_some() {
+        "embedded"
+    } else {
+        "external"
+    };
     eprintln!(
-        "==> coordinator listening on {address} ({})",
+        "==> {whose} coordinator at {address} ({})",
         config.display()
     );
 
@@ -136,7 +159,9 @@ async fn run_group(args: &MultinodeArgs) -> Result<i32> {
         let limit = longest_job_timeout(&jobs) + CLEANUP_MARGIN;
         wait_all(&mut nodes, limit).await;
     }
-    if let Err(error) = coordinator.shutdown().await {
+    if let Some(coordinator) = coordinator
+        && let Err(error) = coordinator.shutdown().await
+    {
         eprintln!("warning: stopping the embedded coordinator: {error}");
     }
     started?;
