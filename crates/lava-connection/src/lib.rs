@@ -2,7 +2,8 @@
 //!
 //! This crate's one job is to talk to a device's console the way LAVA does: start the
 //! device's `connect` command on a pseudo-terminal ([`PtyCommand`] → [`PtyTransport`]),
-//! or open a serial port ([`SerialTransport`]) or a telnet socket ([`TelnetTransport`]);
+//! or open a serial port ([`SerialTransport`]), a telnet socket ([`TelnetTransport`]) or
+//! a shell over SSH ([`SshClient`] → [`SshTransport`], see [`ssh`]);
 //! then drive a [`ShellSession`] over that [`Transport`]: [`ShellSession::sendline`]
 //! with the device's character delay, [`ShellSession::wait_for`] a list of regular
 //! expressions (pexpect's `expect`) or [`ShellSession::wait_for_prompt`], every wait
@@ -39,6 +40,7 @@ mod log;
 pub mod matcher;
 mod received;
 mod session;
+pub mod ssh;
 pub mod transport;
 
 pub use decode::Utf8Decoder;
@@ -48,6 +50,9 @@ pub use log::{ConsoleLog, LogLevel, LogRecord, MemoryLog, TracingLog};
 pub use matcher::{Match, MatchBuffer, Patterns};
 pub use received::ReceivedText;
 pub use session::{LINE_SEPARATOR, SessionConfig, ShellSession};
+pub use ssh::{
+    ExecOutput, HostKeyPolicy, PtyRequest, SshClient, SshError, SshParams, SshTransport,
+};
 pub use transport::pty::{PtyCommand, PtyTransport};
 pub use transport::serial::SerialTransport;
 pub use transport::telnet::{TelnetParser, TelnetTransport};

@@ -5,7 +5,7 @@
 //! [`Transport::close`] gracefully within a grace period. The trait is dyn-compatible so a
 //! session holds a `Box<dyn Transport>` whatever is behind it: a command on a
 //! pseudo-terminal ([`pty`], how LAVA's `connect` commands run), a serial port
-//! ([`serial`]), telnet over TCP ([`telnet`]), or, later, an SSH channel.
+//! ([`serial`]), telnet over TCP ([`telnet`]), or a shell over SSH ([`crate::ssh`]).
 
 pub mod pty;
 pub mod serial;

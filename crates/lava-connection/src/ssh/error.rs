@@ -1,0 +1,91 @@
+//! [`SshError`]: what can go wrong on an SSH connection, each naming the server
+//! (`host:port`) and the step that failed.
+//!
+//! No variant carries key material: an unusable identity file is named by its path
+//! with a fixed description of the problem, never with the parser's message.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::ErrorKind;
+
+/// An SSH connection failure.
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    /// A device `ssh` option cannot be understood.
+    #[error("Invalid ssh option '{option}': {reason}")]
+    InvalidOption { option: String, reason: String },
+    /// The identity file cannot be used (missing, unreadable, encrypted, not a key).
+    #[error("Cannot use the ssh identity file {}: {reason}", path.display())]
+    IdentityFile { path: PathBuf, reason: String },
+    /// The host name does not resolve.
+    #[error("Cannot resolve the ssh host {host}: {reason}")]
+    Resolve { host: String, reason: String },
+    /// Nothing listens on the port.
+    #[error("ssh connection to {address} refused")]
+    Refused { address: String },
+    /// The host or its network cannot be reached.
+    #[error("ssh host {address} unreachable: {reason}")]
+    Unreachable { address: String, reason: String },
+    /// A step did not finish in time.
+    #[error("ssh host {address}: no answer within {:.1} seconds ({step})", waited.as_secs_f64())]
+    TimedOut {
+        address: String,
+        step: &'static str,
+        waited: Duration,
+    },
+    /// The SSH protocol handshake failed (not an SSH server, no common algorithm...).
+    #[error("SSH handshake with {address} failed: {reason}")]
+    Handshake { address: String, reason: String },
+    /// The server's host key was refused by the host key policy.
+    #[error("Host key of {address} refused: {reason}")]
+    HostKey { address: String, reason: String },
+    /// The server did not accept the key.
+    #[error(
+        "Authentication as {user} on {address} failed with identity file {} (the server accepts: {accepted})",
+        identity_file.display()
+    )]
+    AuthFailed {
+        user: String,
+        address: String,
+        identity_file: PathBuf,
+        accepted: String,
+    },
+    /// The connection ended while `during`.
+    #[error("ssh connection to {address} lost {during}: {reason}")]
+    Disconnected {
+        address: String,
+        during: String,
+        reason: String,
+    },
+    /// The server refused a channel or a request on it.
+    #[error("ssh host {address} refused {what}")]
+    Refusal { address: String, what: String },
+    /// A command run on the device failed.
+    #[error("{what} on {address} failed: {reason}")]
+    Remote {
+        address: String,
+        what: String,
+        reason: String,
+    },
+    /// A local file to send cannot be read.
+    #[error("Cannot read {}: {source}", path.display())]
+    LocalFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl SshError {
+    /// The LAVA error class: device configuration mistakes are `Configuration`,
+    /// everything else is the lab's (`Infrastructure`).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            SshError::InvalidOption { .. } | SshError::IdentityFile { .. } => {
+                ErrorKind::Configuration
+            }
+            _ => ErrorKind::Infrastructure,
+        }
+    }
+}
