@@ -3,13 +3,13 @@
 //! one, or Debian's `lava-coordinator` (Python; skipped outside CI when it is absent).
 
 use lava_dispatch::results::{ResultRow, job_result, read_results};
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const LAVA_COORDINATOR: &str = "/usr/bin/lava-coordinator";
+/// The coordinator crate's test support: LAVA's daemon on a free port, reaped on drop.
+#[path = "../../../crates/lava-coordinator/tests/support/mod.rs"]
+mod support;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -139,69 +139,12 @@ fn a_wait_nobody_answers_ends_in_the_multinode_timeout_not_a_hang() {
     assert_eq!(job_result(server), Some("pass"), "{server:?}");
 }
 
-/// Debian's Python coordinator on a free port, killed and reaped on drop.
-struct LavaCoordinator {
-    child: Child,
-    address: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl LavaCoordinator {
-    fn start() -> LavaCoordinator {
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = dir.path().join("lava-coordinator.conf");
-        let mut file = std::fs::File::create(&config).unwrap();
-        write!(
-            file,
-            r#"{{"port": {port}, "blocksize": 4096, "poll_delay": 1, "coordinator_hostname": "127.0.0.1"}}"#
-        )
-        .unwrap();
-        let child = Command::new(LAVA_COORDINATOR)
-            .arg("--logfile")
-            .arg(dir.path().join("lava-coordinator.log"))
-            .args(["--loglevel", "DEBUG", "--config"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start lava-coordinator");
-        let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let coordinator = LavaCoordinator {
-            child,
-            address,
-            _dir: dir,
-        };
-        let started = Instant::now();
-        while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "LAVA's coordinator did not listen on {address}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        coordinator
-    }
-}
-
-impl Drop for LavaCoordinator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn two_roles_run_against_lavas_own_coordinator() {
-    if !Path::new(LAVA_COORDINATOR).exists() {
-        assert!(!in_ci(), "CI must have Debian's lava-coordinator");
-        eprintln!("skipping: {LAVA_COORDINATOR} is not installed");
+    if !support::tool_available(support::LAVA_DAEMON, "Debian's lava-coordinator") {
         return;
     }
-    let coordinator = LavaCoordinator::start();
+    let coordinator = support::LavaDaemon::start();
     let submission = workspace().join("fixtures/multinode/local-shell-pair.yaml");
     let address = coordinator.address.to_string();
     let run = run_group(&submission, 9321, &["--coordinator", &address]);
