@@ -18,10 +18,6 @@ fn workspace() -> PathBuf {
         .unwrap()
 }
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
 /// What `lava-run multinode` left: its exit code, its output, each node's results by job id.
 struct GroupRun {
     code: i32,
