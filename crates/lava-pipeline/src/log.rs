@@ -4,6 +4,13 @@
 //! serialised once, masked (secrets become `[MASKED]`) and written to every sink:
 //! `<output-dir>/logs.yaml` as a YAML list item (`- {...}`), and stderr as a bare line (or
 //! a coloured human rendering when stderr is a terminal and colour was asked for).
+//! In the human rendering, transfers show a live status line below the records
+//! ([`JobLogger::progress_line`], see [`progress`]).
+
+pub mod progress;
+pub use progress::{Clock, ProgressLine};
+
+use progress::TerminalSink;
 
 use serde_yaml::{Mapping, Value};
 use std::fs::File;
@@ -70,6 +77,8 @@ pub struct JobLogger {
 struct LoggerInner {
     file: Option<BufWriter<File>>,
     stderr: StderrStyle,
+    /// Where the stderr rendering goes (stderr itself unless injected).
+    terminal: TerminalSink,
     secrets: Vec<String>,
     /// Records emitted so far (LAVA's `line` counter used for test-case markers).
     line: u64,
@@ -87,10 +96,17 @@ impl Default for JobLogger {
 impl JobLogger {
     /// A logger that writes only to stderr in the given style.
     pub fn new(stderr: StderrStyle) -> Self {
+        Self::with_stderr_writer(stderr, io::stderr())
+    }
+
+    /// A logger that writes what [`JobLogger::new`] would write to stderr to `writer`
+    /// (an in-memory terminal in tests, or another stream).
+    pub fn with_stderr_writer(stderr: StderrStyle, writer: impl Write + Send + 'static) -> Self {
         JobLogger {
             inner: Arc::new(Mutex::new(LoggerInner {
                 file: None,
                 stderr,
+                terminal: TerminalSink::new(Box::new(writer)),
                 secrets: Vec::new(),
                 line: 0,
                 capture: None,
@@ -181,14 +197,23 @@ impl JobLogger {
 
     /// Emit one record with an arbitrary `msg` value.
     pub fn log_value(&self, level: Level, msg: Value) {
+        self.log_value_to(level, msg, true);
+    }
+
+    /// [`JobLogger::log_value`], shown on stderr only when `to_stderr`.
+    fn log_value_to(&self, level: Level, msg: Value, to_stderr: bool) {
         let mut rec = Mapping::new();
         rec.insert("dt".into(), Value::String(now_iso()));
         rec.insert("lvl".into(), level.as_str().into());
         rec.insert("msg".into(), msg);
-        self.write_record(level, &rec);
+        self.write_record_to(level, &rec, to_stderr);
     }
 
     fn write_record(&self, level: Level, rec: &Mapping) {
+        self.write_record_to(level, rec, true);
+    }
+
+    fn write_record_to(&self, level: Level, rec: &Mapping, to_stderr: bool) {
         let mut line = dump_flow_mapping(rec);
         if line.len() >= MAX_RECORD_LEN {
             let mut short = rec.clone();
@@ -216,13 +241,10 @@ impl JobLogger {
             let _ = file.flush();
         }
         match inner.stderr {
+            _ if !to_stderr => {}
             StderrStyle::Off => {}
-            StderrStyle::Yaml => {
-                let _ = writeln!(io::stderr().lock(), "{line}");
-            }
-            StderrStyle::Human => {
-                let _ = writeln!(io::stderr().lock(), "{}", human_line(level, rec));
-            }
+            StderrStyle::Yaml => inner.terminal.write_line(&line),
+            StderrStyle::Human => inner.terminal.write_line(&human_line(level, rec)),
         }
         if let Some(capture) = inner.capture.as_mut() {
             capture.push(line.clone());
