@@ -11,6 +11,13 @@
 //! download, the decompression and every checksum succeeded: an HTTP error, a truncated
 //! archive, a checksum mismatch or a timeout (the future dropped) leaves no file behind.
 //!
+//! Progress is reported as LAVA does, with `debug` records every 5 % of a known size (at
+//! most every 0.1 s) or every 25 MB/every second otherwise, and an `info` summary
+//! (`N MB downloaded in S s (R MB/s)`) timed from before the request. When the log is
+//! shown on a terminal, the logger's live progress line stands in for those records on
+//! the terminal (they still go to `logs.yaml`); it is erased when the download completes
+//! and kept where it stopped when it fails.
+//!
 //! Error classes follow LAVA's `DownloadHandler`: the source missing, an HTTP status
 //! other than 200, a network failure or a short download are InfrastructureErrors; a
 //! checksum mismatch, a stream that does not decompress with the declared `compression`
@@ -395,8 +402,8 @@ async fn open_source(
     }
 }
 
-/// LAVA's progress lines: every 5 % when the size is known (at most every 0.1 s), else
-/// every 25 MB or every second.
+/// LAVA's progress records: every 5 % when the size is known (at most every 0.1 s), else
+/// every 25 MB (at most every 0.1 s) or every second.
 struct Progress {
     total: Option<u64>,
     last_value: i64,
@@ -404,19 +411,22 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(total: Option<u64>) -> Self {
+    fn new(total: Option<u64>, started: Instant) -> Self {
         Progress {
             total: total.filter(|t| *t > 0),
             last_value: match total {
                 Some(t) if t > 0 => -5,
                 _ => -25 * 1024 * 1024,
             },
-            last_update: Instant::now(),
+            last_update: started,
         }
     }
 
-    fn update(&mut self, downloaded: u64) -> Option<String> {
-        let since = self.last_update.elapsed().as_secs_f64();
+    /// The record to log, if one is due at `now` with `downloaded` bytes so far.
+    fn update(&mut self, downloaded: u64, now: Instant) -> Option<String> {
+        let since = now
+            .saturating_duration_since(self.last_update)
+            .as_secs_f64();
         let mb = downloaded / (1024 * 1024);
         let (print, value, msg) = match self.total {
             Some(total) => {
@@ -436,7 +446,7 @@ impl Progress {
         };
         if print {
             self.last_value = value;
-            self.last_update = Instant::now();
+            self.last_update = now;
             Some(msg)
         } else {
             None
@@ -611,7 +621,8 @@ impl tokio::io::AsyncBufRead for ChunkReader {
 
 /// The streaming core, without a job context (the bench uses it directly): read `url`,
 /// hash, decompress into a temporary name next to `target`, verify `expected`, rename.
-/// `on_chunk` sees the running downloaded size (for a terminal progress indicator).
+/// `on_chunk` sees the running downloaded size (the terminal progress line is drawn by
+/// the logger itself; this is for other observers).
 pub async fn stream_download(
     logger: &JobLogger,
     url: &str,
@@ -632,6 +643,8 @@ pub async fn stream_download(
     }
     logger.info(format!("downloading {url}"));
     logger.debug(format!("saving as {}", target.display()));
+    // LAVA times the download from before the request.
+    let started = Instant::now();
     let (mut source, total) = open_source(logger, url, headers).await?;
     match total {
         Some(t) if t > 0 => logger.debug(format!("total size: {t} ({} MB)", t / (1024 * 1024))),
@@ -660,8 +673,8 @@ pub async fn stream_download(
     let writer =
         tokio::task::spawn_blocking(move || write_worker(handle, write_rx, compression, file));
 
-    let started = Instant::now();
-    let mut progress = Progress::new(total);
+    let mut progress = Progress::new(total, started);
+    let mut indicator = logger.progress_line(&file_name, total);
     let mut downloaded = 0u64;
     let mut buf = Vec::new();
     let mut read_error = None;
@@ -676,8 +689,9 @@ pub async fn stream_download(
         };
         downloaded += chunk.len() as u64;
         on_chunk(downloaded);
-        if let Some(msg) = progress.update(downloaded) {
-            logger.debug(msg);
+        indicator.update(downloaded);
+        if let Some(msg) = progress.update(downloaded, Instant::now()) {
+            indicator.log_milestone(msg);
         }
         // Both workers run ahead independently; a full channel is back-pressure.
         let _ = hash_tx.send(chunk.clone()).await;
@@ -698,6 +712,13 @@ pub async fn stream_download(
     } = hasher
         .await
         .map_err(|e| LavaError::bug(format!("download hasher panicked: {e}")))?;
+    // Before anything else is logged: erased when every byte was read and written (the
+    // summary record follows), kept where it stopped otherwise.
+    if read_error.is_none() && write_result.is_ok() {
+        indicator.clear();
+    } else {
+        indicator.interrupt();
+    }
 
     if let Some(e) = read_error {
         let msg = if url.starts_with("file:") {
@@ -794,6 +815,10 @@ fn check_sum(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lava_pipeline::StderrStyle;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
 
     #[test]
     fn target_drops_the_compression_suffix_except_for_ramdisk() {
@@ -814,13 +839,181 @@ mod tests {
         );
     }
 
+    fn at(start: Instant, millis: u64) -> Instant {
+        start + Duration::from_millis(millis)
+    }
+
     #[test]
-    fn progress_known_total_every_five_percent() {
-        let mut p = Progress::new(Some(100));
-        p.last_update -= std::time::Duration::from_secs(1);
-        assert_eq!(p.update(1).as_deref(), Some("progress   1 % (0 MB)"));
-        p.last_update -= std::time::Duration::from_secs(1);
-        assert_eq!(p.update(3), None);
-        assert_eq!(p.update(6).map(|_| ()), Some(()));
+    fn progress_known_total_every_five_percent_at_most_every_tenth_of_a_second() {
+        const MB: u64 = 1024 * 1024;
+        let t0 = Instant::now();
+        let mut p = Progress::new(Some(100), t0);
+        assert_eq!(p.update(1, at(t0, 50)), None, "too early");
+        assert_eq!(
+            p.update(1, at(t0, 100)).as_deref(),
+            Some("progress   1 % (0 MB)")
+        );
+        assert_eq!(p.update(5, at(t0, 1000)), None, "less than 5 % more");
+        assert_eq!(
+            p.update(6, at(t0, 1000)).as_deref(),
+            Some("progress   6 % (0 MB)")
+        );
+        assert_eq!(p.update(50, at(t0, 1050)), None, "too soon after the last");
+        assert_eq!(
+            p.update(50, at(t0, 1100)).as_deref(),
+            Some("progress  50 % (0 MB)")
+        );
+
+        let mut p = Progress::new(Some(4 * MB), t0);
+        assert_eq!(
+            p.update(4 * MB, at(t0, 100)).as_deref(),
+            Some("progress 100 % (4 MB)")
+        );
+    }
+
+    #[test]
+    fn progress_unknown_total_every_25_mb_or_every_second() {
+        const MB: u64 = 1024 * 1024;
+        let t0 = Instant::now();
+        for total in [None, Some(0)] {
+            let mut p = Progress::new(total, t0);
+            assert_eq!(p.update(MB, at(t0, 50)), None, "too early");
+            assert_eq!(p.update(MB, at(t0, 100)).as_deref(), Some("progress 1 MB"));
+            assert_eq!(
+                p.update(10 * MB, at(t0, 600)),
+                None,
+                "under 25 MB, under 1 s"
+            );
+            assert_eq!(
+                p.update(10 * MB, at(t0, 1100)).as_deref(),
+                Some("progress 10 MB")
+            );
+            assert_eq!(
+                p.update(35 * MB, at(t0, 1200)).as_deref(),
+                Some("progress 35 MB")
+            );
+        }
+    }
+
+    /// An in-memory terminal.
+    #[derive(Clone, Default)]
+    struct Screen(Arc<Mutex<Vec<u8>>>);
+
+    impl Screen {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    impl Write for Screen {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Erase to the end of the line: only status-line draws write it.
+    const STATUS_END: &str = "\x1b[K";
+
+    /// A slow link on 127.0.0.1: one response announcing `len` bytes, sent in small
+    /// paced pieces until `screen` shows a status line, then the rest at once (or, when
+    /// `cut`, the connection is closed instead). Returns the URL.
+    async fn slow_link(len: usize, screen: Screen, cut: bool) -> String {
+        const PIECE: usize = 4096;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/rootfs.img", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match sock.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head =
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n");
+            sock.write_all(head.as_bytes()).await.unwrap();
+            let body = vec![b'x'; len];
+            let mut sent = 0;
+            // The pacing stands for a slow network; the loop ends on what the screen
+            // shows, not after a set time.
+            while !screen.text().contains(STATUS_END) {
+                assert!(sent + 2 * PIECE < len, "no status line was drawn");
+                sock.write_all(&body[sent..sent + PIECE]).await.unwrap();
+                sent += PIECE;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            if !cut {
+                sock.write_all(&body[sent..]).await.unwrap();
+            }
+        });
+        url
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_a_terminal_the_status_line_replaces_lava_progress_records() {
+        let tmp = tempfile::tempdir().unwrap();
+        let screen = Screen::default();
+        let logger = JobLogger::with_stderr_writer(StderrStyle::Human, screen.clone());
+        let log_file = tmp.path().join("logs.yaml");
+        logger.open_file(&log_file).unwrap();
+        let len = 8 * 1024 * 1024;
+        let url = slow_link(len, screen.clone(), false).await;
+        let target = tmp.path().join("rootfs.img");
+        let done = stream_download(
+            &logger,
+            &url,
+            &Mapping::new(),
+            None,
+            &target,
+            &Expected::default(),
+            |_| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(done.size, len as u64);
+
+        let text = screen.text();
+        assert!(text.contains("\rrootfs.img  "), "{text:?}");
+        assert!(!text.contains("progress "), "{text:?}");
+        // The status line was erased, and the summary record has its row.
+        let summary = text.find("MB downloaded in").expect("summary record");
+        let last_cr = text[..summary].rfind('\r').unwrap();
+        assert!(text[last_cr..summary].starts_with("\r\x1b[K"), "{text:?}");
+        assert!(!text[last_cr..summary].contains('\n'), "{text:?}");
+        assert!(text.ends_with('\n'));
+        // logs.yaml still has LAVA's records.
+        let log = std::fs::read_to_string(&log_file).unwrap();
+        assert!(log.contains("\"msg\": \"progress   0 % (0 MB)\"}"), "{log}");
+        assert!(log.contains(" MB downloaded in "), "{log}");
+        assert!(!log.contains(STATUS_END), "{log}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_interrupted_download_keeps_its_status_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        let screen = Screen::default();
+        let logger = JobLogger::with_stderr_writer(StderrStyle::Human, screen.clone());
+        let url = slow_link(8 * 1024 * 1024, screen.clone(), true).await;
+        let err = stream_download(
+            &logger,
+            &url,
+            &Mapping::new(),
+            None,
+            &tmp.path().join("rootfs.img"),
+            &Expected::default(),
+            |_| {},
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind, lava_pipeline::ErrorKind::Infrastructure, "{err}");
+        let text = screen.text();
+        assert!(text.ends_with(&format!("{STATUS_END}\n")), "{text:?}");
+        assert!(!text.contains("\r\x1b[K"), "kept, not erased: {text:?}");
     }
 }
