@@ -15,6 +15,17 @@
 //! `fixtures/qemu/qemu-smoke.yaml` with its `@TEST_SYSTEM_DIR@` placeholder replaced by the
 //! absolute cache directory, ready to run against `fixtures/qemu/device.yaml`.
 //!
+//! Where `supermin` is installed (it comes with Debian's `lava-dispatcher`, through libguestfs),
+//! the command also prepares what LAVA's own `lava-run` needs to run the same job: LAVA's
+//! `apply-overlay-guest` builds the overlay disk with libguestfs, whose supermin appliance boots
+//! a kernel from the host's `/boot` and `/lib/modules`, which a container does not have. The same
+//! kernel package is unpacked (with the module directories the appliance can use, see
+//! [`GUESTFS_MODULE_DIRS`]) under `target/test-system/guestfs/`, and
+//! `target/test-system/libguestfs.env` lists the environment (`SUPERMIN_KERNEL`,
+//! `SUPERMIN_MODULES`, `SUPERMIN_KERNEL_VERSION`, `LIBGUESTFS_BACKEND=direct`, TCG only, and an
+//! appliance cache under `target/`) for whoever starts LAVA's `lava-run` (the reference test and
+//! `cargo xtask bench job`). LAVA itself is never changed.
+//!
 //! `--boot-check` boots the result with the QEMU command line the dispatcher would build from
 //! `fixtures/qemu/device.yaml` and the job's `image_arg`s (no dispatcher involved), waits for the
 //! prompt, runs `echo ok`, powers off and prints the wall times: the bare-boot baseline.
@@ -65,6 +76,27 @@ const MODULE_DIRS: &[&str] = &[
 ];
 /// Bump when the layout of the outputs changes in a way the stamp would not notice.
 const FORMAT_VERSION: u32 = 1;
+/// Module directories (under `lib/modules/<release>`) unpacked for libguestfs' appliance: its
+/// minimal initrd loads disk, virtio and crc modules, its root loads filesystems and device
+/// mapper ones. Leaving out networking, sound and the other drivers keeps the tree at ~95 MB
+/// instead of ~400 MB, and the cached appliance at ~360 MB instead of ~680 MB.
+const GUESTFS_MODULE_DIRS: &[&str] = &[
+    "kernel/arch",
+    "kernel/block",
+    "kernel/crypto",
+    "kernel/fs",
+    "kernel/lib",
+    "kernel/mm",
+    "kernel/virt",
+    "kernel/drivers/ata",
+    "kernel/drivers/block",
+    "kernel/drivers/char",
+    "kernel/drivers/md",
+    "kernel/drivers/scsi",
+    "kernel/drivers/virtio",
+];
+/// The file listing libguestfs' environment, in the cache directory.
+pub const GUESTFS_ENV_FILE: &str = "libguestfs.env";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -92,6 +124,29 @@ pub struct TestSystem {
     pub initramfs: PathBuf,
     pub job: PathBuf,
     pub kernel_release: String,
+    /// The Debian kernel package both kernels come from.
+    pub kernel_deb: PathBuf,
+}
+
+/// The environment under which libguestfs (LAVA's `apply-overlay-guest`) builds and boots its
+/// appliance on this machine.
+#[derive(Debug, Clone)]
+pub struct GuestfsEnv {
+    /// `(name, value)` of each variable, as written to [`GUESTFS_ENV_FILE`].
+    pub vars: Vec<(String, String)>,
+    /// libguestfs' appliance cache (`LIBGUESTFS_CACHEDIR`).
+    pub cache: PathBuf,
+}
+
+impl GuestfsEnv {
+    /// Whether libguestfs has built its appliance already (the first launch builds it).
+    pub fn appliance_cached(&self) -> bool {
+        std::fs::read_dir(&self.cache)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|uid_dir| uid_dir.path().join("appliance.d/root").is_file())
+    }
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -101,6 +156,29 @@ pub fn run(args: Args) -> Result<()> {
     println!("initramfs: {}", ts.initramfs.display());
     println!("job:       {}", ts.job.display());
     println!("device:    {}", device_yaml().display());
+    if supermin_available() {
+        let env = guestfs_env(&cache_dir(), &ts, args.force)?;
+        println!(
+            "libguestfs: {} (for LAVA's lava-run; appliance {} {})",
+            cache_dir().join(GUESTFS_ENV_FILE).display(),
+            if env.appliance_cached() {
+                "cached in"
+            } else {
+                "built on first use in"
+            },
+            env.cache.display()
+        );
+        let assignments: Vec<String> = env.vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!(
+            "LAVA:      env {} /usr/bin/lava-run --job-id 1 --output-dir DIR --device {} {}",
+            assignments.join(" "),
+            device_yaml().display(),
+            ts.job.display()
+        );
+    } else {
+        let _ = std::fs::remove_file(cache_dir().join(GUESTFS_ENV_FILE));
+        println!("libguestfs: not prepared (no supermin: LAVA's lava-dispatcher is not installed)");
+    }
     if args.boot_check {
         ensure!(
             qemu_available(),
@@ -306,7 +384,107 @@ pub fn build(dir: &Path, force: bool) -> Result<TestSystem> {
         initramfs: abs.join("initramfs.cpio.gz"),
         job: abs.join("qemu-smoke.yaml"),
         kernel_release: release,
+        kernel_deb,
     })
+}
+
+/// Whether `supermin` (libguestfs' appliance builder) is on `PATH`.
+pub fn supermin_available() -> bool {
+    on_path("supermin").is_some()
+}
+
+/// Unpack the kernel of `ts` for libguestfs under `dir/guestfs` (once per kernel package),
+/// generate its `modules.dep` with `depmod`, and write `dir/`[`GUESTFS_ENV_FILE`].
+///
+/// libguestfs is told to use TCG only (`force_tcg`): the embedded device never uses KVM, and
+/// where `/dev/kvm` exists without working nested virtualisation QEMU aborts on it ("failed to
+/// set MSR"). The appliance cache lives in `dir/guestfs/cache`, so it is rebuilt with the kernel.
+pub fn guestfs_env(dir: &Path, ts: &TestSystem, force: bool) -> Result<GuestfsEnv> {
+    let root = dir.join("guestfs");
+    let tree = root.join("kernel");
+    let cache = root.join("cache");
+    let stamp_path = root.join("stamp");
+    let release = &ts.kernel_release;
+    let stamp = format!(
+        "format {FORMAT_VERSION}\nkernel {}\nmodules {}\n",
+        file_name(&ts.kernel_deb),
+        GUESTFS_MODULE_DIRS.join(",")
+    );
+    let fresh = !force && std::fs::read_to_string(&stamp_path).is_ok_and(|old| old == stamp);
+    if !fresh {
+        let started = Instant::now();
+        if root.exists() {
+            std::fs::remove_dir_all(&root)
+                .with_context(|| format!("removing {}", root.display()))?;
+        }
+        std::fs::create_dir_all(&tree)?;
+        std::fs::create_dir_all(&cache)?;
+        let modroot = format!("./lib/modules/{release}");
+        let mut members = vec![
+            format!("./boot/vmlinuz-{release}"),
+            format!("{modroot}/modules.order"),
+            format!("{modroot}/modules.builtin"),
+            format!("{modroot}/modules.builtin.modinfo"),
+        ];
+        members.extend(GUESTFS_MODULE_DIRS.iter().map(|d| format!("{modroot}/{d}")));
+        eprintln!(
+            "test-system: unpacking {} for libguestfs",
+            file_name(&ts.kernel_deb)
+        );
+        extract(&ts.kernel_deb, &tree, &members)?;
+        let depmod = ["/sbin/depmod", "/usr/sbin/depmod"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .or_else(|| on_path("depmod"))
+            .context("depmod (kmod) is needed to prepare libguestfs' kernel")?;
+        run_captured(Command::new(depmod).arg("-b").arg(&tree).arg(release))?;
+        std::fs::write(&stamp_path, &stamp)?;
+        eprintln!(
+            "test-system: libguestfs kernel ready in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let tree = std::fs::canonicalize(&tree)?;
+    let cache = std::fs::canonicalize(&cache)?;
+    let vars: Vec<(String, String)> = [
+        ("LIBGUESTFS_BACKEND", "direct".to_string()),
+        ("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg".to_string()),
+        ("LIBGUESTFS_CACHEDIR", cache.display().to_string()),
+        (
+            "SUPERMIN_KERNEL",
+            tree.join(format!("boot/vmlinuz-{release}"))
+                .display()
+                .to_string(),
+        ),
+        ("SUPERMIN_KERNEL_VERSION", release.clone()),
+        (
+            "SUPERMIN_MODULES",
+            tree.join(format!("lib/modules/{release}"))
+                .display()
+                .to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let mut text = String::from(
+        "# libguestfs' environment for LAVA's lava-run on this machine \
+         (written by `cargo xtask test-system`).\n",
+    );
+    for (name, value) in &vars {
+        text.push_str(&format!("{name}={value}\n"));
+    }
+    std::fs::write(dir.join(GUESTFS_ENV_FILE), text)?;
+    Ok(GuestfsEnv { vars, cache })
+}
+
+/// The first `name` file in the directories of `PATH`.
+fn on_path(name: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 fn file_name(p: &Path) -> String {
@@ -956,9 +1134,7 @@ fn split_command_line(line: &str) -> Result<Vec<String>> {
 
 /// Whether `qemu-system-x86_64` is on `PATH`.
 pub fn qemu_available() -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|d| d.join("qemu-system-x86_64").is_file())
-    })
+    on_path("qemu-system-x86_64").is_some()
 }
 
 /// Kills and reaps QEMU however the boot check ends.

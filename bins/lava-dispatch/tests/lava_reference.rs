@@ -1,0 +1,364 @@
+//! The reference run: the embedded QEMU job (`target/test-system/qemu-smoke.yaml` on
+//! `fixtures/qemu/device.yaml`, both unchanged) under our `lava-run` and under Debian's LAVA
+//! `lava-run` (`/usr/bin/lava-run`, 2023.01) must give the same result set: every test-suite
+//! case with its result, measurement and units, and the `lava` suite's `job` result.
+//!
+//! Where each dispatcher puts its results: ours writes `logs.yaml` to `--output-dir`. LAVA's,
+//! run without `--url` (as here), writes only `description.yaml` and `result.yaml` there; its
+//! log, one YAML flow mapping per line with the `lvl: results` records among them, goes to
+//! stderr, which this test keeps in a file.
+//!
+//! LAVA builds the test overlay disk with libguestfs, which needs a kernel for its appliance;
+//! `cargo xtask test-system` prepares one and writes the environment for it to
+//! `target/test-system/libguestfs.env`. With `CI=true` every prerequisite must be present;
+//! elsewhere the test says which one is missing and skips.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process, kill_process_group};
+use serde_yaml::Value;
+
+/// LAVA's dispatcher, as Debian's `lava-dispatcher` installs it.
+const LAVA_RUN: &str = "/usr/bin/lava-run";
+/// Where LAVA's `lava-run` keeps each job's files (`<dir>/<job id>`).
+const LAVA_WORK_DIR: &str = "/var/lib/lava/dispatcher/tmp";
+/// Bound on one whole job run; the job's own timeout is 10 minutes.
+const RUN_LIMIT: Duration = Duration::from_secs(12 * 60);
+/// After SIGTERM, how long a dispatcher gets to run its finalize before SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(30);
+/// Job ids of the two runs: they name each dispatcher's scratch directory.
+const OUR_JOB_ID: u32 = 9301;
+const LAVA_JOB_ID: u32 = 9302;
+
+/// One test-suite case as both dispatchers report it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct TestCase {
+    suite: String,
+    case: String,
+    result: String,
+    measurement: Option<String>,
+    units: Option<String>,
+}
+
+/// What the comparison looks at: the test-suite cases (sorted) and the `lava` suite's job result.
+#[derive(Debug, PartialEq, Eq)]
+struct ResultSet {
+    cases: Vec<TestCase>,
+    job: Option<String>,
+}
+
+/// What a run needs besides the dispatchers themselves.
+struct Setup {
+    workspace: PathBuf,
+    job: PathBuf,
+    device: PathBuf,
+    guestfs_env: Vec<(String, String)>,
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Everything the reference run needs, or what is missing.
+fn prerequisites() -> Result<Setup, String> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .map_err(|e| format!("the workspace root cannot be resolved: {e}"))?;
+    let test_system = workspace.join("target/test-system");
+    let job = test_system.join("qemu-smoke.yaml");
+    if !job.is_file() {
+        return Err(format!(
+            "{} is missing (run `cargo xtask test-system`)",
+            job.display()
+        ));
+    }
+    let qemu = Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status();
+    if !qemu.is_ok_and(|s| s.success()) {
+        return Err("qemu-system-x86_64 does not run".into());
+    }
+    if !Path::new(LAVA_RUN).is_file() {
+        return Err(format!(
+            "{LAVA_RUN} is missing (Debian's lava-dispatcher: scripts/install-test-deps.sh)"
+        ));
+    }
+    let env_file = test_system.join("libguestfs.env");
+    let env_text = std::fs::read_to_string(&env_file).map_err(|e| {
+        format!(
+            "{} cannot be read ({e}): `cargo xtask test-system` writes it where supermin is \
+             installed",
+            env_file.display()
+        )
+    })?;
+    let guestfs_env = env_text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    // LAVA keeps its job files there; a quick probe says whether this user may write them.
+    std::fs::create_dir_all(LAVA_WORK_DIR)
+        .and_then(|()| tempfile::tempfile_in(LAVA_WORK_DIR))
+        .map_err(|e| format!("LAVA's work directory {LAVA_WORK_DIR} is not writable ({e})"))?;
+    Ok(Setup {
+        device: workspace.join("fixtures/qemu/device.yaml"),
+        workspace,
+        job,
+        guestfs_env,
+    })
+}
+
+/// The result set of a log: our `logs.yaml` (`- {...}` lines) or LAVA's stderr (`{...}` lines).
+fn result_set(log: &str) -> ResultSet {
+    let mut cases = Vec::new();
+    let mut job = None;
+    for line in log.lines().filter(|l| l.contains("\"lvl\": \"results\"")) {
+        let record = line.trim_start_matches("- ");
+        let Ok(item) = serde_yaml::from_str::<Value>(record) else {
+            continue;
+        };
+        let Some(msg) = item.get("msg") else {
+            continue;
+        };
+        let field = |key: &str| msg.get(key).and_then(scalar);
+        let (Some(suite), Some(case)) = (field("definition"), field("case")) else {
+            continue;
+        };
+        if suite == "lava" {
+            if case == "job" {
+                job = field("result");
+            }
+            continue;
+        }
+        cases.push(TestCase {
+            suite,
+            case,
+            result: field("result").unwrap_or_default(),
+            measurement: field("measurement"),
+            units: field("units"),
+        });
+    }
+    cases.sort();
+    ResultSet { cases, job }
+}
+
+/// A scalar as text, seen through YAML tags (both logs write numbers as `! "42.0"`).
+fn scalar(value: &Value) -> Option<String> {
+    match value {
+        Value::Tagged(tagged) => scalar(&tagged.value),
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The last lines of a log, for assertion messages.
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// A dispatcher started in its own process group; stopped (group-wide) and reaped however the
+/// test ends. `marker` is a string in the command line of every process the dispatcher starts
+/// for the job (its scratch directory): QEMU run on a pty may sit in a session of its own, out
+/// of the group's reach, and is found by it.
+struct Dispatcher {
+    child: Child,
+    marker: String,
+    reaped: bool,
+}
+
+impl Dispatcher {
+    fn spawn(mut command: Command, marker: String) -> Self {
+        command.process_group(0);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {command:?}: {e}"));
+        Dispatcher {
+            child,
+            marker,
+            reaped: false,
+        }
+    }
+
+    /// Wait for the exit; past `limit`, stop the dispatcher and fail.
+    fn wait(mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for the dispatcher") {
+                self.reaped = true;
+                self.kill_stragglers();
+                return status;
+            }
+            if Instant::now() >= deadline {
+                self.stop();
+                panic!("the dispatcher did not finish within {limit:?}; stopped it");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// SIGTERM to the group (both dispatchers then run finalize), SIGKILL after the grace.
+    fn stop(&mut self) {
+        if self.reaped {
+            return;
+        }
+        let group = Pid::from_raw(self.child.id() as i32).expect("a child pid is positive");
+        let _ = kill_process_group(group, Signal::TERM);
+        let deadline = Instant::now() + TERM_GRACE;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let _ = kill_process_group(group, Signal::KILL);
+        let _ = self.child.wait();
+        self.reaped = true;
+        self.kill_stragglers();
+    }
+
+    /// Kill whatever still runs with the job's scratch directory in its command line.
+    fn kill_stragglers(&self) {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+                .and_then(Pid::from_raw)
+            else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&self.marker) {
+                let _ = kill_process(pid, Signal::KILL);
+            }
+        }
+    }
+}
+
+impl Drop for Dispatcher {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+fn the_qemu_job_gives_the_same_results_under_lava_and_lava_rs() {
+    let setup = match prerequisites() {
+        Ok(setup) => setup,
+        Err(missing) if in_ci() => panic!("CI=true, but {missing}"),
+        Err(missing) => {
+            eprintln!("skipping the LAVA reference run: {missing} (set CI=true to require it)");
+            return;
+        }
+    };
+    let scratch = tempfile::Builder::new()
+        .prefix("lava-reference-")
+        .tempdir()
+        .unwrap();
+
+    let ours_dir = scratch.path().join("lava-rs");
+    let mut ours = Command::new(env!("CARGO_BIN_EXE_lava-run"));
+    ours.arg("--job-id")
+        .arg(OUR_JOB_ID.to_string())
+        .arg("--output-dir")
+        .arg(&ours_dir)
+        .arg("--device")
+        .arg(&setup.device)
+        .arg(&setup.job)
+        .current_dir(&setup.workspace)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let status = Dispatcher::spawn(ours, format!("lava-rs-{OUR_JOB_ID}/")).wait(RUN_LIMIT);
+    let our_log = std::fs::read_to_string(ours_dir.join("logs.yaml")).unwrap_or_default();
+    assert!(
+        status.success(),
+        "our lava-run: {status}\n{}",
+        tail(&our_log)
+    );
+
+    let lava_dir = scratch.path().join("lava");
+    let lava_log_path = scratch.path().join("lava-stderr.log");
+    let mut lava = Command::new(LAVA_RUN);
+    lava.arg("--job-id")
+        .arg(LAVA_JOB_ID.to_string())
+        .arg("--output-dir")
+        .arg(&lava_dir)
+        .arg("--device")
+        .arg(&setup.device)
+        .arg(&setup.job)
+        .envs(setup.guestfs_env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&setup.workspace)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&lava_log_path).unwrap());
+    let marker = format!("{LAVA_WORK_DIR}/{LAVA_JOB_ID}/");
+    let status = Dispatcher::spawn(lava, marker).wait(RUN_LIMIT);
+    let lava_log = std::fs::read_to_string(&lava_log_path).unwrap_or_default();
+    assert!(
+        status.success(),
+        "LAVA's lava-run: {status}\n{}",
+        tail(&lava_log)
+    );
+
+    let ours = result_set(&our_log);
+    let lava = result_set(&lava_log);
+    eprintln!("LAVA: {lava:#?}");
+    assert!(
+        !lava.cases.is_empty() && lava.job.is_some(),
+        "LAVA's log has no test results:\n{}",
+        tail(&lava_log)
+    );
+    assert_eq!(ours, lava, "lava-rs (left) and LAVA (right) disagree");
+}
+
+#[test]
+fn result_sets_are_read_from_both_log_formats() {
+    let ours = concat!(
+        "- {\"dt\": \"2026-01-01T00:00:00.000000+00:00\", \"lvl\": \"results\", \"msg\": ",
+        "{\"definition\": \"0_smoke\", \"case\": \"measured\", \"result\": \"pass\", ",
+        "\"measurement\": ! \"42.0\", \"units\": \"widgets\", \"starttc\": ! \"9\"}}\n",
+        "- {\"dt\": \"2026-01-01T00:00:00.000000+00:00\", \"lvl\": \"target\", \"msg\": \"x\"}\n",
+        "- {\"dt\": \"2026-01-01T00:00:01.000000+00:00\", \"lvl\": \"results\", \"msg\": ",
+        "{\"definition\": \"lava\", \"case\": \"validate\", \"result\": \"pass\"}}\n",
+        "- {\"dt\": \"2026-01-01T00:00:02.000000+00:00\", \"lvl\": \"results\", \"msg\": ",
+        "{\"definition\": \"lava\", \"case\": \"job\", \"result\": \"pass\"}}\n",
+    );
+    let lava = concat!(
+        "{\"dt\": \"2026-01-01T00:00:00.000000\", \"lvl\": \"results\", \"msg\": ",
+        "{\"case\": \"measured\", \"definition\": \"0_smoke\", \"endtc\": ! \"10\", ",
+        "\"measurement\": ! \"42.0\", \"result\": \"pass\", \"units\": \"widgets\"}}\n",
+        "libguestfs: a line that is not YAML at all: {\n",
+        "{\"dt\": \"2026-01-01T00:00:02.000000\", \"lvl\": \"results\", \"msg\": ",
+        "{\"case\": \"job\", \"definition\": \"lava\", \"result\": \"pass\"}}\n",
+    );
+    let expected = ResultSet {
+        cases: vec![TestCase {
+            suite: "0_smoke".into(),
+            case: "measured".into(),
+            result: "pass".into(),
+            measurement: Some("42.0".into()),
+            units: Some("widgets".into()),
+        }],
+        job: Some("pass".into()),
+    };
+    assert_eq!(result_set(ours), expected);
+    assert_eq!(result_set(lava), expected);
+    assert_eq!(
+        result_set(""),
+        ResultSet {
+            cases: vec![],
+            job: None
+        }
+    );
+}
