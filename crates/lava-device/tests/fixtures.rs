@@ -53,7 +53,7 @@ fn every_fixture_device_has_a_snapshot() {
         })
         .collect();
     names.sort();
-    assert_eq!(names, ["local-shell01", "qemu01"]);
+    assert_eq!(names, ["local-shell01", "qemu01", "ssh01"]);
     for name in names {
         check_snapshot(&name);
     }
@@ -128,6 +128,41 @@ fn local_shell01_snapshot_and_config() {
             .unwrap()
             .as_str(),
         Some("local-shell\\$ ")
+    );
+}
+
+#[test]
+fn ssh01_snapshot_and_config() {
+    check_snapshot("ssh01");
+    let dev = render_device(&renderer(), &device("ssh01"), &Context::new()).unwrap();
+    assert!(dev.actions.deploy.has_method("ssh"));
+    assert!(dev.actions.boot.has_method("ssh"));
+    let ssh = |key: &str| {
+        dev.lookup(&["actions", "deploy", "methods", "ssh", key])
+            .cloned()
+    };
+    assert_eq!(ssh("host").unwrap().as_str(), Some("192.0.2.10"));
+    assert_eq!(ssh("port").unwrap().as_u64(), Some(2222));
+    assert_eq!(ssh("user").unwrap().as_str(), Some("lava"));
+    assert_eq!(
+        ssh("identity_file").unwrap().as_str(),
+        Some("/etc/lava-rs/keys/ssh01")
+    );
+    let options: Vec<String> = serde_yaml::from_value(ssh("options").unwrap()).unwrap();
+    assert_eq!(
+        options,
+        [
+            "-o",
+            "Compression=yes",
+            "-o",
+            "PasswordAuthentication=no",
+            "-o",
+            "ConnectTimeout=10"
+        ]
+    );
+    assert_eq!(
+        dev.timeouts.actions["ssh-connection"].duration(),
+        Duration::from_secs(45)
     );
 }
 
