@@ -92,8 +92,8 @@ impl Action for ConnectSsh {
         }
         Ok(())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("ssh-connection"))
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        crate::runtime::ssh::connect_ssh(ctx).await
     }
 }
 
@@ -128,8 +128,8 @@ impl Action for Scp {
         }
         Ok(())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("scp-deploy"))
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        crate::runtime::ssh::scp_deploy(ctx).await
     }
 }
 
@@ -145,8 +145,8 @@ impl Action for PrepareSsh {
         "determine which address to use for primary or secondary connections",
         "set the host address of the ssh connection"
     );
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("prepare-ssh"))
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        crate::runtime::ssh::prepare_ssh(ctx).await
     }
 }
 
@@ -162,8 +162,8 @@ impl Action for ScpOverlayUnpack {
         "unpack the overlay over an existing ssh connection",
         "unpack the overlay on the remote device"
     );
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("scp-overlay-unpack"))
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        crate::runtime::ssh::unpack_overlay(ctx).await
     }
 }
 

@@ -145,7 +145,11 @@ impl Action for ExtractRootfs {
     fn timeout_kind(&self) -> ErrorKind {
         ErrorKind::Infrastructure
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        // LAVA: nothing to do when the block has no such image.
+        if !lava_pipeline::value::truthy(ctx.meta().param(self.param_key())) {
+            return Ok(());
+        }
         Err(crate::not_yet_runnable("extract-rootfs"))
     }
 }
@@ -375,7 +379,11 @@ impl Action for ExtractModules {
     fn timeout_kind(&self) -> ErrorKind {
         ErrorKind::Infrastructure
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        // LAVA: nothing to do when the block has no modules.
+        if !lava_pipeline::value::truthy(ctx.meta().param("modules")) {
+            return Ok(());
+        }
         Err(crate::not_yet_runnable("extract-modules"))
     }
 }

@@ -120,8 +120,9 @@ impl Action for PrepareOverlayScp {
         }
         Ok(())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("prepare-scp-overlay"))
+    async fn run(&mut self, ctx: &mut RunContext, children: &mut Pipeline) -> LavaResult<()> {
+        children.run_actions(ctx).await?;
+        crate::runtime::ssh::prepare_scp_overlay(ctx, &self.host_keys).await
     }
 }
 

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use lava_connection::{
     ConnectionError, ConsoleLog, ErrorKind as ConnErrorKind, Match, Patterns, PtyCommand,
-    SessionConfig, ShellSession,
+    SessionConfig, ShellSession, Transport,
 };
 use lava_pipeline::command::{run_command, shlex_split};
 use lava_pipeline::{Connection, ErrorKind, JobLogger, LavaError, LavaResult, RunContext};
@@ -75,12 +75,13 @@ impl ConsoleLog for JobConsoleLog {
     }
 }
 
-/// A device console: a command on a pty and the shell session over it.
+/// A device console: a command on a pty (or another transport, e.g. an SSH shell) and
+/// the shell session over it.
 pub struct ConsoleConnection {
     session: ShellSession,
     log: Arc<JobConsoleLog>,
     namespace: String,
-    pid: u32,
+    pid: Option<u32>,
     /// The character sent to provoke a prompt (`#`).
     pub check_char: String,
 }
@@ -110,7 +111,17 @@ impl ConsoleConnection {
             ));
         }
         let transport = PtyCommand::new(argv).spawn().map_err(conn_error)?;
-        let pid = transport.pid();
+        Self::over_transport(transport, logger, namespace, config)
+    }
+
+    /// A console over an open transport (a pty command, an SSH shell...).
+    pub fn over_transport(
+        transport: impl Transport + 'static,
+        logger: JobLogger,
+        namespace: &str,
+        config: SessionConfig,
+    ) -> LavaResult<Self> {
+        let pid = transport.process_id();
         let log = Arc::new(JobConsoleLog::new(logger));
         let session = ShellSession::new(transport, log.clone(), config).map_err(conn_error)?;
         Ok(ConsoleConnection {
@@ -127,8 +138,14 @@ impl ConsoleConnection {
         &mut self.session
     }
 
-    /// The pid (and process group id) of the connection command.
+    /// The pid (and process group id) of the connection command; 0 when no local
+    /// process runs behind the connection (an SSH shell: see [`Self::process_id`]).
     pub fn pid(&self) -> u32 {
+        self.pid.unwrap_or(0)
+    }
+
+    /// The local process behind the connection, if there is one.
+    pub fn process_id(&self) -> Option<u32> {
         self.pid
     }
 
@@ -272,6 +289,15 @@ pub async fn connect_device(ctx: &mut RunContext, command: &str) -> LavaResult<(
         "[{namespace}] {} Connecting to device using '{command}'",
         ctx.meta().name
     ));
+    let config = boot_session_config(ctx);
+    let connection = ConsoleConnection::spawn(command, ctx.logger.clone(), &namespace, config)?;
+    ctx.set_connection(Box::new(connection));
+    Ok(())
+}
+
+/// The session settings of a console opened by a boot action: the boot character
+/// delay, the device's `spawn_maxread`, the block's `prompts`.
+pub fn boot_session_config(ctx: &RunContext) -> SessionConfig {
     let mut config =
         SessionConfig::default().with_character_delay_ms(character_delay_ms(ctx, "boot"));
     if let Some(maxread) = ctx
@@ -286,9 +312,7 @@ pub async fn connect_device(ctx: &mut RunContext, command: &str) -> LavaResult<(
     if !prompts.is_empty() {
         config = config.with_prompts(&prompts);
     }
-    let connection = ConsoleConnection::spawn(command, ctx.logger.clone(), &namespace, config)?;
-    ctx.set_connection(Box::new(connection));
-    Ok(())
+    config
 }
 
 /// The `auto_login` block and the prompts of a boot action.

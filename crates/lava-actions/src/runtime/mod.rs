@@ -9,4 +9,5 @@ pub mod multinode;
 pub mod overlay;
 pub mod qemu;
 pub mod ramdisk;
+pub mod ssh;
 pub mod test_shell;
