@@ -1,6 +1,8 @@
 //! End-to-end MultiNode: `lava-run multinode` splits a submission, runs one real `lava-run`
 //! per node on local-shell devices, and the nodes talk through a coordinator — our embedded
-//! one, or Debian's `lava-coordinator` (Python; skipped outside CI when it is absent).
+//! one, or Debian's `lava-coordinator` (Python; skipped outside CI when it is absent). A
+//! secondary-connection group (seed 001's shape) logs its guest into a private loopback sshd
+//! whose address the host role publishes.
 
 use lava_dispatch::results::{ResultRow, job_result, read_results};
 use std::path::{Path, PathBuf};
@@ -10,6 +12,10 @@ use std::time::{Duration, Instant};
 /// The coordinator crate's test support: LAVA's daemon on a free port, reaped on drop.
 #[path = "../../../crates/lava-coordinator/tests/support/mod.rs"]
 mod support;
+
+/// A private sshd on a loopback port (the lava-connection crate's test support).
+#[path = "../../../crates/lava-connection/tests/support/sshd.rs"]
+mod sshd;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -25,17 +31,36 @@ struct GroupRun {
     nodes: Vec<(String, Vec<ResultRow>)>,
 }
 
-fn run_group(submission: &Path, first_job_id: u64, extra: &[&str]) -> GroupRun {
-    let root = workspace();
-    let device = root.join("fixtures/local-shell/device.yaml");
+fn local_shell_device() -> PathBuf {
+    workspace().join("fixtures/local-shell/device.yaml")
+}
+
+/// The server/client pair on local-shell devices.
+fn run_pair(submission: &Path, first_job_id: u64, extra: &[&str]) -> GroupRun {
+    let device = local_shell_device();
+    run_group(
+        submission,
+        first_job_id,
+        &[("server", &device), ("client", &device)],
+        extra,
+    )
+}
+
+fn run_group(
+    submission: &Path,
+    first_job_id: u64,
+    devices: &[(&str, &Path)],
+    extra: &[&str],
+) -> GroupRun {
     let out = tempfile::tempdir().unwrap().keep();
-    let output = Command::new(env!("CARGO_BIN_EXE_lava-run"))
-        .arg("multinode")
-        .arg(submission)
-        .arg("--device")
-        .arg(format!("server={}", device.display()))
-        .arg("--device")
-        .arg(format!("client={}", device.display()))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lava-run"));
+    command.arg("multinode").arg(submission);
+    for (role, device) in devices {
+        command
+            .arg("--device")
+            .arg(format!("{role}={}", device.display()));
+    }
+    let output = command
         .arg("--output-dir")
         .arg(&out)
         .args(["--job-id", &first_job_id.to_string()])
@@ -43,7 +68,7 @@ fn run_group(submission: &Path, first_job_id: u64, extra: &[&str]) -> GroupRun {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let nodes = (0..2)
+    let nodes = (0..devices.len() as u64)
         .map(|i| {
             let id = (first_job_id + i).to_string();
             let rows = read_results(&out.join(&id).join("logs.yaml")).unwrap_or_default();
@@ -100,7 +125,7 @@ fn assert_pair_passed(run: &GroupRun) {
 #[test]
 fn two_roles_exchange_a_message_and_sync_on_the_embedded_coordinator() {
     let submission = workspace().join("fixtures/multinode/local-shell-pair.yaml");
-    let run = run_group(&submission, 9301, &[]);
+    let run = run_pair(&submission, 9301, &[]);
     assert_pair_passed(&run);
 }
 
@@ -120,7 +145,7 @@ fn a_wait_nobody_answers_ends_in_the_multinode_timeout_not_a_hang() {
             );
     std::fs::write(&submission, text).unwrap();
     let started = Instant::now();
-    let run = run_group(&submission, 9311, &[]);
+    let run = run_pair(&submission, 9311, &[]);
     assert!(
         started.elapsed() < Duration::from_secs(120),
         "the group ended by itself"
@@ -143,6 +168,67 @@ fn two_roles_run_against_lavas_own_coordinator() {
     let coordinator = support::LavaDaemon::start();
     let submission = workspace().join("fixtures/multinode/local-shell-pair.yaml");
     let address = coordinator.address.to_string();
-    let run = run_group(&submission, 9321, &["--coordinator", &address]);
+    let run = run_pair(&submission, 9321, &["--coordinator", &address]);
     assert_pair_passed(&run);
+}
+
+#[test]
+fn a_secondary_ssh_connection_starts_when_the_host_says_and_runs_its_test_shell() {
+    let Some(server) = sshd::Sshd::start() else {
+        return;
+    };
+    let root = workspace();
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = dir.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    // The guest's device names no reachable host (TEST-NET-1): the address it logs in to
+    // must be the one the host role published.
+    let device = std::fs::read_to_string(root.join("fixtures/ssh/device.yaml"))
+        .unwrap()
+        .replace("@SSH_HOST@", "192.0.2.1")
+        .replace("@SSH_PORT@", &server.port().to_string())
+        .replace("@SSH_USER@", server.user())
+        .replace(
+            "@SSH_IDENTITY_FILE@",
+            &server.identity_file().display().to_string(),
+        )
+        .replace("@SCRATCH@", &scratch.display().to_string());
+    let guest_device = dir.path().join("guest-device.yaml");
+    std::fs::write(&guest_device, device).unwrap();
+    let submission = dir.path().join("ssh-secondary.yaml");
+    let text = std::fs::read_to_string(root.join("fixtures/multinode/ssh-secondary.yaml"))
+        .unwrap()
+        .replace("@SSH_HOST@", server.host());
+    std::fs::write(&submission, text).unwrap();
+
+    let host_device = local_shell_device();
+    let run = run_group(
+        &submission,
+        9331,
+        &[("host", &host_device), ("guest", &guest_device)],
+        &[],
+    );
+    let (_, host) = &run.nodes[0];
+    let (_, guest) = &run.nodes[1];
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, server.log());
+    for case in [
+        "multinode-send-ipv4",
+        "multinode-send-lava_start",
+        "multinode-sync-clients",
+    ] {
+        assert_eq!(
+            outcome(host, "0_host", case),
+            Some("pass"),
+            "{case}: {host:?}"
+        );
+    }
+    for case in ["over-ssh", "guest-role", "multinode-sync-clients"] {
+        assert_eq!(
+            outcome(guest, "0_guest", case),
+            Some("pass"),
+            "{case}: {guest:?}"
+        );
+    }
+    assert_eq!(job_result(host), Some("pass"));
+    assert_eq!(job_result(guest), Some("pass"));
 }
