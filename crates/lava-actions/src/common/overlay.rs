@@ -328,10 +328,181 @@ impl Action for SshAuthorize {
         Ok(())
     }
     async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        if !ctx.meta().parameters.contains_key("authorize") {
+        let Some(identity_file) = authorized_identity(ctx) else {
             ctx.logger.debug("No authorisation required.");
             return Ok(());
+        };
+        let location = ctx
+            .get_data("test", "shared", "location")
+            .and_then(Value::as_str)
+            .map(std::path::PathBuf::from)
+            .ok_or_else(|| lava_pipeline::LavaError::bug("Missing lava overlay location"))?;
+        let results_dir = ctx
+            .get_data("test", "results", "lava_test_results_dir")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        // Secondary connections (`authorize: ssh`) also get root's authorized_keys.
+        let authorize = ctx.meta().parameters.contains_key("authorize");
+        let key = crate::runtime::ssh::resolve_identity_file(&identity_file);
+        let written =
+            tokio::task::spawn_blocking(move || add_keys(&location, &results_dir, &key, authorize))
+                .await
+                .map_err(|e| lava_pipeline::LavaError::bug(e.to_string()))??;
+        for path in written {
+            ctx.logger.debug(format!("Added {path} to the overlay"));
         }
-        Err(crate::not_yet_runnable("ssh-authorize"))
+        Ok(())
+    }
+}
+
+/// The identity file `ssh-authorize` puts in the overlay, as LAVA's validation decides it:
+/// none for `to: ssh` deploys, for an `authorize` other than `ssh`, or for devices without
+/// an ssh deploy method.
+fn authorized_identity(ctx: &RunContext) -> Option<String> {
+    let params = &ctx.meta().parameters;
+    if params.get("to").and_then(Value::as_str) == Some("ssh") {
+        return None;
+    }
+    if let Some(authorize) = params.get("authorize")
+        && authorize.as_str() != Some("ssh")
+    {
+        return None;
+    }
+    if !device_deploys_over_ssh(&ctx.job) {
+        return None;
+    }
+    ssh_identity_file(ctx.job.device.deploy_methods()).ok()
+}
+
+/// Copy the key pair into the overlay's results directory and, for secondary connections,
+/// append the public key to the overlay's `/root/.ssh/authorized_keys` (LAVA overwrites a
+/// test image's file with it when the overlay is unpacked). Returns the overlay paths
+/// written; the key's content is never logged.
+fn add_keys(
+    location: &std::path::Path,
+    results_dir: &str,
+    key: &std::path::Path,
+    authorize: bool,
+) -> LavaResult<Vec<String>> {
+    use std::io::Write;
+    let failed = |what: &str, path: &std::path::Path, e: std::io::Error| {
+        lava_pipeline::LavaError::infrastructure(format!(
+            "Unable to {what} {}: {e}",
+            path.display()
+        ))
+    };
+    if !location.is_dir() {
+        return Err(lava_pipeline::LavaError::bug(
+            "Unable to find overlay location",
+        ));
+    }
+    let lava_path = location.join(results_dir.trim_start_matches('/'));
+    let name = key
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "id".to_string());
+    let public = std::path::PathBuf::from(format!("{}.pub", key.display()));
+    let mut written = Vec::new();
+    for (from, to) in [
+        (key.to_path_buf(), lava_path.join(&name)),
+        (public.clone(), lava_path.join(format!("{name}.pub"))),
+    ] {
+        std::fs::copy(&from, &to).map_err(|e| failed("copy", &from, e))?;
+        written.push(format!(
+            "{results_dir}/{}",
+            to.file_name().unwrap_or_default().to_string_lossy()
+        ));
+    }
+    if !authorize {
+        return Ok(written);
+    }
+    let ssh_dir = location.join("root/.ssh");
+    std::fs::create_dir_all(&ssh_dir).map_err(|e| failed("create", &ssh_dir, e))?;
+    let public_key = std::fs::read(&public).map_err(|e| failed("read", &public, e))?;
+    let keys = ssh_dir.join("authorized_keys");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&keys)
+        .map_err(|e| failed("open", &keys, e))?;
+    file.write_all(&public_key)
+        .map_err(|e| failed("write", &keys, e))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&ssh_dir, std::fs::Permissions::from_mode(0o700));
+        let _ = std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600));
+    }
+    written.push("/root/.ssh/authorized_keys".to_string());
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_pair(dir: &std::path::Path) -> std::path::PathBuf {
+        let key = dir.join("lava");
+        std::fs::write(&key, "PRIVATE\n").unwrap();
+        std::fs::write(dir.join("lava.pub"), "ssh-ed25519 AAAA lava\n").unwrap();
+        key
+    }
+
+    #[test]
+    fn ssh_authorize_copies_the_keys_and_authorizes_root_for_secondary_connections() {
+        let keys = tempfile::tempdir().unwrap();
+        let key = key_pair(keys.path());
+        let overlay = tempfile::tempdir().unwrap();
+        std::fs::create_dir(overlay.path().join("lava-42")).unwrap();
+        std::fs::create_dir_all(overlay.path().join("root/.ssh")).unwrap();
+        std::fs::write(
+            overlay.path().join("root/.ssh/authorized_keys"),
+            "ssh-rsa BBBB earlier\n",
+        )
+        .unwrap();
+
+        let written = add_keys(overlay.path(), "/lava-42", &key, true).unwrap();
+        assert_eq!(
+            written,
+            [
+                "/lava-42/lava",
+                "/lava-42/lava.pub",
+                "/root/.ssh/authorized_keys"
+            ]
+        );
+        let read = |p: &str| std::fs::read_to_string(overlay.path().join(p)).unwrap();
+        assert_eq!(read("lava-42/lava"), "PRIVATE\n");
+        assert_eq!(read("lava-42/lava.pub"), "ssh-ed25519 AAAA lava\n");
+        assert_eq!(
+            read("root/.ssh/authorized_keys"),
+            "ssh-rsa BBBB earlier\nssh-ed25519 AAAA lava\n"
+        );
+    }
+
+    #[test]
+    fn ssh_authorize_without_authorize_only_copies_the_keys() {
+        let keys = tempfile::tempdir().unwrap();
+        let key = key_pair(keys.path());
+        let overlay = tempfile::tempdir().unwrap();
+        std::fs::create_dir(overlay.path().join("lava-7")).unwrap();
+        let written = add_keys(overlay.path(), "/lava-7", &key, false).unwrap();
+        assert_eq!(written, ["/lava-7/lava", "/lava-7/lava.pub"]);
+        assert!(!overlay.path().join("root").exists());
+    }
+
+    #[test]
+    fn ssh_authorize_names_a_missing_public_key() {
+        let keys = tempfile::tempdir().unwrap();
+        let key = keys.path().join("only-private");
+        std::fs::write(&key, "PRIVATE\n").unwrap();
+        let overlay = tempfile::tempdir().unwrap();
+        std::fs::create_dir(overlay.path().join("lava-7")).unwrap();
+        let error = add_keys(overlay.path(), "/lava-7", &key, true).unwrap_err();
+        assert!(
+            error.message.contains("only-private.pub"),
+            "{}",
+            error.message
+        );
+        assert!(!error.message.contains("PRIVATE"));
     }
 }
