@@ -7,6 +7,7 @@ mod ci;
 mod console;
 mod coordinator;
 mod deploy_bench;
+mod job_bench;
 mod main_job;
 mod pipeline;
 mod shared;
@@ -87,6 +88,7 @@ fn main() -> Result<()> {
             "console" => console::bench(&args),
             "coordinator" => coordinator::bench(&args),
             "deploy" => deploy_bench::bench(&args),
+            "job" => job_bench::bench(&args),
             other => anyhow::bail!(
                 "unknown benchmark {other:?}: expected validate, render, console or coordinator"
             ),

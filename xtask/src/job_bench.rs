@@ -1,0 +1,651 @@
+//! `cargo xtask bench job [N] [--timeout SECS]`: the embedded QEMU job
+//! (`target/test-system/qemu-smoke.yaml` on `fixtures/qemu/device.yaml`) run N times (default 3)
+//! by our release `lava-run` and by Debian's LAVA `lava-run`, interleaved with a bare QEMU boot
+//! of the same kernel and initramfs to the same prompt (`cargo xtask test-system --boot-check`'s
+//! code, no dispatcher).
+//!
+//! For each: wall time (min/median/max), the overhead beyond the bare boot (a run's wall time
+//! minus the bare boot to the prompt of the same round) and the peak RSS of the dispatcher
+//! process itself: `VmHWM` of `/proc/<pid>/status`, polled until it exits (for LAVA, the Python
+//! `lava-run` process; QEMU and libguestfs' appliance are children and are not counted, which
+//! `wait4`'s rusage would not guarantee). Then the ratios ours/LAVA against the issue's targets
+//! (≤ 1/10 each), and where each dispatcher's time went, from the timestamps of its log.
+//!
+//! Every run must end with the job passing. LAVA gets libguestfs' environment from
+//! [`test_system::guestfs_env`]; its appliance is built once (one untimed LAVA run) if not
+//! cached yet. Each dispatcher runs in its own process group; past the time limit the group is
+//! stopped (SIGTERM, then SIGKILL) and any process still naming the job's scratch directory is
+//! killed. Outputs of the last round stay in `target/job-bench/`.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail, ensure};
+use rustix::process::{Pid, Signal, kill_process, kill_process_group};
+
+use crate::shared::{build_release_bin, workspace_root};
+use crate::test_system::{self, GuestfsEnv, TestSystem};
+
+/// LAVA's dispatcher, as Debian's `lava-dispatcher` installs it.
+const LAVA_RUN: &str = "/usr/bin/lava-run";
+/// Where LAVA's `lava-run` keeps each job's files (`<dir>/<job id>`).
+const LAVA_WORK_DIR: &str = "/var/lib/lava/dispatcher/tmp";
+/// Job ids of the runs: they name each dispatcher's scratch directory.
+const OUR_JOB_ID: u32 = 9401;
+const LAVA_JOB_ID: u32 = 9402;
+/// After SIGTERM, how long a dispatcher gets to run its finalize before SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(30);
+/// How often the dispatcher's `VmHWM` is read.
+const RSS_POLL: Duration = Duration::from_millis(10);
+/// The issue's targets: our overhead and our RSS at most this fraction of LAVA's.
+const TARGET_RATIO: f64 = 0.10;
+
+/// One measured dispatcher run.
+#[derive(Debug, Clone)]
+pub struct JobRun {
+    pub wall: Duration,
+    /// `VmHWM` of the dispatcher process, in KiB.
+    pub peak_rss_kib: u64,
+    /// The log records (`dt`, `msg`) of `start:`/`end:` lines, for the time breakdown.
+    pub phases: Vec<Phase>,
+    /// Seconds from the spawn to the first log record, and from the last one to the exit.
+    pub startup: f64,
+    pub teardown: f64,
+}
+
+/// One action of a job as its log shows it; times in seconds since the epoch (UTC).
+#[derive(Debug, Clone)]
+pub struct Phase {
+    pub level: String,
+    pub name: String,
+    pub start: f64,
+    pub end: f64,
+}
+
+impl Phase {
+    pub fn seconds(&self) -> f64 {
+        self.end - self.start
+    }
+}
+
+impl JobRun {
+    /// The guest's boot inside the job, from the start of `execute-qemu` (QEMU's spawn) to the
+    /// end of `login-action` (the prompt matched): what the bare boot measures, under the load
+    /// of the moment. The rest of the wall time is the dispatcher's own.
+    pub fn boot_in_job(&self) -> Option<f64> {
+        let find = |name: &str| self.phases.iter().find(|p| p.name == name);
+        Some(find("login-action")?.end - find("execute-qemu")?.start)
+    }
+}
+
+/// Which dispatcher a run used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dispatcher {
+    LavaRs,
+    Lava,
+}
+
+pub fn bench(args: &[String]) -> Result<()> {
+    let mut rounds: usize = 3;
+    let mut limit = Duration::from_secs(12 * 60);
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--timeout" => {
+                limit = Duration::from_secs(it.next().context("--timeout SECS")?.parse()?);
+            }
+            n if n.parse::<usize>().is_ok() => rounds = n.parse()?,
+            other => bail!("unknown argument {other:?} (expected N, --timeout SECS)"),
+        }
+    }
+    ensure!(rounds > 0, "N must be at least 1");
+    ensure!(
+        test_system::qemu_available(),
+        "qemu-system-x86_64 is not on PATH: see DESIGN.md, 'The embedded default device'"
+    );
+    ensure!(
+        Path::new(LAVA_RUN).is_file(),
+        "{LAVA_RUN} is missing: install Debian's lava-dispatcher (scripts/install-test-deps.sh)"
+    );
+    ensure!(
+        test_system::supermin_available(),
+        "supermin is missing: LAVA's libguestfs cannot build its appliance"
+    );
+    let ours = build_release_bin("lava-dispatch", "lava-run")?;
+    let ts = test_system::build(&test_system::cache_dir(), false)?;
+    let guestfs = test_system::guestfs_env(&test_system::cache_dir(), &ts, false)?;
+    let out = workspace_root().join("target/job-bench");
+    std::fs::create_dir_all(&out)?;
+
+    if !guestfs.appliance_cached() {
+        eprintln!("job bench: building libguestfs' appliance once (an untimed LAVA run)");
+        run_dispatcher(Dispatcher::Lava, &ours, &ts, &guestfs, &out, limit)?;
+    }
+
+    println!(
+        "job bench: {rounds} rounds of (bare QEMU boot, lava-rs, LAVA), order rotating; load {}",
+        load_average()
+    );
+    let mut bare: Vec<test_system::BootReport> = Vec::new();
+    let mut runs_ours: Vec<JobRun> = Vec::new();
+    let mut runs_lava: Vec<JobRun> = Vec::new();
+    let mut overhead_ours = Vec::new();
+    let mut overhead_lava = Vec::new();
+    for round in 0..rounds {
+        let mut order = [None, Some(Dispatcher::LavaRs), Some(Dispatcher::Lava)];
+        order.rotate_left(round % 3);
+        let mut this_round = (None, None, None);
+        for step in order {
+            match step {
+                None => {
+                    let report = test_system::boot_check(&ts, limit, false)?;
+                    eprintln!(
+                        "  round {}: bare boot: prompt {:.2}s",
+                        round + 1,
+                        report.prompt.as_secs_f64()
+                    );
+                    this_round.0 = Some(report);
+                }
+                Some(which) => {
+                    let run = run_dispatcher(which, &ours, &ts, &guestfs, &out, limit)?;
+                    eprintln!(
+                        "  round {}: {}: {:.2}s, peak RSS {:.1} MiB",
+                        round + 1,
+                        label(which),
+                        run.wall.as_secs_f64(),
+                        mib(run.peak_rss_kib)
+                    );
+                    if which == Dispatcher::LavaRs {
+                        this_round.1 = Some(run);
+                    } else {
+                        this_round.2 = Some(run);
+                    }
+                }
+            }
+        }
+        let (Some(b), Some(o), Some(l)) = this_round else {
+            unreachable!("every round runs all three");
+        };
+        overhead_ours.push(o.wall.as_secs_f64() - b.prompt.as_secs_f64());
+        overhead_lava.push(l.wall.as_secs_f64() - b.prompt.as_secs_f64());
+        bare.push(b);
+        runs_ours.push(o);
+        runs_lava.push(l);
+    }
+
+    let bare_prompt: Vec<f64> = bare.iter().map(|b| b.prompt.as_secs_f64()).collect();
+    let bare_total: Vec<f64> = bare.iter().map(|b| b.total.as_secs_f64()).collect();
+    let wall = |runs: &[JobRun]| {
+        runs.iter()
+            .map(|r| r.wall.as_secs_f64())
+            .collect::<Vec<_>>()
+    };
+    let own_time = |runs: &[JobRun]| {
+        runs.iter()
+            .filter_map(|r| Some(r.wall.as_secs_f64() - r.boot_in_job()?))
+            .collect::<Vec<_>>()
+    };
+    let rss = |runs: &[JobRun]| runs.iter().map(|r| mib(r.peak_rss_kib)).collect::<Vec<_>>();
+    let row = |name: &str, wall: &str, overhead: &str, own: &str, rss: &str| {
+        println!("{name:<28}{wall:>20}{overhead:>20}{own:>20}{rss:>12}");
+    };
+    println!();
+    row(
+        "seconds: min/median/max",
+        "wall",
+        "overhead",
+        "outside the boot",
+        "RSS MiB",
+    );
+    row(
+        "bare QEMU boot to prompt",
+        &triple(&bare_prompt),
+        "",
+        "",
+        "",
+    );
+    row("  (and to power-off)", &triple(&bare_total), "", "", "");
+    for (which, runs, overhead) in [
+        (Dispatcher::LavaRs, &runs_ours, &overhead_ours),
+        (Dispatcher::Lava, &runs_lava, &overhead_lava),
+    ] {
+        row(
+            label(which),
+            &triple(&wall(runs)),
+            &triple(overhead),
+            &triple(&own_time(runs)),
+            &format!("{:.1}", median(&rss(runs))),
+        );
+    }
+    println!(
+        "overhead: wall minus the bare boot to the prompt of the same round; outside the boot: \
+         wall minus the job's own boot (execute-qemu start to login-action end); RSS: the \
+         dispatcher process's VmHWM, median"
+    );
+    let overhead_ratio = median(&overhead_ours) / median(&overhead_lava);
+    let own_ratio = median(&own_time(&runs_ours)) / median(&own_time(&runs_lava));
+    let rss_ratio = median(&rss(&runs_ours)) / median(&rss(&runs_lava));
+    println!();
+    for (what, ratio) in [
+        ("overhead", overhead_ratio),
+        ("time outside the boot", own_ratio),
+        ("peak RSS", rss_ratio),
+    ] {
+        println!(
+            "{what} lava-rs/LAVA: {ratio:.3} (1/{:.1}; target <= {TARGET_RATIO}) {}",
+            1.0 / ratio,
+            if ratio <= TARGET_RATIO {
+                "met"
+            } else {
+                "MISSED"
+            }
+        );
+    }
+    println!();
+    for (which, runs) in [
+        (Dispatcher::LavaRs, &runs_ours),
+        (Dispatcher::Lava, &runs_lava),
+    ] {
+        print_breakdown(which, runs.last().expect("at least one round"));
+    }
+    println!("load after: {}", load_average());
+    Ok(())
+}
+
+/// Run the job once with one dispatcher, measuring wall time and the dispatcher's `VmHWM`;
+/// fail unless the job passed.
+fn run_dispatcher(
+    which: Dispatcher,
+    ours: &Path,
+    ts: &TestSystem,
+    guestfs: &GuestfsEnv,
+    out: &Path,
+    limit: Duration,
+) -> Result<JobRun> {
+    let dir = out.join(match which {
+        Dispatcher::LavaRs => "lava-rs",
+        Dispatcher::Lava => "lava",
+    });
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    let (program, job_id, marker) = match which {
+        Dispatcher::LavaRs => (
+            ours.to_path_buf(),
+            OUR_JOB_ID,
+            format!("lava-rs-{OUR_JOB_ID}/"),
+        ),
+        Dispatcher::Lava => (
+            PathBuf::from(LAVA_RUN),
+            LAVA_JOB_ID,
+            format!("{LAVA_WORK_DIR}/{LAVA_JOB_ID}/"),
+        ),
+    };
+    let output = dir.join("output");
+    let stderr = dir.join("stderr.log");
+    let mut command = Command::new(&program);
+    command
+        .arg("--job-id")
+        .arg(job_id.to_string())
+        .arg("--output-dir")
+        .arg(&output)
+        .arg("--device")
+        .arg(test_system::device_yaml())
+        .arg(&ts.job)
+        .current_dir(workspace_root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr)?)
+        .process_group(0);
+    if which == Dispatcher::Lava {
+        command.envs(guestfs.vars.iter().map(|(k, v)| (k, v)));
+    }
+    let spawned_at = SystemTime::now();
+    let started = Instant::now();
+    let child = command
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))?;
+    let mut guard = Owned {
+        child,
+        marker,
+        reaped: false,
+    };
+    let status_path = PathBuf::from(format!("/proc/{}/status", guard.child.id()));
+    let mut peak_rss_kib = 0;
+    let status: ExitStatus = loop {
+        if let Some(status) = guard.child.try_wait()? {
+            break status;
+        }
+        if let Some(hwm) = std::fs::read_to_string(&status_path)
+            .ok()
+            .as_deref()
+            .and_then(vm_hwm_kib)
+        {
+            peak_rss_kib = peak_rss_kib.max(hwm);
+        }
+        if started.elapsed() > limit {
+            guard.stop();
+            bail!(
+                "{} did not finish within {limit:?}; stopped (logs in {})",
+                label(which),
+                dir.display()
+            );
+        }
+        std::thread::sleep(RSS_POLL);
+    };
+    let wall = started.elapsed();
+    let exited_at = SystemTime::now();
+    guard.reaped = true;
+    guard.kill_stragglers();
+    let result = std::fs::read_to_string(output.join("result.yaml")).unwrap_or_default();
+    ensure!(
+        status.success() && result.lines().any(|l| l.trim() == "result: pass"),
+        "{} failed ({status}); result.yaml: {result:?}; logs in {}",
+        label(which),
+        dir.display()
+    );
+    let log = match which {
+        Dispatcher::LavaRs => std::fs::read_to_string(output.join("logs.yaml"))?,
+        Dispatcher::Lava => std::fs::read_to_string(&stderr)?,
+    };
+    let (phases, first, last) = phases(&log);
+    let epoch = |t: SystemTime| {
+        t.duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64()
+    };
+    Ok(JobRun {
+        wall,
+        peak_rss_kib,
+        phases,
+        startup: first.map_or(0.0, |t| t - epoch(spawned_at)),
+        teardown: last.map_or(0.0, |t| epoch(exited_at) - t),
+    })
+}
+
+/// A spawned dispatcher: its process group is stopped and the child reaped however the bench
+/// ends; `marker` (the job's scratch directory) finds processes outside the group (QEMU on a
+/// pty of its own session).
+struct Owned {
+    child: Child,
+    marker: String,
+    reaped: bool,
+}
+
+impl Owned {
+    /// SIGTERM to the group (the dispatcher runs its finalize), SIGKILL after the grace.
+    fn stop(&mut self) {
+        if self.reaped {
+            return;
+        }
+        if let Some(group) = Pid::from_raw(self.child.id() as i32) {
+            let _ = kill_process_group(group, Signal::TERM);
+            let deadline = Instant::now() + TERM_GRACE;
+            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = kill_process_group(group, Signal::KILL);
+        }
+        let _ = self.child.wait();
+        self.reaped = true;
+        self.kill_stragglers();
+    }
+
+    fn kill_stragglers(&self) {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+                .and_then(Pid::from_raw)
+            else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&self.marker) {
+                let _ = kill_process(pid, Signal::KILL);
+            }
+        }
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Where the time of one run went: start-up, each action of levels 1 and 1.x (LAVA's names),
+/// and the exit after the last log record.
+fn print_breakdown(which: Dispatcher, run: &JobRun) {
+    println!(
+        "{} (last round, {:.2}s wall): start-up to the first log record {:.2}s",
+        label(which),
+        run.wall.as_secs_f64(),
+        run.startup
+    );
+    for phase in &run.phases {
+        let depth = phase.level.matches('.').count();
+        if depth <= 1 && (depth == 0 || phase.seconds() >= 0.05) {
+            println!(
+                "  {:indent$}{:<8} {:<28} {:>7.2}s",
+                "",
+                phase.level,
+                phase.name,
+                phase.seconds(),
+                indent = depth * 2
+            );
+        }
+    }
+    println!("  last log record to exit {:.2}s", run.teardown);
+}
+
+/// The `start:`/`end:` pairs of a log (ours: `- {...}` lines; LAVA's stderr: `{...}` lines),
+/// with the times of its first and last records (seconds since the epoch, UTC).
+fn phases(log: &str) -> (Vec<Phase>, Option<f64>, Option<f64>) {
+    let mut open: Vec<(String, String, f64)> = Vec::new();
+    let mut done = Vec::new();
+    let (mut first, mut last) = (None, None);
+    for line in log.lines() {
+        let Some(dt) = field(line, "\"dt\": \"").and_then(parse_utc) else {
+            continue;
+        };
+        first.get_or_insert(dt);
+        last = Some(dt);
+        let Some(msg) = field(line, "\"msg\": \"") else {
+            continue;
+        };
+        let mut words = msg.split_whitespace();
+        match (words.next(), words.next(), words.next()) {
+            (Some("start:"), Some(level), Some(name)) => {
+                open.push((level.to_string(), name.to_string(), dt));
+            }
+            (Some("end:"), Some(level), Some(_)) => {
+                if let Some(i) = open.iter().rposition(|(l, _, _)| l == level) {
+                    let (level, name, start) = open.remove(i);
+                    done.push(Phase {
+                        level,
+                        name,
+                        start,
+                        end: dt,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    done.sort_by(|a, b| a.start.total_cmp(&b.start));
+    (done, first, last)
+}
+
+/// The double-quoted string value after `prefix` in a log line (no unescaping needed for the
+/// keys read here).
+fn field<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = &line[line.find(prefix)? + prefix.len()..];
+    Some(&rest[..rest.find('"')?])
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.ffffff][+00:00]` (ours with the offset, LAVA's without; both UTC) as
+/// seconds since the epoch.
+fn parse_utc(text: &str) -> Option<f64> {
+    let (date, time) = text.split_once('T')?;
+    let time = time.trim_end_matches("+00:00").trim_end_matches('Z');
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut t = time.splitn(3, ':');
+    let (hh, mm) = (
+        t.next()?.parse::<f64>().ok()?,
+        t.next()?.parse::<f64>().ok()?,
+    );
+    let ss = t.next()?.parse::<f64>().ok()?;
+    Some(days_from_civil(y, m, day) as f64 * 86_400.0 + hh * 3_600.0 + mm * 60.0 + ss)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `VmHWM` (peak resident set size, KiB) from the text of `/proc/<pid>/status`.
+fn vm_hwm_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn label(which: Dispatcher) -> &'static str {
+    match which {
+        Dispatcher::LavaRs => "lava-rs lava-run (release)",
+        Dispatcher::Lava => "LAVA lava-run (2023.01)",
+    }
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn triple(values: &[f64]) -> String {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{min:.2}/{:.2}/{max:.2}", median(values))
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_times_of_both_dispatchers_parse_as_utc() {
+        let ours = parse_utc("2026-11-23T16:24:06.476891+00:00").unwrap();
+        let lava = parse_utc("2026-11-23T16:24:06.476891").unwrap();
+        assert_eq!(ours, lava);
+        assert_eq!(parse_utc("1970-01-02T00:00:01"), Some(86_401.0));
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert!(parse_utc("yesterday").is_none());
+    }
+
+    #[test]
+    fn phases_pair_starts_and_ends_in_start_order() {
+        let log = concat!(
+            "- {\"dt\": \"2026-01-01T00:00:00.000000+00:00\", \"lvl\": \"info\", ",
+            "\"msg\": \"start: 1 deployimages (timeout 00:02:00) [common]\"}\n",
+            "{\"dt\": \"2026-01-01T00:00:00.500000\", \"lvl\": \"debug\", ",
+            "\"msg\": \"start: 1.1 lava-overlay (timeout 00:02:00) [common]\"}\n",
+            "{\"dt\": \"2026-01-01T00:00:01.000000\", \"lvl\": \"debug\", ",
+            "\"msg\": \"end: 1.1 lava-overlay (duration 00:00:01) [common]\"}\n",
+            "{\"dt\": \"2026-01-01T00:00:03.000000\", \"lvl\": \"info\", ",
+            "\"msg\": \"end: 1 deployimages (duration 00:00:03) [common]\"}\n",
+            "{\"dt\": \"2026-01-01T00:00:04.000000\", \"lvl\": \"results\", \"msg\": {}}\n",
+        );
+        let (phases, first, last) = phases(log);
+        let got: Vec<(&str, &str, f64)> = phases
+            .iter()
+            .map(|p| (p.level.as_str(), p.name.as_str(), p.seconds()))
+            .collect();
+        assert_eq!(
+            got,
+            [("1", "deployimages", 3.0), ("1.1", "lava-overlay", 0.5)]
+        );
+        assert_eq!(last.unwrap() - first.unwrap(), 4.0);
+    }
+
+    #[test]
+    fn vm_hwm_is_read_from_proc_status() {
+        let status =
+            "Name:\tlava-run\nVmPeak:\t  20000 kB\nVmHWM:\t    9876 kB\nVmRSS:\t 9000 kB\n";
+        assert_eq!(vm_hwm_kib(status), Some(9876));
+        assert_eq!(vm_hwm_kib("Name:\tx\n"), None);
+        let own = std::fs::read_to_string("/proc/self/status").unwrap();
+        assert!(vm_hwm_kib(&own).is_some_and(|k| k > 0));
+    }
+
+    #[test]
+    fn a_stopped_dispatcher_takes_its_group_and_stragglers_along() {
+        let alive = |marker: &str| {
+            std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+            })
+        };
+        // One sleeper in the group, one in a session of its own (as QEMU on a pty).
+        let child = Command::new("sh")
+            .args(["-c", "setsid sleep 4713.25 & sleep 4713.5 & wait"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut owned = Owned {
+            child,
+            marker: "4713.25".into(),
+            reaped: false,
+        };
+        let started = Instant::now();
+        while !(alive("sleep 4713.25") && alive("sleep 4713.5")) {
+            assert!(started.elapsed() < Duration::from_secs(10), "never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        owned.stop();
+        assert!(owned.reaped);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive("sleep 4713") {
+            assert!(Instant::now() < deadline, "a process survived the stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn medians_and_triples() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(triple(&[3.0, 1.0, 2.0]), "1.00/2.00/3.00");
+    }
+}
