@@ -32,9 +32,6 @@ use crate::test_system::{self, GuestfsEnv, TestSystem};
 const LAVA_RUN: &str = "/usr/bin/lava-run";
 /// Where LAVA's `lava-run` keeps each job's files (`<dir>/<job id>`).
 const LAVA_WORK_DIR: &str = "/var/lib/lava/dispatcher/tmp";
-/// Job ids of the runs: they name each dispatcher's scratch directory.
-const OUR_JOB_ID: u32 = 9401;
-const LAVA_JOB_ID: u32 = 9402;
 /// After SIGTERM, how long a dispatcher gets to run its finalize before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(30);
 /// How often the dispatcher's `VmHWM` is read.
@@ -125,7 +122,7 @@ pub fn bench(args: &[String]) -> Result<()> {
     }
 
     println!(
-        "job bench: {rounds} rounds of (bare QEMU boot, lava-rs, LAVA), order rotating; load {}",
+        "job bench: {rounds} round(s) of (bare QEMU boot, lava-rs, LAVA), order rotating; load {}",
         load_average()
     );
     let mut bare: Vec<test_system::BootReport> = Vec::new();
@@ -272,16 +269,14 @@ fn run_dispatcher(
         std::fs::remove_dir_all(&dir)?;
     }
     std::fs::create_dir_all(&dir)?;
-    let (program, job_id, marker) = match which {
-        Dispatcher::LavaRs => (
-            ours.to_path_buf(),
-            OUR_JOB_ID,
-            format!("lava-rs-{OUR_JOB_ID}/"),
-        ),
+    // The job id names the dispatcher's scratch directory, which marks the run's processes:
+    // unique per bench process, so that concurrent runs elsewhere are never touched.
+    let job_id = std::process::id() * 10 + if which == Dispatcher::Lava { 2 } else { 1 };
+    let (program, marker) = match which {
+        Dispatcher::LavaRs => (ours.to_path_buf(), format!("lava-rs-{job_id}/")),
         Dispatcher::Lava => (
             PathBuf::from(LAVA_RUN),
-            LAVA_JOB_ID,
-            format!("{LAVA_WORK_DIR}/{LAVA_JOB_ID}/"),
+            format!("{LAVA_WORK_DIR}/{job_id}/"),
         ),
     };
     let output = dir.join("output");

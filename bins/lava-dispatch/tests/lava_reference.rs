@@ -29,9 +29,6 @@ const LAVA_WORK_DIR: &str = "/var/lib/lava/dispatcher/tmp";
 const RUN_LIMIT: Duration = Duration::from_secs(12 * 60);
 /// After SIGTERM, how long a dispatcher gets to run its finalize before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(30);
-/// Job ids of the two runs: they name each dispatcher's scratch directory.
-const OUR_JOB_ID: u32 = 9301;
-const LAVA_JOB_ID: u32 = 9302;
 
 /// One test-suite case as both dispatchers report it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -56,6 +53,13 @@ struct Setup {
     job: PathBuf,
     device: PathBuf,
     guestfs_env: Vec<(String, String)>,
+}
+
+/// The job id of a run by `dispatcher` (1: ours, 2: LAVA's). It names the dispatcher's scratch
+/// directory, which also marks the run's processes: unique per test process, so that two
+/// checkouts testing at once neither share LAVA's work directory nor stop each other's QEMU.
+fn job_id(dispatcher: u32) -> u32 {
+    std::process::id() * 10 + dispatcher
 }
 
 fn in_ci() -> bool {
@@ -271,7 +275,7 @@ fn the_qemu_job_gives_the_same_results_under_lava_and_lava_rs() {
     let ours_dir = scratch.path().join("lava-rs");
     let mut ours = Command::new(env!("CARGO_BIN_EXE_lava-run"));
     ours.arg("--job-id")
-        .arg(OUR_JOB_ID.to_string())
+        .arg(job_id(1).to_string())
         .arg("--output-dir")
         .arg(&ours_dir)
         .arg("--device")
@@ -280,7 +284,7 @@ fn the_qemu_job_gives_the_same_results_under_lava_and_lava_rs() {
         .current_dir(&setup.workspace)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let status = Dispatcher::spawn(ours, format!("lava-rs-{OUR_JOB_ID}/")).wait(RUN_LIMIT);
+    let status = Dispatcher::spawn(ours, format!("lava-rs-{}/", job_id(1))).wait(RUN_LIMIT);
     let our_log = std::fs::read_to_string(ours_dir.join("logs.yaml")).unwrap_or_default();
     assert!(
         status.success(),
@@ -292,7 +296,7 @@ fn the_qemu_job_gives_the_same_results_under_lava_and_lava_rs() {
     let lava_log_path = scratch.path().join("lava-stderr.log");
     let mut lava = Command::new(LAVA_RUN);
     lava.arg("--job-id")
-        .arg(LAVA_JOB_ID.to_string())
+        .arg(job_id(2).to_string())
         .arg("--output-dir")
         .arg(&lava_dir)
         .arg("--device")
@@ -302,7 +306,7 @@ fn the_qemu_job_gives_the_same_results_under_lava_and_lava_rs() {
         .current_dir(&setup.workspace)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&lava_log_path).unwrap());
-    let marker = format!("{LAVA_WORK_DIR}/{LAVA_JOB_ID}/");
+    let marker = format!("{LAVA_WORK_DIR}/{}/", job_id(2));
     let status = Dispatcher::spawn(lava, marker).wait(RUN_LIMIT);
     let lava_log = std::fs::read_to_string(&lava_log_path).unwrap_or_default();
     assert!(
