@@ -20,7 +20,15 @@ pub struct ResultRow {
 pub fn read_results(log: &Path) -> Result<Vec<ResultRow>> {
     let text =
         std::fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?;
-    Ok(text.lines().filter_map(result_row).collect())
+    Ok(parse_results(&text)
+        .into_iter()
+        .filter(|row| row.suite != "lava" || matches!(row.case.as_str(), "job" | "validate"))
+        .collect())
+}
+
+/// Every `results` record of a log's text, in order, per-action `lava` records included.
+pub fn parse_results(text: &str) -> Vec<ResultRow> {
+    text.lines().filter_map(result_row).collect()
 }
 
 /// The job's own result (`lava`/`job`): `pass`, `fail`, or `None` if the log has none.
@@ -58,9 +66,6 @@ fn result_row(line: &str) -> Option<ResultRow> {
     let field = |key: &str| msg.get(key).map(text);
     let suite = field("definition").unwrap_or_default();
     let case = field("case").unwrap_or_default();
-    if suite == "lava" && !matches!(case.as_str(), "job" | "validate") {
-        return None;
-    }
     let measurement = match (field("measurement"), field("units")) {
         (Some(m), Some(u)) => format!("{m} {u}"),
         (Some(m), None) => m,

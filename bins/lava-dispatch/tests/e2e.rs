@@ -48,19 +48,9 @@ fn run_job(job: &Path, device: &Path, job_id: &str) -> Outcome {
 
 /// The `results` records of a log, as (suite, case, result).
 fn results(log: &str) -> Vec<(String, String, String)> {
-    log.lines()
-        .filter(|l| l.contains("\"lvl\": \"results\""))
-        .filter_map(|l| {
-            let item: serde_yaml::Value = serde_yaml::from_str(l.trim_start_matches("- ")).ok()?;
-            let msg = item.get("msg")?;
-            let s = |k: &str| {
-                msg.get(k)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("")
-                    .to_string()
-            };
-            Some((s("definition"), s("case"), s("result")))
-        })
+    lava_dispatch::results::parse_results(log)
+        .into_iter()
+        .map(|row| (row.suite, row.case, row.result))
         .collect()
 }
 
