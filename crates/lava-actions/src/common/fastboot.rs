@@ -444,6 +444,21 @@ fn usb_ids(device: &Device) -> (String, String, String) {
     (get("board_id"), get("usb_vendor_id"), get("usb_product_id"))
 }
 
+/// LAVA's validation of a udev wait: `[<tag>] board_id unset` when the board id is the
+/// placeholder `unset_board`, and the vendor/product ids must not be `0000`.
+fn check_usb_ids(ctx: &mut ValidateContext<'_>, tag: &str, unset_board: &str) {
+    let (board, vendor, product) = usb_ids(&ctx.job.device);
+    if board == unset_board {
+        ctx.error(format!("[{tag}] board_id unset"));
+    }
+    if vendor == "0000" {
+        ctx.error("usb_vendor_id unset");
+    }
+    if product == "0000" {
+        ctx.error("usb_product_id unset");
+    }
+}
+
 /// `wait-usb-serial`: wait for the board's USB serial (tty) device.
 #[derive(Debug, Default)]
 pub struct WaitUSBSerialDeviceAction {
@@ -486,16 +501,7 @@ impl Action for WaitUSBSerialDeviceAction {
         Ok(())
     }
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
-        let (board, vendor, product) = usb_ids(&ctx.job.device);
-        if board == UNSET_SERIAL {
-            ctx.error("[USBSERIAL] board_id unset");
-        }
-        if vendor == "0000" {
-            ctx.error("usb_vendor_id unset");
-        }
-        if product == "0000" {
-            ctx.error("usb_product_id unset");
-        }
+        check_usb_ids(ctx, "USBSERIAL", UNSET_SERIAL);
         match ctx.job.device.get(&["usb_sleep"]) {
             None => {}
             Some(Value::Number(n)) if n.is_i64() || n.is_u64() => {}
@@ -535,16 +541,7 @@ impl Action for WaitDFUDeviceAction {
         Ok(())
     }
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
-        let (board, vendor, product) = usb_ids(&ctx.job.device);
-        if board == UNSET_SERIAL {
-            ctx.error("[DFU] board_id unset");
-        }
-        if vendor == "0000" {
-            ctx.error("usb_vendor_id unset");
-        }
-        if product == "0000" {
-            ctx.error("usb_product_id unset");
-        }
+        check_usb_ids(ctx, "DFU", UNSET_SERIAL);
         Ok(())
     }
     async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
@@ -582,16 +579,7 @@ impl Action for WaitQDLDeviceAction {
         Ok(())
     }
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
-        let (board, vendor, product) = usb_ids(&ctx.job.device);
-        if board == UNSET_QDL_BOARD_ID {
-            ctx.error("[QDL] board_id unset");
-        }
-        if vendor == "0000" {
-            ctx.error("usb_vendor_id unset");
-        }
-        if product == "0000" {
-            ctx.error("usb_product_id unset");
-        }
+        check_usb_ids(ctx, "QDL", UNSET_QDL_BOARD_ID);
         Ok(())
     }
     async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
