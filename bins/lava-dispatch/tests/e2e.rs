@@ -2,24 +2,13 @@
 //! (a shell on a pty) and on the embedded QEMU device (skipped outside CI when QEMU or the
 //! test system is missing; `cargo xtask test-system` builds it).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{has, in_ci, lava_run, processes_with, results, workspace};
+
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn lava_run() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_lava-run"))
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
 
 struct Outcome {
     code: i32,
@@ -44,20 +33,6 @@ fn run_job(job: &Path, device: &Path, job_id: &str) -> Outcome {
         result: serde_yaml::from_str(&result).unwrap(),
         log: std::fs::read_to_string(out.join("logs.yaml")).unwrap(),
     }
-}
-
-/// The `results` records of a log, as (suite, case, result).
-fn results(log: &str) -> Vec<(String, String, String)> {
-    lava_dispatch::results::parse_results(log)
-        .into_iter()
-        .map(|row| (row.suite, row.case, row.result))
-        .collect()
-}
-
-fn has(results: &[(String, String, String)], suite: &str, case: &str, outcome: &str) -> bool {
-    results
-        .iter()
-        .any(|(s, c, r)| s == suite && c == case && r == outcome)
 }
 
 #[test]
@@ -110,19 +85,6 @@ fn five_mistakes_are_reported_together_by_lava_run() {
     ] {
         assert!(msg.contains(expected), "missing {expected:?} in {msg}");
     }
-}
-
-fn processes_with(marker: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
-            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if text.contains(marker) {
-                found.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
-            }
-        }
-    }
-    found
 }
 
 #[test]

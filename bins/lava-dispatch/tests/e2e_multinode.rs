@@ -4,6 +4,10 @@
 //! secondary-connection group (seed 001's shape) logs its guest into a private loopback sshd
 //! whose address the host role publishes.
 
+mod common;
+
+use common::workspace;
+
 use lava_dispatch::results::{ResultRow, job_result, read_results};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -16,13 +20,6 @@ mod support;
 /// A private sshd on a loopback port (the lava-connection crate's test support).
 #[path = "../../../crates/lava-connection/tests/support/sshd.rs"]
 mod sshd;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
 
 /// What `lava-run multinode` left: its exit code, its output, each node's results by job id.
 struct GroupRun {

@@ -5,6 +5,10 @@
 //! failing case; the private key never reaches the log; a connection dropped mid-test
 //! fails the job as an InfrastructureError and finalize still runs.
 
+mod common;
+
+use common::{has, lava_run, processes_with, results, workspace};
+
 #[path = "../../../crates/lava-connection/tests/support/sshd.rs"]
 mod sshd;
 
@@ -16,17 +20,6 @@ use std::time::{Duration, Instant};
 use sshd::Sshd;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn lava_run() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_lava-run"))
-}
 
 /// A job id of its own, so concurrent runs never share the worker's job directory.
 fn unique_job_id() -> String {
@@ -109,20 +102,6 @@ impl Drop for Fixture {
     }
 }
 
-/// The `results` records of a log, as (definition, case, result).
-fn results(log: &str) -> Vec<(String, String, String)> {
-    lava_dispatch::results::parse_results(log)
-        .into_iter()
-        .map(|row| (row.suite, row.case, row.result))
-        .collect()
-}
-
-fn has(results: &[(String, String, String)], definition: &str, case: &str, outcome: &str) -> bool {
-    results
-        .iter()
-        .any(|(d, c, r)| d == definition && c == case && r == outcome)
-}
-
 fn assert_no_key_material(text: &str, key_file: &Path) {
     let key = std::fs::read_to_string(key_file).unwrap();
     let body: Vec<&str> = key
@@ -133,19 +112,6 @@ fn assert_no_key_material(text: &str, key_file: &Path) {
     for line in body {
         assert!(!text.contains(line), "private key material in logs.yaml");
     }
-}
-
-fn processes_with(marker: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
-            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if text.contains(marker) {
-                found.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
-            }
-        }
-    }
-    found
 }
 
 #[test]
