@@ -680,3 +680,186 @@ async fn overlay_is_merged_into_a_gzip_ramdisk() {
         ErrorKind::Job
     );
 }
+
+fn gunzip(path: &Path) -> Vec<u8> {
+    let out = std::process::Command::new("gzip")
+        .arg("-dc")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repack_without_overlay_keeps_every_byte_and_archive_boundary() {
+    let tmp = tempfile::tempdir().unwrap();
+    // An early-firmware archive, then the main one; the main one ends its members on
+    // every alignment (0..3 bytes of padding) and has a member larger than any buffer.
+    let early = write_newc(&[
+        entry("kernel", 0o40755, 1, b""),
+        entry("kernel/x86/microcode.bin", 0o100644, 2, &sample(333)),
+    ]);
+    let main = write_newc(&[
+        entry(".", 0o40755, 1, b""),
+        entry("a", 0o100644, 2, b"1"),
+        entry("bb", 0o100644, 3, b"22"),
+        entry("ccc", 0o100644, 4, b"333"),
+        entry("dddd", 0o100644, 5, b"4444"),
+        entry("big", 0o100755, 6, &sample(300_000)),
+        entry("link", 0o120777, 7, b"big"),
+    ]);
+    let mut cpio = early.clone();
+    cpio.extend(&main);
+    for (name, compression) in [
+        ("initrd.cpio.gz", Some(Compression::Gz)),
+        ("initrd.cpio.xz", Some(Compression::Xz)),
+        ("initrd.cpio.zst", Some(Compression::Zstd)),
+        ("initrd.cpio.bz2", Some(Compression::Bz2)),
+        ("initrd.cpio", None),
+    ] {
+        let ramdisk = tmp.path().join(name);
+        let bytes = match compression {
+            Some(c) => compress(c, &cpio).await,
+            None => cpio.clone(),
+        };
+        std::fs::write(&ramdisk, bytes).unwrap();
+        let output = tmp.path().join("out.cpio.gz");
+        let done = repack_with_overlay(ramdisk, None, output.clone())
+            .await
+            .unwrap();
+        assert_eq!((done.entries, done.added), (9, 0), "{name}");
+        assert_eq!(gunzip(&output), cpio, "{name}: byte-identical");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_repack_merges_the_overlay_into_the_last_archive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let early = write_newc(&[entry("early", 0o100644, 1, b"fw")]);
+    let main = write_newc(&[
+        entry(".", 0o40755, 1, b""),
+        entry("./bin", 0o40700, 2, b""),
+        entry("./init", 0o100755, 3, b"old init"),
+        entry("./etc", 0o40755, 4, b""),
+    ]);
+    let mut cpio = early.clone();
+    cpio.extend(&main);
+    let ramdisk = tmp.path().join("initrd.cpio.gz");
+    std::fs::write(&ramdisk, compress(Compression::Gz, &cpio).await).unwrap();
+    let location = tmp.path().join("overlay");
+    std::fs::create_dir_all(location.join("lava-7/bin")).unwrap();
+    std::fs::write(location.join("lava-7/bin/lava-test-runner"), b"#!/bin/sh\n").unwrap();
+    let tarball = tmp.path().join("overlay.tar.gz");
+    lava_shell::tarball::build_tarball(&location, "/lava-7", &tarball).unwrap();
+    // The tarball as lava-shell writes it, plus a replacement /init and a /bin entry.
+    let mut members = read_tar(&gunzip(&tarball)).unwrap();
+    members.push(lava_actions::runtime::ramdisk::TarMember {
+        name: "bin".into(),
+        mode: 0o40755,
+        data: vec![],
+    });
+    members.push(lava_actions::runtime::ramdisk::TarMember {
+        name: "init".into(),
+        mode: 0o100755,
+        data: b"new init".to_vec(),
+    });
+    let mut expected = read_newc(&cpio).unwrap();
+    merge_overlay(&mut expected, &members).unwrap();
+    // Write those members back as a plain tar with the system's tar, as the overlay.
+    let tree = tmp.path().join("tree");
+    std::fs::create_dir_all(tree.join("lava-7/bin")).unwrap();
+    std::fs::create_dir_all(tree.join("bin")).unwrap();
+    std::fs::write(tree.join("lava-7/bin/lava-test-runner"), b"#!/bin/sh\n").unwrap();
+    std::fs::write(tree.join("init"), b"new init").unwrap();
+    let plain = tmp.path().join("overlay.tar");
+    let tar = std::process::Command::new("tar")
+        .args([
+            "-cf",
+            plain.to_str().unwrap(),
+            "-C",
+            tree.to_str().unwrap(),
+            "lava-7",
+            "bin",
+            "init",
+        ])
+        .status()
+        .unwrap();
+    assert!(tar.success());
+
+    let output = tmp.path().join("ramdisk.cpio.gz");
+    let done = repack_with_overlay(ramdisk, Some(plain), output.clone())
+        .await
+        .unwrap();
+    let back = gunzip(&output);
+    // The early archive is untouched and still ends with its own trailer.
+    assert_eq!(&back[..early.len()], &early[..]);
+    let merged = read_newc(&back).unwrap();
+    let names: Vec<&str> = merged.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "early",
+            ".",
+            "./bin",
+            "./etc",
+            "./lava-7",
+            "./lava-7/bin",
+            "./lava-7/bin/lava-test-runner",
+            "./init"
+        ],
+        "replaced /init moves to the end, /bin keeps the ramdisk's entry"
+    );
+    assert_eq!(merged[2].mode, 0o40700);
+    assert_eq!(merged[7].data, b"new init");
+    assert_eq!(merged.len(), done.entries);
+    assert_eq!(done.added, 3);
+    // The in-memory merge has the same names and contents.
+    let names_in_memory: Vec<&str> = expected.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names_in_memory, names);
+    let mut inos: Vec<u32> = merged[1..].iter().map(|e| e.ino).collect();
+    inos.sort();
+    inos.dedup();
+    assert_eq!(
+        inos.len(),
+        merged.len() - 1,
+        "inode numbers unique in the main archive"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_ramdisk_fails_as_a_job_error_and_leaves_no_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cpio = write_newc(&[
+        entry(".", 0o40755, 1, b""),
+        entry("big", 0o100644, 2, &sample(200_000)),
+    ]);
+    let gz = compress(Compression::Gz, &cpio).await;
+    let evil = write_newc(&[entry("../escape", 0o100644, 1, b"x")]);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("truncated-gzip", gz[..gz.len() / 2].to_vec(), ""),
+        ("truncated-cpio", compress(Compression::Gz, &cpio[..100_000]).await, "Truncated cpio archive"),
+        ("not-cpio", compress(Compression::Gz, b"hello, not an archive at all, sorry............................................................................................").await, "Not a cpio newc archive"),
+        ("traversal", compress(Compression::Gz, &evil).await, "outside the archive root"),
+    ];
+    for (name, bytes, message) in cases {
+        let ramdisk = tmp.path().join(name);
+        std::fs::write(&ramdisk, bytes).unwrap();
+        let output = tmp.path().join(format!("{name}.out.gz"));
+        let err = repack_with_overlay(ramdisk, None, output.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Job, "{name}: {err:?}");
+        assert!(err.message.contains(message), "{name}: {}", err.message);
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with(name) && n != name)
+            .collect();
+        assert!(left.is_empty(), "{name}: left behind {left:?}");
+    }
+}

@@ -34,10 +34,13 @@ use std::time::Instant;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
-/// Bytes read from the source per chunk.
-pub const CHUNK_SIZE: usize = 1024 * 1024;
-/// Chunks buffered between the reader and each worker thread.
-const CHANNEL_DEPTH: usize = 16;
+/// Bytes read from a file source per chunk (HTTP bodies arrive in the server's chunks).
+/// With [`CHANNEL_DEPTH`] this bounds what a download holds in memory: large enough
+/// that per-chunk costs vanish next to hashing and decompressing, small enough that
+/// the dispatcher stays lean while a worker catches up.
+pub const CHUNK_SIZE: usize = 128 * 1024;
+/// Chunks buffered between the reader and each worker thread (both workers share them).
+const CHANNEL_DEPTH: usize = 8;
 
 /// The formats decompressed while downloading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,6 +6,7 @@
 pub mod console;
 pub mod download;
 pub mod multinode;
+pub mod newc;
 pub mod overlay;
 pub mod qemu;
 pub mod ramdisk;

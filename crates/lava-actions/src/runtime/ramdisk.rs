@@ -1,209 +1,60 @@
 //! Run-time: ramdisk surgery (`extract-overlay-ramdisk`, `apply-overlay-tftp` on the
-//! ramdisk, `compress-ramdisk`), in pure Rust.
+//! ramdisk, `compress-ramdisk`), in pure Rust and in one streaming pass.
 //!
 //! LAVA unpacks the ramdisk with `cpio`, untars the overlay at its root and repacks it with
-//! `find . | cpio --create --format=newc` and `gzip`. Here the archive never touches the
-//! disk unpacked: the (decompressed) cpio `newc` stream is parsed into entries, the
-//! overlay tarball's members are merged in (replacing files of the same path, adding
-//! missing parent directories), and a new `newc` archive is written and gzip-compressed.
-//! Entries are kept byte for byte (inode numbers, modes, owners, times, hard links), so
-//! a ramdisk without an overlay round-trips to the same cpio bytes. Member names that
-//! are absolute or climb out with `..` are refused (JobError), in the ramdisk and in the
-//! overlay alike. All the work runs on tokio's blocking pool.
+//! `find . | cpio --create --format=newc` and `gzip`. Here the archive is never unpacked:
+//! the decompressed cpio `newc` stream is read member by member ([`super::newc`]) and
+//! copied into a gzip `newc` stream, members the overlay replaces are left out, and the
+//! overlay's members (with any missing parent directories, mode 0755) are added at the end
+//! of the last archive. Only the overlay (a few kilobytes of scripts) is held in memory.
+//! Entries are kept byte for byte (inode numbers, modes, owners, times, hard links, archive
+//! boundaries), so a ramdisk without an overlay round-trips to the same cpio bytes. Member
+//! names that are absolute or climb out with `..` are refused (JobError), in the ramdisk
+//! and in the overlay alike. The work runs on tokio's blocking pool; a failed repack
+//! leaves no file behind.
 
+pub use super::newc::{CpioEntry, checked_member, read_newc, write_newc};
+use super::newc::{NewcReader, NewcWriter, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use lava_pipeline::{LavaError, LavaResult, RunContext};
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, BufWriter, Read};
 use std::path::{Path, PathBuf};
-
-/// The newc magic.
-const NEWC_MAGIC: &[u8; 6] = b"070701";
-const TRAILER: &str = "TRAILER!!!";
-const S_IFMT: u32 = 0o170000;
-const S_IFDIR: u32 = 0o040000;
-const S_IFREG: u32 = 0o100000;
-const S_IFLNK: u32 = 0o120000;
-
-/// One member of a `newc` archive.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CpioEntry {
-    pub name: String,
-    pub ino: u32,
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub nlink: u32,
-    pub mtime: u32,
-    pub devmajor: u32,
-    pub devminor: u32,
-    pub rdevmajor: u32,
-    pub rdevminor: u32,
-    /// File contents or symlink target.
-    pub data: Vec<u8>,
-}
-
-impl CpioEntry {
-    fn new(name: String, mode: u32, data: Vec<u8>) -> Self {
-        CpioEntry {
-            name,
-            ino: 0,
-            mode,
-            uid: 0,
-            gid: 0,
-            nlink: if mode & S_IFMT == S_IFDIR { 2 } else { 1 },
-            mtime: 0,
-            devmajor: 0,
-            devminor: 0,
-            rdevmajor: 0,
-            rdevminor: 0,
-            data,
-        }
-    }
-
-    pub fn is_dir(&self) -> bool {
-        self.mode & S_IFMT == S_IFDIR
-    }
-}
 
 fn bad(msg: impl Into<String>) -> LavaError {
     LavaError::job(msg.into())
 }
 
-/// The member path without `./` or leading `/` noise, or an error when it would leave
-/// the archive root (`..` components or an absolute path).
-pub fn checked_member(name: &str) -> LavaResult<String> {
-    let trimmed = name.strip_prefix("./").unwrap_or(name);
-    if trimmed.starts_with('/') {
-        return Err(bad(format!(
-            "Refusing archive member with an absolute path: {name:?}"
-        )));
-    }
-    let mut parts = Vec::new();
-    for part in trimmed.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                return Err(bad(format!(
-                    "Refusing archive member outside the archive root: {name:?}"
-                )));
-            }
-            p => parts.push(p),
-        }
-    }
-    Ok(if parts.is_empty() {
-        ".".to_string()
-    } else {
-        parts.join("/")
-    })
+/// Buffer size of the file reader and writer around the compression streams.
+const IO_BUFFER: usize = 64 * 1024;
+
+/// What [`repack_with_overlay`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repacked {
+    pub path: PathBuf,
+    /// Members in the new archive (not counting trailers).
+    pub entries: usize,
+    /// Members the overlay added (not counting replaced ones).
+    pub added: usize,
 }
 
-fn hex_field(header: &[u8], index: usize) -> LavaResult<u32> {
-    let start = 6 + index * 8;
-    let text = std::str::from_utf8(&header[start..start + 8])
-        .map_err(|_| bad("Invalid cpio header (not hexadecimal)"))?;
-    u32::from_str_radix(text, 16).map_err(|_| bad(format!("Invalid cpio header field {text:?}")))
-}
-
-fn align4(n: usize) -> usize {
-    (n + 3) & !3
-}
-
-/// Parses every `newc` archive in `data` (several may follow each other, separated by
-/// NUL padding, as in kernel initramfs images). Trailers are dropped.
-pub fn read_newc(data: &[u8]) -> LavaResult<Vec<CpioEntry>> {
-    let mut entries = Vec::new();
-    let mut pos = 0;
-    loop {
-        while pos < data.len() && data[pos] == 0 {
-            pos += 1;
-        }
-        if pos >= data.len() {
-            break;
-        }
-        if data.len() - pos < 110 {
-            return Err(bad("Truncated cpio archive (short header)"));
-        }
-        let header = &data[pos..pos + 110];
-        if &header[..6] != NEWC_MAGIC {
-            return Err(bad(format!(
-                "Not a cpio newc archive (magic {:?} at offset {pos})",
-                String::from_utf8_lossy(&header[..6])
-            )));
-        }
-        let field = |i| hex_field(header, i);
-        let namesize = field(11)? as usize;
-        let filesize = field(6)? as usize;
-        if namesize == 0 {
-            return Err(bad("Invalid cpio header (empty name)"));
-        }
-        let name_start = pos + 110;
-        let name_end = name_start + namesize;
-        let data_start = align4(name_end);
-        let data_end = data_start + filesize;
-        if data_end > data.len() {
-            return Err(bad("Truncated cpio archive (short member)"));
-        }
-        let raw_name = &data[name_start..name_end - 1];
-        let name = String::from_utf8(raw_name.to_vec())
-            .map_err(|_| bad("cpio member name is not UTF-8"))?;
-        pos = align4(data_end);
-        if name == TRAILER {
-            continue;
-        }
-        checked_member(&name)?;
-        entries.push(CpioEntry {
-            ino: field(0)?,
-            mode: field(1)?,
-            uid: field(2)?,
-            gid: field(3)?,
-            nlink: field(4)?,
-            mtime: field(5)?,
-            devmajor: field(7)?,
-            devminor: field(8)?,
-            rdevmajor: field(9)?,
-            rdevminor: field(10)?,
-            data: data[data_start..data_end].to_vec(),
-            name,
-        });
-    }
-    Ok(entries)
-}
-
-/// Writes `entries` as one `newc` archive with its trailer.
-pub fn write_newc(entries: &[CpioEntry]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let trailer = CpioEntry {
-        nlink: 1,
-        ..CpioEntry::new(TRAILER.to_string(), 0, Vec::new())
-    };
-    for e in entries.iter().chain(std::iter::once(&trailer)) {
-        let fields = [
-            e.ino,
-            e.mode,
-            e.uid,
-            e.gid,
-            e.nlink,
-            e.mtime,
-            e.data.len() as u32,
-            e.devmajor,
-            e.devminor,
-            e.rdevmajor,
-            e.rdevminor,
-            e.name.len() as u32 + 1,
-            0,
-        ];
-        out.extend_from_slice(NEWC_MAGIC);
-        for f in fields {
-            out.extend_from_slice(format!("{f:08X}").as_bytes());
-        }
-        out.extend_from_slice(e.name.as_bytes());
-        out.push(0);
-        out.resize(align4(out.len()), 0);
-        out.extend_from_slice(&e.data);
-        out.resize(align4(out.len()), 0);
-    }
-    // cpio pads the archive to its 512-byte block size.
-    out.resize(out.len().div_ceil(512) * 512, 0);
-    out
+/// Merges an overlay into a stream of ramdisk members as untarring it at the ramdisk root
+/// would. Feed every ramdisk member to [`OverlayMerge::keep`] in order (it says whether
+/// the member stays), then [`OverlayMerge::additions`] gives the members to append:
+/// overlay members replace ramdisk members of the same path (a directory keeps the
+/// ramdisk's entry), missing parent directories are created (mode 0755), and new members
+/// get fresh inode numbers. When the overlay names a path twice, the last one wins.
+pub struct OverlayMerge {
+    members: Vec<TarMember>,
+    /// Overlay member paths, to their index in `members`.
+    by_path: BTreeMap<String, usize>,
+    /// Paths the overlay touches (members and their parents) that the ramdisk has,
+    /// and whether the ramdisk's member is a directory.
+    present: BTreeMap<String, bool>,
+    wanted: BTreeSet<String>,
+    max_ino: u32,
+    /// Whether the ramdisk's last member is named `./path` (then added members are too:
+    /// they land in its archive).
+    dot_prefix: bool,
 }
 
 /// One member of a tar archive, as needed for the overlay.
@@ -342,147 +193,241 @@ fn pax_records(body: &[u8]) -> Vec<(String, String)> {
     out
 }
 
-/// Merges `overlay` into `entries` as untarring it at the ramdisk root would: members
-/// replace entries of the same path (directories keep the ramdisk's entry), missing
-/// parent directories are created (mode 0755). New entries get fresh inode numbers.
-pub fn merge_overlay(entries: &mut Vec<CpioEntry>, overlay: &[TarMember]) -> LavaResult<usize> {
-    let mut index: BTreeMap<String, usize> = BTreeMap::new();
-    for (i, e) in entries.iter().enumerate() {
-        index.insert(checked_member(&e.name)?, i);
+impl OverlayMerge {
+    /// Checks every overlay member's path (JobError for one leaving the root).
+    pub fn new(overlay: Vec<TarMember>) -> LavaResult<Self> {
+        let mut last = BTreeMap::new();
+        let mut paths = Vec::with_capacity(overlay.len());
+        for (i, member) in overlay.iter().enumerate() {
+            let path = checked_member(&member.name)?;
+            last.insert(path.clone(), i);
+            paths.push(path);
+        }
+        let mut members = Vec::new();
+        let mut by_path = BTreeMap::new();
+        let mut wanted = BTreeSet::new();
+        for (i, (member, path)) in overlay.into_iter().zip(paths).enumerate() {
+            if path == "." || last[&path] != i {
+                continue;
+            }
+            wanted.extend(parents(&path));
+            wanted.insert(path.clone());
+            by_path.insert(path, members.len());
+            members.push(member);
+        }
+        Ok(OverlayMerge {
+            members,
+            by_path,
+            present: BTreeMap::new(),
+            wanted,
+            max_ino: 0,
+            dot_prefix: false,
+        })
     }
-    let mut next_ino = entries.iter().map(|e| e.ino).max().unwrap_or(0) + 1;
-    let prefix = entries
-        .iter()
-        .find(|e| e.name != ".")
-        .is_some_and(|e| e.name.starts_with("./"));
-    let mut added = 0;
-    let mut push = |entries: &mut Vec<CpioEntry>,
-                    index: &mut BTreeMap<String, usize>,
-                    path: String,
-                    mode: u32,
-                    data: Vec<u8>| {
-        let name = if prefix {
-            format!("./{path}")
-        } else {
-            path.clone()
+
+    /// Records a ramdisk member; false when the overlay replaces it.
+    pub fn keep(&mut self, entry: &CpioEntry) -> LavaResult<bool> {
+        let path = checked_member(&entry.name)?;
+        self.max_ino = self.max_ino.max(entry.ino);
+        if path != "." {
+            self.dot_prefix = entry.name.starts_with("./");
+        }
+        if !self.wanted.contains(&path) {
+            return Ok(true);
+        }
+        let keep = match self.by_path.get(&path) {
+            None => true,
+            Some(&i) => entry.is_dir() && self.members[i].mode & S_IFMT == S_IFDIR,
         };
-        let mut entry = CpioEntry::new(name, mode, data);
-        entry.ino = next_ino;
-        next_ino += 1;
-        match index.get(&path) {
-            Some(&i) if entries[i].is_dir() && entry.is_dir() => {}
-            Some(&i) => entries[i] = entry,
-            None => {
-                index.insert(path, entries.len());
-                entries.push(entry);
-                added += 1;
-            }
-        }
-    };
-    for member in overlay {
-        let path = checked_member(&member.name)?;
-        if path == "." {
-            continue;
-        }
-        let mut parents = BTreeSet::new();
-        let mut p = path.as_str();
-        while let Some((parent, _)) = p.rsplit_once('/') {
-            parents.insert(parent.to_string());
-            p = parent;
-        }
-        for parent in parents {
-            if !index.contains_key(&parent) {
-                push(entries, &mut index, parent, S_IFDIR | 0o755, Vec::new());
-            }
-        }
-        push(entries, &mut index, path, member.mode, member.data.clone());
+        self.present.insert(path, entry.is_dir());
+        Ok(keep)
     }
+
+    /// The members to append after the ramdisk's, and how many of them are new paths.
+    pub fn additions(self) -> (Vec<CpioEntry>, usize) {
+        let prefix = if self.dot_prefix { "./" } else { "" };
+        let mut next_ino = self.max_ino + 1;
+        let mut out = Vec::new();
+        // Paths added so far, and whether each is a directory.
+        let mut emitted: BTreeMap<String, bool> = BTreeMap::new();
+        let mut added = 0;
+        let mut push = |out: &mut Vec<CpioEntry>, path: &str, mode: u32, data: Vec<u8>| {
+            let mut entry = CpioEntry::new(format!("{prefix}{path}"), mode, data);
+            entry.ino = next_ino;
+            next_ino += 1;
+            out.push(entry);
+        };
+        for member in self.members {
+            let path = checked_member(&member.name).expect("checked in OverlayMerge::new");
+            for parent in parents(&path) {
+                if !self.present.contains_key(&parent) && !emitted.contains_key(&parent) {
+                    push(&mut out, &parent, S_IFDIR | 0o755, Vec::new());
+                    emitted.insert(parent, true);
+                    added += 1;
+                }
+            }
+            let is_dir = member.mode & S_IFMT == S_IFDIR;
+            let existing = self.present.get(&path).or(emitted.get(&path));
+            match existing {
+                Some(true) if is_dir => continue,
+                Some(_) => {}
+                None => added += 1,
+            }
+            push(&mut out, &path, member.mode, member.data);
+            emitted.insert(path, is_dir);
+        }
+        (out, added)
+    }
+}
+
+/// Parent directories of a member path, outermost first.
+fn parents(path: &str) -> Vec<String> {
+    let mut out: Vec<String> = path
+        .match_indices('/')
+        .map(|(i, _)| path[..i].to_string())
+        .collect();
+    out.dedup();
+    out
+}
+
+/// Merges `overlay` into in-memory `entries` (see [`OverlayMerge`]); returns how many
+/// members were added (not counting replaced ones).
+pub fn merge_overlay(entries: &mut Vec<CpioEntry>, overlay: &[TarMember]) -> LavaResult<usize> {
+    let mut merge = OverlayMerge::new(overlay.to_vec())?;
+    let mut kept = Vec::with_capacity(entries.len());
+    for entry in entries.drain(..) {
+        if merge.keep(&entry)? {
+            kept.push(entry);
+        }
+    }
+    let (additions, added) = merge.additions();
+    kept.extend(additions);
+    *entries = kept;
     Ok(added)
 }
 
-/// What [`repack_with_overlay`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Repacked {
-    pub path: PathBuf,
-    /// Members in the new archive.
-    pub entries: usize,
-    /// Members the overlay added (not counting replaced ones).
-    pub added: usize,
-}
-
-async fn decompress_all(data: Vec<u8>) -> LavaResult<Vec<u8>> {
-    use tokio::io::AsyncReadExt;
-    let mut out = Vec::new();
-    let magic: &[u8] = &data[..data.len().min(6)];
-    let read = if magic.starts_with(b"\x1f\x8b") {
-        let mut d = async_compression::tokio::bufread::GzipDecoder::new(&data[..]);
-        d.multiple_members(true);
-        d.read_to_end(&mut out).await
+/// A reader that decompresses `file` by its magic: gzip, xz, zstd or bzip2 (each with
+/// concatenated members), or the bytes as they are.
+fn decompressing_reader(file: std::fs::File) -> std::io::Result<Box<dyn Read + Send>> {
+    let mut buffered = BufReader::with_capacity(IO_BUFFER, file);
+    let magic = buffered.fill_buf()?;
+    Ok(if magic.starts_with(b"\x1f\x8b") {
+        Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
     } else if magic.starts_with(b"\xfd7zXZ\x00") {
-        let mut d = async_compression::tokio::bufread::XzDecoder::new(&data[..]);
-        d.multiple_members(true);
-        d.read_to_end(&mut out).await
+        Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(buffered))
     } else if magic.starts_with(b"\x28\xb5\x2f\xfd") {
-        let mut d = async_compression::tokio::bufread::ZstdDecoder::new(&data[..]);
-        d.multiple_members(true);
-        d.read_to_end(&mut out).await
+        Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?)
     } else if magic.starts_with(b"BZh") {
-        let mut d = async_compression::tokio::bufread::BzDecoder::new(&data[..]);
-        d.multiple_members(true);
-        d.read_to_end(&mut out).await
+        Box::new(bzip2::bufread::MultiBzDecoder::new(buffered))
     } else {
-        return Ok(data);
-    };
-    read.map_err(|e| bad(format!("Unable to decompress the archive: {e}")))?;
-    Ok(out)
+        Box::new(buffered)
+    })
 }
 
-async fn gzip(data: &[u8]) -> LavaResult<Vec<u8>> {
-    use tokio::io::AsyncWriteExt;
-    let mut enc = async_compression::tokio::write::GzipEncoder::new(Vec::new());
-    enc.write_all(data)
-        .await
-        .and(enc.shutdown().await)
-        .map_err(|e| LavaError::infrastructure(format!("Unable to compress the ramdisk: {e}")))?;
-    Ok(enc.into_inner())
+fn open_decompressing(path: &Path) -> LavaResult<BufReader<Box<dyn Read + Send>>> {
+    let reader = std::fs::File::open(path)
+        .and_then(decompressing_reader)
+        .map_err(|e| {
+            LavaError::infrastructure(format!("Unable to read {}: {e}", path.display()))
+        })?;
+    Ok(BufReader::with_capacity(IO_BUFFER, reader))
 }
 
-/// Blocking: unpack `ramdisk` (cpio newc; gzip, xz, zstd, bzip2 or plain, by magic),
-/// merge the overlay tarball (gzip or plain tar) if given, write `output` as gzip cpio
-/// newc. Call from a blocking thread (see [`repack_with_overlay`]).
+/// The overlay tarball's members (gzip or plain tar).
+fn read_overlay(path: &Path) -> LavaResult<Vec<TarMember>> {
+    let mut tar = Vec::new();
+    open_decompressing(path)?
+        .read_to_end(&mut tar)
+        .map_err(|e| {
+            LavaError::job(format!(
+                "Unable to decompress the overlay {}: {e}",
+                path.display()
+            ))
+        })?;
+    read_tar(&tar)
+}
+
+/// Blocking: stream `ramdisk` (cpio newc; gzip, xz, zstd, bzip2 or plain, by magic) into
+/// `output` as gzip cpio newc, with the overlay tarball (gzip or plain tar) merged in if
+/// given. Call from a blocking thread (see [`repack_with_overlay`]). On error nothing is
+/// left at `output` or beside it.
 pub fn repack_blocking(
-    handle: &tokio::runtime::Handle,
     ramdisk: &Path,
     overlay: Option<&Path>,
     output: &Path,
 ) -> LavaResult<Repacked> {
-    let read = |p: &Path| {
-        std::fs::read(p)
-            .map_err(|e| LavaError::infrastructure(format!("Unable to read {}: {e}", p.display())))
-    };
-    let cpio = handle.block_on(decompress_all(read(ramdisk)?))?;
-    let mut entries = read_newc(&cpio)?;
-    drop(cpio);
-    let mut added = 0;
-    if let Some(overlay) = overlay {
-        let tar = handle.block_on(decompress_all(read(overlay)?))?;
-        let members = read_tar(&tar)?;
-        added = merge_overlay(&mut entries, &members)?;
-    }
-    let packed = write_newc(&entries);
-    let compressed = handle.block_on(gzip(&packed))?;
+    let merge = OverlayMerge::new(match overlay {
+        Some(path) => read_overlay(path)?,
+        None => Vec::new(),
+    })?;
     let partial = output.with_extension("partial");
-    std::fs::write(&partial, compressed)
-        .and_then(|()| std::fs::rename(&partial, output))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&partial);
+    let written = write_merged(ramdisk, merge, &partial).and_then(|done| {
+        std::fs::rename(&partial, output).map_err(|e| {
             LavaError::infrastructure(format!("Unable to write {}: {e}", output.display()))
         })?;
+        Ok(done)
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    let (entries, added) = written?;
     Ok(Repacked {
         path: output.to_path_buf(),
-        entries: entries.len(),
+        entries,
         added,
     })
+}
+
+/// The copy itself: ramdisk members the overlay keeps, archive boundaries as they were,
+/// then the overlay's members and the last trailer. Returns (members, added).
+fn write_merged(
+    ramdisk: &Path,
+    mut merge: OverlayMerge,
+    partial: &Path,
+) -> LavaResult<(usize, usize)> {
+    let file = std::fs::File::create(partial).map_err(|e| {
+        LavaError::infrastructure(format!("Unable to write {}: {e}", partial.display()))
+    })?;
+    let gzip = flate2::write::GzEncoder::new(
+        BufWriter::with_capacity(IO_BUFFER, file),
+        flate2::Compression::default(),
+    );
+    let mut reader = NewcReader::new(open_decompressing(ramdisk)?);
+    let mut writer = NewcWriter::new(gzip);
+    let mut entries = 0;
+    // A trailer is written only when another archive follows, so that the overlay
+    // lands inside the last archive.
+    let mut trailer_pending = false;
+    while let Some((entry, size)) = reader.next_member()? {
+        if entry.is_trailer() {
+            trailer_pending = true;
+            continue;
+        }
+        if std::mem::take(&mut trailer_pending) {
+            writer.write_trailer()?;
+        }
+        if merge.keep(&entry)? {
+            writer.write_header(&entry, size)?;
+            reader.copy_data(&mut writer)?;
+            entries += 1;
+        }
+    }
+    let (additions, added) = merge.additions();
+    for entry in &additions {
+        writer.write_entry(entry)?;
+    }
+    writer.write_trailer()?;
+    let finish = |e: std::io::Error| {
+        LavaError::infrastructure(format!("Unable to write {}: {e}", partial.display()))
+    };
+    let file = writer
+        .into_inner()?
+        .finish()
+        .map_err(finish)?
+        .into_inner()
+        .map_err(|e| finish(e.into_error()))?;
+    file.sync_all().map_err(finish)?;
+    Ok((entries + additions.len(), added))
 }
 
 /// [`repack_blocking`] on tokio's blocking pool.
@@ -491,12 +436,9 @@ pub async fn repack_with_overlay(
     overlay: Option<PathBuf>,
     output: PathBuf,
 ) -> LavaResult<Repacked> {
-    let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        repack_blocking(&handle, &ramdisk, overlay.as_deref(), &output)
-    })
-    .await
-    .map_err(|e| LavaError::bug(format!("ramdisk repack panicked: {e}")))?
+    tokio::task::spawn_blocking(move || repack_blocking(&ramdisk, overlay.as_deref(), &output))
+        .await
+        .map_err(|e| LavaError::bug(format!("ramdisk repack panicked: {e}")))?
 }
 
 /// The ramdisk overlay step (`extract-overlay-ramdisk` + `apply-overlay-tftp` +
