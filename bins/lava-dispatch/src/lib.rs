@@ -80,6 +80,25 @@ pub struct RunArgs {
     pub definition: Option<PathBuf>,
 }
 
+/// Process-wide allocator setting for the dispatcher binaries, called first in `main`.
+///
+/// glibc gives threads that allocate at the same time their own malloc arenas (up to
+/// eight per core), and memory freed into an arena stays resident there. The dispatcher
+/// allocates little and from few threads (two async workers, short-lived blocking ones
+/// for files, downloads and the ramdisk), so one shared arena costs no measurable
+/// contention and keeps the resident set at what is in use: about 1 MiB less peak RSS
+/// on the QEMU job. This is `MALLOC_ARENA_MAX=1`; a value in the environment wins.
+pub fn tune_process_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only changes glibc's allocator parameters; it is called
+        // before any thread of ours exists.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
+    }
+}
+
 /// Parse `args` and run; returns the process exit code (0 ok, 1 failure, 2 usage).
 pub fn main_with_args<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
     let cli = match Cli::try_parse_from(args) {

@@ -172,4 +172,21 @@ fn qemu_job_boots_the_guest_and_runs_its_test_shell() {
         o.log.contains("lava-rs test system ready"),
         "the guest's console is in the log"
     );
+    // finalize: power-off ends QEMU itself, and read-feedback reads its last words (QEMU
+    // reports the signal) to end of file before the connection is finalised.
+    let position = |needle: &str| {
+        o.log
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} not in the log"))
+    };
+    let powered_off = position("Powering off the device of namespace 'common': ending");
+    let last_words = position("terminating on signal 15");
+    let finalised = position("Finalising connection for namespace 'common'");
+    assert!(powered_off < last_words && last_words < finalised);
+    assert!(
+        o.log[..finalised]
+            .lines()
+            .any(|l| l.contains("\"feedback\"") && l.contains("terminating on signal 15")),
+        "QEMU's last words are a feedback record"
+    );
 }

@@ -198,6 +198,12 @@ impl ShellSession {
         self.character_delay
     }
 
+    /// Asks the process behind the transport to end ([`Transport::terminate`]); what it
+    /// prints meanwhile is still read, e.g. by [`ShellSession::listen_feedback`].
+    pub fn terminate_process(&mut self) {
+        self.transport.terminate();
+    }
+
     /// The transport, e.g. to ask a [`crate::PtyTransport`] for its pid.
     pub fn transport_mut(&mut self) -> &mut dyn Transport {
         &mut *self.transport

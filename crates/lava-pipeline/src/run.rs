@@ -29,6 +29,13 @@ pub trait Connection: Send + Any {
     }
     /// Close the connection and end any process behind it.
     async fn finalise(&mut self) {}
+    /// Powers the device off when the process behind the connection *is* the device
+    /// (a QEMU guest): asks it to end, leaving its last output to [`Connection::drain`].
+    /// Returns a description of what was ended, or `None` when the device is powered
+    /// some other way (the default).
+    fn power_off_device(&mut self) -> Option<String> {
+        None
+    }
 }
 
 /// The state of the action being run.

@@ -1,3 +1,4 @@
 fn main() {
+    lava_dispatch::tune_process_allocator();
     std::process::exit(lava_dispatch::main_with_args(std::env::args_os()));
 }

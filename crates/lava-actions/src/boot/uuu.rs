@@ -432,7 +432,7 @@ impl Action for BootBootloaderCorruptBootMediaAction {
         );
         params.insert("parameters".into(), Value::Mapping(final_message));
         if power_off {
-            pipeline.add_with_params(PowerOff, params.clone())?;
+            pipeline.add_with_params(PowerOff::new(), params.clone())?;
         }
         pipeline.add_with_params(ConnectDevice::new(), params.clone())?;
         pipeline.add_with_params(

@@ -20,7 +20,7 @@ impl Action for FinalizeAction {
         "finalize the job"
     );
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
-        pipeline.add(PowerOff)?;
+        pipeline.add(PowerOff::finalizing())?;
         pipeline.add(ReadFeedback::new(true, true))
     }
     async fn run(&mut self, ctx: &mut RunContext, children: &mut Pipeline) -> LavaResult<()> {

@@ -454,13 +454,25 @@ impl Action for PowerOn {
     }
 }
 
-/// `power-off`: `commands.power_off` on the worker.
+/// `power-off`: `commands.power_off` on the worker. In `finalize` it also ends the
+/// devices that are processes of the worker (QEMU guests) right away, so that
+/// `read-feedback` reads their last words to end of file instead of waiting out its
+/// budget on a guest that would only be killed afterwards.
 #[derive(Debug, Default)]
-pub struct PowerOff;
+pub struct PowerOff {
+    ends_device_processes: bool,
+}
 
 impl PowerOff {
     pub fn new() -> Self {
-        PowerOff
+        PowerOff::default()
+    }
+
+    /// The `finalize` form: also powers off devices that are local processes.
+    pub fn finalizing() -> Self {
+        PowerOff {
+            ends_device_processes: true,
+        }
     }
 }
 
@@ -476,6 +488,15 @@ impl Action for PowerOff {
         ErrorKind::Infrastructure
     }
     async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        if self.ends_device_processes {
+            for (namespace, connection) in ctx.connections.iter_mut() {
+                if let Some(process) = connection.power_off_device() {
+                    ctx.logger.info(format!(
+                        "Powering off the device of namespace '{namespace}': ending {process}"
+                    ));
+                }
+            }
+        }
         if !truthy(ctx.job.device.get(&["commands"])) {
             return Ok(());
         }

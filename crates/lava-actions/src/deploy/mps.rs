@@ -115,7 +115,7 @@ impl Action for MpsAction {
         ]));
         if hard_reboot {
             pipeline.add(MassStorage::unmount(Board::VExpress))?;
-            pipeline.add(PowerOff)?;
+            pipeline.add(PowerOff::new())?;
         } else {
             pipeline.add(DeployMPSRebootTxt::default())?;
             pipeline.add(MassStorage::unmount(Board::VExpress))?;

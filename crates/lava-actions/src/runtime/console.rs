@@ -82,6 +82,8 @@ pub struct ConsoleConnection {
     log: Arc<JobConsoleLog>,
     namespace: String,
     pid: Option<u32>,
+    /// The command is the device itself (QEMU): powering off ends it.
+    process_is_device: bool,
     /// The character sent to provoke a prompt (`#`).
     pub check_char: String,
 }
@@ -129,8 +131,16 @@ impl ConsoleConnection {
             log,
             namespace: namespace.to_string(),
             pid,
+            process_is_device: false,
             check_char: CHECK_CHAR.to_string(),
         })
+    }
+
+    /// Marks the command as the device itself (a QEMU guest): `power-off` ends it
+    /// ([`Connection::power_off_device`]) instead of waiting for `finalise`.
+    pub fn process_is_device(mut self) -> Self {
+        self.process_is_device = true;
+        self
     }
 
     /// The shell session.
@@ -165,6 +175,14 @@ impl Connection for ConsoleConnection {
         let ns = self.namespace.clone();
         let _ = self.session.listen_feedback(budget, Some(&ns)).await;
         self.log.take_drained()
+    }
+
+    fn power_off_device(&mut self) -> Option<String> {
+        if !self.process_is_device || !self.session.is_connected() {
+            return None;
+        }
+        self.session.terminate_process();
+        Some(self.session.describe().to_string())
     }
 
     async fn finalise(&mut self) {

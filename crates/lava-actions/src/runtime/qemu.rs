@@ -309,7 +309,8 @@ pub async fn start_qemu(ctx: &mut RunContext) -> LavaResult<()> {
     if !prompts.is_empty() {
         config = config.with_prompts(&prompts);
     }
-    let connection = ConsoleConnection::spawn(&line, ctx.logger.clone(), &namespace, config)?;
+    let connection = ConsoleConnection::spawn(&line, ctx.logger.clone(), &namespace, config)?
+        .process_is_device();
     ctx.logger.debug("started a shell command");
     ctx.set_connection(Box::new(connection));
     Ok(())

@@ -40,6 +40,11 @@ pub trait Transport: AsyncRead + AsyncWrite + Send + Unpin {
     /// blocks for long.
     fn kill(&mut self);
 
+    /// Asks the local process behind the connection to end (SIGTERM) without closing
+    /// the connection: what it prints while ending can still be read, then reads reach
+    /// end of file. No effect where no local process runs behind the connection.
+    fn terminate(&mut self) {}
+
     /// Ends the connection gracefully: flushes and shuts down writing, gives the other
     /// side up to `grace` to finish, then kills.
     fn close(&mut self, grace: Duration) -> BoxFuture<'_, Result<(), ConnectionError>> {
@@ -60,6 +65,9 @@ impl Transport for Box<dyn Transport> {
     }
     fn kill(&mut self) {
         (**self).kill()
+    }
+    fn terminate(&mut self) {
+        (**self).terminate()
     }
     fn close(&mut self, grace: Duration) -> BoxFuture<'_, Result<(), ConnectionError>> {
         (**self).close(grace)

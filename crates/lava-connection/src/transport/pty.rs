@@ -347,6 +347,12 @@ impl Transport for PtyTransport {
         self.kill_and_reap();
     }
 
+    /// SIGTERM (and SIGCONT, should it be stopped) to the group; the pty stays open.
+    fn terminate(&mut self) {
+        self.signal_group(Signal::SIGCONT);
+        self.signal_group(Signal::SIGTERM);
+    }
+
     /// SIGHUP and SIGTERM to the group (what closing a terminal does), up to `grace` for
     /// the child to exit, then SIGKILL to the group.
     fn close(&mut self, grace: Duration) -> BoxFuture<'_, Result<(), ConnectionError>> {
