@@ -38,9 +38,9 @@ use tokio::sync::mpsc;
 /// With [`CHANNEL_DEPTH`] this bounds what a download holds in memory: large enough
 /// that per-chunk costs vanish next to hashing and decompressing, small enough that
 /// the dispatcher stays lean while a worker catches up.
-pub const CHUNK_SIZE: usize = 128 * 1024;
+pub const CHUNK_SIZE: usize = 64 * 1024;
 /// Chunks buffered between the reader and each worker thread (both workers share them).
-const CHANNEL_DEPTH: usize = 8;
+const CHANNEL_DEPTH: usize = 4;
 
 /// The formats decompressed while downloading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,15 +308,15 @@ enum Source {
 }
 
 impl Source {
-    async fn next_chunk(&mut self, buf: &mut Vec<u8>) -> Result<Option<Bytes>, String> {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, String> {
         match self {
             Source::File(f) => {
-                buf.resize(CHUNK_SIZE, 0);
+                let mut chunk = bytes::BytesMut::zeroed(CHUNK_SIZE);
                 let mut filled = 0;
                 // Fill whole chunks: fewer, larger messages to the workers.
                 while filled < CHUNK_SIZE {
                     let n = f
-                        .read(&mut buf[filled..])
+                        .read(&mut chunk[filled..])
                         .await
                         .map_err(|e| e.to_string())?;
                     if n == 0 {
@@ -324,11 +324,8 @@ impl Source {
                     }
                     filled += n;
                 }
-                if filled == 0 {
-                    Ok(None)
-                } else {
-                    Ok(Some(Bytes::copy_from_slice(&buf[..filled])))
-                }
+                chunk.truncate(filled);
+                Ok((filled > 0).then(|| chunk.freeze()))
             }
             Source::Http(res) => res.chunk().await.map_err(|e| error_chain(&e)),
         }
@@ -679,10 +676,9 @@ pub async fn stream_download(
     let mut progress = Progress::new(total, started);
     let mut indicator = logger.progress_line(&file_name, total);
     let mut downloaded = 0u64;
-    let mut buf = Vec::new();
     let mut read_error = None;
     loop {
-        let chunk = match source.next_chunk(&mut buf).await {
+        let chunk = match source.next_chunk().await {
             Ok(Some(c)) => c,
             Ok(None) => break,
             Err(e) => {
