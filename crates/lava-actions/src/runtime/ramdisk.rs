@@ -388,9 +388,11 @@ fn write_merged(
     let file = std::fs::File::create(partial).map_err(|e| {
         LavaError::infrastructure(format!("Unable to write {}: {e}", partial.display()))
     })?;
+    // The repacked ramdisk lives for one job: gzip's fastest level takes about a third
+    // of the default level's time for some 10% more bytes, and unpacks as fast.
     let gzip = flate2::write::GzEncoder::new(
         BufWriter::with_capacity(IO_BUFFER, file),
-        flate2::Compression::default(),
+        flate2::Compression::fast(),
     );
     let mut reader = NewcReader::new(open_decompressing(ramdisk)?);
     let mut writer = NewcWriter::new(gzip);
