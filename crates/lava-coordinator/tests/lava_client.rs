@@ -723,6 +723,26 @@ fn action_protocol_calls_of_lavas_class_get_the_same_replies_from_both_coordinat
     eprintln!("both runs took {:?}", started.elapsed());
 }
 
+/// The numeric `messageID: 42` crosses between LAVA's class and our protocol object
+/// both ways: on LAVA's coordinator 42 and "42" are different keys, so our side must send
+/// the number as a number for the waiting side to be released.
+#[test]
+fn action_calls_with_a_numeric_message_id_agree_in_mixed_groups_on_both_coordinators() {
+    let Some(coordinators) = Coordinators::start() else {
+        return;
+    };
+    let started = Instant::now();
+    coordinators.play_mixes_on_both(
+        &ACTION_CALLS,
+        &[
+            ("LAVA's host, our guest", &[Client::Lavas, Client::Ours]),
+            ("our host, LAVA's guest", &[Client::Ours, Client::Lavas]),
+        ],
+    );
+    coordinators.assert_clean();
+    eprintln!("four runs took {:?}", started.elapsed());
+}
+
 #[test]
 fn delayed_start_waits_for_lava_start_with_either_client_on_both_coordinators() {
     let Some(coordinators) = Coordinators::start() else {

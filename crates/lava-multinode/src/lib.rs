@@ -58,5 +58,6 @@ pub use codec::FrameError;
 pub use config::{ConfigError, CoordinatorConfig};
 pub use job_protocol::{CoordinatorSettings, MultinodeJobProtocol};
 pub use wire::{
-    ApiResult, Delivered, Envelope, Operation, Payload, Request, Response, SenderPayloads,
+    ApiResult, Delivered, Envelope, MessageId, Operation, Payload, Request, Response,
+    SenderPayloads,
 };

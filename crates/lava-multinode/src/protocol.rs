@@ -34,7 +34,7 @@ use serde_yaml::{Mapping, Value};
 use crate::client::{ClientError, ClientSettings, CoordinatorClient, Identity};
 use crate::config::{ConfigError, CoordinatorConfig};
 use crate::split::PROTOCOL_NAME;
-use crate::wire::{Delivered, Payload, Response, SenderPayloads};
+use crate::wire::{Delivered, MessageId, Payload, Response, SenderPayloads};
 
 /// LAVA's `LAVA_MULTINODE_SYSTEM_TIMEOUT`.
 pub const SYSTEM_TIMEOUT: Duration = Duration::from_secs(90);
@@ -608,19 +608,20 @@ impl MultinodeProtocol {
             self.set_poll_timeout(duration);
         }
         let message_id = match call.get("messageID") {
-            Some(Value::String(id)) => id.clone(),
-            Some(Value::Number(n)) => n.to_string(),
+            Some(Value::String(id)) => MessageId::from(id),
+            // Sent as a number, as LAVA passes the YAML value through.
+            Some(Value::Number(n)) => MessageId::number(n.to_string()),
             // Our `lava-start` defaults to the reserved ID.
-            None if request == "lava_start" => LAVA_START.to_string(),
+            None if request == "lava_start" => MessageId::from(LAVA_START),
             _ => return Err(MultinodeError::Job("Missing messageID".into())),
         };
         let message = call.get("message").filter(|m| !m.is_null());
         match request.as_str() {
             "lava_send" | "lava_start" => {
                 let id = if request == "lava_start" {
-                    LAVA_START
+                    MessageId::from(LAVA_START)
                 } else {
-                    &message_id
+                    message_id.clone()
                 };
                 let payload = match message {
                     None => Payload::empty(),
@@ -672,7 +673,7 @@ impl MultinodeProtocol {
     /// `Word("ack")`, or `Word("nack")` when refused.
     pub async fn send(
         &self,
-        message_id: &str,
+        message_id: impl Into<MessageId>,
         payload: Payload,
     ) -> Result<CallReply, MultinodeError> {
         let (client, timeout) = self.call_setup()?;
@@ -682,7 +683,10 @@ impl MultinodeProtocol {
     }
 
     /// `lava_wait` (poll timeout): senders → payloads, or `Word("nack")`.
-    pub async fn wait(&self, message_id: &str) -> Result<CallReply, MultinodeError> {
+    pub async fn wait(
+        &self,
+        message_id: impl Into<MessageId>,
+    ) -> Result<CallReply, MultinodeError> {
         let (client, timeout) = self.call_setup()?;
         let request = client.envelope().lava_wait(message_id);
         let result = client.poll(request, timeout).await;
@@ -692,7 +696,7 @@ impl MultinodeProtocol {
     /// `lava_wait_all`, optionally for `role` only (poll timeout).
     pub async fn wait_all(
         &self,
-        message_id: &str,
+        message_id: impl Into<MessageId>,
         role: Option<&str>,
     ) -> Result<CallReply, MultinodeError> {
         let (client, timeout) = self.call_setup()?;
@@ -702,7 +706,10 @@ impl MultinodeProtocol {
     }
 
     /// `lava_sync` (poll timeout): `Text(messageID)`, or `Word("nack")`.
-    pub async fn sync(&self, message_id: &str) -> Result<CallReply, MultinodeError> {
+    pub async fn sync(
+        &self,
+        message_id: impl Into<MessageId>,
+    ) -> Result<CallReply, MultinodeError> {
         let (client, timeout) = self.call_setup()?;
         let request = client.envelope().lava_sync(message_id);
         let result = client.poll(request, timeout).await;

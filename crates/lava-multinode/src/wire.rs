@@ -244,13 +244,8 @@ pub struct Request {
     pub request: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_size: Option<u64>,
-    #[serde(
-        rename = "messageID",
-        default,
-        deserialize_with = "text_or_number",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub message_id: Option<String>,
+    #[serde(rename = "messageID", default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<MessageId>,
     /// `lava_send` payload; `null` on the wire reads as `Some(Other(Null))`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<Payload>,
@@ -318,6 +313,100 @@ fn text_or_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<S
     }
 }
 
+/// A `messageID` as the job definition gave it. LAVA's dispatcher passes YAML values
+/// through, so `messageID: 42` in an action's `protocols:` block goes on the wire as the
+/// JSON number 42, and LAVA's coordinator keys 42 and "42" apart: a number is kept a
+/// number when sent. Everywhere else it is its text (`Deref<Target = str>`); our broker
+/// reads both forms as the same key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageId {
+    text: String,
+    number: bool,
+}
+
+impl MessageId {
+    /// A numeric ID (`number` is its decimal text, e.g. from a YAML or JSON number).
+    /// Text that is not a JSON number stays text.
+    pub fn number(number: impl Into<String>) -> Self {
+        let text = number.into();
+        let number = text.parse::<serde_json::Number>().is_ok();
+        MessageId { text, number }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether it travels as a JSON number.
+    pub fn is_number(&self) -> bool {
+        self.number
+    }
+}
+
+impl std::ops::Deref for MessageId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl std::fmt::Display for MessageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl From<&str> for MessageId {
+    fn from(text: &str) -> Self {
+        MessageId {
+            text: text.to_string(),
+            number: false,
+        }
+    }
+}
+
+impl From<String> for MessageId {
+    fn from(text: String) -> Self {
+        MessageId {
+            text,
+            number: false,
+        }
+    }
+}
+
+impl From<&String> for MessageId {
+    fn from(text: &String) -> Self {
+        MessageId::from(text.as_str())
+    }
+}
+
+impl From<&MessageId> for MessageId {
+    fn from(id: &MessageId) -> Self {
+        id.clone()
+    }
+}
+
+impl Serialize for MessageId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.text.parse::<serde_json::Number>() {
+            Ok(number) if self.number => number.serialize(serializer),
+            _ => serializer.serialize_str(&self.text),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MessageId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Value::deserialize(deserializer)? {
+            Value::String(text) => Ok(MessageId::from(text)),
+            Value::Number(number) => Ok(MessageId::number(number.to_string())),
+            other => Err(D::Error::custom(format!(
+                "expected a string or a number, found {other}"
+            ))),
+        }
+    }
+}
+
 /// The identity and settings every request of one sub-job carries.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
@@ -370,36 +459,40 @@ impl Envelope {
     }
 
     /// `lava_send` of `payload` under `message_id`.
-    pub fn lava_send(&self, message_id: &str, payload: Payload) -> Request {
+    pub fn lava_send(&self, message_id: impl Into<MessageId>, payload: Payload) -> Request {
         Request {
-            message_id: Some(message_id.to_string()),
+            message_id: Some(message_id.into()),
             message: Some(payload),
             ..self.request(Operation::LavaSend)
         }
     }
 
     /// `lava_wait` for `message_id` (with `nodeID`, as LAVA's client sends).
-    pub fn lava_wait(&self, message_id: &str) -> Request {
+    pub fn lava_wait(&self, message_id: impl Into<MessageId>) -> Request {
         Request {
-            message_id: Some(message_id.to_string()),
+            message_id: Some(message_id.into()),
             node_id: Some(self.client_name.clone()),
             ..self.request(Operation::LavaWait)
         }
     }
 
     /// `lava_wait_all` for `message_id`, optionally only for `waitrole`.
-    pub fn lava_wait_all(&self, message_id: &str, waitrole: Option<&str>) -> Request {
+    pub fn lava_wait_all(
+        &self,
+        message_id: impl Into<MessageId>,
+        waitrole: Option<&str>,
+    ) -> Request {
         Request {
-            message_id: Some(message_id.to_string()),
+            message_id: Some(message_id.into()),
             waitrole: waitrole.map(str::to_string),
             ..self.request(Operation::LavaWaitAll)
         }
     }
 
     /// `lava_sync` on `message_id`.
-    pub fn lava_sync(&self, message_id: &str) -> Request {
+    pub fn lava_sync(&self, message_id: impl Into<MessageId>) -> Request {
         Request {
-            message_id: Some(message_id.to_string()),
+            message_id: Some(message_id.into()),
             ..self.request(Operation::LavaSync)
         }
     }
@@ -527,6 +620,29 @@ mod tests {
         assert_eq!(request.message_id, None);
         let refused = serde_json::from_value::<Request>(json!({"messageID": ["x"]}));
         assert!(refused.is_err(), "{refused:?}");
+    }
+
+    #[test]
+    fn a_numeric_message_id_is_sent_as_a_number_as_lava_does() {
+        let e = envelope();
+        let numeric = e.lava_send(MessageId::number("42"), Payload::empty());
+        let text = e.lava_send("42", Payload::empty());
+        let wire = |r: &Request| serde_json::to_value(r).unwrap()["messageID"].clone();
+        assert_eq!(wire(&numeric), json!(42));
+        assert_eq!(wire(&text), json!("42"));
+        assert_eq!(wire(&e.lava_wait(MessageId::number("1.5"))), json!(1.5));
+        assert_eq!(
+            wire(&e.lava_sync(MessageId::number("not-a-number"))),
+            json!("not-a-number")
+        );
+        // Both forms are the same key to us, and each keeps its form through a round trip.
+        let back: Request =
+            serde_json::from_value(serde_json::to_value(&numeric).unwrap()).unwrap();
+        assert_eq!(back.message_id.as_deref(), Some("42"));
+        assert!(back.message_id.as_ref().is_some_and(MessageId::is_number));
+        let back: Request = serde_json::from_value(serde_json::to_value(&text).unwrap()).unwrap();
+        assert_eq!(back.message_id.as_deref(), Some("42"));
+        assert!(!back.message_id.as_ref().is_some_and(MessageId::is_number));
     }
 
     #[test]

@@ -78,7 +78,7 @@ proptest! {
         map.insert(key, value);
         let request = Request {
             request: Some("lava_send".into()),
-            message_id: Some(id),
+            message_id: Some(id.into()),
             message: Some(Payload::from(map)),
             ..Request::default()
         };
