@@ -303,14 +303,7 @@ impl Request {
 /// 42, which LAVA's coordinator takes as any other key; a number is read
 /// here as its decimal text.
 fn text_or_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
-    match Option::<Value>::deserialize(deserializer)? {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => Ok(Some(text)),
-        Some(Value::Number(number)) => Ok(Some(number.to_string())),
-        Some(other) => Err(D::Error::custom(format!(
-            "expected a string or a number, found {other}"
-        ))),
-    }
+    Ok(Option::<MessageId>::deserialize(deserializer)?.map(|name| name.text))
 }
 
 /// A `messageID` as the job definition gave it. LAVA's dispatcher passes YAML values
@@ -321,7 +314,8 @@ fn text_or_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<S
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageId {
     text: String,
-    number: bool,
+    /// The same value as a JSON number, when it travels as one.
+    number: Option<serde_json::Number>,
 }
 
 impl MessageId {
@@ -329,7 +323,7 @@ impl MessageId {
     /// Text that is not a JSON number stays text.
     pub fn number(number: impl Into<String>) -> Self {
         let text = number.into();
-        let number = text.parse::<serde_json::Number>().is_ok();
+        let number = text.parse::<serde_json::Number>().ok();
         MessageId { text, number }
     }
 
@@ -339,7 +333,7 @@ impl MessageId {
 
     /// Whether it travels as a JSON number.
     pub fn is_number(&self) -> bool {
-        self.number
+        self.number.is_some()
     }
 }
 
@@ -358,19 +352,13 @@ impl std::fmt::Display for MessageId {
 
 impl From<&str> for MessageId {
     fn from(text: &str) -> Self {
-        MessageId {
-            text: text.to_string(),
-            number: false,
-        }
+        MessageId::from(text.to_string())
     }
 }
 
 impl From<String> for MessageId {
     fn from(text: String) -> Self {
-        MessageId {
-            text,
-            number: false,
-        }
+        MessageId { text, number: None }
     }
 }
 
@@ -388,9 +376,9 @@ impl From<&MessageId> for MessageId {
 
 impl Serialize for MessageId {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.text.parse::<serde_json::Number>() {
-            Ok(number) if self.number => number.serialize(serializer),
-            _ => serializer.serialize_str(&self.text),
+        match &self.number {
+            Some(number) => number.serialize(serializer),
+            None => serializer.serialize_str(&self.text),
         }
     }
 }
@@ -399,7 +387,10 @@ impl<'de> Deserialize<'de> for MessageId {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         match Value::deserialize(deserializer)? {
             Value::String(text) => Ok(MessageId::from(text)),
-            Value::Number(number) => Ok(MessageId::number(number.to_string())),
+            Value::Number(number) => Ok(MessageId {
+                text: number.to_string(),
+                number: Some(number),
+            }),
             other => Err(D::Error::custom(format!(
                 "expected a string or a number, found {other}"
             ))),

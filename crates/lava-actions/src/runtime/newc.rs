@@ -319,11 +319,9 @@ impl<W: Write> NewcWriter<W> {
         header.extend_from_slice(entry.name.as_bytes());
         header.push(0);
         self.put(&header)?;
+        // Contents start aligned; with no contents this is also the member's end padding.
         self.pad_to(align4(self.offset))?;
         self.remaining = size;
-        if size == 0 {
-            self.pad_to(align4(self.offset))?;
-        }
         Ok(())
     }
 

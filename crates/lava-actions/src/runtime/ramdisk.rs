@@ -44,9 +44,10 @@ pub struct Repacked {
 /// ramdisk's entry), missing parent directories are created (mode 0755), and new members
 /// get fresh inode numbers. When the overlay names a path twice, the last one wins.
 pub struct OverlayMerge {
-    members: Vec<TarMember>,
-    /// Overlay member paths, to their index in `members`.
-    by_path: BTreeMap<String, usize>,
+    /// The overlay's members with their checked paths, last occurrence of each path only.
+    members: Vec<(String, TarMember)>,
+    /// Overlay member paths, to whether the member is a directory.
+    by_path: BTreeMap<String, bool>,
     /// Paths the overlay touches (members and their parents) that the ramdisk has,
     /// and whether the ramdisk's member is a directory.
     present: BTreeMap<String, bool>,
@@ -64,6 +65,12 @@ pub struct TarMember {
     pub mode: u32,
     /// Contents (regular files) or link target (symlinks).
     pub data: Vec<u8>,
+}
+
+impl TarMember {
+    pub fn is_dir(&self) -> bool {
+        self.mode & S_IFMT == S_IFDIR
+    }
 }
 
 fn octal(field: &[u8]) -> LavaResult<u64> {
@@ -212,8 +219,8 @@ impl OverlayMerge {
             }
             wanted.extend(parents(&path));
             wanted.insert(path.clone());
-            by_path.insert(path, members.len());
-            members.push(member);
+            by_path.insert(path.clone(), member.is_dir());
+            members.push((path, member));
         }
         Ok(OverlayMerge {
             members,
@@ -237,7 +244,7 @@ impl OverlayMerge {
         }
         let keep = match self.by_path.get(&path) {
             None => true,
-            Some(&i) => entry.is_dir() && self.members[i].mode & S_IFMT == S_IFDIR,
+            Some(&member_is_dir) => entry.is_dir() && member_is_dir,
         };
         self.present.insert(path, entry.is_dir());
         Ok(keep)
@@ -257,8 +264,7 @@ impl OverlayMerge {
             next_ino += 1;
             out.push(entry);
         };
-        for member in self.members {
-            let path = checked_member(&member.name).expect("checked in OverlayMerge::new");
+        for (path, member) in self.members {
             for parent in parents(&path) {
                 if !self.present.contains_key(&parent) && !emitted.contains_key(&parent) {
                     push(&mut out, &parent, S_IFDIR | 0o755, Vec::new());
@@ -266,7 +272,7 @@ impl OverlayMerge {
                     added += 1;
                 }
             }
-            let is_dir = member.mode & S_IFMT == S_IFDIR;
+            let is_dir = member.is_dir();
             let existing = self.present.get(&path).or(emitted.get(&path));
             match existing {
                 Some(true) if is_dir => continue,
@@ -282,12 +288,9 @@ impl OverlayMerge {
 
 /// Parent directories of a member path, outermost first.
 fn parents(path: &str) -> Vec<String> {
-    let mut out: Vec<String> = path
-        .match_indices('/')
+    path.match_indices('/')
         .map(|(i, _)| path[..i].to_string())
-        .collect();
-    out.dedup();
-    out
+        .collect()
 }
 
 /// Merges `overlay` into in-memory `entries` (see [`OverlayMerge`]); returns how many
