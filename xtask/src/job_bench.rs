@@ -17,14 +17,13 @@
 //! stopped (SIGTERM, then SIGKILL) and any process still naming the job's scratch directory is
 //! killed. Outputs of the last round stay in `target/job-bench/`.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail, ensure};
-use rustix::process::{Pid, Signal, kill_process, kill_process_group};
 
+use crate::owned_dispatcher::OwnedDispatcher;
 use crate::shared::{build_release_bin, workspace_root};
 use crate::test_system::{self, GuestfsEnv, TestSystem};
 
@@ -32,8 +31,6 @@ use crate::test_system::{self, GuestfsEnv, TestSystem};
 const LAVA_RUN: &str = "/usr/bin/lava-run";
 /// Where LAVA's `lava-run` keeps each job's files (`<dir>/<job id>`).
 const LAVA_WORK_DIR: &str = "/var/lib/lava/dispatcher/tmp";
-/// After SIGTERM, how long a dispatcher gets to run its finalize before SIGKILL.
-const TERM_GRACE: Duration = Duration::from_secs(30);
 /// How often the dispatcher's `VmHWM` is read.
 const RSS_POLL: Duration = Duration::from_millis(10);
 /// The targets: our overhead and our RSS at most this fraction of LAVA's.
@@ -293,25 +290,18 @@ fn run_dispatcher(
         .current_dir(workspace_root())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr)?)
-        .process_group(0);
+        .stderr(std::fs::File::create(&stderr)?);
     if which == Dispatcher::Lava {
         command.envs(guestfs.vars.iter().map(|(k, v)| (k, v)));
     }
     let spawned_at = SystemTime::now();
     let started = Instant::now();
-    let child = command
-        .spawn()
+    let mut guard = OwnedDispatcher::spawn(&mut command, marker)
         .with_context(|| format!("starting {}", program.display()))?;
-    let mut guard = Owned {
-        child,
-        marker,
-        reaped: false,
-    };
-    let status_path = PathBuf::from(format!("/proc/{}/status", guard.child.id()));
+    let status_path = PathBuf::from(format!("/proc/{}/status", guard.id()));
     let mut peak_rss_kib = 0;
     let status: ExitStatus = loop {
-        if let Some(status) = guard.child.try_wait()? {
+        if let Some(status) = guard.try_wait()? {
             break status;
         }
         if let Some(hwm) = std::fs::read_to_string(&status_path)
@@ -333,8 +323,6 @@ fn run_dispatcher(
     };
     let wall = started.elapsed();
     let exited_at = SystemTime::now();
-    guard.reaped = true;
-    guard.kill_stragglers();
     let result = std::fs::read_to_string(output.join("result.yaml")).unwrap_or_default();
     ensure!(
         status.success() && result.lines().any(|l| l.trim() == "result: pass"),
@@ -359,61 +347,6 @@ fn run_dispatcher(
         startup: first.map_or(0.0, |t| t - epoch(spawned_at)),
         teardown: last.map_or(0.0, |t| epoch(exited_at) - t),
     })
-}
-
-/// A spawned dispatcher: its process group is stopped and the child reaped however the bench
-/// ends; `marker` (the job's scratch directory) finds processes outside the group (QEMU on a
-/// pty of its own session).
-struct Owned {
-    child: Child,
-    marker: String,
-    reaped: bool,
-}
-
-impl Owned {
-    /// SIGTERM to the group (the dispatcher runs its finalize), SIGKILL after the grace.
-    fn stop(&mut self) {
-        if self.reaped {
-            return;
-        }
-        if let Some(group) = Pid::from_raw(self.child.id() as i32) {
-            let _ = kill_process_group(group, Signal::TERM);
-            let deadline = Instant::now() + TERM_GRACE;
-            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = kill_process_group(group, Signal::KILL);
-        }
-        let _ = self.child.wait();
-        self.reaped = true;
-        self.kill_stragglers();
-    }
-
-    fn kill_stragglers(&self) {
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<i32>().ok())
-                .and_then(Pid::from_raw)
-            else {
-                continue;
-            };
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline).contains(&self.marker) {
-                let _ = kill_process(pid, Signal::KILL);
-            }
-        }
-    }
-}
-
-impl Drop for Owned {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 /// Where the time of one run went: start-up, each action of levels 1 and 1.x (LAVA's names),
@@ -613,23 +546,21 @@ mod tests {
             })
         };
         // One sleeper in the group, one in a session of its own (as QEMU on a pty).
-        let child = Command::new("sh")
-            .args(["-c", "setsid sleep 4713.25 & sleep 4713.5 & wait"])
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let mut owned = Owned {
-            child,
-            marker: "4713.25".into(),
-            reaped: false,
-        };
+        let mut owned = OwnedDispatcher::spawn(
+            Command::new("sh").args(["-c", "setsid sleep 4713.25 & sleep 4713.5 & wait"]),
+            "4713.25".into(),
+        )
+        .unwrap();
         let started = Instant::now();
         while !(alive("sleep 4713.25") && alive("sleep 4713.5")) {
             assert!(started.elapsed() < Duration::from_secs(10), "never started");
             std::thread::sleep(Duration::from_millis(20));
         }
         owned.stop();
-        assert!(owned.reaped);
+        assert!(
+            matches!(owned.try_wait(), Ok(Some(_))),
+            "stopped and reaped"
+        );
         let deadline = Instant::now() + Duration::from_secs(10);
         while alive("sleep 4713") {
             assert!(Instant::now() < deadline, "a process survived the stop");

@@ -9,6 +9,7 @@ mod coordinator;
 mod deploy_bench;
 mod job_bench;
 mod main_job;
+mod owned_dispatcher;
 mod pipeline;
 mod shared;
 mod templates;

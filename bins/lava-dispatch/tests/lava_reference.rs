@@ -13,13 +13,17 @@
 //! `target/test-system/libguestfs.env`. With `CI=true` every prerequisite must be present;
 //! elsewhere the test says which one is missing and skips.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal, kill_process, kill_process_group};
 use serde_yaml::Value;
+
+// Shared with `cargo xtask bench job`; this test does not use every method.
+#[allow(dead_code)]
+#[path = "../../../xtask/src/owned_dispatcher.rs"]
+mod owned_dispatcher;
+use owned_dispatcher::OwnedDispatcher;
 
 /// LAVA's dispatcher, as Debian's `lava-dispatcher` installs it.
 const LAVA_RUN: &str = "/usr/bin/lava-run";
@@ -27,8 +31,6 @@ const LAVA_RUN: &str = "/usr/bin/lava-run";
 const LAVA_WORK_DIR: &str = "/var/lib/lava/dispatcher/tmp";
 /// Bound on one whole job run; the job's own timeout is 10 minutes.
 const RUN_LIMIT: Duration = Duration::from_secs(12 * 60);
-/// After SIGTERM, how long a dispatcher gets to run its finalize before SIGKILL.
-const TERM_GRACE: Duration = Duration::from_secs(30);
 
 /// One test-suite case as both dispatchers report it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -169,92 +171,25 @@ fn tail(log: &str) -> String {
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
-/// A dispatcher started in its own process group; stopped (group-wide) and reaped however the
-/// test ends. `marker` is a string in the command line of every process the dispatcher starts
-/// for the job (its scratch directory): QEMU run on a pty may sit in a session of its own, out
-/// of the group's reach, and is found by it.
-struct Dispatcher {
-    child: Child,
-    marker: String,
-    reaped: bool,
-}
-
-impl Dispatcher {
-    fn spawn(mut command: Command, marker: String) -> Self {
-        command.process_group(0);
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {command:?}: {e}"));
-        Dispatcher {
-            child,
-            marker,
-            reaped: false,
+/// Wait for `dispatcher` to exit; past `limit`, stop it and fail.
+fn wait(mut dispatcher: OwnedDispatcher, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = dispatcher.try_wait().expect("waiting for the dispatcher") {
+            return status;
         }
-    }
-
-    /// Wait for the exit; past `limit`, stop the dispatcher and fail.
-    fn wait(mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("waiting for the dispatcher") {
-                self.reaped = true;
-                self.kill_stragglers();
-                return status;
-            }
-            if Instant::now() >= deadline {
-                self.stop();
-                panic!("the dispatcher did not finish within {limit:?}; stopped it");
-            }
-            std::thread::sleep(Duration::from_millis(200));
+        if Instant::now() >= deadline {
+            dispatcher.stop();
+            panic!("the dispatcher did not finish within {limit:?}; stopped it");
         }
-    }
-
-    /// SIGTERM to the group (both dispatchers then run finalize), SIGKILL after the grace.
-    fn stop(&mut self) {
-        if self.reaped {
-            return;
-        }
-        let group = Pid::from_raw(self.child.id() as i32).expect("a child pid is positive");
-        let _ = kill_process_group(group, Signal::TERM);
-        let deadline = Instant::now() + TERM_GRACE;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let _ = kill_process_group(group, Signal::KILL);
-        let _ = self.child.wait();
-        self.reaped = true;
-        self.kill_stragglers();
-    }
-
-    /// Kill whatever still runs with the job's scratch directory in its command line.
-    fn kill_stragglers(&self) {
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<i32>().ok())
-                .and_then(Pid::from_raw)
-            else {
-                continue;
-            };
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline).contains(&self.marker) {
-                let _ = kill_process(pid, Signal::KILL);
-            }
-        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
-impl Drop for Dispatcher {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// Start `command` owned (see [`OwnedDispatcher`]).
+fn spawn(mut command: Command, marker: String) -> OwnedDispatcher {
+    OwnedDispatcher::spawn(&mut command, marker)
+        .unwrap_or_else(|e| panic!("starting {command:?}: {e}"))
 }
 
 #[test]
@@ -284,7 +219,7 @@ fn the_qemu_job_gives_the_same_results_under_lava_and_lava_rs() {
         .current_dir(&setup.workspace)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let status = Dispatcher::spawn(ours, format!("lava-rs-{}/", job_id(1))).wait(RUN_LIMIT);
+    let status = wait(spawn(ours, format!("lava-rs-{}/", job_id(1))), RUN_LIMIT);
     let our_log = std::fs::read_to_string(ours_dir.join("logs.yaml")).unwrap_or_default();
     assert!(
         status.success(),
@@ -307,7 +242,7 @@ fn the_qemu_job_gives_the_same_results_under_lava_and_lava_rs() {
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&lava_log_path).unwrap());
     let marker = format!("{LAVA_WORK_DIR}/{}/", job_id(2));
-    let status = Dispatcher::spawn(lava, marker).wait(RUN_LIMIT);
+    let status = wait(spawn(lava, marker), RUN_LIMIT);
     let lava_log = std::fs::read_to_string(&lava_log_path).unwrap_or_default();
     assert!(
         status.success(),
