@@ -71,14 +71,7 @@ async fn run_step(
         parameters: Arc::new(params.clone()),
         url: None,
     };
-    let mut node = ActionNode {
-        meta,
-        action: Box::new(Step(f)),
-        pipeline: Pipeline::default(),
-        errors: Vec::new(),
-        results: Mapping::new(),
-        started: false,
-    };
+    let mut node = ActionNode::new(meta, Box::new(Step(f)), Pipeline::default());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
     run_node(&mut node, ctx, deadline, false).await
 }

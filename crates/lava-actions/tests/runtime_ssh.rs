@@ -205,14 +205,7 @@ impl Harness {
             parameters: Arc::new(params.clone()),
             url: None,
         };
-        let mut node = ActionNode {
-            meta,
-            action: Box::new(StepAction(step)),
-            pipeline: Pipeline::default(),
-            errors: Vec::new(),
-            results: Mapping::new(),
-            started: false,
-        };
+        let mut node = ActionNode::new(meta, Box::new(StepAction(step)), Pipeline::default());
         let deadline = Instant::now() + Duration::from_secs(timeout);
         run_node(&mut node, &mut self.ctx, deadline, false).await
     }

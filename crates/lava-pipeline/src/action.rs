@@ -129,6 +129,18 @@ pub struct ActionNode {
 }
 
 impl ActionNode {
+    /// A node that has not been validated or run yet.
+    pub fn new(meta: ActionMeta, action: Box<dyn Action>, pipeline: Pipeline) -> Self {
+        ActionNode {
+            meta,
+            action,
+            pipeline,
+            errors: Vec::new(),
+            results: Mapping::new(),
+            started: false,
+        }
+    }
+
     /// Errors of this node and all its descendants, in tree order.
     pub fn all_errors(&self) -> Vec<String> {
         let mut out = self.errors.clone();

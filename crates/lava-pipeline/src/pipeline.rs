@@ -260,16 +260,13 @@ impl<'j> PipelineBuilder<'j> {
             url: action.url(),
             ..meta
         };
-        self.actions.push(ActionNode {
+        self.actions.push(ActionNode::new(
             meta,
             action,
-            pipeline: Pipeline {
+            Pipeline {
                 actions: children.actions,
             },
-            errors: Vec::new(),
-            results: Mapping::new(),
-            started: false,
-        });
+        ));
         Ok(())
     }
 
