@@ -5,6 +5,7 @@ use lava_pipeline::{
     Action, ErrorKind, LavaError, LavaResult, Pipeline, RunContext, ValidateContext,
     action_identity, async_trait,
 };
+use lava_shell::environment::shell_quote;
 use serde_yaml::{Mapping, Value};
 
 /// Device commands a `command` block may name directly (not under `commands.users`).
@@ -230,19 +231,6 @@ fn stop_service_commands(ctx: &RunContext) -> Vec<String> {
             other => lava_pipeline::value::scalar_string(other).unwrap_or_default(),
         })
         .collect()
-}
-
-/// Quote a word for `shlex_split` (single quotes unless it is plainly safe).
-fn shell_quote(word: &str) -> String {
-    let safe = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c));
-    if safe {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', "'\"'\"'"))
-    }
 }
 
 /// The action for a `command` block.

@@ -222,7 +222,7 @@ pub fn action_timeout(ctx: &RunContext) -> LavaError {
 
 /// A wait failure: past the action deadline it is the action timeout, otherwise the
 /// connection's own error.
-fn wait_error(ctx: &RunContext, e: ConnectionError) -> LavaError {
+pub(crate) fn wait_error(ctx: &RunContext, e: ConnectionError) -> LavaError {
     if e.kind() == ConnErrorKind::Timeout && Instant::now() >= ctx.deadline() {
         action_timeout(ctx)
     } else {

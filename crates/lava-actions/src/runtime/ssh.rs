@@ -36,7 +36,9 @@ use tokio::time::Instant;
 
 use crate::runtime::console::{
     ConsoleConnection, action_timeout, boot_session_config, conn_error, on_console, wait_deadline,
+    wait_error,
 };
+use lava_shell::environment::shell_quote;
 
 /// Where LAVA's dispatcher package keeps the keys its device types name relatively.
 pub const LAVA_DISPATCHER_KEY_DIRS: &[&str] = &["/usr/lib/python3/dist-packages/lava_dispatcher"];
@@ -346,13 +348,13 @@ async fn unpack_inner(
         .session()
         .expect(&[status.as_str()], wait_deadline(ctx))
         .await
-        .map_err(|e| wait_failure(ctx, e))?;
+        .map_err(|e| wait_error(ctx, e))?;
     let code = found.group(1).unwrap_or("0").to_string();
     console
         .session()
         .wait_for_prompt(wait_deadline(ctx))
         .await
-        .map_err(|e| wait_failure(ctx, e))?;
+        .map_err(|e| wait_error(ctx, e))?;
     if code != "0" {
         return Err(LavaError::infrastructure(format!(
             "Unable to unpack the overlay on the device: '{command}' failed with exit status {code}"
@@ -395,27 +397,6 @@ fn ssh_failure(ctx: &RunContext, e: SshError) -> LavaError {
         action_timeout(ctx)
     } else {
         ssh_error(e)
-    }
-}
-
-fn wait_failure(ctx: &RunContext, e: lava_connection::ConnectionError) -> LavaError {
-    if e.kind() == ConnErrorKind::Timeout && Instant::now() >= ctx.deadline() {
-        action_timeout(ctx)
-    } else {
-        conn_error(e)
-    }
-}
-
-/// Single-quotes `text` for a POSIX shell when it needs it.
-fn shell_quote(text: &str) -> String {
-    let plain = !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+:,@%=".contains(c));
-    if plain {
-        text.to_string()
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
     }
 }
 
