@@ -3,20 +3,33 @@
 # under both), git (test definitions), GNU time (benchmarks), LAVA's own coordinator and
 # dispatcher (interop and reference runs), OpenSSH's server and client (the SSH tests start
 # their own sshd on a loopback port; no system sshd is used), QEMU (the embedded default
-# device), Python with PyYAML and Jinja2 (LAVA's checkers and the reference renderer).
-# Needs root; idempotent.
+# device), Python with PyYAML and Jinja2 (LAVA's checkers and the reference renderer), dpkg
+# tools and man (the package test). Needs root; idempotent; fails loudly with apt's error.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 APT="apt-get -o DPkg::Lock::Timeout=600"
+say() { echo "install-test-deps: $*" >&2; }
 
 if [ "$(id -u)" != 0 ]; then
-    echo "install-test-deps: not root, skipping apt installs (tests needing tools will skip)" >&2
+    if [ "${CI:-}" = true ]; then
+        say "CI=true but not root: cannot install the test tools"
+        exit 1
+    fi
+    say "not root, skipping apt installs (tests needing tools will skip)"
 else
-    $APT update -qq
-    $APT install -y -qq --no-install-recommends \
-        busybox-static dash git time cpio lava-coordinator lava-dispatcher \
-        openssh-server openssh-client >/dev/null
+    packages=(busybox-static dash git time cpio lava-coordinator lava-dispatcher
+        openssh-server openssh-client man-db fakeroot logrotate)
+    say "apt-get update"
+    if ! out=$($APT update -q 2>&1); then echo "$out" >&2; say "apt-get update failed (above)"; exit 1; fi
+    say "apt-get install ${packages[*]}"
+    if ! out=$($APT install -y -q --no-install-recommends "${packages[@]}" 2>&1); then
+        echo "$out" >&2
+        say "apt-get install failed (above)"
+        exit 1
+    fi
     bash "$(dirname "$0")/install-qemu.sh"
 fi
 
+# Debian's python3 carries LAVA's modules; the checkers also run under whatever python3 is
+# first on PATH, which needs PyYAML and Jinja2.
 python3 -c 'import yaml, jinja2' 2>/dev/null || python3 -m pip install --quiet pyyaml jinja2
