@@ -9,7 +9,8 @@
 #
 # Environment (for tests): APT_SOURCES_DIR (default /etc/apt), QEMU_PACKAGES (default: the
 # x86 system emulator, its -common and -data, and SeaBIOS), QEMU_BINARY (what must be on
-# PATH afterwards, default qemu-system-x86_64).
+# PATH afterwards, default qemu-system-x86_64). `install-qemu.sh --print-mirror` prints the
+# mirror it would use and exits (no root needed).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 APT="apt-get -o DPkg::Lock::Timeout=600"
@@ -19,10 +20,10 @@ QEMU_PACKAGES=${QEMU_PACKAGES:-qemu-system-x86 qemu-system-common qemu-system-da
 
 say() { echo "install-qemu: $*" >&2; }
 
-if command -v "$QEMU_BINARY" >/dev/null; then
+if [ "${1:-}" != --print-mirror ] && command -v "$QEMU_BINARY" >/dev/null; then
     exit 0
 fi
-if [ "$(id -u)" != 0 ]; then
+if [ "${1:-}" != --print-mirror ] && [ "$(id -u)" != 0 ]; then
     say "$QEMU_BINARY is missing and this is not root: cannot install QEMU (run as root)"
     exit 1
 fi
@@ -47,6 +48,12 @@ debian_mirror() {
 suite_configured() {
     grep -rqsE '^[^#]*bookworm-backports' "$SOURCES/sources.list" "$SOURCES/sources.list.d/" 2>/dev/null
 }
+
+if [ "${1:-}" = --print-mirror ]; then
+    uri=$(debian_mirror)
+    echo "${uri:-http://deb.debian.org/debian}"
+    exit 0
+fi
 
 if suite_configured; then
     say "bookworm-backports is already an apt source"

@@ -19,6 +19,9 @@ if [ "$(id -u)" != 0 ]; then
 else
     packages=(busybox-static dash git time cpio lava-coordinator lava-dispatcher
         openssh-server openssh-client man-db fakeroot logrotate)
+    # QEMU first, from bookworm-backports: lava-dispatcher depends on qemu-system-x86, and
+    # bookworm's own would not go with the image's qemu-utils from backports.
+    bash "$(dirname "$0")/install-qemu.sh"
     say "apt-get update"
     if ! out=$($APT update -q 2>&1); then echo "$out" >&2; say "apt-get update failed (above)"; exit 1; fi
     say "apt-get install ${packages[*]}"
@@ -27,7 +30,6 @@ else
         say "apt-get install failed (above)"
         exit 1
     fi
-    bash "$(dirname "$0")/install-qemu.sh"
 fi
 
 # Debian's python3 carries LAVA's modules; the checkers also run under whatever python3 is

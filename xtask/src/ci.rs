@@ -32,6 +32,7 @@ pub fn test(args: &[String]) -> Result<()> {
         run_step(name, Command::new(cargo).args(&cargo_args))?;
     }
     if !quick {
+        fresh_machine()?;
         let pipeline_ok = crate::pipeline::conformance(None)?;
         let templates_ok = crate::templates::conformance(None)?;
         println!(
@@ -52,6 +53,23 @@ pub fn test(args: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The README's first command as on a fresh machine: in a mount namespace with QEMU purged
+/// and no backports source, `cargo xtask main-job` must install QEMU and boot the guest
+/// (`scripts/test-fresh-machine.sh`). Needs root; in CI it is never skipped.
+fn fresh_machine() -> Result<()> {
+    if !rustix::process::geteuid().is_root() {
+        if crate::shared::in_ci() {
+            bail!("CI=true but not root: the fresh-machine test needs root");
+        }
+        println!("==> fresh-machine: skipped (needs root)");
+        return Ok(());
+    }
+    run_step(
+        "fresh-machine",
+        Command::new("bash").args(["scripts/test-fresh-machine.sh", "--main-job"]),
+    )
 }
 
 fn run_step(name: &str, command: &mut Command) -> Result<()> {

@@ -10,20 +10,25 @@ use std::process::Command;
 
 pub fn run(_args: &[String]) -> Result<()> {
     let root = workspace_root();
-    let qemu = ensure_qemu();
-    let (job, device) = if qemu {
-        println!("==> building the embedded device (Debian kernel + busybox initramfs)");
-        let system = test_system::build(&test_system::cache_dir(), false)?;
-        (system.job, test_system::device_yaml())
-    } else {
-        println!(
-            "==> QEMU is not available here (and could not be installed): running the same \
-             job shape on the local-shell device instead"
-        );
-        (
-            root.join("fixtures/local-shell/inline-job.yaml"),
-            root.join("fixtures/local-shell/device.yaml"),
-        )
+    let (job, device) = match ensure_qemu() {
+        Ok(()) => {
+            println!("==> building the embedded device (Debian kernel + busybox initramfs)");
+            let system = test_system::build(&test_system::cache_dir(), false)?;
+            (system.job, test_system::device_yaml())
+        }
+        Err(why) if crate::shared::in_ci() => {
+            anyhow::bail!("CI=true and QEMU is not available: {why:#}")
+        }
+        Err(why) => {
+            println!(
+                "==> QEMU is not available here: {why:#}\n    running the same job shape on \
+                 the local-shell device instead"
+            );
+            (
+                root.join("fixtures/local-shell/inline-job.yaml"),
+                root.join("fixtures/local-shell/device.yaml"),
+            )
+        }
     };
     println!("==> building lava-run");
     let lava_run = build_bin("lava-dispatch", "lava-run")?;
@@ -53,8 +58,9 @@ pub fn run(_args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// QEMU present, or installed now (as root) by `scripts/install-qemu.sh`.
-fn ensure_qemu() -> bool {
+/// QEMU present, or installed now (as root) by `scripts/install-qemu.sh`; otherwise why not
+/// (the script has printed apt's own error above).
+fn ensure_qemu() -> Result<()> {
     let present = || {
         Command::new("qemu-system-x86_64")
             .arg("--version")
@@ -62,14 +68,25 @@ fn ensure_qemu() -> bool {
             .is_ok_and(|o| o.status.success())
     };
     if present() {
-        return true;
+        return Ok(());
     }
-    println!("==> installing QEMU (scripts/install-qemu.sh)");
-    let installed = Command::new("bash")
-        .arg(workspace_root().join("scripts/install-qemu.sh"))
+    println!("==> qemu-system-x86_64 is missing: installing it (scripts/install-qemu.sh)");
+    let script = workspace_root().join("scripts/install-qemu.sh");
+    let status = Command::new("bash")
+        .arg(&script)
         .status()
-        .is_ok_and(|s| s.success());
-    installed && present()
+        .with_context(|| format!("running {}", script.display()))?;
+    anyhow::ensure!(
+        status.success(),
+        "{} failed ({status}; its messages are above)",
+        script.display()
+    );
+    anyhow::ensure!(
+        present(),
+        "{} succeeded but qemu-system-x86_64 --version still does not run",
+        script.display()
+    );
+    Ok(())
 }
 
 /// A table of the job's result records: suite, case, result, measurement.

@@ -51,3 +51,8 @@ pub fn build_bin(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
         .unwrap_or_else(|| workspace_root().join("target"));
     Ok(target.join("debug").join(bin))
 }
+
+/// CI runs with `CI=true`: there a missing tool is a failure, never a skip or a fallback.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
