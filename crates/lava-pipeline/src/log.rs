@@ -3,9 +3,11 @@
 //! A [`JobLogger`] is shared by every action of a job (clone it freely). Each record is
 //! serialised once, masked (secrets become `[MASKED]`) and written to every sink:
 //! `<output-dir>/logs.yaml` as a YAML list item (`- {...}`), and stderr as a bare line (or
-//! a coloured human rendering when stderr is a terminal and colour was asked for).
-//! In the human rendering, transfers show a live status line below the records
-//! ([`JobLogger::progress_line`], see [`progress`]).
+//! a human rendering: [`StderrStyle::Human`] coloured for a terminal, [`StderrStyle::Plain`]
+//! the same layout without escape sequences). The human rendering shows a multi-line
+//! message as lines, continuation lines indented under the first, where `logs.yaml` keeps
+//! LAVA's escaped `\n`. With [`StderrStyle::Human`], transfers show a live status line
+//! below the records ([`JobLogger::progress_line`], see [`progress`]).
 
 pub mod progress;
 pub use progress::{Clock, ProgressLine};
@@ -64,8 +66,11 @@ pub enum StderrStyle {
     Off,
     /// LAVA's YAML lines.
     Yaml,
-    /// A readable, coloured rendering for terminals.
+    /// A readable, coloured rendering for terminals, with live progress lines.
     Human,
+    /// The [`StderrStyle::Human`] layout as plain text: no colours, no live progress line
+    /// (`NO_COLOR`, or a human log written to a file or a pipe).
+    Plain,
 }
 
 /// A shared, thread-safe job logger.
@@ -229,11 +234,7 @@ impl JobLogger {
             line = dump_flow_mapping(&short);
         }
         let mut inner = self.lock();
-        for secret in &inner.secrets {
-            if line.contains(secret.as_str()) {
-                line = line.replace(secret.as_str(), "[MASKED]");
-            }
-        }
+        line = mask(line, &inner.secrets);
         inner.line += 1;
         if let Some(file) = inner.file.as_mut() {
             // A failing log file must not abort the job; the record still reaches stderr.
@@ -244,7 +245,11 @@ impl JobLogger {
             _ if !to_stderr => {}
             StderrStyle::Off => {}
             StderrStyle::Yaml => inner.terminal.write_line(&line),
-            StderrStyle::Human => inner.terminal.write_line(&human_line(level, rec)),
+            StderrStyle::Human | StderrStyle::Plain => {
+                let colour = inner.stderr == StderrStyle::Human;
+                let text = mask(human_line(level, rec, colour), &inner.secrets);
+                inner.terminal.write_line(&text);
+            }
         }
         if let Some(capture) = inner.capture.as_mut() {
             capture.push(line.clone());
@@ -268,25 +273,60 @@ impl JobLogger {
     }
 }
 
-/// Readable rendering: time, coloured level, message.
-fn human_line(level: Level, rec: &Mapping) -> String {
+/// `text` with every secret replaced by `[MASKED]`.
+fn mask(mut text: String, secrets: &[String]) -> String {
+    for secret in secrets {
+        if text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), "[MASKED]");
+        }
+    }
+    text
+}
+
+/// Readable rendering: time, level (coloured when `colour`), message. A message of several
+/// lines is shown as lines, the continuation lines indented to the message column; other
+/// control characters (which would move the cursor) are shown as `?`.
+fn human_line(level: Level, rec: &Mapping, colour: bool) -> String {
     let dt = rec.get("dt").and_then(Value::as_str).unwrap_or("");
     let time = dt.get(11..19).unwrap_or(dt);
-    let colour = match level {
-        Level::Error | Level::Exception => "\x1b[1;31m",
-        Level::Warning => "\x1b[33m",
-        Level::Info => "\x1b[1;37m",
-        Level::Results => "\x1b[32m",
-        Level::Target => "\x1b[36m",
-        Level::Input => "\x1b[35m",
-        Level::Debug | Level::Feedback | Level::Event => "\x1b[2m",
-    };
     let msg = match rec.get("msg") {
-        Some(Value::String(s)) => s.replace(|c: char| c.is_control() && c != '\t', "?"),
+        Some(Value::String(s)) => s.clone(),
         Some(other) => dump_flow(other),
         None => String::new(),
     };
-    format!("{time} {colour}{:<9}\x1b[0m {msg}", level.as_str())
+    let name = format!("{:<9}", level.as_str());
+    let label = if colour {
+        let code = match level {
+            Level::Error | Level::Exception => "\x1b[1;31m",
+            Level::Warning => "\x1b[33m",
+            Level::Info => "\x1b[1;37m",
+            Level::Results => "\x1b[32m",
+            Level::Target => "\x1b[36m",
+            Level::Input => "\x1b[35m",
+            Level::Debug | Level::Feedback | Level::Event => "\x1b[2m",
+        };
+        format!("{code}{name}\x1b[0m")
+    } else {
+        name
+    };
+    let indent = " ".repeat(time.len() + 1 + 9 + 1);
+    let mut out = format!("{time} {label} ");
+    let body = msg.strip_suffix('\n').unwrap_or(&msg);
+    for (i, part) in body.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+            out.push_str(&indent);
+        }
+        let part = part.strip_suffix('\r').unwrap_or(part);
+        out.extend(part.chars().map(|c| {
+            if c.is_control() && c != '\t' {
+                '?'
+            } else {
+                c
+            }
+        }));
+    }
+    out
 }
 
 /// Current UTC time as Python's `datetime.isoformat()` with `+00:00`.
@@ -497,6 +537,56 @@ mod tests {
         let lines = logger.captured();
         assert!(lines[0].contains("password is [MASKED]"));
         assert!(lines[1].contains("\"<line way too long ...>\""));
+    }
+
+    /// An in-memory terminal for the stderr rendering.
+    #[derive(Clone, Default)]
+    struct Screen(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Screen {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Screen {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    #[test]
+    fn human_styles_show_message_lines_and_plain_has_no_escapes() {
+        for style in [StderrStyle::Human, StderrStyle::Plain] {
+            let screen = Screen::default();
+            let logger = JobLogger::with_stderr_writer(style, screen.clone());
+            let dir = tempfile::tempdir().unwrap();
+            logger.open_file(&dir.path().join("logs.yaml")).unwrap();
+            logger.add_secret("hunter2");
+            logger.error("first line\r\nsecond hunter2\n\tthird\x07\n");
+            let text = screen.text();
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(lines.len(), 3, "{style:?}: {text:?}");
+            assert!(lines[0].ends_with(" first line"), "{text:?}");
+            // Continuation lines start at the message column of the first line.
+            let column = lines[0].find("first").unwrap()
+                - if style == StderrStyle::Human { 11 } else { 0 };
+            assert_eq!(lines[1], format!("{}second [MASKED]", " ".repeat(column)));
+            assert_eq!(lines[2], format!("{}\tthird?", " ".repeat(column)));
+            assert_eq!(text.contains('\x1b'), style == StderrStyle::Human, "{text:?}");
+            // logs.yaml keeps LAVA's one escaped line, masked.
+            let file = std::fs::read_to_string(dir.path().join("logs.yaml")).unwrap();
+            assert!(
+                file.ends_with(
+                    "\"msg\": \"first line\\r\\nsecond [MASKED]\\n\\tthird\\a\\n\"}\n"
+                ),
+                "{file}"
+            );
+        }
     }
 
     #[test]

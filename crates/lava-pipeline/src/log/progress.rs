@@ -13,7 +13,7 @@
 //! The status line never reaches `logs.yaml`. LAVA's own progress records are logged
 //! through [`ProgressLine::log_milestone`]: they reach every sink as any `debug` record
 //! does, except the terminal while a live line stands in for them. In any other style
-//! (`Yaml`, `Off`) the handle draws nothing and milestones are ordinary `debug` records.
+//! (`Plain`, `Yaml`, `Off`) the handle draws nothing and milestones are ordinary `debug` records.
 
 use super::{JobLogger, Level, StderrStyle};
 use serde_yaml::Value;
@@ -531,7 +531,12 @@ mod tests {
     #[test]
     fn milestones_reach_the_log_file_in_every_style() {
         let dir = tempfile::tempdir().unwrap();
-        for style in [StderrStyle::Human, StderrStyle::Yaml, StderrStyle::Off] {
+        for style in [
+            StderrStyle::Human,
+            StderrStyle::Plain,
+            StderrStyle::Yaml,
+            StderrStyle::Off,
+        ] {
             let screen = Screen::default();
             let logger = JobLogger::with_stderr_writer(style, screen.clone());
             let path = dir.path().join("logs.yaml");
@@ -556,6 +561,12 @@ mod tests {
                 }
                 StderrStyle::Yaml => assert!(
                     text.ends_with("\"msg\": \"progress   5 % (0 MB)\"}\n") && !text.contains('\r'),
+                    "{text:?}"
+                ),
+                StderrStyle::Plain => assert!(
+                    text.ends_with(" debug     progress   5 % (0 MB)\n")
+                        && !text.contains('\r')
+                        && !text.contains('\x1b'),
                     "{text:?}"
                 ),
                 StderrStyle::Off => assert_eq!(text, ""),
