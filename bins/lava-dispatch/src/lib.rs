@@ -2,6 +2,7 @@
 
 mod multinode;
 mod render_device;
+pub mod report;
 pub mod results;
 mod run_job;
 

@@ -14,7 +14,8 @@
 //! jobs as SIGTERM (they run their finalize step), a node past its job timeout plus the cleanup
 //! budget is ended the same way, and every child is reaped before the coordinator stops.
 
-use crate::results::{job_result, read_results, table};
+use crate::report::{Report, TestResult};
+use crate::results::read_results;
 use anyhow::{Context, Result, bail};
 use lava_coordinator::{BrokerSettings, Coordinator};
 use lava_multinode::split::{NodeJob, assign_roles, is_multinode, split};
@@ -168,8 +169,11 @@ async fn run_group(args: &MultinodeArgs) -> Result<i32> {
 
     let mut all_passed = true;
     for node in &nodes {
-        let rows = read_results(&node.dir.join("logs.yaml")).unwrap_or_default();
-        let outcome = job_result(&rows).unwrap_or("incomplete");
+        let report = Report {
+            job_id: node.job_id.clone(),
+            cases: read_results(&node.dir.join("logs.yaml")).unwrap_or_default(),
+        };
+        let outcome = report.job_result().map_or("incomplete", TestResult::as_str);
         all_passed &= outcome == "pass" && node.exit.is_some_and(|s| s.success());
         println!(
             "\n== job {} (role {}): {outcome} — {}",
@@ -177,7 +181,7 @@ async fn run_group(args: &MultinodeArgs) -> Result<i32> {
             node.role,
             node.dir.display()
         );
-        print!("{}", table(&rows));
+        print!("{}", report.table(false));
     }
     println!(
         "\nMultiNode group: {} node job(s), {}",

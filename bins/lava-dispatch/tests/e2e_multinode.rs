@@ -8,7 +8,8 @@ mod common;
 
 use common::workspace;
 
-use lava_dispatch::results::{ResultRow, job_result, read_results};
+use lava_dispatch::report::TestCase;
+use lava_dispatch::results::read_results;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ mod sshd;
 struct GroupRun {
     code: i32,
     stdout: String,
-    nodes: Vec<(String, Vec<ResultRow>)>,
+    nodes: Vec<(String, Vec<TestCase>)>,
 }
 
 fn local_shell_device() -> PathBuf {
@@ -79,10 +80,15 @@ fn run_group(
     }
 }
 
-fn outcome<'a>(rows: &'a [ResultRow], suite: &str, case: &str) -> Option<&'a str> {
+fn outcome<'a>(rows: &'a [TestCase], suite: &str, case: &str) -> Option<&'a str> {
     rows.iter()
-        .find(|r| r.suite == suite && r.case == case)
+        .find(|r| r.suite == suite && r.name == case)
         .map(|r| r.result.as_str())
+}
+
+/// The job's own result (`lava`/`job`).
+fn job_result(rows: &[TestCase]) -> Option<&str> {
+    outcome(rows, "lava", "job")
 }
 
 fn assert_pair_passed(run: &GroupRun) {

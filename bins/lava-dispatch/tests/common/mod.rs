@@ -25,7 +25,7 @@ pub fn in_ci() -> bool {
 pub fn results(log: &str) -> Vec<(String, String, String)> {
     lava_dispatch::results::parse_results(log)
         .into_iter()
-        .map(|row| (row.suite, row.case, row.result))
+        .map(|case| (case.suite, case.name, case.result.as_str().to_string()))
         .collect()
 }
 
