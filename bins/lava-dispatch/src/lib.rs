@@ -1,5 +1,11 @@
 //! The `lava-dispatch` / `lava-run` command line: parses arguments and calls the libraries.
+//!
+//! Besides LAVA's flags, `lava-run` serves a test writer running a job locally: `--job-id`
+//! and `--output-dir` have defaults ([`local`]), a result table ends every job on a terminal,
+//! `--results` writes JUnit XML or JSON for CI ([`report`]), `--fail-on-test-failure` makes a
+//! failed test case fail the command, and `--log-format` chooses the stderr rendering.
 
+pub mod local;
 mod multinode;
 mod render_device;
 pub mod report;
@@ -13,7 +19,8 @@ use std::path::PathBuf;
 /// Command line of `lava-run` (LAVA's flags) plus our extra subcommands.
 #[derive(Parser, Debug)]
 #[command(name = "lava-run", version, about = "Run one LAVA job on one device")]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(after_help = local::AFTER_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -31,17 +38,19 @@ pub enum Command {
     Multinode(multinode::MultinodeArgs),
 }
 
-/// LAVA's `lava-run` flags.
+/// LAVA's `lava-run` flags, plus options for local runs.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Job id (used in paths, LAVA_JOB_ID and the process title).
+    /// Job id (used in paths, LAVA_JOB_ID and the process title). Default: the next number
+    /// in ./lava-output (one more than the highest number there, 1 at first).
     #[arg(long)]
     pub job_id: Option<String>,
-    /// Directory for logs.yaml, description.yaml and result.yaml.
+    /// Directory for logs.yaml, description.yaml and result.yaml. Default:
+    /// ./lava-output/<job id>.
     #[arg(long)]
     pub output_dir: Option<PathBuf>,
     /// Device configuration YAML (or a device dictionary *.jinja2).
-    #[arg(long)]
+    #[arg(long, required = true)]
     pub device: Option<PathBuf>,
     /// Dispatcher configuration YAML.
     #[arg(long)]
@@ -77,7 +86,22 @@ pub struct RunArgs {
     /// LAVA's fixed /etc/lava-coordinator/lava-coordinator.conf.
     #[arg(long)]
     pub coordinator_config: Option<PathBuf>,
+    /// After the job, write its test results to FILE for CI: JUnit XML when FILE ends in
+    /// .xml (one testsuite per test suite, the lava suite included), JSON when it ends in
+    /// .json.
+    #[arg(long, value_name = "FILE", value_parser = local::results_path)]
+    pub results: Option<PathBuf>,
+    /// Exit with status 3 when the job completed but a test case failed (status 1, a failed
+    /// job, comes first).
+    #[arg(long)]
+    pub fail_on_test_failure: bool,
+    /// How the log is shown on stderr: `human` (time, level, message; coloured on a
+    /// terminal unless NO_COLOR is set) or `yaml` (LAVA's log lines). Default: human on a
+    /// terminal, yaml otherwise. logs.yaml is always LAVA's format.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<local::LogFormat>,
     /// The job definition (YAML).
+    #[arg(required = true)]
     pub definition: Option<PathBuf>,
 }
 
@@ -100,7 +124,8 @@ pub fn tune_process_allocator() {
     }
 }
 
-/// Parse `args` and run; returns the process exit code (0 ok, 1 failure, 2 usage).
+/// Parse `args` and run; returns the process exit code (0 ok, 1 failure, 2 usage, 3 a failed
+/// test case with `--fail-on-test-failure`).
 pub fn main_with_args<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,

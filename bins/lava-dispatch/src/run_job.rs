@@ -6,31 +6,23 @@ use lava_multinode::job_protocol::{CoordinatorSettings, DEFAULT_COORDINATOR_CONF
 use lava_pipeline::definition::check_job;
 use lava_pipeline::execute::{finish, run_job};
 use lava_pipeline::{
-    Device, JobLogger, JobParser, LavaError, ParseOptions, RunContext, StderrStyle,
-    description_yaml,
+    Device, JobLogger, JobParser, LavaError, ParseOptions, RunContext, description_yaml,
 };
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Run with LAVA's flags; returns the exit code (0 passed or validated, 1 failed).
+/// Run with LAVA's flags; returns the exit code (0 passed or validated, 1 failed, or
+/// [`crate::local::EXIT_TEST_FAILURE`] for a failed test case when asked).
 pub fn run(args: &RunArgs) -> Result<i32> {
     let definition = required(&args.definition, "DEFINITION (the job file)")?;
     let device_path = required(&args.device, "--device")?;
-    let job_id = required(&args.job_id, "--job-id")?.clone();
-    let output_dir = required(&args.output_dir, "--output-dir")?;
+    let (job_id, output_dir) =
+        crate::local::job_id_and_output_dir(args.job_id.as_deref(), args.output_dir.as_deref())?;
     let output_dir = std::path::absolute(output_dir)?;
     std::fs::create_dir_all(&output_dir)
         .with_context(|| format!("Unable to create {}", output_dir.display()))?;
 
-    let style = if args.url.is_some() {
-        StderrStyle::Off
-    } else if std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
-        StderrStyle::Human
-    } else {
-        StderrStyle::Yaml
-    };
-    let logger = JobLogger::new(style);
+    let logger = JobLogger::new(crate::local::stderr_style(args));
     logger
         .open_file(&output_dir.join("logs.yaml"))
         .with_context(|| format!("Unable to create {}/logs.yaml", output_dir.display()))?;
@@ -55,7 +47,8 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         output_dir.join("result.yaml"),
         serde_yaml::to_string(&record)?,
     )?;
-    Ok(if result.error.is_none() { 0 } else { 1 })
+    let status = if result.error.is_none() { 0 } else { 1 };
+    crate::local::after_job(args, &job_id, &output_dir, status)
 }
 
 fn required<'a, T>(value: &'a Option<T>, name: &str) -> Result<&'a T> {
