@@ -1,0 +1,148 @@
+//! End-to-end: `lava-run` as a test writer runs it on their machine (the local-shell
+//! device): default job id and output directory, usage errors, `--results` files,
+//! `--fail-on-test-failure` and the stderr log formats.
+
+mod common;
+
+use common::{lava_run, workspace};
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+/// Run `lava-run` in `cwd` with `args` (no terminal: stderr is captured).
+fn lava_run_in(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(lava_run())
+        .current_dir(cwd)
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn fixture(name: &str) -> String {
+    workspace()
+        .join("fixtures/local-shell")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn usage_errors_exit_2_naming_every_missing_argument() {
+    let dir = tempfile::tempdir().unwrap();
+    let none = lava_run_in(dir.path(), &[], &[]);
+    assert_eq!(none.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&none.stderr);
+    assert!(
+        text.contains("--device <DEVICE>") && text.contains("<DEFINITION>"),
+        "{text}"
+    );
+    let some = lava_run_in(dir.path(), &["--device", "device.yaml"], &[]);
+    assert_eq!(some.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&some.stderr);
+    assert!(
+        text.contains("<DEFINITION>") && !text.contains("--device <DEVICE>\n"),
+        "{text}"
+    );
+    let bad = lava_run_in(
+        dir.path(),
+        &["--device", "d.yaml", "--results", "r.txt", "job.yaml"],
+        &[],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("r.txt: the results file must end in .xml"));
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "a usage error writes nothing"
+    );
+}
+
+#[test]
+fn local_runs_default_their_job_id_and_output_dir_and_write_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let (device, job) = (fixture("device.yaml"), fixture("inline-job.yaml"));
+    // A job with a failed test case completes: 0 by default.
+    let first = lava_run_in(
+        dir.path(),
+        &["--device", &device, "--results", "out/results.xml", &job],
+        &[],
+    );
+    assert_eq!(first.status.code(), Some(0));
+    let output = dir.path().join("lava-output/1");
+    for file in ["logs.yaml", "description.yaml", "result.yaml"] {
+        assert!(output.join(file).is_file(), "{file} in {}", output.display());
+    }
+    let log = std::fs::read_to_string(output.join("logs.yaml")).unwrap();
+    assert!(log.contains("/tmp/lava-rs-local/lava-1"), "the job id is 1");
+    let xml = std::fs::read_to_string(dir.path().join("out/results.xml")).unwrap();
+    assert!(xml.contains("<testsuites name=\"lava job 1\""), "{xml}");
+    assert!(
+        xml.contains(
+            "<testsuite name=\"0_smoke\" tests=\"3\" failures=\"1\" errors=\"0\" skipped=\"0\""
+        ),
+        "{xml}"
+    );
+    // Not a terminal: YAML lines on stderr and no table.
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(stderr.lines().all(|l| l.starts_with("{\"dt\": ")), "{stderr}");
+
+    // --fail-on-test-failure: the failed case fails the run, with 3; the run is number 2.
+    let second = lava_run_in(
+        dir.path(),
+        &[
+            "--device",
+            &device,
+            "--fail-on-test-failure",
+            "--results",
+            "results.json",
+            "--log-format",
+            "human",
+            &job,
+        ],
+        &[],
+    );
+    assert_eq!(second.status.code(), Some(3));
+    assert!(dir.path().join("lava-output/2/logs.yaml").is_file());
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["job_id"], "2");
+    assert_eq!(json["result"], "pass");
+    assert_eq!(json["summary"]["fail"], 1);
+    // --log-format human off a terminal: the human layout, no colours.
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains(" info      Job finished correctly\n") && !stderr.contains('\x1b'),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn fail_on_test_failure_passes_when_every_case_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("passing.yaml");
+    let text = std::fs::read_to_string(fixture("inline-job.yaml"))
+        .unwrap()
+        .replace(
+            "          - lava-test-case always-fail --shell false\n",
+            "",
+        );
+    assert!(!text.contains("always-fail"));
+    std::fs::write(&job, text).unwrap();
+    let run = lava_run_in(
+        dir.path(),
+        &[
+            "--job-id",
+            "local",
+            "--device",
+            &fixture("device.yaml"),
+            "--fail-on-test-failure",
+            job.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(dir.path().join("lava-output/local/result.yaml").is_file());
+}
