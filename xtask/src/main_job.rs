@@ -5,6 +5,7 @@
 use crate::shared::{build_bin, workspace_root};
 use crate::test_system;
 use anyhow::{Context, Result};
+use std::io::IsTerminal;
 use std::path::Path;
 use std::process::Command;
 
@@ -89,47 +90,16 @@ fn ensure_qemu() -> Result<()> {
     Ok(())
 }
 
-/// A table of the job's result records: suite, case, result, measurement.
+/// The job's result table (lava-run's own, from `lava_dispatch::report`). On a terminal,
+/// lava-run has printed it already at the end of the job.
 fn print_results(log: &Path) -> Result<()> {
-    let text =
-        std::fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?;
-    println!(
-        "\n{:<16} {:<24} {:<6} measurement",
-        "suite", "case", "result"
-    );
-    for line in text.lines().filter(|l| l.contains("\"lvl\": \"results\"")) {
-        let Ok(item) = serde_yaml::from_str::<serde_yaml::Value>(line.trim_start_matches("- "))
-        else {
-            continue;
-        };
-        let Some(msg) = item.get("msg") else { continue };
-        let field = |k: &str| {
-            msg.get(k).map(|v| match v {
-                serde_yaml::Value::String(s) => s.clone(),
-                // `! "42.0"` in LAVA's log lines reads back as a tagged string
-                serde_yaml::Value::Tagged(t) => t.value.as_str().unwrap_or_default().to_string(),
-                other => serde_yaml::to_string(other)
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string(),
-            })
-        };
-        let suite = field("definition").unwrap_or_default();
-        if suite == "lava" && !matches!(field("case").as_deref(), Some("job" | "validate")) {
-            continue; // per-action records: in the log
-        }
-        let measurement = match (field("measurement"), field("units")) {
-            (Some(m), Some(u)) => format!("{m} {u}"),
-            (Some(m), None) => m,
-            _ => String::new(),
-        };
-        println!(
-            "{:<16} {:<24} {:<6} {}",
-            suite,
-            field("case").unwrap_or_default(),
-            field("result").unwrap_or_default(),
-            measurement
-        );
+    if std::io::stderr().is_terminal() {
+        return Ok(());
     }
+    let report = lava_dispatch::report::Report {
+        job_id: "1".into(),
+        cases: lava_dispatch::results::read_results(log)?,
+    };
+    print!("\n{}", report.table(false));
     Ok(())
 }
