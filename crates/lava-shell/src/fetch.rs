@@ -1,6 +1,7 @@
 //! Getting test definitions onto the worker: git clones (the `git` binary, by argv,
 //! never through a shell), archive downloads behind the [`ArchiveDownloader`]
-//! trait, and archive unpacking that refuses to leave its directory.
+//! trait ([`UrlDownloader`]: `file://`, `http://`, `https://`, bounded in time and size),
+//! and archive unpacking that refuses to leave its directory.
 
 use std::fs;
 use std::io::{self, Read};
@@ -13,8 +14,7 @@ use indexmap::IndexMap;
 use crate::error::{Result, ShellError};
 use crate::paths::{checked_relative, resolve_inside};
 
-/// Downloads one archive for a `from: url` definition. The lead plugs the deploy
-/// downloader in here; [`FileUrlDownloader`] covers `file://` URLs.
+/// Downloads one archive for a `from: url` definition.
 pub trait ArchiveDownloader: Send + Sync {
     /// Fetches `url` (with the definition's `headers`) into `dest_dir` and returns
     /// the path of the downloaded file.
@@ -26,37 +26,168 @@ pub trait ArchiveDownloader: Send + Sync {
     ) -> Result<PathBuf>;
 }
 
-/// Handles `file://` URLs only (copies the file); other schemes are refused with
+/// Downloads `from: url` archives: `file://` URLs are copied, `http://` and `https://`
+/// URLs fetched with reqwest (the job's `headers` sent, redirects followed, proxies from
+/// the environment honoured). Every fetch is bounded: [`UrlDownloader::timeout`] for the
+/// whole transfer, [`UrlDownloader::connect_timeout`] to connect, and at most
+/// [`UrlDownloader::max_bytes`] kept (a larger archive fails without filling the disk).
+/// Errors are [`ShellError::DownloadFailed`] naming the URL; other schemes are
 /// [`ShellError::Unsupported`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct FileUrlDownloader;
+#[derive(Debug, Clone, Copy)]
+pub struct UrlDownloader {
+    /// The longest a whole download may take.
+    pub timeout: Duration,
+    /// The longest connecting may take.
+    pub connect_timeout: Duration,
+    /// The largest archive accepted, in bytes.
+    pub max_bytes: u64,
+}
 
-impl ArchiveDownloader for FileUrlDownloader {
+/// [`UrlDownloader::timeout`] by default: test definition archives are small.
+pub const DEFAULT_DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(600);
+/// [`UrlDownloader::max_bytes`] by default.
+pub const DEFAULT_MAX_ARCHIVE_BYTES: u64 = 512 * 1024 * 1024;
+
+impl Default for UrlDownloader {
+    fn default() -> Self {
+        UrlDownloader {
+            timeout: DEFAULT_DOWNLOAD_TIMEOUT,
+            connect_timeout: Duration::from_secs(30),
+            max_bytes: DEFAULT_MAX_ARCHIVE_BYTES,
+        }
+    }
+}
+
+impl ArchiveDownloader for UrlDownloader {
     fn download(
         &self,
         url: &str,
-        _headers: &IndexMap<String, String>,
+        headers: &IndexMap<String, String>,
         dest_dir: &Path,
     ) -> Result<PathBuf> {
-        let Some(source) = url.strip_prefix("file://") else {
-            return Err(ShellError::Unsupported(format!(
-                "no downloader for '{url}' (only file:// URLs are handled here)"
-            )));
-        };
-        let source = Path::new(source);
-        let name = source
-            .file_name()
-            .ok_or_else(|| ShellError::DownloadFailed {
-                url: url.to_string(),
-                detail: "the URL names no file".into(),
-            })?;
-        let target = dest_dir.join(name);
-        fs::copy(source, &target).map_err(|e| ShellError::DownloadFailed {
+        let failed = |detail: String| ShellError::DownloadFailed {
             url: url.to_string(),
-            detail: e.to_string(),
-        })?;
+            detail,
+        };
+        let parsed = reqwest::Url::parse(url).map_err(|e| failed(format!("invalid URL: {e}")))?;
+        let name = parsed
+            .path_segments()
+            .and_then(|mut segments| segments.next_back())
+            .filter(|name| !name.is_empty() && *name != "." && *name != "..")
+            .ok_or_else(|| failed("the URL names no file".into()))?;
+        let target = dest_dir.join(name);
+        match parsed.scheme() {
+            "file" => {
+                let source = parsed
+                    .to_file_path()
+                    .map_err(|()| failed("not a local file path".into()))?;
+                let size = fs::metadata(&source).map_err(|e| failed(e.to_string()))?.len();
+                if size > self.max_bytes {
+                    return Err(failed(too_large(self.max_bytes)));
+                }
+                fs::copy(&source, &target).map_err(|e| failed(e.to_string()))?;
+            }
+            "http" | "https" => {
+                // A thread of its own with its own runtime: callers are synchronous (the
+                // overlay is built on a blocking thread), and the transfer never blocks an
+                // async worker of theirs.
+                let fetch = http_fetch(*self, parsed.clone(), headers.clone(), target.clone());
+                std::thread::scope(|scope| {
+                    scope
+                        .spawn(|| {
+                            tokio::runtime::Builder::new_current_thread()
+                                .enable_all()
+                                .build()
+                                .map_err(|e| format!("cannot start the HTTP client: {e}"))?
+                                .block_on(fetch)
+                        })
+                        .join()
+                        .unwrap_or_else(|_| Err("the download thread panicked".into()))
+                })
+                .map_err(|detail| {
+                    let _ = fs::remove_file(&target);
+                    failed(detail)
+                })?;
+            }
+            other => {
+                return Err(ShellError::Unsupported(format!(
+                    "no downloader for '{url}' (scheme '{other}'; file, http and https are handled)"
+                )));
+            }
+        }
         Ok(target)
     }
+}
+
+fn too_large(max_bytes: u64) -> String {
+    format!("the archive is larger than the {max_bytes} bytes accepted")
+}
+
+/// GET `url` into `target`, within the downloader's limits.
+async fn http_fetch(
+    limits: UrlDownloader,
+    url: reqwest::Url,
+    headers: IndexMap<String, String>,
+    target: PathBuf,
+) -> std::result::Result<(), String> {
+    use tokio::io::AsyncWriteExt;
+    let transfer = async {
+        let client = reqwest::Client::builder()
+            .connect_timeout(limits.connect_timeout)
+            .build()
+            .map_err(|e| error_chain(&e))?;
+        let mut request = client.get(url);
+        for (name, value) in &headers {
+            request = request.header(name, value);
+        }
+        let mut response = request.send().await.map_err(|e| error_chain(&e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("the server answered {status}"));
+        }
+        if response
+            .content_length()
+            .is_some_and(|length| length > limits.max_bytes)
+        {
+            return Err(too_large(limits.max_bytes));
+        }
+        let mut file = tokio::fs::File::create(&target)
+            .await
+            .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
+        let mut received: u64 = 0;
+        while let Some(chunk) = response.chunk().await.map_err(|e| error_chain(&e))? {
+            received += chunk.len() as u64;
+            if received > limits.max_bytes {
+                return Err(too_large(limits.max_bytes));
+            }
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+        }
+        file.flush()
+            .await
+            .map_err(|e| format!("cannot write {}: {e}", target.display()))
+    };
+    tokio::time::timeout(limits.timeout, transfer)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "no complete answer within {} s",
+                limits.timeout.as_secs_f64()
+            ))
+        })
+}
+
+/// An error and its sources, on one line (reqwest's own text leaves the cause out).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// The outcome of one external command.
@@ -417,6 +548,7 @@ fn stays_inside(start: &Path, target: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::LavaErrorKind;
 
     #[test]
     fn link_targets_are_checked_lexically() {
@@ -436,16 +568,140 @@ mod tests {
         assert!(out.output.contains("timed out"));
     }
 
+    /// A one-connection HTTP server on 127.0.0.1 started for a test: it reads the request
+    /// head, sends it back through the receiver, then writes `response` as it is and closes
+    /// (or, with `None`, keeps the connection open without answering for 5 s).
+    fn serve(response: Option<Vec<u8>>) -> (String, std::sync::mpsc::Receiver<String>) {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let _ = sender.send(String::from_utf8_lossy(&head).into_owned());
+            match response {
+                Some(bytes) => {
+                    let _ = stream.write_all(&bytes);
+                }
+                None => std::thread::sleep(Duration::from_secs(5)),
+            }
+        });
+        (base, receiver)
+    }
+
+    fn ok_response(body: &[u8], content_length: bool) -> Vec<u8> {
+        let mut response = b"HTTP/1.1 200 OK\r\nConnection: close\r\n".to_vec();
+        if content_length {
+            response.extend(format!("Content-Length: {}\r\n", body.len()).bytes());
+        }
+        response.extend(b"\r\n");
+        response.extend(body);
+        response
+    }
+
     #[test]
-    fn file_downloader_refuses_other_schemes() {
+    fn http_archives_are_fetched_with_the_job_headers() {
+        let (base, request) = serve(Some(ok_response(b"archive bytes", true)));
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(
-            FileUrlDownloader.download(
-                "http://example.invalid/x.tgz",
-                &IndexMap::new(),
-                dir.path()
-            ),
-            Err(ShellError::Unsupported(_))
+        let headers = IndexMap::from([("X-Token".to_string(), "t0ken".to_string())]);
+        let url = format!("{base}/defs/tests.tar.gz?ref=main");
+        let path = UrlDownloader::default()
+            .download(&url, &headers, dir.path())
+            .unwrap();
+        assert_eq!(path, dir.path().join("tests.tar.gz"));
+        assert_eq!(fs::read(&path).unwrap(), b"archive bytes");
+        let head = request.recv().unwrap();
+        assert!(head.starts_with("GET /defs/tests.tar.gz?ref=main HTTP/1.1\r\n"), "{head}");
+        assert!(head.to_ascii_lowercase().contains("x-token: t0ken\r\n"), "{head}");
+    }
+
+    #[test]
+    fn http_errors_name_the_url() {
+        let (base, _request) = serve(Some(
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
         ));
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("{base}/missing.tgz");
+        let error = UrlDownloader::default()
+            .download(&url, &IndexMap::new(), dir.path())
+            .unwrap_err();
+        assert!(matches!(error, ShellError::DownloadFailed { .. }));
+        assert_eq!(
+            error.to_string(),
+            format!("Unable to download {url}: the server answered 404 Not Found")
+        );
+        assert_eq!(error.kind(), LavaErrorKind::Job);
+        assert!(fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing kept");
+
+        // Nothing listening: connection refused, named.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/t.tgz", closed.local_addr().unwrap());
+        drop(closed);
+        let error = UrlDownloader::default()
+            .download(&url, &IndexMap::new(), dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with(&format!("Unable to download {url}: ")), "{error}");
+    }
+
+    #[test]
+    fn downloads_are_capped_in_size_and_time() {
+        let small = UrlDownloader {
+            max_bytes: 1000,
+            ..UrlDownloader::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        for content_length in [true, false] {
+            let (base, _request) = serve(Some(ok_response(&[b'x'; 4096], content_length)));
+            let error = small
+                .download(&format!("{base}/big.tgz"), &IndexMap::new(), dir.path())
+                .unwrap_err()
+                .to_string();
+            assert!(error.ends_with("the archive is larger than the 1000 bytes accepted"), "{error}");
+            assert!(!dir.path().join("big.tgz").exists(), "the partial file is removed");
+        }
+        // A local file over the cap is refused too.
+        let local = dir.path().join("local.tgz");
+        fs::write(&local, [b'x'; 4096]).unwrap();
+        let url = format!("file://{}", local.display());
+        let out = tempfile::tempdir().unwrap();
+        assert!(small.download(&url, &IndexMap::new(), out.path()).is_err());
+        let copied = UrlDownloader::default()
+            .download(&url, &IndexMap::new(), out.path())
+            .unwrap();
+        assert_eq!(fs::read(copied).unwrap().len(), 4096);
+
+        // A server that never answers: the timeout ends the wait.
+        let (base, _request) = serve(None);
+        let quick = UrlDownloader {
+            timeout: Duration::from_millis(300),
+            ..UrlDownloader::default()
+        };
+        let started = Instant::now();
+        let error = quick
+            .download(&format!("{base}/slow.tgz"), &IndexMap::new(), dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(error.ends_with("no complete answer within 0.3 s"), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn other_schemes_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = UrlDownloader::default()
+            .download("ftp://example.invalid/x.tgz", &IndexMap::new(), dir.path())
+            .unwrap_err();
+        assert!(matches!(error, ShellError::Unsupported(_)), "{error}");
+        let error = UrlDownloader::default()
+            .download("http://127.0.0.1:9/", &IndexMap::new(), dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("the URL names no file"), "{error}");
     }
 }

@@ -54,7 +54,7 @@ pub mod testdef;
 
 pub use environment::EnvironmentInputs;
 pub use error::{LavaErrorKind, ShellError};
-pub use fetch::{ArchiveDownloader, FileUrlDownloader, GitClient};
+pub use fetch::{ArchiveDownloader, GitClient, UrlDownloader};
 pub use overlay::{
     DeployedDefinition, Overlay, OverlayBuilder, OverlayRequest, PlannedDefinition, ShellConstants,
     TestBlock,

@@ -21,7 +21,7 @@ use serde_yaml::{Mapping, Value};
 
 use crate::environment::{EnvironmentInputs, render_secrets, single_quote};
 use crate::error::{Result, ShellError};
-use crate::fetch::{ArchiveDownloader, CloneOptions, FileUrlDownloader, GitClient, unpack_archive};
+use crate::fetch::{ArchiveDownloader, CloneOptions, GitClient, UrlDownloader, unpack_archive};
 use crate::paths::{
     checked_component, checked_relative, resolve_inside, set_mode, write_generated,
 };
@@ -208,7 +208,7 @@ impl Default for OverlayBuilder {
     fn default() -> Self {
         OverlayBuilder {
             git: GitClient::default(),
-            downloader: Arc::new(FileUrlDownloader),
+            downloader: Arc::new(UrlDownloader::default()),
         }
     }
 }

@@ -628,11 +628,81 @@ fn url_archives_unpack_and_refuse_traversal() {
     }
     assert!(!Path::new("/tmp/lava-shell-evil").exists());
 
-    let entry = "from: url\nname: smoke\npath: defs/smoke.yaml\nrepository: 'https://example.invalid/t.tgz'\n";
+    let entry = "from: url\nname: smoke\npath: defs/smoke.yaml\nrepository: 'ftp://example.invalid/t.tgz'\n";
     let err = quick_git()
         .build(&git_request(entry), tempfile::tempdir().unwrap().path())
         .unwrap_err();
     assert!(matches!(err, ShellError::Unsupported(_)), "{err}");
+}
+
+#[test]
+fn url_archives_are_fetched_over_http() {
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("tests.tar.gz");
+    write_tar(
+        &archive,
+        &[(
+            "defs/smoke.yaml",
+            tar::EntryType::Regular,
+            "metadata: {name: smoke}\nrun: {steps: [echo over http]}\n",
+        )],
+    );
+    let body = fs::read(&archive).unwrap();
+    let server = serve_once(body);
+    let url = format!("{server}/archives/tests.tar.gz");
+    let entry = format!("from: url\nname: smoke\npath: defs/smoke.yaml\nrepository: '{url}'\n");
+    let location = tempfile::tempdir().unwrap();
+    let overlay = quick_git()
+        .build(&git_request(&entry), location.path())
+        .unwrap();
+    let def = &overlay.definitions[0];
+    assert_eq!(def.metadata.branch_vcs, "url");
+    assert!(
+        fs::read_to_string(def.overlay_path.join("run.sh"))
+            .unwrap()
+            .contains("\necho over http\n")
+    );
+    // The server is gone: the same definition now fails, naming its URL.
+    let err = quick_git()
+        .build(&git_request(&entry), tempfile::tempdir().unwrap().path())
+        .unwrap_err();
+    assert!(matches!(err, ShellError::DownloadFailed { .. }), "{err}");
+    assert!(err.to_string().starts_with(&format!("Unable to download {url}: ")), "{err}");
+}
+
+/// An HTTP server on 127.0.0.1 (a tokio listener on a thread of its own) answering one
+/// request with `body`, then closing; returns `http://127.0.0.1:PORT`.
+fn serve_once(body: Vec<u8>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        runtime.block_on(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8; 1];
+                if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                    break;
+                }
+                head.push(byte[0]);
+            }
+            let header = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            stream.write_all(header.as_bytes()).await.unwrap();
+            stream.write_all(&body).await.unwrap();
+            stream.shutdown().await.unwrap();
+        })
+    });
+    base
 }
 
 #[test]
