@@ -146,3 +146,86 @@ fn fail_on_test_failure_passes_when_every_case_passes() {
     assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
     assert!(dir.path().join("lava-output/local/result.yaml").is_file());
 }
+
+/// Serve `body` once over HTTP on 127.0.0.1 (a thread with its own listener); returns the
+/// base URL.
+fn serve_once(body: Vec<u8>) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+            head.push(byte[0]);
+        }
+        let header = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = stream.write_all(header.as_bytes());
+        let _ = stream.write_all(&body);
+    });
+    base
+}
+
+#[test]
+fn url_definitions_are_fetched_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree/defs");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(
+        tree.join("web.yaml"),
+        "metadata: {format: Lava-Test Test Definition 1.0, name: web, description: web}\nrun: {steps: ['lava-test-case fetched --result pass']}\n",
+    )
+    .unwrap();
+    let archive = dir.path().join("web.tar.gz");
+    let tar = Command::new("tar")
+        .arg("-czf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(dir.path().join("tree"))
+        .arg("defs")
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let base = serve_once(std::fs::read(&archive).unwrap());
+    let job = dir.path().join("url-job.yaml");
+    let text = std::fs::read_to_string(fixture("inline-job.yaml")).unwrap();
+    let definitions = text.find("    definitions:\n").unwrap();
+    std::fs::write(
+        &job,
+        format!(
+            "{}    definitions:\n    - from: url\n      repository: {base}/archives/web.tar.gz\n      path: defs/web.yaml\n      name: web\n",
+            &text[..definitions]
+        ),
+    )
+    .unwrap();
+    let run = lava_run_in(
+        dir.path(),
+        &[
+            "--job-id",
+            "9105",
+            "--device",
+            &fixture("device.yaml"),
+            "--results",
+            "results.json",
+            job.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let log = std::fs::read_to_string(dir.path().join("lava-output/9105/logs.yaml")).unwrap();
+    assert_eq!(run.status.code(), Some(0), "{log}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.json")).unwrap())
+            .unwrap();
+    let web = json["suites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "0_web")
+        .unwrap_or_else(|| panic!("{json}"));
+    assert_eq!(web["cases"][0]["name"], "fetched");
+    assert_eq!(web["cases"][0]["result"], "pass");
+}
