@@ -154,7 +154,11 @@ pub fn after_job(args: &RunArgs, job_id: &str, output_dir: &Path, job_status: i3
         cases: read_results(&output_dir.join("logs.yaml"))?,
     };
     if wants_table {
-        eprintln!("\n{}output: {}", report.table(!no_color()), output_dir.display());
+        eprintln!(
+            "\n{}output: {}",
+            report.table(!no_color()),
+            output_dir.display()
+        );
     }
     if let Some(path) = &args.results {
         report.write_results(path)?;
@@ -227,7 +231,10 @@ mod tests {
         assert!(results_path("out/results.xml").is_ok());
         assert!(results_path("results.json").is_ok());
         let error = results_path("results.yaml").unwrap_err();
-        assert!(error.contains("results.yaml") && error.contains(".json"), "{error}");
+        assert!(
+            error.contains("results.yaml") && error.contains(".json"),
+            "{error}"
+        );
     }
 
     #[test]

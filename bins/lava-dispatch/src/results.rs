@@ -64,7 +64,11 @@ fn record_time(line: &str) -> Option<f64> {
     let (date, time) = dt.split_once('T')?;
     let time = time.trim_end_matches("+00:00");
     let mut date_parts = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, m, d) = (date_parts.next()??, date_parts.next()??, date_parts.next()??);
+    let (y, m, d) = (
+        date_parts.next()??,
+        date_parts.next()??,
+        date_parts.next()??,
+    );
     let mut time_parts = time.splitn(3, ':');
     let hours = time_parts.next()?.parse::<f64>().ok()?;
     let minutes = time_parts.next()?.parse::<f64>().ok()?;

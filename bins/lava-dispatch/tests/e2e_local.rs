@@ -52,7 +52,9 @@ fn usage_errors_exit_2_naming_every_missing_argument() {
         &[],
     );
     assert_eq!(bad.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("r.txt: the results file must end in .xml"));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("r.txt: the results file must end in .xml")
+    );
     assert!(
         std::fs::read_dir(dir.path()).unwrap().next().is_none(),
         "a usage error writes nothing"
@@ -72,7 +74,11 @@ fn local_runs_default_their_job_id_and_output_dir_and_write_results() {
     assert_eq!(first.status.code(), Some(0));
     let output = dir.path().join("lava-output/1");
     for file in ["logs.yaml", "description.yaml", "result.yaml"] {
-        assert!(output.join(file).is_file(), "{file} in {}", output.display());
+        assert!(
+            output.join(file).is_file(),
+            "{file} in {}",
+            output.display()
+        );
     }
     let log = std::fs::read_to_string(output.join("logs.yaml")).unwrap();
     assert!(log.contains("/tmp/lava-rs-local/lava-1"), "the job id is 1");
@@ -86,7 +92,10 @@ fn local_runs_default_their_job_id_and_output_dir_and_write_results() {
     );
     // Not a terminal: YAML lines on stderr and no table.
     let stderr = String::from_utf8_lossy(&first.stderr);
-    assert!(stderr.lines().all(|l| l.starts_with("{\"dt\": ")), "{stderr}");
+    assert!(
+        stderr.lines().all(|l| l.starts_with("{\"dt\": ")),
+        "{stderr}"
+    );
 
     // --fail-on-test-failure: the failed case fails the run, with 3; the run is number 2.
     let second = lava_run_in(
@@ -125,10 +134,7 @@ fn fail_on_test_failure_passes_when_every_case_passes() {
     let job = dir.path().join("passing.yaml");
     let text = std::fs::read_to_string(fixture("inline-job.yaml"))
         .unwrap()
-        .replace(
-            "          - lava-test-case always-fail --shell false\n",
-            "",
-        );
+        .replace("          - lava-test-case always-fail --shell false\n", "");
     assert!(!text.contains("always-fail"));
     std::fs::write(&job, text).unwrap();
     let run = lava_run_in(
@@ -143,7 +149,12 @@ fn fail_on_test_failure_passes_when_every_case_passes() {
         ],
         &[],
     );
-    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     assert!(dir.path().join("lava-output/local/result.yaml").is_file());
 }
 

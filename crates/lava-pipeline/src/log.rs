@@ -318,13 +318,10 @@ fn human_line(level: Level, rec: &Mapping, colour: bool) -> String {
             out.push_str(&indent);
         }
         let part = part.strip_suffix('\r').unwrap_or(part);
-        out.extend(part.chars().map(|c| {
-            if c.is_control() && c != '\t' {
-                '?'
-            } else {
-                c
-            }
-        }));
+        out.extend(
+            part.chars()
+                .map(|c| if c.is_control() && c != '\t' { '?' } else { c }),
+        );
     }
     out
 }
@@ -573,17 +570,19 @@ mod tests {
             assert_eq!(lines.len(), 3, "{style:?}: {text:?}");
             assert!(lines[0].ends_with(" first line"), "{text:?}");
             // Continuation lines start at the message column of the first line.
-            let column = lines[0].find("first").unwrap()
-                - if style == StderrStyle::Human { 11 } else { 0 };
+            let column =
+                lines[0].find("first").unwrap() - if style == StderrStyle::Human { 11 } else { 0 };
             assert_eq!(lines[1], format!("{}second [MASKED]", " ".repeat(column)));
             assert_eq!(lines[2], format!("{}\tthird?", " ".repeat(column)));
-            assert_eq!(text.contains('\x1b'), style == StderrStyle::Human, "{text:?}");
+            assert_eq!(
+                text.contains('\x1b'),
+                style == StderrStyle::Human,
+                "{text:?}"
+            );
             // logs.yaml keeps LAVA's one escaped line, masked.
             let file = std::fs::read_to_string(dir.path().join("logs.yaml")).unwrap();
             assert!(
-                file.ends_with(
-                    "\"msg\": \"first line\\r\\nsecond [MASKED]\\n\\tthird\\a\\n\"}\n"
-                ),
+                file.ends_with("\"msg\": \"first line\\r\\nsecond [MASKED]\\n\\tthird\\a\\n\"}\n"),
                 "{file}"
             );
         }

@@ -81,7 +81,9 @@ impl ArchiveDownloader for UrlDownloader {
                 let source = parsed
                     .to_file_path()
                     .map_err(|()| failed("not a local file path".into()))?;
-                let size = fs::metadata(&source).map_err(|e| failed(e.to_string()))?.len();
+                let size = fs::metadata(&source)
+                    .map_err(|e| failed(e.to_string()))?
+                    .len();
                 if size > self.max_bytes {
                     return Err(failed(too_large(self.max_bytes)));
                 }
@@ -616,8 +618,14 @@ mod tests {
         assert_eq!(path, dir.path().join("tests.tar.gz"));
         assert_eq!(fs::read(&path).unwrap(), b"archive bytes");
         let head = request.recv().unwrap();
-        assert!(head.starts_with("GET /defs/tests.tar.gz?ref=main HTTP/1.1\r\n"), "{head}");
-        assert!(head.to_ascii_lowercase().contains("x-token: t0ken\r\n"), "{head}");
+        assert!(
+            head.starts_with("GET /defs/tests.tar.gz?ref=main HTTP/1.1\r\n"),
+            "{head}"
+        );
+        assert!(
+            head.to_ascii_lowercase().contains("x-token: t0ken\r\n"),
+            "{head}"
+        );
     }
 
     #[test]
@@ -636,7 +644,10 @@ mod tests {
             format!("Unable to download {url}: the server answered 404 Not Found")
         );
         assert_eq!(error.kind(), LavaErrorKind::Job);
-        assert!(fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing kept");
+        assert!(
+            fs::read_dir(dir.path()).unwrap().next().is_none(),
+            "nothing kept"
+        );
 
         // Nothing listening: connection refused, named.
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -646,7 +657,10 @@ mod tests {
             .download(&url, &IndexMap::new(), dir.path())
             .unwrap_err()
             .to_string();
-        assert!(error.starts_with(&format!("Unable to download {url}: ")), "{error}");
+        assert!(
+            error.starts_with(&format!("Unable to download {url}: ")),
+            "{error}"
+        );
     }
 
     #[test]
@@ -662,8 +676,14 @@ mod tests {
                 .download(&format!("{base}/big.tgz"), &IndexMap::new(), dir.path())
                 .unwrap_err()
                 .to_string();
-            assert!(error.ends_with("the archive is larger than the 1000 bytes accepted"), "{error}");
-            assert!(!dir.path().join("big.tgz").exists(), "the partial file is removed");
+            assert!(
+                error.ends_with("the archive is larger than the 1000 bytes accepted"),
+                "{error}"
+            );
+            assert!(
+                !dir.path().join("big.tgz").exists(),
+                "the partial file is removed"
+            );
         }
         // A local file over the cap is refused too.
         let local = dir.path().join("local.tgz");
@@ -687,7 +707,10 @@ mod tests {
             .download(&format!("{base}/slow.tgz"), &IndexMap::new(), dir.path())
             .unwrap_err()
             .to_string();
-        assert!(error.ends_with("no complete answer within 0.3 s"), "{error}");
+        assert!(
+            error.ends_with("no complete answer within 0.3 s"),
+            "{error}"
+        );
         assert!(started.elapsed() < Duration::from_secs(3));
     }
 

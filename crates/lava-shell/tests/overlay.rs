@@ -667,7 +667,11 @@ fn url_archives_are_fetched_over_http() {
         .build(&git_request(&entry), tempfile::tempdir().unwrap().path())
         .unwrap_err();
     assert!(matches!(err, ShellError::DownloadFailed { .. }), "{err}");
-    assert!(err.to_string().starts_with(&format!("Unable to download {url}: ")), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("Unable to download {url}: ")),
+        "{err}"
+    );
 }
 
 /// An HTTP server on 127.0.0.1 (a tokio listener on a thread of its own) answering one

@@ -1,6 +1,6 @@
 use super::*;
-use quick_xml::events::{BytesStart, Event};
 use quick_xml::XmlVersion;
+use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
 use std::collections::BTreeMap;
 
@@ -95,12 +95,10 @@ fn parse_junit(xml: &str) -> (BTreeMap<String, String>, Vec<Suite>) {
                     attributes: attrs,
                     cases: Vec::new(),
                 }),
-                (Some("testsuite"), "testcase") => {
-                    suites.last_mut().unwrap().cases.push(Case {
-                        attributes: attrs,
-                        ..Default::default()
-                    })
-                }
+                (Some("testsuite"), "testcase") => suites.last_mut().unwrap().cases.push(Case {
+                    attributes: attrs,
+                    ..Default::default()
+                }),
                 (Some("testcase"), "failure" | "error" | "skipped" | "system-out") => {
                     let case = suites.last_mut().unwrap().cases.last_mut().unwrap();
                     case.children.push((name.clone(), attrs));
@@ -118,13 +116,23 @@ fn parse_junit(xml: &str) -> (BTreeMap<String, String>, Vec<Suite>) {
             }
             Event::Text(text) if stack.last().map(String::as_str) == Some("system-out") => {
                 let case = suites.last_mut().unwrap().cases.last_mut().unwrap();
-                case.system_out.push_str(&text.xml_content(XmlVersion::Explicit1_0));
+                case.system_out
+                    .push_str(&text.xml_content(XmlVersion::Explicit1_0));
             }
-            Event::GeneralRef(reference) if stack.last().map(String::as_str) == Some("system-out") => {
+            Event::GeneralRef(reference)
+                if stack.last().map(String::as_str) == Some("system-out") =>
+            {
                 let text = quick_xml::escape::unescape(&format!("&{};", &*reference))
                     .unwrap()
                     .into_owned();
-                suites.last_mut().unwrap().cases.last_mut().unwrap().system_out.push_str(&text);
+                suites
+                    .last_mut()
+                    .unwrap()
+                    .cases
+                    .last_mut()
+                    .unwrap()
+                    .system_out
+                    .push_str(&text);
             }
             Event::Text(text) => assert!(text.trim().is_empty(), "{text:?}"),
             Event::Eof => break,
@@ -143,7 +151,10 @@ fn count(attributes: &BTreeMap<String, String>, key: &str) -> usize {
 fn junit_has_the_schema_shape_and_consistent_counts() {
     let report = sample();
     let (root, suites) = parse_junit(&report.junit());
-    let names: Vec<&str> = suites.iter().map(|s| s.attributes["name"].as_str()).collect();
+    let names: Vec<&str> = suites
+        .iter()
+        .map(|s| s.attributes["name"].as_str())
+        .collect();
     assert_eq!(names, ["lava", "0_smoke", "1_more"]);
     assert_eq!(root["name"], "lava job local");
     let mut totals = [0usize; 4];
@@ -159,7 +170,10 @@ fn junit_has_the_schema_shape_and_consistent_counts() {
         assert_eq!(count(&suite.attributes, "failures"), kinds("failure"));
         assert_eq!(count(&suite.attributes, "errors"), kinds("error"));
         assert_eq!(count(&suite.attributes, "skipped"), kinds("skipped"));
-        for (i, key) in ["tests", "failures", "errors", "skipped"].iter().enumerate() {
+        for (i, key) in ["tests", "failures", "errors", "skipped"]
+            .iter()
+            .enumerate()
+        {
             totals[i] += count(&suite.attributes, key);
         }
         for case in &suite.cases {
@@ -182,7 +196,10 @@ fn junit_has_the_schema_shape_and_consistent_counts() {
     // The suite's time is the definition's own duration (the lava suite's record of it).
     assert_eq!(smoke.attributes["time"], "4.500");
     let failed = &smoke.cases[1];
-    assert_eq!(failed.attributes["name"], "a<b & 'c'", "escaped and read back");
+    assert_eq!(
+        failed.attributes["name"], "a<b & 'c'",
+        "escaped and read back"
+    );
     assert_eq!(failed.children[0].0, "failure");
     let speed = &smoke.cases[2];
     assert_eq!(speed.attributes["time"], "1.750");
@@ -193,8 +210,7 @@ fn junit_has_the_schema_shape_and_consistent_counts() {
     assert_eq!(kind, "error");
     assert_eq!(error["type"], "Test");
     assert_eq!(
-        error["message"],
-        "lava-test-shell timed out\nafter <600> \"seconds\"",
+        error["message"], "lava-test-shell timed out\nafter <600> \"seconds\"",
         "a new line survives attribute normalisation"
     );
 }
@@ -233,25 +249,52 @@ fn table_lists_test_cases_and_summarises_action_records() {
             .iter()
             .find(|l| {
                 let mut words = l.split("  ").filter(|w| !w.is_empty());
-                words.next().map(str::trim) == Some(suite) && words.next().map(str::trim) == Some(case)
+                words.next().map(str::trim) == Some(suite)
+                    && words.next().map(str::trim) == Some(case)
             })
             .unwrap_or_else(|| panic!("no row {suite} {case} in\n{table}"))
             .to_string()
     };
-    assert!(row("0_smoke", "speed").ends_with("pass     12.5 MB/s"), "{table}");
-    assert!(row("lava", "actions (2 of 3 pass)").contains(" fail "), "{table}");
-    assert!(row("lava", "power-off").ends_with("fail"), "failed actions are listed");
-    assert!(!table.contains("boot-qemu"), "passing actions are summarised: {table}");
+    assert!(
+        row("0_smoke", "speed").ends_with("pass     12.5 MB/s"),
+        "{table}"
+    );
+    assert!(
+        row("lava", "actions (2 of 3 pass)").contains(" fail "),
+        "{table}"
+    );
+    assert!(
+        row("lava", "power-off").ends_with("fail"),
+        "failed actions are listed"
+    );
+    assert!(
+        !table.contains("boot-qemu"),
+        "passing actions are summarised: {table}"
+    );
     assert!(row("lava", "job").ends_with("fail"));
-    assert_eq!(lines.iter().filter(|l| l.starts_with("lava ")).count(), 4, "{table}");
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("lava ")).count(),
+        4,
+        "{table}"
+    );
     assert!(table.contains("5 test cases: 2 pass, 1 fail, 1 skip, 1 unknown; job fail\n"));
-    assert!(table.ends_with("job error (Test): lava-test-shell timed out\nafter <600> \"seconds\"\n"));
+    assert!(
+        table.ends_with("job error (Test): lava-test-shell timed out\nafter <600> \"seconds\"\n")
+    );
     // Columns line up: every result starts at the header's column.
     let column = lines[0].find("result").unwrap();
-    assert!(lines[1..9].iter().all(|l| l[column..].starts_with(['p', 'f', 's', 'u'])), "{table}");
+    assert!(
+        lines[1..9]
+            .iter()
+            .all(|l| l[column..].starts_with(['p', 'f', 's', 'u'])),
+        "{table}"
+    );
     assert!(!table.contains('\x1b'));
     let coloured = sample().table(true);
-    assert!(coloured.contains("\x1b[1;31mfail   \x1b[0m"), "{coloured:?}");
+    assert!(
+        coloured.contains("\x1b[1;31mfail   \x1b[0m"),
+        "{coloured:?}"
+    );
 }
 
 #[test]
@@ -282,7 +325,10 @@ fn results_files_are_chosen_by_extension() {
     assert_eq!(value, report.json());
     for bad in ["results.txt", "results"] {
         let error = ResultsFormat::from_path(Path::new(bad)).unwrap_err();
-        assert!(error.starts_with(&format!("{bad}: ")) && error.contains(".xml"), "{error}");
+        assert!(
+            error.starts_with(&format!("{bad}: ")) && error.contains(".xml"),
+            "{error}"
+        );
         assert!(report.write_results(&dir.path().join(bad)).is_err());
     }
 }
