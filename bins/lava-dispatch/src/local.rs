@@ -36,12 +36,12 @@ Exit status: 0 the job completed (or validated), 1 the job failed (incomplete, c
 invalid), 2 usage error, 3 the job completed but a test case failed (only with \
 --fail-on-test-failure).
 
-Environment: NO_COLOR (set, to any value) turns colours off in the human log and the table.";
+Environment: NO_COLOR (set and not empty) turns colours off in the human log and the table.";
 
 /// The `--log-format` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
-    /// Time, level and message, one message line a line.
+    /// Time, level and message; a message of several lines is shown as lines.
     Human,
     /// LAVA's log lines (one YAML flow mapping each), as in logs.yaml.
     Yaml,
