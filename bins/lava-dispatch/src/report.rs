@@ -276,18 +276,20 @@ impl Report {
             "suite", "case", "result"
         );
         for (suite, case, result, measurement) in &rows {
-            let word = format!("{:<7}", result.as_str());
             let word = if colour {
                 let code = match result {
                     TestResult::Pass => "\x1b[32m",
                     TestResult::Fail => "\x1b[1;31m",
                     TestResult::Skip | TestResult::Unknown => "\x1b[33m",
                 };
-                format!("{code}{word}\x1b[0m")
+                format!("{code}{}\x1b[0m", result.as_str())
             } else {
-                word
+                result.as_str().to_string()
             };
-            let line = format!("{suite:<suite_width$}  {case:<case_width$}  {word}  {measurement}");
+            let padding = " ".repeat(7 - result.as_str().len());
+            let line = format!(
+                "{suite:<suite_width$}  {case:<case_width$}  {word}{padding}  {measurement}"
+            );
             out.push_str(line.trim_end());
             out.push('\n');
         }

@@ -291,8 +291,10 @@ fn table_lists_test_cases_and_summarises_action_records() {
     );
     assert!(!table.contains('\x1b'));
     let coloured = sample().table(true);
+    // Colour codes wrap the word only: padding and trailing space stay as without colour.
+    assert!(coloured.contains("\x1b[1;31mfail\x1b[0m\n"), "{coloured:?}");
     assert!(
-        coloured.contains("\x1b[1;31mfail   \x1b[0m"),
+        coloured.contains("\x1b[32mpass\x1b[0m     12.5 MB/s\n"),
         "{coloured:?}"
     );
 }
