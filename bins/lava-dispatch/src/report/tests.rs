@@ -195,6 +195,9 @@ fn junit_has_the_schema_shape_and_consistent_counts() {
     let smoke = &suites[1];
     // The suite's time is the definition's own duration (the lava suite's record of it).
     assert_eq!(smoke.attributes["time"], "4.500");
+    // Without such a record, the sum of the cases' durations.
+    assert_eq!(suites[0].attributes["time"], "7.750");
+    assert!(!root.contains_key("time"));
     let failed = &smoke.cases[1];
     assert_eq!(
         failed.attributes["name"], "a<b & 'c'",
