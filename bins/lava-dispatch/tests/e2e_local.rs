@@ -240,3 +240,66 @@ fn url_definitions_are_fetched_over_http() {
     assert_eq!(web["cases"][0]["name"], "fetched");
     assert_eq!(web["cases"][0]["result"], "pass");
 }
+
+/// Run `lava-run` with a terminal as stdout and stderr (util-linux `script`), in `cwd`;
+/// returns the exit status and what the terminal showed.
+fn lava_run_on_a_terminal(cwd: &Path, args: &[&str], no_color: bool) -> (Option<i32>, String) {
+    let quoted: Vec<String> = std::iter::once(lava_run().display().to_string())
+        .chain(args.iter().map(|a| a.to_string()))
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect();
+    let mut command = Command::new("script");
+    command
+        .current_dir(cwd)
+        .args(["-qec", &quoted.join(" "), "/dev/null"])
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null());
+    if no_color {
+        command.env("NO_COLOR", "1");
+    }
+    let output = command.output().expect("script (util-linux) runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).replace('\r', ""),
+    )
+}
+
+#[test]
+fn on_a_terminal_the_job_ends_with_the_result_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--device",
+        &fixture("device.yaml"),
+        &fixture("inline-job.yaml"),
+    ];
+    let (code, screen) = lava_run_on_a_terminal(dir.path(), &args, false);
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(screen.contains("\x1b["), "coloured: {screen}");
+    assert!(
+        screen.contains("3 test cases: 2 pass, 1 fail; job pass\n"),
+        "{screen}"
+    );
+    let output = dir.path().join("lava-output/1").canonicalize().unwrap();
+    assert!(
+        screen.ends_with(&format!("output: {}\n", output.display())),
+        "{screen}"
+    );
+
+    // NO_COLOR: the same human layout and table, without escape sequences.
+    let (code, screen) = lava_run_on_a_terminal(dir.path(), &args, true);
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(!screen.contains('\x1b'), "{screen:?}");
+    assert!(
+        screen.contains(" info      Job finished correctly\n"),
+        "{screen}"
+    );
+    let table = &screen[screen.find("\nsuite ").expect("the table") + 1..];
+    let rows: Vec<&str> = table.lines().collect();
+    assert!(rows[0].starts_with("suite    case "), "{table}");
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("0_smoke  speed ") && r.ends_with("pass     12.5 MB/s")),
+        "{table}"
+    );
+    assert!(dir.path().join("lava-output/2/logs.yaml").is_file());
+}
