@@ -9,7 +9,7 @@
 //! and the server listens on the loopback only.
 
 use anyhow::{Context, Result, bail, ensure};
-use lava_actions::runtime::download::{Compression, Expected, stream_download};
+use lava_actions::runtime::image_download::{Checksums, Compression, stream_download};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -220,7 +220,7 @@ async fn measure(packed: &Path, ext: &str, compression: Compression, tool: &str)
             &serde_yaml::Mapping::new(),
             Some(compression),
             &target,
-            &Expected::default(),
+            &Checksums::default(),
             |_| {},
         ),
     )

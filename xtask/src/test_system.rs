@@ -38,6 +38,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use lava_artefacts::newc::{CpioEntry, NewcWriter, S_IFCHR, S_IFDIR, S_IFLNK, S_IFREG};
 
 use crate::shared::workspace_root;
 
@@ -74,8 +75,9 @@ const MODULE_DIRS: &[&str] = &[
     "kernel/drivers/block",
     "kernel/drivers/virtio",
 ];
-/// Bump when the layout of the outputs changes in a way the stamp would not notice.
-const FORMAT_VERSION: u32 = 1;
+/// Bump when the layout of the outputs changes in a way the stamp would not notice (2: the
+/// initramfs written by lava-artefacts' newc writer).
+const FORMAT_VERSION: u32 = 2;
 /// Module directories (under `lib/modules/<release>`) unpacked for libguestfs' appliance: its
 /// minimal initrd loads disk, virtio and crc modules, its root loads filesystems and device
 /// mapper ones. Leaving out networking, sound and the other drivers keeps the tree at ~95 MB
@@ -290,7 +292,7 @@ pub fn build(dir: &Path, force: bool) -> Result<TestSystem> {
         );
         let busybox = extract_file(&busybox_deb, "./bin/busybox")?;
 
-        let mut cpio = Newc::default();
+        let mut cpio = Initramfs::default();
         for d in [
             "bin",
             "dev",
@@ -310,14 +312,14 @@ pub fn build(dir: &Path, force: bool) -> Result<TestSystem> {
             "etc/lava-rs",
             "lib/lava-rs",
         ] {
-            cpio.dir(d, if d == "tmp" { 0o1777 } else { 0o755 });
+            cpio.dir(d, if d == "tmp" { 0o1777 } else { 0o755 })?;
         }
-        cpio.char_dev("dev/console", 0o600, 5, 1);
-        cpio.char_dev("dev/null", 0o666, 1, 3);
-        cpio.file("bin/busybox", 0o755, &busybox);
-        cpio.symlink("bin/sh", "busybox");
+        cpio.char_dev("dev/console", 0o600, 5, 1)?;
+        cpio.char_dev("dev/null", 0o666, 1, 3)?;
+        cpio.file("bin/busybox", 0o755, &busybox)?;
+        cpio.symlink("bin/sh", "busybox")?;
         for (path, mode, content) in &statics {
-            cpio.file(path, *mode, content.as_bytes());
+            cpio.file(path, *mode, content.as_bytes())?;
         }
         let libmod = format!("lib/modules/{release}");
         let mut dirs = BTreeSet::new();
@@ -328,16 +330,16 @@ pub fn build(dir: &Path, force: bool) -> Result<TestSystem> {
                 p = d.parent();
             }
         }
-        cpio.dir("lib/modules", 0o755);
-        cpio.dir(&libmod, 0o755);
+        cpio.dir("lib/modules", 0o755)?;
+        cpio.dir(&libmod, 0o755)?;
         for d in dirs {
-            cpio.dir(&format!("{libmod}/{}", d.display()), 0o755);
+            cpio.dir(&format!("{libmod}/{}", d.display()), 0o755)?;
         }
         let mut dep = String::new();
         let mut load = String::new();
         for m in &modules {
             let data = std::fs::read(moddir.join(&m.rel))?;
-            cpio.file(&format!("{libmod}/{}", m.rel), 0o644, &data);
+            cpio.file(&format!("{libmod}/{}", m.rel), 0o644, &data)?;
             dep.push_str(&format!("{}:", m.rel));
             for d in &m.deps {
                 dep.push_str(&format!(" {d}"));
@@ -345,9 +347,9 @@ pub fn build(dir: &Path, force: bool) -> Result<TestSystem> {
             dep.push('\n');
             load.push_str(&format!("/{libmod}/{}\n", m.rel));
         }
-        cpio.file(&format!("{libmod}/modules.dep"), 0o644, dep.as_bytes());
-        cpio.file("etc/lava-rs/modules", 0o644, load.as_bytes());
-        let archive = cpio.finish();
+        cpio.file(&format!("{libmod}/modules.dep"), 0o644, dep.as_bytes())?;
+        cpio.file("etc/lava-rs/modules", 0o644, load.as_bytes())?;
+        let archive = cpio.finish()?;
 
         let tmp = dir.join("initramfs.cpio.gz.tmp");
         gzip_to(&archive, &tmp)?;
@@ -883,65 +885,48 @@ fn elf_section<'a>(data: &'a [u8], name: &str) -> Option<&'a [u8]> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The cpio "newc" format (the kernel's initramfs format, see the kernel's
-// Documentation/driver-api/early-userspace/buffer-format.rst).
+// The initramfs, written with lava-artefacts' cpio newc writer: root-owned members with
+// zero times (a reproducible archive) and inode numbers counted from 1.
 
-#[derive(Default)]
-struct Newc {
-    out: Vec<u8>,
+struct Initramfs {
+    writer: NewcWriter<Vec<u8>>,
     ino: u32,
 }
 
-impl Newc {
-    fn entry(&mut self, name: &str, mode: u32, data: &[u8], rdev: (u32, u32)) {
+impl Default for Initramfs {
+    fn default() -> Self {
+        Initramfs {
+            writer: NewcWriter::new(Vec::new()),
+            ino: 0,
+        }
+    }
+}
+
+impl Initramfs {
+    fn entry(&mut self, name: &str, mode: u32, data: &[u8], rdev: (u32, u32)) -> Result<()> {
         self.ino += 1;
-        let namesize = name.len() + 1;
-        let fields = [
-            self.ino,
-            mode,
-            0, // uid
-            0, // gid
-            if mode & 0o170000 == 0o040000 { 2 } else { 1 },
-            0, // mtime: reproducible archives
-            u32::try_from(data.len()).expect("file under 4 GiB"),
-            0, // devmajor
-            0, // devminor
-            rdev.0,
-            rdev.1,
-            u32::try_from(namesize).expect("short name"),
-            0, // check
-        ];
-        self.out.extend_from_slice(b"070701");
-        for f in fields {
-            self.out.extend_from_slice(format!("{f:08x}").as_bytes());
-        }
-        self.out.extend_from_slice(name.as_bytes());
-        self.out.push(0);
-        self.pad();
-        self.out.extend_from_slice(data);
-        self.pad();
+        let mut entry = CpioEntry::new(name.to_string(), mode, data.to_vec());
+        entry.ino = self.ino;
+        (entry.rdevmajor, entry.rdevminor) = rdev;
+        self.writer
+            .write_entry(&entry)
+            .with_context(|| format!("initramfs member {name}"))
     }
-    fn pad(&mut self) {
-        while !self.out.len().is_multiple_of(4) {
-            self.out.push(0);
-        }
+    fn dir(&mut self, name: &str, perm: u32) -> Result<()> {
+        self.entry(name, S_IFDIR | perm, &[], (0, 0))
     }
-    fn dir(&mut self, name: &str, perm: u32) {
-        self.entry(name, 0o040000 | perm, &[], (0, 0));
+    fn file(&mut self, name: &str, perm: u32, data: &[u8]) -> Result<()> {
+        self.entry(name, S_IFREG | perm, data, (0, 0))
     }
-    fn file(&mut self, name: &str, perm: u32, data: &[u8]) {
-        self.entry(name, 0o100000 | perm, data, (0, 0));
+    fn symlink(&mut self, name: &str, target: &str) -> Result<()> {
+        self.entry(name, S_IFLNK | 0o777, target.as_bytes(), (0, 0))
     }
-    fn symlink(&mut self, name: &str, target: &str) {
-        self.entry(name, 0o120777, target.as_bytes(), (0, 0));
+    fn char_dev(&mut self, name: &str, perm: u32, major: u32, minor: u32) -> Result<()> {
+        self.entry(name, S_IFCHR | perm, &[], (major, minor))
     }
-    fn char_dev(&mut self, name: &str, perm: u32, major: u32, minor: u32) {
-        self.entry(name, 0o020000 | perm, &[], (major, minor));
-    }
-    fn finish(mut self) -> Vec<u8> {
-        self.ino = 0;
-        self.entry("TRAILER!!!", 0, &[], (0, 0));
-        self.out
+    fn finish(mut self) -> Result<Vec<u8>> {
+        self.writer.write_trailer()?;
+        Ok(self.writer.into_inner()?)
     }
 }
 
@@ -1277,23 +1262,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn newc_archive_lists_with_cpio() {
-        let mut c = Newc::default();
-        c.dir("etc", 0o755);
-        c.file("etc/hello", 0o644, b"hello world\n");
-        c.symlink("etc/link", "hello");
-        c.char_dev("console", 0o600, 5, 1);
-        let data = c.finish();
-        assert!(data.len().is_multiple_of(4));
-        assert!(data.starts_with(b"070701"));
-        // Header field 6 (filesize) of the second entry: 12 bytes.
-        let second = data
-            .windows(6)
-            .skip(1)
-            .position(|w| w == b"070701")
-            .unwrap()
-            + 1;
-        assert_eq!(&data[second + 6 + 6 * 8..second + 6 + 7 * 8], b"0000000c");
+    fn initramfs_lists_with_cpio() {
+        let mut c = Initramfs::default();
+        c.dir("etc", 0o755).unwrap();
+        c.file("etc/hello", 0o644, b"hello world\n").unwrap();
+        c.symlink("etc/link", "hello").unwrap();
+        c.char_dev("console", 0o600, 5, 1).unwrap();
+        let data = c.finish().unwrap();
+        assert!(data.len().is_multiple_of(512));
+        let members = lava_artefacts::newc::read_newc(&data).unwrap();
+        let inos: Vec<u32> = members.iter().map(|m| m.ino).collect();
+        assert_eq!(inos, [1, 2, 3, 4]);
+        assert_eq!(members[1].data, b"hello world\n");
+        assert_eq!((members[3].rdevmajor, members[3].rdevminor), (5, 1));
         let Ok(mut cpio) = Command::new("cpio")
             .args(["-t", "-v", "--quiet"])
             .stdin(Stdio::piped())

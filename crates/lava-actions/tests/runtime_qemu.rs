@@ -3,7 +3,7 @@
 //! panic that ends as a named JobError with the panic text in the log.
 
 use lava_actions::runtime::console::ConsoleConnection;
-use lava_actions::runtime::download::download_image;
+use lava_actions::runtime::image_download::download_image;
 use lava_actions::runtime::qemu::{
     GuestDrive, ImageArg, QemuInputs, deployed_image_keys, qemu_argv, start_qemu,
     wait_for_kernel_start, wait_for_prompt_watching_panic,

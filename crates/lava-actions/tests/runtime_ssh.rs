@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use lava_actions::runtime::console::{self, ConsoleConnection};
-use lava_actions::runtime::{overlay, ssh, test_shell};
+use lava_actions::runtime::{ssh, test_overlay, test_shell};
 use lava_pipeline::action::{ActionMeta, ActionNode};
 use lava_pipeline::run::run_node;
 use lava_pipeline::{
@@ -80,10 +80,10 @@ impl Action for StepAction {
     }
     async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
         match self.0 {
-            Step::BuildOverlay => overlay::build_overlay(ctx, &["1.1.3.1".to_string()])
+            Step::BuildOverlay => test_overlay::build_overlay(ctx, &["1.1.3.1".to_string()])
                 .await
                 .map(|_| ()),
-            Step::Compress => overlay::compress_overlay(ctx).await.map(|_| ()),
+            Step::Compress => test_overlay::compress_overlay(ctx).await.map(|_| ()),
             Step::PrepareScpOverlay => ssh::prepare_scp_overlay(ctx, &[]).await,
             Step::ScpDeploy => ssh::scp_deploy(ctx).await,
             Step::PrepareSsh => ssh::prepare_ssh(ctx).await,

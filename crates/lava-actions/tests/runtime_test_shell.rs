@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use lava_actions::runtime::console::{self, ConsoleConnection};
-use lava_actions::runtime::{overlay, test_shell};
+use lava_actions::runtime::{test_overlay, test_shell};
 use lava_pipeline::action::{ActionMeta, ActionNode};
 use lava_pipeline::run::run_node;
 use lava_pipeline::{
@@ -59,9 +59,9 @@ impl Action for StepAction {
                 console::connect_device(ctx, &command).await
             }
             Step::Login => console::auto_login(ctx).await,
-            Step::Overlay(levels) => overlay::build_overlay(ctx, levels).await.map(|_| ()),
-            Step::Compress => overlay::compress_overlay(ctx).await.map(|_| ()),
-            Step::Unpack(dest) => overlay::unpack_overlay_locally(ctx, dest).await,
+            Step::Overlay(levels) => test_overlay::build_overlay(ctx, levels).await.map(|_| ()),
+            Step::Compress => test_overlay::compress_overlay(ctx).await.map(|_| ()),
+            Step::Unpack(dest) => test_overlay::unpack_overlay_locally(ctx, dest).await,
             Step::TestShell => test_shell::run_test_shell(ctx).await,
             Step::Reset => console::reset_device(ctx).await,
         }

@@ -52,7 +52,7 @@ impl Action for ApplyOverlayGuest {
         // With a ramdisk the overlay goes into it (unpack, add, repack); a guest disk image
         // (LAVA's qcow2 overlay drive) is not built by lava-rs yet.
         if ctx.get_data("download-action", "ramdisk", "file").is_some() {
-            crate::runtime::ramdisk::apply_overlay_to_ramdisk(ctx)
+            crate::runtime::ramdisk_overlay::apply_overlay_to_ramdisk(ctx)
                 .await
                 .map(|_| ())
         } else {

@@ -325,10 +325,10 @@ impl Action for DownloadHandler {
     }
     async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
         // One directory per image: two images may share a file name.
-        let dir = crate::runtime::overlay::job_tmp_dir(ctx)
+        let dir = crate::runtime::test_overlay::job_tmp_dir(ctx)
             .join("downloads")
             .join(&self.key);
-        crate::runtime::download::download_image(ctx, &self.key, &dir, &self.params)
+        crate::runtime::image_download::download_image(ctx, &self.key, &dir, &self.params)
             .await
             .map(|_| ())
     }

@@ -118,8 +118,8 @@ impl Action for CreateOverlay {
         overlay_settings(ctx.job, &ctx.meta.parameters).map(|_| ())
     }
     async fn run(&mut self, ctx: &mut RunContext, children: &mut Pipeline) -> LavaResult<()> {
-        let levels = crate::runtime::overlay::repo_action_levels(children);
-        crate::runtime::overlay::build_overlay(ctx, &levels).await?;
+        let levels = crate::runtime::test_overlay::repo_action_levels(children);
+        crate::runtime::test_overlay::build_overlay(ctx, &levels).await?;
         children.run_actions(ctx).await
     }
 }
@@ -170,8 +170,8 @@ impl Action for OverlayAction {
         }
         // One pass builds the whole tree (what test-definition and its per-definition
         // children describe); the children then only report, and compress-overlay packs it.
-        let levels = crate::runtime::overlay::repo_action_levels(children);
-        crate::runtime::overlay::build_overlay(ctx, &levels).await?;
+        let levels = crate::runtime::test_overlay::repo_action_levels(children);
+        crate::runtime::test_overlay::build_overlay(ctx, &levels).await?;
         children.run_actions(ctx).await?;
         if ctx
             .job
@@ -182,7 +182,8 @@ impl Action for OverlayAction {
         {
             // A device whose file system is the worker's (the local-shell device):
             // the dispatcher unpacks the overlay in place instead of transferring it.
-            crate::runtime::overlay::unpack_overlay_locally(ctx, std::path::Path::new("/")).await?;
+            crate::runtime::test_overlay::unpack_overlay_locally(ctx, std::path::Path::new("/"))
+                .await?;
         }
         Ok(())
     }
@@ -237,7 +238,7 @@ impl Action for MultinodeOverlayAction {
                 Ok(())
             }
             // `lava-overlay` wrote the helpers with the group's values (see
-            // runtime::overlay::overlay_request); this step reports them.
+            // runtime::test_overlay::overlay_request); this step reports them.
             Ok(Some(role)) => {
                 ctx.logger.debug(format!(
                     "lava-multinode helper scripts in the overlay for role '{role}'"
@@ -268,7 +269,7 @@ impl Action for CompressOverlay {
         "Compress the lava overlay files"
     );
     async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        crate::runtime::overlay::compress_overlay(ctx)
+        crate::runtime::test_overlay::compress_overlay(ctx)
             .await
             .map(|_| ())
     }

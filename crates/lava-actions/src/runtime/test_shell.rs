@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use crate::runtime::console::{
     ConsoleConnection, action_timeout, character_delay_ms, conn_error, on_console, wait_deadline,
 };
-use crate::runtime::overlay::stored_overlay;
+use crate::runtime::test_overlay::stored_overlay;
 
 /// How long the environment's return code is awaited.
 const RETURN_CODE_WAIT: Duration = Duration::from_secs(15);

@@ -11,18 +11,27 @@
 //! `TRAILER!!!` member padded to cpio's 512-byte block. Several archives may follow each
 //! other, separated by NUL padding, as in images with early firmware.
 
-use lava_pipeline::{LavaError, LavaResult};
 use std::io::{BufRead, Write};
+
+use crate::ArtefactError;
+
+type Result<T> = std::result::Result<T, ArtefactError>;
 
 /// The newc magic.
 const NEWC_MAGIC: &[u8; 6] = b"070701";
 /// The name of the member that ends an archive.
 pub const TRAILER: &str = "TRAILER!!!";
 const HEADER_LEN: usize = 110;
-pub(crate) const S_IFMT: u32 = 0o170000;
-pub(crate) const S_IFDIR: u32 = 0o040000;
-pub(crate) const S_IFREG: u32 = 0o100000;
-pub(crate) const S_IFLNK: u32 = 0o120000;
+/// The file type bits of a mode.
+pub const S_IFMT: u32 = 0o170000;
+/// Directory.
+pub const S_IFDIR: u32 = 0o040000;
+/// Regular file.
+pub const S_IFREG: u32 = 0o100000;
+/// Symbolic link.
+pub const S_IFLNK: u32 = 0o120000;
+/// Character device.
+pub const S_IFCHR: u32 = 0o020000;
 /// Longest member name accepted (PATH_MAX): a corrupt header cannot make us allocate more.
 const MAX_NAME: usize = 4096;
 
@@ -30,16 +39,27 @@ const MAX_NAME: usize = 4096;
 /// the contents are read through the reader.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CpioEntry {
+    /// The member's path as written (`bin/sh`, `./init`).
     pub name: String,
+    /// Inode number (members sharing one are hard links).
     pub ino: u32,
+    /// File type and permission bits ([`S_IFMT`] and friends).
     pub mode: u32,
+    /// Owner.
     pub uid: u32,
+    /// Group.
     pub gid: u32,
+    /// Number of links.
     pub nlink: u32,
+    /// Modification time (seconds since the epoch).
     pub mtime: u32,
+    /// Major number of the device holding the file.
     pub devmajor: u32,
+    /// Minor number of the device holding the file.
     pub devminor: u32,
+    /// Major number of a device node.
     pub rdevmajor: u32,
+    /// Minor number of a device node.
     pub rdevminor: u32,
     /// File contents or symlink target.
     pub data: Vec<u8>,
@@ -81,53 +101,57 @@ impl CpioEntry {
         }
     }
 
+    /// Whether the member is a directory.
     pub fn is_dir(&self) -> bool {
         self.mode & S_IFMT == S_IFDIR
     }
 
+    /// Whether the member is the `TRAILER!!!` that ends an archive.
     pub fn is_trailer(&self) -> bool {
         self.name == TRAILER
     }
 }
 
-fn bad(msg: impl Into<String>) -> LavaError {
-    LavaError::job(msg.into())
+fn bad(msg: impl Into<String>) -> ArtefactError {
+    ArtefactError::InvalidArchive(msg.into())
 }
 
 /// An error of the stream under the reader: a short read is a truncated archive, an OS
 /// error is the worker's (infrastructure), anything else comes from the decompressor
 /// and means corrupt input.
-fn read_error(error: std::io::Error, what: &str) -> LavaError {
+fn read_error(error: std::io::Error, what: &str) -> ArtefactError {
     if error.kind() == std::io::ErrorKind::UnexpectedEof {
         bad(format!("Truncated cpio archive ({what})"))
     } else if error.raw_os_error().is_some() {
-        LavaError::infrastructure(format!("Unable to read the cpio archive: {error}"))
+        ArtefactError::io("Unable to read the cpio archive", error)
     } else {
         bad(format!("Unable to decompress the archive: {error}"))
     }
 }
 
-fn write_error(error: std::io::Error) -> LavaError {
-    LavaError::infrastructure(format!("Unable to write the cpio archive: {error}"))
+fn write_error(error: std::io::Error) -> ArtefactError {
+    ArtefactError::io("Unable to write the cpio archive", error)
 }
 
 /// The member path without `./` or leading `/` noise, or an error when it would leave
 /// the archive root (`..` components or an absolute path).
-pub fn checked_member(name: &str) -> LavaResult<String> {
+pub fn checked_member(name: &str) -> Result<String> {
     let trimmed = name.strip_prefix("./").unwrap_or(name);
     if trimmed.starts_with('/') {
-        return Err(bad(format!(
-            "Refusing archive member with an absolute path: {name:?}"
-        )));
+        return Err(ArtefactError::UnsafeMemberPath {
+            name: name.to_string(),
+            why: "with an absolute path",
+        });
     }
     let mut parts = Vec::new();
     for part in trimmed.split('/') {
         match part {
             "" | "." => {}
             ".." => {
-                return Err(bad(format!(
-                    "Refusing archive member outside the archive root: {name:?}"
-                )));
+                return Err(ArtefactError::UnsafeMemberPath {
+                    name: name.to_string(),
+                    why: "outside the archive root",
+                });
             }
             p => parts.push(p),
         }
@@ -143,7 +167,7 @@ fn align4(n: u64) -> u64 {
     (n + 3) & !3
 }
 
-fn hex_field(header: &[u8; HEADER_LEN], index: usize) -> LavaResult<u32> {
+fn hex_field(header: &[u8; HEADER_LEN], index: usize) -> Result<u32> {
     let start = 6 + index * 8;
     let text = std::str::from_utf8(&header[start..start + 8])
         .map_err(|_| bad("Invalid cpio header (not hexadecimal)"))?;
@@ -151,6 +175,7 @@ fn hex_field(header: &[u8; HEADER_LEN], index: usize) -> LavaResult<u32> {
 }
 
 impl<R: BufRead> NewcReader<R> {
+    /// A reader at the start of `inner`.
     pub fn new(inner: R) -> Self {
         NewcReader {
             inner,
@@ -163,7 +188,7 @@ impl<R: BufRead> NewcReader<R> {
     /// at the end of the stream. Unread contents of the previous member are skipped.
     /// Trailers are returned too ([`CpioEntry::is_trailer`]) so that a copy can keep
     /// archive boundaries. Names that leave the archive root are refused.
-    pub fn next_member(&mut self) -> LavaResult<Option<(CpioEntry, u64)>> {
+    pub fn next_member(&mut self) -> Result<Option<(CpioEntry, u64)>> {
         self.skip_data()?;
         if !self.skip_nul_padding()? {
             return Ok(None);
@@ -210,14 +235,14 @@ impl<R: BufRead> NewcReader<R> {
     }
 
     /// The current member's whole contents.
-    pub fn read_data(&mut self) -> LavaResult<Vec<u8>> {
+    pub fn read_data(&mut self) -> Result<Vec<u8>> {
         let mut data = Vec::with_capacity(self.remaining.min(1 << 20) as usize);
         self.copy_data(&mut data)?;
         Ok(data)
     }
 
     /// Copies the current member's contents into `out`.
-    pub fn copy_data(&mut self, out: &mut impl Write) -> LavaResult<()> {
+    pub fn copy_data(&mut self, out: &mut impl Write) -> Result<()> {
         while self.remaining > 0 {
             let chunk = self
                 .inner
@@ -234,7 +259,7 @@ impl<R: BufRead> NewcReader<R> {
         self.skip_to_alignment()
     }
 
-    fn skip_data(&mut self) -> LavaResult<()> {
+    fn skip_data(&mut self) -> Result<()> {
         self.copy_data(&mut std::io::sink())
     }
 
@@ -243,7 +268,7 @@ impl<R: BufRead> NewcReader<R> {
         self.offset += n as u64;
     }
 
-    fn read_exact(&mut self, buf: &mut [u8], what: &str) -> LavaResult<()> {
+    fn read_exact(&mut self, buf: &mut [u8], what: &str) -> Result<()> {
         self.inner
             .read_exact(buf)
             .map_err(|e| read_error(e, what))?;
@@ -251,14 +276,14 @@ impl<R: BufRead> NewcReader<R> {
         Ok(())
     }
 
-    fn skip_to_alignment(&mut self) -> LavaResult<()> {
+    fn skip_to_alignment(&mut self) -> Result<()> {
         let pad = (align4(self.offset) - self.offset) as usize;
         let mut scratch = [0u8; 3];
         self.read_exact(&mut scratch[..pad], "short padding")
     }
 
     /// Skips NUL bytes between archives; false at the end of the stream.
-    fn skip_nul_padding(&mut self) -> LavaResult<bool> {
+    fn skip_nul_padding(&mut self) -> Result<bool> {
         loop {
             let chunk = self
                 .inner
@@ -278,6 +303,7 @@ impl<R: BufRead> NewcReader<R> {
 }
 
 impl<W: Write> NewcWriter<W> {
+    /// A writer at the start of `inner`.
     pub fn new(inner: W) -> Self {
         NewcWriter {
             inner,
@@ -288,10 +314,10 @@ impl<W: Write> NewcWriter<W> {
 
     /// Writes `entry`'s header with `size` bytes of contents to follow through
     /// [`NewcWriter::write_data`] (`entry.data` is not written).
-    pub fn write_header(&mut self, entry: &CpioEntry, size: u64) -> LavaResult<()> {
+    pub fn write_header(&mut self, entry: &CpioEntry, size: u64) -> Result<()> {
         if self.remaining != 0 {
-            return Err(LavaError::bug(
-                "cpio member header written before the previous member's contents",
+            return Err(ArtefactError::Bug(
+                "cpio member header written before the previous member's contents".into(),
             ));
         }
         let size32 = u32::try_from(size)
@@ -326,10 +352,10 @@ impl<W: Write> NewcWriter<W> {
     }
 
     /// Part of the current member's contents; padding follows the last byte.
-    pub fn write_data(&mut self, data: &[u8]) -> LavaResult<()> {
+    pub fn write_data(&mut self, data: &[u8]) -> Result<()> {
         if data.len() as u64 > self.remaining {
-            return Err(LavaError::bug(
-                "more cpio member contents than its header says",
+            return Err(ArtefactError::Bug(
+                "more cpio member contents than its header says".into(),
             ));
         }
         self.put(data)?;
@@ -341,13 +367,13 @@ impl<W: Write> NewcWriter<W> {
     }
 
     /// A whole in-memory member.
-    pub fn write_entry(&mut self, entry: &CpioEntry) -> LavaResult<()> {
+    pub fn write_entry(&mut self, entry: &CpioEntry) -> Result<()> {
         self.write_header(entry, entry.data.len() as u64)?;
         self.write_data(&entry.data)
     }
 
     /// Ends the current archive: the trailer member, then NULs to the 512-byte block.
-    pub fn write_trailer(&mut self) -> LavaResult<()> {
+    pub fn write_trailer(&mut self) -> Result<()> {
         let trailer = CpioEntry {
             nlink: 1,
             ..CpioEntry::new(TRAILER.to_string(), 0, Vec::new())
@@ -357,20 +383,22 @@ impl<W: Write> NewcWriter<W> {
     }
 
     /// The stream, once the last member's contents are complete.
-    pub fn into_inner(self) -> LavaResult<W> {
+    pub fn into_inner(self) -> Result<W> {
         if self.remaining != 0 {
-            return Err(LavaError::bug("cpio archive ended inside a member"));
+            return Err(ArtefactError::Bug(
+                "cpio archive ended inside a member".into(),
+            ));
         }
         Ok(self.inner)
     }
 
-    fn put(&mut self, bytes: &[u8]) -> LavaResult<()> {
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
         self.inner.write_all(bytes).map_err(write_error)?;
         self.offset += bytes.len() as u64;
         Ok(())
     }
 
-    fn pad_to(&mut self, offset: u64) -> LavaResult<()> {
+    fn pad_to(&mut self, offset: u64) -> Result<()> {
         const ZEROS: [u8; 512] = [0; 512];
         while self.offset < offset {
             let n = ((offset - self.offset) as usize).min(ZEROS.len());
@@ -384,8 +412,7 @@ impl<W: Write> NewcWriter<W> {
 /// [`NewcReader::copy_data`] can stream one archive's member into another.
 impl<W: Write> Write for NewcWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.write_data(buf)
-            .map_err(|e| std::io::Error::other(e.message))?;
+        self.write_data(buf).map_err(std::io::Error::other)?;
         Ok(buf.len())
     }
 
@@ -396,7 +423,7 @@ impl<W: Write> Write for NewcWriter<W> {
 
 /// Parses every `newc` archive in `data` (several may follow each other, separated by
 /// NUL padding, as in kernel initramfs images). Trailers are dropped.
-pub fn read_newc(data: &[u8]) -> LavaResult<Vec<CpioEntry>> {
+pub fn read_newc(data: &[u8]) -> Result<Vec<CpioEntry>> {
     let mut reader = NewcReader::new(data);
     let mut entries = Vec::new();
     while let Some((mut entry, _)) = reader.next_member()? {

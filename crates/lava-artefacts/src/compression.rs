@@ -1,0 +1,198 @@
+//! The compression formats of LAVA images: gz, xz, zstd and bz2, named as a job's
+//! `compression:` value or recognised by their magic bytes, decoded as streams (every
+//! format with concatenated members or frames, as `gzip -dc` and friends do).
+
+use std::fmt;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use crate::ArtefactError;
+
+/// Buffer size of a file reader around a decoder.
+const FILE_BUFFER: usize = 64 * 1024;
+
+/// A compression format decoded while streaming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// gzip (`gz`).
+    Gz,
+    /// xz (`xz`).
+    Xz,
+    /// Zstandard (`zstd`).
+    Zstd,
+    /// bzip2 (`bz2`).
+    Bz2,
+}
+
+impl Compression {
+    /// The format a job's `compression:` value names; `None` for other values (LAVA keeps
+    /// `zip` as downloaded).
+    pub fn from_name(name: &str) -> Option<Compression> {
+        match name {
+            "gz" => Some(Compression::Gz),
+            "xz" => Some(Compression::Xz),
+            "zstd" => Some(Compression::Zstd),
+            "bz2" => Some(Compression::Bz2),
+            _ => None,
+        }
+    }
+
+    /// The format whose magic bytes `start` begins with; `None` for anything else.
+    pub fn from_magic(start: &[u8]) -> Option<Compression> {
+        if start.starts_with(b"\x1f\x8b") {
+            Some(Compression::Gz)
+        } else if start.starts_with(b"\xfd7zXZ\x00") {
+            Some(Compression::Xz)
+        } else if start.starts_with(b"\x28\xb5\x2f\xfd") {
+            Some(Compression::Zstd)
+        } else if start.starts_with(b"BZh") {
+            Some(Compression::Bz2)
+        } else {
+            None
+        }
+    }
+
+    /// The job's name of the format (`gz`, `xz`, `zstd`, `bz2`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Gz => "gz",
+            Compression::Xz => "xz",
+            Compression::Zstd => "zstd",
+            Compression::Bz2 => "bz2",
+        }
+    }
+
+    /// A reader of the decompressed bytes of `input` (blocking; concatenated members are
+    /// decoded one after the other). A stream that is not of this format, or is cut
+    /// short, fails with an I/O error from the read.
+    pub fn decoder<'a, R: BufRead + Send + 'a>(
+        self,
+        input: R,
+    ) -> std::io::Result<Box<dyn Read + Send + 'a>> {
+        Ok(match self {
+            Compression::Gz => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
+            Compression::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(input)),
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(input)?),
+            Compression::Bz2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
+        })
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Blocking: a buffered reader of `path`'s contents, decompressed when its magic says
+/// gzip, xz, zstd or bzip2, and as they are otherwise.
+pub fn open_decompressed(path: &Path) -> Result<BufReader<Box<dyn Read + Send>>, ArtefactError> {
+    let failed = |e| ArtefactError::io(format!("Unable to read {}", path.display()), e);
+    let file = std::fs::File::open(path).map_err(failed)?;
+    let mut buffered = BufReader::with_capacity(FILE_BUFFER, file);
+    let magic = buffered.fill_buf().map_err(failed)?;
+    let reader: Box<dyn Read + Send> = match Compression::from_magic(magic) {
+        Some(compression) => compression.decoder(buffered).map_err(failed)?,
+        None => Box::new(buffered),
+    };
+    Ok(BufReader::with_capacity(FILE_BUFFER, reader))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn compress(c: Compression, data: &[u8]) -> Vec<u8> {
+        match c {
+            Compression::Gz => {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                e.write_all(data).unwrap();
+                e.finish().unwrap()
+            }
+            Compression::Xz => {
+                let mut e = liblzma::write::XzEncoder::new(Vec::new(), 1);
+                e.write_all(data).unwrap();
+                e.finish().unwrap()
+            }
+            Compression::Zstd => zstd::encode_all(data, 1).unwrap(),
+            Compression::Bz2 => {
+                let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+                e.write_all(data).unwrap();
+                e.finish().unwrap()
+            }
+        }
+    }
+
+    const ALL: [Compression; 4] = [
+        Compression::Gz,
+        Compression::Xz,
+        Compression::Zstd,
+        Compression::Bz2,
+    ];
+
+    #[test]
+    fn names_round_trip_and_zip_is_not_decoded() {
+        for c in ALL {
+            assert_eq!(Compression::from_name(c.name()), Some(c));
+            assert_eq!(c.to_string(), c.name());
+        }
+        assert_eq!(Compression::from_name("zip"), None);
+        assert_eq!(Compression::from_name("gzip"), None);
+    }
+
+    #[test]
+    fn magic_concatenation_and_truncation() {
+        let data: Vec<u8> = (0..200_000u32)
+            .map(|i| (i % 251) as u8 ^ (i / 97) as u8)
+            .collect();
+        for c in ALL {
+            let one = compress(c, &data);
+            assert_eq!(Compression::from_magic(&one), Some(c), "{c}");
+            // Two members back to back decode to both.
+            let mut two = one.clone();
+            two.extend(compress(c, b"tail"));
+            let mut out = Vec::new();
+            c.decoder(&two[..]).unwrap().read_to_end(&mut out).unwrap();
+            assert_eq!(out.len(), data.len() + 4, "{c}");
+            assert!(out.ends_with(b"tail"), "{c}");
+            // A stream cut short is an error, never a short success.
+            let cut = &one[..one.len() / 2];
+            let mut out = Vec::new();
+            let result = c.decoder(cut).and_then(|mut d| d.read_to_end(&mut out));
+            assert!(
+                result.is_err(),
+                "{c}: truncation read as {} bytes",
+                out.len()
+            );
+        }
+        assert_eq!(Compression::from_magic(b"070701"), None);
+    }
+
+    #[test]
+    fn open_decompressed_reads_plain_and_compressed_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        for (name, bytes) in [
+            ("plain", b"hello".to_vec()),
+            ("gz", compress(Compression::Gz, b"hello")),
+            ("zstd", compress(Compression::Zstd, b"hello")),
+        ] {
+            let path = tmp.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            let mut out = String::new();
+            open_decompressed(&path)
+                .unwrap()
+                .read_to_string(&mut out)
+                .unwrap();
+            assert_eq!(out, "hello", "{name}");
+        }
+        let missing = open_decompressed(&tmp.path().join("missing"))
+            .err()
+            .unwrap();
+        assert_eq!(missing.fault(), crate::Fault::Environment);
+        assert!(
+            missing.to_string().starts_with("Unable to read "),
+            "{missing}"
+        );
+    }
+}
