@@ -2,7 +2,7 @@
 
 use crate::RunArgs;
 use anyhow::{Context, Result};
-use lava_multinode::job_protocol::{CoordinatorSettings, DEFAULT_COORDINATOR_CONFIG};
+use lava_actions::protocols::multinode::{CoordinatorSettings, DEFAULT_COORDINATOR_CONFIG};
 use lava_pipeline::definition::check_job;
 use lava_pipeline::execute::{finish, run_job};
 use lava_pipeline::{

@@ -28,8 +28,8 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use lava_actions::protocols::multinode::protocol::{CallReply, MultinodeProtocol, ProtocolParams};
 use lava_multinode::ClientSettings;
-use lava_multinode::protocol::{CallReply, MultinodeProtocol, ProtocolParams};
 use serde_json::{Value, json};
 use support::{
     DriverMember, LAVA_DAEMON, LavaDaemon, ScriptOutput, ScriptProcess, lava_protocol_driver,

@@ -1,5 +1,9 @@
-//! LAVA MultiNode on the dispatcher side: the coordinator's wire types, its
-//! frame codec and an async client that speaks LAVA's protocol exactly.
+//! LAVA MultiNode as plain data and I/O: the coordinator's wire types, its
+//! frame codec, an async client that speaks LAVA's protocol exactly, the
+//! coordinator configuration, and a MultiNode submission split into node jobs.
+//! The job protocol built on them (the node's protocol object, the pipeline
+//! `Protocol`, the test shell's MultiNode hook) is in `lava-actions`
+//! (`protocols::multinode`); the broker is `lava-coordinator`.
 //!
 //! * [`wire`]: [`Request`], [`Response`], [`Payload`], [`Envelope`]: LAVA's
 //!   JSON field names and values (`group_data`, `lava_send`, `lava_wait`,
@@ -14,14 +18,6 @@
 //! * [`config`]: LAVA's `lava-coordinator.conf`.
 //! * [`split`]: a MultiNode submission split into node jobs as lava-server
 //!   does ([`split::split_with`], [`split::assign_roles`]).
-//! * [`protocol`]: the protocol object of one node job
-//!   ([`protocol::MultinodeProtocol`]: `set_up` = registration + delayed
-//!   start, `call`/`calls_for_action` for action `protocols:` blocks,
-//!   `finalise` = one `clear_group`), errors classed like LAVA's exceptions.
-//! * [`hook`]: [`hook::ShellHook`], lava-shell's `MultinodeHook` for the
-//!   test shell's `<LAVA_MULTI_NODE>` markers.
-//! * [`job_protocol`]: [`job_protocol::MultinodeJobProtocol`], the protocol
-//!   object as the pipeline's `Protocol` (set-up, action calls, finalise).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -47,16 +43,12 @@
 pub mod client;
 pub mod codec;
 pub mod config;
-pub mod hook;
-pub mod job_protocol;
-pub mod protocol;
 pub mod split;
 pub mod wire;
 
 pub use client::{ClientError, ClientSettings, ClientStats, CoordinatorClient, Identity};
 pub use codec::FrameError;
 pub use config::{ConfigError, CoordinatorConfig};
-pub use job_protocol::{CoordinatorSettings, MultinodeJobProtocol};
 pub use wire::{
     ApiResult, Delivered, Envelope, MessageId, Operation, Payload, Request, Response,
     SenderPayloads,

@@ -229,13 +229,6 @@ fn roles_map_for_a_device_group() {
             .collect::<Vec<_>>(),
         [("98", "server"), ("99", "client"), ("100", "client")]
     );
-    let params = lava_multinode::protocol::ProtocolParams::from_block(
-        &jobs[2].definition["protocols"]["lava-multinode"],
-    )
-    .unwrap();
-    assert_eq!(params.roles, roles);
-    assert_eq!(params.sub_id, Some(2));
-    assert_eq!(params.timeout, Some(std::time::Duration::from_secs(600)));
 }
 
 type Edit = Box<dyn FnOnce(&mut Mapping)>;

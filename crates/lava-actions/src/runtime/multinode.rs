@@ -2,9 +2,9 @@
 //! job's `lava-multinode` protocol, and the group values the overlay bakes into `lava-role`,
 //! `lava-group` and friends.
 
-use lava_multinode::hook::ShellHook;
-use lava_multinode::job_protocol::{MultinodeJobProtocol, to_lava_error};
-use lava_multinode::protocol::{MultinodeProtocol, ProtocolParams};
+use crate::protocols::multinode::{
+    MultinodeJobProtocol, MultinodeProtocol, ProtocolParams, ShellHook, to_lava_error,
+};
 use lava_pipeline::{Job, JobLogger, LavaError, LavaResult, RunContext, with_protocol};
 use lava_shell::signals::MultinodeOutcome;
 use lava_shell::{MultinodeRequest, MultinodeValues};

@@ -1,13 +1,14 @@
 //! The job protocols `lava-run` hands the executor (see `lava_pipeline::protocol`): built from
 //! the job's top-level `protocols:` block.
 //!
-//! `lava-multinode` is run for real ([`lava_multinode::MultinodeJobProtocol`]). `lava-vland`,
+//! `lava-multinode` is run for real ([`multinode::MultinodeJobProtocol`]). `lava-vland`,
 //! `lava-xnbd` and `lava-lxc` are described and validated by their actions but have no run-time
 //! object here: a job using them fails where their actions would need them.
 
-use lava_multinode::protocol::ProtocolParams;
-use lava_multinode::{CoordinatorSettings, MultinodeJobProtocol};
+pub mod multinode;
+
 use lava_pipeline::{Job, LavaResult, Protocols};
+use multinode::{CoordinatorSettings, MultinodeJobProtocol, ProtocolParams, to_lava_error};
 use serde_yaml::Value;
 use std::sync::Arc;
 
@@ -27,8 +28,7 @@ pub fn job_protocols(job: &Job, options: &ProtocolOptions) -> LavaResult<Protoco
         return Ok(protocols);
     };
     if ProtocolParams::accepts(blocks) {
-        let params = ProtocolParams::from_job_protocols(blocks)
-            .map_err(lava_multinode::job_protocol::to_lava_error)?;
+        let params = ProtocolParams::from_job_protocols(blocks).map_err(to_lava_error)?;
         protocols.push(Arc::new(MultinodeJobProtocol::new(
             params,
             &job.id,

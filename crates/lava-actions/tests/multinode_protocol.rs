@@ -5,12 +5,12 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use lava_coordinator::{BrokerSettings, Coordinator, CoordinatorHandle};
-use lava_multinode::ClientSettings;
-use lava_multinode::hook::ShellHook;
-use lava_multinode::protocol::{
+use lava_actions::protocols::multinode::hook::ShellHook;
+use lava_actions::protocols::multinode::protocol::{
     CallReply, ErrorClass, MultinodeError, MultinodeProtocol, ProtocolParams,
 };
+use lava_coordinator::{BrokerSettings, Coordinator, CoordinatorHandle};
+use lava_multinode::ClientSettings;
 use lava_multinode::split::{SplitOptions, assign_roles, split_with};
 use lava_shell::signals::MultinodeOutcome;
 use lava_shell::{MultinodeHook, MultinodeRequest};
@@ -101,6 +101,24 @@ fn group(fixture: &str, group: &str, address: SocketAddr, push: bool) -> Vec<Mul
             )
         })
         .collect()
+}
+
+/// A node job split from a submission carries the roles, its sub id and the group
+/// timeout in the block its protocol object reads.
+#[test]
+fn split_node_jobs_carry_the_block_the_protocol_reads() {
+    let path = format!(
+        "{}/../../fixtures/multinode/server-client.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let submission: Mapping = yaml(&std::fs::read_to_string(path).unwrap());
+    let mut jobs = split_with(&submission, "group-1", SplitOptions::MASTER).unwrap();
+    let roles = assign_roles(&mut jobs, 98);
+    let params =
+        ProtocolParams::from_block(&jobs[2].definition["protocols"]["lava-multinode"]).unwrap();
+    assert_eq!(params.roles, roles);
+    assert_eq!(params.sub_id, Some(2));
+    assert_eq!(params.timeout, Some(Duration::from_secs(600)));
 }
 
 async fn set_up_all(nodes: &[MultinodeProtocol]) {

@@ -12,7 +12,7 @@
 //!    (`lava_wait_all` on `lava_start` for `expect_role`).
 //! 3. During the job: [`MultinodeProtocol::call`] /
 //!    [`MultinodeProtocol::calls_for_action`] for `protocols:` blocks inside
-//!    actions, and the test-shell operations used by [`crate::hook`].
+//!    actions, and the test-shell operations used by [`super::hook`].
 //! 4. [`MultinodeProtocol::finalise`] in the job's finalize step:
 //!    `clear_group`, sent **exactly once** per job (LAVA's client can send it
 //!    twice after a timeout, which tears the group down early).
@@ -31,10 +31,10 @@ use indexmap::IndexMap;
 use serde_json::Value as Json;
 use serde_yaml::{Mapping, Value};
 
-use crate::client::{ClientError, ClientSettings, CoordinatorClient, Identity};
-use crate::config::{ConfigError, CoordinatorConfig};
-use crate::split::PROTOCOL_NAME;
-use crate::wire::{Delivered, MessageId, Payload, Response, SenderPayloads};
+use lava_multinode::client::{ClientError, ClientSettings, CoordinatorClient, Identity};
+use lava_multinode::config::{ConfigError, CoordinatorConfig};
+use lava_multinode::split::PROTOCOL_NAME;
+use lava_multinode::wire::{Delivered, MessageId, Payload, Response, SenderPayloads};
 
 /// LAVA's `LAVA_MULTINODE_SYSTEM_TIMEOUT`.
 pub const SYSTEM_TIMEOUT: Duration = Duration::from_secs(90);

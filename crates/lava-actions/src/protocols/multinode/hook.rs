@@ -42,8 +42,8 @@ use lava_shell::signals::{MultinodeOutcome, MultinodeReply, multinode_reply_line
 use lava_shell::{MultinodeHook, MultinodeRequest};
 use serde_json::Value as Json;
 
-use crate::protocol::{CallReply, MultinodeError, MultinodeProtocol};
-use crate::wire::{Payload, SenderPayloads};
+use super::protocol::{CallReply, MultinodeError, MultinodeProtocol};
+use lava_multinode::wire::{Payload, SenderPayloads};
 
 type Job = Box<dyn FnOnce(&tokio::runtime::Runtime) + Send>;
 

@@ -13,9 +13,9 @@ use std::sync::OnceLock;
 use lava_pipeline::{ErrorKind, JobLogger, LavaError, LavaResult};
 use serde_yaml::{Mapping, Value};
 
-use crate::client::ClientSettings;
-use crate::protocol::{ErrorClass, MultinodeError, MultinodeProtocol, ProtocolParams, collate};
-use crate::split::PROTOCOL_NAME;
+use super::protocol::{ErrorClass, MultinodeError, MultinodeProtocol, ProtocolParams, collate};
+use lava_multinode::client::ClientSettings;
+use lava_multinode::split::PROTOCOL_NAME;
 
 /// LAVA's fixed location of the coordinator configuration on a worker.
 pub const DEFAULT_COORDINATOR_CONFIG: &str = "/etc/lava-coordinator/lava-coordinator.conf";
