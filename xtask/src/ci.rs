@@ -1,5 +1,6 @@
 //! `cargo xtask test`: the project's whole test command, as the README and `.ci/run` use it:
-//! formatting, clippy with warnings denied, every workspace test, and the conformance corpora.
+//! formatting, the crate layering (`layering`), clippy with warnings denied, every workspace
+//! test, and the conformance corpora.
 
 use crate::shared::workspace_root;
 use anyhow::{Result, bail};
@@ -27,6 +28,9 @@ pub fn test(args: &[String]) -> Result<()> {
     ];
     if quick {
         steps.retain(|(name, _)| *name == "tests");
+    } else {
+        println!("==> layering");
+        crate::layering::check()?;
     }
     for (name, cargo_args) in steps {
         run_step(name, Command::new(cargo).args(&cargo_args))?;

@@ -8,6 +8,7 @@ mod console;
 mod coordinator;
 mod deploy_bench;
 mod job_bench;
+mod layering;
 mod main_job;
 mod owned_dispatcher;
 mod pipeline;
@@ -57,6 +58,8 @@ enum Command {
     },
     /// Build the embedded QEMU device's kernel and initramfs (target/test-system).
     TestSystem(test_system::Args),
+    /// Check that no crate reaches a crate above it (the design card's arrows).
+    Layering,
 }
 
 fn main() -> Result<()> {
@@ -95,5 +98,6 @@ fn main() -> Result<()> {
             ),
         },
         Command::TestSystem(args) => test_system::run(args),
+        Command::Layering => layering::check(),
     }
 }
