@@ -2,8 +2,8 @@
 //! (`boot-image-retry` → `boot-qemu-image` → `execute-qemu`), then log in.
 
 use crate::common::env::ExportDeviceEnvironment;
+use crate::common::lava_overlay::namespace;
 use crate::common::login::{AutoLoginAction, ExpectShellSession, OverlayUnpack};
-use crate::common::overlay::namespace;
 use lava_pipeline::{
     Action, Device, LavaError, LavaResult, Pipeline, PipelineBuilder, RunContext, Section,
     Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,

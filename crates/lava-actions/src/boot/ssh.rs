@@ -2,8 +2,8 @@
 //! `schroot` (enter a schroot over the existing connection).
 
 use crate::common::env::ExportDeviceEnvironment;
+use crate::common::lava_overlay::ssh_identity_file;
 use crate::common::login::{AutoLoginAction, ExpectShellSession};
-use crate::common::overlay::ssh_identity_file;
 use lava_pipeline::{
     Action, Device, ErrorKind, LavaResult, Pipeline, PipelineBuilder, RunContext, Section,
     Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,

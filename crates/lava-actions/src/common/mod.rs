@@ -4,12 +4,12 @@
 pub mod apply_overlay;
 pub mod bootloader;
 pub mod command;
-pub mod download;
+pub mod downloader;
 pub mod env;
 pub mod fastboot;
 pub mod finalize;
+pub mod lava_overlay;
 pub mod login;
-pub mod overlay;
 pub mod power;
 pub mod prepare_overlay;
 pub mod testdef;
@@ -328,7 +328,7 @@ actions:
 
     #[test]
     fn urls_split_like_python() {
-        use super::download::Url;
+        use super::downloader::Url;
         let url = Url::parse("http://host:8080/path/file.img.gz?x=1");
         assert_eq!(
             (url.scheme.as_str(), url.netloc.as_str(), url.path.as_str()),

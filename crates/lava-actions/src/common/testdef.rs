@@ -2,8 +2,8 @@
 //! (`git-repo-action`, `inline-repo-action`, `url-repo-action`) followed by
 //! `test-overlay`, `test-install-overlay` and `test-runscript-overlay`.
 
-use super::download::DownloaderAction;
-use super::overlay::namespace;
+use super::downloader::DownloaderAction;
+use super::lava_overlay::namespace;
 use lava_pipeline::{
     Action, Job, LavaError, LavaResult, Pipeline, PipelineBuilder, RunContext, ValidateContext,
     action_identity, async_trait,
@@ -230,7 +230,7 @@ impl Action for RepoAction {
         let mut params = (**pipeline.parameters()).clone();
         let repository = params.get("repository").cloned().unwrap_or(Value::Null);
         params.insert("url".into(), repository);
-        let dir = super::download::download_dir(pipeline, "url-repo");
+        let dir = super::downloader::download_dir(pipeline, "url-repo");
         pipeline.add_with_params(
             DownloaderAction::new("url_repo", &dir, params.clone()),
             params,

@@ -1,9 +1,9 @@
 //! The `avh` deploy: build the firmware package an Arm Virtual Hardware instance boots.
 
 use crate::common::apply_overlay::{ApplyOverlayAvh, ApplyOverlayImage};
-use crate::common::download::{DownloaderAction, download_dir};
+use crate::common::downloader::{DownloaderAction, download_dir};
 use crate::common::fastboot::test_needs_overlay;
-use crate::common::overlay::OverlayAction;
+use crate::common::lava_overlay::OverlayAction;
 use crate::deploy::fastboot::images;
 use lava_pipeline::value::truthy;
 use lava_pipeline::{

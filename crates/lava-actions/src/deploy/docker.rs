@@ -2,7 +2,7 @@
 
 use crate::common::env::DeployDeviceEnvironment;
 use crate::common::fastboot::{test_needs_deployment, test_needs_overlay};
-use crate::common::overlay::OverlayAction;
+use crate::common::lava_overlay::OverlayAction;
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
     Action, Device, LavaResult, PipelineBuilder, Section, Strategy, StrategyRegistry,

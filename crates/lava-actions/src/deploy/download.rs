@@ -1,9 +1,9 @@
 //! The `download` deploy family: put the device in fastboot mode where needed and
 //! download the images (`download-deploy`).
 
-use crate::common::download::{DownloaderAction, download_dir};
+use crate::common::downloader::{DownloaderAction, download_dir};
 use crate::common::fastboot::{EnterFastbootAction, UBootEnterFastbootAction};
-use crate::common::overlay::{OverlayAction, namespace};
+use crate::common::lava_overlay::{OverlayAction, namespace};
 use crate::common::power::{ConnectDevice, ResetDevice};
 use lava_pipeline::value::truthy;
 use lava_pipeline::{

@@ -1,8 +1,8 @@
 //! The `downloads` deploy family: only download files (into `downloads/<namespace>`),
 //! optionally post-processed in a Docker container.
 
-use crate::common::download::DownloaderAction;
-use crate::common::overlay::{OverlayAction, namespace};
+use crate::common::downloader::DownloaderAction;
+use crate::common::lava_overlay::{OverlayAction, namespace};
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
     Action, Device, LavaResult, Pipeline, PipelineBuilder, RunContext, Section, Strategy,

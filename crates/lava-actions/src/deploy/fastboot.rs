@@ -2,7 +2,7 @@
 //! fastboot mode and flash each image in the device's `flash_cmds_order`.
 
 use crate::common::apply_overlay::{ApplyOverlayImage, ApplyOverlaySparseImage};
-use crate::common::download::{DownloaderAction, download_dir};
+use crate::common::downloader::{DownloaderAction, download_dir};
 use crate::common::env::DeployDeviceEnvironment;
 use crate::common::fastboot::{
     EnterFastbootAction, FastbootTool, UBootEnterFastbootAction, WaitDeviceBoardID,
@@ -10,7 +10,7 @@ use crate::common::fastboot::{
     check_fastboot_serial_unless_detected, check_optional_container, has_hard_reset,
     test_needs_deployment, test_needs_overlay,
 };
-use crate::common::overlay::OverlayAction;
+use crate::common::lava_overlay::OverlayAction;
 use crate::common::power::{ConnectDevice, PDUReboot, PrePower, ReadFeedback, ResetDevice};
 use lava_pipeline::value::truthy;
 use lava_pipeline::{

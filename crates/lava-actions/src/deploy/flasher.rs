@@ -1,9 +1,9 @@
 //! The `flasher` deployment: download the images, then run the device's own flashing
 //! commands on the dispatcher.
 
-use crate::common::download::{DownloaderAction, download_dir};
+use crate::common::downloader::{DownloaderAction, download_dir};
 use crate::common::env::DeployDeviceEnvironment;
-use crate::common::overlay::OverlayAction;
+use crate::common::lava_overlay::OverlayAction;
 use crate::deploy::tftp::image_params;
 use lava_pipeline::value::{scalar_string, truthy};
 use lava_pipeline::{

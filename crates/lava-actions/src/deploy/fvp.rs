@@ -1,8 +1,8 @@
 //! The `fvp` deploy: download the images an Arm Fixed Virtual Platform model boots.
 
-use crate::common::download::{DownloaderAction, download_dir};
+use crate::common::downloader::{DownloaderAction, download_dir};
 use crate::common::fastboot::test_needs_overlay;
-use crate::common::overlay::OverlayAction;
+use crate::common::lava_overlay::OverlayAction;
 use crate::deploy::fastboot::images;
 use lava_pipeline::{
     Action, Device, LavaError, LavaResult, PipelineBuilder, Section, Strategy, StrategyRegistry,

@@ -1,7 +1,7 @@
 //! The `mps` deploy: copy a recovery image and/or test binaries to an Arm MPS board's USB
 //! mass storage.
 
-use crate::common::download::{DownloaderAction, download_dir};
+use crate::common::downloader::{DownloaderAction, download_dir};
 use crate::common::fastboot::WaitUSBMassStorageDeviceAction;
 use crate::common::power::{DisconnectDevice, PowerOff, ResetDevice};
 use crate::deploy::fastboot::images;

@@ -1,8 +1,8 @@
 //! The `musca` deploy: copy a test binary to an Arm Musca board's USB mass storage and
 //! check the board accepted it.
 
-use crate::common::download::DownloaderAction;
-use crate::common::download::download_dir;
+use crate::common::downloader::DownloaderAction;
+use crate::common::downloader::download_dir;
 use crate::common::power::{DisconnectDevice, ResetDevice};
 use crate::deploy::vemsd::{Board, MassStorage};
 use lava_pipeline::{

@@ -1,8 +1,8 @@
 //! The `nbd` deployment: kernel, initrd and DTB over TFTP, the root filesystem served
 //! by an NBD server on the dispatcher.
 
-use crate::common::download::DownloaderAction;
-use crate::common::overlay::OverlayAction;
+use crate::common::downloader::DownloaderAction;
+use crate::common::lava_overlay::OverlayAction;
 use crate::common::power::require_tool;
 use crate::common::prepare_overlay::{PrepareKernelAction, kernel_has_type};
 use crate::deploy::tftp::{check_tftp_dir, image_params, tftp_deploy_dir, tftpd_dir};

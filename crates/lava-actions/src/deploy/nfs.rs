@@ -1,9 +1,9 @@
 //! The `nfs` deployment: download and unpack a root filesystem into a directory the
 //! dispatcher exports over NFS, with modules and the LAVA overlay.
 
-use crate::common::download::{DownloaderAction, download_dir};
+use crate::common::downloader::{DownloaderAction, download_dir};
 use crate::common::env::DeployDeviceEnvironment;
-use crate::common::overlay::OverlayAction;
+use crate::common::lava_overlay::OverlayAction;
 use crate::common::prepare_overlay::{ApplyOverlayTftp, ExtractModules, ExtractNfsRootfs};
 use crate::deploy::tftp::image_params;
 use lava_pipeline::{

@@ -1,6 +1,6 @@
 //! The `overlay` deploy family: only build the LAVA overlay (`to: overlay`).
 
-use crate::common::overlay::OverlayAction;
+use crate::common::lava_overlay::OverlayAction;
 use lava_pipeline::{Action, Device, Section, Strategy, StrategyRegistry};
 use serde_yaml::{Mapping, Value};
 

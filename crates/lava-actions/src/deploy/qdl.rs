@@ -1,8 +1,8 @@
 //! The `qdl` deploy: download the qcomflash tarball and put the overlay in its rootfs.
 
-use crate::common::download::DownloaderAction;
+use crate::common::downloader::DownloaderAction;
 use crate::common::fastboot::{block_namespace, test_needs_overlay};
-use crate::common::overlay::OverlayAction;
+use crate::common::lava_overlay::OverlayAction;
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
     Action, Device, ErrorKind, LavaResult, Pipeline, PipelineBuilder, RunContext, Section,

@@ -1,7 +1,7 @@
 //! The `recovery` deployment: download firmware images for a device switched into
 //! recovery mode (the boot `recovery` method does the switching).
 
-use crate::common::download::{DownloaderAction, download_dir};
+use crate::common::downloader::{DownloaderAction, download_dir};
 use crate::common::power::ConnectDevice;
 use crate::deploy::tftp::image_params;
 use lava_pipeline::value::scalar_string;

@@ -2,7 +2,7 @@
 //! ssh (`scp-overlay`).
 
 use crate::common::env::DeployDeviceEnvironment;
-use crate::common::overlay::{OverlayAction, namespace};
+use crate::common::lava_overlay::{OverlayAction, namespace};
 use crate::common::prepare_overlay::{ExtractModules, ExtractRootfs};
 use lava_pipeline::{
     Action, Device, LavaResult, Pipeline, PipelineBuilder, RunContext, Section, Strategy,

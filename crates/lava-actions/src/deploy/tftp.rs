@@ -1,9 +1,9 @@
 //! The `tftp` deployment: download kernel, ramdisk, DTB, NFS root filesystem, modules...
 //! into a directory served by the TFTP daemon, then prepare the overlay.
 
-use crate::common::download::DownloaderAction;
+use crate::common::downloader::DownloaderAction;
 use crate::common::env::DeployDeviceEnvironment;
-use crate::common::overlay::OverlayAction;
+use crate::common::lava_overlay::OverlayAction;
 use crate::common::power::require_tool;
 use crate::common::prepare_overlay::PrepareOverlayTftp;
 use lava_pipeline::{

@@ -2,9 +2,9 @@
 //! overlay as a qcow2 guest drive.
 
 use crate::common::apply_overlay::ApplyOverlayGuest;
-use crate::common::download::{DownloaderAction, download_dir};
+use crate::common::downloader::{DownloaderAction, download_dir};
 use crate::common::env::DeployDeviceEnvironment;
-use crate::common::overlay::{OverlayAction, namespace};
+use crate::common::lava_overlay::{OverlayAction, namespace};
 use lava_pipeline::{
     Action, Device, LavaError, LavaResult, PipelineBuilder, Section, Strategy, StrategyRegistry,
     action_identity, async_trait,

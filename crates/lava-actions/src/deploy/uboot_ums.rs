@@ -2,9 +2,9 @@
 //! mass storage emulation writes it at boot time.
 
 use crate::common::apply_overlay::ApplyOverlayImage;
-use crate::common::download::{DownloaderAction, download_dir};
+use crate::common::downloader::{DownloaderAction, download_dir};
 use crate::common::env::DeployDeviceEnvironment;
-use crate::common::overlay::OverlayAction;
+use crate::common::lava_overlay::OverlayAction;
 use crate::deploy::tftp::image_params;
 use lava_pipeline::{
     Action, Device, LavaResult, PipelineBuilder, Section, Strategy, StrategyRegistry,

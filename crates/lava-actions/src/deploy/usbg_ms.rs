@@ -1,9 +1,9 @@
 //! The `usbg-ms` deployment: download an image and expose it to the device as a USB
 //! gadget mass storage from the dispatcher.
 
-use crate::common::download::{DownloaderAction, download_dir};
+use crate::common::downloader::{DownloaderAction, download_dir};
 use crate::common::env::DeployDeviceEnvironment;
-use crate::common::overlay::OverlayAction;
+use crate::common::lava_overlay::OverlayAction;
 use crate::deploy::tftp::image_params;
 use lava_pipeline::{
     Action, Device, ErrorKind, LavaError, LavaResult, Pipeline, PipelineBuilder, RunContext,

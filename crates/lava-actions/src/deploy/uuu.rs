@@ -1,9 +1,9 @@
 //! The `uuu` deploy: download the images NXP's `uuu` writes, applying the overlay.
 
 use crate::common::apply_overlay::{ApplyOverlayImage, ApplyOverlaySparseImage};
-use crate::common::download::{DownloaderAction, download_dir};
+use crate::common::downloader::{DownloaderAction, download_dir};
 use crate::common::fastboot::test_needs_overlay;
-use crate::common::overlay::OverlayAction;
+use crate::common::lava_overlay::OverlayAction;
 use crate::deploy::fastboot::images;
 use lava_pipeline::value::truthy;
 use lava_pipeline::{

@@ -2,7 +2,7 @@
 //! mass storage from its MCC prompt. The mass-storage actions are shared with `mps` and
 //! `musca`.
 
-use crate::common::download::{DownloaderAction, download_dir};
+use crate::common::downloader::{DownloaderAction, download_dir};
 use crate::common::fastboot::WaitUSBMassStorageDeviceAction;
 use crate::common::power::{ConnectDevice, ResetDevice};
 use lava_pipeline::value::truthy;

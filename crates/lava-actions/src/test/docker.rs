@@ -1,7 +1,7 @@
 //! The `docker` test: run the test definitions in a docker container on the worker, with
 //! the device reachable from the container (adb/fastboot over USB).
 
-use crate::common::overlay::CreateOverlay;
+use crate::common::lava_overlay::CreateOverlay;
 use crate::common::power::{DisconnectDevice, ReadFeedback};
 use lava_pipeline::value::truthy;
 use lava_pipeline::{

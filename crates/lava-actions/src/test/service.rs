@@ -1,7 +1,7 @@
 //! The `services` test: start docker compose services on the worker for the length of
 //! the job (`lava-test-services`), each fetched from git or a URL.
 
-use crate::common::download::DownloaderAction;
+use crate::common::downloader::DownloaderAction;
 use lava_pipeline::{
     Action, Device, ErrorKind, LavaResult, Pipeline, PipelineBuilder, RunContext, Section,
     Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
@@ -197,7 +197,7 @@ impl Action for TestServiceAction {
         self.service = params
             .get("service")
             .and_then(lava_pipeline::value::scalar_string);
-        self.download_dir = crate::common::download::download_dir(pipeline, "service");
+        self.download_dir = crate::common::downloader::download_dir(pipeline, "service");
         if params.get("from").and_then(Value::as_str) == Some("url") {
             let mut download = (*params).clone();
             download.insert(

@@ -3,7 +3,7 @@
 //! `pre-downloaded`), plus the image `overlays` LAVA appends to the image.
 
 use super::apply_overlay::AppendOverlays;
-use super::overlay::{CreateOverlay, namespace};
+use super::lava_overlay::{CreateOverlay, namespace};
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
     Action, ErrorKind, LavaError, LavaResult, Pipeline, PipelineBuilder, RunContext,
