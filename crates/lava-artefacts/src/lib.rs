@@ -1,5 +1,5 @@
 //! The artefacts of a job as plain I/O, with no pipeline types: fetching an image
-//! ([`download`]: `http(s)://` and `file://`, one streaming pass that hashes, decompresses
+//! ([`mod@download`]: `http(s)://` and `file://`, one streaming pass that hashes, decompresses
 //! and writes), the compression formats LAVA jobs declare ([`compression`]: gz, xz, zstd,
 //! bz2, by name or by magic), checksums ([`checksum`]: md5, sha256, sha512), the cpio
 //! `newc` format of initramfs images ([`newc`]), tar members ([`tar`]) and the ramdisk

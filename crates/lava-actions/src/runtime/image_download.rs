@@ -2,7 +2,7 @@
 //! records them.
 //!
 //! The transfer itself (one streaming pass: fetch, hash, decompress, write, verify,
-//! rename) is [`lava_artefacts::download`]; this module gives it the job's parameters and
+//! rename) is [`lava_artefacts::download()`]; this module gives it the job's parameters and
 //! turns its course into LAVA's log records, namespace data and action results. As LAVA
 //! does, the checksums and the recorded `size` are of the bytes *downloaded* (the
 //! compressed stream), and the file is named after the URL without its compression suffix.
@@ -247,7 +247,7 @@ impl Progress {
 }
 
 /// One image downloaded as LAVA logs it, without a job context (the bench uses it
-/// directly): [`lava_artefacts::download`] with `headers` taken from the job's mapping,
+/// directly): [`lava_artefacts::download()`] with `headers` taken from the job's mapping,
 /// its course logged on `logger`, and its errors logged and classed as LAVA's.
 /// `on_chunk` sees the running downloaded size (the terminal progress line is drawn by
 /// the logger itself; this is for other observers).
