@@ -87,6 +87,102 @@ fn five_mistakes_are_reported_together_by_lava_run() {
     }
 }
 
+/// `lava-run` with `--validate` on a job and device.
+fn validate_job(job: &Path, device: &Path, job_id: &str) -> Outcome {
+    let out = tempfile::tempdir().unwrap().keep();
+    let status = Command::new(lava_run())
+        .args(["--job-id", job_id, "--validate", "--output-dir"])
+        .arg(&out)
+        .arg("--device")
+        .arg(device)
+        .arg(job)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    let result = std::fs::read_to_string(out.join("result.yaml")).unwrap();
+    Outcome {
+        code: status.code().unwrap_or(-1),
+        result: serde_yaml::from_str(&result).unwrap(),
+        log: std::fs::read_to_string(out.join("logs.yaml")).unwrap(),
+    }
+}
+
+#[test]
+fn a_method_lava_rs_cannot_run_yet_fails_validation_and_the_run_refuses_before_power() {
+    let root = workspace();
+    let dir = tempfile::tempdir().unwrap();
+    let device = dir.path().join("device.yaml");
+    let local_shell = std::fs::read_to_string(root.join("fixtures/local-shell/device.yaml"))
+        .unwrap()
+        .replace(
+            "constants:\n",
+            "constants:\n  u-boot: {interrupt-prompt: 'Hit any key', interrupt-character: ' '}\n",
+        )
+        .replace(
+            "      minimal:\n",
+            "      minimal:\n      u-boot:\n        parameters: {bootloader_prompt: '=>', boot_message: Starting kernel}\n        ramdisk: {commands: [boot]}\n",
+        );
+    std::fs::write(&device, local_shell).unwrap();
+    let job = dir.path().join("uboot.yaml");
+    std::fs::write(
+        &job,
+        "job_name: u-boot\nvisibility: public\ntimeouts: {job: {minutes: 2}}\nactions:\n- deploy: {to: overlay}\n- boot: {method: u-boot, commands: ramdisk, prompts: ['# ']}\n",
+    )
+    .unwrap();
+    let expected =
+        "actions[1].boot: action 'bootloader-commands' (method u-boot) cannot run in lava-rs yet";
+
+    let validated = validate_job(&job, &device, "9105");
+    assert_eq!(validated.code, 1, "{}", validated.log);
+    assert_eq!(
+        validated.result.get("error_type").and_then(|v| v.as_str()),
+        Some("Job")
+    );
+    let msg = validated
+        .result
+        .get("error_msg")
+        .and_then(|v| v.as_str())
+        .unwrap();
+    assert!(msg.contains(expected), "{msg}");
+
+    let ran = run_job(&job, &device, "9106");
+    assert_eq!(ran.code, 1);
+    assert!(ran.log.contains(expected), "{}", ran.log);
+    assert!(
+        !ran.log.contains("start: 1 ") && !ran.log.contains("start: 2 "),
+        "nothing ran: {}",
+        ran.log
+    );
+}
+
+#[test]
+fn the_local_shell_and_qemu_jobs_validate() {
+    let root = workspace();
+    let local = validate_job(
+        &root.join("fixtures/local-shell/inline-job.yaml"),
+        &root.join("fixtures/local-shell/device.yaml"),
+        "9107",
+    );
+    assert_eq!(local.code, 0, "{}", local.log);
+    // The built job names real files; the fixture's placeholder paths still say whether
+    // every action can run here.
+    let built = root.join("target/test-system/qemu-smoke.yaml");
+    let job = if built.exists() {
+        built.clone()
+    } else {
+        root.join("fixtures/qemu/qemu-smoke.yaml")
+    };
+    let qemu = validate_job(&job, &root.join("fixtures/qemu/device.yaml"), "9108");
+    assert!(
+        !qemu.log.contains("cannot run in lava-rs yet"),
+        "{}",
+        qemu.log
+    );
+    if built.exists() {
+        assert_eq!(qemu.code, 0, "{}", qemu.log);
+    }
+}
+
 #[test]
 fn sigterm_mid_test_runs_finalize_and_leaves_no_process() {
     let root = workspace();

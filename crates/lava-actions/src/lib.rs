@@ -21,14 +21,6 @@ pub mod test;
 use lava_pipeline::{Action, FixedActions, StrategyRegistry};
 use serde_yaml::Mapping;
 
-/// The error for an action whose run-time behaviour lava-rs does not have yet: the job
-/// describes and validates, and a run stops here with a clear InfrastructureError.
-pub fn not_yet_runnable(action: &str) -> lava_pipeline::LavaError {
-    lava_pipeline::LavaError::infrastructure(format!(
-        "{action}: running this action is not supported by lava-rs yet"
-    ))
-}
-
 /// Every built-in strategy.
 pub fn registry() -> StrategyRegistry {
     let mut registry = StrategyRegistry::new();

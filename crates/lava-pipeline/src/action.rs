@@ -57,6 +57,14 @@ pub trait Action: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Whether this action's [`run`](Action::run) exists in lava-rs for these block
+    /// parameters. Actions whose run-time behaviour is not written yet declare
+    /// [`Runnable::NotYet`] instead of writing a `run()`: `lava-run --validate` reports them
+    /// as job errors and a full run refuses before anything is powered.
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::Yes
+    }
+
     /// Do the work. The default runs the internal pipeline.
     async fn run(&mut self, ctx: &mut RunContext, children: &mut Pipeline) -> LavaResult<()> {
         children.run_actions(ctx).await
@@ -65,6 +73,29 @@ pub trait Action: Send + Sync + 'static {
     /// Undo or tidy after the job, success or failure.
     async fn cleanup(&mut self, _ctx: &mut RunContext) -> LavaResult<()> {
         Ok(())
+    }
+}
+
+/// Whether an action can run in lava-rs (see [`Action::runnable`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Runnable {
+    /// Its run-time behaviour exists.
+    Yes,
+    /// Its run-time behaviour is not written yet; `missing` names the part that is absent
+    /// when only one form of the action is missing (`"guest disk image"`).
+    NotYet {
+        /// The missing part, when the action runs in other forms.
+        missing: Option<&'static str>,
+    },
+}
+
+impl Runnable {
+    /// Not runnable at all.
+    pub const NOT_YET: Runnable = Runnable::NotYet { missing: None };
+
+    /// Whether the action can run.
+    pub fn is_runnable(&self) -> bool {
+        matches!(self, Runnable::Yes)
     }
 }
 

@@ -36,7 +36,7 @@ pub fn validate_logged(pipeline: &mut Pipeline, ctx: &RunContext) -> Result<(), 
     logger.info("start: 0 validate");
     logger.info(format!("Start time: {} (UTC)", now_spaced()));
     let start = std::time::Instant::now();
-    let outcome = pipeline.validate(&ctx.job);
+    let outcome = validate_and_check_runnable(pipeline, ctx);
     logger.info(format!(
         "validate duration: {:.2}",
         start.elapsed().as_secs_f64()
@@ -50,6 +50,24 @@ pub fn validate_logged(pipeline: &mut Pipeline, ctx: &RunContext) -> Result<(), 
     );
     logger.results(record);
     outcome
+}
+
+/// LAVA's validation, then lava-rs's own question: can every action run here? Both
+/// lists of errors are reported together.
+fn validate_and_check_runnable(pipeline: &mut Pipeline, ctx: &RunContext) -> Result<(), LavaError> {
+    let validated = pipeline.validate(&ctx.job);
+    let runnable = pipeline.check_runnable();
+    for reason in pipeline.not_runnable() {
+        ctx.logger.error(reason.to_string());
+    }
+    match (validated, runnable) {
+        (Ok(()), Ok(())) => Ok(()),
+        (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+        (Err(invalid), Err(unrunnable)) if invalid.kind == unrunnable.kind => Err(LavaError::job(
+            format!("{}\n{}", invalid.message.trim_end(), unrunnable.message),
+        )),
+        (Err(invalid), Err(_)) => Err(invalid),
+    }
 }
 
 /// Validate and (unless `validate_only`) run the job; always cleans up and logs the result.

@@ -42,12 +42,13 @@ pub mod parser;
 pub mod pipeline;
 pub mod protocol;
 pub mod run;
+pub mod runnable;
 pub mod strategy;
 pub mod timeout;
 pub mod validate;
 pub mod value;
 
-pub use action::{Action, ActionMeta, ActionNode, Params};
+pub use action::{Action, ActionMeta, ActionNode, Params, Runnable};
 pub use context::JobData;
 pub use device::Device;
 pub use error::{ErrorKind, LavaError, LavaResult};

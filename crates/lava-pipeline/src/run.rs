@@ -304,6 +304,9 @@ async fn run_once(
     ctx: &mut RunContext,
     deadline: Instant,
 ) -> LavaResult<()> {
+    if let crate::action::Runnable::NotYet { missing } = node.action.runnable(&node.meta) {
+        return Err(crate::runnable::not_runnable_error(&node.meta, missing));
+    }
     let run = async {
         call_protocols(ctx).await?;
         node.action.run(ctx, &mut node.pipeline).await

@@ -4,7 +4,7 @@ use crate::common::env::ExportDeviceEnvironment;
 use crate::common::fastboot::test_has_shell;
 use crate::common::login::{AutoLoginAction, ExpectShellSession};
 use lava_pipeline::{
-    Action, Device, LavaError, LavaResult, Pipeline, PipelineBuilder, RunContext, Section,
+    Action, ActionMeta, Device, LavaError, LavaResult, PipelineBuilder, Runnable, Section,
     Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
@@ -88,7 +88,7 @@ impl Action for CallAvhAction {
             _ => Ok(()),
         }
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable(self.name()))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }

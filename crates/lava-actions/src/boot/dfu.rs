@@ -4,7 +4,7 @@ use crate::common::bootloader::BootloaderInterruptAction;
 use crate::common::fastboot::WaitDFUDeviceAction;
 use crate::common::power::{ConnectDevice, ResetDevice};
 use lava_pipeline::{
-    Action, Device, LavaResult, Pipeline, PipelineBuilder, RunContext, Section, Strategy,
+    Action, ActionMeta, Device, LavaResult, PipelineBuilder, Runnable, Section, Strategy,
     StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
@@ -110,8 +110,8 @@ impl Action for EnterDFU {
         }
         Ok(())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable(self.name()))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 
@@ -185,7 +185,7 @@ impl Action for FlashDFUAction {
         }
         Ok(())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable(self.name()))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }

@@ -3,7 +3,7 @@
 use crate::common::fastboot::{WaitDeviceBoardID, has_hard_reset};
 use crate::common::power::{ConnectDevice, ResetDevice};
 use lava_pipeline::{
-    Action, Device, LavaError, LavaResult, Pipeline, PipelineBuilder, RunContext, Section,
+    Action, ActionMeta, Device, LavaError, LavaResult, PipelineBuilder, Runnable, Section,
     Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
@@ -188,8 +188,8 @@ impl Action for FlashJLinkAction {
         }
         Ok(())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable(self.name()))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 

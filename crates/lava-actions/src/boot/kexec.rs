@@ -5,7 +5,7 @@ use crate::common::env::ExportDeviceEnvironment;
 use crate::common::login::{AutoLoginAction, ExpectShellSession, OverlayUnpack};
 use lava_pipeline::value::{scalar_string, truthy};
 use lava_pipeline::{
-    Action, Device, LavaResult, Pipeline, PipelineBuilder, RunContext, Section, Strategy,
+    Action, ActionMeta, Device, LavaResult, PipelineBuilder, Runnable, Section, Strategy,
     StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
@@ -100,8 +100,8 @@ impl Action for KexecAction {
         }
         Ok(())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("call-kexec"))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 

@@ -3,7 +3,7 @@
 use crate::common::fastboot::WaitQDLDeviceAction;
 use crate::common::power::{ConnectDevice, ResetDevice};
 use lava_pipeline::{
-    Action, Device, LavaError, LavaResult, Pipeline, PipelineBuilder, RunContext, Section,
+    Action, ActionMeta, Device, LavaError, LavaResult, PipelineBuilder, Runnable, Section,
     Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use regex::Regex;
@@ -98,8 +98,8 @@ impl Action for EnterQDL {
         }
         Ok(())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable(self.name()))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 
@@ -214,8 +214,8 @@ impl Action for FlashQDLAction {
         }
         Ok(())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable(self.name()))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::common::power::{PowerOff, PowerOn};
 use lava_pipeline::{
-    Action, Device, LavaResult, Pipeline, PipelineBuilder, RunContext, Section, Strategy,
+    Action, ActionMeta, Device, LavaResult, PipelineBuilder, Runnable, Section, Strategy,
     StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
@@ -142,8 +142,8 @@ impl Action for SwitchRecoveryCommand {
         }
         Ok(())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("switch-recovery"))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 

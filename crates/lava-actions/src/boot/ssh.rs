@@ -5,8 +5,8 @@ use crate::common::env::ExportDeviceEnvironment;
 use crate::common::lava_overlay::ssh_identity_file;
 use crate::common::login::{AutoLoginAction, ExpectShellSession};
 use lava_pipeline::{
-    Action, Device, ErrorKind, LavaResult, Pipeline, PipelineBuilder, RunContext, Section,
-    Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Device, ErrorKind, LavaResult, Pipeline, PipelineBuilder, RunContext,
+    Runnable, Section, Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
@@ -230,8 +230,8 @@ impl Action for SchrootAction {
         }
         Ok(())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("schroot-login"))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 

@@ -6,7 +6,7 @@ use crate::common::bootloader::BootloaderCommandOverlay;
 use crate::common::power::{ConnectDevice, DisconnectDevice, PowerOff, ResetDevice, require_tool};
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
-    Action, Device, LavaError, LavaResult, Pipeline, PipelineBuilder, RunContext, Section,
+    Action, ActionMeta, Device, LavaError, LavaResult, PipelineBuilder, Runnable, Section,
     Strategy, StrategyRegistry, action_identity, async_trait,
 };
 use regex::Regex;
@@ -400,8 +400,8 @@ impl Action for CheckSerialDownloadMode {
         self.timeout = find_tool(container, "timeout")?;
         Ok(())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable(self.name()))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 
@@ -492,8 +492,8 @@ impl Action for UUUCommandsAction {
             .collect();
         Ok(())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable(self.name()))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 

@@ -4,8 +4,8 @@
 //! (`append-overlays`).
 
 use lava_pipeline::{
-    Action, ErrorKind, LavaError, LavaResult, Pipeline, RunContext, ValidateContext,
-    action_identity, async_trait,
+    Action, ActionMeta, ErrorKind, LavaError, LavaResult, Pipeline, RunContext, Runnable,
+    ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
@@ -48,18 +48,31 @@ impl Action for ApplyOverlayGuest {
         }
         Ok(())
     }
-    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        // With a ramdisk the overlay goes into it (unpack, add, repack); a guest disk image
-        // (LAVA's qcow2 overlay drive) is not built by lava-rs yet.
-        if ctx.get_data("download-action", "ramdisk", "file").is_some() {
-            crate::runtime::ramdisk_overlay::apply_overlay_to_ramdisk(ctx)
-                .await
-                .map(|_| ())
+    /// With a ramdisk the overlay goes into it (unpack, add, repack); a guest disk image
+    /// (LAVA's qcow2 overlay drive) is not built by lava-rs yet.
+    fn runnable(&self, meta: &ActionMeta) -> Runnable {
+        let has_ramdisk = meta
+            .param("images")
+            .and_then(|images| images.get("ramdisk"))
+            .is_some();
+        if has_ramdisk {
+            Runnable::Yes
         } else {
-            Err(crate::not_yet_runnable(
-                "apply-overlay-guest (guest disk image)",
-            ))
+            Runnable::NotYet {
+                missing: Some("guest disk image"),
+            }
         }
+    }
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        if ctx.get_data("download-action", "ramdisk", "file").is_none() {
+            return Err(lava_pipeline::runnable::not_runnable_error(
+                ctx.meta(),
+                Some("guest disk image"),
+            ));
+        }
+        crate::runtime::ramdisk_overlay::apply_overlay_to_ramdisk(ctx)
+            .await
+            .map(|_| ())
     }
 }
 
@@ -98,8 +111,8 @@ impl Action for ApplyOverlayImage {
     fn timeout_kind(&self) -> ErrorKind {
         ErrorKind::Infrastructure
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("apply-overlay-image"))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 
@@ -134,8 +147,8 @@ impl Action for ApplyOverlaySparseImage {
         }
         Ok(())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("apply-overlay-sparse-image"))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 
@@ -220,8 +233,8 @@ impl Action for AppendOverlays {
     fn validate(&self, _ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         self.check()
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("append-overlays"))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 
@@ -261,8 +274,8 @@ impl Action for ApplyOverlayAvh {
         }
         Ok(())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("apply-overlay-avh"))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 
@@ -299,7 +312,7 @@ impl Action for ApplyQDLOverlay {
         }
         Ok(())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("apply-overlay-qdl"))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }

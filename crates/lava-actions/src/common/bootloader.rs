@@ -8,7 +8,7 @@ use crate::common::login::{AutoLoginAction, ExpectShellSession, OverlayUnpack};
 use crate::common::power::ResetDevice;
 use lava_pipeline::value::python_repr;
 use lava_pipeline::{
-    Action, Device, ErrorKind, LavaError, LavaResult, Pipeline, PipelineBuilder, RunContext,
+    Action, ActionMeta, Device, ErrorKind, LavaError, LavaResult, PipelineBuilder, Runnable,
     ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
@@ -249,8 +249,8 @@ impl Action for BootloaderCommandOverlay {
         }
         Ok(())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("bootloader-overlay"))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 
@@ -389,8 +389,8 @@ impl Action for BootloaderInterruptAction {
         }
         outcome.map(|_| ())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("bootloader-interrupt"))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 
@@ -496,8 +496,8 @@ impl Action for BootloaderCommandsAction {
         let method = method_of(&self.method, &ctx.meta.parameters);
         require_boot_method_params(&ctx.job.device, method).map(|_| ())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("bootloader-commands"))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 
@@ -536,8 +536,8 @@ impl Action for BootloaderCommandsActionAltBank {
         let method = method_of(&self.method, &ctx.meta.parameters);
         require_boot_method_params(&ctx.job.device, method).map(|_| ())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("bootloader-commands-altbank"))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 
@@ -595,8 +595,8 @@ impl Action for BootloaderSecondaryMedia {
         }
         Ok(())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("bootloader-from-media"))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 

@@ -3,8 +3,8 @@
 
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
-    Action, LavaResult, Pipeline, PipelineBuilder, RunContext, ValidateContext, action_identity,
-    async_trait,
+    Action, ActionMeta, LavaResult, Pipeline, PipelineBuilder, RunContext, Runnable,
+    ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
@@ -196,7 +196,7 @@ impl Action for OverlayUnpack {
         }
         Ok(())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("overlay-unpack"))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }

@@ -338,4 +338,77 @@ actions:
         assert_eq!(Url::parse("/local/file").scheme, "");
         assert_eq!(Url::parse("downloads://disk.img").netloc, "disk.img");
     }
+
+    #[test]
+    fn actions_without_a_run_are_named_with_their_block_and_method() {
+        let uboot_device = DEVICE.replace(
+            "      minimal:\n",
+            "      minimal:\n      u-boot:\n        parameters: {bootloader_prompt: '=>', boot_message: Starting kernel}\n        ramdisk:\n          commands: [boot]\n",
+        );
+        let registry = crate::registry();
+        let device = Device::from_yaml(&uboot_device, None).expect("device");
+        let text = job("
+- deploy: {to: tmpfs, images: {disk: {url: 'downloads://disk.img'}}}
+- boot: {method: u-boot, commands: ramdisk, prompts: ['# ']}
+");
+        let (_job, pipeline) = JobParser::new(&registry, &crate::FIXED)
+            .parse(&text, device, &ParseOptions::default())
+            .expect("job parses");
+        let reasons: Vec<String> = pipeline
+            .not_runnable()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            reasons.contains(
+                &"actions[1].boot: action 'bootloader-commands' (method u-boot) cannot run in lava-rs yet"
+                    .to_string()
+            ),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons.iter().all(|r| r.starts_with("actions[")),
+            "{reasons:?}"
+        );
+        let error = pipeline.check_runnable().unwrap_err();
+        assert_eq!(error.kind, lava_pipeline::ErrorKind::Job);
+    }
+
+    #[test]
+    fn a_qemu_ramdisk_job_can_run_here() {
+        let registry = crate::registry();
+        let device = Device::from_yaml(DEVICE, None).expect("device");
+        let text = job("
+- deploy: {to: tmpfs, images: {kernel: {url: 'file:///k'}, ramdisk: {url: 'file:///r'}}}
+- boot: {method: qemu, media: tmpfs, prompts: ['# ']}
+- test:
+    definitions:
+    - {from: inline, name: smoke, path: inline/smoke.yaml, repository: {metadata: {name: smoke}}}
+");
+        let (_job, pipeline) = JobParser::new(&registry, &crate::FIXED)
+            .parse(&text, device, &ParseOptions::default())
+            .expect("job parses");
+        assert_eq!(pipeline.not_runnable(), Vec::new());
+        let device = Device::from_yaml(DEVICE, None).expect("device");
+        let disk_only = job("
+- deploy: {to: tmpfs, images: {disk: {url: 'file:///d'}}}
+- test:
+    definitions:
+    - {from: inline, name: smoke, path: inline/smoke.yaml, repository: {metadata: {name: smoke}}}
+");
+        let (_job, pipeline) = JobParser::new(&registry, &crate::FIXED)
+            .parse(&disk_only, device, &ParseOptions::default())
+            .expect("job parses");
+        let reasons: Vec<String> = pipeline
+            .not_runnable()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "actions[0].deploy: action 'apply-overlay-guest' (method tmpfs) (guest disk image) cannot run in lava-rs yet"
+            ]
+        );
+    }
 }

@@ -4,8 +4,8 @@
 use super::{command_list, run_host_commands};
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
-    Action, Device, ErrorKind, LavaError, LavaResult, Pipeline, PipelineBuilder, RunContext,
-    ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Device, ErrorKind, LavaError, LavaResult, Pipeline, PipelineBuilder,
+    RunContext, Runnable, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::Value;
 
@@ -322,8 +322,8 @@ impl Action for SendRebootCommands {
         "Issue a reboot command on the device",
         "Issue a reboot command on the device"
     );
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("send-reboot-commands"))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 
@@ -602,7 +602,7 @@ impl Action for ConnectShell {
         push_all(ctx, errors);
         result.map(|_| ())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("connect-shell"))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }

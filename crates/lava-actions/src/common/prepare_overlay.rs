@@ -5,8 +5,8 @@
 use crate::common::power::require_tool;
 use lava_pipeline::value::{scalar_string, truthy};
 use lava_pipeline::{
-    Action, Device, ErrorKind, LavaResult, Pipeline, PipelineBuilder, RunContext, ValidateContext,
-    action_identity, async_trait,
+    Action, ActionMeta, Device, ErrorKind, LavaResult, Pipeline, PipelineBuilder, RunContext,
+    Runnable, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 use std::process::{Command, Stdio};
@@ -145,12 +145,16 @@ impl Action for ExtractRootfs {
     fn timeout_kind(&self) -> ErrorKind {
         ErrorKind::Infrastructure
     }
-    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        // LAVA: nothing to do when the block has no such image.
-        if !lava_pipeline::value::truthy(ctx.meta().param(self.param_key())) {
-            return Ok(());
+    /// LAVA does nothing when the block has no such image; unpacking one is not written yet.
+    fn runnable(&self, meta: &ActionMeta) -> Runnable {
+        if lava_pipeline::value::truthy(meta.param(self.param_key())) {
+            Runnable::NOT_YET
+        } else {
+            Runnable::Yes
         }
-        Err(crate::not_yet_runnable("extract-rootfs"))
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Ok(())
     }
 }
 
@@ -211,8 +215,8 @@ impl Action for ExtractNfsRootfs {
     fn timeout_kind(&self) -> ErrorKind {
         ErrorKind::Infrastructure
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("extract-nfsrootfs"))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 
@@ -326,8 +330,8 @@ impl Action for ParsePersistentNFS {
             }
         }
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("parse-persistent-nfs"))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 
@@ -353,8 +357,8 @@ impl Action for ExtractRamdisk {
     fn timeout_kind(&self) -> ErrorKind {
         ErrorKind::Infrastructure
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("extract-overlay-ramdisk"))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 
@@ -379,12 +383,16 @@ impl Action for ExtractModules {
     fn timeout_kind(&self) -> ErrorKind {
         ErrorKind::Infrastructure
     }
-    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        // LAVA: nothing to do when the block has no modules.
-        if !lava_pipeline::value::truthy(ctx.meta().param("modules")) {
-            return Ok(());
+    /// LAVA does nothing when the block has no modules; unpacking them is not written yet.
+    fn runnable(&self, meta: &ActionMeta) -> Runnable {
+        if lava_pipeline::value::truthy(meta.param("modules")) {
+            Runnable::NOT_YET
+        } else {
+            Runnable::Yes
         }
-        Err(crate::not_yet_runnable("extract-modules"))
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Ok(())
     }
 }
 
@@ -434,8 +442,8 @@ impl Action for ApplyOverlayTftp {
     fn timeout_kind(&self) -> ErrorKind {
         ErrorKind::Infrastructure
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("apply-overlay-tftp"))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 
@@ -565,8 +573,8 @@ impl Action for UBootPrepareKernelAction {
         push_all(ctx, errors);
         outcome.map(|_| ())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("uboot-prepare-kernel"))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 
@@ -605,8 +613,8 @@ impl Action for PrepareFITAction {
         push_all(ctx, errors);
         Ok(())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("prepare-fit"))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 
@@ -632,8 +640,8 @@ impl Action for ConfigurePreseedFile {
     fn timeout_kind(&self) -> ErrorKind {
         ErrorKind::Infrastructure
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("configure-preseed-file"))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 
@@ -711,8 +719,8 @@ impl Action for CompressRamdisk {
     fn timeout_kind(&self) -> ErrorKind {
         ErrorKind::Infrastructure
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("compress-ramdisk"))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 

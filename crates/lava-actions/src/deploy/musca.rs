@@ -6,7 +6,7 @@ use crate::common::downloader::download_dir;
 use crate::common::power::{DisconnectDevice, ResetDevice};
 use crate::deploy::vemsd::{Board, MassStorage};
 use lava_pipeline::{
-    Action, Device, LavaResult, Pipeline, PipelineBuilder, RunContext, Section, Strategy,
+    Action, ActionMeta, Device, LavaResult, PipelineBuilder, Runnable, Section, Strategy,
     StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
@@ -136,8 +136,8 @@ impl Action for WaitMuscaMassStorageAction {
             .map(|id| format!("/dev/disk/by-id/{id}"));
         Ok(())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable(self.name()))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 
@@ -164,8 +164,8 @@ impl Action for DeployMuscaTestBinary {
         }
         Ok(())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable(self.name()))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 
@@ -181,7 +181,7 @@ impl Action for CheckMuscaFlashAction {
         "checks if software flashed to the musca correctly",
         "check for FAIL.TXT on musca"
     );
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable(self.name()))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }

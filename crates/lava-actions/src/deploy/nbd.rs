@@ -7,7 +7,7 @@ use crate::common::power::require_tool;
 use crate::common::prepare_overlay::{PrepareKernelAction, kernel_has_type};
 use crate::deploy::tftp::{check_tftp_dir, image_params, tftp_deploy_dir, tftpd_dir};
 use lava_pipeline::{
-    Action, Device, LavaResult, Pipeline, PipelineBuilder, RunContext, Section, Strategy,
+    Action, ActionMeta, Device, LavaResult, PipelineBuilder, Runnable, Section, Strategy,
     StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
@@ -155,8 +155,8 @@ impl Action for XnbdAction {
         "nbd daemon",
         "nbd daemon"
     );
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("xnbd-server-deploy"))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 

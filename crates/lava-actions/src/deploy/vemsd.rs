@@ -7,7 +7,7 @@ use crate::common::fastboot::WaitUSBMassStorageDeviceAction;
 use crate::common::power::{ConnectDevice, ResetDevice};
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
-    Action, Device, ErrorKind, LavaResult, Pipeline, PipelineBuilder, RunContext, Section,
+    Action, ActionMeta, Device, ErrorKind, LavaResult, PipelineBuilder, Runnable, Section,
     Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
@@ -270,8 +270,8 @@ impl Action for VExpressStep {
         }
         Ok(())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable(self.name()))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 
@@ -382,7 +382,7 @@ impl Action for MassStorage {
         }
         Ok(())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable(self.name()))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }

@@ -5,7 +5,7 @@ use crate::common::lava_overlay::CreateOverlay;
 use crate::common::power::{DisconnectDevice, ReadFeedback};
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
-    Action, Device, ErrorKind, LavaResult, Pipeline, PipelineBuilder, RunContext, Section,
+    Action, ActionMeta, Device, ErrorKind, LavaResult, PipelineBuilder, Runnable, Section,
     Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
@@ -103,8 +103,8 @@ impl Action for DockerTestSetEnvironment {
         self.board_id = board_id(pipeline.device());
         Ok(())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable(self.name()))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 
@@ -191,8 +191,8 @@ impl Action for DockerTestShell {
         }
         Ok(())
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable(self.name()))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 

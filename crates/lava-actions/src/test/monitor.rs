@@ -3,7 +3,7 @@
 
 use super::shell::check_required;
 use lava_pipeline::{
-    Action, Device, ErrorKind, LavaResult, Pipeline, PipelineBuilder, RunContext, Section,
+    Action, ActionMeta, Device, ErrorKind, LavaResult, PipelineBuilder, Runnable, Section,
     Strategy, StrategyRegistry, action_identity, async_trait,
 };
 use serde_yaml::Mapping;
@@ -43,8 +43,8 @@ impl Action for TestMonitorAction {
     fn timeout_kind(&self) -> ErrorKind {
         ErrorKind::Timeout
     }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Err(crate::not_yet_runnable("lava-test-monitor"))
+    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
+        Runnable::NOT_YET
     }
 }
 
