@@ -21,6 +21,29 @@ pub mod test;
 use lava_pipeline::{Action, FixedActions, StrategyRegistry};
 use serde_yaml::Mapping;
 
+/// The registered strategies of `section` named `name`, in registration order (tests
+/// ask a strategy its reasons through this).
+#[cfg(test)]
+pub(crate) fn strategies(
+    section: lava_pipeline::Section,
+    name: &str,
+) -> Vec<std::sync::Arc<dyn lava_pipeline::Strategy>> {
+    registry()
+        .of(section)
+        .filter(|s| s.name() == name)
+        .cloned()
+        .collect()
+}
+
+/// The first registered strategy of `section` named `name`.
+#[cfg(test)]
+pub(crate) fn strategy(
+    section: lava_pipeline::Section,
+    name: &str,
+) -> std::sync::Arc<dyn lava_pipeline::Strategy> {
+    strategies(section, name).remove(0)
+}
+
 /// Every built-in strategy.
 pub fn registry() -> StrategyRegistry {
     let mut registry = StrategyRegistry::new();

@@ -126,10 +126,7 @@ pub struct ActionMeta {
 impl ActionMeta {
     /// The block namespace (`common` unless set).
     pub fn namespace(&self) -> &str {
-        self.parameters
-            .get("namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("common")
+        crate::params::BlockParams::new(&self.parameters, "").namespace()
     }
 
     /// Whether the block's `timeout.skip` is true.
@@ -143,6 +140,14 @@ impl ActionMeta {
     /// A parameter of the block.
     pub fn param(&self, key: &str) -> Option<&Value> {
         self.parameters.get(key)
+    }
+
+    /// The block parameters with typed getters; errors name `actions[N].<section>.<key>`.
+    pub fn params(&self) -> crate::params::BlockParams<'_> {
+        crate::params::BlockParams::new(
+            &self.parameters,
+            crate::params::block_path(&self.level, &self.section),
+        )
     }
 }
 

@@ -32,12 +32,14 @@
 pub mod action;
 pub mod command;
 pub mod context;
+pub mod declared;
 pub mod definition;
 pub mod device;
 pub mod error;
 pub mod execute;
 pub mod job;
 pub mod log;
+pub mod params;
 pub mod parser;
 pub mod pipeline;
 pub mod protocol;
@@ -50,10 +52,12 @@ pub mod value;
 
 pub use action::{Action, ActionMeta, ActionNode, Params, Runnable};
 pub use context::JobData;
+pub use declared::{Declared, TestNeeds};
 pub use device::Device;
 pub use error::{ErrorKind, LavaError, LavaResult};
 pub use job::{Job, TestInfo};
 pub use log::{JobLogger, Level, StderrStyle};
+pub use params::{BlockParams, ParamError};
 pub use parser::{FixedActions, JobParser, ParseOptions, deployment_data};
 pub use pipeline::{DescribedAction, Pipeline, PipelineBuilder, description_yaml};
 pub use protocol::{Protocol, Protocols, with_protocol};

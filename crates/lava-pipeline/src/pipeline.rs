@@ -70,6 +70,21 @@ impl<'j> PipelineBuilder<'j> {
         self.params.get(key)
     }
 
+    /// The block parameters children receive, with typed getters whose errors name
+    /// `actions[N].<section>.<key>`.
+    pub fn params(&self) -> crate::params::BlockParams<'_> {
+        let path = match &self.parent {
+            Some(parent) => crate::params::block_path(&parent.level, &parent.section),
+            None => "parameters".to_string(),
+        };
+        crate::params::BlockParams::new(&self.params, path)
+    }
+
+    /// The block's namespace (`common` unless set).
+    pub fn namespace(&self) -> &str {
+        crate::params::BlockParams::new(&self.params, "").namespace()
+    }
+
     /// The owning action's level (`None` at the root).
     pub fn parent_level(&self) -> Option<&str> {
         self.parent.as_ref().map(|p| p.level.as_str())

@@ -4,38 +4,18 @@ use crate::common::env::ExportDeviceEnvironment;
 use crate::common::fastboot::test_has_shell;
 use crate::common::login::{AutoLoginAction, ExpectShellSession};
 use lava_pipeline::{
-    Action, ActionMeta, Device, LavaError, LavaResult, PipelineBuilder, Runnable, Section,
-    Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, LavaError, LavaResult, PipelineBuilder, Runnable,
+    StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
-use serde_yaml::{Mapping, Value};
+use serde_yaml::Value;
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(BootAvhStrategy);
-}
-
-/// `method: avh`.
-pub struct BootAvhStrategy;
-
-impl Strategy for BootAvhStrategy {
-    fn section(&self) -> Section {
-        Section::Boot
-    }
-    fn name(&self) -> &str {
-        "avh"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if !device.has_boot_method("avh") {
-            return Err("'avh' not in the device configuration boot methods".into());
-        }
-        if params.get("method").and_then(Value::as_str) != Some("avh") {
-            return Err("'method' is not 'avh'".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(BootAvhAction)
-    }
+    registry.register(
+        Declared::boot("avh", |_| Box::new(BootAvhAction))
+            .device_method_with("avh", "'avh' not in the device configuration boot methods")
+            .method_with("avh", "'method' is not 'avh'"),
+    );
 }
 
 /// `boot-avh`.

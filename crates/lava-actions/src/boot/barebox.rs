@@ -6,42 +6,18 @@ use crate::common::bootloader::{
 };
 use crate::common::power::{ConnectDevice, ResetDevice};
 use lava_pipeline::{
-    Action, Device, LavaResult, PipelineBuilder, Section, Strategy, StrategyRegistry,
-    ValidateContext, action_identity, async_trait,
+    Action, Declared, LavaResult, PipelineBuilder, StrategyRegistry, ValidateContext,
+    action_identity, async_trait,
 };
-use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(Barebox);
-}
-
-/// Boot with `method: barebox`.
-pub struct Barebox;
-
-impl Strategy for Barebox {
-    fn section(&self) -> Section {
-        Section::Boot
-    }
-    fn name(&self) -> &str {
-        "barebox"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if params.get("method").and_then(Value::as_str) != Some("barebox") {
-            return Err("\"method\" was not \"barebox\"".into());
-        }
-        if !params.contains_key("commands") {
-            return Err("commands not specified in boot parameters".into());
-        }
-        if device.has_boot_method("barebox") {
-            Ok(())
-        } else {
-            Err("\"barebox\" was not in the device configuration boot methods".into())
-        }
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(BareboxAction)
-    }
+    registry.register(
+        Declared::boot("barebox", |_| Box::new(BareboxAction))
+            .method("barebox")
+            .param("commands", "commands not specified in boot parameters")
+            .device_method("barebox"),
+    );
 }
 
 /// `barebox-action`: prepare the commands and connect, then the barebox interaction.

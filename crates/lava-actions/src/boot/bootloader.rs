@@ -8,14 +8,27 @@ use crate::common::bootloader::{
 use crate::common::power::{ConnectDevice, ResetConnection, ResetDevice};
 use lava_pipeline::value::{scalar_string, truthy};
 use lava_pipeline::{
-    Action, Device, LavaResult, PipelineBuilder, Section, Strategy, StrategyRegistry,
-    action_identity, async_trait,
+    Action, Declared, LavaResult, PipelineBuilder, StrategyRegistry, action_identity, async_trait,
 };
-use serde_yaml::{Mapping, Value};
+use serde_yaml::Mapping;
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(BootBootloader);
+    registry.register(
+        Declared::boot("bootloader", |_| Box::new(BootBootloaderRetry))
+            .method_with("bootloader", "'method' was not 'bootloader'")
+            .param("bootloader", "'bootloader' is undefined")
+            .check(|device, params| {
+                let bootloader = bootloader_of(params);
+                if device.has_boot_method(&bootloader) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "boot method '{bootloader}' not in the device configuration"
+                    ))
+                }
+            }),
+    );
 }
 
 /// The `bootloader:` of the block (the device boot method to drive).
@@ -24,37 +37,6 @@ fn bootloader_of(params: &Mapping) -> String {
         .get("bootloader")
         .and_then(scalar_string)
         .unwrap_or_default()
-}
-
-/// Boot with `method: bootloader`.
-pub struct BootBootloader;
-
-impl Strategy for BootBootloader {
-    fn section(&self) -> Section {
-        Section::Boot
-    }
-    fn name(&self) -> &str {
-        "bootloader"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if params.get("method").and_then(Value::as_str) != Some("bootloader") {
-            return Err("'method' was not 'bootloader'".into());
-        }
-        if !params.contains_key("bootloader") {
-            return Err("'bootloader' is undefined".into());
-        }
-        let bootloader = bootloader_of(params);
-        if device.has_boot_method(&bootloader) {
-            Ok(())
-        } else {
-            Err(format!(
-                "boot method '{bootloader}' not in the device configuration"
-            ))
-        }
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(BootBootloaderRetry)
-    }
 }
 
 /// `boot-bootloader-retry`: prepare the commands, then the bootloader interaction.
@@ -117,7 +99,9 @@ impl Action for BootBootloaderAction {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+
+    use lava_pipeline::Device;
+    use serde_yaml::Mapping;
 
     #[test]
     fn bootloader_strategy_reasons() {
@@ -125,16 +109,18 @@ mod tests {
             Device::from_yaml("actions:\n  boot:\n    methods:\n      u-boot: {}\n", None).unwrap();
         let p = |y: &str| -> Mapping { serde_yaml::from_str(y).unwrap() };
         assert!(
-            BootBootloader
+            crate::strategy(lava_pipeline::Section::Boot, "bootloader")
                 .accepts(&device, &p("{method: bootloader, bootloader: u-boot}"))
                 .is_ok()
         );
         assert_eq!(
-            BootBootloader.accepts(&device, &p("{method: bootloader}")),
+            crate::strategy(lava_pipeline::Section::Boot, "bootloader")
+                .accepts(&device, &p("{method: bootloader}")),
             Err("'bootloader' is undefined".into())
         );
         assert_eq!(
-            BootBootloader.accepts(&device, &p("{method: bootloader, bootloader: grub}")),
+            crate::strategy(lava_pipeline::Section::Boot, "bootloader")
+                .accepts(&device, &p("{method: bootloader, bootloader: grub}")),
             Err("boot method 'grub' not in the device configuration".into())
         );
     }

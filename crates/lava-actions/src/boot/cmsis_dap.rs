@@ -4,50 +4,31 @@ use crate::common::fastboot::{WaitDevicePathAction, WaitUSBSerialDeviceAction, h
 use crate::common::power::{ConnectDevice, ResetDevice};
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
-    Action, ActionMeta, Device, ErrorKind, LavaResult, PipelineBuilder, Runnable, Section,
-    Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, Device, ErrorKind, LavaResult, PipelineBuilder, Runnable,
+    StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(CmsisStrategy);
-}
-
-/// `method: cmsis-dap`.
-pub struct CmsisStrategy;
-
-impl Strategy for CmsisStrategy {
-    fn section(&self) -> Section {
-        Section::Boot
-    }
-    fn name(&self) -> &str {
-        "cmsis-dap"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if !device.has_boot_method("cmsis-dap") {
-            return Err("\"cmsis-dap\" is not in the device configuration boot methods".into());
-        }
-        if params.get("method").and_then(Value::as_str) != Some("cmsis-dap") {
-            return Err("\"method\" was not \"cmsis-dap\"".into());
-        }
-        if !device.has("board_id") {
-            return Err("device has no \"board_id\" configured".into());
-        }
-        let Some(parameters) = method_params(device) else {
-            return Err(
-                "\"parameters\" was not in the device boot method configuration for \"cmsis-dap\""
-                    .into(),
-            );
-        };
-        if !parameters.contains_key("usb_mass_device") {
-            return Err("\"usb_mass_device\" was not in the device configuration \"cmsis-dap\" boot method parameters".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(BootCMSISRetry)
-    }
+    registry.register(
+        Declared::boot("cmsis-dap", |_| Box::new(BootCMSISRetry))
+            .device_method_with(
+                "cmsis-dap",
+                "\"cmsis-dap\" is not in the device configuration boot methods",
+            )
+            .method("cmsis-dap")
+            .device_key_with("board_id", "device has no \"board_id\" configured")
+            .check(|device, _| {
+                let Some(parameters) = method_params(device) else {
+                    return Err("\"parameters\" was not in the device boot method configuration for \"cmsis-dap\"".into());
+                };
+                if !parameters.contains_key("usb_mass_device") {
+                    return Err("\"usb_mass_device\" was not in the device configuration \"cmsis-dap\" boot method parameters".into());
+                }
+                Ok(())
+            }),
+    );
 }
 
 fn method_params(device: &Device) -> Option<&Mapping> {

@@ -8,42 +8,19 @@ use crate::common::bootloader::{
 use crate::common::power::{ResetConnection, ResetDevice};
 use lava_pipeline::value::scalar_string;
 use lava_pipeline::{
-    Action, ActionMeta, Device, ErrorKind, LavaResult, PipelineBuilder, Runnable, Section,
-    Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, Device, ErrorKind, LavaResult, PipelineBuilder, Runnable,
+    StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(Depthcharge);
-}
-
-/// Boot with `method: depthcharge`.
-pub struct Depthcharge;
-
-impl Strategy for Depthcharge {
-    fn section(&self) -> Section {
-        Section::Boot
-    }
-    fn name(&self) -> &str {
-        "depthcharge"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if params.get("method").and_then(Value::as_str) != Some("depthcharge") {
-            return Err("\"method\" was not \"depthcharge\"".into());
-        }
-        if !params.contains_key("commands") {
-            return Err("commands not specified in boot parameters".into());
-        }
-        if device.has_boot_method("depthcharge") {
-            Ok(())
-        } else {
-            Err("\"depthcharge\" was not in the device configuration boot methods".into())
-        }
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(DepthchargeAction)
-    }
+    registry.register(
+        Declared::boot("depthcharge", |_| Box::new(DepthchargeAction))
+            .method("depthcharge")
+            .param("commands", "commands not specified in boot parameters")
+            .device_method("depthcharge"),
+    );
 }
 
 /// `depthcharge-action`: the command overlay, then the retried boot.

@@ -4,41 +4,19 @@ use crate::common::bootloader::BootloaderInterruptAction;
 use crate::common::fastboot::WaitDFUDeviceAction;
 use crate::common::power::{ConnectDevice, ResetDevice};
 use lava_pipeline::{
-    Action, ActionMeta, Device, LavaResult, PipelineBuilder, Runnable, Section, Strategy,
-    StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, LavaResult, PipelineBuilder, Runnable, StrategyRegistry,
+    ValidateContext, action_identity, async_trait,
 };
-use serde_yaml::{Mapping, Value};
+use serde_yaml::Value;
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(DfuStrategy);
-}
-
-/// `method: dfu`.
-pub struct DfuStrategy;
-
-impl Strategy for DfuStrategy {
-    fn section(&self) -> Section {
-        Section::Boot
-    }
-    fn name(&self) -> &str {
-        "dfu"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if !device.has_boot_method("dfu") {
-            return Err("\"dfu\" was not in the device configuration boot methods".into());
-        }
-        if params.get("method").and_then(Value::as_str) != Some("dfu") {
-            return Err("\"method\" was not \"dfu\"".into());
-        }
-        if !device.has("board_id") {
-            return Err("\"board_id\" is not in the device configuration".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(BootDFURetry)
-    }
+    registry.register(
+        Declared::boot("dfu", |_| Box::new(BootDFURetry))
+            .device_method("dfu")
+            .method("dfu")
+            .device_key("board_id"),
+    );
 }
 
 /// `boot-dfu-retry`.

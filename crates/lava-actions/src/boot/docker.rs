@@ -5,41 +5,19 @@ use crate::common::fastboot::test_has_shell;
 use crate::common::login::ExpectShellSession;
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
-    Action, ActionMeta, Device, LavaResult, PipelineBuilder, Runnable, Section, Strategy,
-    StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, LavaResult, PipelineBuilder, Runnable, StrategyRegistry,
+    ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(BootDockerStrategy);
-}
-
-/// `method: docker`.
-pub struct BootDockerStrategy;
-
-impl Strategy for BootDockerStrategy {
-    fn section(&self) -> Section {
-        Section::Boot
-    }
-    fn name(&self) -> &str {
-        "docker"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if !device.has_boot_method("docker") {
-            return Err("\"docker\" was not in the device configuration boot methods".into());
-        }
-        if params.get("method").and_then(Value::as_str) != Some("docker") {
-            return Err("\"method\" was not \"docker\"".into());
-        }
-        if !params.contains_key("command") {
-            return Err("\"command\" was not in boot parameters".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(BootDockerAction)
-    }
+    registry.register(
+        Declared::boot("docker", |_| Box::new(BootDockerAction))
+            .device_method("docker")
+            .method("docker")
+            .param("command", "\"command\" was not in boot parameters"),
+    );
 }
 
 /// `boot-docker`.

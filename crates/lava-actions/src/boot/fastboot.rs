@@ -12,35 +12,17 @@ use crate::common::login::{AutoLoginAction, ExpectShellSession, OverlayUnpack};
 use crate::common::power::{ConnectDevice, PreOs, ResetDevice};
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
-    Action, ActionMeta, Device, ErrorKind, LavaResult, PipelineBuilder, Runnable, Section,
-    Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, Device, ErrorKind, LavaResult, PipelineBuilder, Runnable,
+    StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
-use serde_yaml::{Mapping, Value};
+use serde_yaml::Value;
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(BootFastbootStrategy);
-}
-
-/// `method: fastboot`.
-pub struct BootFastbootStrategy;
-
-impl Strategy for BootFastbootStrategy {
-    fn section(&self) -> Section {
-        Section::Boot
-    }
-    fn name(&self) -> &str {
-        "fastboot"
-    }
-    fn accepts(&self, _device: &Device, params: &Mapping) -> Result<(), String> {
-        if params.get("method").and_then(Value::as_str) != Some("fastboot") {
-            return Err("boot \"method\" was not \"fastboot\"".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(BootFastbootAction::default())
-    }
+    registry.register(
+        Declared::boot("fastboot", |_| Box::new(BootFastbootAction::default()))
+            .method_with("fastboot", "boot \"method\" was not \"fastboot\""),
+    );
 }
 
 /// One step of the device's fastboot boot sequence.

@@ -6,41 +6,19 @@ use crate::common::login::{AutoLoginAction, ExpectShellSession, OverlayUnpack};
 use crate::common::power::ReadFeedback;
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
-    Action, ActionMeta, Device, LavaError, LavaResult, PipelineBuilder, Runnable, Section,
-    Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, Device, LavaError, LavaResult, PipelineBuilder, Runnable,
+    StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(BootFvpStrategy);
-}
-
-/// `method: fvp`.
-pub struct BootFvpStrategy;
-
-impl Strategy for BootFvpStrategy {
-    fn section(&self) -> Section {
-        Section::Boot
-    }
-    fn name(&self) -> &str {
-        "fvp"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if !device.has_boot_method("fvp") {
-            return Err("\"fvp\" was not in the device configuration boot methods".into());
-        }
-        if params.get("method").and_then(Value::as_str) != Some("fvp") {
-            return Err("\"method\" was not \"fvp\"".into());
-        }
-        if !params.contains_key("image") {
-            return Err("\"image\" was not in boot parameters".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(BootFVPAction)
-    }
+    registry.register(
+        Declared::boot("fvp", |_| Box::new(BootFVPAction))
+            .device_method("fvp")
+            .method("fvp")
+            .param("image", "\"image\" was not in boot parameters"),
+    );
 }
 
 /// `boot-fvp`.

@@ -4,49 +4,35 @@ use crate::common::fastboot::{WaitUSBSerialDeviceAction, has_hard_reset};
 use crate::common::power::{ConnectDevice, ResetDevice};
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
-    Action, ActionMeta, Device, LavaResult, PipelineBuilder, Runnable, Section, Strategy,
-    StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, LavaResult, PipelineBuilder, Runnable, StrategyRegistry,
+    ValidateContext, action_identity, async_trait,
 };
-use serde_yaml::{Mapping, Value};
+use serde_yaml::Value;
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(GdbStrategy);
-}
-
-/// `method: gdb`.
-pub struct GdbStrategy;
-
-impl Strategy for GdbStrategy {
-    fn section(&self) -> Section {
-        Section::Boot
-    }
-    fn name(&self) -> &str {
-        "gdb"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        let method = device.get(&["actions", "boot", "methods", "gdb"]);
-        if !device.has_boot_method("gdb") {
-            return Err("\"gdb\" is not in the device configuration boot methods".into());
-        }
-        if params.get("method").and_then(Value::as_str) != Some("gdb") {
-            return Err("\"method\" was not \"gdb\"".into());
-        }
-        let Some(commands) = params.get("commands") else {
-            return Err("\"commands\" not in parameters".into());
-        };
-        let defined = method
-            .and_then(Value::as_mapping)
-            .is_some_and(|m| m.contains_key(commands));
-        if !defined {
-            let shown = lava_pipeline::value::scalar_string(commands).unwrap_or_default();
-            return Err(format!("commands \"{shown}\" undefined for the device"));
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(BootGDB)
-    }
+    registry.register(
+        Declared::boot("gdb", |_| Box::new(BootGDB))
+            .device_method_with(
+                "gdb",
+                "\"gdb\" is not in the device configuration boot methods",
+            )
+            .method("gdb")
+            .check(|device, params| {
+                let Some(commands) = params.get("commands") else {
+                    return Err("\"commands\" not in parameters".into());
+                };
+                let defined = device
+                    .get(&["actions", "boot", "methods", "gdb"])
+                    .and_then(Value::as_mapping)
+                    .is_some_and(|m| m.contains_key(commands));
+                if !defined {
+                    let shown = lava_pipeline::value::scalar_string(commands).unwrap_or_default();
+                    return Err(format!("commands \"{shown}\" undefined for the device"));
+                }
+                Ok(())
+            }),
+    );
 }
 
 /// `boot-gdb`.
@@ -176,17 +162,25 @@ impl Action for BootGDBRetry {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+
+    use lava_pipeline::Device;
+    use serde_yaml::Mapping;
 
     #[test]
     fn strategy_needs_a_defined_command_set() {
         let device =
             Device::from_yaml("actions: {boot: {methods: {gdb: {openocd: {}}}}}", None).unwrap();
         let ok: Mapping = serde_yaml::from_str("{method: gdb, commands: openocd}").unwrap();
-        assert!(GdbStrategy.accepts(&device, &ok).is_ok());
+        assert!(
+            crate::strategy(lava_pipeline::Section::Boot, "gdb")
+                .accepts(&device, &ok)
+                .is_ok()
+        );
         let bad: Mapping = serde_yaml::from_str("{method: gdb, commands: jlink}").unwrap();
         assert_eq!(
-            GdbStrategy.accepts(&device, &bad).unwrap_err(),
+            crate::strategy(lava_pipeline::Section::Boot, "gdb")
+                .accepts(&device, &bad)
+                .unwrap_err(),
             "commands \"jlink\" undefined for the device"
         );
     }

@@ -11,17 +11,61 @@ use crate::common::login::{AutoLoginAction, ExpectShellSession};
 use crate::common::power::{ConnectDevice, PowerOff, ResetDevice};
 use lava_pipeline::value::{scalar_string, truthy};
 use lava_pipeline::{
-    Action, ActionMeta, Device, LavaResult, PipelineBuilder, Runnable, Section, Strategy,
-    StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, Device, LavaResult, PipelineBuilder, Runnable, StrategyRegistry,
+    ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies: `grub` and `grub-efi` blocks, each either with a
 /// device `sequence` or the interactive commands.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(GrubSequence);
-    registry.register(Grub { method: "grub" });
-    registry.register(Grub { method: "grub-efi" });
+    let grub_method = |_: &lava_pipeline::Device, params: &Mapping| {
+        if is_grub_method(params) {
+            Ok(())
+        } else {
+            Err("\"method\" was not \"grub\" or \"grub-efi\"".to_string())
+        }
+    };
+    let has_sequence = |device: &lava_pipeline::Device| {
+        boot_method(device, "grub").is_some_and(|g| g.get("sequence").is_some())
+    };
+    registry.register(
+        Declared::boot("grub", |_| Box::new(GrubSequenceAction))
+            .check(grub_method)
+            .device_method("grub")
+            .no_device_method(
+                "grub-efi",
+                "\"grub-efi\" was not in the device configuration boot methods",
+            )
+            .check(move |device, _| {
+                if has_sequence(device) {
+                    Ok(())
+                } else {
+                    Err("\"sequence\" not in device configuration boot methods".into())
+                }
+            }),
+    );
+    for method in ["grub", "grub-efi"] {
+        registry.register(
+            Declared::boot(method, |_| Box::new(GrubMainAction))
+                .check(grub_method)
+                .method(method)
+                .check(move |device, _| {
+                    if has_sequence(device) {
+                        Err("\"sequence\" was in \"grub\" parameters".into())
+                    } else {
+                        Ok(())
+                    }
+                })
+                .check(|device, _| {
+                    if device.has_boot_method("grub") || device.has_boot_method("grub-efi") {
+                        Ok(())
+                    } else {
+                        Err("\"grub\" or \"grub-efi\" was not in the device configuration boot methods".into())
+                    }
+                }),
+        );
+    }
 }
 
 fn is_grub_method(params: &Mapping) -> bool {
@@ -29,72 +73,6 @@ fn is_grub_method(params: &Mapping) -> bool {
         params.get("method").and_then(Value::as_str),
         Some("grub" | "grub-efi")
     )
-}
-
-/// A grub boot following `actions.boot.methods.grub.sequence`.
-pub struct GrubSequence;
-
-impl Strategy for GrubSequence {
-    fn section(&self) -> Section {
-        Section::Boot
-    }
-    fn name(&self) -> &str {
-        "grub"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if !is_grub_method(params) {
-            return Err("\"method\" was not \"grub\" or \"grub-efi\"".into());
-        }
-        if !device.has_boot_method("grub") {
-            return Err("\"grub\" was not in the device configuration boot methods".into());
-        }
-        if device.has_boot_method("grub-efi") {
-            return Err("\"grub-efi\" was not in the device configuration boot methods".into());
-        }
-        if boot_method(device, "grub").is_some_and(|g| g.get("sequence").is_some()) {
-            Ok(())
-        } else {
-            Err("\"sequence\" not in device configuration boot methods".into())
-        }
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(GrubSequenceAction)
-    }
-}
-
-/// An interactive grub or grub-efi boot (one strategy per `method:` value; both accept
-/// either value, as LAVA's single strategy does).
-pub struct Grub {
-    method: &'static str,
-}
-
-impl Strategy for Grub {
-    fn section(&self) -> Section {
-        Section::Boot
-    }
-    fn name(&self) -> &str {
-        self.method
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        let method = params.get("method").and_then(Value::as_str);
-        if !is_grub_method(params) {
-            return Err("\"method\" was not \"grub\" or \"grub-efi\"".into());
-        }
-        if method != Some(self.method) {
-            return Err(format!("\"method\" was not \"{}\"", self.method));
-        }
-        if boot_method(device, "grub").is_some_and(|g| g.get("sequence").is_some()) {
-            return Err("\"sequence\" was in \"grub\" parameters".into());
-        }
-        if device.has_boot_method("grub") || device.has_boot_method("grub-efi") {
-            Ok(())
-        } else {
-            Err("\"grub\" or \"grub-efi\" was not in the device configuration boot methods".into())
-        }
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(GrubMainAction)
-    }
 }
 
 /// After the commands: log in, or wait for an installer to finish and power off.
@@ -341,15 +319,23 @@ mod tests {
             "actions:\n  boot:\n    methods:\n      grub:\n        sequence: [auto-login]\n",
         );
         let plain = device("actions:\n  boot:\n    methods:\n      grub-efi: {}\n");
-        let grub = Grub { method: "grub" };
-        let efi = Grub { method: "grub-efi" };
+        let grub = crate::strategies(lava_pipeline::Section::Boot, "grub").remove(1);
+        let efi = crate::strategy(lava_pipeline::Section::Boot, "grub-efi");
         let block = mapping("{method: grub}");
-        assert!(GrubSequence.accepts(&seq, &block).is_ok());
+        assert!(
+            crate::strategy(lava_pipeline::Section::Boot, "grub")
+                .accepts(&seq, &block)
+                .is_ok()
+        );
         assert_eq!(
             grub.accepts(&seq, &block),
             Err("\"sequence\" was in \"grub\" parameters".into())
         );
-        assert!(GrubSequence.accepts(&plain, &block).is_err());
+        assert!(
+            crate::strategy(lava_pipeline::Section::Boot, "grub")
+                .accepts(&plain, &block)
+                .is_err()
+        );
         assert!(grub.accepts(&plain, &block).is_ok());
         assert!(efi.accepts(&plain, &block).is_err());
         assert!(efi.accepts(&plain, &mapping("{method: grub-efi}")).is_ok());

@@ -3,41 +3,19 @@
 use crate::common::fastboot::{WaitDeviceBoardID, has_hard_reset};
 use crate::common::power::{ConnectDevice, ResetDevice};
 use lava_pipeline::{
-    Action, ActionMeta, Device, LavaError, LavaResult, PipelineBuilder, Runnable, Section,
-    Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, LavaError, LavaResult, PipelineBuilder, Runnable,
+    StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
-use serde_yaml::{Mapping, Value};
+use serde_yaml::Value;
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(JLinkStrategy);
-}
-
-/// `method: jlink`.
-pub struct JLinkStrategy;
-
-impl Strategy for JLinkStrategy {
-    fn section(&self) -> Section {
-        Section::Boot
-    }
-    fn name(&self) -> &str {
-        "jlink"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if !device.has_boot_method("jlink") {
-            return Err("\"jlink\" was not in the device configuration boot methods".into());
-        }
-        if params.get("method").and_then(Value::as_str) != Some("jlink") {
-            return Err("\"method\" was not \"jlink\"".into());
-        }
-        if !device.has("board_id") {
-            return Err("\"board_id\" is not in the device configuration".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(BootJLinkRetry)
-    }
+    registry.register(
+        Declared::boot("jlink", |_| Box::new(BootJLinkRetry))
+            .device_method("jlink")
+            .method("jlink")
+            .device_key("board_id"),
+    );
 }
 
 /// `boot-jlink-image`.

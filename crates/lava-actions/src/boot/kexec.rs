@@ -5,8 +5,8 @@ use crate::common::env::ExportDeviceEnvironment;
 use crate::common::login::{AutoLoginAction, ExpectShellSession, OverlayUnpack};
 use lava_pipeline::value::{scalar_string, truthy};
 use lava_pipeline::{
-    Action, ActionMeta, Device, LavaResult, PipelineBuilder, Runnable, Section, Strategy,
-    StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, LavaResult, PipelineBuilder, Runnable, StrategyRegistry,
+    ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
@@ -105,28 +105,7 @@ impl Action for KexecAction {
     }
 }
 
-/// `method: kexec`.
-pub struct Kexec;
-
-impl Strategy for Kexec {
-    fn section(&self) -> Section {
-        Section::Boot
-    }
-    fn name(&self) -> &str {
-        "kexec"
-    }
-    fn accepts(&self, _device: &Device, params: &Mapping) -> Result<(), String> {
-        if params.get("method").and_then(Value::as_str) != Some("kexec") {
-            return Err("\"method\" was not \"kexec\"".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(BootKexecAction)
-    }
-}
-
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(Kexec);
+    registry.register(Declared::boot("kexec", |_| Box::new(BootKexecAction)).method("kexec"));
 }

@@ -5,10 +5,8 @@ use super::qemu::add_login_steps;
 use crate::common::power::{ConnectDevice, PreOs, PrePower, ResetDevice};
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
-    Action, Device, LavaResult, PipelineBuilder, Section, Strategy, StrategyRegistry,
-    action_identity, async_trait,
+    Action, Declared, LavaResult, PipelineBuilder, StrategyRegistry, action_identity, async_trait,
 };
-use serde_yaml::{Mapping, Value};
 
 /// `minimal-boot`: connect, optional pre-power / pre-OS commands, reset (unless
 /// `reset: false`), then login (retried).
@@ -42,31 +40,14 @@ impl Action for MinimalBoot {
     }
 }
 
-/// `method: minimal` on devices with the `minimal` boot method.
-pub struct Minimal;
-
-impl Strategy for Minimal {
-    fn section(&self) -> Section {
-        Section::Boot
-    }
-    fn name(&self) -> &str {
-        "minimal"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if !device.has_boot_method("minimal") {
-            return Err("\"minimal\" was not in device configuration boot methods".into());
-        }
-        if params.get("method").and_then(Value::as_str) != Some("minimal") {
-            return Err("\"method\" was not \"minimal\"".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(MinimalBoot)
-    }
-}
-
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(Minimal);
+    registry.register(
+        Declared::boot("minimal", |_| Box::new(MinimalBoot))
+            .device_method_with(
+                "minimal",
+                "\"minimal\" was not in device configuration boot methods",
+            )
+            .method("minimal"),
+    );
 }

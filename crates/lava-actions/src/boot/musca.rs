@@ -5,41 +5,20 @@ use crate::common::fastboot::{WaitUSBSerialDeviceAction, test_has_shell};
 use crate::common::login::{AutoLoginAction, ExpectShellSession, OverlayUnpack};
 use crate::common::power::{ConnectDevice, ResetDevice};
 use lava_pipeline::{
-    Action, Device, LavaResult, PipelineBuilder, Section, Strategy, StrategyRegistry,
-    action_identity, async_trait,
+    Action, Declared, LavaResult, PipelineBuilder, StrategyRegistry, action_identity, async_trait,
 };
-use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(MuscaBootStrategy);
-}
-
-/// `method: musca`.
-pub struct MuscaBootStrategy;
-
-impl Strategy for MuscaBootStrategy {
-    fn section(&self) -> Section {
-        Section::Boot
-    }
-    fn name(&self) -> &str {
-        "musca"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if !device.has_boot_method("musca") {
-            return Err("\"musca\" was not in device configuration boot methods".into());
-        }
-        if params.get("method").and_then(Value::as_str) != Some("musca") {
-            return Err("\"method\" was not \"musca\"".into());
-        }
-        if !device.has("board_id") {
-            return Err("\"board_id\" is not in the device configuration".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(MuscaBoot)
-    }
+    registry.register(
+        Declared::boot("musca", |_| Box::new(MuscaBoot))
+            .device_method_with(
+                "musca",
+                "\"musca\" was not in device configuration boot methods",
+            )
+            .method("musca")
+            .device_key("board_id"),
+    );
 }
 
 /// `musca-boot`.

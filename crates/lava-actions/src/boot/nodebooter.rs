@@ -3,42 +3,22 @@
 use crate::common::login::{AutoLoginAction, OverlayUnpack};
 use crate::common::power::ResetDevice;
 use lava_pipeline::{
-    Action, ActionMeta, Device, LavaError, LavaResult, PipelineBuilder, Runnable, Section,
-    Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, Device, LavaError, LavaResult, PipelineBuilder, Runnable,
+    StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
-use serde_yaml::{Mapping, Value};
+use serde_yaml::Value;
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(NodebooterStrategy);
+    registry.register(
+        Declared::boot("nodebooter", |_| Box::new(BootNodebooterAction))
+            .device_method("nodebooter")
+            .method("nodebooter"),
+    );
 }
 
 /// The number of NICs nodebooter can configure.
 pub const NIC_NO_OF_SUPPORTED: usize = 4;
-
-/// `method: nodebooter`.
-pub struct NodebooterStrategy;
-
-impl Strategy for NodebooterStrategy {
-    fn section(&self) -> Section {
-        Section::Boot
-    }
-    fn name(&self) -> &str {
-        "nodebooter"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if !device.has_boot_method("nodebooter") {
-            return Err("\"nodebooter\" was not in the device configuration boot methods".into());
-        }
-        if params.get("method").and_then(Value::as_str) != Some("nodebooter") {
-            return Err("\"method\" was not \"nodebooter\"".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(BootNodebooterAction)
-    }
-}
 
 /// `boot-nodebooter`.
 #[derive(Debug, Default)]

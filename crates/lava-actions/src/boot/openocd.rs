@@ -3,41 +3,19 @@
 use crate::common::fastboot::{WaitDeviceBoardID, has_hard_reset};
 use crate::common::power::{ConnectDevice, ResetDevice};
 use lava_pipeline::{
-    Action, ActionMeta, Device, LavaResult, PipelineBuilder, Runnable, Section, Strategy,
-    StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, LavaResult, PipelineBuilder, Runnable, StrategyRegistry,
+    ValidateContext, action_identity, async_trait,
 };
-use serde_yaml::{Mapping, Value};
+use serde_yaml::Value;
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(OpenOcdStrategy);
-}
-
-/// `method: openocd`.
-pub struct OpenOcdStrategy;
-
-impl Strategy for OpenOcdStrategy {
-    fn section(&self) -> Section {
-        Section::Boot
-    }
-    fn name(&self) -> &str {
-        "openocd"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if !device.has_boot_method("openocd") {
-            return Err("\"openocd\" was not in the device configuration boot methods".into());
-        }
-        if params.get("method").and_then(Value::as_str) != Some("openocd") {
-            return Err("\"method\" was not \"openocd\"".into());
-        }
-        if !device.has("board_id") {
-            return Err("\"board_id\" is not in the device configuration".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(BootOpenOCDRetry)
-    }
+    registry.register(
+        Declared::boot("openocd", |_| Box::new(BootOpenOCDRetry))
+            .device_method("openocd")
+            .method("openocd")
+            .device_key("board_id"),
+    );
 }
 
 /// `boot-openocd-image`.

@@ -4,41 +4,19 @@ use crate::common::fastboot::{WaitDeviceBoardID, has_hard_reset};
 use crate::common::power::{ConnectDevice, ResetDevice};
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
-    Action, ActionMeta, Device, LavaResult, PipelineBuilder, Runnable, Section, Strategy,
-    StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, LavaResult, PipelineBuilder, Runnable, StrategyRegistry,
+    ValidateContext, action_identity, async_trait,
 };
-use serde_yaml::{Mapping, Value};
+use serde_yaml::Value;
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(PyOcdStrategy);
-}
-
-/// `method: pyocd`.
-pub struct PyOcdStrategy;
-
-impl Strategy for PyOcdStrategy {
-    fn section(&self) -> Section {
-        Section::Boot
-    }
-    fn name(&self) -> &str {
-        "pyocd"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if !device.has_boot_method("pyocd") {
-            return Err("\"pyocd\" was not in the device configuration boot methods".into());
-        }
-        if params.get("method").and_then(Value::as_str) != Some("pyocd") {
-            return Err("\"method\" was not \"pyocd\"".into());
-        }
-        if !device.has("board_id") {
-            return Err("\"board_id\" is not in the device configuration".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(BootPyOCD)
-    }
+    registry.register(
+        Declared::boot("pyocd", |_| Box::new(BootPyOCD))
+            .device_method("pyocd")
+            .method("pyocd")
+            .device_key("board_id"),
+    );
 }
 
 /// `boot-pyocd-image` (the outer retry).

@@ -3,43 +3,21 @@
 use crate::common::fastboot::WaitQDLDeviceAction;
 use crate::common::power::{ConnectDevice, ResetDevice};
 use lava_pipeline::{
-    Action, ActionMeta, Device, LavaError, LavaResult, PipelineBuilder, Runnable, Section,
-    Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, LavaError, LavaResult, PipelineBuilder, Runnable,
+    StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use regex::Regex;
-use serde_yaml::{Mapping, Value};
+use serde_yaml::Value;
 use std::sync::LazyLock;
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(BootQdlStrategy);
-}
-
-/// `method: qdl`.
-pub struct BootQdlStrategy;
-
-impl Strategy for BootQdlStrategy {
-    fn section(&self) -> Section {
-        Section::Boot
-    }
-    fn name(&self) -> &str {
-        "qdl"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if !device.has_boot_method("qdl") {
-            return Err("\"qdl\" was not in the device configuration boot methods".into());
-        }
-        if params.get("method").and_then(Value::as_str) != Some("qdl") {
-            return Err("\"method\" was not \"qdl\"".into());
-        }
-        if !device.has("board_qdl_id") {
-            return Err("\"board_qdl_id\" is not in the device configuration".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(BootQDLRetry)
-    }
+    registry.register(
+        Declared::boot("qdl", |_| Box::new(BootQDLRetry))
+            .device_method("qdl")
+            .method("qdl")
+            .device_key("board_qdl_id"),
+    );
 }
 
 /// `boot-qdl-retry`.

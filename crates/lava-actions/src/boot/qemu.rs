@@ -5,8 +5,8 @@ use crate::common::env::ExportDeviceEnvironment;
 use crate::common::lava_overlay::namespace;
 use crate::common::login::{AutoLoginAction, ExpectShellSession, OverlayUnpack};
 use lava_pipeline::{
-    Action, Device, LavaError, LavaResult, Pipeline, PipelineBuilder, RunContext, Section,
-    Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, Declared, LavaError, LavaResult, Pipeline, PipelineBuilder, RunContext,
+    StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
@@ -212,38 +212,19 @@ impl Action for CallQemuAction {
     }
 }
 
-/// `method: qemu | qemu-nfs | monitor` on devices with a `qemu` or `qemu-nfs` boot
-/// method (one registered strategy per method name).
-pub struct BootQemu {
-    method: &'static str,
-}
-
-impl Strategy for BootQemu {
-    fn section(&self) -> Section {
-        Section::Boot
-    }
-    fn name(&self) -> &str {
-        self.method
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if !device.has_boot_method("qemu") && !device.has_boot_method("qemu-nfs") {
-            return Err(
-                "\"qemu\" or \"qemu-nfs\" was not in the device configuration boot methods".into(),
-            );
-        }
-        if params.get("method").and_then(Value::as_str) != Some(self.method) {
-            return Err("\"method\" was not \"qemu\" or \"qemu-nfs\"".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(BootQEMUImageAction)
-    }
-}
-
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
     for method in ["qemu", "qemu-nfs", "monitor"] {
-        registry.register(BootQemu { method });
+        registry.register(
+            Declared::boot(method, |_| Box::new(BootQEMUImageAction))
+                .check(|device, _| {
+                    if device.has_boot_method("qemu") || device.has_boot_method("qemu-nfs") {
+                        Ok(())
+                    } else {
+                        Err("\"qemu\" or \"qemu-nfs\" was not in the device configuration boot methods".into())
+                    }
+                })
+                .method_with(method, "\"method\" was not \"qemu\" or \"qemu-nfs\""),
+        );
     }
 }

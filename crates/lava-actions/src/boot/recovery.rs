@@ -3,35 +3,17 @@
 
 use crate::common::power::{PowerOff, PowerOn};
 use lava_pipeline::{
-    Action, ActionMeta, Device, LavaResult, PipelineBuilder, Runnable, Section, Strategy,
-    StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, Device, LavaResult, PipelineBuilder, Runnable, StrategyRegistry,
+    ValidateContext, action_identity, async_trait,
 };
-use serde_yaml::{Mapping, Value};
+use serde_yaml::Value;
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(RecoveryBoot);
-}
-
-/// Boot with `method: recovery`.
-pub struct RecoveryBoot;
-
-impl Strategy for RecoveryBoot {
-    fn section(&self) -> Section {
-        Section::Boot
-    }
-    fn name(&self) -> &str {
-        "recovery"
-    }
-    fn accepts(&self, _device: &Device, params: &Mapping) -> Result<(), String> {
-        if params.get("method").and_then(Value::as_str) != Some("recovery") {
-            return Err("boot \"method\" was not \"recovery\"".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(RecoveryBootAction::default())
-    }
+    registry.register(
+        Declared::boot("recovery", |_| Box::new(RecoveryBootAction::default()))
+            .method_with("recovery", "boot \"method\" was not \"recovery\""),
+    );
 }
 
 /// Which switch a recovery boot performs.

@@ -4,10 +4,9 @@
 use super::qemu::add_login_steps;
 use crate::common::power::ConnectShell;
 use lava_pipeline::{
-    Action, Device, LavaError, LavaResult, PipelineBuilder, Section, Strategy, StrategyRegistry,
-    action_identity, async_trait,
+    Action, Declared, LavaError, LavaResult, PipelineBuilder, StrategyRegistry, action_identity,
+    async_trait,
 };
-use serde_yaml::{Mapping, Value};
 
 /// `secondary-shell-action`: connect to `connection`, then login (retried).
 #[derive(Debug, Default)]
@@ -34,28 +33,10 @@ impl Action for SecondaryShellAction {
     }
 }
 
-/// `method: new_connection`.
-pub struct SecondaryShell;
-
-impl Strategy for SecondaryShell {
-    fn section(&self) -> Section {
-        Section::Boot
-    }
-    fn name(&self) -> &str {
-        "new_connection"
-    }
-    fn accepts(&self, _device: &Device, params: &Mapping) -> Result<(), String> {
-        if params.get("method").and_then(Value::as_str) != Some("new_connection") {
-            return Err("new_connection not in method".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(SecondaryShellAction)
-    }
-}
-
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(SecondaryShell);
+    registry.register(
+        Declared::boot("new_connection", |_| Box::new(SecondaryShellAction))
+            .method_with("new_connection", "new_connection not in method"),
+    );
 }

@@ -5,8 +5,8 @@ use crate::common::env::ExportDeviceEnvironment;
 use crate::common::lava_overlay::ssh_identity_file;
 use crate::common::login::{AutoLoginAction, ExpectShellSession};
 use lava_pipeline::{
-    Action, ActionMeta, Device, ErrorKind, LavaResult, Pipeline, PipelineBuilder, RunContext,
-    Runnable, Section, Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, Device, ErrorKind, LavaResult, Pipeline, PipelineBuilder,
+    RunContext, Runnable, StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
@@ -167,31 +167,6 @@ impl Action for ScpOverlayUnpack {
     }
 }
 
-/// `method: ssh` (any method naming ssh) on devices with the `ssh` boot method.
-pub struct SshLogin;
-
-impl Strategy for SshLogin {
-    fn section(&self) -> Section {
-        Section::Boot
-    }
-    fn name(&self) -> &str {
-        "ssh"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if !device.has_boot_method("ssh") {
-            return Err("\"ssh\" not in device configuration boot methods".into());
-        }
-        let method = params.get("method").and_then(Value::as_str).unwrap_or("");
-        if !method.contains("ssh") {
-            return Err("\"ssh\" not in \"method\"".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(SshAction)
-    }
-}
-
 /// `schroot-login`: enter the named schroot over the existing connection.
 #[derive(Debug, Default)]
 pub struct SchrootAction;
@@ -235,33 +210,26 @@ impl Action for SchrootAction {
     }
 }
 
-/// `method: schroot` on devices with the `schroot` boot method.
-pub struct Schroot;
-
-impl Strategy for Schroot {
-    fn section(&self) -> Section {
-        Section::Boot
-    }
-    fn name(&self) -> &str {
-        "schroot"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if !device.has_boot_method("schroot") {
-            return Err("\"schroot\" was not in the device configuration boot methods".into());
-        }
-        let method = params.get("method").and_then(Value::as_str).unwrap_or("");
-        if !method.contains("schroot") {
-            return Err("\"method\" was not \"schroot\"".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(SchrootAction)
-    }
-}
-
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(SshLogin);
-    registry.register(Schroot);
+    let method_contains = |wanted: &'static str, reason: &'static str| {
+        move |_: &lava_pipeline::Device, params: &Mapping| {
+            let method = params.get("method").and_then(Value::as_str).unwrap_or("");
+            if method.contains(wanted) {
+                Ok(())
+            } else {
+                Err(reason.to_string())
+            }
+        }
+    };
+    registry.register(
+        Declared::boot("ssh", |_| Box::new(SshAction))
+            .device_method_with("ssh", "\"ssh\" not in device configuration boot methods")
+            .check(method_contains("ssh", "\"ssh\" not in \"method\"")),
+    );
+    registry.register(
+        Declared::boot("schroot", |_| Box::new(SchrootAction))
+            .device_method("schroot")
+            .check(method_contains("schroot", "\"method\" was not \"schroot\"")),
+    );
 }

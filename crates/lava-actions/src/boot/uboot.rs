@@ -10,42 +10,19 @@ use crate::common::power::{ConnectDevice, ResetDevice, require_tool};
 use crate::common::prepare_overlay::map_kernel_uboot;
 use lava_pipeline::value::{scalar_string, truthy};
 use lava_pipeline::{
-    Action, ActionMeta, Device, ErrorKind, LavaError, LavaResult, PipelineBuilder, Runnable,
-    Section, Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, Device, ErrorKind, LavaError, LavaResult, PipelineBuilder,
+    Runnable, StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(UBoot);
-}
-
-/// Boot with `method: u-boot`.
-pub struct UBoot;
-
-impl Strategy for UBoot {
-    fn section(&self) -> Section {
-        Section::Boot
-    }
-    fn name(&self) -> &str {
-        "u-boot"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if params.get("method").and_then(Value::as_str) != Some("u-boot") {
-            return Err("\"method\" was not \"u-boot\"".into());
-        }
-        if !params.contains_key("commands") {
-            return Err("commands not specified in boot parameters".into());
-        }
-        if device.has_boot_method("u-boot") {
-            Ok(())
-        } else {
-            Err("\"u-boot\" was not in the device configuration boot methods".into())
-        }
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(UBootAction::new())
-    }
+    registry.register(
+        Declared::boot("u-boot", |_| Box::new(UBootAction::new()))
+            .method("u-boot")
+            .param("commands", "commands not specified in boot parameters")
+            .device_method("u-boot"),
+    );
 }
 
 /// `uboot-action`: prepare the commands and connect, then the U-Boot interaction.
@@ -363,20 +340,22 @@ mod tests {
         let other =
             Device::from_yaml("actions:\n  boot:\n    methods:\n      grub: {}\n", None).unwrap();
         assert!(
-            UBoot
+            crate::strategy(lava_pipeline::Section::Boot, "u-boot")
                 .accepts(&device, &mapping("{method: u-boot, commands: nfs}"))
                 .is_ok()
         );
         assert_eq!(
-            UBoot.accepts(&device, &mapping("{method: grub, commands: nfs}")),
+            crate::strategy(lava_pipeline::Section::Boot, "u-boot")
+                .accepts(&device, &mapping("{method: grub, commands: nfs}")),
             Err("\"method\" was not \"u-boot\"".into())
         );
         assert_eq!(
-            UBoot.accepts(&device, &mapping("{method: u-boot}")),
+            crate::strategy(lava_pipeline::Section::Boot, "u-boot")
+                .accepts(&device, &mapping("{method: u-boot}")),
             Err("commands not specified in boot parameters".into())
         );
         assert!(
-            UBoot
+            crate::strategy(lava_pipeline::Section::Boot, "u-boot")
                 .accepts(&other, &mapping("{method: u-boot, commands: x}"))
                 .is_err()
         );

@@ -11,88 +11,53 @@ use crate::common::login::AutoLoginAction;
 use crate::common::power::{ConnectDevice, ResetDevice};
 use lava_pipeline::value::{python_repr, python_str_repr, truthy};
 use lava_pipeline::{
-    Action, ActionMeta, Device, ErrorKind, LavaResult, PipelineBuilder, Runnable, Section,
-    Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, Device, ErrorKind, LavaResult, PipelineBuilder, Runnable,
+    StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(UefiShell);
-    registry.register(UefiMenu);
+    registry.register(
+        Declared::boot("uefi", |_| Box::new(UefiShellAction))
+            .method("uefi")
+            .check(|device, _| {
+                if device.has_boot_method("uefi") {
+                    let method_params = boot_method_params(device, "uefi").filter(|p| !p.is_empty());
+                    let Some(method_params) = method_params else {
+                        return Err("there were no parameters in the \"uefi\" device configuration boot method".into());
+                    };
+                    if !method_params.contains_key("shell_interrupt_string") {
+                        return Err("\"shell_interrupt_string\" was not in the uefi device configuration boot method parameters".into());
+                    }
+                    if method_params.contains_key("shell_interrupt_prompt")
+                        && method_params.contains_key("bootloader_prompt")
+                    {
+                        return Ok(());
+                    }
+                }
+                Err("missing or invalid parameters in the uefi device configuration boot methods".into())
+            }),
+    );
+    registry.register(
+        Declared::boot("uefi-menu", |_| Box::new(UefiMenuAction))
+            .method("uefi-menu")
+            .device_method("uefi-menu")
+            .check(|device, _| {
+                let method_params = boot_method_params(device, "uefi-menu");
+                let has = |k: &str| method_params.is_some_and(|p| p.contains_key(k));
+                if has("interrupt_prompt") && has("interrupt_string") {
+                    Ok(())
+                } else {
+                    Err("\"interrupt_prompt\" or \"interrupt_string\" was not in the device configuration uefi-menu boot method parameters".into())
+                }
+            }),
+    );
 }
 
 fn push_all(ctx: &mut ValidateContext<'_>, errors: Vec<String>) {
     for e in errors {
         ctx.error(e);
-    }
-}
-
-/// Boot with `method: uefi` (the UEFI shell).
-pub struct UefiShell;
-
-impl Strategy for UefiShell {
-    fn section(&self) -> Section {
-        Section::Boot
-    }
-    fn name(&self) -> &str {
-        "uefi"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if params.get("method").and_then(Value::as_str) != Some("uefi") {
-            return Err("\"method\" was not \"uefi\"".into());
-        }
-        if device.has_boot_method("uefi") {
-            let method_params = boot_method_params(device, "uefi").filter(|p| !p.is_empty());
-            let Some(method_params) = method_params else {
-                return Err(
-                    "there were no parameters in the \"uefi\" device configuration boot method"
-                        .into(),
-                );
-            };
-            if !method_params.contains_key("shell_interrupt_string") {
-                return Err("\"shell_interrupt_string\" was not in the uefi device configuration boot method parameters".into());
-            }
-            if method_params.contains_key("shell_interrupt_prompt")
-                && method_params.contains_key("bootloader_prompt")
-            {
-                return Ok(());
-            }
-        }
-        Err("missing or invalid parameters in the uefi device configuration boot methods".into())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(UefiShellAction)
-    }
-}
-
-/// Boot with `method: uefi-menu`.
-pub struct UefiMenu;
-
-impl Strategy for UefiMenu {
-    fn section(&self) -> Section {
-        Section::Boot
-    }
-    fn name(&self) -> &str {
-        "uefi-menu"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if params.get("method").and_then(Value::as_str) != Some("uefi-menu") {
-            return Err("\"method\" was not \"uefi-menu\"".into());
-        }
-        if !device.has_boot_method("uefi-menu") {
-            return Err("\"uefi-menu\" was not in the device configuration boot methods".into());
-        }
-        let method_params = boot_method_params(device, "uefi-menu");
-        let has = |k: &str| method_params.is_some_and(|p| p.contains_key(k));
-        if has("interrupt_prompt") && has("interrupt_string") {
-            Ok(())
-        } else {
-            Err("\"interrupt_prompt\" or \"interrupt_string\" was not in the device configuration uefi-menu boot method parameters".into())
-        }
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(UefiMenuAction)
     }
 }
 
@@ -618,16 +583,20 @@ mod tests {
     fn strategies() {
         let d = device(MENU_DEVICE);
         assert!(
-            UefiMenu
+            crate::strategy(lava_pipeline::Section::Boot, "uefi-menu")
                 .accepts(&d, &mapping("{method: uefi-menu, commands: nfs}"))
                 .is_ok()
         );
-        assert!(UefiShell.accepts(&d, &mapping("{method: uefi}")).is_err());
+        assert!(
+            crate::strategy(lava_pipeline::Section::Boot, "uefi")
+                .accepts(&d, &mapping("{method: uefi}"))
+                .is_err()
+        );
         let shell = device(
             "actions:\n  boot:\n    methods:\n      uefi:\n        parameters: {shell_interrupt_string: ' ', shell_interrupt_prompt: p, bootloader_prompt: 'Shell>', shell_menu: shell}\n",
         );
         assert!(
-            UefiShell
+            crate::strategy(lava_pipeline::Section::Boot, "uefi")
                 .accepts(&shell, &mapping("{method: uefi}"))
                 .is_ok()
         );

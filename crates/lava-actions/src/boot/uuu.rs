@@ -6,8 +6,8 @@ use crate::common::bootloader::BootloaderCommandOverlay;
 use crate::common::power::{ConnectDevice, DisconnectDevice, PowerOff, ResetDevice, require_tool};
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
-    Action, ActionMeta, Device, LavaError, LavaResult, PipelineBuilder, Runnable, Section,
-    Strategy, StrategyRegistry, action_identity, async_trait,
+    Action, ActionMeta, Declared, Device, LavaError, LavaResult, PipelineBuilder, Runnable,
+    StrategyRegistry, action_identity, async_trait,
 };
 use regex::Regex;
 use serde_yaml::{Mapping, Value};
@@ -15,7 +15,25 @@ use std::sync::LazyLock;
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(UuuBootStrategy);
+    registry.register(
+        Declared::boot("uuu", |_| Box::new(UUUBootRetryAction))
+            .method("uuu")
+            // LAVA raises a ConfigurationError for the next three; a strategy can only
+            // decline, so they are reported as the reason.
+            .param("commands", "commands not specified in boot parameters")
+            .check(|device, _| {
+                if !truthy(option(device, "usb_otg_path"))
+                    && !truthy(option(device, "usb_otg_path_command"))
+                {
+                    return Err("'uuu_usb_otg_path' or 'uuu_usb_otg_path_command' not defined in device definition".into());
+                }
+                if option(device, "corrupt_boot_media_command").is_none() {
+                    return Err("uuu_corrupt_boot_media_command not defined in device definition".into());
+                }
+                Ok(())
+            })
+            .device_method_with("u-boot", "\"uuu\" was not in the device configuration boot methods"),
+    );
 }
 
 /// `actions.boot.methods.uuu.options`.
@@ -29,47 +47,6 @@ fn option<'d>(device: &'d Device, key: &str) -> Option<&'d Value> {
     uuu_options(device)
         .and_then(|o| o.get(key))
         .filter(|v| !v.is_null())
-}
-
-/// `method: uuu`.
-pub struct UuuBootStrategy;
-
-impl Strategy for UuuBootStrategy {
-    fn section(&self) -> Section {
-        Section::Boot
-    }
-    fn name(&self) -> &str {
-        "uuu"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if params.get("method").and_then(Value::as_str) != Some("uuu") {
-            return Err("\"method\" was not \"uuu\"".into());
-        }
-        // LAVA raises a ConfigurationError for the next three; a strategy can only
-        // decline, so they are reported as the reason.
-        if !params.contains_key("commands") {
-            return Err("commands not specified in boot parameters".into());
-        }
-        if !truthy(option(device, "usb_otg_path"))
-            && !truthy(option(device, "usb_otg_path_command"))
-        {
-            return Err(
-                "'uuu_usb_otg_path' or 'uuu_usb_otg_path_command' not defined in device definition"
-                    .into(),
-            );
-        }
-        if option(device, "corrupt_boot_media_command").is_none() {
-            return Err("uuu_corrupt_boot_media_command not defined in device definition".into());
-        }
-        if device.has_boot_method("u-boot") {
-            Ok(())
-        } else {
-            Err("\"uuu\" was not in the device configuration boot methods".into())
-        }
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(UUUBootRetryAction)
-    }
 }
 
 /// The U-Boot prompt of the device (`actions.boot.methods.u-boot.parameters`).

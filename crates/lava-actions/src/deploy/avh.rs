@@ -7,38 +7,21 @@ use crate::common::lava_overlay::OverlayAction;
 use crate::deploy::fastboot::images;
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
-    Action, Device, LavaError, LavaResult, PipelineBuilder, Section, Strategy, StrategyRegistry,
-    ValidateContext, action_identity, async_trait,
+    Action, Declared, LavaError, LavaResult, PipelineBuilder, StrategyRegistry, ValidateContext,
+    action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(AvhStrategy);
-}
-
-/// `to: avh`.
-pub struct AvhStrategy;
-
-impl Strategy for AvhStrategy {
-    fn section(&self) -> Section {
-        Section::Deploy
-    }
-    fn name(&self) -> &str {
-        "avh"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if !device.has_deploy_method("avh") {
-            return Err("'avh' not in the device configuration deploy methods".into());
-        }
-        if params.get("to").and_then(Value::as_str) != Some("avh") {
-            return Err("'to' parameter is not 'avh'".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(AvhRetryAction)
-    }
+    registry.register(
+        Declared::deploy("avh", |_| Box::new(AvhRetryAction))
+            .device_method_with(
+                "avh",
+                "'avh' not in the device configuration deploy methods",
+            )
+            .to_with("avh", None, "'to' parameter is not 'avh'"),
+    );
 }
 
 /// `deploy-avh-retry`.

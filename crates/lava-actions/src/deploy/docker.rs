@@ -5,43 +5,24 @@ use crate::common::fastboot::{test_needs_deployment, test_needs_overlay};
 use crate::common::lava_overlay::OverlayAction;
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
-    Action, Device, LavaResult, PipelineBuilder, Section, Strategy, StrategyRegistry,
-    ValidateContext, action_identity, async_trait,
+    Action, Declared, LavaResult, PipelineBuilder, StrategyRegistry, ValidateContext,
+    action_identity, async_trait,
 };
 use regex::Regex;
-use serde_yaml::{Mapping, Value};
+use serde_yaml::Value;
 use std::sync::LazyLock;
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(DockerStrategy);
-}
-
-/// `to: docker`.
-pub struct DockerStrategy;
-
-impl Strategy for DockerStrategy {
-    fn section(&self) -> Section {
-        Section::Deploy
-    }
-    fn name(&self) -> &str {
-        "docker"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if !device.has_deploy_method("docker") {
-            return Err("'docker' not in the device configuration deploy methods".into());
-        }
-        if params.get("to").and_then(Value::as_str) != Some("docker") {
-            return Err("\"to\" parameter is not \"docker\"".into());
-        }
-        if !params.contains_key("image") {
-            return Err("\"image\" is not in the deployment parameters".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(DockerAction::default())
-    }
+    registry.register(
+        Declared::deploy("docker", |_| Box::new(DockerAction::default()))
+            .device_method_with(
+                "docker",
+                "'docker' not in the device configuration deploy methods",
+            )
+            .to_only("docker")
+            .param("image", "\"image\" is not in the deployment parameters"),
+    );
 }
 
 /// The image names docker accepts (LAVA's `docker_image_format_pattern`).
@@ -120,6 +101,8 @@ impl Action for DockerAction {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lava_pipeline::Device;
+    use serde_yaml::Mapping;
 
     #[test]
     fn image_names() {
@@ -147,10 +130,16 @@ mod tests {
         .unwrap();
         let params: Mapping = serde_yaml::from_str("to: docker").unwrap();
         assert_eq!(
-            DockerStrategy.accepts(&device, &params).unwrap_err(),
+            crate::strategy(lava_pipeline::Section::Deploy, "docker")
+                .accepts(&device, &params)
+                .unwrap_err(),
             "\"image\" is not in the deployment parameters"
         );
         let params: Mapping = serde_yaml::from_str("{to: docker, image: x}").unwrap();
-        assert!(DockerStrategy.accepts(&device, &params).is_ok());
+        assert!(
+            crate::strategy(lava_pipeline::Section::Deploy, "docker")
+                .accepts(&device, &params)
+                .is_ok()
+        );
     }
 }

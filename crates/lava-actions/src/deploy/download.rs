@@ -7,8 +7,8 @@ use crate::common::lava_overlay::{OverlayAction, namespace};
 use crate::common::power::{ConnectDevice, ResetDevice};
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
-    Action, Device, LavaError, LavaResult, PipelineBuilder, Section, Strategy, StrategyRegistry,
-    action_identity, async_trait,
+    Action, Declared, LavaError, LavaResult, PipelineBuilder, StrategyRegistry, action_identity,
+    async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
@@ -69,29 +69,9 @@ impl Action for DownloadAction {
     }
 }
 
-/// `to: download`.
-pub struct Download;
-
-impl Strategy for Download {
-    fn section(&self) -> Section {
-        Section::Deploy
-    }
-    fn name(&self) -> &str {
-        "download"
-    }
-    fn accepts(&self, _device: &Device, params: &Mapping) -> Result<(), String> {
-        match params.get("to").and_then(Value::as_str) {
-            None => Err("\"to\" is not in deploy parameters".into()),
-            Some("download") => Ok(()),
-            Some(_) => Err("\"to\" parameter is not \"download\"".into()),
-        }
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(DownloadAction::default())
-    }
-}
-
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(Download);
+    registry.register(
+        Declared::deploy("download", |_| Box::new(DownloadAction::default())).to("download"),
+    );
 }

@@ -5,10 +5,10 @@ use crate::common::downloader::DownloaderAction;
 use crate::common::lava_overlay::{OverlayAction, namespace};
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
-    Action, ActionMeta, Device, LavaResult, PipelineBuilder, Runnable, Section, Strategy,
-    StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, LavaResult, PipelineBuilder, Runnable, StrategyRegistry,
+    ValidateContext, action_identity, async_trait,
 };
-use serde_yaml::{Mapping, Value};
+use serde_yaml::Value;
 
 /// `downloads`: download the images without deploying them.
 #[derive(Debug, Default)]
@@ -94,29 +94,9 @@ impl Action for PostprocessWithDocker {
     }
 }
 
-/// `to: downloads`.
-pub struct Downloads;
-
-impl Strategy for Downloads {
-    fn section(&self) -> Section {
-        Section::Deploy
-    }
-    fn name(&self) -> &str {
-        "downloads"
-    }
-    fn accepts(&self, _device: &Device, params: &Mapping) -> Result<(), String> {
-        match params.get("to").and_then(Value::as_str) {
-            None => Err("\"to\" is not in deploy parameters".into()),
-            Some("downloads") => Ok(()),
-            Some(_) => Err("\"to\" parameter is not \"downloads\"".into()),
-        }
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(DownloadsAction::default())
-    }
-}
-
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(Downloads);
+    registry.register(
+        Declared::deploy("downloads", |_| Box::new(DownloadsAction::default())).to("downloads"),
+    );
 }

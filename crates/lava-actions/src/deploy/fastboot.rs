@@ -14,56 +14,37 @@ use crate::common::lava_overlay::OverlayAction;
 use crate::common::power::{ConnectDevice, PDUReboot, PrePower, ReadFeedback, ResetDevice};
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
-    Action, ActionMeta, Device, ErrorKind, LavaError, LavaResult, PipelineBuilder, Runnable,
-    Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, ErrorKind, LavaError, LavaResult, PipelineBuilder, Runnable,
+    StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(FastbootStrategy);
-}
-
-/// `to: fastboot`.
-pub struct FastbootStrategy;
-
-impl Strategy for FastbootStrategy {
-    fn section(&self) -> lava_pipeline::Section {
-        lava_pipeline::Section::Deploy
-    }
-    fn name(&self) -> &str {
-        "fastboot"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        let Some(to) = params.get("to") else {
-            return Err("\"to\" is not in deploy parameters".into());
-        };
-        if to.as_str() != Some("fastboot") {
-            return Err("\"to\" parameter is not \"fastboot\"".into());
-        }
-        if device.get(&["actions", "deploy"]).is_none() {
-            return Err("\"deploy\" is not in the device configuration actions".into());
-        }
-        if !crate::common::fastboot::fastboot_auto_detection(device) {
-            if !device.has("adb_serial_number") {
-                return Err("\"adb_serial_number\" is not in the device configuration".into());
-            }
-            if !device.has("fastboot_serial_number") {
-                return Err("\"fastboot_serial_number\" is not in the device configuration".into());
-            }
-        }
-        if !device.has("fastboot_options") {
-            return Err("\"fastboot_options\" is not in the device configuration".into());
-        }
-        if device.has_deploy_method("fastboot") {
-            Ok(())
-        } else {
-            Err("\"fastboot\" was not in the device configuration deploy methods\"".into())
-        }
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(FastbootAction::default())
-    }
+    registry.register(
+        Declared::deploy("fastboot", |_| Box::new(FastbootAction::default()))
+            .to("fastboot")
+            .device_section()
+            .check(|device, _| {
+                if crate::common::fastboot::fastboot_auto_detection(device) {
+                    return Ok(());
+                }
+                if !device.has("adb_serial_number") {
+                    return Err("\"adb_serial_number\" is not in the device configuration".into());
+                }
+                if !device.has("fastboot_serial_number") {
+                    return Err(
+                        "\"fastboot_serial_number\" is not in the device configuration".into(),
+                    );
+                }
+                Ok(())
+            })
+            .device_key("fastboot_options")
+            .device_method_with(
+                "fastboot",
+                "\"fastboot\" was not in the device configuration deploy methods\"",
+            ),
+    );
 }
 
 /// The `images` of a deploy block, in job order.
@@ -395,6 +376,8 @@ impl Action for FastbootReboot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lava_pipeline::Device;
+    use serde_yaml::Mapping;
 
     fn strings(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()
@@ -431,7 +414,9 @@ mod tests {
         .unwrap();
         let params: Mapping = serde_yaml::from_str("to: fastboot").unwrap();
         assert_eq!(
-            FastbootStrategy.accepts(&device, &params).unwrap_err(),
+            crate::strategy(lava_pipeline::Section::Deploy, "fastboot")
+                .accepts(&device, &params)
+                .unwrap_err(),
             "\"fastboot_options\" is not in the device configuration"
         );
         let device = Device::from_yaml(
@@ -439,9 +424,17 @@ mod tests {
             None,
         )
         .unwrap();
-        assert!(FastbootStrategy.accepts(&device, &params).is_ok());
+        assert!(
+            crate::strategy(lava_pipeline::Section::Deploy, "fastboot")
+                .accepts(&device, &params)
+                .is_ok()
+        );
         let params: Mapping = serde_yaml::from_str("to: tftp").unwrap();
-        assert!(FastbootStrategy.accepts(&device, &params).is_err());
+        assert!(
+            crate::strategy(lava_pipeline::Section::Deploy, "fastboot")
+                .accepts(&device, &params)
+                .is_err()
+        );
     }
 
     fn describe(device: &str, job: &str) -> Vec<(String, String)> {

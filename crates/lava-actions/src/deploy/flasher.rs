@@ -7,38 +7,21 @@ use crate::common::lava_overlay::OverlayAction;
 use crate::deploy::tftp::image_params;
 use lava_pipeline::value::{scalar_string, truthy};
 use lava_pipeline::{
-    Action, ActionMeta, Device, LavaResult, PipelineBuilder, Runnable, Section, Strategy,
-    StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, LavaResult, PipelineBuilder, Runnable, StrategyRegistry,
+    ValidateContext, action_identity, async_trait,
 };
-use serde_yaml::{Mapping, Value};
+use serde_yaml::Value;
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(Flasher);
-}
-
-/// Deploy with `to: flasher`.
-pub struct Flasher;
-
-impl Strategy for Flasher {
-    fn section(&self) -> Section {
-        Section::Deploy
-    }
-    fn name(&self) -> &str {
-        "flasher"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if !device.has_deploy_method("flasher") {
-            return Err("'flasher' not in the device configuration deploy methods".into());
-        }
-        if params.get("to").and_then(Value::as_str) != Some("flasher") {
-            return Err("\"to\" parameter is not \"flasher\"".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(FlasherRetryAction)
-    }
+    registry.register(
+        Declared::deploy("flasher", |_| Box::new(FlasherRetryAction))
+            .device_method_with(
+                "flasher",
+                "'flasher' not in the device configuration deploy methods",
+            )
+            .to_only("flasher"),
+    );
 }
 
 /// `deploy-flasher-retry`: the flashing, retried.

@@ -5,35 +5,20 @@ use crate::common::fastboot::test_needs_overlay;
 use crate::common::lava_overlay::OverlayAction;
 use crate::deploy::fastboot::images;
 use lava_pipeline::{
-    Action, Device, LavaError, LavaResult, PipelineBuilder, Section, Strategy, StrategyRegistry,
-    ValidateContext, action_identity, async_trait,
+    Action, Declared, LavaError, LavaResult, PipelineBuilder, StrategyRegistry, ValidateContext,
+    action_identity, async_trait,
 };
-use serde_yaml::{Mapping, Value};
+use serde_yaml::Value;
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(FvpStrategy);
-}
-
-/// `to: fvp`.
-pub struct FvpStrategy;
-
-impl Strategy for FvpStrategy {
-    fn section(&self) -> Section {
-        Section::Deploy
-    }
-    fn name(&self) -> &str {
-        "fvp"
-    }
-    fn accepts(&self, _device: &Device, params: &Mapping) -> Result<(), String> {
-        if params.get("to").and_then(Value::as_str) != Some("fvp") {
-            return Err("'to' was not fvp".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(FVPDeploy::default())
-    }
+    registry.register(
+        Declared::deploy("fvp", |_| Box::new(FVPDeploy::default())).to_with(
+            "fvp",
+            None,
+            "'to' was not fvp",
+        ),
+    );
 }
 
 /// Add one downloader per image, honouring the block's `uniquify`.

@@ -8,44 +8,22 @@ use crate::deploy::fastboot::images;
 use crate::deploy::vemsd::{Board, MassStorage, Step, VExpressStep};
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
-    Action, ActionMeta, Device, ErrorKind, LavaResult, PipelineBuilder, Runnable, Section,
-    Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, ErrorKind, LavaResult, PipelineBuilder, Runnable,
+    StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
-use serde_yaml::Mapping;
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(MpsStrategy);
-}
-
-/// `to: mps`.
-pub struct MpsStrategy;
-
-impl Strategy for MpsStrategy {
-    fn section(&self) -> Section {
-        Section::Deploy
-    }
-    fn name(&self) -> &str {
-        "mps"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if !device.has_deploy_method("mps") {
-            return Err("\"mps\" was not in the device configuration deploy methods".into());
-        }
-        let Some(to) = params.get("to") else {
-            return Err("\"to\" was not in parameters".into());
-        };
-        if to.as_str() != Some("mps") {
-            return Err("\"to\" was not \"mps\"".into());
-        }
-        if !device.has("usb_filesystem_label") {
-            return Err("\"usb_filesystem_label\" is not in the device configuration".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(MpsAction::default())
-    }
+    registry.register(
+        Declared::deploy("mps", |_| Box::new(MpsAction::default()))
+            .device_method("mps")
+            .to_with(
+                "mps",
+                Some("\"to\" was not in parameters"),
+                "\"to\" was not \"mps\"",
+            )
+            .device_key("usb_filesystem_label"),
+    );
 }
 
 /// LAVA's check of the image keys: one `recovery_image` or `test_binary`, or a

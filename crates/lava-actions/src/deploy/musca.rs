@@ -6,44 +6,23 @@ use crate::common::downloader::download_dir;
 use crate::common::power::{DisconnectDevice, ResetDevice};
 use crate::deploy::vemsd::{Board, MassStorage};
 use lava_pipeline::{
-    Action, ActionMeta, Device, LavaResult, PipelineBuilder, Runnable, Section, Strategy,
-    StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, LavaResult, PipelineBuilder, Runnable, StrategyRegistry,
+    ValidateContext, action_identity, async_trait,
 };
-use serde_yaml::{Mapping, Value};
+use serde_yaml::Value;
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(MuscaStrategy);
-}
-
-/// `to: musca`.
-pub struct MuscaStrategy;
-
-impl Strategy for MuscaStrategy {
-    fn section(&self) -> Section {
-        Section::Deploy
-    }
-    fn name(&self) -> &str {
-        "musca"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if !device.has_deploy_method("musca") {
-            return Err("\"musca\" was not in the device configuration deploy methods".into());
-        }
-        let Some(to) = params.get("to") else {
-            return Err("\"to\" was not in parameters".into());
-        };
-        if to.as_str() != Some("musca") {
-            return Err("\"to\" was not \"musca\"".into());
-        }
-        if !device.has("board_id") {
-            return Err("\"board_id\" is not in the device configuration".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(MuscaAction::default())
-    }
+    registry.register(
+        Declared::deploy("musca", |_| Box::new(MuscaAction::default()))
+            .device_method("musca")
+            .to_with(
+                "musca",
+                Some("\"to\" was not in parameters"),
+                "\"to\" was not \"musca\"",
+            )
+            .device_key("board_id"),
+    );
 }
 
 const TEST_BINARY: &str = "test_binary";

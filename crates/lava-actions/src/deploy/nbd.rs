@@ -7,43 +7,22 @@ use crate::common::power::require_tool;
 use crate::common::prepare_overlay::{PrepareKernelAction, kernel_has_type};
 use crate::deploy::tftp::{check_tftp_dir, image_params, tftp_deploy_dir, tftpd_dir};
 use lava_pipeline::{
-    Action, ActionMeta, Device, LavaResult, PipelineBuilder, Runnable, Section, Strategy,
-    StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, LavaResult, PipelineBuilder, Runnable, StrategyRegistry,
+    ValidateContext, action_identity, async_trait,
 };
-use serde_yaml::{Mapping, Value};
+use serde_yaml::Mapping;
 use std::path::PathBuf;
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(Nbd);
-}
-
-/// Deploy with `to: nbd`.
-pub struct Nbd;
-
-impl Strategy for Nbd {
-    fn section(&self) -> Section {
-        Section::Deploy
-    }
-    fn name(&self) -> &str {
-        "nbd"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if !params.contains_key("to") {
-            return Err("\"to\" is not in deploy parameters".into());
-        }
-        if params.get("to").and_then(Value::as_str) != Some("nbd") {
-            return Err("\"to\" parameter is not \"nbd\"".into());
-        }
-        if device.has_deploy_method("nbd") {
-            Ok(())
-        } else {
-            Err("\"ndb\" was not in the device configuration deploy methods".into())
-        }
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(NbdAction::new())
-    }
+    registry.register(
+        Declared::deploy("nbd", |_| Box::new(NbdAction::new()))
+            .to("nbd")
+            .device_method_with(
+                "nbd",
+                "\"ndb\" was not in the device configuration deploy methods",
+            ),
+    );
 }
 
 /// The image keys an NBD deployment downloads, in LAVA's order.

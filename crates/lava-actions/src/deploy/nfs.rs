@@ -7,14 +7,25 @@ use crate::common::lava_overlay::OverlayAction;
 use crate::common::prepare_overlay::{ApplyOverlayTftp, ExtractModules, ExtractNfsRootfs};
 use crate::deploy::tftp::image_params;
 use lava_pipeline::{
-    Action, Device, LavaResult, PipelineBuilder, Section, Strategy, StrategyRegistry,
-    ValidateContext, action_identity, async_trait,
+    Action, Declared, LavaResult, PipelineBuilder, StrategyRegistry, ValidateContext,
+    action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(Nfs);
+    registry.register(
+        Declared::deploy("nfs", |_| Box::new(NfsAction::new()))
+            .to("nfs")
+            .no_device_method(
+                "image",
+                "\"image\" was in the device configuration deploy methods",
+            )
+            .device_method_with(
+                "nfs",
+                "\"nfs\" was not in the device configuration deploy methods\"",
+            ),
+    );
 }
 
 fn namespace(params: &Mapping) -> &str {
@@ -22,37 +33,6 @@ fn namespace(params: &Mapping) -> &str {
         .get("namespace")
         .and_then(Value::as_str)
         .unwrap_or("common")
-}
-
-/// Deploy with `to: nfs`.
-pub struct Nfs;
-
-impl Strategy for Nfs {
-    fn section(&self) -> Section {
-        Section::Deploy
-    }
-    fn name(&self) -> &str {
-        "nfs"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if !params.contains_key("to") {
-            return Err("\"to\" is not in deploy parameters".into());
-        }
-        if params.get("to").and_then(Value::as_str) != Some("nfs") {
-            return Err("\"to\" parameter is not \"nfs\"".into());
-        }
-        if device.has_deploy_method("image") {
-            return Err("\"image\" was in the device configuration deploy methods".into());
-        }
-        if device.has_deploy_method("nfs") {
-            Ok(())
-        } else {
-            Err("\"nfs\" was not in the device configuration deploy methods\"".into())
-        }
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(NfsAction::new())
-    }
 }
 
 /// `nfs-deploy`: download, unpack, add modules and overlay.
@@ -115,7 +95,9 @@ impl Action for NfsAction {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+
+    use lava_pipeline::Device;
+    use serde_yaml::Mapping;
 
     #[test]
     fn nfs_is_refused_on_image_devices() {
@@ -126,11 +108,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            Nfs.accepts(&image, &p),
+            crate::strategy(lava_pipeline::Section::Deploy, "nfs").accepts(&image, &p),
             Err("\"image\" was in the device configuration deploy methods".into())
         );
         let nfs = Device::from_yaml("actions:\n  deploy:\n    methods:\n      nfs: null\n", None)
             .unwrap();
-        assert!(Nfs.accepts(&nfs, &p).is_ok());
+        assert!(
+            crate::strategy(lava_pipeline::Section::Deploy, "nfs")
+                .accepts(&nfs, &p)
+                .is_ok()
+        );
     }
 }

@@ -5,44 +5,19 @@ use crate::common::fastboot::{block_namespace, test_needs_overlay};
 use crate::common::lava_overlay::OverlayAction;
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
-    Action, ActionMeta, Device, ErrorKind, LavaResult, PipelineBuilder, Runnable, Section,
-    Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, ErrorKind, LavaResult, PipelineBuilder, Runnable,
+    StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
-use serde_yaml::{Mapping, Value};
+use serde_yaml::Value;
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(QdlStrategy);
-}
-
-/// `to: qdl`.
-pub struct QdlStrategy;
-
-impl Strategy for QdlStrategy {
-    fn section(&self) -> Section {
-        Section::Deploy
-    }
-    fn name(&self) -> &str {
-        "qdl"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        let Some(to) = params.get("to") else {
-            return Err("\"to\" is not in deploy parameters".into());
-        };
-        if to.as_str() != Some("qdl") {
-            return Err("\"to\" parameter is not \"qdl\"".into());
-        }
-        if device.get(&["actions", "deploy"]).is_none() {
-            return Err("\"deploy\" is not in the device configuration actions".into());
-        }
-        if !params.contains_key("qcomflash") {
-            return Err("'qcomflash' not in deploy parameters".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(QDLAction::default())
-    }
+    registry.register(
+        Declared::deploy("qdl", |_| Box::new(QDLAction::default()))
+            .to("qdl")
+            .device_section()
+            .param("qcomflash", "'qcomflash' not in deploy parameters"),
+    );
 }
 
 /// The parameter holding the flat build.

@@ -6,41 +6,21 @@ use crate::common::power::ConnectDevice;
 use crate::deploy::tftp::image_params;
 use lava_pipeline::value::scalar_string;
 use lava_pipeline::{
-    Action, Device, LavaResult, PipelineBuilder, Section, Strategy, StrategyRegistry,
-    action_identity, async_trait,
+    Action, Declared, LavaResult, PipelineBuilder, StrategyRegistry, action_identity, async_trait,
 };
-use serde_yaml::{Mapping, Value};
+use serde_yaml::Value;
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(RecoveryMode);
-}
-
-/// Deploy with `to: recovery`.
-pub struct RecoveryMode;
-
-impl Strategy for RecoveryMode {
-    fn section(&self) -> Section {
-        Section::Deploy
-    }
-    fn name(&self) -> &str {
-        "recovery"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if !device.has_deploy_method("recovery") {
-            return Err("'recovery' not in the device configuration deploy methods".into());
-        }
-        if params.get("to").and_then(Value::as_str) != Some("recovery") {
-            return Err("\"to\" parameter is not \"recovery\"".into());
-        }
-        if !params.contains_key("images") {
-            return Err("\"images\" is not in the deployment parameters".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(RecoveryModeAction::default())
-    }
+    registry.register(
+        Declared::deploy("recovery", |_| Box::new(RecoveryModeAction::default()))
+            .device_method_with(
+                "recovery",
+                "'recovery' not in the device configuration deploy methods",
+            )
+            .to_only("recovery")
+            .param("images", "\"images\" is not in the deployment parameters"),
+    );
 }
 
 /// `deploy-recovery-mode`: download the images; connect when the recovery method is

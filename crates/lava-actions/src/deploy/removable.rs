@@ -9,8 +9,8 @@ use crate::common::lava_overlay::OverlayAction;
 use crate::deploy::tftp::image_params;
 use lava_pipeline::value::{scalar_string, truthy};
 use lava_pipeline::{
-    Action, ActionMeta, Device, LavaResult, PipelineBuilder, Runnable, Section, Strategy,
-    StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, Device, LavaResult, PipelineBuilder, Runnable, StrategyRegistry,
+    ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
@@ -23,7 +23,17 @@ pub const DD_PROMPTS: [&str; 2] = [r"[0-9]+\+[0-9]+ records out", r"[0-9]+ bytes
 /// Register this family's strategies: one per medium, so hints name the `to:` values.
 pub fn register(registry: &mut StrategyRegistry) {
     for media in REMOVABLE_MEDIA {
-        registry.register(Removable { media });
+        registry.register(
+            Declared::deploy(media, |_| Box::new(MassStorage::new())).check(
+                move |device, params| {
+                    let to = params.get("to").and_then(Value::as_str);
+                    if REMOVABLE_MEDIA.contains(&to.unwrap_or_default()) && to != Some(media) {
+                        return Err(format!("\"to\" parameter is not \"{media}\""));
+                    }
+                    removable_accepts(device, params)
+                },
+            ),
+        );
     }
 }
 
@@ -32,11 +42,6 @@ fn namespace(params: &Mapping) -> &str {
         .get("namespace")
         .and_then(Value::as_str)
         .unwrap_or("common")
-}
-
-/// Deploy with `to: <media>` on a device listing that medium.
-pub struct Removable {
-    media: &'static str,
 }
 
 /// LAVA's `Removable.accepts`, for any medium.
@@ -64,25 +69,6 @@ pub fn removable_accepts(device: &Device, params: &Mapping) -> Result<(), String
             "\"uuid\" was not in the parameters for the media device {}",
             job_device.unwrap_or_default()
         ))
-    }
-}
-
-impl Strategy for Removable {
-    fn section(&self) -> Section {
-        Section::Deploy
-    }
-    fn name(&self) -> &str {
-        self.media
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        let to = params.get("to").and_then(Value::as_str);
-        if REMOVABLE_MEDIA.contains(&to.unwrap_or_default()) && to != Some(self.media) {
-            return Err(format!("\"to\" parameter is not \"{}\"", self.media));
-        }
-        removable_accepts(device, params)
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(MassStorage::new())
     }
 }
 
@@ -296,8 +282,8 @@ mod tests {
 
     #[test]
     fn removable_strategy_per_medium() {
-        let usb = Removable { media: "usb" };
-        let sata = Removable { media: "sata" };
+        let usb = crate::strategy(lava_pipeline::Section::Deploy, "usb");
+        let sata = crate::strategy(lava_pipeline::Section::Deploy, "sata");
         let job = mapping("{to: usb, device: SanDisk}");
         assert!(usb.accepts(&device(), &job).is_ok());
         assert!(sata.accepts(&device(), &job).is_err());

@@ -5,8 +5,8 @@ use crate::common::env::DeployDeviceEnvironment;
 use crate::common::lava_overlay::{OverlayAction, namespace};
 use crate::common::prepare_overlay::{ExtractModules, ExtractRootfs};
 use lava_pipeline::{
-    Action, Device, LavaResult, Pipeline, PipelineBuilder, RunContext, Section, Strategy,
-    StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, Declared, LavaResult, Pipeline, PipelineBuilder, RunContext, StrategyRegistry,
+    ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
@@ -126,31 +126,14 @@ impl Action for PrepareOverlayScp {
     }
 }
 
-/// `to: ssh` on devices with the `ssh` deploy method.
-pub struct Ssh;
-
-impl Strategy for Ssh {
-    fn section(&self) -> Section {
-        Section::Deploy
-    }
-    fn name(&self) -> &str {
-        "ssh"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if !device.has_deploy_method("ssh") {
-            return Err("\"ssh\" is not in the device configuration deploy methods".into());
-        }
-        if params.get("to").and_then(Value::as_str) != Some("ssh") {
-            return Err("\"to\" parameter is not \"ssh\"".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(ScpOverlay)
-    }
-}
-
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(Ssh);
+    registry.register(
+        Declared::deploy("ssh", |_| Box::new(ScpOverlay))
+            .device_method_with(
+                "ssh",
+                "\"ssh\" is not in the device configuration deploy methods",
+            )
+            .to_only("ssh"),
+    );
 }

@@ -7,15 +7,22 @@ use crate::common::lava_overlay::OverlayAction;
 use crate::common::power::require_tool;
 use crate::common::prepare_overlay::PrepareOverlayTftp;
 use lava_pipeline::{
-    Action, Device, LavaError, LavaResult, PipelineBuilder, Section, Strategy, StrategyRegistry,
-    ValidateContext, action_identity, async_trait,
+    Action, Declared, LavaError, LavaResult, PipelineBuilder, StrategyRegistry, ValidateContext,
+    action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 use std::path::{Path, PathBuf};
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(Tftp);
+    registry.register(
+        Declared::deploy("tftp", |_| Box::new(TftpAction::new()))
+            .to("tftp")
+            .device_method_with(
+                "tftp",
+                "\"tftp\" was not in the device configuration deploy methods\"",
+            ),
+    );
 }
 
 /// The tftpd-hpa configuration LAVA reads the served directory from.
@@ -76,35 +83,6 @@ fn namespace(params: &Mapping) -> &str {
         .get("namespace")
         .and_then(Value::as_str)
         .unwrap_or("common")
-}
-
-/// Deploy with `to: tftp`.
-pub struct Tftp;
-
-impl Strategy for Tftp {
-    fn section(&self) -> Section {
-        Section::Deploy
-    }
-    fn name(&self) -> &str {
-        "tftp"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        match params.get("to").and_then(Value::as_str) {
-            None if !params.contains_key("to") => {
-                return Err("\"to\" is not in deploy parameters".into());
-            }
-            Some("tftp") => {}
-            _ => return Err("\"to\" parameter is not \"tftp\"".into()),
-        }
-        if device.has_deploy_method("tftp") {
-            Ok(())
-        } else {
-            Err("\"tftp\" was not in the device configuration deploy methods\"".into())
-        }
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(TftpAction::new())
-    }
 }
 
 /// The image keys a TFTP deployment downloads, in LAVA's order.
@@ -208,6 +186,8 @@ impl Action for TftpAction {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lava_pipeline::Device;
+    use serde_yaml::Mapping;
 
     #[test]
     fn reads_tftp_directory_from_tftpd_hpa_config() {
@@ -241,13 +221,22 @@ mod tests {
         )
         .unwrap();
         let p = |y: &str| -> Mapping { serde_yaml::from_str(y).unwrap() };
-        assert!(Tftp.accepts(&device, &p("{to: tftp}")).is_ok());
+        assert!(
+            crate::strategy(lava_pipeline::Section::Deploy, "tftp")
+                .accepts(&device, &p("{to: tftp}"))
+                .is_ok()
+        );
         assert_eq!(
-            Tftp.accepts(&device, &p("{to: nfs}")),
+            crate::strategy(lava_pipeline::Section::Deploy, "tftp")
+                .accepts(&device, &p("{to: nfs}")),
             Err("\"to\" parameter is not \"tftp\"".into())
         );
         let other = Device::from_yaml("actions:\n  deploy:\n    methods:\n      nfs: null\n", None)
             .unwrap();
-        assert!(Tftp.accepts(&other, &p("{to: tftp}")).is_err());
+        assert!(
+            crate::strategy(lava_pipeline::Section::Deploy, "tftp")
+                .accepts(&other, &p("{to: tftp}"))
+                .is_err()
+        );
     }
 }

@@ -6,10 +6,10 @@ use crate::common::downloader::{DownloaderAction, download_dir};
 use crate::common::env::DeployDeviceEnvironment;
 use crate::common::lava_overlay::{OverlayAction, namespace};
 use lava_pipeline::{
-    Action, Device, LavaError, LavaResult, PipelineBuilder, Section, Strategy, StrategyRegistry,
-    action_identity, async_trait,
+    Action, Declared, LavaError, LavaResult, PipelineBuilder, StrategyRegistry, action_identity,
+    async_trait,
 };
-use serde_yaml::{Mapping, Value};
+use serde_yaml::Value;
 
 /// `deployimages`: download every image (and `uefi`), with the overlay when a test needs
 /// it.
@@ -62,39 +62,21 @@ impl Action for DeployImagesAction {
     }
 }
 
-/// `to: tmpfs` on devices with the `image` deploy method.
-pub struct Tmpfs;
-
-impl Strategy for Tmpfs {
-    fn section(&self) -> Section {
-        Section::Deploy
-    }
-    fn name(&self) -> &str {
-        "tmpfs"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if !device.has_deploy_method("image") {
-            return Err("\"image\" is not in the device configuration deploy methods".into());
-        }
-        if params.get("to").and_then(Value::as_str) != Some("tmpfs") {
-            return Err("\"to\" parameter is not \"tmpfs\"".into());
-        }
-        if !params.contains_key("images") {
-            return Err("\"images\" was not in the deployment parameters".into());
-        }
-        if let Some(kind) = params.get("type")
-            && kind.as_str() != Some("monitor")
-        {
-            return Err("\"type\" parameter was set but it was not \"monitor\"".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(DeployImagesAction)
-    }
-}
-
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(Tmpfs);
+    registry.register(
+        Declared::deploy("tmpfs", |_| Box::new(DeployImagesAction))
+            .device_method_with(
+                "image",
+                "\"image\" is not in the device configuration deploy methods",
+            )
+            .to_only("tmpfs")
+            .param("images", "\"images\" was not in the deployment parameters")
+            .check(|_, params| match params.get("type") {
+                Some(kind) if kind.as_str() != Some("monitor") => {
+                    Err("\"type\" parameter was set but it was not \"monitor\"".into())
+                }
+                _ => Ok(()),
+            }),
+    );
 }

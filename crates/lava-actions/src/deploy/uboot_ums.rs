@@ -7,48 +7,22 @@ use crate::common::env::DeployDeviceEnvironment;
 use crate::common::lava_overlay::OverlayAction;
 use crate::deploy::tftp::image_params;
 use lava_pipeline::{
-    Action, Device, LavaResult, PipelineBuilder, Section, Strategy, StrategyRegistry,
-    action_identity, async_trait,
+    Action, Declared, LavaResult, PipelineBuilder, StrategyRegistry, action_identity, async_trait,
 };
-use serde_yaml::{Mapping, Value};
+use serde_yaml::Value;
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(UBootUMS);
-}
-
-/// Deploy with `to: u-boot-ums`.
-pub struct UBootUMS;
-
-impl Strategy for UBootUMS {
-    fn section(&self) -> Section {
-        Section::Deploy
-    }
-    fn name(&self) -> &str {
-        "u-boot-ums"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if !params.contains_key("to") {
-            return Err("\"to\" is not in deploy parameters".into());
-        }
-        if params.get("to").and_then(Value::as_str) != Some("u-boot-ums") {
-            return Err("\"to\" parameter is not \"u-boot-ums\"".into());
-        }
-        if device.get(&["actions", "deploy"]).is_none() {
-            return Err("\"deploy\" is not in the device configuration actions".into());
-        }
-        if !params.contains_key("image") {
-            return Err("\"image\" was not in the deploy parameters".into());
-        }
-        if device.has_deploy_method("u-boot-ums") {
-            Ok(())
-        } else {
-            Err("\"u-boot-ums\" was not in the device configuration deploy methods\"".into())
-        }
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(UBootUMSAction::new())
-    }
+    registry.register(
+        Declared::deploy("u-boot-ums", |_| Box::new(UBootUMSAction::new()))
+            .to("u-boot-ums")
+            .device_section()
+            .param("image", "\"image\" was not in the deploy parameters")
+            .device_method_with(
+                "u-boot-ums",
+                "\"u-boot-ums\" was not in the device configuration deploy methods\"",
+            ),
+    );
 }
 
 /// `uboot-ums-deploy`: download the image, then the overlay into it.

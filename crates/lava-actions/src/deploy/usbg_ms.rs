@@ -6,53 +6,40 @@ use crate::common::env::DeployDeviceEnvironment;
 use crate::common::lava_overlay::OverlayAction;
 use crate::deploy::tftp::image_params;
 use lava_pipeline::{
-    Action, ActionMeta, Device, ErrorKind, LavaError, LavaResult, PipelineBuilder, Runnable,
-    Section, Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, ErrorKind, LavaError, LavaResult, PipelineBuilder, Runnable,
+    StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
-use serde_yaml::{Mapping, Value};
+use serde_yaml::Value;
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(USBGMS);
-}
-
-/// Deploy with `to: usbg-ms`.
-pub struct USBGMS;
-
-impl Strategy for USBGMS {
-    fn section(&self) -> Section {
-        Section::Deploy
-    }
-    fn name(&self) -> &str {
-        "usbg-ms"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        if params.get("to").and_then(Value::as_str) != Some("usbg-ms") {
-            return Err("\"to\" parameter is not \"usbg-ms\"".into());
-        }
-        let Some(method) = device.get(&["actions", "deploy", "methods", "usbg-ms"]) else {
-            return Err("'usbg-ms' not in the device configuration deploy methods".into());
-        };
-        let mut keys: Vec<String> = method
-            .as_mapping()
-            .map(|m| {
-                m.keys()
-                    .filter_map(lava_pipeline::value::scalar_string)
-                    .collect()
-            })
-            .unwrap_or_default();
-        keys.sort();
-        // LAVA raises a ConfigurationError here; the registry only takes reasons.
-        if keys != ["disable", "enable"] {
-            return Err(format!(
-                "usbg-ms 'disable' and 'enable' commands missing: {keys:?}"
-            ));
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(USBGMSAction::new())
-    }
+    registry.register(
+        Declared::deploy("usbg-ms", |_| Box::new(USBGMSAction::new()))
+            .to_only("usbg-ms")
+            .device_method_with(
+                "usbg-ms",
+                "'usbg-ms' not in the device configuration deploy methods",
+            )
+            .check(|device, _| {
+                let mut keys: Vec<String> = device
+                    .get(&["actions", "deploy", "methods", "usbg-ms"])
+                    .and_then(Value::as_mapping)
+                    .map(|m| {
+                        m.keys()
+                            .filter_map(lava_pipeline::value::scalar_string)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                keys.sort();
+                // LAVA raises a ConfigurationError here; the registry only takes reasons.
+                if keys != ["disable", "enable"] {
+                    return Err(format!(
+                        "usbg-ms 'disable' and 'enable' commands missing: {keys:?}"
+                    ));
+                }
+                Ok(())
+            }),
+    );
 }
 
 /// `usbg-ms`: download the image; the run enables the gadget with the device's

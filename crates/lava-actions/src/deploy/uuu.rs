@@ -7,47 +7,25 @@ use crate::common::lava_overlay::OverlayAction;
 use crate::deploy::fastboot::images;
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
-    Action, Device, LavaResult, PipelineBuilder, Section, Strategy, StrategyRegistry,
-    action_identity, async_trait,
+    Action, Declared, LavaResult, PipelineBuilder, StrategyRegistry, action_identity, async_trait,
 };
-use serde_yaml::Mapping;
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(UuuStrategy);
-}
-
-/// `to: uuu`.
-pub struct UuuStrategy;
-
-impl Strategy for UuuStrategy {
-    fn section(&self) -> Section {
-        Section::Deploy
-    }
-    fn name(&self) -> &str {
-        "uuu"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        let Some(to) = params.get("to") else {
-            return Err("\"to\" is not in deploy parameters".into());
-        };
-        if to.as_str() != Some("uuu") {
-            return Err("\"to\" parameter is not \"uuu\"".into());
-        }
-        if device.get(&["actions", "deploy"]).is_none() {
-            return Err("\"deploy\" is not in the device configuration actions".into());
-        }
-        let Some(images) = params.get("images") else {
-            return Err("'images' not in deploy parameters".into());
-        };
-        if images.get("boot").is_none() {
-            return Err("'boot' image is required, not found in 'images' parameter".into());
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(UUUDeployAction::default())
-    }
+    registry.register(
+        Declared::deploy("uuu", |_| Box::new(UUUDeployAction::default()))
+            .to("uuu")
+            .device_section()
+            .check(|_, params| {
+                let Some(images) = params.get("images") else {
+                    return Err("'images' not in deploy parameters".into());
+                };
+                if images.get("boot").is_none() {
+                    return Err("'boot' image is required, not found in 'images' parameter".into());
+                }
+                Ok(())
+            }),
+    );
 }
 
 /// `uuu-deploy`.
@@ -97,20 +75,22 @@ impl Action for UUUDeployAction {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+
+    use lava_pipeline::Device;
+    use serde_yaml::Mapping;
 
     #[test]
     fn strategy_requires_a_boot_image() {
         let device = Device::from_yaml("actions: {deploy: {methods: {}}}", None).unwrap();
         let p = |y: &str| -> Mapping { serde_yaml::from_str(y).unwrap() };
         assert_eq!(
-            UuuStrategy
+            crate::strategy(lava_pipeline::Section::Deploy, "uuu")
                 .accepts(&device, &p("{to: uuu, images: {rootfs: {url: x}}}"))
                 .unwrap_err(),
             "'boot' image is required, not found in 'images' parameter"
         );
         assert!(
-            UuuStrategy
+            crate::strategy(lava_pipeline::Section::Deploy, "uuu")
                 .accepts(&device, &p("{to: uuu, images: {boot: {url: x}}}"))
                 .is_ok()
         );

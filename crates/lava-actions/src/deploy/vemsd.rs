@@ -7,46 +7,20 @@ use crate::common::fastboot::WaitUSBMassStorageDeviceAction;
 use crate::common::power::{ConnectDevice, ResetDevice};
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
-    Action, ActionMeta, Device, ErrorKind, LavaResult, PipelineBuilder, Runnable, Section,
-    Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, Device, ErrorKind, LavaResult, PipelineBuilder, Runnable,
+    StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(VExpressMsdStrategy);
-}
-
-/// `to: vemsd`.
-pub struct VExpressMsdStrategy;
-
-impl Strategy for VExpressMsdStrategy {
-    fn section(&self) -> Section {
-        Section::Deploy
-    }
-    fn name(&self) -> &str {
-        "vemsd"
-    }
-    fn accepts(&self, device: &Device, params: &Mapping) -> Result<(), String> {
-        let Some(to) = params.get("to") else {
-            return Err("\"to\" is not in deploy parameters".into());
-        };
-        if to.as_str() != Some("vemsd") {
-            return Err("\"to\" parameter is not \"vemsd\"".into());
-        }
-        if device.has_deploy_method("vemsd") {
-            Ok(())
-        } else {
-            Err("\"vemsd\" was not in the device configuration deploy methods".into())
-        }
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(VExpressMsdRetry)
-    }
-    fn uses_deployment_data(&self) -> bool {
-        // A recovery image deployment involves no OS.
-        false
-    }
+    // A recovery image deployment involves no OS: no deployment data.
+    registry.register(
+        Declared::deploy("vemsd", |_| Box::new(VExpressMsdRetry))
+            .to("vemsd")
+            .device_method("vemsd")
+            .without_deployment_data(),
+    );
 }
 
 /// `actions.deploy.methods.vemsd.parameters.<key>` as a string.

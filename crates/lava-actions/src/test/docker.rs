@@ -5,44 +5,27 @@ use crate::common::lava_overlay::CreateOverlay;
 use crate::common::power::{DisconnectDevice, ReadFeedback};
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
-    Action, ActionMeta, Device, ErrorKind, LavaResult, PipelineBuilder, Runnable, Section,
-    Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, Device, ErrorKind, LavaResult, PipelineBuilder, Runnable,
+    StrategyRegistry, TestNeeds, ValidateContext, action_identity, async_trait,
 };
-use serde_yaml::{Mapping, Value};
+use serde_yaml::Value;
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(DockerTestStrategy);
-}
-
-/// A test block with `docker` and `definitions`.
-pub struct DockerTestStrategy;
-
-impl Strategy for DockerTestStrategy {
-    fn section(&self) -> Section {
-        Section::Test
-    }
-    fn name(&self) -> &str {
-        "docker"
-    }
-    fn priority(&self) -> i32 {
-        10
-    }
-    fn accepts(&self, _device: &Device, params: &Mapping) -> Result<(), String> {
-        let has_definitions =
-            params.contains_key("definition") || params.contains_key("definitions");
-        if has_definitions && params.contains_key("docker") {
-            Ok(())
-        } else {
-            Err("docker or definition(s) not in parameters".into())
-        }
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(DockerTestAction)
-    }
-    fn needs_overlay(&self, _params: &Mapping) -> bool {
-        true
-    }
+    registry.register(
+        Declared::test("docker", |_| Box::new(DockerTestAction))
+            .priority(10)
+            .check(|_, params| {
+                let has_definitions =
+                    params.contains_key("definition") || params.contains_key("definitions");
+                if has_definitions && params.contains_key("docker") {
+                    Ok(())
+                } else {
+                    Err("docker or definition(s) not in parameters".into())
+                }
+            })
+            .needs(|_| TestNeeds::OVERLAY),
+    );
 }
 
 /// The first `device_info` entry's `board_id`, which the container needs to find the DUT.
@@ -199,14 +182,24 @@ impl Action for DockerTestShell {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lava_pipeline::Device;
+    use serde_yaml::Mapping;
 
     #[test]
     fn strategy_needs_docker_and_definitions() {
         let device = Device::default();
         let yes: Mapping = serde_yaml::from_str("{docker: {image: x}, definitions: []}").unwrap();
-        assert!(DockerTestStrategy.accepts(&device, &yes).is_ok());
+        assert!(
+            crate::strategy(lava_pipeline::Section::Test, "docker")
+                .accepts(&device, &yes)
+                .is_ok()
+        );
         let no: Mapping = serde_yaml::from_str("{definitions: []}").unwrap();
-        assert!(DockerTestStrategy.accepts(&device, &no).is_err());
+        assert!(
+            crate::strategy(lava_pipeline::Section::Test, "docker")
+                .accepts(&device, &no)
+                .is_err()
+        );
     }
 
     #[test]

@@ -3,10 +3,9 @@
 
 use super::shell::check_required;
 use lava_pipeline::{
-    Action, ActionMeta, Device, ErrorKind, LavaResult, PipelineBuilder, Runnable, Section,
-    Strategy, StrategyRegistry, action_identity, async_trait,
+    Action, ActionMeta, Declared, ErrorKind, LavaResult, PipelineBuilder, Runnable,
+    StrategyRegistry, action_identity, async_trait,
 };
-use serde_yaml::Mapping;
 
 /// `lava-test-interactive-retry`: the interactive test (retried).
 #[derive(Debug, Default)]
@@ -48,28 +47,16 @@ impl Action for TestInteractiveAction {
     }
 }
 
-/// Test blocks with `interactive` scripts.
-pub struct TestInteractive;
-
-impl Strategy for TestInteractive {
-    fn section(&self) -> Section {
-        Section::Test
-    }
-    fn name(&self) -> &str {
-        "lava-test-interactive"
-    }
-    fn accepts(&self, _device: &Device, params: &Mapping) -> Result<(), String> {
-        let Some(scripts) = params.get("interactive") else {
-            return Err("\"interactive\" not in parameters".into());
-        };
-        check_required(Some(scripts), &["name", "prompts", "script"])
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(TestInteractiveRetry)
-    }
-}
-
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(TestInteractive);
+    registry.register(
+        Declared::test("lava-test-interactive", |_| Box::new(TestInteractiveRetry)).check(
+            |_, params| {
+                let Some(scripts) = params.get("interactive") else {
+                    return Err("\"interactive\" not in parameters".into());
+                };
+                check_required(Some(scripts), &["name", "prompts", "script"])
+            },
+        ),
+    );
 }

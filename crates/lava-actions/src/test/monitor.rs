@@ -3,10 +3,9 @@
 
 use super::shell::check_required;
 use lava_pipeline::{
-    Action, ActionMeta, Device, ErrorKind, LavaResult, PipelineBuilder, Runnable, Section,
-    Strategy, StrategyRegistry, action_identity, async_trait,
+    Action, ActionMeta, Declared, ErrorKind, LavaResult, PipelineBuilder, Runnable,
+    StrategyRegistry, action_identity, async_trait,
 };
-use serde_yaml::Mapping;
 
 /// `lava-test-monitor-retry`: the monitors (retried).
 #[derive(Debug, Default)]
@@ -48,28 +47,14 @@ impl Action for TestMonitorAction {
     }
 }
 
-/// Test blocks with `monitors`.
-pub struct TestMonitor;
-
-impl Strategy for TestMonitor {
-    fn section(&self) -> Section {
-        Section::Test
-    }
-    fn name(&self) -> &str {
-        "lava-test-monitor"
-    }
-    fn accepts(&self, _device: &Device, params: &Mapping) -> Result<(), String> {
-        let Some(monitors) = params.get("monitors") else {
-            return Err("\"monitors\" not in parameters".into());
-        };
-        check_required(Some(monitors), &["name", "start", "end", "pattern"])
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(TestMonitorRetry)
-    }
-}
-
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(TestMonitor);
+    registry.register(
+        Declared::test("lava-test-monitor", |_| Box::new(TestMonitorRetry)).check(|_, params| {
+            let Some(monitors) = params.get("monitors") else {
+                return Err("\"monitors\" not in parameters".into());
+            };
+            check_required(Some(monitors), &["name", "start", "end", "pattern"])
+        }),
+    );
 }

@@ -7,8 +7,8 @@ use super::shell::check_definitions;
 use crate::runtime::multinode::CoordinatorAnswers;
 use crate::runtime::test_shell::run_test_shell_with;
 use lava_pipeline::{
-    Action, Device, ErrorKind, LavaResult, Pipeline, RunContext, Section, Strategy,
-    StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, Declared, ErrorKind, LavaResult, Pipeline, RunContext, StrategyRegistry, TestNeeds,
+    ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::Mapping;
 
@@ -66,55 +66,40 @@ fn inner(params: &Mapping) -> &'static str {
     }
 }
 
-/// Test blocks of a MultiNode group member (`role` and `lava-multinode.target_group`).
-pub struct MultinodeTestShell;
-
-impl Strategy for MultinodeTestShell {
-    fn section(&self) -> Section {
-        Section::Test
-    }
-    fn name(&self) -> &str {
-        "multinode-test"
-    }
-    fn priority(&self) -> i32 {
-        2
-    }
-    fn accepts(&self, _device: &Device, params: &Mapping) -> Result<(), String> {
-        if !params.contains_key("role") {
-            return Err("\"role\" not in parameters".into());
-        }
-        let Some(protocol) = params.get(MULTINODE_PROTOCOL) else {
-            return Err(format!("{MULTINODE_PROTOCOL} was not in parameters"));
-        };
-        if protocol.get("target_group").is_none() {
-            return Err(format!(
-                "\"target_group\" was not in parameters for {MULTINODE_PROTOCOL}"
-            ));
-        }
-        Ok(())
-    }
-    fn action(&self, params: &Mapping) -> Box<dyn Action> {
+/// Register this family's strategies.
+pub fn register(registry: &mut StrategyRegistry) {
+    let build = |params: &Mapping| -> Box<dyn Action> {
         match inner(params) {
             "monitors" => Box::new(TestMonitorRetry),
             "interactive" => Box::new(TestInteractiveRetry),
             _ => Box::new(MultinodeTestAction),
         }
-    }
-    fn needs_overlay(&self, params: &Mapping) -> bool {
-        matches!(inner(params), "shell" | "docker")
-    }
-    fn needs_deployment_data(&self, params: &Mapping) -> bool {
-        inner(params) == "shell"
-    }
-    fn has_shell(&self, params: &Mapping) -> bool {
-        inner(params) == "shell"
-    }
-    fn needs_character_delay(&self, params: &Mapping) -> bool {
-        inner(params) == "shell"
-    }
-}
-
-/// Register this family's strategies.
-pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(MultinodeTestShell);
+    };
+    registry.register(
+        Declared::test("multinode-test", build)
+            .priority(2)
+            .param("role", "\"role\" not in parameters")
+            .check(|_, params| {
+                let Some(protocol) = params.get(MULTINODE_PROTOCOL) else {
+                    return Err(format!("{MULTINODE_PROTOCOL} was not in parameters"));
+                };
+                if protocol.get("target_group").is_none() {
+                    return Err(format!(
+                        "\"target_group\" was not in parameters for {MULTINODE_PROTOCOL}"
+                    ));
+                }
+                Ok(())
+            })
+            .needs(|params| {
+                let inner = inner(params);
+                TestNeeds {
+                    overlay: matches!(inner, "shell" | "docker"),
+                    ..if inner == "shell" {
+                        TestNeeds::SHELL
+                    } else {
+                        TestNeeds::default()
+                    }
+                }
+            }),
+    );
 }

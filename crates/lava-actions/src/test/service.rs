@@ -3,56 +3,42 @@
 
 use crate::common::downloader::DownloaderAction;
 use lava_pipeline::{
-    Action, ActionMeta, Device, ErrorKind, LavaResult, PipelineBuilder, Runnable, Section,
-    Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, ErrorKind, LavaResult, PipelineBuilder, Runnable,
+    StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(TestServiceStrategy);
+    registry.register(
+        Declared::test("service", |_| Box::new(TestServices)).check(|_, params| {
+            let Some(services) = params.get("services") else {
+                return Err("\"services\" not in parameters".into());
+            };
+            for service in services
+                .as_sequence()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                let missing: Vec<String> = REQUIRED
+                    .iter()
+                    .filter(|k| service.get(**k).is_none())
+                    .map(|k| format!("'{k}'"))
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(format!(
+                        "missing required parameters [{}]",
+                        missing.join(", ")
+                    ));
+                }
+            }
+            Ok(())
+        }),
+    );
 }
 
 /// Keys every service needs.
 const REQUIRED: [&str; 4] = ["from", "name", "path", "repository"];
-
-/// A test block with `services`.
-pub struct TestServiceStrategy;
-
-impl Strategy for TestServiceStrategy {
-    fn section(&self) -> Section {
-        Section::Test
-    }
-    fn name(&self) -> &str {
-        "service"
-    }
-    fn accepts(&self, _device: &Device, params: &Mapping) -> Result<(), String> {
-        let Some(services) = params.get("services") else {
-            return Err("\"services\" not in parameters".into());
-        };
-        for service in services
-            .as_sequence()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
-            let missing: Vec<String> = REQUIRED
-                .iter()
-                .filter(|k| service.get(**k).is_none())
-                .map(|k| format!("'{k}'"))
-                .collect();
-            if !missing.is_empty() {
-                return Err(format!(
-                    "missing required parameters [{}]",
-                    missing.join(", ")
-                ));
-            }
-        }
-        Ok(())
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(TestServices)
-    }
-}
 
 /// The block's services, each merged with the block parameters (block keys win, as LAVA's
 /// `{**service, **parameters}`), without the `services` list itself.
@@ -223,12 +209,14 @@ impl Action for TestServiceAction {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lava_pipeline::Device;
+    use serde_yaml::Mapping;
 
     #[test]
     fn missing_keys_are_listed_sorted() {
         let params: Mapping = serde_yaml::from_str("services: [{name: a, from: git}]").unwrap();
         assert_eq!(
-            TestServiceStrategy
+            crate::strategy(lava_pipeline::Section::Test, "service")
                 .accepts(&Device::default(), &params)
                 .unwrap_err(),
             "missing required parameters ['path', 'repository']"

@@ -2,8 +2,8 @@
 //! lava-test-runner (`lava-test-retry` → `lava-test-shell`).
 
 use lava_pipeline::{
-    Action, Device, ErrorKind, LavaError, LavaResult, Pipeline, PipelineBuilder, RunContext,
-    Section, Strategy, StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, Declared, ErrorKind, LavaError, LavaResult, Pipeline, PipelineBuilder, RunContext,
+    StrategyRegistry, TestNeeds, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
@@ -69,40 +69,6 @@ impl Action for TestShellAction {
     }
 }
 
-/// Test blocks with `definitions`.
-pub struct TestShell;
-
-impl Strategy for TestShell {
-    fn section(&self) -> Section {
-        Section::Test
-    }
-    fn name(&self) -> &str {
-        "lava-test-shell"
-    }
-    fn accepts(&self, _device: &Device, params: &Mapping) -> Result<(), String> {
-        if params.contains_key("definitions") {
-            Ok(())
-        } else {
-            Err("\"definitions\" not in parameters".into())
-        }
-    }
-    fn action(&self, _params: &Mapping) -> Box<dyn Action> {
-        Box::new(TestShellRetry)
-    }
-    fn needs_overlay(&self, _params: &Mapping) -> bool {
-        true
-    }
-    fn needs_deployment_data(&self, _params: &Mapping) -> bool {
-        true
-    }
-    fn has_shell(&self, _params: &Mapping) -> bool {
-        true
-    }
-    fn needs_character_delay(&self, _params: &Mapping) -> bool {
-        true
-    }
-}
-
 /// Whether a value is a list of mappings each holding every `required` key; the
 /// message names the missing keys of the first incomplete item, as LAVA.
 pub fn check_required(items: Option<&Value>, required: &[&str]) -> Result<(), String> {
@@ -126,5 +92,9 @@ pub fn check_required(items: Option<&Value>, required: &[&str]) -> Result<(), St
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
-    registry.register(TestShell);
+    registry.register(
+        Declared::test("lava-test-shell", |_| Box::new(TestShellRetry))
+            .param("definitions", "\"definitions\" not in parameters")
+            .needs(|_| TestNeeds::SHELL),
+    );
 }
