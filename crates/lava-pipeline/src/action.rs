@@ -126,7 +126,7 @@ pub struct ActionMeta {
 impl ActionMeta {
     /// The block namespace (`common` unless set).
     pub fn namespace(&self) -> &str {
-        crate::params::BlockParams::new(&self.parameters, "").namespace()
+        crate::params::namespace(&self.parameters)
     }
 
     /// Whether the block's `timeout.skip` is true.
@@ -143,9 +143,9 @@ impl ActionMeta {
     }
 
     /// The block parameters with typed getters; errors name `actions[N].<section>.<key>`.
-    pub fn params(&self) -> crate::params::BlockParams<'_> {
+    pub fn params(&self) -> crate::params::BlockParams {
         crate::params::BlockParams::new(
-            &self.parameters,
+            self.parameters.clone(),
             crate::params::block_path(&self.level, &self.section),
         )
     }

@@ -1,7 +1,6 @@
 //! A parsed job: its parameters (the job YAML plus what `lava-run` injects), the device,
 //! the job timeout and the per-namespace test information deploy and boot actions consult.
 
-use crate::action::Params;
 use crate::device::Device;
 use crate::error::LavaResult;
 use serde_yaml::{Mapping, Value};
@@ -56,7 +55,7 @@ impl Job {
         &self,
         key: &str,
         prefix: Option<&str>,
-        params: &Params,
+        params: &Mapping,
     ) -> LavaResult<Value> {
         if let Some(context) = self.parameters.get("context").and_then(Value::as_mapping)
             && let Some(v) = context.get(key)

@@ -57,7 +57,7 @@ pub use device::Device;
 pub use error::{ErrorKind, LavaError, LavaResult};
 pub use job::{Job, TestInfo};
 pub use log::{JobLogger, Level, StderrStyle};
-pub use params::{BlockParams, ParamError};
+pub use params::{BlockLookups, BlockParams, ParamError};
 pub use parser::{FixedActions, JobParser, ParseOptions, deployment_data};
 pub use pipeline::{DescribedAction, Pipeline, PipelineBuilder, description_yaml};
 pub use protocol::{Protocol, Protocols, with_protocol};

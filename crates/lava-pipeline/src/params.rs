@@ -8,11 +8,11 @@
 //! value of the wrong type; [`BlockParams::flag`] follows LAVA's (Python's) truthiness.
 //!
 //! ```
-//! use lava_pipeline::params::BlockParams;
+//! use lava_pipeline::params::{BlockLookups, BlockParams};
 //! let block: serde_yaml::Mapping =
 //!     serde_yaml::from_str("{method: u-boot, commands: [boot], reset: false, timeout: {minutes: 2}}")
 //!         .unwrap();
-//! let params = BlockParams::new(&block, "actions[1].boot");
+//! let params = BlockParams::from_mapping(&block, "actions[1].boot");
 //! assert_eq!(params.method(), Some("u-boot"));
 //! assert_eq!(params.namespace(), "common");
 //! assert!(!params.flag_or("reset", true));
@@ -25,10 +25,11 @@
 //! assert_eq!(timeout.u64("minutes").unwrap(), Some(2));
 //! ```
 
+use crate::action::Params;
 use crate::error::LavaError;
 use crate::value::{scalar_string, truthy, type_name};
 use serde_yaml::{Mapping, Value};
-use std::borrow::Cow;
+use std::sync::Arc;
 
 /// A block parameter that is missing or not of the expected type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,31 +73,81 @@ pub fn block_path(level: &str, section: &str) -> String {
     }
 }
 
-/// A block's parameters with typed getters whose errors carry the key path.
-#[derive(Debug, Clone)]
-pub struct BlockParams<'a> {
-    map: &'a Mapping,
-    path: Cow<'a, str>,
+/// The namespace of a block's parameters (`common` unless set): the one helper every
+/// action uses.
+pub fn namespace(params: &Mapping) -> &str {
+    params
+        .get("namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("common")
 }
 
-/// An empty mapping for [`BlockParams::empty`] and absent nested mappings.
-static EMPTY: std::sync::LazyLock<Mapping> = std::sync::LazyLock::new(Mapping::new);
+/// LAVA's lenient lookups on a block mapping, shared by [`BlockParams`] (through its
+/// `Deref`) and the helpers that take a raw `&Mapping`.
+pub trait BlockLookups {
+    /// The block's namespace (`common` unless set).
+    fn namespace(&self) -> &str;
+    /// A boot block's `method`, when it is a string.
+    fn method(&self) -> Option<&str>;
+    /// A deploy block's `to`, when it is a string.
+    fn to(&self) -> Option<&str>;
+    /// LAVA's truthiness of `key` (absent, null, false, 0 and empty are false).
+    fn flag(&self, key: &str) -> bool;
+    /// LAVA's truthiness of `key`, `default` when it is absent.
+    fn flag_or(&self, key: &str, default: bool) -> bool;
+    /// `key` when it is set and true (LAVA's `if parameters.get(key):`).
+    fn truthy_value(&self, key: &str) -> Option<&Value>;
+}
 
-impl<'a> BlockParams<'a> {
+impl BlockLookups for Mapping {
+    fn namespace(&self) -> &str {
+        namespace(self)
+    }
+    fn method(&self) -> Option<&str> {
+        self.get("method").and_then(Value::as_str)
+    }
+    fn to(&self) -> Option<&str> {
+        self.get("to").and_then(Value::as_str)
+    }
+    fn flag(&self, key: &str) -> bool {
+        truthy(self.get(key))
+    }
+    fn flag_or(&self, key: &str, default: bool) -> bool {
+        match self.get(key) {
+            None => default,
+            some => truthy(some),
+        }
+    }
+    fn truthy_value(&self, key: &str) -> Option<&Value> {
+        self.get(key).filter(|v| truthy(Some(v)))
+    }
+}
+
+/// A block's parameters with typed getters whose errors carry the key path. It shares
+/// the block's mapping (an `Arc`), so actions keep it while they add children or run.
+#[derive(Debug, Clone)]
+pub struct BlockParams {
+    map: Params,
+    path: String,
+}
+
+impl BlockParams {
     /// The parameters `map`, found at `path` in the job.
-    pub fn new(map: &'a Mapping, path: impl Into<Cow<'a, str>>) -> Self {
+    pub fn new(map: Params, path: impl Into<String>) -> Self {
         BlockParams {
             map,
             path: path.into(),
         }
     }
 
+    /// A copy of `map`, found at `path` in the job.
+    pub fn from_mapping(map: &Mapping, path: impl Into<String>) -> Self {
+        Self::new(Arc::new(map.clone()), path)
+    }
+
     /// No parameters at all.
-    pub fn empty() -> BlockParams<'static> {
-        BlockParams {
-            map: &EMPTY,
-            path: Cow::Borrowed("parameters"),
-        }
+    pub fn empty() -> Self {
+        Self::new(Arc::new(Mapping::new()), "parameters")
     }
 
     /// The key path of the mapping.
@@ -105,8 +156,8 @@ impl<'a> BlockParams<'a> {
     }
 
     /// The whole mapping: the escape hatch for code that reads arbitrary keys.
-    pub fn raw(&self) -> &'a Mapping {
-        self.map
+    pub fn raw(&self) -> &Mapping {
+        &self.map
     }
 
     /// The key path of `key` in this mapping.
@@ -115,7 +166,7 @@ impl<'a> BlockParams<'a> {
     }
 
     /// The raw value of `key`, if present (null included).
-    pub fn get(&self, key: &str) -> Option<&'a Value> {
+    pub fn get(&self, key: &str) -> Option<&Value> {
         self.map.get(key)
     }
 
@@ -124,38 +175,7 @@ impl<'a> BlockParams<'a> {
         self.map.contains_key(key)
     }
 
-    /// The block's namespace (`common` unless set).
-    pub fn namespace(&self) -> &'a str {
-        self.map
-            .get("namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("common")
-    }
-
-    /// A boot block's `method`, when it is a string.
-    pub fn method(&self) -> Option<&'a str> {
-        self.map.get("method").and_then(Value::as_str)
-    }
-
-    /// A deploy block's `to`, when it is a string.
-    pub fn to(&self) -> Option<&'a str> {
-        self.map.get("to").and_then(Value::as_str)
-    }
-
-    /// LAVA's truthiness of `key` (absent, null, false, 0 and empty are false).
-    pub fn flag(&self, key: &str) -> bool {
-        truthy(self.map.get(key))
-    }
-
-    /// LAVA's truthiness of `key`, `default` when it is absent.
-    pub fn flag_or(&self, key: &str, default: bool) -> bool {
-        match self.map.get(key) {
-            None => default,
-            some => truthy(some),
-        }
-    }
-
-    fn present(&self, key: &str) -> Option<&'a Value> {
+    fn present(&self, key: &str) -> Option<&Value> {
         self.map.get(key).filter(|v| !v.is_null())
     }
 
@@ -168,7 +188,7 @@ impl<'a> BlockParams<'a> {
     }
 
     /// `key` as a string; `None` when absent or null.
-    pub fn str(&self, key: &str) -> Result<Option<&'a str>, ParamError> {
+    pub fn str(&self, key: &str) -> Result<Option<&str>, ParamError> {
         match self.present(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
@@ -177,7 +197,7 @@ impl<'a> BlockParams<'a> {
     }
 
     /// `key` as a string, which must be there.
-    pub fn required_str(&self, key: &str) -> Result<&'a str, ParamError> {
+    pub fn required_str(&self, key: &str) -> Result<&str, ParamError> {
         self.str(key)?.ok_or_else(|| ParamError::Missing {
             path: self.key_path(key),
         })
@@ -205,7 +225,7 @@ impl<'a> BlockParams<'a> {
     }
 
     /// `key` as a list.
-    pub fn list(&self, key: &str) -> Result<Option<&'a [Value]>, ParamError> {
+    pub fn list(&self, key: &str) -> Result<Option<&[Value]>, ParamError> {
         match self.present(key) {
             None => Ok(None),
             Some(Value::Sequence(items)) => Ok(Some(items)),
@@ -228,13 +248,29 @@ impl<'a> BlockParams<'a> {
         }
     }
 
-    /// `key` as a nested mapping, whose own errors name `path.key`.
-    pub fn mapping(&self, key: &str) -> Result<Option<BlockParams<'a>>, ParamError> {
+    /// `key` as a mapping (`None` when absent or null).
+    pub fn raw_mapping(&self, key: &str) -> Result<Option<&Mapping>, ParamError> {
         match self.present(key) {
             None => Ok(None),
-            Some(Value::Mapping(map)) => Ok(Some(BlockParams::new(map, self.key_path(key)))),
+            Some(Value::Mapping(map)) => Ok(Some(map)),
             Some(other) => Err(self.wrong(key, "a mapping", other)),
         }
+    }
+
+    /// `key` as a nested mapping with typed getters, whose errors name `path.key`.
+    pub fn mapping(&self, key: &str) -> Result<Option<BlockParams>, ParamError> {
+        Ok(self
+            .raw_mapping(key)?
+            .map(|map| BlockParams::from_mapping(map, self.key_path(key))))
+    }
+}
+
+/// The raw mapping, for code that reads arbitrary keys or hands the block to a helper
+/// taking `&Mapping`.
+impl std::ops::Deref for BlockParams {
+    type Target = Mapping;
+    fn deref(&self) -> &Mapping {
+        &self.map
     }
 }
 
@@ -256,7 +292,7 @@ mod tests {
     #[test]
     fn missing_and_null_are_none_and_wrong_types_name_the_key() {
         let map = block("{to: tftp, os: ~, kernel: {url: x}, count: -1, n: 3}");
-        let p = BlockParams::new(&map, "actions[0].deploy");
+        let p = BlockParams::from_mapping(&map, "actions[0].deploy");
         assert_eq!(p.str("os"), Ok(None));
         assert_eq!(p.str("absent"), Ok(None));
         assert_eq!(p.u64("n"), Ok(Some(3)));
@@ -280,7 +316,7 @@ mod tests {
     #[test]
     fn truthiness_is_lavas() {
         let map = block("{a: 0, b: '', c: [x], d: false, e: yes}");
-        let p = BlockParams::new(&map, "x");
+        let p = BlockParams::from_mapping(&map, "x");
         assert!(!p.flag("a") && !p.flag("b") && p.flag("c") && !p.flag("d") && p.flag("e"));
         assert!(p.flag_or("absent", true));
         assert!(!p.flag_or("d", true));
@@ -291,7 +327,7 @@ mod tests {
     #[test]
     fn strings_take_one_or_many() {
         let map = block("{one: boot, many: [a, 1], bad: {x: 1}}");
-        let p = BlockParams::new(&map, "actions[2].boot");
+        let p = BlockParams::from_mapping(&map, "actions[2].boot");
         assert_eq!(p.strings("one").unwrap(), ["boot"]);
         assert_eq!(p.strings("many").unwrap(), ["a", "1"]);
         assert!(p.strings("none").unwrap().is_empty());

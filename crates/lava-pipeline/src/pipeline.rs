@@ -72,17 +72,17 @@ impl<'j> PipelineBuilder<'j> {
 
     /// The block parameters children receive, with typed getters whose errors name
     /// `actions[N].<section>.<key>`.
-    pub fn params(&self) -> crate::params::BlockParams<'_> {
+    pub fn params(&self) -> crate::params::BlockParams {
         let path = match &self.parent {
             Some(parent) => crate::params::block_path(&parent.level, &parent.section),
             None => "parameters".to_string(),
         };
-        crate::params::BlockParams::new(&self.params, path)
+        crate::params::BlockParams::new(self.params.clone(), path)
     }
 
     /// The block's namespace (`common` unless set).
     pub fn namespace(&self) -> &str {
-        crate::params::BlockParams::new(&self.params, "").namespace()
+        crate::params::namespace(&self.params)
     }
 
     /// The owning action's level (`None` at the root).

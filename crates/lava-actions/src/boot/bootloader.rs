@@ -77,7 +77,7 @@ impl Action for BootBootloaderAction {
         "boot bootloader"
     );
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
-        let params = pipeline.parameters().clone();
+        let params = pipeline.params();
         let flag = |key: &str| params.get(key).map(|v| truthy(Some(v))).unwrap_or(true);
         if flag("reset_connection") {
             pipeline.add(ResetConnection::new())?;

@@ -75,7 +75,7 @@ impl Action for DepthchargeCommandOverlay {
         "replace placeholders with job data"
     );
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
-        let params = &ctx.meta.parameters;
+        let params = &ctx.meta.params();
         let mut errors = Vec::new();
         self.overlay.check(&ctx.job.device, params, &mut errors);
         let method = self.overlay.method_for(params).to_string();

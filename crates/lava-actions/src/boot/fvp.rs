@@ -212,7 +212,7 @@ impl Action for FvpModelAction {
         Ok(())
     }
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
-        let params = ctx.meta.parameters.clone();
+        let params = ctx.meta.params();
         if params.get("docker").and_then(|d| d.get("name")).is_none() {
             ctx.error("Specify docker image name");
             return Err(LavaError::job("Not specified 'docker' in parameters"));

@@ -9,6 +9,7 @@ use crate::common::bootloader::{
 use crate::common::env::ExportDeviceEnvironment;
 use crate::common::login::{AutoLoginAction, ExpectShellSession};
 use crate::common::power::{ConnectDevice, PowerOff, ResetDevice};
+use lava_pipeline::BlockLookups;
 use lava_pipeline::value::{scalar_string, truthy};
 use lava_pipeline::{
     Action, ActionMeta, Declared, Device, LavaResult, PipelineBuilder, Runnable, StrategyRegistry,
@@ -69,15 +70,12 @@ pub fn register(registry: &mut StrategyRegistry) {
 }
 
 fn is_grub_method(params: &Mapping) -> bool {
-    matches!(
-        params.get("method").and_then(Value::as_str),
-        Some("grub" | "grub-efi")
-    )
+    matches!(params.method(), Some("grub" | "grub-efi"))
 }
 
 /// After the commands: log in, or wait for an installer to finish and power off.
 fn add_grub_tail(pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
-    let params = pipeline.parameters().clone();
+    let params = pipeline.params();
     if has_prompts(&params) {
         add_login_tail(pipeline)
     } else if has_boot_finished(&params) {
@@ -140,8 +138,8 @@ impl Action for GrubMainAction {
         true
     }
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
-        let params = pipeline.parameters().clone();
-        let method = params.get("method").and_then(Value::as_str).unwrap_or("");
+        let params = pipeline.params();
+        let method = params.method().unwrap_or("");
         pipeline.add(BootloaderSecondaryMedia::new())?;
         pipeline.add(BootloaderCommandOverlay::new())?;
         pipeline.add(ConnectDevice::new())?;
@@ -149,7 +147,7 @@ impl Action for GrubMainAction {
             .and_then(|g| g.get("reset_device"))
             .map(|v| truthy(Some(v)))
             .unwrap_or(true);
-        let reset = params.get("reset").map(|v| truthy(Some(v))).unwrap_or(true);
+        let reset = params.flag_or("reset", true);
         if reset && ((method == "grub-efi" && reset_device) || method == "grub") {
             pipeline.add(ResetDevice::new())?;
         }

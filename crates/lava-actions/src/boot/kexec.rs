@@ -3,7 +3,8 @@
 
 use crate::common::env::ExportDeviceEnvironment;
 use crate::common::login::{AutoLoginAction, ExpectShellSession, OverlayUnpack};
-use lava_pipeline::value::{scalar_string, truthy};
+use lava_pipeline::BlockLookups;
+use lava_pipeline::value::scalar_string;
 use lava_pipeline::{
     Action, ActionMeta, Declared, LavaResult, PipelineBuilder, Runnable, StrategyRegistry,
     ValidateContext, action_identity, async_trait,
@@ -50,7 +51,7 @@ pub fn kexec_commands(params: &Mapping) -> KexecCommands {
         .get("command")
         .and_then(scalar_string)
         .unwrap_or_else(|| "/sbin/kexec".to_string());
-    let on_panic = truthy(params.get("on_panic"));
+    let on_panic = params.flag("on_panic");
     let mut load = command.clone();
     let execute = if on_panic {
         "echo c > /proc/sysrq-trigger".to_string()

@@ -3,7 +3,7 @@
 
 use super::qemu::add_login_steps;
 use crate::common::power::{ConnectDevice, PreOs, PrePower, ResetDevice};
-use lava_pipeline::value::truthy;
+use lava_pipeline::BlockLookups;
 use lava_pipeline::{
     Action, Declared, LavaResult, PipelineBuilder, StrategyRegistry, action_identity, async_trait,
 };
@@ -25,15 +25,15 @@ impl Action for MinimalBoot {
         true
     }
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
-        let params = pipeline.parameters().clone();
+        let params = pipeline.params();
         pipeline.add(ConnectDevice::new())?;
-        if truthy(params.get("pre_power_command")) {
+        if params.flag("pre_power_command") {
             pipeline.add(PrePower)?;
         }
-        if truthy(params.get("pre_os_command")) {
+        if params.flag("pre_os_command") {
             pipeline.add(PreOs)?;
         }
-        if params.get("reset").is_none_or(|v| truthy(Some(v))) {
+        if params.flag_or("reset", true) {
             pipeline.add(ResetDevice::new())?;
         }
         add_login_steps(pipeline, true)

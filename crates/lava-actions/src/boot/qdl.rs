@@ -147,7 +147,7 @@ impl Action for FlashQDLAction {
         let binary = crate::common::power::which(command).ok_or_else(|| {
             LavaError::configuration(format!("qdl not installed: {command} not found"))
         })?;
-        let params = ctx.meta.parameters.clone();
+        let params = ctx.meta.params();
         for key in ["firehose_program", "rawprogram", "patch"] {
             if !params.contains_key(key) {
                 ctx.error(format!("Invalid parameters for flash-qdl: '{key}'"));

@@ -2,8 +2,10 @@
 //! (`boot-image-retry` → `boot-qemu-image` → `execute-qemu`), then log in.
 
 use crate::common::env::ExportDeviceEnvironment;
-use crate::common::lava_overlay::namespace;
+
 use crate::common::login::{AutoLoginAction, ExpectShellSession, OverlayUnpack};
+use lava_pipeline::BlockLookups;
+use lava_pipeline::params::namespace;
 use lava_pipeline::{
     Action, Declared, LavaError, LavaResult, Pipeline, PipelineBuilder, RunContext,
     StrategyRegistry, ValidateContext, action_identity, async_trait,
@@ -17,7 +19,7 @@ pub const SYS_CLASS_KVM: &str = "/sys/class/misc/kvm";
 /// overlay unpack and environment export when a test of the namespace needs a shell.
 /// Shared by the boot families that log in after booting.
 pub fn add_login_steps(pipeline: &mut PipelineBuilder<'_>, booting: bool) -> LavaResult<()> {
-    let params = pipeline.parameters().clone();
+    let params = pipeline.params();
     if !params.contains_key("prompts") {
         return Ok(());
     }
@@ -130,7 +132,7 @@ impl CallQemuAction {
                 }
             }
         }
-        let method = params.get("method").and_then(Value::as_str).unwrap_or("");
+        let method = params.method().unwrap_or("");
         if matches!(method, "qemu" | "qemu-nfs")
             && !params.contains_key("prompts")
             && job.test_has_shell(namespace(params))

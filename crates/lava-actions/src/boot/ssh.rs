@@ -4,6 +4,7 @@
 use crate::common::env::ExportDeviceEnvironment;
 use crate::common::lava_overlay::ssh_identity_file;
 use crate::common::login::{AutoLoginAction, ExpectShellSession};
+use lava_pipeline::BlockLookups;
 use lava_pipeline::{
     Action, ActionMeta, Declared, Device, ErrorKind, LavaResult, Pipeline, PipelineBuilder,
     RunContext, Runnable, StrategyRegistry, ValidateContext, action_identity, async_trait,
@@ -214,7 +215,7 @@ impl Action for SchrootAction {
 pub fn register(registry: &mut StrategyRegistry) {
     let method_contains = |wanted: &'static str, reason: &'static str| {
         move |_: &lava_pipeline::Device, params: &Mapping| {
-            let method = params.get("method").and_then(Value::as_str).unwrap_or("");
+            let method = params.method().unwrap_or("");
             if method.contains(wanted) {
                 Ok(())
             } else {

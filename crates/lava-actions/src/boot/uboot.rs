@@ -215,7 +215,7 @@ impl Action for UBootSecondaryMedia {
         "set uboot strings for deployed media"
     );
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
-        let params = &ctx.meta.parameters;
+        let params = &ctx.meta.params();
         let block: usize = ctx
             .meta
             .level
@@ -225,7 +225,7 @@ impl Action for UBootSecondaryMedia {
             .unwrap_or(0);
         let deployed = Self::deployed_media_device(
             &ctx.job.parameters,
-            crate::common::bootloader::namespace(params),
+            lava_pipeline::params::namespace(params),
             block,
         );
         let mut errors = Vec::new();

@@ -4,6 +4,7 @@
 use crate::boot::bootloader::BootBootloaderAction;
 use crate::common::bootloader::BootloaderCommandOverlay;
 use crate::common::power::{ConnectDevice, DisconnectDevice, PowerOff, ResetDevice, require_tool};
+use lava_pipeline::BlockLookups;
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
     Action, ActionMeta, Declared, Device, LavaError, LavaResult, PipelineBuilder, Runnable,
@@ -110,7 +111,7 @@ impl Action for UUUBootRetryAction {
     }
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         let mut params = (**pipeline.parameters()).clone();
-        if truthy(params.get("skip_uuu_if_bootloader_valid")) {
+        if params.flag("skip_uuu_if_bootloader_valid") {
             pipeline.add(CheckBootloaderValidAction)?;
             // LAVA's check adds its interrupt timeout to the block's own `timeouts`
             // mapping when there is one, so the uuu actions see it too.
@@ -447,7 +448,7 @@ impl Action for UUUCommandsAction {
         lava_pipeline::ErrorKind::Infrastructure
     }
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
-        let params = pipeline.parameters().clone();
+        let params = pipeline.params();
         let container = uses_container(pipeline.device(), &params);
         self.uuu = find_tool(container, "uuu")?;
         if self.bcu_board_id.is_some() {

@@ -6,6 +6,8 @@
 use crate::common::env::ExportDeviceEnvironment;
 use crate::common::login::{AutoLoginAction, ExpectShellSession, OverlayUnpack};
 use crate::common::power::ResetDevice;
+use lava_pipeline::BlockLookups;
+use lava_pipeline::params::namespace;
 use lava_pipeline::value::python_repr;
 use lava_pipeline::{
     Action, ActionMeta, Device, ErrorKind, LavaError, LavaResult, PipelineBuilder, Runnable,
@@ -16,14 +18,6 @@ use serde_yaml::{Mapping, Value};
 /// LAVA's `BOOTLOADER_DEFAULT_CMD_TIMEOUT`: bootloader commands may take longer than the
 /// default action timeout (loading kernels over the network).
 pub const BOOTLOADER_DEFAULT_CMD_TIMEOUT: u64 = 90;
-
-/// The block namespace (`common` unless set).
-pub fn namespace(params: &Mapping) -> &str {
-    params
-        .get("namespace")
-        .and_then(Value::as_str)
-        .unwrap_or("common")
-}
 
 /// `actions.boot.methods.<method>` of the device.
 pub fn boot_method<'d>(device: &'d Device, method: &str) -> Option<&'d Value> {
@@ -101,7 +95,7 @@ pub fn has_boot_finished(params: &Mapping) -> bool {
 /// namespace expects a shell, wait for it, unpack a transferred overlay and export the
 /// device environment.
 pub fn add_login_tail(pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
-    let params = pipeline.parameters().clone();
+    let params = pipeline.params();
     if !has_prompts(&params) {
         return Ok(());
     }
@@ -125,7 +119,7 @@ pub fn resolve_boot_commands(
     method: &str,
     errors: &mut Vec<String>,
 ) -> Vec<Value> {
-    let block_method = params.get("method").and_then(Value::as_str);
+    let block_method = params.method();
     if block_method == Some("bootloader") {
         return params
             .get("commands")
@@ -202,7 +196,7 @@ impl BootloaderCommandOverlay {
     pub fn method_for<'a>(&'a self, params: &'a Mapping) -> &'a str {
         self.method
             .as_deref()
-            .or_else(|| params.get("method").and_then(Value::as_str))
+            .or_else(|| params.method())
             .unwrap_or_default()
     }
 
@@ -294,8 +288,8 @@ impl BootloaderInterruptAction {
         params: &Mapping,
         errors: &mut Vec<String>,
     ) -> LavaResult<InterruptSettings> {
-        let deployment = params.get("to").and_then(Value::as_str).unwrap_or("");
-        let block_method = params.get("method").and_then(Value::as_str).unwrap_or("");
+        let deployment = params.to().unwrap_or("");
+        let block_method = params.method().unwrap_or("");
         let mut method = match &self.method {
             Some(m) => m.clone(),
             None => {
@@ -465,7 +459,7 @@ impl BootloaderCommandsAction {
 /// The method an action serves: its own, else the block `method`.
 fn method_of<'a>(own: &'a Option<String>, params: &'a Mapping) -> &'a str {
     own.as_deref()
-        .or_else(|| params.get("method").and_then(Value::as_str))
+        .or_else(|| params.method())
         .unwrap_or_default()
 }
 

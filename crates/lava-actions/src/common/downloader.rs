@@ -3,8 +3,9 @@
 //! `pre-downloaded`), plus the image `overlays` LAVA appends to the image.
 
 use super::apply_overlay::AppendOverlays;
-use super::lava_overlay::{CreateOverlay, namespace};
-use lava_pipeline::value::truthy;
+use super::lava_overlay::CreateOverlay;
+use lava_pipeline::BlockLookups;
+use lava_pipeline::params::namespace;
 use lava_pipeline::{
     Action, ErrorKind, LavaError, LavaResult, Pipeline, PipelineBuilder, RunContext,
     ValidateContext, action_identity, async_trait,
@@ -146,7 +147,7 @@ pub struct DownloaderAction {
 
 impl DownloaderAction {
     pub fn new(key: &str, path: &str, params: Mapping) -> Self {
-        let uniquify = params.get("uniquify").is_none_or(|v| truthy(Some(v)));
+        let uniquify = params.flag_or("uniquify", true);
         DownloaderAction {
             key: key.to_string(),
             path: path.to_string(),
@@ -278,13 +279,13 @@ impl DownloadHandler {
                 self.key
             )));
         }
-        if let Some(c) = self.params.get("compression").filter(|v| truthy(Some(v))) {
+        if let Some(c) = self.params.truthy_value("compression") {
             let c = lava_pipeline::value::scalar_string(c).unwrap_or_default();
             if !COMPRESSIONS.contains(&c.as_str()) {
                 ctx.error(format!("Unknown 'compression' format '{c}'"));
             }
         }
-        if let Some(a) = self.params.get("archive").filter(|v| truthy(Some(v))) {
+        if let Some(a) = self.params.truthy_value("archive") {
             let a = lava_pipeline::value::scalar_string(a).unwrap_or_default();
             if a != "tar" {
                 ctx.error(format!("Unknown 'archive' format '{a}'"));

@@ -2,8 +2,7 @@
 //! the deployment data) and `export-device-env` (writes it on the device after login).
 
 use lava_pipeline::{
-    Action, Job, LavaResult, Params, Pipeline, RunContext, ValidateContext, action_identity,
-    async_trait,
+    Action, Job, LavaResult, Pipeline, RunContext, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 use std::collections::BTreeMap;
@@ -23,7 +22,7 @@ pub struct DeviceEnvironment {
 }
 
 /// Build the device environment: `Ok` or the validation error messages.
-pub fn device_environment(job: &Job, params: &Params) -> Result<DeviceEnvironment, Vec<String>> {
+pub fn device_environment(job: &Job, params: &Mapping) -> Result<DeviceEnvironment, Vec<String>> {
     let mut errors = Vec::new();
     let shell_file = job
         .get_constant("lava_test_shell_file", Some("posix"), params)
@@ -121,7 +120,7 @@ impl Action for DeployDeviceEnvironment {
         Ok(())
     }
     async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        let params = ctx.meta().parameters.clone();
+        let params = ctx.meta().params();
         let env = device_environment(&ctx.job, &params)
             .map_err(|e| lava_pipeline::LavaError::job(e.join(", ")))?;
         ctx.set_data(

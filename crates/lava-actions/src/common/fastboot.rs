@@ -662,27 +662,19 @@ impl Action for WaitDevicePathAction {
     }
 }
 
-/// The namespace of the block being built (`common` unless set).
-pub fn block_namespace<'p>(pipeline: &'p PipelineBuilder<'_>) -> &'p str {
-    pipeline
-        .param("namespace")
-        .and_then(Value::as_str)
-        .unwrap_or("common")
-}
-
 /// Whether a test block in this block's namespace needs an overlay.
 pub fn test_needs_overlay(pipeline: &PipelineBuilder<'_>) -> bool {
-    pipeline.job().test_needs_overlay(block_namespace(pipeline))
+    pipeline.job().test_needs_overlay(pipeline.namespace())
 }
 
 /// Whether a test block in this block's namespace needs deployment data.
 pub fn test_needs_deployment(pipeline: &PipelineBuilder<'_>) -> bool {
     pipeline
         .job()
-        .test_needs_deployment_data(block_namespace(pipeline))
+        .test_needs_deployment_data(pipeline.namespace())
 }
 
 /// Whether a test block in this block's namespace expects a shell.
 pub fn test_has_shell(pipeline: &PipelineBuilder<'_>) -> bool {
-    pipeline.job().test_has_shell(block_namespace(pipeline))
+    pipeline.job().test_has_shell(pipeline.namespace())
 }

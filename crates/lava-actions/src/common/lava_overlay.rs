@@ -5,19 +5,13 @@
 //! needs an overlay; `lava-create-overlay` ([`CreateOverlay`]) always is.
 
 use super::testdef::TestDefinitionAction;
+use lava_pipeline::BlockLookups;
+use lava_pipeline::params::namespace;
 use lava_pipeline::{
     Action, Job, LavaError, LavaResult, Params, Pipeline, PipelineBuilder, RunContext,
     ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
-
-/// The block's namespace (`common` unless set).
-pub fn namespace(params: &Mapping) -> &str {
-    params
-        .get("namespace")
-        .and_then(Value::as_str)
-        .unwrap_or("common")
-}
 
 /// Whether the device has a deploy method whose name mentions ssh (LAVA adds
 /// `ssh-authorize` to the overlay for those devices).
@@ -37,8 +31,8 @@ fn add_overlay_children(pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
     }
     pipeline.add(MultinodeOverlayAction)?;
     pipeline.add(TestDefinitionAction::new())?;
-    let params = pipeline.parameters().clone();
-    let to_docker = params.get("to").and_then(Value::as_str) == Some("docker");
+    let params = pipeline.params();
+    let to_docker = params.to() == Some("docker");
     let docker_test = params.contains_key("docker") && params.contains_key("definitions");
     if !(to_docker || docker_test) {
         pipeline.add(CompressOverlay)?;
@@ -311,8 +305,8 @@ impl Action for SshAuthorize {
         "add public key to authorized_keys"
     );
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
-        let params = &ctx.meta.parameters;
-        if params.get("to").and_then(Value::as_str) == Some("ssh") {
+        let params = ctx.meta.params();
+        if params.to() == Some("ssh") {
             return Ok(());
         }
         if let Some(authorize) = params.get("authorize")
@@ -362,7 +356,7 @@ impl Action for SshAuthorize {
 /// an ssh deploy method.
 fn authorized_identity(ctx: &RunContext) -> Option<String> {
     let params = &ctx.meta().parameters;
-    if params.get("to").and_then(Value::as_str) == Some("ssh") {
+    if params.to() == Some("ssh") {
         return None;
     }
     if let Some(authorize) = params.get("authorize")

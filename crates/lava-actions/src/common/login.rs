@@ -1,6 +1,7 @@
 //! Login and shell expectations after boot: `auto-login-action` (a retry action around
 //! `login-action`), `expect-shell-connection` and `overlay-unpack`.
 
+use lava_pipeline::BlockLookups;
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
     Action, ActionMeta, LavaResult, Pipeline, PipelineBuilder, RunContext, Runnable,
@@ -16,7 +17,7 @@ pub const LOGIN_TIMED_OUT_MSG: &str = "Login timed out";
 /// The `auto_login` checks of LAVA's AutoLoginAction, plus the `prompts` checks.
 pub fn login_errors(params: &Mapping) -> Vec<String> {
     let mut errors = Vec::new();
-    if let Some(auto) = params.get("auto_login").filter(|v| truthy(Some(v))) {
+    if let Some(auto) = params.truthy_value("auto_login") {
         match auto.as_mapping() {
             None => errors.push("'auto_login' should be a dictionary".to_string()),
             Some(auto) => {

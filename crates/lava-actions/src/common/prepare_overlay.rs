@@ -3,6 +3,7 @@
 //! for the bootloader and rebuild the ramdisk (`prepare-tftp-overlay` and its children).
 
 use crate::common::power::require_tool;
+use lava_pipeline::params::namespace;
 use lava_pipeline::value::{scalar_string, truthy};
 use lava_pipeline::{
     Action, ActionMeta, Device, ErrorKind, LavaResult, Pipeline, PipelineBuilder, RunContext,
@@ -11,13 +12,6 @@ use lava_pipeline::{
 use serde_yaml::{Mapping, Value};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn namespace(params: &Mapping) -> &str {
-    params
-        .get("namespace")
-        .and_then(Value::as_str)
-        .unwrap_or("common")
-}
 
 /// A mapping value of the block, when set and true (LAVA's `parameters.get(key)`).
 fn truthy_param<'p>(params: &'p Mapping, key: &str) -> Option<&'p Value> {
@@ -69,7 +63,7 @@ impl Action for PrepareOverlayTftp {
         ErrorKind::Infrastructure
     }
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
-        let params = pipeline.parameters().clone();
+        let params = pipeline.params();
         pipeline.add(ExtractNfsRootfs::new())?;
         pipeline.add(ParsePersistentNFS::new())?;
         pipeline.add(ExtractRamdisk::new())?;

@@ -3,7 +3,7 @@
 //! `test-overlay`, `test-install-overlay` and `test-runscript-overlay`.
 
 use super::downloader::DownloaderAction;
-use super::lava_overlay::namespace;
+use lava_pipeline::params::namespace;
 use lava_pipeline::{
     Action, Job, LavaError, LavaResult, Pipeline, PipelineBuilder, RunContext, ValidateContext,
     action_identity, async_trait,
@@ -237,7 +237,7 @@ impl Action for RepoAction {
         )
     }
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
-        let params = &ctx.meta.parameters;
+        let params = ctx.meta.params();
         match self.kind {
             RepoKind::Git => {
                 if !params.contains_key("repository") {

@@ -5,7 +5,7 @@ use crate::common::downloader::{DownloaderAction, download_dir};
 use crate::common::fastboot::test_needs_overlay;
 use crate::common::lava_overlay::OverlayAction;
 use crate::deploy::fastboot::images;
-use lava_pipeline::value::truthy;
+use lava_pipeline::BlockLookups;
 use lava_pipeline::{
     Action, Declared, LavaError, LavaResult, PipelineBuilder, StrategyRegistry, ValidateContext,
     action_identity, async_trait,
@@ -80,8 +80,8 @@ impl Action for AvhDeploy {
         if needs_overlay {
             pipeline.add(OverlayAction::new())?;
         }
-        let params = pipeline.parameters().clone();
-        let uniquify = params.get("uniquify").is_none_or(|v| truthy(Some(v)));
+        let params = pipeline.params();
+        let uniquify = params.flag_or("uniquify", true);
         let download = |key: &str, path: &str, image: Mapping| {
             let action = DownloaderAction::new(key, path, image);
             if uniquify {
@@ -90,14 +90,14 @@ impl Action for AvhDeploy {
                 action.without_uniquify()
             }
         };
-        if truthy(params.get("images")) {
+        if params.flag("images") {
             for (key, image) in images(&params)? {
                 pipeline.add(download(&key, &self.path, image))?;
                 if key == "rootfs" && needs_overlay {
                     pipeline.add(ApplyOverlayImage::new(&key, true))?;
                 }
             }
-        } else if let Some(package) = params.get("fw_package").filter(|v| truthy(Some(v))) {
+        } else if let Some(package) = params.truthy_value("fw_package") {
             let package = package.as_mapping().cloned().unwrap_or_default();
             pipeline.add(download("fw_package", &self.path, package))?;
             if needs_overlay {
@@ -107,7 +107,7 @@ impl Action for AvhDeploy {
         Ok(())
     }
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
-        let params = ctx.meta.parameters.clone();
+        let params = ctx.meta.params();
         if let Some(options) = params.get("options")
             && !options.is_mapping()
         {
@@ -132,7 +132,7 @@ impl Action for AvhDeploy {
             Some(Value::String(_)) => {}
             Some(_) => return Err(LavaError::job("'secrets.avh_api_token' should be a string")),
         }
-        if let Some(images) = params.get("images").filter(|v| truthy(Some(v))) {
+        if let Some(images) = params.truthy_value("images") {
             let Some(images) = images.as_mapping() else {
                 return Err(LavaError::job("'deploy.images' should be a dictionary"));
             };
@@ -151,7 +151,7 @@ impl Action for AvhDeploy {
                     "Unable to apply overlay without 'root_partition'",
                 ));
             }
-        } else if !truthy(params.get("fw_package")) {
+        } else if !params.flag("fw_package") {
             return Err(LavaError::job(
                 "either 'images' or 'fw_package' is needed to deploy avh",
             ));

@@ -3,8 +3,9 @@
 
 use crate::common::downloader::{DownloaderAction, download_dir};
 use crate::common::fastboot::{EnterFastbootAction, UBootEnterFastbootAction};
-use crate::common::lava_overlay::{OverlayAction, namespace};
+use crate::common::lava_overlay::OverlayAction;
 use crate::common::power::{ConnectDevice, ResetDevice};
+use lava_pipeline::params::namespace;
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
     Action, Declared, LavaError, LavaResult, PipelineBuilder, StrategyRegistry, action_identity,
@@ -45,7 +46,7 @@ impl Action for DownloadAction {
         "download deployment"
     );
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
-        let params = pipeline.parameters().clone();
+        let params = pipeline.params();
         let device = pipeline.device();
         if truthy(device.get(&["fastboot_via_uboot"])) {
             pipeline.add(ConnectDevice::new())?;

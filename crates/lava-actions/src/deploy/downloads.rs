@@ -2,7 +2,9 @@
 //! optionally post-processed in a Docker container.
 
 use crate::common::downloader::DownloaderAction;
-use crate::common::lava_overlay::{OverlayAction, namespace};
+use crate::common::lava_overlay::OverlayAction;
+use lava_pipeline::BlockLookups;
+use lava_pipeline::params::namespace;
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
     Action, ActionMeta, Declared, LavaResult, PipelineBuilder, Runnable, StrategyRegistry,
@@ -26,13 +28,13 @@ impl Action for DownloadsAction {
         "downloads files"
     );
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
-        let params = pipeline.parameters().clone();
+        let params = pipeline.params();
         let ns = namespace(&params).to_string();
         if pipeline.job().test_needs_overlay(&ns) {
             pipeline.add(OverlayAction::new())?;
         }
         self.download_dir = format!("downloads/{ns}");
-        let uniquify = truthy(params.get("uniquify"));
+        let uniquify = params.flag("uniquify");
         if let Some(images) = params.get("images").and_then(Value::as_mapping) {
             for (key, image) in images {
                 let key = lava_pipeline::value::scalar_string(key).unwrap_or_default();

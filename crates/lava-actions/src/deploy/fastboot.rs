@@ -91,7 +91,7 @@ impl Action for FastbootAction {
             pipeline.add(OverlayAction::new())?;
         }
         self.path = download_dir(pipeline, "fastboot");
-        let params = pipeline.parameters().clone();
+        let params = pipeline.params();
         for (key, image) in images(&params)? {
             pipeline.add(DownloaderAction::new(&key, &self.path, image.clone()))?;
             if truthy(image.get("apply-overlay")) && needs_overlay {
@@ -176,7 +176,7 @@ impl Action for FastbootFlashOrderAction {
     }
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         let device = pipeline.device();
-        let params = pipeline.parameters().clone();
+        let params = pipeline.params();
         let images = images(&params)?;
         let keys: Vec<String> = images.iter().map(|(k, _)| k.clone()).collect();
         self.order = flash_order(&string_list(device.get(&["flash_cmds_order"])), &keys);

@@ -5,6 +5,7 @@ use crate::common::downloader::{DownloaderAction, download_dir};
 use crate::common::env::DeployDeviceEnvironment;
 use crate::common::lava_overlay::OverlayAction;
 use crate::deploy::tftp::image_params;
+use lava_pipeline::BlockLookups;
 use lava_pipeline::value::{scalar_string, truthy};
 use lava_pipeline::{
     Action, ActionMeta, Declared, LavaResult, PipelineBuilder, Runnable, StrategyRegistry,
@@ -67,7 +68,7 @@ impl Action for FlasherAction {
         "deploy custom flasher"
     );
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
-        let params = pipeline.parameters().clone();
+        let params = pipeline.params();
         let ns = params
             .get("namespace")
             .and_then(Value::as_str)
@@ -76,7 +77,7 @@ impl Action for FlasherAction {
             pipeline.add(OverlayAction::new())?;
         }
         self.path = download_dir(pipeline, "deploy-flasher");
-        let uniquify = params.get("uniquify").is_none_or(|v| truthy(Some(v)));
+        let uniquify = params.flag_or("uniquify", true);
         if let Some(images) = params.get("images").and_then(Value::as_mapping) {
             for (key, entry) in images {
                 let download = entry

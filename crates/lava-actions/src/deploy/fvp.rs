@@ -27,7 +27,7 @@ pub(crate) fn add_downloads(
     path: &str,
     uniquify_default: bool,
 ) -> LavaResult<()> {
-    let params = pipeline.parameters().clone();
+    let params = pipeline.params();
     let uniquify = params
         .get("uniquify")
         .map(|v| lava_pipeline::value::truthy(Some(v)))
@@ -65,7 +65,7 @@ impl Action for FVPDeploy {
         add_downloads(pipeline, &self.image_path.clone(), true)
     }
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
-        let params = ctx.meta.parameters.clone();
+        let params = ctx.meta.params();
         let Some(images) = params.get("images") else {
             return Err(LavaError::job("No 'images' specified on FVP deploy"));
         };

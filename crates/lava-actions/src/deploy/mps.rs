@@ -63,7 +63,7 @@ impl Action for MpsAction {
         pipeline.add(DisconnectDevice::new())?;
         pipeline.add(ResetDevice::new())?;
         pipeline.add(WaitUSBMassStorageDeviceAction::new())?;
-        let params = pipeline.parameters().clone();
+        let params = pipeline.params();
         let images = images(&params)?;
         for (key, image) in &images {
             pipeline.add(DownloaderAction::new(

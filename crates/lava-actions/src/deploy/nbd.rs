@@ -79,7 +79,7 @@ impl Action for NbdAction {
         let dir = tftp_deploy_dir(pipeline, "nbd-deploy");
         let dir_text = dir.display().to_string();
         self.tftp_dir = Some(dir);
-        let params = pipeline.parameters().clone();
+        let params = pipeline.params();
         for key in NBD_IMAGE_KEYS {
             if let Some(value) = params.get(key) {
                 pipeline.add(DownloaderAction::new(key, &dir_text, image_params(value)))?;

@@ -6,11 +6,11 @@ use crate::common::env::DeployDeviceEnvironment;
 use crate::common::lava_overlay::OverlayAction;
 use crate::common::prepare_overlay::{ApplyOverlayTftp, ExtractModules, ExtractNfsRootfs};
 use crate::deploy::tftp::image_params;
+use lava_pipeline::params::namespace;
 use lava_pipeline::{
     Action, Declared, LavaResult, PipelineBuilder, StrategyRegistry, ValidateContext,
     action_identity, async_trait,
 };
-use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
@@ -26,13 +26,6 @@ pub fn register(registry: &mut StrategyRegistry) {
                 "\"nfs\" was not in the device configuration deploy methods\"",
             ),
     );
-}
-
-fn namespace(params: &Mapping) -> &str {
-    params
-        .get("namespace")
-        .and_then(Value::as_str)
-        .unwrap_or("common")
 }
 
 /// `nfs-deploy`: download, unpack, add modules and overlay.
@@ -62,7 +55,7 @@ impl Action for NfsAction {
     );
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         self.download_dir = download_dir(pipeline, "nfs-deploy");
-        let params = pipeline.parameters().clone();
+        let params = pipeline.params();
         for key in ["nfsrootfs", "modules"] {
             if let Some(value) = params.get(key) {
                 pipeline.add(DownloaderAction::new(
@@ -85,7 +78,7 @@ impl Action for NfsAction {
         Ok(())
     }
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
-        let params = &ctx.meta.parameters;
+        let params = &ctx.meta.params();
         if params.contains_key("nfsrootfs") && params.contains_key("persistent_nfs") {
             ctx.error("Only one of nfsrootfs or persistent_nfs can be specified");
         }

@@ -1,7 +1,7 @@
 //! The `qdl` deploy: download the qcomflash tarball and put the overlay in its rootfs.
 
 use crate::common::downloader::DownloaderAction;
-use crate::common::fastboot::{block_namespace, test_needs_overlay};
+use crate::common::fastboot::test_needs_overlay;
 use crate::common::lava_overlay::OverlayAction;
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
@@ -43,7 +43,7 @@ impl Action for QDLAction {
         if needs_overlay {
             pipeline.add(OverlayAction::new())?;
         }
-        self.download_dir = format!("qdl/{}", block_namespace(pipeline));
+        self.download_dir = format!("qdl/{}", pipeline.namespace());
         let image = pipeline
             .param(PARAM_KEY)
             .and_then(Value::as_mapping)

@@ -47,7 +47,7 @@ impl Action for RecoveryModeAction {
     );
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         self.recovery_dir = download_dir(pipeline, "deploy-recovery-mode");
-        let params = pipeline.parameters().clone();
+        let params = pipeline.params();
         if let Some(images) = params.get("images").and_then(Value::as_mapping) {
             for (key, entry) in images {
                 let key = scalar_string(key).unwrap_or_default();

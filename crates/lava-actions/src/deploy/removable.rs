@@ -7,6 +7,8 @@ use crate::common::downloader::{DownloaderAction, download_dir};
 use crate::common::env::DeployDeviceEnvironment;
 use crate::common::lava_overlay::OverlayAction;
 use crate::deploy::tftp::image_params;
+use lava_pipeline::BlockLookups;
+use lava_pipeline::params::namespace;
 use lava_pipeline::value::{scalar_string, truthy};
 use lava_pipeline::{
     Action, ActionMeta, Declared, Device, LavaResult, PipelineBuilder, Runnable, StrategyRegistry,
@@ -26,7 +28,7 @@ pub fn register(registry: &mut StrategyRegistry) {
         registry.register(
             Declared::deploy(media, |_| Box::new(MassStorage::new())).check(
                 move |device, params| {
-                    let to = params.get("to").and_then(Value::as_str);
+                    let to = params.to();
                     if REMOVABLE_MEDIA.contains(&to.unwrap_or_default()) && to != Some(media) {
                         return Err(format!("\"to\" parameter is not \"{media}\""));
                     }
@@ -37,16 +39,9 @@ pub fn register(registry: &mut StrategyRegistry) {
     }
 }
 
-fn namespace(params: &Mapping) -> &str {
-    params
-        .get("namespace")
-        .and_then(Value::as_str)
-        .unwrap_or("common")
-}
-
 /// LAVA's `Removable.accepts`, for any medium.
 pub fn removable_accepts(device: &Device, params: &Mapping) -> Result<(), String> {
-    let media = params.get("to").and_then(Value::as_str).unwrap_or_default();
+    let media = params.to().unwrap_or_default();
     if !REMOVABLE_MEDIA.contains(&media) {
         return Err("\"media\" was not \"sata\", \"sd\", or \"usb\"".into());
     }
@@ -99,12 +94,12 @@ impl Action for MassStorage {
     );
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         self.image_path = download_dir(pipeline, "storage-deploy");
-        let params = pipeline.parameters().clone();
+        let params = pipeline.params();
         let needs_overlay = pipeline.job().test_needs_overlay(namespace(&params));
         if needs_overlay {
             pipeline.add(OverlayAction::new())?;
         }
-        let uniquify = params.get("uniquify").is_none_or(|v| truthy(Some(v)));
+        let uniquify = params.flag_or("uniquify", true);
         let download = |key: &str, entry: &Value| {
             let action = DownloaderAction::new(key, &self.image_path, image_params(entry));
             if uniquify {
@@ -161,8 +156,8 @@ impl DDAction {
         if !params.contains_key("device") {
             errors.push("missing device for deployment".into());
         }
-        let download = params.get("download").filter(|v| truthy(Some(v)));
-        let writer = params.get("writer").filter(|v| truthy(Some(v)));
+        let download = params.truthy_value("download");
+        let writer = params.truthy_value("writer");
         if download.is_none() && writer.is_none() {
             errors.push("Neither a download nor a write tool found in parameters".into());
         }

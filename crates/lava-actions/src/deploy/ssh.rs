@@ -2,8 +2,9 @@
 //! ssh (`scp-overlay`).
 
 use crate::common::env::DeployDeviceEnvironment;
-use crate::common::lava_overlay::{OverlayAction, namespace};
+use crate::common::lava_overlay::OverlayAction;
 use crate::common::prepare_overlay::{ExtractModules, ExtractRootfs};
+use lava_pipeline::params::namespace;
 use lava_pipeline::{
     Action, Declared, LavaResult, Pipeline, PipelineBuilder, RunContext, StrategyRegistry,
     ValidateContext, action_identity, async_trait,

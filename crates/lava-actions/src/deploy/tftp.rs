@@ -6,6 +6,7 @@ use crate::common::env::DeployDeviceEnvironment;
 use crate::common::lava_overlay::OverlayAction;
 use crate::common::power::require_tool;
 use crate::common::prepare_overlay::PrepareOverlayTftp;
+use lava_pipeline::params::namespace;
 use lava_pipeline::{
     Action, Declared, LavaError, LavaResult, PipelineBuilder, StrategyRegistry, ValidateContext,
     action_identity, async_trait,
@@ -78,13 +79,6 @@ pub fn image_params(value: &Value) -> Mapping {
     value.as_mapping().cloned().unwrap_or_default()
 }
 
-fn namespace(params: &Mapping) -> &str {
-    params
-        .get("namespace")
-        .and_then(Value::as_str)
-        .unwrap_or("common")
-}
-
 /// The image keys a TFTP deployment downloads, in LAVA's order.
 pub const TFTP_IMAGE_KEYS: [&str; 8] = [
     "ramdisk",
@@ -127,7 +121,7 @@ impl Action for TftpAction {
         let dir = tftp_deploy_dir(pipeline, "tftp-deploy");
         let dir_text = dir.display().to_string();
         self.tftp_dir = Some(dir.clone());
-        let params = pipeline.parameters().clone();
+        let params = pipeline.params();
         if pipeline.job().test_needs_overlay(namespace(&params)) {
             pipeline.add(OverlayAction::new())?;
         }
@@ -168,7 +162,7 @@ impl Action for TftpAction {
         Ok(())
     }
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
-        let params = &ctx.meta.parameters;
+        let params = &ctx.meta.params();
         if params.contains_key("nfsrootfs") && params.contains_key("persistent_nfs") {
             ctx.error("Only one of nfsrootfs or persistent_nfs can be specified");
         }

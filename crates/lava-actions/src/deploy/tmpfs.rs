@@ -4,7 +4,8 @@
 use crate::common::apply_overlay::ApplyOverlayGuest;
 use crate::common::downloader::{DownloaderAction, download_dir};
 use crate::common::env::DeployDeviceEnvironment;
-use crate::common::lava_overlay::{OverlayAction, namespace};
+use crate::common::lava_overlay::OverlayAction;
+use lava_pipeline::params::namespace;
 use lava_pipeline::{
     Action, Declared, LavaError, LavaResult, PipelineBuilder, StrategyRegistry, action_identity,
     async_trait,
@@ -25,7 +26,7 @@ impl Action for DeployImagesAction {
         "deploy images"
     );
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
-        let params = pipeline.parameters().clone();
+        let params = pipeline.params();
         let ns = namespace(&params).to_string();
         let job = pipeline.job();
         let path = download_dir(pipeline, "images");

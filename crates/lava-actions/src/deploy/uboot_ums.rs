@@ -52,7 +52,7 @@ impl Action for UBootUMSAction {
     );
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         self.path = download_dir(pipeline, "uboot-ums-deploy");
-        let params = pipeline.parameters().clone();
+        let params = pipeline.params();
         let image = params.get("image").map(image_params).unwrap_or_default();
         pipeline.add(DownloaderAction::new("image", &self.path, image))?;
         let ns = params

@@ -85,7 +85,7 @@ impl Action for USBGMSAction {
         self.enable = crate::common::command_list(method.and_then(|m| m.get("enable")));
         self.disable = crate::common::command_list(method.and_then(|m| m.get("disable")));
         self.path = download_dir(pipeline, "usbg-ms");
-        let params = pipeline.parameters().clone();
+        let params = pipeline.params();
         let ns = params
             .get("namespace")
             .and_then(Value::as_str)

@@ -5,6 +5,7 @@ use crate::common::downloader::{DownloaderAction, download_dir};
 use crate::common::fastboot::test_needs_overlay;
 use crate::common::lava_overlay::OverlayAction;
 use crate::deploy::fastboot::images;
+use lava_pipeline::BlockLookups;
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
     Action, Declared, LavaResult, PipelineBuilder, StrategyRegistry, action_identity, async_trait,
@@ -51,8 +52,8 @@ impl Action for UUUDeployAction {
             pipeline.add(OverlayAction::new())?;
         }
         self.root_location = download_dir(pipeline, "uuu");
-        let params = pipeline.parameters().clone();
-        let uniquify = params.get("uniquify").is_none_or(|v| truthy(Some(v)));
+        let params = pipeline.params();
+        let uniquify = params.flag_or("uniquify", true);
         for (key, image) in images(&params)? {
             self.images.push(key.clone());
             let mut download = DownloaderAction::new(&key, &self.root_location, image.clone());

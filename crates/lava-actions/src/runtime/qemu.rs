@@ -360,7 +360,7 @@ async fn record_qemu_version(ctx: &mut RunContext, binary: &str) {
 /// its exit; no kernel before the deadline is a boot hang, logged as such and raised as
 /// the action's own timeout error.
 pub async fn wait_for_kernel_start(ctx: &mut RunContext, method: &str) -> LavaResult<()> {
-    let params = ctx.meta().parameters.clone();
+    let params = ctx.meta().params();
     let message = params
         .get("parameters")
         .and_then(|p| p.get("kernel-start-message"))

@@ -171,7 +171,7 @@ impl Action for TestServiceAction {
         ErrorKind::Timeout
     }
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
-        let params = pipeline.parameters().clone();
+        let params = pipeline.params();
         let text = |k: &str| {
             params
                 .get(k)
