@@ -236,10 +236,9 @@ impl Action for InstallerWait {
     }
 }
 
-// TODO(lead): replace with boot::fastboot::WaitFastBootInterrupt once the fastboot
-// family provides it (LAVA defines it with the fastboot boot actions).
 /// `wait-fastboot-interrupt`: wait for the fastboot interrupt prompt and send the
-/// interrupt string to reach the next bootloader.
+/// interrupt string to reach the next bootloader. LAVA defines it with its fastboot boot
+/// actions; here only the grub `sequence` uses it, so it lives with grub.
 #[derive(Debug)]
 pub struct WaitFastBootInterrupt {
     itype: &'static str,

@@ -411,4 +411,74 @@ actions:
             ]
         );
     }
+
+    #[test]
+    fn iso_installer_jobs_describe_and_are_refused_at_submission() {
+        let text = job("
+- deploy:
+    to: iso-installer
+    os: debian_installer
+    images:
+      iso: {url: 'http://example.invalid/debian.iso'}
+      preseed: {url: 'http://example.invalid/preseed.cfg'}
+    iso: {kernel: /install.amd/vmlinuz, initrd: /install.amd/initrd.gz, installation_size: 2G}
+- boot: {method: qemu-iso, media: img, prompts: ['root@debian:~#']}
+");
+        let actions = describe(&text, DEVICE);
+        assert_eq!(
+            names(&actions),
+            ["deploy-iso-installer", "boot-installer-iso", "finalize"]
+        );
+        assert_eq!(
+            names(&actions[0].pipeline),
+            [
+                "prepare-empty-image",
+                "download-retry",
+                "download-retry",
+                "pull-installer-files",
+                "prepare-qemu-commands"
+            ]
+        );
+        assert_eq!(
+            names(&actions[1].pipeline),
+            [
+                "execute-installer-command",
+                "monitor-installer-connection",
+                "reboot-into-installed",
+                "auto-login-action",
+                "expect-shell-connection",
+                "export-device-env"
+            ]
+        );
+        let registry = crate::registry();
+        let device = Device::from_yaml(DEVICE, None).expect("device");
+        let (_job, pipeline) = JobParser::new(&registry, &crate::FIXED)
+            .parse(&text, device, &ParseOptions::default())
+            .expect("job parses");
+        let refused: Vec<String> = pipeline
+            .not_runnable()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            refused.contains(
+                &"actions[1].boot: action 'execute-installer-command' (method qemu-iso) cannot run in lava-rs yet"
+                    .to_string()
+            ),
+            "{refused:?}"
+        );
+        assert!(
+            refused.contains(
+                &"actions[0].deploy: action 'prepare-empty-image' (method iso-installer) cannot run in lava-rs yet"
+                    .to_string()
+            ),
+            "{refused:?}"
+        );
+        let bad_size = text.replace("installation_size: 2G", "installation_size: 2T");
+        let errors = validation_errors(&bad_size, DEVICE);
+        assert!(
+            errors.contains("Unable to recognise size indication in 2T - use M or G"),
+            "{errors}"
+        );
+    }
 }

@@ -5,8 +5,8 @@ use crate::common::fastboot::test_needs_overlay;
 use crate::common::lava_overlay::OverlayAction;
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
-    Action, ActionMeta, Declared, ErrorKind, LavaResult, PipelineBuilder, Runnable,
-    StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, Declared, LavaResult, PipelineBuilder, StrategyRegistry, ValidateContext,
+    action_identity, async_trait,
 };
 use serde_yaml::Value;
 
@@ -63,7 +63,7 @@ impl Action for QDLAction {
                 .and_then(Value::as_str)
                 .unwrap_or("rootfs.img")
                 .to_string();
-            pipeline.add(ApplyQDLOverlay::new(&rootfs))?;
+            pipeline.add(crate::common::apply_overlay::ApplyQDLOverlay::new(&rootfs))?;
         }
         Ok(())
     }
@@ -74,42 +74,5 @@ impl Action for QDLAction {
             ));
         }
         Ok(())
-    }
-}
-
-// TODO(lead): replace with common::apply_overlay::ApplyQDLOverlay once it exists.
-/// `apply-overlay-qdl`: put the overlay into the rootfs image of the flat build.
-#[derive(Debug, Default)]
-struct ApplyQDLOverlay {
-    rootfs_image: String,
-}
-
-impl ApplyQDLOverlay {
-    fn new(rootfs_image: &str) -> Self {
-        ApplyQDLOverlay {
-            rootfs_image: rootfs_image.to_string(),
-        }
-    }
-}
-
-#[async_trait]
-impl Action for ApplyQDLOverlay {
-    action_identity!(
-        "apply-overlay-qdl",
-        "ApplyQDLOverlay",
-        "apply overlay to image in qcomflash tarball",
-        "apply overlay to image in qcomflash tarball"
-    );
-    fn timeout_kind(&self) -> ErrorKind {
-        ErrorKind::Infrastructure
-    }
-    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
-        if self.rootfs_image.is_empty() {
-            ctx.error("rootfs_image is empty or missing");
-        }
-        Ok(())
-    }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
     }
 }
