@@ -6,7 +6,8 @@ use crate::common::bootloader::{
     BootloaderCommandOverlay, BootloaderCommandsAction, BootloaderInterruptAction,
 };
 use crate::common::power::{ConnectDevice, ResetConnection, ResetDevice};
-use lava_pipeline::value::{scalar_string, truthy};
+use lava_pipeline::BlockLookups;
+use lava_pipeline::value::scalar_string;
 use lava_pipeline::{
     Action, Declared, LavaResult, PipelineBuilder, StrategyRegistry, action_identity, async_trait,
 };
@@ -78,7 +79,7 @@ impl Action for BootBootloaderAction {
     );
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         let params = pipeline.params();
-        let flag = |key: &str| params.get(key).map(|v| truthy(Some(v))).unwrap_or(true);
+        let flag = |key: &str| params.flag_or(key, true);
         if flag("reset_connection") {
             pipeline.add(ResetConnection::new())?;
         } else {

@@ -8,8 +8,8 @@
 use crate::common::env::ExportDeviceEnvironment;
 use crate::common::login::{AutoLoginAction, ExpectShellSession};
 use lava_pipeline::{
-    Action, ActionMeta, Declared, LavaResult, PipelineBuilder, Runnable, StrategyRegistry,
-    ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, BlockLookups, Declared, LavaResult, PipelineBuilder, Runnable,
+    StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::Value;
 
@@ -17,9 +17,8 @@ use serde_yaml::Value;
 pub fn register(registry: &mut StrategyRegistry) {
     registry.register(
         Declared::boot("qemu-iso", |_| Box::new(BootIsoInstallerAction)).check(|_, params| {
-            let is =
-                |key: &str, value: &str| params.get(key).and_then(Value::as_str) == Some(value);
-            if is("media", "img") && is("method", "qemu-iso") {
+            let media = params.get("media").and_then(Value::as_str);
+            if media == Some("img") && params.method() == Some("qemu-iso") {
                 Ok(())
             } else {
                 Err("\"media\" was not in parameters or \"media\" was not \"img\"".into())

@@ -3,6 +3,7 @@
 //! (`apply-overlay-sparse-image`) and extra `overlays` appended to an image
 //! (`append-overlays`).
 
+use lava_pipeline::BlockLookups;
 use lava_pipeline::{
     Action, ActionMeta, ErrorKind, LavaError, LavaResult, Pipeline, RunContext, Runnable,
     ValidateContext, action_identity, async_trait,
@@ -213,7 +214,7 @@ impl AppendOverlays {
                 )
             )));
         }
-        if lava_pipeline::value::truthy(self.params.get("sparse")) && format != Some("ext4") {
+        if self.params.flag("sparse") && format != Some("ext4") {
             return Err(LavaError::job(
                 "sparse=True is only available for ext4 images",
             ));

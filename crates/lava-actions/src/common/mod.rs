@@ -49,11 +49,6 @@ pub async fn run_host_commands(
     Ok(())
 }
 
-/// A string block parameter.
-pub fn param_str<'a>(params: &'a serde_yaml::Mapping, key: &str) -> Option<&'a str> {
-    params.get(key).and_then(Value::as_str)
-}
-
 #[cfg(test)]
 mod tests {
     //! Pipeline shapes of the shared actions, on small jobs and devices.

@@ -3,6 +3,7 @@
 //! for the bootloader and rebuild the ramdisk (`prepare-tftp-overlay` and its children).
 
 use crate::common::power::require_tool;
+use lava_pipeline::BlockLookups;
 use lava_pipeline::params::namespace;
 use lava_pipeline::value::{scalar_string, truthy};
 use lava_pipeline::{
@@ -12,11 +13,6 @@ use lava_pipeline::{
 use serde_yaml::{Mapping, Value};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A mapping value of the block, when set and true (LAVA's `parameters.get(key)`).
-fn truthy_param<'p>(params: &'p Mapping, key: &str) -> Option<&'p Value> {
-    params.get(key).filter(|v| truthy(Some(v)))
-}
 
 /// `params[key].get(flag, True)` for an image entry such as `ramdisk` or `nfsrootfs`.
 fn image_flag(params: &Mapping, key: &str, flag: &str) -> bool {
@@ -169,7 +165,7 @@ impl ExtractNfsRootfs {
 
     /// LAVA's checks of the `nfsrootfs` entry.
     pub fn check(&self, params: &Mapping, errors: &mut Vec<String>) {
-        let Some(entry) = truthy_param(params, self.inner.param_key()) else {
+        let Some(entry) = params.truthy_value(self.inner.param_key()) else {
             return;
         };
         // LAVA also checks that a download recorded the file; every deployment adding
@@ -281,7 +277,7 @@ impl ParsePersistentNFS {
     /// The `(server, directory)` of `persistent_nfs.address`, or the error LAVA reports.
     /// `Ok(None)` when the block has no persistent NFS.
     pub fn address(device: &Device, params: &Mapping) -> Result<Option<(String, String)>, String> {
-        let Some(persist) = truthy_param(params, "persistent_nfs") else {
+        let Some(persist) = params.truthy_value("persistent_nfs") else {
             return Ok(None);
         };
         let Some(address) = persist.get("address") else {
@@ -401,7 +397,7 @@ impl ApplyOverlayTftp {
     }
 
     pub fn check(params: &Mapping, errors: &mut Vec<String>) {
-        let Some(persist) = truthy_param(params, "persistent_nfs") else {
+        let Some(persist) = params.truthy_value("persistent_nfs") else {
             return;
         };
         let has_address = match persist {
@@ -664,7 +660,7 @@ impl CompressRamdisk {
         errors: &mut Vec<String>,
         check_tool: bool,
     ) -> LavaResult<Option<RamdiskHeader>> {
-        if truthy_param(params, "ramdisk").is_none() || ramdisk_untouched(params) {
+        if params.truthy_value("ramdisk").is_none() || ramdisk_untouched(params) {
             return Ok(None);
         }
         let Some(deploy_params) = device.get(&["actions", "deploy", "parameters"]) else {

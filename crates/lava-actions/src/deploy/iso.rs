@@ -11,8 +11,8 @@ use crate::common::download::{DownloaderAction, download_dir};
 use crate::common::env::DeployDeviceEnvironment;
 use crate::common::overlay::OverlayAction;
 use lava_pipeline::{
-    Action, ActionMeta, BlockParams, Declared, LavaResult, ParamError, PipelineBuilder, Runnable,
-    StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, BlockLookups, BlockParams, Declared, LavaResult, ParamError,
+    PipelineBuilder, Runnable, StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
@@ -28,7 +28,7 @@ pub fn register(registry: &mut StrategyRegistry) {
                 "\"image\" is not in the device configuration deploy methods",
             )
             .check(|_, params| {
-                if params.get("to").and_then(Value::as_str) != Some("iso-installer") {
+                if params.to() != Some("iso-installer") {
                     return Err(
                         "\"to\" was not in parameters, or \"to\" was not \"iso-installer\"".into(),
                     );
