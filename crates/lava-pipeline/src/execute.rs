@@ -56,17 +56,26 @@ pub fn validate_logged(pipeline: &mut Pipeline, ctx: &RunContext) -> Result<(), 
 /// lists of errors are reported together.
 fn validate_and_check_runnable(pipeline: &mut Pipeline, ctx: &RunContext) -> Result<(), LavaError> {
     let validated = pipeline.validate(&ctx.job);
-    let runnable = pipeline.check_runnable();
-    for reason in pipeline.not_runnable() {
-        ctx.logger.error(reason.to_string());
+    let refused: Vec<String> = pipeline
+        .not_runnable()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    for reason in &refused {
+        ctx.logger.error(reason.as_str());
     }
-    match (validated, runnable) {
-        (Ok(()), Ok(())) => Ok(()),
-        (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
-        (Err(invalid), Err(unrunnable)) if invalid.kind == unrunnable.kind => Err(LavaError::job(
-            format!("{}\n{}", invalid.message.trim_end(), unrunnable.message),
-        )),
-        (Err(invalid), Err(_)) => Err(invalid),
+    match validated {
+        Ok(()) if refused.is_empty() => Ok(()),
+        Ok(()) => Err(LavaError::job(refused.join("\n"))),
+        // Both lists in one JobError; another kind (a configuration error) stands alone.
+        Err(invalid) if invalid.kind == ErrorKind::Job && !refused.is_empty() => {
+            Err(LavaError::job(format!(
+                "{}\n{}",
+                invalid.message.trim_end(),
+                refused.join("\n")
+            )))
+        }
+        Err(invalid) => Err(invalid),
     }
 }
 
