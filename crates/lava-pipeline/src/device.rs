@@ -116,6 +116,32 @@ impl Device {
             .and_then(Value::as_mapping)
     }
 
+    /// `actions.boot.methods.<method>`: the method's entry (null when listed bare).
+    pub fn boot_method(&self, method: &str) -> Option<&Value> {
+        self.boot_methods().and_then(|m| m.get(method))
+    }
+
+    /// `actions.boot.methods.<method>.parameters`, when it is a mapping.
+    pub fn boot_method_params(&self, method: &str) -> Option<&Mapping> {
+        self.boot_method(method)
+            .and_then(|m| m.get("parameters"))
+            .and_then(Value::as_mapping)
+    }
+
+    /// `actions.boot.methods.<method>.parameters`, or the JobError naming the method.
+    pub fn require_boot_method_params(&self, method: &str) -> LavaResult<&Mapping> {
+        self.boot_method_params(method).ok_or_else(|| {
+            LavaError::job(format!(
+                "Missing parameters for the '{method}' boot method in the device configuration"
+            ))
+        })
+    }
+
+    /// `actions.deploy.methods.<method>`: the method's entry (null when listed bare).
+    pub fn deploy_method(&self, method: &str) -> Option<&Value> {
+        self.deploy_methods().and_then(|m| m.get(method))
+    }
+
     /// Whether the device lists this deploy method (value may be null).
     pub fn has_deploy_method(&self, method: &str) -> bool {
         self.deploy_methods()

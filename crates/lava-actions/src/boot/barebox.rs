@@ -2,7 +2,6 @@
 
 use crate::common::bootloader::{
     BootloaderCommandOverlay, BootloaderCommandsAction, BootloaderInterruptAction, add_login_tail,
-    require_boot_method_params,
 };
 use crate::common::power::{ConnectDevice, ResetDevice};
 use lava_pipeline::{
@@ -61,7 +60,7 @@ impl Action for BareboxRetry {
         add_login_tail(pipeline)
     }
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
-        let params = require_boot_method_params(&ctx.job.device, "barebox")?;
+        let params = ctx.job.device.require_boot_method_params("barebox")?;
         if !params.contains_key("bootloader_prompt") {
             ctx.error("Missing bootloader prompt for device");
         }

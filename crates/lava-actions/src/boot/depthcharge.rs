@@ -3,7 +3,7 @@
 
 use crate::common::bootloader::{
     BOOTLOADER_DEFAULT_CMD_TIMEOUT, BootloaderCommandOverlay, BootloaderCommandsAction,
-    add_login_tail, boot_method, boot_method_params, connect_command,
+    add_login_tail, connect_command,
 };
 use crate::common::power::{ResetConnection, ResetDevice};
 use lava_pipeline::value::scalar_string;
@@ -56,7 +56,7 @@ impl DepthchargeCommandOverlay {
         method: &str,
     ) -> Option<Result<String, String>> {
         let name = params.get("commands").and_then(Value::as_str)?;
-        let entry = boot_method(device, method).and_then(|m| m.get(name));
+        let entry = device.boot_method(method).and_then(|m| m.get(name));
         Some(
             entry
                 .and_then(|e| e.get("cmdline"))
@@ -139,7 +139,9 @@ impl Action for DepthchargeStart {
         if connect_command(device)?.is_empty() {
             ctx.error("Unable to connect to device");
         }
-        let start = boot_method_params(device, "depthcharge").and_then(|p| p.get("start_message"));
+        let start = device
+            .boot_method_params("depthcharge")
+            .and_then(|p| p.get("start_message"));
         if start.is_none_or(Value::is_null) {
             ctx.error("Missing Depthcharge start message for device");
         }

@@ -53,7 +53,7 @@ impl SequenceStep {
 
 /// The device's fastboot sequence; `None` when the method has no list.
 fn device_sequence(device: &Device) -> Option<Vec<String>> {
-    match device.get(&["actions", "boot", "methods", "fastboot"]) {
+    match device.boot_method("fastboot") {
         Some(Value::Sequence(items)) => Some(
             items
                 .iter()

@@ -73,7 +73,7 @@ impl Action for BootGDBRetry {
     }
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         let device = pipeline.device();
-        let method = device.get(&["actions", "boot", "methods", "gdb"]);
+        let method = device.boot_method("gdb");
         let strings = |v: Option<&Value>| -> Vec<String> {
             v.and_then(Value::as_sequence)
                 .map(|s| {
@@ -113,7 +113,7 @@ impl Action for BootGDBRetry {
     }
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         let device = &ctx.job.device;
-        let Some(method) = device.get(&["actions", "boot", "methods", "gdb"]) else {
+        let Some(method) = device.boot_method("gdb") else {
             return Ok(());
         };
         let Some(parameters) = method.get("parameters") else {

@@ -4,7 +4,7 @@
 use crate::boot::uefi::{UEFIMenuInterrupt, check_uefi_menu_selector};
 use crate::common::bootloader::{
     BootloaderCommandOverlay, BootloaderCommandsAction, BootloaderInterruptAction,
-    BootloaderSecondaryMedia, add_login_tail, boot_method, has_boot_finished, has_prompts,
+    BootloaderSecondaryMedia, add_login_tail, has_boot_finished, has_prompts,
 };
 use crate::common::env::ExportDeviceEnvironment;
 use crate::common::login::{AutoLoginAction, ExpectShellSession};
@@ -28,7 +28,9 @@ pub fn register(registry: &mut StrategyRegistry) {
         }
     };
     let has_sequence = |device: &lava_pipeline::Device| {
-        boot_method(device, "grub").is_some_and(|g| g.get("sequence").is_some())
+        device
+            .boot_method("grub")
+            .is_some_and(|g| g.get("sequence").is_some())
     };
     registry.register(
         Declared::boot("grub", |_| Box::new(GrubSequenceAction))
@@ -102,7 +104,9 @@ impl Action for GrubSequenceAction {
         true
     }
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
-        let sequence: Vec<String> = boot_method(pipeline.device(), "grub")
+        let sequence: Vec<String> = pipeline
+            .device()
+            .boot_method("grub")
             .and_then(|g| g.get("sequence"))
             .and_then(Value::as_sequence)
             .map(|s| s.iter().filter_map(scalar_string).collect())
@@ -143,7 +147,9 @@ impl Action for GrubMainAction {
         pipeline.add(BootloaderSecondaryMedia::new())?;
         pipeline.add(BootloaderCommandOverlay::new())?;
         pipeline.add(ConnectDevice::new())?;
-        let reset_device = boot_method(pipeline.device(), "grub-efi")
+        let reset_device = pipeline
+            .device()
+            .boot_method("grub-efi")
             .and_then(|g| g.get("reset_device"))
             .map(|v| truthy(Some(v)))
             .unwrap_or(true);
@@ -170,7 +176,7 @@ impl GrubMenuSelector {
     pub const METHOD: &'static str = "uefi-menu";
 
     pub fn check(device: &Device, params: &Mapping, errors: &mut Vec<String>) {
-        let Some(method) = boot_method(device, Self::METHOD) else {
+        let Some(method) = device.boot_method(Self::METHOD) else {
             errors.push(format!("No {} in device boot methods", Self::METHOD));
             return;
         };

@@ -79,7 +79,7 @@ pub struct SwitchRecoveryCommand {
 
 impl SwitchRecoveryCommand {
     pub fn check(device: &Device, mode: RecoveryMode, errors: &mut Vec<String>) {
-        let recovery = device.get(&["actions", "deploy", "methods", "recovery"]);
+        let recovery = device.deploy_method("recovery");
         let commands = recovery.and_then(|r| r.get("commands"));
         if commands.is_none() {
             errors.push("Missing commands to enter recovery mode".into());

@@ -47,7 +47,7 @@ fn check_ssh_params(device: &Device, errors: &mut Vec<String>) {
     if !serial {
         errors.push("Device not configured to support serial connection.".into());
     }
-    let Some(ssh) = device.get(&["actions", "deploy", "methods", "ssh"]) else {
+    let Some(ssh) = device.deploy_method("ssh") else {
         errors.push("Missing ssh parameters in the device configuration".into());
         return;
     };

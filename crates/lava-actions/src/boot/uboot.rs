@@ -3,8 +3,7 @@
 
 use crate::common::bootloader::{
     BootloaderCommandOverlay, BootloaderCommandsAction, BootloaderCommandsActionAltBank,
-    BootloaderInterruptAction, BootloaderSecondaryMedia, add_login_tail, boot_method_params,
-    secondary_media_commands,
+    BootloaderInterruptAction, BootloaderSecondaryMedia, add_login_tail, secondary_media_commands,
 };
 use crate::common::power::{ConnectDevice, ResetDevice, require_tool};
 use crate::common::prepare_overlay::map_kernel_uboot;
@@ -113,7 +112,7 @@ impl Action for UBootCommandsAction {
         "uboot commands"
     );
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
-        let method_params = boot_method_params(pipeline.device(), "u-boot");
+        let method_params = pipeline.device().boot_method_params("u-boot");
         self.flow = Self::flow(method_params);
         let reset = pipeline
             .param("reset")
@@ -313,7 +312,10 @@ impl Action for FlashUBootUMSAction {
             .get("method")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let has_device = boot_method_params(&ctx.job.device, method)
+        let has_device = ctx
+            .job
+            .device
+            .boot_method_params(method)
             .is_some_and(|p| p.contains_key("uboot_mass_storage_device"));
         if !has_device {
             return Err(LavaError::job("uboot_mass_storage_device is not set"));

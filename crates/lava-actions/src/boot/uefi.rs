@@ -3,8 +3,7 @@
 //! share with `grub-efi`.
 
 use crate::common::bootloader::{
-    BootloaderCommandOverlay, BootloaderCommandsAction, add_login_tail, boot_method,
-    boot_method_params, connect_command,
+    BootloaderCommandOverlay, BootloaderCommandsAction, add_login_tail, connect_command,
 };
 use crate::common::env::ExportDeviceEnvironment;
 use crate::common::login::AutoLoginAction;
@@ -23,7 +22,7 @@ pub fn register(registry: &mut StrategyRegistry) {
             .method("uefi")
             .check(|device, _| {
                 if device.has_boot_method("uefi") {
-                    let method_params = boot_method_params(device, "uefi").filter(|p| !p.is_empty());
+                    let method_params = device.boot_method_params("uefi").filter(|p| !p.is_empty());
                     let Some(method_params) = method_params else {
                         return Err("there were no parameters in the \"uefi\" device configuration boot method".into());
                     };
@@ -44,7 +43,7 @@ pub fn register(registry: &mut StrategyRegistry) {
             .method("uefi-menu")
             .device_method("uefi-menu")
             .check(|device, _| {
-                let method_params = boot_method_params(device, "uefi-menu");
+                let method_params = device.boot_method_params("uefi-menu");
                 let has = |k: &str| method_params.is_some_and(|p| p.contains_key(k));
                 if has("interrupt_prompt") && has("interrupt_string") {
                     Ok(())
@@ -100,7 +99,10 @@ impl Action for UefiMenuAction {
         pipeline.add(ExportDeviceEnvironment::new())
     }
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
-        let has_prompt = boot_method_params(&ctx.job.device, "uefi-menu")
+        let has_prompt = ctx
+            .job
+            .device
+            .boot_method_params("uefi-menu")
             .is_some_and(|p| p.contains_key("bootloader_prompt"));
         if !has_prompt {
             ctx.error("Missing bootloader prompt for device");
@@ -119,7 +121,9 @@ impl UefiSubstituteCommands {
             .get("commands")
             .and_then(lava_pipeline::value::scalar_string)
             .unwrap_or_else(|| "None".into());
-        let Some(items) = boot_method(device, "uefi-menu").and_then(|m| m.get(name.as_str()))
+        let Some(items) = device
+            .boot_method("uefi-menu")
+            .and_then(|m| m.get(name.as_str()))
         else {
             errors.push(format!("Missing commands for {name}"));
             return;
@@ -226,7 +230,7 @@ impl UEFIMenuInterrupt {
     }
 
     pub fn check(device: &Device, method: &str, errors: &mut Vec<String>) {
-        let params = boot_method_params(device, method);
+        let params = device.boot_method_params(method);
         let has = |k: &str| params.is_some_and(|p| p.contains_key(k));
         if !has("interrupt_prompt") {
             errors.push("Missing interrupt prompt".into());
@@ -314,8 +318,8 @@ pub fn check_uefi_menu_selector(
     mut items: Option<Value>,
     errors: &mut Vec<String>,
 ) {
-    let method = boot_method(device, method_name);
-    let method_params = boot_method_params(device, method_name);
+    let method = device.boot_method(method_name);
+    let method_params = device.boot_method_params(method_name);
     let has = |k: &str| method_params.is_some_and(|p| p.contains_key(k));
     if !(has("item_markup") && has("item_class") && has("separator")) {
         errors.push("Missing device parameters for UEFI menu operations".into());
@@ -383,11 +387,16 @@ impl UefiMenuSelector {
     fn check_shell(device: &Device, params: &Mapping, errors: &mut Vec<String>) {
         let commands = params
             .get("shell_menu")
-            .or_else(|| boot_method_params(device, "uefi").and_then(|p| p.get("shell_menu")))
+            .or_else(|| {
+                device
+                    .boot_method_params("uefi")
+                    .and_then(|p| p.get("shell_menu"))
+            })
             .cloned()
             .unwrap_or_else(|| Value::from("shell"));
         let name = lava_pipeline::value::scalar_string(&commands).unwrap_or_default();
-        let items = boot_method(device, "uefi")
+        let items = device
+            .boot_method("uefi")
             .and_then(|m| m.get(name.as_str()))
             .cloned();
         if items.is_none() {
@@ -474,9 +483,11 @@ pub struct UefiShellAction;
 impl UefiShellAction {
     /// Whether the shell is reached without a menu selection.
     pub fn skip_menu(device: &Device, params: &Mapping) -> bool {
-        let shell_menu = params
-            .get("shell_menu")
-            .or_else(|| boot_method_params(device, "uefi").and_then(|p| p.get("shell_menu")));
+        let shell_menu = params.get("shell_menu").or_else(|| {
+            device
+                .boot_method_params("uefi")
+                .and_then(|p| p.get("shell_menu"))
+        });
         !matches!(shell_menu, Some(Value::String(s)) if !s.is_empty())
     }
 }
@@ -506,7 +517,10 @@ impl Action for UefiShellAction {
         add_login_tail(pipeline)
     }
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
-        let has_prompt = boot_method_params(&ctx.job.device, "uefi")
+        let has_prompt = ctx
+            .job
+            .device
+            .boot_method_params("uefi")
             .is_some_and(|p| p.contains_key("bootloader_prompt"));
         if !has_prompt {
             ctx.error("Missing bootloader prompt for device");

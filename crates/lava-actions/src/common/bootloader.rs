@@ -19,27 +19,6 @@ use serde_yaml::{Mapping, Value};
 /// default action timeout (loading kernels over the network).
 pub const BOOTLOADER_DEFAULT_CMD_TIMEOUT: u64 = 90;
 
-/// `actions.boot.methods.<method>` of the device.
-pub fn boot_method<'d>(device: &'d Device, method: &str) -> Option<&'d Value> {
-    device.boot_methods().and_then(|m| m.get(method))
-}
-
-/// `actions.boot.methods.<method>.parameters` of the device.
-pub fn boot_method_params<'d>(device: &'d Device, method: &str) -> Option<&'d Mapping> {
-    boot_method(device, method)
-        .and_then(|m| m.get("parameters"))
-        .and_then(Value::as_mapping)
-}
-
-/// `actions.boot.methods.<method>.parameters`, or the JobError LAVA's lookup would end in.
-pub fn require_boot_method_params<'d>(device: &'d Device, method: &str) -> LavaResult<&'d Mapping> {
-    boot_method_params(device, method).ok_or_else(|| {
-        LavaError::job(format!(
-            "Missing parameters for the '{method}' boot method in the device configuration"
-        ))
-    })
-}
-
 /// LAVA's `Device.connect_command`: the deprecated `commands.connect`, else the
 /// `connect` of the connection tagged `primary`; empty when none can be found.
 pub fn connect_command(device: &Device) -> LavaResult<String> {
@@ -135,7 +114,7 @@ pub fn resolve_boot_commands(
         }
         Some(name) => {
             let key = lava_pipeline::value::scalar_string(name).unwrap_or_default();
-            let entry = boot_method(device, method).and_then(|m| m.get(key.as_str()));
+            let entry = device.boot_method(method).and_then(|m| m.get(key.as_str()));
             match entry {
                 None => {
                     errors.push(format!("Command '{key}' not found in supported methods"));
@@ -215,7 +194,8 @@ impl BootloaderCommandOverlay {
                 ));
             }
         }
-        let lava_mac = boot_method_params(device, method)
+        let lava_mac = device
+            .boot_method_params(method)
             .and_then(|p| p.get("lava_mac"))
             .filter(|v| lava_pipeline::value::truthy(Some(v)));
         if let Some(mac) = lava_mac {
@@ -307,7 +287,7 @@ impl BootloaderInterruptAction {
                 }
             }
         };
-        let method_params = require_boot_method_params(device, &method)?;
+        let method_params = device.require_boot_method_params(&method)?;
         if connect_command(device)?.is_empty() {
             errors.push("Unable to connect to device %s".into());
         }
@@ -488,7 +468,10 @@ impl Action for BootloaderCommandsAction {
     }
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         let method = method_of(&self.method, &ctx.meta.parameters);
-        require_boot_method_params(&ctx.job.device, method).map(|_| ())
+        ctx.job
+            .device
+            .require_boot_method_params(method)
+            .map(|_| ())
     }
     fn runnable(&self, _meta: &ActionMeta) -> Runnable {
         Runnable::NOT_YET
@@ -528,7 +511,10 @@ impl Action for BootloaderCommandsActionAltBank {
     }
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         let method = method_of(&self.method, &ctx.meta.parameters);
-        require_boot_method_params(&ctx.job.device, method).map(|_| ())
+        ctx.job
+            .device
+            .require_boot_method_params(method)
+            .map(|_| ())
     }
     fn runnable(&self, _meta: &ActionMeta) -> Runnable {
         Runnable::NOT_YET
@@ -627,7 +613,7 @@ impl Action for BootloaderRetry {
         add_login_tail(pipeline)
     }
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
-        let params = require_boot_method_params(&ctx.job.device, &self.method)?;
+        let params = ctx.job.device.require_boot_method_params(&self.method)?;
         if !params.contains_key("bootloader_prompt") {
             ctx.error("Missing bootloader prompt for device");
         }
