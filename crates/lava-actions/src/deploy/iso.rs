@@ -7,9 +7,9 @@
 //! ([`Runnable::NOT_YET`]), so a job using it is refused at submission.
 
 use crate::common::apply_overlay::ApplyOverlayGuest;
-use crate::common::download::{DownloaderAction, download_dir};
+use crate::common::downloader::{DownloaderAction, download_dir};
 use crate::common::env::DeployDeviceEnvironment;
-use crate::common::overlay::OverlayAction;
+use crate::common::lava_overlay::OverlayAction;
 use lava_pipeline::{
     Action, ActionMeta, BlockLookups, BlockParams, Declared, LavaResult, ParamError,
     PipelineBuilder, Runnable, StrategyRegistry, ValidateContext, action_identity, async_trait,
