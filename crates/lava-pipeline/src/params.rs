@@ -5,7 +5,7 @@
 //! (`actions[1].boot`), so a wrong value is reported where it is:
 //! `actions[1].boot.commands: expected a string or a list of strings, found a mapping`.
 //! Optional getters answer `Ok(None)` for a missing or null key and an error for a
-//! value of the wrong type; [`BlockParams::flag`] follows LAVA's (Python's) truthiness.
+//! value of the wrong type; [`BlockLookups::flag`] follows LAVA's (Python's) truthiness.
 //!
 //! ```
 //! use lava_pipeline::params::{BlockLookups, BlockParams};
