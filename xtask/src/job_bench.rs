@@ -23,9 +23,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::owned_dispatcher::OwnedDispatcher;
 use crate::shared::{build_release_bin, workspace_root};
 use crate::test_system::{self, GuestfsEnv, TestSystem};
+use lava_test_support::process::OwnedDispatcher;
 
 /// LAVA's dispatcher, as Debian's `lava-dispatcher` installs it.
 const LAVA_RUN: &str = "/usr/bin/lava-run";

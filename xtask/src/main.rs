@@ -10,7 +10,6 @@ mod deploy_bench;
 mod job_bench;
 mod layering;
 mod main_job;
-mod owned_dispatcher;
 mod pipeline;
 mod shared;
 mod templates;

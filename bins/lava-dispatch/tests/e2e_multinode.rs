@@ -6,21 +6,15 @@
 
 mod common;
 
-use common::workspace;
+use lava_test_support::coordinator::{LavaDaemon, lava_daemon_available};
+use lava_test_support::paths::workspace;
+use lava_test_support::sshd::Sshd;
 
 use lava_dispatch::report::TestCase;
 use lava_dispatch::results::read_results;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// The coordinator crate's test support: LAVA's daemon on a free port, reaped on drop.
-#[path = "../../../crates/lava-coordinator/tests/support/mod.rs"]
-mod support;
-
-/// A private sshd on a loopback port (the lava-connection crate's test support).
-#[path = "../../../crates/lava-connection/tests/support/sshd.rs"]
-mod sshd;
 
 /// What `lava-run multinode` left: its exit code, its output, each node's results by job id.
 struct GroupRun {
@@ -165,10 +159,10 @@ fn a_wait_nobody_answers_ends_in_the_multinode_timeout_not_a_hang() {
 
 #[test]
 fn two_roles_run_against_lavas_own_coordinator() {
-    if !support::tool_available(support::LAVA_DAEMON, "Debian's lava-coordinator") {
+    if !lava_daemon_available() {
         return;
     }
-    let coordinator = support::LavaDaemon::start();
+    let coordinator = LavaDaemon::start();
     let submission = workspace().join("fixtures/multinode/local-shell-pair.yaml");
     let address = coordinator.address.to_string();
     let run = run_pair(&submission, 9321, &["--coordinator", &address]);
@@ -177,7 +171,7 @@ fn two_roles_run_against_lavas_own_coordinator() {
 
 #[test]
 fn a_secondary_ssh_connection_starts_when_the_host_says_and_runs_its_test_shell() {
-    let Some(server) = sshd::Sshd::start() else {
+    let Some(server) = Sshd::start() else {
         return;
     };
     let root = workspace();

@@ -1,34 +1,21 @@
 //! End-to-end: the ssh device job (`fixtures/ssh`) through the real `lava-run` binary,
 //! against a private sshd on a loopback port that the test starts
-//! (`crates/lava-connection/tests/support/sshd.rs`; skipped outside CI when sshd is
+//! (`lava_test_support::sshd`; skipped outside CI when sshd is
 //! missing): deploy `to: ssh`, boot `method: ssh`, a test shell with a passing and a
 //! failing case; the private key never reaches the log; a connection dropped mid-test
 //! fails the job as an InfrastructureError and finalize still runs.
 
 mod common;
 
-use common::{has, lava_run, processes_with, results, workspace};
-
-#[path = "../../../crates/lava-connection/tests/support/sshd.rs"]
-mod sshd;
+use common::{has, lava_run, results};
+use lava_test_support::paths::workspace;
+use lava_test_support::process::processes_with;
+use lava_test_support::sshd::Sshd;
+use lava_test_support::unique_job_id;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-
-use sshd::Sshd;
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
-/// A job id of its own, so concurrent runs never share the worker's job directory.
-fn unique_job_id() -> String {
-    format!(
-        "92{:05}{}",
-        std::process::id() % 100_000,
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    )
-}
 
 /// The fixture device and job for `sshd`, written into `dir`; the test shell's results
 /// directory is `dir/scratch`.
@@ -162,7 +149,7 @@ fn ssh_job_deploys_boots_and_runs_its_test_shell_over_ssh() {
 #[test]
 fn a_dropped_ssh_connection_fails_the_job_as_infrastructure_and_finalize_runs() {
     let Some(sshd) = Sshd::start() else { return };
-    let marker = format!("sleep 48{:02}", NEXT.fetch_add(1, Ordering::SeqCst) % 100);
+    let marker = format!("sleep 48{}", unique_job_id());
     let fixture = Fixture::new(&sshd, |job| {
         job.replace(
             "- lava-test-case speed --result pass --measurement 42 --units MB/s",

@@ -7,66 +7,23 @@ use lava_actions::runtime::ramdisk_overlay::apply_overlay_to_ramdisk;
 use lava_artefacts::newc::{CpioEntry, read_newc, write_newc};
 use lava_artefacts::ramdisk::{merge_overlay, repack_with_overlay};
 use lava_artefacts::tar::{TarMember, read_tar};
-use lava_pipeline::action::{ActionMeta, ActionNode};
-use lava_pipeline::run::run_node;
-use lava_pipeline::{
-    Action, Device, ErrorKind, Job, JobLogger, LavaResult, Pipeline, RunContext, async_trait,
-};
+use lava_pipeline::{Device, ErrorKind, JobLogger, LavaResult, RunContext};
+use lava_test_support::runtime::{ActionSpec, StepAction, StepFn, capturing_context, step};
 use serde_yaml::{Mapping, Value};
 use sha2::Digest;
-use std::future::Future;
 use std::io::Write;
 use std::path::Path;
-use std::pin::Pin;
-use std::sync::Arc;
-
-type BoxFut<'a> = Pin<Box<dyn Future<Output = LavaResult<()>> + Send + 'a>>;
-type StepFn = Box<dyn for<'a> Fn(&'a mut RunContext) -> BoxFut<'a> + Send + Sync>;
-
-fn step<F>(f: F) -> StepFn
-where
-    F: for<'a> Fn(&'a mut RunContext) -> BoxFut<'a> + Send + Sync + 'static,
-{
-    Box::new(f)
-}
-
-struct Step(StepFn);
-
-#[async_trait]
-impl Action for Step {
-    lava_pipeline::action_identity!("http-download", "Step", "test step", "test step");
-    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        (self.0)(ctx).await
-    }
-}
 
 fn context() -> RunContext {
     let device = Device::from_yaml("constants: {failure_retry: 1}", None).unwrap();
-    let job = Job::new("1", Mapping::new(), device, 600);
-    RunContext::new(Arc::new(job), JobLogger::capturing())
+    capturing_context("1", Mapping::new(), device, 600)
 }
 
 /// Runs `f` as action `http-download` (level 1.1) and returns its outcome.
 async fn run_step(ctx: &mut RunContext, f: StepFn) -> LavaResult<()> {
-    let meta = ActionMeta {
-        name: "http-download".into(),
-        class: "Step".into(),
-        description: String::new(),
-        summary: String::new(),
-        section: "deploy".into(),
-        level: "1.1".into(),
-        timeout: 60,
-        connection_timeout: 10,
-        max_retries: 1,
-        retry_interval: 1,
-        repeat: false,
-        timeout_kind: ErrorKind::Infrastructure,
-        parameters: Arc::new(Mapping::new()),
-        url: None,
-    };
-    let mut node = ActionNode::new(meta, Box::new(Step(f)), Pipeline::default());
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-    run_node(&mut node, ctx, deadline, false).await
+    let spec = ActionSpec::new("http-download", "deploy", "1.1");
+    spec.run(ctx, Box::new(StepAction::new(spec.name(), f)))
+        .await
 }
 
 fn sample(len: usize) -> Vec<u8> {

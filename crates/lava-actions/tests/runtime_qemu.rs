@@ -8,46 +8,20 @@ use lava_actions::runtime::qemu::{
     GuestDrive, ImageArg, QemuInputs, deployed_image_keys, qemu_argv, start_qemu,
     wait_for_kernel_start, wait_for_prompt_watching_panic,
 };
-use lava_pipeline::action::{ActionMeta, ActionNode};
-use lava_pipeline::run::run_node;
-use lava_pipeline::{
-    Action, Device, ErrorKind, Job, JobLogger, LavaResult, Pipeline, RunContext, async_trait,
-};
+use lava_pipeline::{Device, ErrorKind, Job, JobLogger, LavaResult, RunContext};
+use lava_test_support::ci::{require_tool, skip_or_fail};
+use lava_test_support::paths::{test_system, workspace};
+use lava_test_support::runtime::{ActionSpec, StepAction, StepFn, step};
 use serde_yaml::Mapping;
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-
-type BoxFut<'a> = Pin<Box<dyn Future<Output = LavaResult<()>> + Send + 'a>>;
-type StepFn = Box<dyn for<'a> Fn(&'a mut RunContext) -> BoxFut<'a> + Send + Sync>;
-
-fn step<F>(f: F) -> StepFn
-where
-    F: for<'a> Fn(&'a mut RunContext) -> BoxFut<'a> + Send + Sync + 'static,
-{
-    Box::new(f)
-}
-
-struct Step(StepFn);
-
-#[async_trait]
-impl Action for Step {
-    lava_pipeline::action_identity!("execute-qemu", "Step", "test step", "test step");
-    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        (self.0)(ctx).await
-    }
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn device() -> Device {
     Device::load(&workspace().join("fixtures/qemu/device.yaml")).unwrap()
 }
 
+/// Runs `f` as action `name` (level 2.1.1 of boot) with `params` and `timeout` seconds.
 async fn run_step(
     ctx: &mut RunContext,
     name: &str,
@@ -55,25 +29,12 @@ async fn run_step(
     timeout: u64,
     f: StepFn,
 ) -> LavaResult<()> {
-    let meta = ActionMeta {
-        name: name.into(),
-        class: "Step".into(),
-        description: String::new(),
-        summary: String::new(),
-        section: "boot".into(),
-        level: "2.1.1".into(),
-        timeout,
-        connection_timeout: timeout,
-        max_retries: 1,
-        retry_interval: 1,
-        repeat: false,
-        timeout_kind: ErrorKind::Job,
-        parameters: Arc::new(params.clone()),
-        url: None,
-    };
-    let mut node = ActionNode::new(meta, Box::new(Step(f)), Pipeline::default());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
-    run_node(&mut node, ctx, deadline, false).await
+    let spec = ActionSpec::new(name, "boot", "2.1.1")
+        .timeout(timeout)
+        .connection_timeout(timeout)
+        .timeout_kind(ErrorKind::Job)
+        .parameters(params.clone());
+    spec.run(ctx, Box::new(StepAction::new(name, f))).await
 }
 
 #[test]
@@ -172,37 +133,22 @@ actions:
     assert_eq!(deployed_image_keys(&job, "other"), ["rootfs"]);
 }
 
-/// QEMU and the test system, or the reason to skip (a failure under CI=true).
+/// QEMU and the test system; `None` when one is missing (skipped; a failure under CI).
 fn boot_prerequisites() -> Option<(PathBuf, PathBuf)> {
-    let dir = std::env::var_os("LAVA_RS_TEST_SYSTEM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/test-system"));
+    let dir = test_system();
     let kernel = dir.join("vmlinuz");
     let initrd = dir.join("initramfs.cpio.gz");
-    let qemu = std::process::Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let missing = if !qemu {
-        Some("qemu-system-x86_64 is not installed".to_string())
-    } else if !kernel.is_file() || !initrd.is_file() {
-        Some(format!(
+    if !require_tool("qemu-system-x86_64", "scripts/install-test-deps.sh") {
+        return None;
+    }
+    if !kernel.is_file() || !initrd.is_file() {
+        skip_or_fail(format!(
             "the test system is not built in {} (cargo xtask test-system)",
             dir.display()
-        ))
-    } else {
-        None
-    };
-    match missing {
-        None => Some((kernel, initrd)),
-        Some(reason) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true and {reason}")
-        }
-        Some(reason) => {
-            eprintln!("skipping the QEMU boot test: {reason}");
-            None
-        }
+        ));
+        return None;
     }
+    Some((kernel, initrd))
 }
 
 fn boot_context(images: &str) -> RunContext {

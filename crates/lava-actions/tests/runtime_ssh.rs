@@ -1,33 +1,26 @@
-//! The SSH device at run time against a real sshd the test starts (see
-//! `lava-connection/tests/support/sshd.rs`): the deploy and boot steps of `to: ssh` /
+//! The SSH device at run time against a real sshd the test starts
+//! (`lava_test_support::sshd`): the deploy and boot steps of `to: ssh` /
 //! `method: ssh` (overlay built, compressed, copied, connection, login, unpack) and the
 //! test shell over the SSH connection, driven through the executor's `run_node`; a
 //! connection dropped mid-test, a wrong key and a refused port.
 
-#[path = "../../lava-connection/tests/support/sshd.rs"]
-mod sshd;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use lava_actions::runtime::console::{self, ConsoleConnection};
 use lava_actions::runtime::{ssh, test_overlay, test_shell};
-use lava_pipeline::action::{ActionMeta, ActionNode};
-use lava_pipeline::run::run_node;
 use lava_pipeline::{
     Action, Device, ErrorKind, Job, JobLogger, LavaError, LavaResult, Pipeline, RunContext,
     TestInfo, async_trait,
 };
+use lava_test_support::process::processes_with;
+use lava_test_support::runtime::{ActionSpec, captured_result, unique_job_id};
+use lava_test_support::sshd::Sshd;
 use serde_yaml::{Mapping, Value};
-use sshd::Sshd;
-use tokio::time::Instant;
 
 const DEVICE: &str = include_str!("../../../fixtures/ssh/device.yaml");
 const JOB: &str = include_str!("../../../fixtures/ssh/ssh-job.yaml");
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// One step of the job: which runtime function to call.
 #[derive(Clone, Copy, Debug)]
@@ -126,11 +119,7 @@ fn device_yaml(sshd: &Sshd, identity_file: &Path, port: u16, scratch: &Path) -> 
 impl Harness {
     /// The fixture job on `sshd`, test steps replaced by `steps` when given.
     fn new(sshd: &Sshd, identity_file: &Path, port: u16, steps: Option<&[&str]>) -> Harness {
-        let job_id = format!(
-            "{}{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        );
+        let job_id = unique_job_id();
         let scratch = tempfile::Builder::new()
             .prefix("lava-rs-ssh-scratch-")
             .tempdir()
@@ -186,28 +175,16 @@ impl Harness {
             Step::TestShell => &self.blocks[2],
             _ => &self.blocks[1],
         };
-        let meta = ActionMeta {
-            name: step.action_name().into(),
-            class: "Step".into(),
-            description: String::new(),
-            summary: String::new(),
-            section: "boot".into(),
-            level: "2.1".into(),
-            timeout,
-            connection_timeout: timeout.min(30),
-            max_retries: 1,
-            retry_interval: 0,
-            repeat: false,
-            timeout_kind: match step {
+        ActionSpec::new(step.action_name(), "boot", "2.1")
+            .timeout(timeout)
+            .connection_timeout(timeout.min(30))
+            .timeout_kind(match step {
                 Step::TestShell => ErrorKind::Timeout,
                 _ => ErrorKind::Infrastructure,
-            },
-            parameters: Arc::new(params.clone()),
-            url: None,
-        };
-        let mut node = ActionNode::new(meta, Box::new(StepAction(step)), Pipeline::default());
-        let deadline = Instant::now() + Duration::from_secs(timeout);
-        run_node(&mut node, &mut self.ctx, deadline, false).await
+            })
+            .parameters(params.clone())
+            .run(&mut self.ctx, Box::new(StepAction(step)))
+            .await
     }
 
     async fn steps(&mut self, steps: &[Step]) -> LavaResult<()> {
@@ -252,14 +229,8 @@ impl Harness {
     }
 
     fn result(&self, definition: &str, case: &str) -> Option<String> {
-        self.ctx.logger.captured().iter().find_map(|line| {
-            let record: Mapping = serde_yaml::from_str(line).ok()?;
-            let msg = record.get("msg")?.as_mapping()?;
-            (record["lvl"].as_str() == Some("results")
-                && msg.get("definition")?.as_str() == Some(definition)
-                && msg.get("case")?.as_str() == Some(case))
-            .then(|| msg.get("result")?.as_str().map(str::to_string))?
-        })
+        let result = captured_result(&self.ctx.logger, definition, case)?;
+        result.get("result")?.as_str().map(str::to_string)
     }
 }
 
@@ -279,18 +250,6 @@ async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
         assert!(std::time::Instant::now() < deadline, "never: {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn processes_with(marker: &str) -> bool {
-    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-        std::fs::read(e.path().join("cmdline"))
-            .map(|c| {
-                String::from_utf8_lossy(&c)
-                    .replace('\0', " ")
-                    .contains(marker)
-            })
-            .unwrap_or(false)
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,7 +302,7 @@ async fn the_overlay_is_copied_and_unpacked_and_the_test_shell_runs_over_ssh() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_dropped_mid_test_is_an_infrastructure_error_and_finalize_still_runs() {
     let Some(sshd) = Sshd::start() else { return };
-    let marker = format!("sleep 47{}", 10 + NEXT.fetch_add(1, Ordering::SeqCst));
+    let marker = format!("sleep 47{}", unique_job_id());
     let steps = ["lava-test-case before --result pass", marker.as_str()];
     let mut h = Harness::new(&sshd, sshd.identity_file(), sshd.port(), Some(&steps));
     h.deploy_and_boot().await;
@@ -351,7 +310,7 @@ async fn a_connection_dropped_mid_test_is_an_infrastructure_error_and_finalize_s
     let killer = {
         let marker = marker.clone();
         async move {
-            wait_until("the test step runs", || processes_with(&marker)).await;
+            wait_until("the test step runs", || !processes_with(&marker).is_empty()).await;
             sshd.kill_sessions();
             sshd
         }
@@ -379,7 +338,7 @@ async fn a_connection_dropped_mid_test_is_an_infrastructure_error_and_finalize_s
     let started = std::time::Instant::now();
     console::finalise_connections(&mut h.ctx).await;
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert!(!processes_with(&marker));
+    assert!(processes_with(&marker).is_empty());
     wait_until("the ssh sessions end", || sshd.session_pids().is_empty()).await;
 }
 

@@ -4,17 +4,15 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use lava_actions::runtime::console::{self, ConsoleConnection};
 use lava_actions::runtime::{test_overlay, test_shell};
-use lava_pipeline::action::{ActionMeta, ActionNode};
-use lava_pipeline::run::run_node;
 use lava_pipeline::{
     Action, Device, ErrorKind, Job, JobLogger, LavaResult, Pipeline, RunContext, TestInfo,
     async_trait,
 };
+use lava_test_support::runtime::{ActionSpec, captured_results, unique_job_id};
 use serde_yaml::{Mapping, Value};
 use tokio::time::Instant;
 
@@ -22,8 +20,6 @@ const DEVICE: &str = include_str!("../../../fixtures/local-shell/device.yaml");
 const INLINE_JOB: &str = include_str!("../../../fixtures/local-shell/inline-job.yaml");
 const GIT_JOB: &str = include_str!("../../../fixtures/local-shell/git-job.yaml");
 const PROMPT: &str = r"local-shell\$ ";
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// One step of a test job: which runtime function to call.
 enum Step {
@@ -102,11 +98,7 @@ fn blocks(job: &str) -> (Mapping, Mapping, Mapping) {
 
 impl Harness {
     fn new(job_text: &str, test_override: impl FnOnce(&mut Mapping)) -> Harness {
-        let job_id = format!(
-            "{}{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        );
+        let job_id = unique_job_id();
         let (mut params, _boot, mut test) = blocks(job_text);
         test_override(&mut test);
         test.insert("namespace".into(), "common".into());
@@ -138,25 +130,13 @@ impl Harness {
         params
             .entry("namespace".into())
             .or_insert_with(|| "common".into());
-        let meta = ActionMeta {
-            name: "lava-test-shell".into(),
-            class: "Step".into(),
-            description: String::new(),
-            summary: String::new(),
-            section: "test".into(),
-            level: "3.1".into(),
-            timeout,
-            connection_timeout: timeout.min(10),
-            max_retries: 1,
-            retry_interval: 0,
-            repeat: false,
-            timeout_kind: ErrorKind::Timeout,
-            parameters: Arc::new(params),
-            url: None,
-        };
-        let mut node = ActionNode::new(meta, Box::new(StepAction(step)), Pipeline::default());
-        let deadline = Instant::now() + Duration::from_secs(timeout);
-        run_node(&mut node, &mut self.ctx, deadline, false).await
+        ActionSpec::new("lava-test-shell", "test", "3.1")
+            .timeout(timeout)
+            .connection_timeout(timeout.min(10))
+            .timeout_kind(ErrorKind::Timeout)
+            .parameters(params)
+            .run(&mut self.ctx, Box::new(StepAction(step)))
+            .await
     }
 
     /// Deploy (overlay, compress, unpack at `/`), boot (connect, login at the prompt).
@@ -194,11 +174,7 @@ impl Harness {
     }
 
     fn results(&self) -> Vec<Mapping> {
-        self.records()
-            .into_iter()
-            .filter(|r| r["lvl"].as_str() == Some("results"))
-            .map(|r| r["msg"].as_mapping().unwrap().clone())
-            .collect()
+        captured_results(&self.ctx.logger)
     }
 
     fn result(&self, definition: &str, case: &str) -> Mapping {

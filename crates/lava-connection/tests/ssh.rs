@@ -1,9 +1,6 @@
-//! SSH against a real OpenSSH server started by the test (see `support/sshd.rs`): login
+//! SSH against a real OpenSSH server started by the test (`lava_test_support::sshd`): login
 //! with LAVA's options, a shell session, commands, byte-exact file copies, a connection
 //! dropped mid-session, wrong and encrypted keys, refused and silent ports.
-
-#[path = "support/sshd.rs"]
-mod sshd;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,7 +10,7 @@ use lava_connection::{
     ConnectionError, ErrorKind, HostKeyPolicy, MemoryLog, PtyRequest, SessionConfig, ShellSession,
     SshClient, SshError, SshParams,
 };
-use sshd::Sshd;
+use lava_test_support::sshd::Sshd;
 use tokio::time::Instant;
 
 /// LAVA's device-type default options plus what its ssh actions add.

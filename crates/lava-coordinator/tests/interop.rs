@@ -20,8 +20,9 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 use lava_multinode::{ClientError, CoordinatorClient, Payload};
+use lava_test_support::coordinator::{LavaDaemon, lava_daemon_available};
 use serde_json::{Value, json};
-use support::{LAVA_DAEMON, LavaDaemon, client, collect, lava_wire_client, start_ours};
+use support::{client, collect, lava_wire_client, start_ours};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -146,7 +147,7 @@ async fn our_client_scenario(daemon: &mut LavaDaemon, group: &str, push: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_client_against_lavas_coordinator() {
-    if !support::tool_available(LAVA_DAEMON, "Debian's lava-coordinator") {
+    if !lava_daemon_available() {
         return;
     }
     let mut daemon = LavaDaemon::start();
@@ -229,7 +230,7 @@ fn lavas_client_wire_against_our_coordinator_matches_lavas() {
 
     // The same script against LAVA's own daemon gives the same replies,
     // which shows the stand-in speaks LAVA's wire.
-    if !support::tool_available(LAVA_DAEMON, "Debian's lava-coordinator") {
+    if !lava_daemon_available() {
         return;
     }
     let mut daemon = LavaDaemon::start();

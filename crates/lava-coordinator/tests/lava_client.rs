@@ -30,11 +30,9 @@ use std::time::{Duration, Instant};
 
 use lava_actions::protocols::multinode::protocol::{CallReply, MultinodeProtocol, ProtocolParams};
 use lava_multinode::ClientSettings;
+use lava_test_support::coordinator::{LavaDaemon, lava_daemon_available};
 use serde_json::{Value, json};
-use support::{
-    DriverMember, LAVA_DAEMON, LavaDaemon, ScriptOutput, ScriptProcess, lava_protocol_driver,
-    start_ours,
-};
+use support::{DriverMember, ScriptOutput, ScriptProcess, lava_protocol_driver, start_ours};
 
 /// Which implementation plays a member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -577,9 +575,7 @@ struct Coordinators {
 impl Coordinators {
     /// `None` (test skipped) when LAVA's pieces are missing outside CI.
     fn start() -> Option<Coordinators> {
-        if !support::lava_dispatcher_available()
-            || !support::tool_available(LAVA_DAEMON, "Debian's lava-coordinator")
-        {
+        if !support::lava_dispatcher_available() || !lava_daemon_available() {
             return None;
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()

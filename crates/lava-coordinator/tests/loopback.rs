@@ -216,7 +216,7 @@ async fn client_timeouts_are_bounded_waiting_and_unreachable() {
     server.shutdown().await.unwrap();
 
     // Nobody listening: connection failures are retried, still bounded.
-    let port = support::free_loopback_port();
+    let port = lava_test_support::paths::free_loopback_port();
     let gone = client(
         format!("127.0.0.1:{port}").parse().unwrap(),
         "g",

@@ -6,12 +6,9 @@
 //! Set `UPDATE_SNAPSHOTS=1` to rewrite the snapshots after an intended change.
 
 use lava_device::{Context, DeviceConfig, Renderer, render_device};
+use lava_test_support::paths::workspace;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn renderer() -> Renderer {
     Renderer::new([workspace().join("fixtures/device-types")])

@@ -2,18 +2,17 @@
 //! port, LAVA's daemon on another, clients for both.
 #![allow(dead_code)] // each test file uses a part
 
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+
+use lava_test_support::ci::{require_tool, skip_or_fail};
 use std::time::{Duration, Instant};
 
 use lava_coordinator::{BrokerSettings, Coordinator, CoordinatorHandle};
 use lava_multinode::{ClientSettings, CoordinatorClient, Identity};
 
-pub const LAVA_DAEMON: &str = "/usr/bin/lava-coordinator";
-/// The configuration file LAVA's dispatcher-side protocol checks for.
-pub const LAVA_CONFIG: &str = "/etc/lava-coordinator/lava-coordinator.conf";
+use lava_test_support::coordinator::{LAVA_CONFIG, python};
 
 /// Our coordinator on 127.0.0.1:<free port>, with test-friendly settings
 /// adjusted by `tweak`.
@@ -52,20 +51,11 @@ pub fn client(
     )
 }
 
-/// Whether an external tool is there. Without it the test is skipped with
-/// a printed reason, unless CI=true, where its absence is a failure.
-pub fn tool_available(path: &str, what: &str) -> bool {
-    requirement_met(
-        Path::new(path).exists(),
-        &format!("{what} ({path})"),
-        "apt-get install -y lava-coordinator",
-    )
-}
-
 /// Whether LAVA's dispatcher can be driven from Python: Debian's python3
 /// imports `lava_dispatcher`'s MultiNode protocol and test-shell classes, and
 /// the coordinator configuration file that LAVA's `set_up` insists on
-/// (its path is hard-coded) exists. Skips or fails like [`tool_available`].
+/// (its path is hard-coded) exists. Skips, or fails under CI
+/// ([`lava_test_support::ci::skip_or_fail`]).
 pub fn lava_dispatcher_available() -> bool {
     let imports = Command::new(python())
         .args([
@@ -77,115 +67,18 @@ pub fn lava_dispatcher_available() -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|status| status.success());
-    requirement_met(
-        imports,
-        &format!("{} with LAVA's lava_dispatcher module", python()),
-        "apt-get install -y lava-dispatcher",
-    ) && requirement_met(
-        Path::new(LAVA_CONFIG).exists(),
-        &format!("LAVA's coordinator configuration ({LAVA_CONFIG})"),
-        "apt-get install -y lava-coordinator",
-    )
-}
-
-fn requirement_met(present: bool, what: &str, install: &str) -> bool {
-    if present {
-        return true;
+    if !imports {
+        skip_or_fail(format!(
+            "{} cannot import LAVA's lava_dispatcher module (apt-get install -y lava-dispatcher)",
+            python()
+        ));
+        return false;
     }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{what} is required when CI=true: {install}");
-    }
-    eprintln!("SKIPPED: {what} is missing ({install})");
-    false
-}
-
-/// The Python that LAVA's daemon runs with (Debian's), or any python3.
-pub fn python() -> &'static str {
-    if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
+    require_tool(LAVA_CONFIG, "apt-get install -y lava-coordinator")
 }
 
 pub fn wire_client_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/lava_wire_client.py")
-}
-
-pub fn free_loopback_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// LAVA's own daemon on a free port with its own configuration file. The
-/// process is killed (by its id) when this is dropped.
-pub struct LavaDaemon {
-    child: Child,
-    pub address: SocketAddr,
-    _dir: tempfile::TempDir,
-    pub log: PathBuf,
-}
-
-impl LavaDaemon {
-    pub fn start() -> LavaDaemon {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_loopback_port();
-        let config = dir.path().join("lava-coordinator.conf");
-        let mut file = std::fs::File::create(&config).unwrap();
-        write!(
-            file,
-            r#"{{"port": {port}, "blocksize": 4096, "poll_delay": 3, "coordinator_hostname": "127.0.0.1"}}"#
-        )
-        .unwrap();
-        let log = dir.path().join("lava-coordinator.log");
-        let child = Command::new(LAVA_DAEMON)
-            .arg("--logfile")
-            .arg(&log)
-            .args(["--loglevel", "DEBUG", "--config"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start lava-coordinator");
-        let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let daemon = LavaDaemon {
-            child,
-            address,
-            _dir: dir,
-            log,
-        };
-        daemon.wait_until_listening();
-        daemon
-    }
-
-    fn wait_until_listening(&self) {
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(20) {
-            // `ss` would be nicer; a connect that sends nothing is harmless to
-            // LAVA's daemon (it logs an invalid header and goes on).
-            if std::net::TcpStream::connect_timeout(&self.address, Duration::from_millis(200))
-                .is_ok()
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("LAVA's coordinator did not listen on {}", self.address);
-    }
-
-    /// Whether the daemon is still running (it crashes on some inputs).
-    pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for LavaDaemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Start our Python stand-in for LAVA's client wire; see [`collect`].

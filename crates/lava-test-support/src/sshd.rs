@@ -5,16 +5,18 @@
 //! the only thing outside the scratch directory is sshd's privilege-separation
 //! directory `/run/sshd`, created (empty) when it is missing and we are root.
 //!
-//! Shared by the SSH tests of several crates (`#[path]`-included), so it uses only std
-//! and `tempfile`. Dropping an [`Sshd`] kills the server and every session process it
-//! forked, and reaps the server.
+//! Dropping an [`Sshd`] kills the server and every session process it forked, and reaps
+//! the server.
 //!
-//! When a tool is missing, [`Sshd::start`] panics under CI (`CI=true`) and otherwise
-//! returns `None` after printing why, so the caller skips.
-#![allow(dead_code)]
+//! When a tool is missing, [`Sshd::start`] follows the CI rule ([`crate::ci::skip_or_fail`]):
+//! it panics under CI (`CI=true`) and otherwise returns `None` after printing why, so the
+//! caller skips.
 
+use crate::ci::{require_tool, skip_or_fail};
+use crate::paths::free_loopback_port;
+use crate::process::descendants;
 use std::io::Read;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -41,8 +43,8 @@ impl Sshd {
     /// [`Sshd::start`] with extra `sshd_config` lines.
     pub fn start_with(extra_config: &str) -> Option<Sshd> {
         for tool in [SSHD, "/usr/bin/ssh-keygen"] {
-            if !Path::new(tool).exists() {
-                return unavailable(&format!("{tool} is not installed (openssh-server)"));
+            if !require_tool(tool, "openssh-server: scripts/install-test-deps.sh") {
+                return None;
             }
         }
         if !Path::new(PRIVSEP_DIR).is_dir() {
@@ -66,7 +68,7 @@ impl Sshd {
         let mut last_log = String::new();
         // A port found free may be taken before sshd binds it: try a few.
         for _ in 0..5 {
-            let port = free_port();
+            let port = free_loopback_port();
             let config = dir.path().join("sshd_config");
             std::fs::write(
                 &config,
@@ -117,10 +119,12 @@ impl Sshd {
         panic!("sshd did not start; its log:\n{last_log}");
     }
 
+    /// The address the server listens on.
     pub fn host(&self) -> &'static str {
         "127.0.0.1"
     }
 
+    /// The server's port.
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -193,10 +197,7 @@ impl Drop for Sshd {
 }
 
 fn unavailable(reason: &str) -> Option<Sshd> {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI must be able to run the SSH tests: {reason} (scripts/install-test-deps.sh)");
-    }
-    eprintln!("skipping: {reason}");
+    skip_or_fail(format!("{reason} (scripts/install-test-deps.sh)"));
     None
 }
 
@@ -237,13 +238,6 @@ fn keygen(path: &Path, kind: &str, passphrase: &str) {
     assert!(status.success(), "ssh-keygen -t {kind} failed");
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
-
 /// Waits until the server answers with an SSH banner (false if it exits first).
 fn wait_listening(child: &mut Child, port: u16) -> bool {
     let start = Instant::now();
@@ -261,42 +255,4 @@ fn wait_listening(child: &mut Child, port: u16) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     false
-}
-
-/// Every process below `root` (children, grandchildren...), from /proc.
-fn descendants(root: u32) -> Vec<u32> {
-    let mut parents = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid ...: comm may hold spaces and parentheses.
-        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        if let Some(ppid) = after
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse::<u32>().ok())
-        {
-            parents.push((pid, ppid));
-        }
-    }
-    let mut found = vec![root];
-    let mut i = 0;
-    while i < found.len() {
-        let parent = found[i];
-        found.extend(
-            parents
-                .iter()
-                .filter(|(_, p)| *p == parent)
-                .map(|(c, _)| *c),
-        );
-        i += 1;
-    }
-    found.remove(0);
-    found
 }

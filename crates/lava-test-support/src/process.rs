@@ -1,0 +1,178 @@
+//! Processes the tests start or look for.
+//!
+//! [`OwnedDispatcher`]: a dispatcher process (ours or LAVA's) started in its own process
+//! group and owned: stopped group-wide (SIGTERM, SIGKILL after [`TERM_GRACE`]) and reaped
+//! however its owner ends. `marker` is a string in the command line of every process the
+//! dispatcher starts for the job (its scratch directory): QEMU run on a pty may sit in a
+//! session of its own, out of the group's reach, and is found by it. Used by
+//! `cargo xtask bench job` and lava-dispatch's `lava_reference` test.
+//!
+//! [`processes_with`] and [`descendants`] read `/proc`.
+
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process, kill_process_group};
+
+/// After SIGTERM, how long a dispatcher gets to run its finalize before SIGKILL.
+pub const TERM_GRACE: Duration = Duration::from_secs(30);
+
+/// A dispatcher started as the leader of its own process group; see the module doc.
+pub struct OwnedDispatcher {
+    child: Child,
+    marker: String,
+    reaped: bool,
+}
+
+impl OwnedDispatcher {
+    /// Starts `command` as the leader of a new process group.
+    pub fn spawn(command: &mut Command, marker: String) -> io::Result<Self> {
+        let child = command.process_group(0).spawn()?;
+        Ok(OwnedDispatcher {
+            child,
+            marker,
+            reaped: false,
+        })
+    }
+
+    /// The dispatcher's process id (also its process group id).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The exit status once the dispatcher has exited (then whatever it left running with
+    /// the marker is killed), `None` while it runs.
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        let status = self.child.try_wait()?;
+        if status.is_some() {
+            self.reaped = true;
+            self.kill_stragglers();
+        }
+        Ok(status)
+    }
+
+    /// SIGTERM to the group (the dispatcher runs its finalize), SIGKILL after the grace.
+    pub fn stop(&mut self) {
+        if self.reaped {
+            return;
+        }
+        if let Some(group) = Pid::from_raw(self.child.id() as i32) {
+            let _ = kill_process_group(group, Signal::TERM);
+            let deadline = Instant::now() + TERM_GRACE;
+            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = kill_process_group(group, Signal::KILL);
+        }
+        let _ = self.child.wait();
+        self.reaped = true;
+        self.kill_stragglers();
+    }
+
+    /// Kill whatever still runs with the marker in its command line.
+    fn kill_stragglers(&self) {
+        for (pid, _) in command_lines().filter(|(_, line)| line.contains(&self.marker)) {
+            if let Some(pid) = Pid::from_raw(pid as i32) {
+                let _ = kill_process(pid, Signal::KILL);
+            }
+        }
+    }
+}
+
+impl Drop for OwnedDispatcher {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The processes whose command line contains `marker`, as "pid: command line".
+pub fn processes_with(marker: &str) -> Vec<String> {
+    command_lines()
+        .filter(|(_, line)| line.contains(marker))
+        .map(|(pid, line)| format!("{pid}: {line}"))
+        .collect()
+}
+
+/// Every process's id and command line (arguments joined by spaces), from `/proc`.
+fn command_lines() -> impl Iterator<Item = (u32, String)> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            Some((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")))
+        })
+}
+
+/// Every process below `root` (children, grandchildren...), from `/proc`.
+pub fn descendants(root: u32) -> Vec<u32> {
+    let mut parents = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces and parentheses.
+        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        if let Some(ppid) = after
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok())
+        {
+            parents.push((pid, ppid));
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dispatcher_is_stopped_with_its_group_and_found_by_its_marker() {
+        let marker = format!("lava-test-support-{}", std::process::id());
+        let mut command = Command::new("/bin/sh");
+        command.args(["-c", "sleep 4712 & wait", &marker]);
+        let mut dispatcher = OwnedDispatcher::spawn(&mut command, marker.clone()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while descendants(dispatcher.id()).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the shell never started its child"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            processes_with(&marker).len(),
+            1,
+            "{:?}",
+            processes_with(&marker)
+        );
+        assert!(dispatcher.try_wait().unwrap().is_none());
+        dispatcher.stop();
+        assert!(processes_with(&marker).is_empty());
+        assert!(processes_with("sleep 4712").is_empty());
+    }
+}
