@@ -52,7 +52,6 @@ pub fn build_bin(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
     Ok(target.join("debug").join(bin))
 }
 
-/// CI runs with `CI=true`: there a missing tool is a failure, never a skip or a fallback.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
+/// CI runs with `CI=true`: there a missing tool is a failure, never a skip or a fallback
+/// (the tests' own rule, one definition).
+pub use lava_test_support::ci::in_ci;
