@@ -1,44 +1,20 @@
 //! The daemon binary end to end: LAVA's command line, a config file, one
 //! LAVA-framed exchange over loopback, a log line, and a clean exit on SIGTERM.
 
+use lava_test_support::coordinator::CoordinatorDaemon;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 #[test]
 fn daemon_serves_a_lava_frame_and_logs() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = dir.path().join("lava-coordinator.conf");
-    std::fs::write(
-        &config,
-        format!(r#"{{"port": {port}, "blocksize": 4096, "poll_delay": 3, "coordinator_hostname": "localhost", "lava_rs_listen": "127.0.0.1"}}"#),
-    )
-    .unwrap();
-    let log = dir.path().join("coordinator.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lava-coordinator"))
-        .arg("--logfile")
-        .arg(&log)
-        .args(["-l", "DEBUG", "--config"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    let mut stream = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(stream) => break stream,
-            Err(_) if started.elapsed() < Duration::from_secs(10) => {
-                std::thread::sleep(Duration::from_millis(50))
-            }
-            Err(error) => panic!("daemon not listening: {error}"),
-        }
-    };
+    let mut daemon = CoordinatorDaemon::start(
+        Path::new(env!("CARGO_BIN_EXE_lava-coordinator")),
+        r#""lava_rs_listen": "127.0.0.1""#,
+    );
+    let mut stream = TcpStream::connect(daemon.address).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
@@ -55,25 +31,10 @@ fn daemon_serves_a_lava_frame_and_logs() {
         r#"0000002F{"response": "group_data", "roles": {"1": "r"}}"#
     );
 
-    // SIGTERM (our own child, by its id) ends it cleanly.
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("daemon did not stop on SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    // SIGTERM ends it cleanly.
+    let exit = daemon.terminate(Duration::from_secs(10));
     assert!(exit.success(), "{exit:?}");
-    let logged = std::fs::read_to_string(&log).unwrap();
+    let logged = std::fs::read_to_string(&daemon.log).unwrap();
     assert!(logged.contains("LAVA coordinator has started"), "{logged}");
 }
 

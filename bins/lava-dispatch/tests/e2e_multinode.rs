@@ -6,7 +6,7 @@
 
 mod common;
 
-use lava_test_support::coordinator::{LavaDaemon, lava_daemon_available};
+use lava_test_support::coordinator::{CoordinatorDaemon, lava_daemon_available};
 use lava_test_support::paths::workspace;
 use lava_test_support::sshd::Sshd;
 
@@ -162,7 +162,7 @@ fn two_roles_run_against_lavas_own_coordinator() {
     if !lava_daemon_available() {
         return;
     }
-    let coordinator = LavaDaemon::start();
+    let coordinator = CoordinatorDaemon::lavas();
     let submission = workspace().join("fixtures/multinode/local-shell-pair.yaml");
     let address = coordinator.address.to_string();
     let run = run_pair(&submission, 9321, &["--coordinator", &address]);

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 use lava_multinode::{ClientError, CoordinatorClient, Payload};
-use lava_test_support::coordinator::{LavaDaemon, lava_daemon_available};
+use lava_test_support::coordinator::{CoordinatorDaemon, lava_daemon_available};
 use serde_json::{Value, json};
 use support::{client, collect, lava_wire_client, start_ours};
 
@@ -47,7 +47,7 @@ async fn until_waiting(client: &CoordinatorClient, before: u64) {
 }
 
 /// Two members of a fresh group on LAVA's daemon, every operation.
-async fn our_client_scenario(daemon: &mut LavaDaemon, group: &str, push: bool) {
+async fn our_client_scenario(daemon: &mut CoordinatorDaemon, group: &str, push: bool) {
     let address = daemon.address;
     let server = client(address, group, "7001", "server", push);
     let guest = client(address, group, "7002", "client", push);
@@ -150,7 +150,7 @@ async fn our_client_against_lavas_coordinator() {
     if !lava_daemon_available() {
         return;
     }
-    let mut daemon = LavaDaemon::start();
+    let mut daemon = CoordinatorDaemon::lavas();
     our_client_scenario(&mut daemon, "6c1e0c8e-0d7e-4b7c-9a51-2f5b1d0c9e11", true).await;
     our_client_scenario(&mut daemon, "5d2f1b7a-polling-only", false).await;
 }
@@ -233,7 +233,7 @@ fn lavas_client_wire_against_our_coordinator_matches_lavas() {
     if !lava_daemon_available() {
         return;
     }
-    let mut daemon = LavaDaemon::start();
+    let mut daemon = CoordinatorDaemon::lavas();
     let (lava_first, lava_second) = wire_scenario(daemon.address, "g-lava");
     assert_eq!(replies(&lava_first), first);
     assert_eq!(replies(&lava_second), second);

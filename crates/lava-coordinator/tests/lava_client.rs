@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use lava_actions::protocols::multinode::protocol::{CallReply, MultinodeProtocol, ProtocolParams};
 use lava_multinode::ClientSettings;
-use lava_test_support::coordinator::{LavaDaemon, lava_daemon_available};
+use lava_test_support::coordinator::{CoordinatorDaemon, lava_daemon_available};
 use serde_json::{Value, json};
 use support::{DriverMember, ScriptOutput, ScriptProcess, lava_protocol_driver, start_ours};
 
@@ -568,7 +568,7 @@ type Outcomes = (String, Vec<MemberOutcome>, Vec<MemberOutcome>);
 /// Both coordinators, and the runtime that serves ours and our clients.
 struct Coordinators {
     ours: lava_coordinator::CoordinatorHandle,
-    lavas: LavaDaemon,
+    lavas: CoordinatorDaemon,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -586,7 +586,7 @@ impl Coordinators {
         let ours = runtime.block_on(start_ours(|_| {}));
         Some(Coordinators {
             ours,
-            lavas: LavaDaemon::start(),
+            lavas: CoordinatorDaemon::lavas(),
             runtime,
         })
     }
