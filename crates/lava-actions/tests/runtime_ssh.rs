@@ -363,11 +363,7 @@ async fn a_wrong_key_is_an_infrastructure_error_naming_the_key_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_port_fails_the_copy_at_once() {
     let Some(sshd) = Sshd::start() else { return };
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = lava_test_support::paths::free_loopback_port();
     let mut h = Harness::new(&sshd, sshd.identity_file(), closed, None);
     h.steps(&[Step::BuildOverlay, Step::Compress, Step::PrepareScpOverlay])
         .await

@@ -294,11 +294,7 @@ async fn a_key_with_a_passphrase_is_refused_without_showing_either() {
 
 #[tokio::test]
 async fn a_refused_port_fails_at_once_naming_the_address() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = lava_test_support::paths::free_loopback_port();
     // The key is read before connecting: borrow a real one from a server.
     let Some(sshd) = Sshd::start() else { return };
     let mut params = SshParams::new("127.0.0.1", port, "root", sshd.identity_file());
