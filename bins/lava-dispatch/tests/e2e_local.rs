@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::{lava_run, workspace};
+use common::lava_run;
+use lava_test_support::paths::workspace;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
