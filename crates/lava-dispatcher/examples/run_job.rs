@@ -62,14 +62,12 @@ fn report(outcome: &Outcome) -> String {
         "suite", "case", "result"
     );
     for case in outcome.test_cases() {
-        let measurement = match (&case.measurement, &case.units) {
-            (Some(value), Some(units)) => format!("{value} {units}"),
-            (Some(value), None) => value.clone(),
-            _ => String::new(),
-        };
         let line = format!(
-            "{:<16} {:<32} {:<8} {measurement}",
-            case.suite, case.case, case.result
+            "{:<16} {:<32} {:<8} {}",
+            case.suite,
+            case.name,
+            case.result,
+            case.measurement_text()
         );
         text.push_str(line.trim_end());
         text.push('\n');

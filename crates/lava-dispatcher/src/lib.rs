@@ -34,7 +34,8 @@ pub mod run;
 
 pub use error::RunError;
 pub use outcome::{
-    JobFailure, JobStatus, Outcome, OutputFiles, TestCase, TestResult, parse_results, read_results,
+    JobError, JobFailure, JobStatus, Outcome, OutputFiles, TestCase, TestResult, parse_results,
+    read_results,
 };
 pub use run::{DeviceInput, JobInput, JobRun};
 

@@ -2,8 +2,8 @@
 //! result record as a typed [`TestCase`], and where the output files are.
 //!
 //! The result records are read back from the run's `logs.yaml` (one YAML flow mapping per
-//! line, `lvl: results`), so a log written by any LAVA-compatible dispatcher can be read
-//! with [`read_results`] or [`parse_results`] too.
+//! line, `lvl: results`); [`read_results`] and [`parse_results`] read any `logs.yaml` the
+//! same way (`lava-run`'s result table and `--results` files are built from them).
 
 use crate::RunError;
 use lava_pipeline::ErrorKind;
@@ -58,8 +58,8 @@ impl fmt::Display for JobFailure {
     }
 }
 
-/// A test case's result as LAVA records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The result of one test case, as LAVA records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TestResult {
     /// `pass`
     Pass,
@@ -67,32 +67,28 @@ pub enum TestResult {
     Fail,
     /// `skip`
     Skip,
-    /// `unknown`
+    /// `unknown` (and any value LAVA would not record)
     Unknown,
-    /// Any other value found in a log (kept as written).
-    Other(String),
 }
 
 impl TestResult {
-    /// The result named by LAVA's spelling.
-    pub fn parse(text: &str) -> TestResult {
-        match text {
+    /// The result of a record's `result` value.
+    pub fn from_lava(value: &str) -> TestResult {
+        match value {
             "pass" => TestResult::Pass,
             "fail" => TestResult::Fail,
             "skip" => TestResult::Skip,
-            "unknown" => TestResult::Unknown,
-            other => TestResult::Other(other.to_string()),
+            _ => TestResult::Unknown,
         }
     }
 
-    /// LAVA's spelling.
-    pub fn as_str(&self) -> &str {
+    /// LAVA's word for it.
+    pub fn as_str(self) -> &'static str {
         match self {
             TestResult::Pass => "pass",
             TestResult::Fail => "fail",
             TestResult::Skip => "skip",
             TestResult::Unknown => "unknown",
-            TestResult::Other(other) => other,
         }
     }
 }
@@ -103,28 +99,48 @@ impl fmt::Display for TestResult {
     }
 }
 
-/// One `results` record of the log: a test-shell case, or a `lava` suite record (one per
-/// action, plus `validate` and `job`).
+/// Why a job did not complete, as its `lava`/`job` record says: `error_type` and
+/// `error_msg`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobError {
+    /// LAVA's error type (`Job`, `Infrastructure`, `Test`, `Canceled`, …).
+    pub error_type: String,
+    /// The error message.
+    pub message: String,
+}
+
+/// One result record: a test case of a test suite, or a record of the `lava` suite (one
+/// per action that records a result, plus `validate` and `job`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TestCase {
-    /// The suite (`definition`): `0_smoke`, or `lava` for the dispatcher's own records.
+    /// The suite (LAVA's `definition`: `0_smoke`, `lava`).
     pub suite: String,
     /// The case name.
-    pub case: String,
-    /// The result.
+    pub name: String,
+    /// Its result.
     pub result: TestResult,
-    /// The measurement as the log wrote it (`12.5`), if any.
+    /// The measurement, as LAVA recorded it (a decimal in text).
     pub measurement: Option<String>,
-    /// The measurement's units, if any.
+    /// The measurement's units.
     pub units: Option<String>,
-    /// The whole record (`level`, `duration`, `extra`, … as LAVA writes them).
-    pub record: Mapping,
+    /// Seconds the case (or action) took, when known.
+    pub duration: Option<f64>,
+    /// On the `lava`/`job` record of a job that did not complete: why.
+    pub error: Option<JobError>,
 }
 
 impl TestCase {
-    /// The measurement as a number, when there is one and it parses.
-    pub fn measurement_value(&self) -> Option<f64> {
-        self.measurement.as_deref().and_then(|m| m.parse().ok())
+    /// A case with only a suite, a name and a result.
+    pub fn new(suite: &str, name: &str, result: TestResult) -> TestCase {
+        TestCase {
+            suite: suite.to_string(),
+            name: name.to_string(),
+            result,
+            measurement: None,
+            units: None,
+            duration: None,
+            error: None,
+        }
     }
 
     /// Whether this is one of the dispatcher's own records (suite `lava`).
@@ -132,29 +148,41 @@ impl TestCase {
         self.suite == "lava"
     }
 
-    /// The test case of one log line (`- {"dt": …, "lvl": "results", "msg": {…}}`, with or
-    /// without the leading `- `); `None` for any other line.
-    pub fn from_log_line(line: &str) -> Option<TestCase> {
-        if !line.contains("\"lvl\": \"results\"") {
-            return None;
+    /// Whether this is a per-action record of the `lava` suite (not `validate` or `job`).
+    pub fn is_action_record(&self) -> bool {
+        self.suite == "lava" && !self.is_job_record() && self.name != "validate"
+    }
+
+    /// Whether this is the job's own record (`lava`/`job`).
+    pub fn is_job_record(&self) -> bool {
+        self.suite == "lava" && self.name == "job"
+    }
+
+    /// The measurement as a number, when there is one and it parses.
+    pub fn measurement_value(&self) -> Option<f64> {
+        self.measurement.as_deref().and_then(|m| m.parse().ok())
+    }
+
+    /// `measurement units`, empty when there is no measurement.
+    pub fn measurement_text(&self) -> String {
+        match (&self.measurement, &self.units) {
+            (Some(m), Some(u)) if !u.is_empty() => format!("{m} {u}"),
+            (Some(m), _) => m.clone(),
+            _ => String::new(),
         }
-        let record: Value = serde_yaml::from_str(line.trim_start_matches("- ")).ok()?;
-        let msg = record.get("msg")?.as_mapping()?;
-        let field = |key: &str| msg.get(key).map(plain_text);
-        Some(TestCase {
-            suite: field("definition").unwrap_or_default(),
-            case: field("case").unwrap_or_default(),
-            result: TestResult::parse(&field("result").unwrap_or_default()),
-            measurement: field("measurement"),
-            units: field("units"),
-            record: msg.clone(),
-        })
     }
 }
 
-/// Every `results` record of a log's text, in order.
+/// Every `results` record of a log's text (`- {…}` lines, LAVA's `logs.yaml`), in order.
+///
+/// A case's duration is the `duration` LAVA records for actions, or for a test-shell case
+/// the time between the log records its `starttc` and `endtc` (record indexes) point at.
 pub fn parse_results(log: &str) -> Vec<TestCase> {
-    log.lines().filter_map(TestCase::from_log_line).collect()
+    let records: Vec<&str> = log.lines().filter(|l| l.starts_with("- ")).collect();
+    records
+        .iter()
+        .filter_map(|line| test_case(line, &records))
+        .collect()
 }
 
 /// Every `results` record of the log file `path`, in order.
@@ -164,6 +192,66 @@ pub fn read_results(path: &Path) -> Result<Vec<TestCase>, RunError> {
         source,
     })?;
     Ok(parse_results(&text))
+}
+
+fn test_case(line: &str, records: &[&str]) -> Option<TestCase> {
+    if !line.contains("\"lvl\": \"results\"") {
+        return None;
+    }
+    let item: Value = serde_yaml::from_str(line.trim_start_matches("- ")).ok()?;
+    let msg = item.get("msg")?;
+    let field = |key: &str| msg.get(key).map(plain_text);
+    let record_index = |key: &str| field(key).and_then(|v| v.parse::<usize>().ok());
+    let duration = field("duration")
+        .and_then(|d| d.parse::<f64>().ok())
+        .or_else(|| {
+            let start = record_time(records.get(record_index("starttc")?)?)?;
+            let end = record_time(records.get(record_index("endtc")?)?)?;
+            Some((end - start).max(0.0))
+        });
+    let error = field("error_type").map(|error_type| JobError {
+        error_type,
+        message: field("error_msg").unwrap_or_default(),
+    });
+    Some(TestCase {
+        suite: field("definition").unwrap_or_default(),
+        name: field("case").unwrap_or_default(),
+        result: TestResult::from_lava(&field("result").unwrap_or_default()),
+        measurement: field("measurement"),
+        units: field("units"),
+        duration,
+        error,
+    })
+}
+
+/// A record's `dt` as seconds since the Unix epoch (LAVA writes UTC, `+00:00`).
+fn record_time(line: &str) -> Option<f64> {
+    let rest = line.split_once("{\"dt\": \"")?.1;
+    let dt = rest.split_once('"')?.0;
+    let (date, time) = dt.split_once('T')?;
+    let time = time.trim_end_matches("+00:00");
+    let mut date_parts = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, d) = (
+        date_parts.next()??,
+        date_parts.next()??,
+        date_parts.next()??,
+    );
+    let mut time_parts = time.splitn(3, ':');
+    let hours = time_parts.next()?.parse::<f64>().ok()?;
+    let minutes = time_parts.next()?.parse::<f64>().ok()?;
+    let seconds = time_parts.next()?.parse::<f64>().ok()?;
+    Some(days_from_civil(y, m, d) as f64 * 86_400.0 + hours * 3600.0 + minutes * 60.0 + seconds)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// A scalar as text; `! "42.0"` (LAVA's non-string values) reads back as a tagged string.
@@ -220,11 +308,11 @@ impl Outcome {
         self.results.iter().filter(|case| !case.is_lava_record())
     }
 
-    /// The record of `case` in `suite`, if logged.
-    pub fn find(&self, suite: &str, case: &str) -> Option<&TestCase> {
+    /// The record of case `name` in `suite`, if logged.
+    pub fn find(&self, suite: &str, name: &str) -> Option<&TestCase> {
         self.results
             .iter()
-            .find(|record| record.suite == suite && record.case == case)
+            .find(|record| record.suite == suite && record.name == name)
     }
 }
 
@@ -232,25 +320,57 @@ impl Outcome {
 mod tests {
     use super::*;
 
+    const LOG: &str = concat!(
+        "- {\"dt\": \"2026-02-28T23:59:59.500000+00:00\", \"lvl\": \"info\", \"msg\": \"start: 1 deploy\"}\n",
+        "- {\"dt\": \"2026-03-01T00:00:00.000000+00:00\", \"lvl\": \"results\", \"msg\": {\"definition\": \"lava\", \"case\": \"validate\", \"result\": \"pass\"}}\n",
+        "- {\"dt\": \"2026-03-01T00:00:01.000000+00:00\", \"lvl\": \"results\", \"msg\": {\"definition\": \"lava\", \"namespace\": \"common\", \"case\": \"boot-qemu\", \"level\": \"2.1\", \"duration\": \"3.25\", \"result\": \"pass\"}}\n",
+        "- {\"dt\": \"2026-03-01T00:00:02.250000+00:00\", \"lvl\": \"debug\", \"msg\": \"Received signal: <STARTTC> speed\"}\n",
+        "- {\"dt\": \"2026-03-01T00:00:04.000000+00:00\", \"lvl\": \"debug\", \"msg\": \"Received signal: <ENDTC> speed\"}\n",
+        "- {\"dt\": \"2026-03-01T00:00:04.100000+00:00\", \"lvl\": \"results\", \"msg\": {\"definition\": \"0_smoke\", \"case\": \"speed\", \"result\": \"pass\", \"measurement\": ! \"12.5\", \"units\": \"MB/s\", \"starttc\": ! \"3\", \"endtc\": ! \"4\"}}\n",
+        "- {\"dt\": \"2026-03-01T00:00:05.000000+00:00\", \"lvl\": \"results\", \"msg\": {\"definition\": \"0_smoke\", \"case\": \"odd\", \"result\": \"weird\"}}\n",
+        "- {\"dt\": \"2026-03-01T00:00:06.000000+00:00\", \"lvl\": \"results\", \"msg\": {\"definition\": \"lava\", \"case\": \"job\", \"result\": \"fail\", \"error_msg\": \"lava-test-shell timed out\", \"error_type\": \"Test\"}}\n",
+    );
+
     #[test]
-    fn results_records_become_typed_cases() {
-        let log = concat!(
-            "- {\"dt\": \"x\", \"lvl\": \"info\", \"msg\": \"start: 1 deploy\"}\n",
-            "- {\"dt\": \"x\", \"lvl\": \"results\", \"msg\": {\"definition\": \"lava\", \"case\": \"boot-qemu\", \"result\": \"pass\", \"level\": \"2.1\"}}\n",
-            "- {\"dt\": \"x\", \"lvl\": \"results\", \"msg\": {\"definition\": \"0_smoke\", \"case\": \"speed\", \"result\": \"pass\", \"measurement\": ! \"12.5\", \"units\": \"MB/s\"}}\n",
-            "- {\"dt\": \"x\", \"lvl\": \"results\", \"msg\": {\"definition\": \"0_smoke\", \"case\": \"odd\", \"result\": \"weird\"}}\n",
+    fn every_result_record_becomes_a_typed_case() {
+        let cases = parse_results(LOG);
+        let names: Vec<_> = cases.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["validate", "boot-qemu", "speed", "odd", "job"]);
+        assert_eq!(cases[1].duration, Some(3.25));
+        assert!(cases[1].is_action_record() && !cases[0].is_action_record());
+        assert!(cases[0].is_lava_record() && !cases[2].is_lava_record());
+        let speed = &cases[2];
+        assert_eq!(speed.suite, "0_smoke");
+        assert_eq!(speed.result, TestResult::Pass);
+        assert_eq!(speed.measurement.as_deref(), Some("12.5"));
+        assert_eq!(speed.measurement_value(), Some(12.5));
+        assert_eq!(speed.units.as_deref(), Some("MB/s"));
+        assert_eq!(speed.measurement_text(), "12.5 MB/s");
+        // starttc/endtc point at the STARTTC and ENDTC records: 1.75 s apart.
+        assert!((speed.duration.unwrap() - 1.75).abs() < 1e-6, "{speed:?}");
+        assert_eq!(cases[3].result, TestResult::Unknown);
+        assert_eq!(cases[3].duration, None);
+        let job = &cases[4];
+        assert!(job.is_job_record());
+        assert_eq!(job.result, TestResult::Fail);
+        assert_eq!(
+            job.error,
+            Some(JobError {
+                error_type: "Test".into(),
+                message: "lava-test-shell timed out".into()
+            })
         );
-        let cases = parse_results(log);
-        assert_eq!(cases.len(), 3);
-        assert!(cases[0].is_lava_record());
-        assert_eq!(cases[0].record["level"].as_str(), Some("2.1"));
-        assert_eq!(cases[1].suite, "0_smoke");
-        assert_eq!(cases[1].result, TestResult::Pass);
-        assert_eq!(cases[1].measurement.as_deref(), Some("12.5"));
-        assert_eq!(cases[1].measurement_value(), Some(12.5));
-        assert_eq!(cases[1].units.as_deref(), Some("MB/s"));
-        assert_eq!(cases[2].result, TestResult::Other("weird".into()));
-        assert_eq!(cases[2].measurement, None);
+        assert_eq!(format!("[{:<6}]", job.result), "[fail  ]");
+    }
+
+    #[test]
+    fn record_times_cross_midnight_and_month_ends() {
+        let lines: Vec<&str> = LOG.lines().collect();
+        let before = record_time(lines[0]).unwrap();
+        let after = record_time(lines[1]).unwrap();
+        assert!((after - before - 0.5).abs() < 1e-6);
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
     }
 
     #[test]

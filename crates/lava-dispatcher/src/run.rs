@@ -128,7 +128,7 @@ impl JobInput {
 /// .run()
 /// .await?;
 /// for case in outcome.test_cases() {
-///     println!("{} {} {}", case.suite, case.case, case.result);
+///     println!("{} {} {}", case.suite, case.name, case.result);
 /// }
 /// # Ok(()) }
 /// ```
