@@ -28,6 +28,10 @@ use crate::source::{BatchLimits, LogFile};
 /// LAVA's largest batch.
 pub const MAX_RECORDS: usize = 1000;
 
+/// Shortest time between two sends: an interval of 0 (`--job-log-interval 0`) sends as
+/// soon as records are written, without spinning on an idle log.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+
 /// Largest batch in bytes of records (Django refuses request bodies over 2.5 MB by
 /// default; form encoding makes the body larger than the records).
 pub const MAX_BATCH_BYTES: usize = 1 << 20;
@@ -35,7 +39,7 @@ pub const MAX_BATCH_BYTES: usize = 1 << 20;
 /// How the uploader paces itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UploadSettings {
-    /// Time between two sends (`--job-log-interval`).
+    /// Time between two sends (`--job-log-interval`; at least [`MIN_INTERVAL`]).
     pub interval: Duration,
     /// Bound of one batch.
     pub limits: BatchLimits,
@@ -158,9 +162,10 @@ async fn run<S: Sink>(
     mut finishing: watch::Receiver<bool>,
     progress: Arc<Mutex<Progress>>,
 ) {
+    let interval = settings.interval.max(MIN_INTERVAL);
     let mut limits = settings.limits;
     let mut backoff = settings.backoff_initial;
-    let mut next = Instant::now() + settings.interval;
+    let mut next = Instant::now() + interval;
     loop {
         if !*finishing.borrow() {
             tokio::select! {
@@ -180,7 +185,7 @@ async fn run<S: Sink>(
                 if *finishing.borrow() {
                     return;
                 }
-                next = Instant::now() + settings.interval;
+                next = Instant::now() + interval;
             }
             Err(_) => {
                 next = Instant::now() + backoff;
