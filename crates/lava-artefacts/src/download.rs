@@ -14,6 +14,7 @@
 //! status line, time it); errors say whose fault they are ([`crate::Fault`]).
 
 use std::io::{BufRead, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -131,7 +132,13 @@ pub async fn download(
         path: target.with_file_name(format!(".{file_name}.partial")),
         committed: false,
     };
-    let file = std::fs::File::create(&partial.path)
+    // Readable by the dispatcher's user only: images may be private.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&partial.path)
         .map_err(|e| ArtefactError::io(format!("Unable to open {}", partial.path.display()), e))?;
 
     let (hash_tx, mut hash_rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);

@@ -96,6 +96,7 @@ pub async fn run_job(
         ctx.start_job_timer();
         let job_deadline = ctx.job_deadline();
         let run = async {
+            create_scratch_dir(ctx)?;
             set_up_protocols(ctx).await?;
             pipeline.run_actions(ctx).await
         };
@@ -161,7 +162,28 @@ pub async fn cleanup(pipeline: &mut Pipeline, ctx: &mut RunContext) {
     if failed {
         ctx.logger.error("Failed to clean after job");
     }
+    remove_scratch_dir(ctx);
     ctx.logger.flush();
+}
+
+/// The job's scratch directory, mode 0700 (see [`crate::scratch`]).
+fn create_scratch_dir(ctx: &RunContext) -> Result<(), LavaError> {
+    let dir = &ctx.job.scratch_dir;
+    crate::scratch::create_private_dir_all(dir)
+        .map_err(|e| LavaError::infrastructure(format!("Unable to create {}: {e}", dir.display())))
+}
+
+/// LAVA's last cleanup step: the job's scratch directory and all below it removed.
+fn remove_scratch_dir(ctx: &RunContext) {
+    let dir = &ctx.job.scratch_dir;
+    ctx.logger
+        .info(format!("Root tmp directory removed at {}", dir.display()));
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => ctx
+            .logger
+            .error(format!("Unable to remove the directory: {e}")),
+        _ => {}
+    }
 }
 
 fn cleanup_node<'a>(

@@ -31,6 +31,9 @@ pub struct Job {
     pub device: Device,
     /// `timeouts.job` in seconds.
     pub timeout: u64,
+    /// The job's scratch directory on the worker (see [`crate::scratch`]): created when
+    /// the job starts, removed by cleanup.
+    pub scratch_dir: PathBuf,
     /// namespace → tests declared in it (and under their `connection-namespace`).
     pub test_info: BTreeMap<String, Vec<TestInfo>>,
     warnings: Mutex<Vec<String>>,
@@ -38,8 +41,20 @@ pub struct Job {
 
 impl Job {
     pub fn new(id: impl Into<String>, parameters: Mapping, device: Device, timeout: u64) -> Self {
+        let id = id.into();
+        let root = parameters
+            .get("dispatcher")
+            .and_then(|d| d.get("tmp_dir"))
+            .and_then(Value::as_str)
+            .map_or_else(crate::scratch::usable_root, PathBuf::from);
+        let prefix = parameters
+            .get("dispatcher")
+            .and_then(|d| d.get("prefix"))
+            .and_then(crate::value::scalar_string)
+            .unwrap_or_default();
         Job {
-            id: id.into(),
+            scratch_dir: crate::scratch::job_dir(&root, &prefix, &id),
+            id,
             source: None,
             parameters,
             device,

@@ -45,6 +45,7 @@ pub mod pipeline;
 pub mod protocol;
 pub mod run;
 pub mod runnable;
+pub mod scratch;
 pub mod strategy;
 pub mod timeout;
 pub mod validate;

@@ -94,7 +94,8 @@ pub async fn download_image(
     if key.is_empty() || key.contains('/') {
         return Err(LavaError::job(format!("Invalid key '{key}'")));
     }
-    std::fs::create_dir_all(dir).map_err(|e| {
+    // Downloads are the dispatcher's alone: 0700 directories (the files are 0600).
+    lava_pipeline::scratch::create_private_dir_all(dir).map_err(|e| {
         LavaError::infrastructure(format!("Unable to create {}: {e}", dir.display()))
     })?;
     let target = target_path(dir, key, &url, params);

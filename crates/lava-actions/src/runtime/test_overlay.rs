@@ -49,17 +49,10 @@ pub fn repo_action_levels(children: &Pipeline) -> Vec<String> {
         .collect()
 }
 
-/// The scratch directory of the job on the worker (LAVA's job tmp dir).
+/// The scratch directory of the job on the worker (LAVA's job tmp dir, see
+/// [`lava_pipeline::scratch`]).
 pub fn job_tmp_dir(ctx: &RunContext) -> PathBuf {
-    let base = ctx
-        .job
-        .parameters
-        .get("dispatcher")
-        .and_then(|d| d.get("tmp_dir"))
-        .and_then(Value::as_str)
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    base.join(format!("lava-rs-{}", ctx.job.id))
+    ctx.job.scratch_dir.clone()
 }
 
 fn constant(ctx: &RunContext, key: &str) -> LavaResult<Option<String>> {
