@@ -55,6 +55,8 @@ pub struct RunContext {
     pub connections: BTreeMap<String, Box<dyn Connection>>,
     /// Cancelled on SIGTERM and friends.
     pub cancel: CancellationToken,
+    /// Cancelled by a second such signal (LAVA's "canceled again"): finalize stops too.
+    pub cancel_again: CancellationToken,
     /// Whether the job has started running (finalize runs once, only then).
     pub started: bool,
     /// The job's protocols (set up before the first action, finalised by `finalize`).
@@ -72,6 +74,7 @@ impl RunContext {
             data: JobData::default(),
             connections: BTreeMap::new(),
             cancel: CancellationToken::new(),
+            cancel_again: CancellationToken::new(),
             started: false,
             protocols: Protocols::new(),
             stack: Vec::new(),
@@ -222,12 +225,21 @@ pub async fn run_node(
     });
 
     let cancel = ctx.cancel.clone();
-    // A cancel stops the blocks, never finalize (which runs after it).
+    let cancel_again = ctx.cancel_again.clone();
+    // A cancel stops the blocks, never finalize (which runs after it); a second cancel
+    // stops finalize too.
     let cancellable = root && node.meta.section != "finalize";
     let outcome = if cancellable {
         tokio::select! {
             r = run_with_retries(node, ctx, deadline) => r,
             _ = cancel.cancelled() => Err(LavaError::canceled("The job was canceled")),
+        }
+    } else if root {
+        tokio::select! {
+            r = run_with_retries(node, ctx, deadline) => r,
+            _ = cancel_again.cancelled() => Err(LavaError::canceled(
+                "The job was canceled again (too long to cancel)",
+            )),
         }
     } else {
         run_with_retries(node, ctx, deadline).await
