@@ -23,6 +23,13 @@ pub fn run(args: &RunArgs) -> Result<i32> {
     if let Some(token) = &args.token {
         run = run.secret(token);
     }
+    if let Some(url) = &args.url {
+        run = run.log_upload(lava_dispatcher::LogUpload {
+            url: url.clone(),
+            token: args.token.clone().unwrap_or_default(),
+            interval: std::time::Duration::from_secs(args.job_log_interval),
+        });
+    }
     if let Some(path) = &args.describe {
         run = run.describe_to(path);
     }
@@ -41,6 +48,21 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         .enable_all()
         .build()?;
     let outcome = runtime.block_on(run.run())?;
+    if let (Some(report), Some(url)) = (&outcome.log_upload, &args.url)
+        && report.pending > 0
+    {
+        let why = report
+            .last_error
+            .as_ref()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        let message = format!(
+            "lava-run: {} log records were not sent to {url} ({} were){why}",
+            report.pending, report.accepted
+        );
+        let token = args.token.as_deref().unwrap_or_default();
+        eprintln!("{}", lava_log_upload::mask(message, token));
+    }
     let status = if outcome.passed() { 0 } else { 1 };
     crate::local::after_job(args, &job_id, &outcome.files.dir, status)
 }

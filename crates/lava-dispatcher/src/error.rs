@@ -31,4 +31,7 @@ pub enum RunError {
         /// Why.
         source: std::io::Error,
     },
+    /// The log upload cannot start (the HTTP client cannot be set up).
+    #[error("Unable to start the log upload: {0}")]
+    LogUpload(lava_log_upload::SendError),
 }

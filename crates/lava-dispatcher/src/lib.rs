@@ -31,6 +31,8 @@
 mod error;
 pub mod outcome;
 pub mod run;
+mod signals;
+pub mod upload;
 
 pub use error::RunError;
 pub use outcome::{
@@ -38,6 +40,7 @@ pub use outcome::{
     read_results,
 };
 pub use run::{DeviceInput, JobInput, JobRun};
+pub use upload::LogUpload;
 
 /// The pieces a custom strategy is written with, and the types [`JobRun`] takes.
 pub use lava_pipeline::{

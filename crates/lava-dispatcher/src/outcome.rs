@@ -295,6 +295,8 @@ pub struct Outcome {
     pub record: Mapping,
     /// Where the output files are.
     pub files: OutputFiles,
+    /// What the log upload delivered ([`crate::JobRun::log_upload`]).
+    pub log_upload: Option<lava_log_upload::UploadReport>,
 }
 
 impl Outcome {

@@ -10,6 +10,8 @@
 //! output files is a [`RunError`].
 
 use crate::outcome::{JobFailure, JobStatus, Outcome, OutputFiles, read_results};
+use crate::signals::JobSignals;
+use crate::upload::LogUpload;
 use crate::{RunError, StderrStyle};
 use lava_actions::protocols::multinode::{CoordinatorSettings, DEFAULT_COORDINATOR_CONFIG};
 use lava_pipeline::definition::check_job;
@@ -22,7 +24,6 @@ use serde_yaml::{Mapping, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// The device a job runs on.
@@ -148,6 +149,7 @@ pub struct JobRun {
     registry: Option<StrategyRegistry>,
     cancel: CancellationToken,
     cancel_on_signals: bool,
+    log_upload: Option<LogUpload>,
 }
 
 /// Distinguishes the default job ids of runs started by one process.
@@ -174,6 +176,7 @@ impl JobRun {
             registry: None,
             cancel: CancellationToken::new(),
             cancel_on_signals: false,
+            log_upload: None,
         }
     }
 
@@ -253,10 +256,20 @@ impl JobRun {
         self
     }
 
-    /// Cancel the job on SIGHUP, SIGINT, SIGQUIT, SIGTERM and SIGUSR2, as `lava-run` does
-    /// (the handlers are removed when the run ends).
+    /// Handle SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1 and SIGUSR2 as `lava-run` does: the
+    /// first cancels the job (finalize and cleanup still run), a second stops finalize too,
+    /// one after the job ends the final log upload (the handlers stop when the run ends).
     pub fn cancel_on_signals(mut self, cancel: bool) -> Self {
         self.cancel_on_signals = cancel;
+        self
+    }
+
+    /// Send the log to lava-server while the job runs, as `lava-run --url URL --token
+    /// TOKEN --job-log-interval N` does; the token is masked in the log. The upload is
+    /// drained before `result.yaml` is written ([`crate::upload::DRAIN_TIMEOUT`]).
+    pub fn log_upload(mut self, upload: LogUpload) -> Self {
+        self.secrets.push(upload.token.clone());
+        self.log_upload = Some(upload);
         self
     }
 
@@ -289,7 +302,33 @@ impl JobRun {
             logger.add_secret(secret);
         }
 
-        let (result, described) = self.run_logged(&job_id, &output_dir, &logger).await;
+        let signals = self
+            .cancel_on_signals
+            .then(|| JobSignals::install(self.cancel.clone(), &logger));
+        let upload = match &self.log_upload {
+            Some(upload) => Some(crate::upload::start(upload, &job_id, &logs)?),
+            None => None,
+        };
+        let again = signals.as_ref().map(JobSignals::again);
+        let (result, described) = self.run_logged(&job_id, &output_dir, &logger, again).await;
+        // The job is over: a signal now only ends the final upload.
+        if let Some(signals) = &signals {
+            signals.job_finished();
+        }
+        let stop = signals.as_ref().map(JobSignals::next);
+        let log_upload = match upload {
+            Some(upload) => Some(
+                upload
+                    .finish(async move {
+                        match stop {
+                            Some(signal) => signal.await,
+                            None => std::future::pending().await,
+                        }
+                    })
+                    .await,
+            ),
+            None => None,
+        };
 
         let result_file = output_dir.join("result.yaml");
         let write_result = serde_yaml::to_string(&result.record)
@@ -312,6 +351,7 @@ impl JobRun {
             }),
             results: read_results(&logs)?,
             record: result.record,
+            log_upload,
             files: OutputFiles {
                 description: described.then(|| output_dir.join("description.yaml")),
                 dir: output_dir,
@@ -327,6 +367,7 @@ impl JobRun {
         job_id: &str,
         output_dir: &Path,
         logger: &JobLogger,
+        cancel_again: Option<CancellationToken>,
     ) -> (JobResult, bool) {
         let registry = self.registry.clone().unwrap_or_else(lava_actions::registry);
         let (job, mut pipeline) = match self.prepare(&registry, job_id, output_dir, logger) {
@@ -354,9 +395,9 @@ impl JobRun {
         let mut ctx = RunContext::new(Arc::new(job), logger.clone());
         ctx.protocols = protocols;
         ctx.cancel = self.cancel.clone();
-        let _signals = self
-            .cancel_on_signals
-            .then(|| SignalHandlers::spawn(ctx.cancel.clone(), logger.clone()));
+        if let Some(again) = cancel_again {
+            ctx.cancel_again = again;
+        }
         let result = run_job(&mut pipeline, &mut ctx, self.validate_only).await;
         (result, true)
     }
@@ -455,43 +496,4 @@ fn default_job_id() -> String {
         std::process::id(),
         NEXT_RUN.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-/// The signal handlers of one run: each cancels the job; all are aborted when dropped.
-struct SignalHandlers(Vec<JoinHandle<()>>);
-
-impl SignalHandlers {
-    fn spawn(cancel: CancellationToken, logger: JobLogger) -> SignalHandlers {
-        use tokio::signal::unix::{SignalKind, signal};
-        let kinds = [
-            SignalKind::hangup(),
-            SignalKind::interrupt(),
-            SignalKind::quit(),
-            SignalKind::terminate(),
-            SignalKind::user_defined2(),
-        ];
-        let mut tasks = Vec::new();
-        for kind in kinds {
-            let Ok(mut stream) = signal(kind) else {
-                continue;
-            };
-            let cancel = cancel.clone();
-            let logger = logger.clone();
-            tasks.push(tokio::spawn(async move {
-                if stream.recv().await.is_some() {
-                    logger.error("Received a signal: canceling the job");
-                    cancel.cancel();
-                }
-            }));
-        }
-        SignalHandlers(tasks)
-    }
-}
-
-impl Drop for SignalHandlers {
-    fn drop(&mut self) {
-        for task in &self.0 {
-            task.abort();
-        }
-    }
 }
