@@ -101,8 +101,7 @@ struct Harness {
 
 impl Drop for Harness {
     fn drop(&mut self) {
-        let _ =
-            std::fs::remove_dir_all(std::env::temp_dir().join(format!("lava-rs-{}", self.job_id)));
+        let _ = std::fs::remove_dir_all(&self.ctx.job.scratch_dir);
     }
 }
 
