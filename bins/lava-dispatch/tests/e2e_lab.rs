@@ -158,6 +158,11 @@ fn a_dead_server_does_not_stall_the_job_and_a_signal_ends_the_final_upload() {
     assert!(started.elapsed() < Duration::from_secs(120));
     let result = std::fs::read_to_string(output.join("result.yaml")).unwrap();
     assert!(result.contains("result: pass"), "{result}");
+    let last = records(&logs).pop().unwrap();
+    assert!(
+        last.contains("\"case\": \"job\", \"result\": \"pass\""),
+        "a signal after the job adds nothing to its log: {last}"
+    );
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(
