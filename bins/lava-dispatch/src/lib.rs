@@ -4,6 +4,10 @@
 //! and `--output-dir` have defaults ([`local`]), a result table ends every job on a terminal,
 //! `--results` writes JUnit XML or JSON for CI ([`report`]), `--fail-on-test-failure` makes a
 //! failed test case fail the command, and `--log-format` chooses the stderr rendering.
+//!
+//! As a lab's `lava-worker` starts it, `--url`, `--token` and `--job-log-interval` send the
+//! log to lava-server while the job runs, drained before `result.yaml` (`upload`), and
+//! LAVA's six signals cancel the job (`signals`).
 
 pub mod local;
 mod multinode;
