@@ -2,10 +2,10 @@
 //!
 //! Each rule names a library crate and the workspace crates it must not reach through
 //! normal (non-dev, non-build) dependencies, directly or transitively: the coordinator
-//! broker and the MultiNode wire crate link no job engine, and the artefacts leaf links
-//! none of our crates above it. `cargo xtask test` runs the check before the tests, so a
-//! new dependency arrow pointing upward fails the build instead of slowly growing a
-//! broker into a dispatcher.
+//! broker and the MultiNode wire crate link no job engine, and the artefacts and log upload
+//! leaves link none of our crates above them. `cargo xtask test` runs the check before
+//! the tests, so a new dependency arrow pointing upward fails the build instead of slowly
+//! growing a broker into a dispatcher.
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
@@ -24,10 +24,11 @@ const ENGINE: [&str; 5] = [
 ];
 
 /// (crate, crates it must not reach through normal dependencies).
-const RULES: [(&str, &[&str]); 3] = [
+const RULES: [(&str, &[&str]); 4] = [
     ("lava-coordinator", &ENGINE),
     ("lava-multinode", &ENGINE),
     ("lava-artefacts", &ENGINE),
+    ("lava-log-upload", &ENGINE),
 ];
 
 #[derive(Deserialize)]
