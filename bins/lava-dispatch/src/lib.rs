@@ -6,8 +6,8 @@
 //! failed test case fail the command, and `--log-format` chooses the stderr rendering.
 //!
 //! As a lab's `lava-worker` starts it, `--url`, `--token` and `--job-log-interval` send the
-//! log to lava-server while the job runs, drained before `result.yaml` (`upload`), and
-//! LAVA's six signals cancel the job (`signals`).
+//! log to lava-server while the job runs, drained before `result.yaml`
+//! (`lava_dispatcher::LogUpload`), and LAVA's six signals cancel the job.
 
 pub mod local;
 mod multinode;

@@ -9,6 +9,10 @@
 //! [`OutputFiles`] (`logs.yaml`, `result.yaml`, `description.yaml`). Only a run that cannot
 //! write its output files is a [`RunError`]; a failed job is a failed `Outcome`.
 //!
+//! As a lab runs it: [`JobRun::log_upload`] sends the log to lava-server while the job
+//! runs ([`LogUpload`], drained before `result.yaml`), and [`JobRun::cancel_on_signals`]
+//! handles LAVA's six signals (cancel, cancel again, end the final upload).
+//!
 //! ```no_run
 //! # #[tokio::main] async fn main() -> Result<(), lava_dispatcher::RunError> {
 //! use lava_dispatcher::{JobRun, JobStatus};
