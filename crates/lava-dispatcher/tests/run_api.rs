@@ -134,3 +134,34 @@ async fn an_output_directory_that_cannot_be_created_is_a_run_error() {
 fn inline_job_path() -> std::path::PathBuf {
     fixture("local-shell/inline-job.yaml")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_upload_delivers_the_whole_log_and_the_outcome_says_so() {
+    use lava_log_upload::test_server::{FakeServer, Fault};
+    let token = "run-api-token-0123456789abcdefgh";
+    let job_id = lava_test_support::unique_job_id();
+    let server = FakeServer::start(token, &job_id).await.unwrap();
+    server.push_faults([Fault::Status(502), Fault::Partial(2)]);
+    let output = tempfile::tempdir().unwrap();
+    let outcome = JobRun::new(fixture("local-shell/device.yaml"), inline_job_path())
+        .output_dir(output.path().join("out"))
+        .job_id(&job_id)
+        .log_upload(lava_dispatcher::LogUpload {
+            url: server.url(),
+            token: token.into(),
+            interval: std::time::Duration::from_millis(200),
+        })
+        .run()
+        .await
+        .unwrap();
+    let report = outcome.log_upload.clone().expect("an upload report");
+    let log = std::fs::read_to_string(&outcome.files.logs).unwrap();
+    let records: Vec<String> = log
+        .lines()
+        .map(|l| l.strip_prefix("- ").unwrap().to_string())
+        .collect();
+    assert_eq!(report.pending, 0, "{report:?}");
+    assert_eq!(report.accepted, records.len() as u64);
+    assert_eq!(server.stored(), records);
+    assert!(!log.contains(token));
+}
