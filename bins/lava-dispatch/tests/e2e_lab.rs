@@ -344,3 +344,52 @@ fn a_second_signal_stops_finalize_waiting() {
     let result = std::fs::read_to_string(output.join("result.yaml")).unwrap();
     assert!(result.contains("error_type: Canceled"), "{result}");
 }
+
+#[test]
+fn env_dut_variables_are_exported_on_the_device() {
+    // The local-shell job's overlay deploy has no deploy-device-env (as LAVA's); the QEMU
+    // job's image deploy has.
+    let job = lava_test_support::paths::test_system().join("qemu-smoke.yaml");
+    let qemu = Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !qemu || !job.exists() {
+        lava_test_support::ci::skip_or_fail(
+            "QEMU or target/test-system is missing (run `cargo xtask test-system`)",
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let env_dut = dir.path().join("env-dut.yaml");
+    std::fs::write(
+        &env_dut,
+        "purge: true\noverrides:\n  LAVA_RS_ENV_DUT: from-env-dut\n",
+    )
+    .unwrap();
+    let output = dir.path().join("out");
+    let run = Command::new(lava_run())
+        .args(["--job-id", &unique_job_id(), "--log-format", "yaml"])
+        .arg("--output-dir")
+        .arg(&output)
+        .arg("--env-dut")
+        .arg(&env_dut)
+        .arg("--device")
+        .arg(lava_test_support::paths::fixture("qemu/device.yaml"))
+        .arg(&job)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(run.code(), Some(0));
+    let log = std::fs::read_to_string(output.join("logs.yaml")).unwrap();
+    assert!(
+        log.contains(r#""echo export LAVA_RS_ENV_DUT=\\'from-env-dut\\' >> ~/.bashrc""#),
+        "the variable is exported on the device"
+    );
+    // purge: the worker's own environment is not exported.
+    assert!(
+        !log.contains("echo export PATH="),
+        "purge drops the worker's environment"
+    );
+}
