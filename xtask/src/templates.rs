@@ -25,7 +25,7 @@ pub fn conformance(filter: Option<&str>) -> anyhow::Result<bool> {
     let bin = build_bin("lava-dispatch", "lava-dispatch")?;
     let command = format!(
         "{} render --path {{templates_dir}} {{context_opt}} {{dictionary}}",
-        shell_quote(&bin.display().to_string())
+        lava_python::shlex_quote(&bin.display().to_string())
     );
     let mut cmd = Command::new("python3");
     cmd.arg(conformance.join("check_templates.py"))
@@ -179,15 +179,4 @@ fn ensure_python_jinja2() -> anyhow::Result<()> {
         bail!("python3 -m pip install jinja2 pyyaml failed");
     }
     Ok(())
-}
-
-fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\"'\"'"))
-    }
 }

@@ -1073,48 +1073,7 @@ pub fn qemu_command_line(ts: &TestSystem) -> Result<Vec<String>> {
             line.push_str(&arg.replace(&format!("{{{key}}}"), &path.display().to_string()));
         }
     }
-    split_command_line(&line)
-}
-
-/// Split like a POSIX shell would for words with quotes (no expansions).
-fn split_command_line(line: &str) -> Result<Vec<String>> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' | '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some(q) if q == c => break,
-                        Some('\\') if c == '"' => cur.extend(chars.next()),
-                        Some(x) => cur.push(x),
-                        None => bail!("unterminated quote in {line:?}"),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                cur.extend(chars.next());
-            }
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            c => {
-                in_word = true;
-                cur.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(cur);
-    }
-    Ok(words)
+    Ok(lava_python::shlex_split(&line)?)
 }
 
 /// Whether `qemu-system-x86_64` is on `PATH`.
@@ -1295,24 +1254,6 @@ mod tests {
             "{listing}"
         );
         assert!(!listing.contains("TRAILER"), "{listing}");
-    }
-
-    #[test]
-    fn command_line_splitting_follows_shell_quotes() {
-        assert_eq!(
-            split_command_line(r#"qemu -m 256  -append "console=ttyS0,115200 quiet" -x 'a b'"#)
-                .unwrap(),
-            [
-                "qemu",
-                "-m",
-                "256",
-                "-append",
-                "console=ttyS0,115200 quiet",
-                "-x",
-                "a b"
-            ]
-        );
-        assert!(split_command_line("a \"b").is_err());
     }
 
     #[test]

@@ -2,9 +2,11 @@
 
 use std::time::Duration;
 
+use lava_error::{ErrorKind as LavaKind, LavaError};
+
 /// Which of LAVA's error classes a [`ConnectionError`] belongs to.
 ///
-/// The pipeline maps these onto its own error kinds; the mapping follows LAVA's
+/// `From<ConnectionError> for LavaError` maps these onto LAVA's kinds; the mapping follows LAVA's
 /// `shell.py`: transport failures are `InfrastructureError`, end of file on the
 /// console is `ConnectionClosedError` (a kind of `InfrastructureError`), an invalid
 /// regular expression is a `TestError`, and a timeout is reported separately so the
@@ -94,5 +96,62 @@ impl ConnectionError {
             what: what.into(),
             source,
         }
+    }
+}
+
+/// The error an action reports for a connection failure, as LAVA's `shell.py` raises it:
+/// end of file is `ConnectionClosedError` "Connection closed", a wait reaching its deadline
+/// is `TestError` "ShellSession command timed out." (an action whose own deadline passed
+/// reports its own timeout instead, which only the action knows), and the other failures
+/// keep their class and text.
+impl From<ConnectionError> for LavaError {
+    fn from(error: ConnectionError) -> Self {
+        let kind = match error.kind() {
+            ErrorKind::ConnectionClosed => {
+                return LavaError::new(LavaKind::ConnectionClosed, "Connection closed");
+            }
+            ErrorKind::Timeout => return LavaError::test("ShellSession command timed out."),
+            ErrorKind::Infrastructure => LavaKind::Infrastructure,
+            ErrorKind::Test => LavaKind::Test,
+            ErrorKind::Configuration => LavaKind::Configuration,
+            ErrorKind::Bug => LavaKind::Bug,
+        };
+        LavaError::new(kind, error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lava_errors_carry_lavas_class_and_text() {
+        let closed = LavaError::from(ConnectionError::ConnectionClosed {
+            awaited: "login:".into(),
+        });
+        assert_eq!(
+            closed,
+            LavaError::new(LavaKind::ConnectionClosed, "Connection closed")
+        );
+        let timeout = LavaError::from(ConnectionError::Timeout {
+            awaited: "login:".into(),
+            waited: Duration::from_secs(3),
+        });
+        assert_eq!(timeout, LavaError::test("ShellSession command timed out."));
+        let spawn = LavaError::from(ConnectionError::Spawn {
+            command: "telnet".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+        assert_eq!(spawn.kind, LavaKind::Infrastructure);
+        assert!(spawn.message.starts_with("Cannot run command \"telnet\""));
+        let invalid = LavaError::from(ConnectionError::InvalidCommand {
+            command: "'".into(),
+            reason: "No closing quotation".into(),
+        });
+        assert_eq!(invalid.kind, LavaKind::Configuration);
+        let misuse = LavaError::from(ConnectionError::Disconnected {
+            operation: "sendline",
+        });
+        assert_eq!(misuse.kind, LavaKind::Bug);
     }
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use lava_python::str_repr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -229,8 +230,7 @@ impl ShellSession {
                 self.character_delay.as_millis()
             ));
         }
-        self.log
-            .debug(&format!("Sending line: {}", python_repr(line)));
+        self.log.debug(&format!("Sending line: {}", str_repr(line)));
         self.write_text(line).await?;
         let linesep = std::mem::take(&mut self.linesep);
         let result = self.write_text(&linesep).await;
@@ -243,7 +243,7 @@ impl ShellSession {
         self.ensure_connected("sendcontrol")?;
         self.log.debug(&format!(
             "Sending character: {}",
-            python_repr(&key.to_string())
+            str_repr(&key.to_string())
         ));
         let byte = (key.to_ascii_lowercase() as u32 & 0x1f) as u8;
         let byte = if key == '?' { 0x7f } else { byte };
@@ -458,22 +458,7 @@ fn is_closed(e: &std::io::Error) -> bool {
     ) || e.raw_os_error() == Some(libc::EIO)
 }
 
-/// Python's `repr()` of a string, as LAVA's debug lines show sent text.
-pub(crate) use lava_pipeline::value::python_str_repr as python_repr;
-
 fn python_list(items: &[String]) -> String {
-    let items: Vec<String> = items.iter().map(|s| python_repr(s)).collect();
+    let items: Vec<String> = items.iter().map(|s| str_repr(s)).collect();
     format!("[{}]", items.join(", "))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn repr_like_python() {
-        assert_eq!(python_repr("ls -l"), "'ls -l'");
-        assert_eq!(python_repr("it's"), "\"it's\"");
-        assert_eq!(python_repr("a'b\"\n\x03"), "'a\\'b\"\\n\\x03'");
-    }
 }

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use lava_error::LavaError;
+
 /// What went wrong while rendering a device dictionary or loading a device configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
@@ -51,5 +53,30 @@ impl DeviceError {
             DeviceError::Render { line, .. } => *line,
             _ => None,
         }
+    }
+}
+
+/// A device that does not render or load is the lab's configuration at fault:
+/// `ConfigurationError`, with the error's text (which names the file).
+impl From<DeviceError> for LavaError {
+    fn from(error: DeviceError) -> Self {
+        LavaError::configuration(error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_device_error_is_a_configuration_error_naming_the_file() {
+        let error = LavaError::from(DeviceError::Empty {
+            path: "devices/qemu01.jinja2".into(),
+        });
+        assert_eq!(error.kind, lava_error::ErrorKind::Configuration);
+        assert_eq!(
+            error.message,
+            "Empty device configuration: devices/qemu01.jinja2"
+        );
     }
 }

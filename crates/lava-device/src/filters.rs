@@ -7,7 +7,8 @@
 //! string methods called from templates (`d.get(k)`, `d.items()`, `s.split()`...) are served
 //! by [`call_method`].
 
-use crate::python::{py_str, shlex_quote, write_str, yaml_quote};
+use crate::python::{py_str, write_str, yaml_quote};
+use lava_python::shlex_quote;
 use minijinja::value::{Kwargs, Value, ValueKind, from_args};
 use minijinja::{Environment, Error, ErrorKind, Output, State};
 

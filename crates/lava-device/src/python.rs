@@ -1,10 +1,13 @@
-//! Python's text forms of template values: `str()`, `repr()`, float printing, `shlex.quote`
-//! and PyYAML's one-line double-quoted dump.
+//! Python's text forms of template values: `str()`, `repr()` and PyYAML's one-line
+//! double-quoted dump (LAVA's `yaml_quote` filter).
 //!
 //! Jinja2 turns every value it prints into text with Python's `str()`, so a list prints as
 //! `['a', 'b']`, `None` as `None` and `True` as `True`; minijinja's own forms differ. The
-//! functions here reproduce Python's forms for the value kinds templates can build.
+//! functions here walk template values and write their scalars with `lava_python`.
 
+use lava_python::{
+    write_bytes_repr, write_float_repr, write_str_repr, write_yaml_double_quoted, yaml_float,
+};
 use minijinja::Value;
 use minijinja::value::ValueKind;
 use std::fmt::Write;
@@ -42,16 +45,7 @@ pub fn write_repr(out: &mut String, value: &Value) {
         ValueKind::Bool => out.push_str(if value.is_true() { "True" } else { "False" }),
         ValueKind::Number => write_number(out, value),
         ValueKind::String => write_str_repr(out, value.as_str().unwrap_or_default()),
-        ValueKind::Bytes => {
-            out.push('b');
-            let text: String = value
-                .as_bytes()
-                .unwrap_or_default()
-                .iter()
-                .map(|&b| b as char)
-                .collect();
-            write_str_repr(out, &text);
-        }
+        ValueKind::Bytes => write_bytes_repr(out, value.as_bytes().unwrap_or_default()),
         ValueKind::Seq | ValueKind::Iterable => {
             let tuple = value.is_tuple();
             out.push(if tuple { '(' } else { '[' });
@@ -100,122 +94,10 @@ fn write_number(out: &mut String, value: &Value) {
     if value.is_integer() {
         let _ = write!(out, "{value}");
     } else if let Ok(f) = f64::try_from(value.clone()) {
-        write_float(out, f);
+        write_float_repr(out, f);
     } else {
         let _ = write!(out, "{value}");
     }
-}
-
-/// Python's `repr(float)`: the shortest round-tripping digits, in fixed notation for
-/// exponents -4..16 (always with a fractional part) and scientific notation otherwise.
-pub fn py_float(f: f64) -> String {
-    let mut out = String::new();
-    write_float(&mut out, f);
-    out
-}
-
-fn write_float(out: &mut String, f: f64) {
-    if f.is_nan() {
-        out.push_str("nan");
-        return;
-    }
-    if f.is_infinite() {
-        out.push_str(if f > 0.0 { "inf" } else { "-inf" });
-        return;
-    }
-    if f == 0.0 {
-        out.push_str(if f.is_sign_negative() { "-0.0" } else { "0.0" });
-        return;
-    }
-    // `{:e}` gives the shortest round-trip digits: "1.5e-7", "-2e20".
-    let sci = format!("{f:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    if (-4..16).contains(&exp) {
-        let fixed = format!("{f}");
-        out.push_str(&fixed);
-        if !fixed.contains('.') {
-            out.push_str(".0");
-        }
-    } else {
-        out.push_str(mantissa);
-        let _ = write!(out, "e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
-    }
-}
-
-/// Python's `repr(str)`.
-pub fn write_str_repr(out: &mut String, s: &str) {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if !is_printable(c) => {
-                let n = c as u32;
-                let _ = if n <= 0xff {
-                    write!(out, "\\x{n:02x}")
-                } else if n <= 0xffff {
-                    write!(out, "\\u{n:04x}")
-                } else {
-                    write!(out, "\\U{n:08x}")
-                };
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-}
-
-/// An approximation of Python's `str.isprintable` for one character: control characters,
-/// separators other than the ASCII space, and format characters are not printable.
-fn is_printable(c: char) -> bool {
-    if c == ' ' {
-        return true;
-    }
-    if c.is_control() {
-        return false;
-    }
-    !matches!(
-        c,
-        '\u{a0}'
-            | '\u{ad}'
-            | '\u{1680}'
-            | '\u{2000}'..='\u{200f}'
-            | '\u{2028}'..='\u{202f}'
-            | '\u{205f}'..='\u{2064}'
-            | '\u{2066}'..='\u{206f}'
-            | '\u{3000}'
-            | '\u{feff}'
-            | '\u{fff9}'..='\u{fffb}'
-            | '\u{e000}'..='\u{f8ff}'
-    )
-}
-
-/// Python's `shlex.quote`: the empty string becomes `''`; a string made only of
-/// `[A-Za-z0-9_@%+=:,./-]` is returned as is; anything else is put in single quotes with
-/// each `'` written as `'"'"'`.
-pub fn shlex_quote(s: &str) -> String {
-    if s.is_empty() {
-        return "''".to_string();
-    }
-    let safe = s
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c));
-    if safe {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', "'\"'\"'"))
 }
 
 /// LAVA's `yaml_quote`: the value dumped by PyYAML's safe dumper on one line, every scalar
@@ -242,19 +124,7 @@ fn write_yaml_quoted(out: &mut String, value: &Value) {
                 let _ = write!(out, "! \"{value}\"");
             } else {
                 let f = f64::try_from(value.clone()).unwrap_or(f64::NAN);
-                let text = if f.is_nan() {
-                    ".nan".to_string()
-                } else if f.is_infinite() {
-                    if f > 0.0 { ".inf" } else { "-.inf" }.to_string()
-                } else {
-                    let repr = py_float(f).to_lowercase();
-                    if !repr.contains('.') && repr.contains('e') {
-                        repr.replacen('e', ".0e", 1)
-                    } else {
-                        repr
-                    }
-                };
-                let _ = write!(out, "! \"{text}\"");
+                let _ = write!(out, "! \"{}\"", yaml_float(f));
             }
         }
         ValueKind::Seq | ValueKind::Iterable => {
@@ -287,48 +157,6 @@ fn write_yaml_quoted(out: &mut String, value: &Value) {
     }
 }
 
-/// A YAML double-quoted scalar as PyYAML writes it without `allow_unicode`: printable ASCII
-/// as is, the usual short escapes, everything else as `\xXX`, `\uXXXX` or `\UXXXXXXXX`.
-fn write_yaml_double_quoted(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        let short = match c {
-            '\0' => Some('0'),
-            '\x07' => Some('a'),
-            '\x08' => Some('b'),
-            '\t' => Some('t'),
-            '\n' => Some('n'),
-            '\x0b' => Some('v'),
-            '\x0c' => Some('f'),
-            '\r' => Some('r'),
-            '\x1b' => Some('e'),
-            '"' => Some('"'),
-            '\\' => Some('\\'),
-            '\u{85}' => Some('N'),
-            '\u{a0}' => Some('_'),
-            '\u{2028}' => Some('L'),
-            '\u{2029}' => Some('P'),
-            _ => None,
-        };
-        if let Some(e) = short {
-            out.push('\\');
-            out.push(e);
-        } else if (' '..='\x7e').contains(&c) {
-            out.push(c);
-        } else {
-            let n = c as u32;
-            let _ = if n <= 0xff {
-                write!(out, "\\x{n:02X}")
-            } else if n <= 0xffff {
-                write!(out, "\\u{n:04X}")
-            } else {
-                write!(out, "\\U{n:08X}")
-            };
-        }
-    }
-    out.push('"');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,32 +171,11 @@ mod tests {
         let with_undefined = Value::from(vec![Value::UNDEFINED]);
         assert_eq!(py_str(&with_undefined), "[Undefined]");
         assert_eq!(py_str(&Value::from(false)), "False");
-    }
-
-    #[test]
-    fn floats_print_like_python() {
-        assert_eq!(py_float(1.0), "1.0");
-        assert_eq!(py_float(0.1), "0.1");
-        assert_eq!(py_float(1e16), "1e+16");
-        assert_eq!(py_float(123456789.5), "123456789.5");
-        assert_eq!(py_float(1.5e-5), "1.5e-05");
-        assert_eq!(py_float(0.0001), "0.0001");
-        assert_eq!(py_float(-2.5e20), "-2.5e+20");
-    }
-
-    #[test]
-    fn string_repr_escapes() {
-        let mut s = String::new();
-        write_str_repr(&mut s, "a\\b\n'\"\x01é");
-        assert_eq!(s, r#"'a\\b\n\'"\x01é'"#);
-    }
-
-    #[test]
-    fn shlex_quote_matches_python() {
-        assert_eq!(shlex_quote(""), "''");
-        assert_eq!(shlex_quote("abc/d-e.f:1,2=3@%+"), "abc/d-e.f:1,2=3@%+");
-        assert_eq!(shlex_quote("a b"), "'a b'");
-        assert_eq!(shlex_quote("it's"), "'it'\"'\"'s'");
+        assert_eq!(py_str(&Value::from(vec![Value::from(1e16)])), "[1e+16]");
+        assert_eq!(
+            py_repr(&Value::from_bytes(b"\xe9'".to_vec())),
+            r#"b"\xe9'""#
+        );
     }
 
     #[test]

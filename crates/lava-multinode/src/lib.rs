@@ -43,6 +43,7 @@
 pub mod client;
 pub mod codec;
 pub mod config;
+mod error;
 pub mod split;
 pub mod wire;
 

@@ -22,83 +22,6 @@ pub struct CommandOutput {
     pub output: String,
 }
 
-/// Split a command string as Python's `shlex.split` does (POSIX mode).
-pub fn shlex_split(command: &str) -> LavaResult<Vec<String>> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut chars = command.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(ch) => word.push(ch),
-                        None => {
-                            return Err(LavaError::job(format!(
-                                "No closing quotation in {command:?}"
-                            )));
-                        }
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(ch @ ('\\' | '"' | '$' | '`' | '\n')) => word.push(ch),
-                            Some(ch) => {
-                                word.push('\\');
-                                word.push(ch);
-                            }
-                            None => {
-                                return Err(LavaError::job(format!(
-                                    "No closing quotation in {command:?}"
-                                )));
-                            }
-                        },
-                        Some(ch) => word.push(ch),
-                        None => {
-                            return Err(LavaError::job(format!(
-                                "No closing quotation in {command:?}"
-                            )));
-                        }
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                match chars.next() {
-                    Some(ch) => word.push(ch),
-                    None => {
-                        return Err(LavaError::job(format!(
-                            "No escaped character in {command:?}"
-                        )));
-                    }
-                }
-            }
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            c => {
-                in_word = true;
-                word.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(word);
-    }
-    Ok(words)
-}
-
 /// Run `argv` until it exits or `deadline` passes; log its output; fail with
 /// `failure_kind` on a non-zero exit (unless `allow_fail`).
 pub async fn run_command(
@@ -204,20 +127,6 @@ pub fn kill_group(pid: Option<u32>) {
 mod tests {
     use super::*;
     use std::time::Duration;
-
-    #[test]
-    fn shlex_like_python() {
-        assert_eq!(
-            shlex_split("telnet localhost 7001").unwrap(),
-            ["telnet", "localhost", "7001"]
-        );
-        assert_eq!(
-            shlex_split(r#"a 'b c' "d \"e\"" f\ g"#).unwrap(),
-            ["a", "b c", "d \"e\"", "f g"]
-        );
-        assert_eq!(shlex_split("").unwrap(), Vec::<String>::new());
-        assert!(shlex_split("'open").is_err());
-    }
 
     #[tokio::test]
     async fn runs_logs_and_classifies() {

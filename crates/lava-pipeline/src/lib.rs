@@ -35,7 +35,6 @@ pub mod context;
 pub mod declared;
 pub mod definition;
 pub mod device;
-pub mod error;
 pub mod execute;
 pub mod job;
 pub mod log;
@@ -55,8 +54,11 @@ pub use action::{Action, ActionMeta, ActionNode, Params, Runnable};
 pub use context::JobData;
 pub use declared::{Declared, TestNeeds};
 pub use device::Device;
-pub use error::{ErrorKind, LavaError, LavaResult};
 pub use job::{Job, TestInfo};
+/// LAVA's error kinds and [`LavaError`], from the `lava-error` crate (`lava_pipeline::error::…`
+/// paths keep working).
+pub use lava_error as error;
+pub use lava_error::{ErrorKind, LavaError, LavaResult};
 pub use log::{JobLogger, Level, StderrStyle};
 pub use params::{BlockLookups, BlockParams, ParamError};
 pub use parser::{FixedActions, JobParser, ParseOptions, deployment_data};

@@ -14,6 +14,7 @@ pub use progress::{Clock, ProgressLine};
 
 use progress::TerminalSink;
 
+use lava_python::{write_yaml_double_quoted, yaml_float};
 use serde_yaml::{Mapping, Value};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -405,17 +406,16 @@ fn write_mapping(out: &mut String, map: &Mapping) {
 
 fn write_value(out: &mut String, value: &Value) {
     match value {
-        Value::String(s) => write_quoted(out, s),
+        Value::String(s) => write_yaml_double_quoted(out, s),
         Value::Null => out.push_str("! \"null\""),
         Value::Bool(b) => out.push_str(if *b { "! \"true\"" } else { "! \"false\"" }),
         Value::Number(n) => {
             out.push_str("! ");
-            let text = if let Some(f) = n.as_f64().filter(|_| n.is_f64()) {
-                python_float(f)
-            } else {
-                n.to_string()
+            let text = match n.as_f64().filter(|_| n.is_f64()) {
+                Some(f) => yaml_float(f),
+                None => n.to_string(),
             };
-            write_quoted(out, &text);
+            write_yaml_double_quoted(out, &text);
         }
         Value::Sequence(seq) => {
             if seq.is_empty() {
@@ -434,59 +434,6 @@ fn write_value(out: &mut String, value: &Value) {
         Value::Mapping(map) => write_mapping(out, map),
         Value::Tagged(t) => write_value(out, &t.value),
     }
-}
-
-/// Python's float text as libyaml's representer writes it (`.inf`, `.nan`, `12.5`, `1.0`).
-fn python_float(f: f64) -> String {
-    if f.is_nan() {
-        ".nan".into()
-    } else if f.is_infinite() {
-        if f > 0.0 {
-            ".inf".into()
-        } else {
-            "-.inf".into()
-        }
-    } else if f.fract() == 0.0 && f.abs() < 1e16 {
-        format!("{f:.1}")
-    } else {
-        format!("{f}")
-    }
-}
-
-/// Double-quoted YAML scalar with libyaml's escapes; non-ASCII is always escaped.
-fn write_quoted(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\0' => out.push_str("\\0"),
-            '\x07' => out.push_str("\\a"),
-            '\x08' => out.push_str("\\b"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\x0b' => out.push_str("\\v"),
-            '\x0c' => out.push_str("\\f"),
-            '\r' => out.push_str("\\r"),
-            '\x1b' => out.push_str("\\e"),
-            '\u{85}' => out.push_str("\\N"),
-            '\u{a0}' => out.push_str("\\_"),
-            '\u{2028}' => out.push_str("\\L"),
-            '\u{2029}' => out.push_str("\\P"),
-            c if (' '..='~').contains(&c) => out.push(c),
-            c => {
-                let code = c as u32;
-                if code <= 0xff {
-                    out.push_str(&format!("\\x{code:02X}"));
-                } else if code <= 0xffff {
-                    out.push_str(&format!("\\u{code:04X}"));
-                } else {
-                    out.push_str(&format!("\\U{code:08X}"));
-                }
-            }
-        }
-    }
-    out.push('"');
 }
 
 #[cfg(test)]
@@ -523,6 +470,7 @@ mod tests {
         assert_eq!(dump_flow(&Value::Null), "! \"null\"");
         assert_eq!(dump_flow(&Value::Bool(true)), "! \"true\"");
         assert_eq!(dump_flow(&Value::Number(1.0.into())), "! \"1.0\"");
+        assert_eq!(dump_flow(&Value::Number(1e17.into())), "! \"1.0e+17\"");
     }
 
     #[test]

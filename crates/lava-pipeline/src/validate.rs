@@ -5,7 +5,7 @@ use crate::action::{ActionMeta, ActionNode};
 use crate::error::{ErrorKind, LavaError, LavaResult};
 use crate::job::Job;
 use crate::pipeline::Pipeline;
-use crate::value::python_str_repr;
+use lava_python::str_repr;
 
 /// What an action sees while validating.
 pub struct ValidateContext<'a> {
@@ -36,7 +36,7 @@ impl Pipeline {
         if errors.is_empty() {
             Ok(())
         } else {
-            let list: Vec<String> = errors.iter().map(|e| python_str_repr(e)).collect();
+            let list: Vec<String> = errors.iter().map(|e| str_repr(e)).collect();
             Err(LavaError::job(format!(
                 "Invalid job data: [{}]\n",
                 list.join(", ")

@@ -45,8 +45,11 @@ pub fn python_repr(value: &Value) -> String {
     match value {
         Value::Null => "None".into(),
         Value::Bool(b) => if *b { "True" } else { "False" }.into(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => python_str_repr(s),
+        Value::Number(n) => match n.as_f64().filter(|_| n.is_f64()) {
+            Some(f) => lava_python::float_repr(f),
+            None => n.to_string(),
+        },
+        Value::String(s) => lava_python::str_repr(s),
         Value::Sequence(seq) => {
             let items: Vec<String> = seq.iter().map(python_repr).collect();
             format!("[{}]", items.join(", "))
@@ -60,35 +63,6 @@ pub fn python_repr(value: &Value) -> String {
         }
         Value::Tagged(t) => python_repr(&t.value),
     }
-}
-
-/// Python's `repr()` of a str: single quotes unless the text contains one and no double quote.
-pub fn python_str_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
 }
 
 /// Type name of a YAML value, for "expected X, found Y" messages.

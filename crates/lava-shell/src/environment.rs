@@ -1,34 +1,11 @@
-//! The overlay's `environment` and `secrets` files, and shell quoting.
+//! The overlay's `environment` and `secrets` files.
 
 use indexmap::IndexMap;
+use lava_python::shlex_quote;
 use serde_yaml::Value;
 
 use crate::error::{Result, ShellError};
 use crate::testdef::check_variable_name;
-
-/// Quotes `text` for a POSIX shell the way Python's `shlex.quote` does: bare when
-/// made only of `[A-Za-z0-9@%+=:,./_-]`, `''` when empty, else single quotes with
-/// each `'` written as `'"'"'`.
-pub fn shell_quote(text: &str) -> String {
-    if text.is_empty() {
-        return "''".to_string();
-    }
-    let safe = text
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c));
-    if safe {
-        text.to_string()
-    } else {
-        format!("'{}'", text.replace('\'', "'\"'\"'"))
-    }
-}
-
-/// Quotes `text` in single quotes always (parameters in run.sh/install.sh). For
-/// values without `'` this is LAVA's `'value'`; a `'` is escaped instead of
-/// breaking out of the quotes.
-pub fn single_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "'\"'\"'"))
-}
 
 /// Writes `export NAME=VALUE` lines for `data`, flattening maps and lists with `_`
 /// (`NET: {ports: [a]}` → `NET_ports_0=a`), as LAVA's overlay does.
@@ -61,8 +38,8 @@ pub fn export_lines(out: &mut String, data: &Value, prefix: &str) -> Result<()> 
             let text = match scalar {
                 Value::Bool(b) => if *b { "1" } else { "0" }.to_string(),
                 Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
-                Value::Number(n) => shell_quote(&n.to_string()),
-                Value::String(s) => shell_quote(s),
+                Value::Number(n) => shlex_quote(&n.to_string()),
+                Value::String(s) => shlex_quote(s),
                 _ => "''".to_string(),
             };
             out.push_str(&format!("export {prefix}={text}\n"));
@@ -185,16 +162,6 @@ pub fn render_secrets(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoting_matches_shlex() {
-        assert_eq!(shell_quote("eth0"), "eth0");
-        assert_eq!(shell_quote(""), "''");
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), "'it'\"'\"'s'");
-        assert_eq!(shell_quote("http://x/y?z=1"), "'http://x/y?z=1'");
-        assert_eq!(single_quote("$(reboot)"), "'$(reboot)'");
-    }
 
     #[test]
     fn environment_is_flattened_in_order() {

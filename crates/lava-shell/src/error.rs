@@ -1,18 +1,9 @@
 //! The one error type of the crate, [`ShellError`], and the LAVA error kind each
-//! variant maps onto.
+//! variant maps onto (`From<ShellError> for LavaError` carries it).
 
 use std::path::PathBuf;
 
-/// LAVA's error classes, as far as this crate raises them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub enum LavaErrorKind {
-    /// The submission is at fault (`JobError`).
-    Job,
-    /// The lab or the worker is at fault (`InfrastructureError`).
-    Infrastructure,
-    /// The test could not run as written (`TestError`).
-    Test,
-}
+use lava_error::{ErrorKind, LavaError};
 
 /// Everything that can go wrong while preparing a test shell or reading its signals.
 ///
@@ -102,7 +93,7 @@ pub enum ShellError {
 
 impl ShellError {
     /// The LAVA exception class this error must be reported as.
-    pub fn kind(&self) -> LavaErrorKind {
+    pub fn kind(&self) -> ErrorKind {
         use ShellError::*;
         match self {
             InvalidEntry(_)
@@ -113,15 +104,13 @@ impl ShellError {
             | UnreadableDefinition { .. }
             | DownloadFailed { .. }
             | BadArchive { .. }
-            | Unsupported(_) => LavaErrorKind::Job,
+            | Unsupported(_) => ErrorKind::Job,
             ReservedName
             | InvalidDefinition { .. }
             | InvalidPattern { .. }
             | InvalidSignal(_)
-            | Raised(_) => LavaErrorKind::Test,
-            GitMissing(_) | GitFailed { .. } | Io { .. } | Tarball(_) => {
-                LavaErrorKind::Infrastructure
-            }
+            | Raised(_) => ErrorKind::Test,
+            GitMissing(_) | GitFailed { .. } | Io { .. } | Tarball(_) => ErrorKind::Infrastructure,
         }
     }
 
@@ -138,5 +127,33 @@ impl ShellError {
     }
 }
 
+/// The error an action reports: the variant's LAVA kind, the error's text.
+impl From<ShellError> for LavaError {
+    fn from(error: ShellError) -> Self {
+        LavaError::new(error.kind(), error.to_string())
+    }
+}
+
 /// Short alias used across the crate.
 pub type Result<T, E = ShellError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lava_error_keeps_kind_and_text() {
+        let error = LavaError::from(ShellError::DuplicateName("smoke".into()));
+        assert_eq!(error.kind, ErrorKind::Job);
+        assert_eq!(
+            error.message,
+            "Test definition names need to be unique: 'smoke' is used more than once"
+        );
+        assert_eq!(
+            LavaError::from(ShellError::ReservedName).kind,
+            ErrorKind::Test
+        );
+        let git = LavaError::from(ShellError::GitMissing("not found".into()));
+        assert_eq!(git.kind, ErrorKind::Infrastructure);
+    }
+}

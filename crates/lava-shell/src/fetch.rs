@@ -550,7 +550,7 @@ fn stays_inside(start: &Path, target: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::LavaErrorKind;
+    use lava_error::ErrorKind;
 
     #[test]
     fn link_targets_are_checked_lexically() {
@@ -643,7 +643,7 @@ mod tests {
             error.to_string(),
             format!("Unable to download {url}: the server answered 404 Not Found")
         );
-        assert_eq!(error.kind(), LavaErrorKind::Job);
+        assert_eq!(error.kind(), ErrorKind::Job);
         assert!(
             fs::read_dir(dir.path()).unwrap().next().is_none(),
             "nothing kept"

@@ -53,7 +53,7 @@ pub mod tarball;
 pub mod testdef;
 
 pub use environment::EnvironmentInputs;
-pub use error::{LavaErrorKind, ShellError};
+pub use error::ShellError;
 pub use fetch::{ArchiveDownloader, GitClient, UrlDownloader};
 pub use overlay::{
     DeployedDefinition, Overlay, OverlayBuilder, OverlayRequest, PlannedDefinition, ShellConstants,

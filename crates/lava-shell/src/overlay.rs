@@ -19,7 +19,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value};
 
-use crate::environment::{EnvironmentInputs, render_secrets, single_quote};
+use crate::environment::{EnvironmentInputs, render_secrets};
 use crate::error::{Result, ShellError};
 use crate::fetch::{ArchiveDownloader, CloneOptions, GitClient, UrlDownloader, unpack_archive};
 use crate::paths::{
@@ -33,6 +33,7 @@ use crate::testdef::{
     DefinitionSource, InstallRepo, LavaSignal, ParseSection, RepositoryKind, SkipInstall,
     TestDefinition, scalar_text,
 };
+use lava_python::single_quote;
 
 /// Device/OS constants that shape the overlay (LAVA's deployment data).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

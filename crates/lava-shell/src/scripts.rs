@@ -2,7 +2,7 @@
 //! build time from `crates/lava-shell/scripts/`, and the header LAVA writes in front
 //! of each copy.
 
-use crate::environment::single_quote;
+use lava_python::single_quote;
 
 /// One embedded helper script: its file name and its body (no shebang; the
 /// header adds one).

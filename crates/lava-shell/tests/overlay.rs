@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use lava_error::ErrorKind;
 use lava_shell::fetch::GitClient;
 use lava_shell::tarball::build_tarball;
 use lava_shell::*;
@@ -330,7 +331,7 @@ fn hostile_names_and_paths_are_refused() {
         .build(&request, location.path())
         .unwrap_err();
     assert!(matches!(err, ShellError::DuplicateName(_)), "{err}");
-    assert_eq!(err.kind(), LavaErrorKind::Job);
+    assert_eq!(err.kind(), ErrorKind::Job);
 }
 
 fn git(dir: &Path, args: &[&str]) {
@@ -477,7 +478,7 @@ fn git_failures_and_escaping_symlinks_are_refused() {
             .starts_with("Unable to open test definition 'defs/missing.yaml'"),
         "{err}"
     );
-    assert_eq!(err.kind(), LavaErrorKind::Job);
+    assert_eq!(err.kind(), ErrorKind::Job);
 
     let entry = format!(
         "from: git\nname: smoke\npath: defs/smoke.yaml\nrepository: '{}/nope'\n",
@@ -487,7 +488,7 @@ fn git_failures_and_escaping_symlinks_are_refused() {
         .build(&git_request(&entry), tempfile::tempdir().unwrap().path())
         .unwrap_err();
     assert!(matches!(err, ShellError::GitFailed { .. }), "{err}");
-    assert_eq!(err.kind(), LavaErrorKind::Infrastructure);
+    assert_eq!(err.kind(), ErrorKind::Infrastructure);
 
     let missing_git = OverlayBuilder {
         git: GitClient {

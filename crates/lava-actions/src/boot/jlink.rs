@@ -123,7 +123,7 @@ impl Action for FlashJLinkAction {
             .flatten()
             .filter_map(Value::as_str)
         {
-            cmd.extend(lava_pipeline::command::shlex_split(option)?);
+            cmd.extend(lava_python::shlex_split(option)?);
         }
         cmd.extend(["-autoconnect", "1", "-NoGui", "1"].map(String::from));
         let board = device

@@ -8,11 +8,12 @@ use crate::common::bootloader::{
 use crate::common::env::ExportDeviceEnvironment;
 use crate::common::login::AutoLoginAction;
 use crate::common::power::{ConnectDevice, ResetDevice};
-use lava_pipeline::value::{python_repr, python_str_repr, truthy};
+use lava_pipeline::value::{python_repr, truthy};
 use lava_pipeline::{
     Action, ActionMeta, Declared, Device, ErrorKind, LavaResult, PipelineBuilder, Runnable,
     StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
+use lava_python::str_repr;
 use serde_yaml::{Mapping, Value};
 
 /// Register this family's strategies.
@@ -303,7 +304,7 @@ pub fn check_menu_items(items: &Value, errors: &mut Vec<String>) {
     }
     if !unknown.is_empty() {
         unknown.sort();
-        let set: Vec<String> = unknown.iter().map(|k| python_str_repr(k)).collect();
+        let set: Vec<String> = unknown.iter().map(|k| str_repr(k)).collect();
         errors.push(format!("Unable to recognise item {{{}}}", set.join(", ")));
     }
 }

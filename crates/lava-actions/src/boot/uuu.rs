@@ -207,7 +207,7 @@ fn command_output(command: &Value) -> LavaResult<String> {
             .iter()
             .filter_map(lava_pipeline::value::scalar_string)
             .collect(),
-        Value::String(s) => lava_pipeline::command::shlex_split(s)?,
+        Value::String(s) => lava_python::shlex_split(s)?,
         _ => Vec::new(),
     };
     let Some((program, args)) = argv.split_first() else {
@@ -279,10 +279,7 @@ pub fn eval_bcu_board_id(device: &Device) -> LavaResult<String> {
         return Ok(id.clone());
     }
     let Some(command) = option(device, "bcu_board_id_command") else {
-        let shown = id.map_or_else(
-            || "None".to_string(),
-            |i| lava_pipeline::value::python_str_repr(&i),
-        );
+        let shown = id.map_or_else(|| "None".to_string(), |i| lava_python::str_repr(&i));
         return Err(LavaError::job(format!(
             "bcu_board_id {shown} do not respect bcu format or 'bcu_board_id_command' not defined in device"
         )));

@@ -191,7 +191,7 @@ impl AppendOverlays {
             if !format.is_some_and(|f| OVERLAY_FORMATS.contains(&f)) {
                 return Err(LavaError::job(format!(
                     "Invalid 'format' ({}) for 'overlays.{name}'",
-                    lava_pipeline::value::python_str_repr(format.unwrap_or(""))
+                    lava_python::str_repr(format.unwrap_or(""))
                 )));
             }
             let path = overlay

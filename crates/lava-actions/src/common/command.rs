@@ -5,7 +5,7 @@ use lava_pipeline::{
     Action, ErrorKind, LavaError, LavaResult, Pipeline, RunContext, ValidateContext,
     action_identity, async_trait,
 };
-use lava_shell::environment::shell_quote;
+use lava_python::shlex_quote;
 use serde_yaml::{Mapping, Value};
 
 /// Device commands a `command` block may name directly (not under `commands.users`).
@@ -225,7 +225,7 @@ fn stop_service_commands(ctx: &RunContext) -> Vec<String> {
             Value::Sequence(argv) => argv
                 .iter()
                 .filter_map(lava_pipeline::value::scalar_string)
-                .map(|a| shell_quote(&a))
+                .map(|a| shlex_quote(&a))
                 .collect::<Vec<_>>()
                 .join(" "),
             other => lava_pipeline::value::scalar_string(other).unwrap_or_default(),

@@ -270,7 +270,7 @@ impl DownloadHandler {
         if self.key.is_empty() || self.key.contains('/') {
             return Err(LavaError::job(format!(
                 "Invalid key {}",
-                lava_pipeline::value::python_str_repr(&self.key)
+                lava_python::str_repr(&self.key)
             )));
         }
         if self.file_name().ends_with('/') {

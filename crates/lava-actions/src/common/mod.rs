@@ -14,8 +14,9 @@ pub mod power;
 pub mod prepare_overlay;
 pub mod testdef;
 
-use lava_pipeline::command::{run_command, shlex_split};
+use lava_pipeline::command::run_command;
 use lava_pipeline::{ErrorKind, LavaResult, RunContext};
+use lava_python::shlex_split;
 use serde_yaml::Value;
 
 /// The commands of a device or job setting that may be one string or a list of strings

@@ -8,7 +8,7 @@
 pub mod multinode;
 
 use lava_pipeline::{Job, LavaResult, Protocols};
-use multinode::{CoordinatorSettings, MultinodeJobProtocol, ProtocolParams, to_lava_error};
+use multinode::{CoordinatorSettings, MultinodeJobProtocol, ProtocolParams};
 use serde_yaml::Value;
 use std::sync::Arc;
 
@@ -28,7 +28,7 @@ pub fn job_protocols(job: &Job, options: &ProtocolOptions) -> LavaResult<Protoco
         return Ok(protocols);
     };
     if ProtocolParams::accepts(blocks) {
-        let params = ProtocolParams::from_job_protocols(blocks).map_err(to_lava_error)?;
+        let params = ProtocolParams::from_job_protocols(blocks)?;
         protocols.push(Arc::new(MultinodeJobProtocol::new(
             params,
             &job.id,

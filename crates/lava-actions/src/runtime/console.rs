@@ -22,8 +22,9 @@ use lava_connection::{
     ConnectionError, ConsoleLog, ErrorKind as ConnErrorKind, Match, Patterns, PtyCommand,
     SessionConfig, ShellSession, Transport,
 };
-use lava_pipeline::command::{run_command, shlex_split};
+use lava_pipeline::command::run_command;
 use lava_pipeline::{Connection, ErrorKind, JobLogger, LavaError, LavaResult, RunContext};
+use lava_python::shlex_split;
 use serde_yaml::{Mapping, Value};
 use tokio::time::Instant;
 
@@ -112,7 +113,7 @@ impl ConsoleConnection {
                 "The device connect command is empty",
             ));
         }
-        let transport = PtyCommand::new(argv).spawn().map_err(conn_error)?;
+        let transport = PtyCommand::new(argv).spawn()?;
         Self::over_transport(transport, logger, namespace, config)
     }
 
@@ -125,7 +126,7 @@ impl ConsoleConnection {
     ) -> LavaResult<Self> {
         let pid = transport.process_id();
         let log = Arc::new(JobConsoleLog::new(logger));
-        let session = ShellSession::new(transport, log.clone(), config).map_err(conn_error)?;
+        let session = ShellSession::new(transport, log.clone(), config)?;
         Ok(ConsoleConnection {
             session,
             log,
@@ -194,23 +195,6 @@ impl Connection for ConsoleConnection {
     }
 }
 
-/// A connection error as the LAVA error it stands for.
-pub fn conn_error(e: ConnectionError) -> LavaError {
-    let kind = match e.kind() {
-        ConnErrorKind::Infrastructure => ErrorKind::Infrastructure,
-        ConnErrorKind::ConnectionClosed => {
-            return LavaError::new(ErrorKind::ConnectionClosed, "Connection closed");
-        }
-        ConnErrorKind::Timeout => {
-            return LavaError::test("ShellSession command timed out.");
-        }
-        ConnErrorKind::Test => ErrorKind::Test,
-        ConnErrorKind::Configuration => ErrorKind::Configuration,
-        ConnErrorKind::Bug => ErrorKind::Bug,
-    };
-    LavaError::new(kind, e.to_string())
-}
-
 /// The running action's own timeout error (what the executor raises at its deadline).
 pub fn action_timeout(ctx: &RunContext) -> LavaError {
     let meta = ctx.meta();
@@ -226,7 +210,7 @@ pub(crate) fn wait_error(ctx: &RunContext, e: ConnectionError) -> LavaError {
     if e.kind() == ConnErrorKind::Timeout && Instant::now() >= ctx.deadline() {
         action_timeout(ctx)
     } else {
-        conn_error(e)
+        LavaError::from(e)
     }
 }
 
@@ -381,7 +365,7 @@ async fn wait_patterns(
     patterns: &[String],
     deadline: Instant,
 ) -> LavaResult<Match> {
-    let compiled = Patterns::new(patterns).map_err(conn_error)?;
+    let compiled = Patterns::new(patterns)?;
     console
         .session
         .wait_for(&compiled, deadline)
@@ -398,7 +382,7 @@ async fn force_prompt_wait(
 ) -> LavaResult<Match> {
     let remaining = ctx.remaining();
     let mut partial = remaining / 2;
-    let compiled = Patterns::new(patterns).map_err(conn_error)?;
+    let compiled = Patterns::new(patterns)?;
     ctx.logger.debug(format!(
         "Waiting using forced prompt support (timeout {})",
         lava_pipeline::timeout::seconds_to_str(partial.as_secs_f64())
@@ -421,7 +405,7 @@ async fn force_prompt_wait(
                 tries += 1;
                 partial = remaining / 10;
                 let check = console.check_char.clone();
-                console.session.sendline(&check).await.map_err(conn_error)?;
+                console.session.sendline(&check).await?;
             }
             Err(e) => return Err(wait_error(ctx, e)),
         }
@@ -747,11 +731,7 @@ async fn login_sequence(
         return Ok(());
     }
     ctx.logger.debug(format!("Sending username {username}"));
-    console
-        .session
-        .sendline(username)
-        .await
-        .map_err(conn_error)?;
+    console.session.sendline(username).await?;
     if let Some(password_prompt) = &settings.password_prompt {
         ctx.logger.info("Waiting for password prompt");
         let mut prompts = settings.prompts.clone();
@@ -775,11 +755,7 @@ async fn login_sequence(
         }
         let password = settings.password.clone().unwrap_or_default();
         ctx.logger.debug(format!("Sending password {password}"));
-        console
-            .session
-            .sendline(&password)
-            .await
-            .map_err(conn_error)?;
+        console.session.sendline(&password).await?;
     }
     let mut prompts = settings.prompts.clone();
     prompts.push(LOGIN_INCORRECT_MSG.into());
@@ -802,11 +778,7 @@ async fn login_sequence(
     if let Some(commands) = &settings.login_commands {
         ctx.logger.debug("Running login commands");
         for command in commands {
-            console
-                .session
-                .sendline(command)
-                .await
-                .map_err(conn_error)?;
+            console.session.sendline(command).await?;
             wait_patterns(ctx, console, &settings.prompts, wait_deadline(ctx)).await?;
         }
     }
@@ -823,14 +795,14 @@ async fn expect_inner(
     console: &mut ConsoleConnection,
     prompts: &[String],
 ) -> LavaResult<()> {
-    console.session.set_prompts(prompts).map_err(conn_error)?;
+    console.session.set_prompts(prompts)?;
     ctx.logger.debug(format!(
         "Forcing a shell prompt, looking for {}",
         lava_pipeline::value::python_repr(&Value::Sequence(
             prompts.iter().map(|p| Value::String(p.clone())).collect()
         ))
     ));
-    console.session.sendline("").await.map_err(conn_error)?;
+    console.session.sendline("").await?;
     {
         let deadline = wait_deadline(ctx);
         wait_patterns(ctx, console, prompts, deadline)
@@ -845,7 +817,7 @@ pub async fn send_and_wait(
     console: &mut ConsoleConnection,
     line: &str,
 ) -> LavaResult<()> {
-    console.session.sendline(line).await.map_err(conn_error)?;
+    console.session.sendline(line).await?;
     console
         .session
         .wait_for_prompt(wait_deadline(ctx))

@@ -3,7 +3,7 @@
 //! `lava-group` and friends.
 
 use crate::protocols::multinode::{
-    MultinodeJobProtocol, MultinodeProtocol, ProtocolParams, ShellHook, to_lava_error,
+    MultinodeJobProtocol, MultinodeProtocol, ProtocolParams, ShellHook,
 };
 use lava_pipeline::{Job, JobLogger, LavaError, LavaResult, RunContext, with_protocol};
 use lava_shell::signals::MultinodeOutcome;
@@ -40,7 +40,7 @@ impl MultinodeAnswers for CoordinatorAnswers {
                 logger.warning(format!("Sync error in multinode signal: {error}"));
                 Ok(false)
             }
-            Some(error) => Err(to_lava_error(error)),
+            Some(error) => Err(error.into()),
         }
     }
 }
@@ -62,6 +62,6 @@ pub fn overlay_values(job: &Job) -> LavaResult<Option<MultinodeValues>> {
     if !ProtocolParams::accepts(protocols) {
         return Ok(None);
     }
-    let params = ProtocolParams::from_job_protocols(protocols).map_err(to_lava_error)?;
+    let params = ProtocolParams::from_job_protocols(protocols)?;
     Ok(Some(params.overlay_values()))
 }

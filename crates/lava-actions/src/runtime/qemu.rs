@@ -17,11 +17,11 @@
 //! [`ConsoleConnection`] (never through a host shell). The connection's `finalise`
 //! kills QEMU's whole process group and reaps it, without any fixed wait.
 
-use crate::runtime::console::{ConsoleConnection, action_timeout, conn_error};
+use crate::runtime::console::{ConsoleConnection, action_timeout};
 use lava_connection::{ErrorKind as ConnErrorKind, Patterns, SessionConfig};
-use lava_pipeline::command::shlex_split;
 use lava_pipeline::value::scalar_string;
 use lava_pipeline::{Device, ErrorKind, LavaError, LavaResult, RunContext};
+use lava_python::shlex_split;
 use serde_yaml::{Mapping, Value};
 
 /// Labels LAVA never passes to QEMU as images.
@@ -124,7 +124,7 @@ pub fn qemu_words(device: &Device, inputs: &QemuInputs) -> LavaResult<Vec<String
 /// would (without any expansion), as pexpect does with LAVA's command string.
 pub fn qemu_argv(device: &Device, inputs: &QemuInputs) -> LavaResult<Vec<String>> {
     let line = qemu_words(device, inputs)?.join(" ");
-    shlex_split(&line)
+    Ok(shlex_split(&line)?)
 }
 
 /// The image keys the job deploys in `namespace`, in job order (LAVA iterates the
@@ -387,7 +387,7 @@ pub async fn wait_for_kernel_start(ctx: &mut RunContext, method: &str) -> LavaRe
         patterns,
         lava_pipeline::timeout::seconds_to_str(ctx.remaining().as_secs_f64())
     ));
-    let compiled = Patterns::new(&patterns).map_err(conn_error)?;
+    let compiled = Patterns::new(&patterns)?;
     let deadline = ctx.deadline();
     let mut connection = crate::runtime::console::take_console(ctx)?;
     let outcome = match connection.as_any_mut().downcast_mut::<ConsoleConnection>() {
@@ -418,7 +418,7 @@ pub async fn wait_for_kernel_start(ctx: &mut RunContext, method: &str) -> LavaRe
             ));
             Err(action_timeout(ctx))
         }
-        Err(e) => Err(conn_error(e)),
+        Err(e) => Err(LavaError::from(e)),
     }
 }
 
@@ -440,8 +440,8 @@ pub async fn wait_for_prompt_watching_panic(
 ) -> LavaResult<usize> {
     let mut patterns = vec![KERNEL_PANIC_START.to_string()];
     patterns.extend(prompts.iter().cloned());
-    let compiled = Patterns::new(&patterns).map_err(conn_error)?;
-    let end = Patterns::new(&[KERNEL_PANIC_END]).map_err(conn_error)?;
+    let compiled = Patterns::new(&patterns)?;
+    let end = Patterns::new(&[KERNEL_PANIC_END])?;
     let deadline = ctx.deadline();
     let name = ctx.meta().name.clone();
     let logger = ctx.logger.clone();
@@ -508,6 +508,6 @@ fn boot_wait_error(
             logger.error("QEMU exited before a prompt was seen");
             LavaError::new(ErrorKind::ConnectionClosed, "Connection closed")
         }
-        _ => conn_error(e),
+        _ => LavaError::from(e),
     }
 }

@@ -28,17 +28,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lava_connection::ssh::{DEFAULT_SSH_PORT, IgnoredOption};
-use lava_connection::{ErrorKind as ConnErrorKind, PtyRequest, SshClient, SshError, SshParams};
+use lava_connection::{PtyRequest, SshClient, SshError, SshParams};
 use lava_pipeline::value::scalar_string;
-use lava_pipeline::{ErrorKind, LavaError, LavaResult, RunContext};
+use lava_pipeline::{LavaError, LavaResult, RunContext};
 use serde_yaml::Value;
 use tokio::time::Instant;
 
 use crate::runtime::console::{
-    ConsoleConnection, action_timeout, boot_session_config, conn_error, on_console, wait_deadline,
-    wait_error,
+    ConsoleConnection, action_timeout, boot_session_config, on_console, wait_deadline, wait_error,
 };
-use lava_shell::environment::shell_quote;
+use lava_python::shlex_quote;
 
 /// Where LAVA's dispatcher package keeps the keys its device types name relatively.
 pub const LAVA_DISPATCHER_KEY_DIRS: &[&str] = &["/usr/lib/python3/dist-packages/lava_dispatcher"];
@@ -91,7 +90,7 @@ pub fn device_ssh_params(ctx: &RunContext) -> LavaResult<(SshParams, Vec<Ignored
             )));
         }
     };
-    let ignored = params.apply_options(&options).map_err(ssh_error)?;
+    let ignored = params.apply_options(&options)?;
     Ok((params, ignored))
 }
 
@@ -321,7 +320,7 @@ pub async fn unpack_overlay(ctx: &mut RunContext) -> LavaResult<()> {
 
 /// LAVA's unpack command: `tar [<tar_flags>] -C / -xzf <copy>`.
 pub fn unpack_command(tar_flags: &str, copy: &str) -> String {
-    let copy = shell_quote(copy);
+    let copy = shlex_quote(copy);
     if tar_flags.trim().is_empty() {
         format!("tar -C / -xzf {copy}")
     } else {
@@ -338,11 +337,7 @@ async fn unpack_inner(
     command: &str,
 ) -> LavaResult<()> {
     let line = format!("{command} ; printf '<{UNPACK_STATUS} %s>\\n' $?");
-    console
-        .session()
-        .sendline(&line)
-        .await
-        .map_err(conn_error)?;
+    console.session().sendline(&line).await?;
     let status = format!(r"<{UNPACK_STATUS} (\d+)>");
     let found = console
         .session()
@@ -382,21 +377,12 @@ async fn open_client(ctx: &mut RunContext, params: &SshParams) -> LavaResult<Ssh
     Ok(client)
 }
 
-/// An SSH error as the LAVA error it stands for.
-pub fn ssh_error(e: SshError) -> LavaError {
-    let kind = match e.kind() {
-        ConnErrorKind::Configuration => ErrorKind::Configuration,
-        _ => ErrorKind::Infrastructure,
-    };
-    LavaError::new(kind, e.to_string())
-}
-
 /// An SSH error, or the action's own timeout once its deadline has passed.
 fn ssh_failure(ctx: &RunContext, e: SshError) -> LavaError {
     if matches!(e, SshError::TimedOut { .. }) && Instant::now() >= ctx.deadline() {
         action_timeout(ctx)
     } else {
-        ssh_error(e)
+        LavaError::from(e)
     }
 }
 

@@ -13,10 +13,10 @@
 use std::path::{Path, PathBuf};
 
 use lava_pipeline::value::scalar_string;
-use lava_pipeline::{ErrorKind, LavaError, LavaResult, Pipeline, RunContext};
+use lava_pipeline::{LavaError, LavaResult, Pipeline, RunContext};
 use lava_shell::{
-    BakedValues, DefinitionSource, EnvironmentInputs, LavaErrorKind, Overlay, OverlayBuilder,
-    OverlayRequest, PlannedDefinition, ShellConstants, ShellError, TestBlock,
+    BakedValues, DefinitionSource, EnvironmentInputs, Overlay, OverlayBuilder, OverlayRequest,
+    PlannedDefinition, ShellConstants, TestBlock,
 };
 use serde_yaml::{Mapping, Value};
 
@@ -27,16 +27,6 @@ const OVERLAY_KEY: &str = "overlay";
 
 /// The names of LAVA's repository handlers.
 pub const REPO_ACTIONS: [&str; 3] = ["git-repo-action", "inline-repo-action", "url-repo-action"];
-
-/// A lava-shell error as the LAVA error it stands for.
-pub fn shell_error(e: ShellError) -> LavaError {
-    let kind = match e.kind() {
-        LavaErrorKind::Job => ErrorKind::Job,
-        LavaErrorKind::Infrastructure => ErrorKind::Infrastructure,
-        LavaErrorKind::Test => ErrorKind::Test,
-    };
-    LavaError::new(kind, e.to_string())
-}
 
 /// The levels of the repository handlers under `children` (the `lava-overlay` or
 /// `test-definition` pipeline), depth first, i.e. in definition order.
@@ -90,7 +80,7 @@ pub fn overlay_request(ctx: &RunContext, repo_levels: &[String]) -> LavaResult<O
             needs_character_delay: test.needs_character_delay,
         };
         for entry in definitions.as_sequence().into_iter().flatten() {
-            let source = DefinitionSource::from_value(entry).map_err(shell_error)?;
+            let source = DefinitionSource::from_value(entry)?;
             let level = levels.next().cloned().ok_or_else(|| {
                 LavaError::bug(format!(
                     "no repository action level for test definition '{}'",
@@ -180,7 +170,7 @@ pub fn overlay_request(ctx: &RunContext, repo_levels: &[String]) -> LavaResult<O
 /// `repo_levels`: [`repo_action_levels`] of the action's children.
 pub async fn build_overlay(ctx: &mut RunContext, repo_levels: &[String]) -> LavaResult<Overlay> {
     let request = overlay_request(ctx, repo_levels)?;
-    OverlayBuilder::validate(&request).map_err(shell_error)?;
+    OverlayBuilder::validate(&request)?;
     let location = job_tmp_dir(ctx).join(format!("lava-overlay-{}", ctx.meta().level));
     let cleanup = location.clone();
     tokio::task::spawn_blocking(move || {
@@ -200,8 +190,7 @@ pub async fn build_overlay(ctx: &mut RunContext, repo_levels: &[String]) -> Lava
     ));
     let overlay = OverlayBuilder::default()
         .build_async(request, location)
-        .await
-        .map_err(shell_error)?;
+        .await?;
     store_overlay(ctx, &overlay)?;
     Ok(overlay)
 }
@@ -313,8 +302,7 @@ pub async fn compress_overlay(ctx: &mut RunContext) -> LavaResult<PathBuf> {
         overlay.results_dir.clone(),
         output,
     )
-    .await
-    .map_err(shell_error)?;
+    .await?;
     ctx.logger.debug(format!(
         "Overlay: {} (sha256 {})",
         tarball.path.display(),
@@ -345,5 +333,5 @@ pub async fn unpack_overlay_locally(ctx: &mut RunContext, dest: &Path) -> LavaRe
     })
     .await
     .map_err(|e| LavaError::bug(e.to_string()))?
-    .map_err(shell_error)
+    .map_err(LavaError::from)
 }

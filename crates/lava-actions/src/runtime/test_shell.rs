@@ -30,7 +30,7 @@ use serde_yaml::{Mapping, Value};
 use tokio::time::Instant;
 
 use crate::runtime::console::{
-    ConsoleConnection, action_timeout, character_delay_ms, conn_error, on_console, wait_deadline,
+    ConsoleConnection, action_timeout, character_delay_ms, on_console, wait_deadline,
 };
 use crate::runtime::test_overlay::stored_overlay;
 
@@ -213,10 +213,7 @@ async fn drive(
             .ok()
             .and_then(|v| lava_pipeline::value::scalar_string(&v))
             .unwrap_or_else(|| "lava-test: # ".to_string());
-        console
-            .session()
-            .set_prompts(&[prompt.as_str()])
-            .map_err(conn_error)?;
+        console.session().set_prompts(&[prompt.as_str()])?;
         ctx.logger
             .debug(format!("Setting default test shell prompt ['{prompt}']"));
     }
@@ -231,11 +228,7 @@ async fn drive(
 
     // Force an initial prompt: not all shells answer without an excuse.
     let check = console.check_char.clone();
-    console
-        .session()
-        .sendline(&check)
-        .await
-        .map_err(conn_error)?;
+    console.session().sendline(&check).await?;
     wait_prompt(ctx, console).await?;
 
     let pre_commands = ctx
@@ -248,11 +241,7 @@ async fn drive(
         })
         .unwrap_or_default();
     for command in pre_commands {
-        console
-            .session()
-            .sendline(&command)
-            .await
-            .map_err(conn_error)?;
+        console.session().sendline(&command).await?;
         wait_prompt(ctx, console).await?;
     }
 
@@ -261,8 +250,7 @@ async fn drive(
         console
             .session()
             .sendline(&overlay.shell_export_command())
-            .await
-            .map_err(conn_error)?;
+            .await?;
         wait_prompt(ctx, console).await?;
     }
     send_checked(ctx, console, &overlay.environment_command()).await?;
@@ -284,8 +272,7 @@ async fn drive(
     console
         .session()
         .sendline(&overlay.runner_command(stage))
-        .await
-        .map_err(conn_error)?;
+        .await?;
     let per_read =
         Duration::from_secs(ctx.meta().timeout.min(ctx.meta().connection_timeout).max(1));
     ctx.logger.info(format!(
@@ -307,7 +294,7 @@ async fn wait_prompt(ctx: &mut RunContext, console: &mut ConsoleConnection) -> L
         Err(e) if e.kind() == ConnErrorKind::Timeout && Instant::now() >= ctx.deadline() => {
             Err(action_timeout(ctx))
         }
-        Err(e) => Err(conn_error(e)),
+        Err(e) => Err(LavaError::from(e)),
     }
 }
 
@@ -318,11 +305,7 @@ async fn send_checked(
     command: &str,
 ) -> LavaResult<()> {
     let line = format!("{command} ; printf \"<LAVA_SIGNAL_RETRUNCODE $?>\\n\"");
-    console
-        .session()
-        .sendline(&line)
-        .await
-        .map_err(conn_error)?;
+    console.session().sendline(&line).await?;
     let deadline = (Instant::now() + RETURN_CODE_WAIT).min(ctx.deadline());
     match console
         .session()
@@ -341,7 +324,7 @@ async fn send_checked(
         Err(e) if e.kind() == ConnErrorKind::Timeout => Err(LavaError::job(format!(
             "Failed to check '{command}' return code!"
         ))),
-        Err(e) => Err(conn_error(e)),
+        Err(e) => Err(LavaError::from(e)),
     }
 }
 
@@ -368,7 +351,7 @@ async fn read_loop(
                     .info(format!("Test case result pattern: {pattern:?}"));
                 list.push(format!("(?m){pattern}"));
             }
-            compiled = Some((active.clone(), Patterns::new(&list).map_err(conn_error)?));
+            compiled = Some((active.clone(), Patterns::new(&list)?));
         }
         let patterns = &compiled.as_ref().expect("compiled above").1;
         let deadline = (Instant::now() + per_read).min(ctx.deadline());
@@ -387,7 +370,7 @@ async fn read_loop(
                     "Connection closed",
                 ));
             }
-            Err(e) => return Err(conn_error(e)),
+            Err(e) => return Err(LavaError::from(e)),
         };
         if found.index == 4 {
             let Some(pattern) = run.results.active_pattern() else {
@@ -403,12 +386,8 @@ async fn read_loop(
             if let Signal::Multinode { request } = &event.signal {
                 let outcome = hook.answer(request).await;
                 if let Some(reply) = &outcome.reply {
-                    console
-                        .session()
-                        .sendline(reply)
-                        .await
-                        .map_err(conn_error)?;
-                    console.session().sendline("").await.map_err(conn_error)?;
+                    console.session().sendline(reply).await?;
+                    console.session().sendline("").await?;
                 }
                 let outputs = run.results.multinode_case(request, outcome.passed);
                 run.emit(ctx, outputs).await?;

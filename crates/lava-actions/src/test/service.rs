@@ -120,7 +120,7 @@ impl Action for TestServices {
             if !valid_service_name(name) {
                 ctx.error(format!(
                     "Invalid characters found in test service name {}. Allowed: letters, digits, underscore and hyphen.",
-                    lava_pipeline::value::python_str_repr(name)
+                    lava_python::str_repr(name)
                 ));
             }
         }

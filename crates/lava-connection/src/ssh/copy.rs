@@ -11,6 +11,7 @@
 //! file under the final name; any failure removes the partial file and the exit status
 //! and standard error become the error message.
 
+use lava_python::shlex_quote;
 use std::path::Path;
 
 use tokio::io::BufReader;
@@ -62,8 +63,8 @@ impl SshClient {
 
 /// The POSIX sh command receiving `size` bytes on its standard input into `remote`.
 pub fn upload_command(remote: &str, size: u64) -> String {
-    let destination = shell_words::quote(remote);
-    let partial = shell_words::quote(&format!("{remote}{PARTIAL_SUFFIX}")).into_owned();
+    let destination = shlex_quote(remote);
+    let partial = shlex_quote(&format!("{remote}{PARTIAL_SUFFIX}"));
     format!(
         "cat > {partial} && n=$(wc -c < {partial}) && \
          {{ [ $n -eq {size} ] || {{ echo \"received $n of {size} bytes\" >&2; false; }}; }} && \
@@ -79,13 +80,13 @@ mod tests {
     fn the_command_quotes_paths_and_checks_the_size() {
         let command = upload_command("/tmp/a dir/it's.tar.gz", 42);
         assert!(
-            command.starts_with(r#"cat > '/tmp/a dir/it'\''s.tar.gz.lava-part' && "#),
+            command.starts_with(r#"cat > '/tmp/a dir/it'"'"'s.tar.gz.lava-part' && "#),
             "{command}"
         );
         assert!(command.contains("[ $n -eq 42 ]"), "{command}");
         assert!(
             command.contains(
-                r#"mv -f '/tmp/a dir/it'\''s.tar.gz.lava-part' '/tmp/a dir/it'\''s.tar.gz'"#
+                r#"mv -f '/tmp/a dir/it'"'"'s.tar.gz.lava-part' '/tmp/a dir/it'"'"'s.tar.gz'"#
             ),
             "{command}"
         );

@@ -7,6 +7,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use lava_error::{ErrorKind as LavaKind, LavaError};
+
 use crate::error::ErrorKind;
 
 /// An SSH connection failure.
@@ -87,5 +89,36 @@ impl SshError {
             }
             _ => ErrorKind::Infrastructure,
         }
+    }
+}
+
+/// An SSH failure as the action reports it: `ConfigurationError` for the device's own
+/// mistakes, `InfrastructureError` otherwise, with the error's text.
+impl From<SshError> for LavaError {
+    fn from(error: SshError) -> Self {
+        let kind = match error.kind() {
+            ErrorKind::Configuration => LavaKind::Configuration,
+            _ => LavaKind::Infrastructure,
+        };
+        LavaError::new(kind, error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configuration_mistakes_and_the_labs_failures() {
+        let option = LavaError::from(SshError::InvalidOption {
+            option: "-o Bad".into(),
+            reason: "unknown".into(),
+        });
+        assert_eq!(option.kind, LavaKind::Configuration);
+        assert_eq!(option.message, "Invalid ssh option '-o Bad': unknown");
+        let refused = LavaError::from(SshError::Refused {
+            address: "10.0.0.2:22".into(),
+        });
+        assert_eq!(refused.kind, LavaKind::Infrastructure);
     }
 }

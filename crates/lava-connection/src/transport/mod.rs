@@ -84,7 +84,7 @@ impl Transport for Box<dyn Transport> {
 /// assert_eq!(argv, ["sh", "-c", r#"echo "a b""#]);
 /// ```
 pub fn split_command(command: &str) -> Result<Vec<String>, ConnectionError> {
-    let argv = shell_words::split(command).map_err(|e| ConnectionError::InvalidCommand {
+    let argv = lava_python::shlex_split(command).map_err(|e| ConnectionError::InvalidCommand {
         command: command.to_string(),
         reason: e.to_string(),
     })?;

@@ -78,7 +78,7 @@ impl MultinodeJobProtocol {
         if let Some(protocol) = self.protocol.get() {
             return Ok(protocol.clone());
         }
-        let settings = self.settings().map_err(to_lava_error)?;
+        let settings = self.settings()?;
         let protocol =
             MultinodeProtocol::new(self.params.clone(), &self.job_id, &self.hostname, settings);
         Ok(self.protocol.get_or_init(|| protocol).clone())
@@ -102,7 +102,7 @@ impl lava_pipeline::Protocol for MultinodeJobProtocol {
             "Initialising group {} (size {}) on the coordinator at {}:{}",
             self.params.target_group, self.params.group_size, settings.host, settings.port
         ));
-        protocol.register().await.map_err(to_lava_error)?;
+        protocol.register().await?;
         match self.params.delayed_start_role() {
             Some(expect_role) => {
                 logger.info(format!(
@@ -113,7 +113,7 @@ impl lava_pipeline::Protocol for MultinodeJobProtocol {
                     "Delaying start for {} seconds, lava_wait_all for role {expect_role}",
                     protocol.system_timeout().as_secs()
                 ));
-                protocol.delayed_start().await.map_err(to_lava_error)?;
+                protocol.delayed_start().await?;
             }
             None => logger.debug(format!("{PROTOCOL_NAME} protocol initialised")),
         }
@@ -129,10 +129,10 @@ impl lava_pipeline::Protocol for MultinodeJobProtocol {
             .protocol
             .get()
             .cloned()
-            .ok_or_else(|| to_lava_error(MultinodeError::NotSetUp))?;
-        let reply = protocol.call(call).await.map_err(to_lava_error)?;
+            .ok_or(MultinodeError::NotSetUp)?;
+        let reply = protocol.call(call).await?;
         logger.debug(format!("{PROTOCOL_NAME} reply: {reply:?}"));
-        let stored = collate(&reply, call).map_err(to_lava_error)?;
+        let stored = collate(&reply, call)?;
         Ok(stored.map(|(key, value)| (key, Value::Mapping(value))))
     }
 
@@ -148,13 +148,42 @@ impl lava_pipeline::Protocol for MultinodeJobProtocol {
 }
 
 /// A MultiNode error as the dispatcher's error, classed as LAVA classes it.
-pub fn to_lava_error(error: MultinodeError) -> LavaError {
-    let kind = match error.class() {
-        ErrorClass::Infrastructure => ErrorKind::Infrastructure,
-        ErrorClass::Configuration => ErrorKind::Configuration,
-        ErrorClass::Job => ErrorKind::Job,
-        ErrorClass::Test => ErrorKind::Test,
-        ErrorClass::MultinodeTimeout => ErrorKind::MultinodeTimeout,
-    };
-    LavaError::new(kind, error.to_string())
+impl From<MultinodeError> for LavaError {
+    fn from(error: MultinodeError) -> Self {
+        let kind = match error.class() {
+            ErrorClass::Infrastructure => ErrorKind::Infrastructure,
+            ErrorClass::Configuration => ErrorKind::Configuration,
+            ErrorClass::Job => ErrorKind::Job,
+            ErrorClass::Test => ErrorKind::Test,
+            ErrorClass::MultinodeTimeout => ErrorKind::MultinodeTimeout,
+        };
+        LavaError::new(kind, error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn multinode_errors_keep_lavas_class() {
+        let timeout = LavaError::from(MultinodeError::Timeout {
+            operation: "lava-sync".into(),
+            waited: Duration::from_secs(2),
+        });
+        assert_eq!(timeout.kind, ErrorKind::MultinodeTimeout);
+        assert_eq!(
+            timeout.message,
+            "protocol lava-multinode timed out: lava-sync after 2s"
+        );
+        assert_eq!(
+            LavaError::from(MultinodeError::NotSetUp).kind,
+            ErrorKind::Infrastructure
+        );
+        assert_eq!(
+            LavaError::from(MultinodeError::Test("no".into())).kind,
+            ErrorKind::Test
+        );
+    }
 }

@@ -12,7 +12,5 @@ pub mod job_protocol;
 pub mod protocol;
 
 pub use hook::ShellHook;
-pub use job_protocol::{
-    CoordinatorSettings, DEFAULT_COORDINATOR_CONFIG, MultinodeJobProtocol, to_lava_error,
-};
+pub use job_protocol::{CoordinatorSettings, DEFAULT_COORDINATOR_CONFIG, MultinodeJobProtocol};
 pub use protocol::{MultinodeError, MultinodeProtocol, ProtocolParams};

@@ -1,8 +1,26 @@
-//! LAVA's error kinds and the error type every action returns.
+//! LAVA's error kinds ([`ErrorKind`]) and the error every dispatcher crate's work ends in
+//! ([`LavaError`], [`LavaResult`]).
 //!
 //! The kind decides three things, exactly as in LAVA: whether a retry action retries
 //! (Infrastructure, Job and Test errors only), the job result's `error_type`, and the
-//! `error_help` line logged when the job fails.
+//! `error_help` line logged when the job fails. The crate depends on no crate of ours but
+//! [`lava_python`], so the crates below the pipeline (connections, the test shell, devices,
+//! MultiNode) implement `From<TheirError> for LavaError` next to their own error enums,
+//! and callers convert with `?`.
+//!
+//! ```
+//! use lava_error::{ErrorKind, LavaError, LavaResult};
+//!
+//! fn argv(line: &str) -> LavaResult<Vec<String>> {
+//!     Ok(lava_python::shlex_split(line)?)
+//! }
+//! let error = argv("telnet 'open").unwrap_err();
+//! assert_eq!(error.kind, ErrorKind::Job);
+//! assert_eq!(error.kind.error_type(), "Job");
+//! assert!(LavaError::infrastructure("tftp is missing").kind.is_retryable());
+//! ```
+
+#![warn(missing_docs)]
 
 use std::fmt;
 
@@ -96,35 +114,45 @@ impl ErrorKind {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct LavaError {
+    /// LAVA's class of the failure.
     pub kind: ErrorKind,
+    /// What went wrong, as logged and put in the result's `error_msg`.
     pub message: String,
 }
 
 impl LavaError {
+    /// An error of `kind`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         LavaError {
             kind,
             message: message.into(),
         }
     }
+    /// An `InfrastructureError`.
     pub fn infrastructure(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Infrastructure, message)
     }
+    /// A `JobError`.
     pub fn job(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Job, message)
     }
+    /// A `TestError`.
     pub fn test(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Test, message)
     }
+    /// A `ConfigurationError`.
     pub fn configuration(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Configuration, message)
     }
+    /// A `LAVATimeoutError`.
     pub fn timeout(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Timeout, message)
     }
+    /// A `LAVABug`.
     pub fn bug(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Bug, message)
     }
+    /// A `JobCanceled`.
     pub fn canceled(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Canceled, message)
     }
@@ -138,3 +166,34 @@ impl fmt::Display for ErrorKind {
 
 /// Shorthand for results of pipeline work.
 pub type LavaResult<T> = Result<T, LavaError>;
+
+/// A command line that does not split (an unclosed quote, a trailing backslash) is the
+/// submission's fault: the job or the device configuration it brought.
+impl From<lava_python::ShlexError> for LavaError {
+    fn from(error: lava_python::ShlexError) -> Self {
+        LavaError::job(error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_decide_retry_and_error_type() {
+        assert!(ErrorKind::ConnectionClosed.is_retryable());
+        assert!(!ErrorKind::Configuration.is_retryable());
+        assert_eq!(ErrorKind::ConnectionClosed.error_type(), "Infrastructure");
+        assert_eq!(
+            ErrorKind::MultinodeTimeout.to_string(),
+            "MultinodeProtocolTimeoutError"
+        );
+    }
+
+    #[test]
+    fn unsplittable_command_is_a_job_error() {
+        let error = LavaError::from(lava_python::shlex_split("a 'b").unwrap_err());
+        assert_eq!(error.kind, ErrorKind::Job);
+        assert_eq!(error.message, r#"No closing quotation in "a 'b""#);
+    }
+}
