@@ -360,25 +360,6 @@ impl DeviceConfig {
         self.raw.get("dynamic_data")?.as_mapping()
     }
 
-    /// LAVA's `get_constant`: `constants[prefix][key]`, or `constants[key]` without a prefix.
-    pub fn get_constant(&self, key: &str, prefix: Option<&str>) -> Result<&Value, DeviceError> {
-        let found = match prefix {
-            Some(prefix) => self
-                .constants
-                .get(prefix)
-                .and_then(Value::as_mapping)
-                .and_then(|m| m.get(key)),
-            None => self.constants.get(key),
-        };
-        found.ok_or_else(|| DeviceError::Missing {
-            path: self.source.clone(),
-            key: match prefix {
-                Some(prefix) => format!("constants.{prefix}.{key}"),
-                None => format!("constants.{key}"),
-            },
-        })
-    }
-
     /// The primary console command: `commands.connect`, else the connection tagged
     /// `primary` in `commands.connections` (empty when there is none), as LAVA picks it.
     pub fn connect_command(&self) -> String {
@@ -554,11 +535,9 @@ timeouts:
             Duration::from_secs(10)
         );
         assert_eq!(
-            dev.get_constant("lava_test_sh_cmd", Some("posix")).unwrap(),
-            "/bin/sh"
+            dev.constants["posix"]["lava_test_sh_cmd"].as_str(),
+            Some("/bin/sh")
         );
-        let err = dev.get_constant("nope", Some("posix")).unwrap_err();
-        assert!(err.to_string().contains("constants.posix.nope"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use lava_device::{Context, DeviceConfig, Renderer, render_device};
 use lava_test_support::paths::workspace;
+use serde_yaml::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -102,9 +103,8 @@ fn qemu01_snapshot_and_config() {
         Some("ide")
     );
     assert_eq!(
-        dev.get_constant("lava_test_results_dir", Some("posix"))
-            .unwrap()
-            .as_str(),
+        dev.lookup(&["constants", "posix", "lava_test_results_dir"])
+            .and_then(Value::as_str),
         Some("/lava-%s")
     );
 }
@@ -121,9 +121,8 @@ fn local_shell01_snapshot_and_config() {
     assert!(dev.actions.deploy.has_method("overlay"));
     assert!(dev.actions.boot.has_method("minimal"));
     assert_eq!(
-        dev.get_constant("default-shell-prompt", None)
-            .unwrap()
-            .as_str(),
+        dev.lookup(&["constants", "default-shell-prompt"])
+            .and_then(Value::as_str),
         Some("local-shell\\$ ")
     );
 }

@@ -21,6 +21,12 @@ impl ValidateContext<'_> {
     pub fn error(&mut self, message: impl Into<String>) {
         self.errors.push(message.into());
     }
+
+    /// Record every error of a check that collects them itself (a `check(…, &mut errors)`
+    /// helper shared with code that has no validation context).
+    pub fn add_errors(&mut self, messages: impl IntoIterator<Item = String>) {
+        self.errors.extend(messages);
+    }
 }
 
 impl Pipeline {

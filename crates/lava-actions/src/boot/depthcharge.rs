@@ -82,9 +82,7 @@ impl Action for DepthchargeCommandOverlay {
         if let Some(Err(message)) = Self::cmdline(&ctx.job.device, params, &method) {
             errors.push(message);
         }
-        for e in errors {
-            ctx.error(e);
-        }
+        ctx.add_errors(errors);
         Ok(())
     }
     fn runnable(&self, _meta: &ActionMeta) -> Runnable {

@@ -204,9 +204,7 @@ impl Action for CallQemuAction {
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         let mut errors = Vec::new();
         let result = Self::check(ctx.job, &ctx.meta.parameters, &mut errors);
-        for e in errors {
-            ctx.error(e);
-        }
+        ctx.add_errors(errors);
         result.map(|_| ())
     }
     async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {

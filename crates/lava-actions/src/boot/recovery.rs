@@ -119,9 +119,7 @@ impl Action for SwitchRecoveryCommand {
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         let mut errors = Vec::new();
         Self::check(&ctx.job.device, self.mode, &mut errors);
-        for e in errors {
-            ctx.error(e);
-        }
+        ctx.add_errors(errors);
         Ok(())
     }
     fn runnable(&self, _meta: &ActionMeta) -> Runnable {

@@ -88,9 +88,7 @@ impl Action for ConnectSsh {
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         let mut errors = Vec::new();
         check_ssh_params(&ctx.job.device, &mut errors);
-        for e in errors {
-            ctx.error(e);
-        }
+        ctx.add_errors(errors);
         Ok(())
     }
     async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
@@ -124,9 +122,7 @@ impl Action for Scp {
         if !device.has_boot_method("ssh") {
             errors.push("Unable to use scp-deploy without ssh boot".into());
         }
-        for e in errors {
-            ctx.error(e);
-        }
+        ctx.add_errors(errors);
         Ok(())
     }
     async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {

@@ -229,9 +229,7 @@ impl Action for UBootSecondaryMedia {
         );
         let mut errors = Vec::new();
         Self::check(&ctx.job.device, params, deployed.as_deref(), &mut errors);
-        for e in errors {
-            ctx.error(e);
-        }
+        ctx.add_errors(errors);
         Ok(())
     }
     fn runnable(&self, _meta: &ActionMeta) -> Runnable {

@@ -55,12 +55,6 @@ pub fn register(registry: &mut StrategyRegistry) {
     );
 }
 
-fn push_all(ctx: &mut ValidateContext<'_>, errors: Vec<String>) {
-    for e in errors {
-        ctx.error(e);
-    }
-}
-
 /// Whether the block's `commands` mention fastboot (a menu entry that starts fastboot
 /// instead of booting a system).
 fn commands_mention_fastboot(params: &Mapping) -> bool {
@@ -151,7 +145,7 @@ impl Action for UefiSubstituteCommands {
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         let mut errors = Vec::new();
         Self::check(&ctx.job.device, &ctx.meta.parameters, &mut errors);
-        push_all(ctx, errors);
+        ctx.add_errors(errors);
         Ok(())
     }
     fn runnable(&self, _meta: &ActionMeta) -> Runnable {
@@ -271,7 +265,7 @@ impl Action for UEFIMenuInterrupt {
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         let mut errors = Vec::new();
         Self::check(&ctx.job.device, self.method, &mut errors);
-        push_all(ctx, errors);
+        ctx.add_errors(errors);
         Ok(())
     }
     fn runnable(&self, _meta: &ActionMeta) -> Runnable {
@@ -451,7 +445,7 @@ impl Action for UefiMenuSelector {
                 &mut errors,
             );
         }
-        push_all(ctx, errors);
+        ctx.add_errors(errors);
         Ok(())
     }
     fn runnable(&self, _meta: &ActionMeta) -> Runnable {

@@ -218,9 +218,7 @@ impl Action for BootloaderCommandOverlay {
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         let mut errors = Vec::new();
         self.check(&ctx.job.device, &ctx.meta.parameters, &mut errors);
-        for e in errors {
-            ctx.error(e);
-        }
+        ctx.add_errors(errors);
         Ok(())
     }
     fn runnable(&self, _meta: &ActionMeta) -> Runnable {
@@ -358,9 +356,7 @@ impl Action for BootloaderInterruptAction {
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         let mut errors = Vec::new();
         let outcome = self.settings(&ctx.job.device, &ctx.meta.parameters, &mut errors);
-        for e in errors {
-            ctx.error(e);
-        }
+        ctx.add_errors(errors);
         outcome.map(|_| ())
     }
     fn runnable(&self, _meta: &ActionMeta) -> Runnable {
@@ -570,9 +566,7 @@ impl Action for BootloaderSecondaryMedia {
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         let mut errors = Vec::new();
         Self::check(&ctx.job.device, &ctx.meta.parameters, &mut errors);
-        for e in errors {
-            ctx.error(e);
-        }
+        ctx.add_errors(errors);
         Ok(())
     }
     fn runnable(&self, _meta: &ActionMeta) -> Runnable {

@@ -113,9 +113,7 @@ impl Action for DeployDeviceEnvironment {
     );
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         if let Err(errors) = device_environment(ctx.job, &ctx.meta.parameters) {
-            for e in errors {
-                ctx.error(e);
-            }
+            ctx.add_errors(errors);
         }
         Ok(())
     }

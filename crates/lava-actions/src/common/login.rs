@@ -105,9 +105,7 @@ impl Action for AutoLoginAction {
                 "auto-login-action needs the boot 'method'",
             ));
         }
-        for e in login_errors(&ctx.meta.parameters) {
-            ctx.error(e);
-        }
+        ctx.add_errors(login_errors(&ctx.meta.parameters));
         Ok(())
     }
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {

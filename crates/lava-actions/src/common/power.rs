@@ -155,12 +155,6 @@ pub fn resolve_connection(
     Ok(Some(found))
 }
 
-fn push_all(ctx: &mut ValidateContext<'_>, errors: Vec<String>) {
-    for e in errors {
-        ctx.error(e);
-    }
-}
-
 /// `connect-device`: spawn the console command of the device (primary connection).
 #[derive(Debug, Default)]
 pub struct ConnectDevice;
@@ -185,7 +179,7 @@ impl Action for ConnectDevice {
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         let mut errors = Vec::new();
         let result = resolve_connection(&ctx.job.device, true, None, &mut errors);
-        push_all(ctx, errors);
+        ctx.add_errors(errors);
         result.map(|_| ())
     }
     async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
@@ -240,7 +234,7 @@ impl Action for DisconnectDevice {
                 ));
             }
         }
-        push_all(ctx, errors);
+        ctx.add_errors(errors);
         result.map(|_| ())
     }
     async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
@@ -599,7 +593,7 @@ impl Action for ConnectShell {
         if device.get(&["commands", "connections"]).is_none() {
             errors.push("Unable to connect to shell - missing connections block.".into());
         }
-        push_all(ctx, errors);
+        ctx.add_errors(errors);
         result.map(|_| ())
     }
     fn runnable(&self, _meta: &ActionMeta) -> Runnable {

@@ -30,12 +30,6 @@ fn ramdisk_untouched(params: &Mapping) -> bool {
         && !image_flag(params, "ramdisk", "install_overlay")
 }
 
-fn push_all(ctx: &mut ValidateContext<'_>, errors: Vec<String>) {
-    for e in errors {
-        ctx.error(e);
-    }
-}
-
 /// `prepare-tftp-overlay`: the preparation steps, each a no-op unless its image is part
 /// of the deployment.
 #[derive(Debug, Default)]
@@ -199,7 +193,7 @@ impl Action for ExtractNfsRootfs {
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         let mut errors = Vec::new();
         self.check(&ctx.meta.parameters, &mut errors);
-        push_all(ctx, errors);
+        ctx.add_errors(errors);
         Ok(())
     }
     fn timeout_kind(&self) -> ErrorKind {
@@ -426,7 +420,7 @@ impl Action for ApplyOverlayTftp {
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         let mut errors = Vec::new();
         Self::check(&ctx.meta.parameters, &mut errors);
-        push_all(ctx, errors);
+        ctx.add_errors(errors);
         Ok(())
     }
     fn timeout_kind(&self) -> ErrorKind {
@@ -560,7 +554,7 @@ impl Action for UBootPrepareKernelAction {
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         let mut errors = Vec::new();
         let outcome = Self::conversion(&ctx.job.device, &ctx.meta.parameters, &mut errors, true);
-        push_all(ctx, errors);
+        ctx.add_errors(errors);
         outcome.map(|_| ())
     }
     fn runnable(&self, _meta: &ActionMeta) -> Runnable {
@@ -600,7 +594,7 @@ impl Action for PrepareFITAction {
         require_tool("mkimage")?;
         let mut errors = Vec::new();
         Self::check(&ctx.job.device, &mut errors);
-        push_all(ctx, errors);
+        ctx.add_errors(errors);
         Ok(())
     }
     fn runnable(&self, _meta: &ActionMeta) -> Runnable {
@@ -703,7 +697,7 @@ impl Action for CompressRamdisk {
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         let mut errors = Vec::new();
         let outcome = Self::header(&ctx.job.device, &ctx.meta.parameters, &mut errors, true);
-        push_all(ctx, errors);
+        ctx.add_errors(errors);
         outcome.map(|_| ())
     }
     fn timeout_kind(&self) -> ErrorKind {

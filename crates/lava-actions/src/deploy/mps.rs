@@ -111,9 +111,7 @@ impl Action for MpsAction {
             .flat_map(|m| m.keys())
             .filter_map(lava_pipeline::value::scalar_string)
             .collect();
-        for error in image_key_errors(&keys) {
-            ctx.error(error);
-        }
+        ctx.add_errors(image_key_errors(&keys));
         Ok(())
     }
 }

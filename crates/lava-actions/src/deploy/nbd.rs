@@ -97,9 +97,7 @@ impl Action for NbdAction {
         let stop = errors
             .iter()
             .any(|e| e.ends_with("needs a kernel to deploy"));
-        for e in errors {
-            ctx.error(e);
-        }
+        ctx.add_errors(errors);
         if stop {
             return Ok(());
         }

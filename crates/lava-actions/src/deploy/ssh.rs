@@ -115,9 +115,7 @@ impl Action for PrepareOverlayScp {
     }
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         if let Err(errors) = scp_host_keys(&ctx.meta.parameters) {
-            for e in errors {
-                ctx.error(e);
-            }
+            ctx.add_errors(errors);
         }
         Ok(())
     }

@@ -42,9 +42,7 @@ impl Action for MultinodeTestAction {
         if !errors.is_empty() {
             errors.push("Invalid base class TestAction".into());
         }
-        for e in errors {
-            ctx.error(e);
-        }
+        ctx.add_errors(errors);
         Ok(())
     }
     async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {

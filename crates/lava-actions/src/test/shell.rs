@@ -59,9 +59,7 @@ impl Action for TestShellAction {
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         let mut errors = Vec::new();
         let result = check_definitions(&ctx.meta.parameters, &mut errors);
-        for e in errors {
-            ctx.error(e);
-        }
+        ctx.add_errors(errors);
         result
     }
     async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
