@@ -38,7 +38,7 @@ pub fn write_str_repr(out: &mut String, s: &str) {
                 out.push('\\');
                 out.push(c);
             }
-            c if !is_printable(c) => push_hex_escape(out, c as u32),
+            c if !is_printable(c) => push_code_escape(out, c as u32, false),
             c => out.push(c),
         }
     }
@@ -67,7 +67,7 @@ pub fn write_bytes_repr(out: &mut String, bytes: &[u8]) {
                 out.push(c);
             }
             ' '..='~' => out.push(c),
-            _ => push_hex_escape(out, u32::from(byte)),
+            _ => push_code_escape(out, u32::from(byte), false),
         }
     }
     out.push(quote);
@@ -121,13 +121,16 @@ fn push_short_escape(out: &mut String, c: char) {
     });
 }
 
-fn push_hex_escape(out: &mut String, code: u32) {
-    let _ = if code <= 0xff {
-        write!(out, "\\x{code:02x}")
-    } else if code <= 0xffff {
-        write!(out, "\\u{code:04x}")
-    } else {
-        write!(out, "\\U{code:08x}")
+/// `\xhh`, `\uhhhh` or `\Uhhhhhhhh`, the shortest that holds `code`: Python's escapes
+/// (lower-case hex) and YAML's (`upper_case`).
+pub(crate) fn push_code_escape(out: &mut String, code: u32, upper_case: bool) {
+    let _ = match (code, upper_case) {
+        (..=0xff, false) => write!(out, "\\x{code:02x}"),
+        (..=0xff, true) => write!(out, "\\x{code:02X}"),
+        (..=0xffff, false) => write!(out, "\\u{code:04x}"),
+        (..=0xffff, true) => write!(out, "\\u{code:04X}"),
+        (_, false) => write!(out, "\\U{code:08x}"),
+        (_, true) => write!(out, "\\U{code:08X}"),
     };
 }
 

@@ -26,6 +26,17 @@ pub enum ShlexError {
     },
 }
 
+impl ShlexError {
+    /// Python's own message, without the input (`No closing quotation`), for callers whose
+    /// error names the input already.
+    pub fn python_message(&self) -> &'static str {
+        match self {
+            ShlexError::NoClosingQuotation { .. } => "No closing quotation",
+            ShlexError::NoEscapedCharacter { .. } => "No escaped character",
+        }
+    }
+}
+
 /// Python's `shlex.quote(s)`: `''` for the empty string, `s` itself when it is made only
 /// of `[A-Za-z0-9_@%+=:,./-]`, otherwise [`single_quote`]`(s)`.
 pub fn shlex_quote(s: &str) -> String {

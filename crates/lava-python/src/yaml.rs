@@ -8,9 +8,7 @@
 //! `represent_float`: `.nan`, `.inf`, `-.inf`, or `repr(f)` in lower case with `.0` put
 //! before a bare exponent (`1e+17` becomes `1.0e+17`).
 
-use std::fmt::Write;
-
-use crate::repr::float_repr;
+use crate::repr::{float_repr, push_code_escape};
 
 /// `s` as a YAML double-quoted scalar, quotes included.
 pub fn yaml_double_quoted(s: &str) -> String {
@@ -44,14 +42,7 @@ pub fn write_yaml_double_quoted(out: &mut String, s: &str) {
                 continue;
             }
             _ => {
-                let code = c as u32;
-                let _ = if code <= 0xff {
-                    write!(out, "\\x{code:02X}")
-                } else if code <= 0xffff {
-                    write!(out, "\\u{code:04X}")
-                } else {
-                    write!(out, "\\U{code:08X}")
-                };
+                push_code_escape(out, c as u32, true);
                 continue;
             }
         };

@@ -198,8 +198,7 @@ proptest! {
             match (shlex_split(&line), expected) {
                 (Ok(words), Ok(expected)) => prop_assert_eq!(json!(words), expected),
                 (Err(ours), Err(theirs)) => {
-                    // Python's message without the input we name.
-                    prop_assert!(ours.to_string().starts_with(&theirs), "{} / {}", ours, theirs);
+                    prop_assert_eq!(ours.python_message(), theirs);
                 }
                 (ours, theirs) => prop_assert!(false, "{:?}: ours {:?}, Python's {:?}", line, ours, theirs),
             }

@@ -86,7 +86,7 @@ impl Transport for Box<dyn Transport> {
 pub fn split_command(command: &str) -> Result<Vec<String>, ConnectionError> {
     let argv = lava_python::shlex_split(command).map_err(|e| ConnectionError::InvalidCommand {
         command: command.to_string(),
-        reason: e.to_string(),
+        reason: e.python_message().to_string(),
     })?;
     if argv.is_empty() {
         return Err(ConnectionError::InvalidCommand {
