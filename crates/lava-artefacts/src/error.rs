@@ -133,3 +133,36 @@ impl ArtefactError {
         }
     }
 }
+
+/// An artefact error as LAVA's: the input's fault (a URL, a checksum, a declared
+/// compression, an archive) is a JobError, the environment's (network, server, disk) an
+/// InfrastructureError, and a broken internal rule a Bug; the message is kept.
+impl From<ArtefactError> for lava_error::LavaError {
+    fn from(error: ArtefactError) -> Self {
+        let kind = match error.fault() {
+            Fault::Input => lava_error::ErrorKind::Job,
+            Fault::Environment => lava_error::ErrorKind::Infrastructure,
+            Fault::Bug => lava_error::ErrorKind::Bug,
+        };
+        lava_error::LavaError::new(kind, error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lava_error::{ErrorKind, LavaError};
+
+    #[test]
+    fn the_fault_decides_lavas_kind() {
+        let scheme = LavaError::from(ArtefactError::UnsupportedScheme("ftp".into()));
+        assert_eq!(scheme.kind, ErrorKind::Job);
+        assert_eq!(scheme.message, "Unsupported url protocol scheme: ftp");
+        let io = ArtefactError::io("Writing", std::io::Error::other("disk full"));
+        assert_eq!(LavaError::from(io).kind, ErrorKind::Infrastructure);
+        assert_eq!(
+            LavaError::from(ArtefactError::Bug("rule".into())).kind,
+            ErrorKind::Bug
+        );
+    }
+}

@@ -14,7 +14,7 @@
 //! the terminal (they still go to `logs.yaml`); it is erased when the download completes
 //! and kept where it stopped when it fails.
 //!
-//! Error classes follow LAVA's `DownloadHandler` (through [`super::artefact_error`]): the
+//! Error classes follow LAVA's `DownloadHandler` (`From<ArtefactError> for LavaError`): the
 //! source missing, an HTTP status other than 200, a network failure or a short download
 //! are InfrastructureErrors; a checksum mismatch, a stream that does not decompress with
 //! the declared `compression` and a directory where the file should go are JobErrors.
@@ -338,7 +338,7 @@ pub async fn stream_download(
     .await;
     result.map_err(|error| {
         log_failure(logger, &error);
-        super::artefact_error(error)
+        LavaError::from(error)
     })
 }
 

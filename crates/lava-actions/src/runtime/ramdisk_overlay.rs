@@ -40,9 +40,7 @@ pub async fn apply_overlay_to_ramdisk(ctx: &mut RunContext) -> LavaResult<PathBu
         ramdisk.display(),
         output.display()
     ));
-    let done = repack_with_overlay(ramdisk, overlay, output)
-        .await
-        .map_err(super::artefact_error)?;
+    let done = repack_with_overlay(ramdisk, overlay, output).await?;
     ctx.logger.info(format!(
         "ramdisk repacked with {} members ({} added by the overlay): {}",
         done.entries,
