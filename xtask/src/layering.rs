@@ -2,9 +2,10 @@
 //!
 //! Each rule names a library crate and the workspace crates it must not reach through
 //! normal (non-dev, non-build) dependencies, directly or transitively: the coordinator
-//! broker and the MultiNode wire crate link no job engine, and the artefacts and log upload
-//! leaves link none of our crates above them. `cargo xtask test` runs the check before
-//! the tests, so a new dependency arrow pointing upward fails the build instead of slowly
+//! broker and the MultiNode wire crate link no job engine, the artefacts and log upload
+//! leaves link none of our crates above them, and the Python-compatibility and error leaves
+//! link none but `lava-error` → `lava-python`. `cargo xtask test` runs the check before the
+//! tests, so a new dependency arrow pointing upward fails the build instead of slowly
 //! growing a broker into a dispatcher.
 
 use anyhow::{Context, Result, bail};
@@ -23,12 +24,28 @@ const ENGINE: [&str; 5] = [
     "lava-device",
 ];
 
+/// Our crates above `lava-python`, which depends on nothing of ours; `lava-error`, last,
+/// depends on `lava-python` only.
+const ABOVE_PYTHON: [&str; 9] = [
+    "lava-pipeline",
+    "lava-shell",
+    "lava-actions",
+    "lava-connection",
+    "lava-device",
+    "lava-multinode",
+    "lava-coordinator",
+    "lava-artefacts",
+    "lava-error",
+];
+
 /// (crate, crates it must not reach through normal dependencies).
-const RULES: [(&str, &[&str]); 4] = [
+const RULES: [(&str, &[&str]); 6] = [
     ("lava-coordinator", &ENGINE),
     ("lava-multinode", &ENGINE),
     ("lava-artefacts", &ENGINE),
     ("lava-log-upload", &ENGINE),
+    ("lava-error", ABOVE_PYTHON.split_at(8).0),
+    ("lava-python", &ABOVE_PYTHON),
 ];
 
 #[derive(Deserialize)]
