@@ -4,7 +4,8 @@
 //! the backslash, `\n`, `\r`, `\t`, and every character `str.isprintable` rejects
 //! (`\xhh`, `\uhhhh` or `\Uhhhhhhhh`). `repr(float)` is the shortest text that reads back
 //! as the same number, in fixed notation for decimal exponents -4 to 15 (always with a
-//! fractional part) and in scientific notation (`1e+16`, `1.5e-05`) otherwise.
+//! fractional part) and in scientific notation (`1e+16`, `1.5e-05`) otherwise; of two
+//! shortest forms equally near, the one ending in an even digit.
 
 use std::fmt::Write;
 
@@ -89,21 +90,56 @@ pub fn write_float_repr(out: &mut String, f: f64) {
     } else if f == 0.0 {
         out.push_str(if f.is_sign_negative() { "-0.0" } else { "0.0" });
     } else {
-        // `{:e}` gives the shortest round-tripping digits ("1.5e-7", "-2e20"); its
-        // exponent picks the notation as Python's `float_repr_style = 'short'` does.
-        let scientific = format!("{f:e}");
-        let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
-        let exponent: i32 = exponent.parse().unwrap_or(0);
-        if (-4..16).contains(&exponent) {
-            let fixed = format!("{f}");
-            out.push_str(&fixed);
-            if !fixed.contains('.') {
-                out.push_str(".0");
-            }
-        } else {
-            let sign = if exponent < 0 { '-' } else { '+' };
-            let _ = write!(out, "{mantissa}e{sign}{:02}", exponent.abs());
+        if f < 0.0 {
+            out.push('-');
         }
+        let (digits, exponent) = shortest_digits(f.abs());
+        if (-4..16).contains(&exponent) {
+            write_fixed(out, &digits, exponent);
+        } else {
+            let (first, rest) = digits.split_at(1);
+            out.push_str(first);
+            if !rest.is_empty() {
+                out.push('.');
+                out.push_str(rest);
+            }
+            let sign = if exponent < 0 { '-' } else { '+' };
+            let _ = write!(out, "e{sign}{:02}", exponent.abs());
+        }
+    }
+}
+
+/// The fewest significant digits that read back as `f` (positive, finite), and the
+/// decimal exponent of the first: `("15", -5)` for 1.5e-05. Of the candidates with that
+/// many digits the nearest to `f` wins, ties to the even digit, as in Python's `repr`
+/// (Rust's shortest form can pick the other one of a tie).
+fn shortest_digits(f: f64) -> (String, i32) {
+    let exact = |precision: usize| format!("{f:.precision$e}");
+    let text = (0..17)
+        .map(exact)
+        .find(|text| text.parse::<f64>() == Ok(f))
+        .unwrap_or_else(|| exact(16));
+    let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+    (mantissa.replace('.', ""), exponent.parse().unwrap_or(0))
+}
+
+/// `digits` × 10^(`exponent` - len + 1) in fixed notation, with at least one fractional digit.
+fn write_fixed(out: &mut String, digits: &str, exponent: i32) {
+    if exponent < 0 {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', (-exponent - 1) as usize));
+        out.push_str(digits);
+        return;
+    }
+    let whole = exponent as usize + 1;
+    if digits.len() > whole {
+        out.push_str(&digits[..whole]);
+        out.push('.');
+        out.push_str(&digits[whole..]);
+    } else {
+        out.push_str(digits);
+        out.extend(std::iter::repeat_n('0', whole - digits.len()));
+        out.push_str(".0");
     }
 }
 
@@ -184,5 +220,9 @@ mod tests {
         assert_eq!(float_repr(f64::NEG_INFINITY), "-inf");
         assert_eq!(float_repr(f64::NAN), "nan");
         assert_eq!(float_repr(5e-324), "5e-324");
+        // The exact value ends in ...55.625: of the two shortest forms Python takes the even.
+        assert_eq!(float_repr(253166392192955.63), "253166392192955.62");
+        assert_eq!(float_repr(100.0), "100.0");
+        assert_eq!(float_repr(0.00012), "0.00012");
     }
 }
