@@ -244,6 +244,14 @@ pub struct DeviceConfig {
     source: PathBuf,
 }
 
+impl Default for DeviceConfig {
+    /// An empty configuration with LAVA's load-time defaults (what LAVA makes of `{}`).
+    fn default() -> Self {
+        DeviceConfig::from_value(Value::Mapping(Mapping::new()), "<device>")
+            .expect("an empty mapping is a valid device configuration")
+    }
+}
+
 impl DeviceConfig {
     /// Load a rendered device configuration (YAML) from `path`.
     pub fn load(path: impl AsRef<Path>) -> Result<DeviceConfig, DeviceError> {
@@ -273,7 +281,6 @@ impl DeviceConfig {
         let path = origin.as_ref().to_path_buf();
         let mut raw = match value {
             Value::Null => return Err(DeviceError::Empty { path }),
-            Value::Mapping(map) if map.is_empty() => return Err(DeviceError::Empty { path }),
             Value::Mapping(map) => map,
             Value::Tagged(tagged) => {
                 return DeviceConfig::from_value(tagged.value, path);
@@ -291,10 +298,9 @@ impl DeviceConfig {
         if !raw.contains_key("dynamic_data") {
             raw.insert("dynamic_data".into(), Value::Mapping(Mapping::new()));
         }
-        require(&raw, &path, &["constants"], true)?;
-        require(&raw, &path, &["parameters"], false)?;
-        require(&raw, &path, &["timeouts", "actions"], true)?;
-        require(&raw, &path, &["timeouts", "connections"], true)?;
+        // LAVA's `NewDevice` loads any mapping as it is: `constants`, `parameters` and
+        // `timeouts` are required only where they are read (`get_constant` says which
+        // constant is missing). The typed keys below must have their documented shapes.
         // Deserializing from text (not from the Value) makes serde_yaml name the key path.
         let text = serde_yaml::to_string(&raw).map_err(|err| DeviceError::Invalid {
             path: path.clone(),
@@ -350,6 +356,12 @@ impl DeviceConfig {
         Some(value)
     }
 
+    /// The same configuration, naming `source` in its errors.
+    pub fn with_source(mut self, source: impl Into<PathBuf>) -> Self {
+        self.source = source.into();
+        self
+    }
+
     /// The file (or name) this configuration was loaded from.
     pub fn source(&self) -> &Path {
         &self.source
@@ -360,21 +372,123 @@ impl DeviceConfig {
         self.raw.get("dynamic_data")?.as_mapping()
     }
 
-    /// The primary console command: `commands.connect`, else the connection tagged
-    /// `primary` in `commands.connections` (empty when there is none), as LAVA picks it.
-    pub fn connect_command(&self) -> String {
+    /// LAVA's `get_constant`: `constants[prefix][key]`, or `constants[key]` without a prefix
+    /// (an empty prefix counts as none), with LAVA's messages when the section or the
+    /// constant is missing.
+    pub fn get_constant(&self, key: &str, prefix: Option<&str>) -> Result<&Value, DeviceError> {
+        if !self.raw.contains_key("constants") {
+            return Err(DeviceError::NoConstants {
+                path: self.source.clone(),
+            });
+        }
+        let prefix = prefix.filter(|p| !p.is_empty());
+        let found = match prefix {
+            Some(prefix) => self
+                .constants
+                .get(prefix)
+                .and_then(Value::as_mapping)
+                .and_then(|m| m.get(key)),
+            None => self.constants.get(key),
+        };
+        found.ok_or_else(|| DeviceError::MissingConstant {
+            path: self.source.clone(),
+            prefix: prefix.map(str::to_string),
+            key: key.to_string(),
+        })
+    }
+
+    /// Whether the configuration has a `constants` section (LAVA reads the device's retry
+    /// constants only then).
+    pub fn has_constants(&self) -> bool {
+        self.raw.contains_key("constants")
+    }
+
+    /// LAVA's `connect_command`: the deprecated `commands.connect`, else the `connect` of the
+    /// connection tagged `primary` in `commands.connections` (empty when an entry before it
+    /// has no `connect`, or none is primary). A device without `commands` is a
+    /// configuration error, as in LAVA.
+    pub fn connect_command(&self) -> Result<String, DeviceError> {
+        if !self.raw.contains_key("commands") {
+            return Err(DeviceError::NoCommands {
+                path: self.source.clone(),
+            });
+        }
         if let Some(connect) = &self.commands.connect {
-            return connect.clone();
+            return Ok(connect.clone());
         }
         for conn in self.commands.connections.values() {
             let Some(connect) = &conn.connect else {
-                return String::new();
+                return Ok(String::new());
             };
             if conn.tags.iter().any(|t| t == "primary") {
-                return connect.clone();
+                return Ok(connect.clone());
             }
         }
-        String::new()
+        Ok(String::new())
+    }
+
+    /// LAVA's `get_constant(..., missing_ok=True)`: `None` when the constant is absent; the
+    /// `constants` section itself is still required.
+    pub fn optional_constant(
+        &self,
+        key: &str,
+        prefix: Option<&str>,
+    ) -> Result<Option<&Value>, DeviceError> {
+        match self.get_constant(key, prefix) {
+            Ok(value) => Ok(Some(value)),
+            Err(DeviceError::MissingConstant { .. }) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// `character_delays.<section>` in milliseconds (0 when unset or for another section).
+    pub fn character_delay_ms(&self, section: &str) -> u64 {
+        let delay = match section {
+            "deploy" => self.character_delays.deploy,
+            "boot" => self.character_delays.boot,
+            "test" => self.character_delays.test,
+            _ => None,
+        };
+        delay.unwrap_or(0)
+    }
+
+    /// `parameters.<key>`, the device parameters LAVA's strategies read (`media`,
+    /// `interfaces`, `local_overlay`, kernel address blocks...).
+    pub fn parameter(&self, key: &str) -> Option<&Value> {
+        self.parameters.get(key)
+    }
+
+    /// `commands.<name>`, for the commands an action names at run time (`hard_reset`,
+    /// `power_on`, `power_off`, `soft_reboot`, `pre_power_command`, `pre_os_command`,
+    /// `recovery_mode`, `recovery_exit`); `None` when unset or not one of them.
+    pub fn command(&self, name: &str) -> Option<&CommandList> {
+        let commands = &self.commands;
+        match name {
+            "hard_reset" => commands.hard_reset.as_ref(),
+            "soft_reboot" => commands.soft_reboot.as_ref(),
+            "power_on" => commands.power_on.as_ref(),
+            "power_off" => commands.power_off.as_ref(),
+            "pre_power_command" => commands.pre_power_command.as_ref(),
+            "pre_os_command" => commands.pre_os_command.as_ref(),
+            "recovery_mode" => commands.recovery_mode.as_ref(),
+            "recovery_exit" => commands.recovery_exit.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Whether `commands.<name>` is set and not empty (LAVA's truthiness of the value).
+    pub fn has_command(&self, name: &str) -> bool {
+        self.command(name).is_some_and(|c| !c.is_empty())
+    }
+
+    /// `commands.pre_power_command` as a list (empty when absent).
+    pub fn pre_power_command(&self) -> Vec<String> {
+        command_vec(&self.commands.pre_power_command)
+    }
+
+    /// `commands.pre_os_command` as a list (empty when absent).
+    pub fn pre_os_command(&self) -> Vec<String> {
+        command_vec(&self.commands.pre_os_command)
     }
 
     /// `commands.hard_reset` as a list (empty when absent).
@@ -397,6 +511,12 @@ impl DeviceConfig {
         command_vec(&self.commands.power_off)
     }
 
+    /// `recovery_mode` / `recovery_exit` and the other commands by name, as a list (empty
+    /// when absent).
+    pub fn command_vec(&self, name: &str) -> Vec<String> {
+        self.command(name).map(CommandList::to_vec).unwrap_or_default()
+    }
+
     /// Serialize the raw mapping back to YAML.
     pub fn to_yaml(&self) -> String {
         serde_yaml::to_string(&self.raw).unwrap_or_default()
@@ -408,34 +528,6 @@ fn command_vec(command: &Option<CommandList>) -> Vec<String> {
         .as_ref()
         .map(CommandList::to_vec)
         .unwrap_or_default()
-}
-
-/// Check that the key path exists (and, with `mapping`, that it holds a mapping).
-fn require(raw: &Mapping, path: &Path, keys: &[&str], mapping: bool) -> Result<(), DeviceError> {
-    let mut current = raw;
-    for (i, key) in keys.iter().enumerate() {
-        let name = keys[..=i].join(".");
-        let Some(value) = current.get(*key) else {
-            return Err(DeviceError::Missing {
-                path: path.to_path_buf(),
-                key: name,
-            });
-        };
-        let last = i + 1 == keys.len();
-        if !last || mapping {
-            match value.as_mapping() {
-                Some(m) => current = m,
-                None => {
-                    return Err(DeviceError::Invalid {
-                        path: path.to_path_buf(),
-                        key: name,
-                        message: format!("expected a mapping, found {}", yaml_kind(value)),
-                    });
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 /// A short name for the kind of a YAML value, for error messages.
@@ -538,6 +630,18 @@ timeouts:
             dev.constants["posix"]["lava_test_sh_cmd"].as_str(),
             Some("/bin/sh")
         );
+        let err = dev.get_constant("nope", Some("posix")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Constant posix,nope does not exist in the device config 'constants' section."
+        );
+        let err = dev.get_constant("nope", Some("")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Constant nope does not exist in the device config 'constants' section."
+        );
+        assert_eq!(dev.optional_constant("nope", Some("posix")).unwrap(), None);
+        assert_eq!(dev.character_delay_ms("boot"), 0);
     }
 
     #[test]
@@ -549,7 +653,10 @@ timeouts:
         assert_eq!(dev.hard_reset_command(), ["a", "b"]);
         assert_eq!(dev.power_off_command(), ["c"]);
         assert!(dev.power_on_command().is_empty());
-        assert_eq!(dev.connect_command(), "telnet x 1");
+        assert_eq!(dev.connect_command().unwrap(), "telnet x 1");
+        assert!(dev.has_command("hard_reset"));
+        assert!(!dev.has_command("soft_reboot"));
+        assert_eq!(dev.command_vec("power_off"), ["c"]);
     }
 
     #[test]
@@ -557,14 +664,12 @@ timeouts:
         let text = format!(
             "{MINIMAL}commands:\n  connections:\n    uart1: {{connect: one, tags: [secondary]}}\n    uart0: {{connect: zero, tags: [primary, telnet]}}\n"
         );
-        assert_eq!(parse(&text).unwrap().connect_command(), "zero");
+        assert_eq!(parse(&text).unwrap().connect_command().unwrap(), "zero");
     }
 
     #[test]
     fn bad_configurations_are_named() {
         let err = parse("").unwrap_err();
-        assert!(matches!(err, DeviceError::Empty { .. }), "{err}");
-        let err = parse("{}").unwrap_err();
         assert!(matches!(err, DeviceError::Empty { .. }), "{err}");
         let err = parse("- a\n- b\n").unwrap_err();
         assert!(err.to_string().contains("dev.yaml"), "{err}");
@@ -574,13 +679,36 @@ timeouts:
             err.to_string().starts_with("dev.yaml could not be parsed"),
             "{err}"
         );
-        let err = parse("parameters: {}\n").unwrap_err();
-        assert!(err.to_string().contains("'constants'"), "{err}");
-        let err = parse("constants: {}\nparameters:\ntimeouts: {actions: {}}\n").unwrap_err();
-        assert!(err.to_string().contains("timeouts.connections"), "{err}");
         let text = format!("{MINIMAL}commands:\n  hard_reset: {{a: b}}\n");
         let err = parse(&text).unwrap_err();
-        assert!(err.to_string().contains("commands"), "{err}");
+        assert!(
+            err.to_string().starts_with("dev.yaml: invalid value for 'commands.hard_reset'"),
+            "{err}"
+        );
+        let err = parse("timeouts: {actions: {power-off: 10}}\n").unwrap_err();
+        assert!(err.to_string().contains("timeouts.actions.power-off"), "{err}");
+    }
+
+    #[test]
+    fn loads_what_lava_loads() {
+        // LAVA's NewDevice takes any mapping; sections are required where they are read.
+        let dev = parse("{}").unwrap();
+        assert_eq!(dev.power_state, "off");
+        assert_eq!(dev, DeviceConfig::default().with_source("dev.yaml"));
+        let err = dev.get_constant("failure_retry", None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "constants section not present in the device config."
+        );
+        assert!(dev.optional_constant("failure_retry", None).is_err());
+        let err = dev.connect_command().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "commands section not present in the device config."
+        );
+        let dev = parse("actions: {boot: {methods: {qemu: }}}\n").unwrap();
+        assert!(dev.actions.boot.has_method("qemu"));
+        assert!(dev.timeouts.actions.is_empty());
     }
 
     #[test]

@@ -34,9 +34,23 @@ pub enum DeviceError {
     /// The device configuration is YAML but not a mapping.
     #[error("{path}: the device configuration must be a mapping, found {found}")]
     NotMapping { path: PathBuf, found: &'static str },
-    /// A key LAVA requires is absent.
-    #[error("{path}: missing required key '{key}'")]
-    Missing { path: PathBuf, key: String },
+    /// The configuration has no `commands` section where LAVA needs one (the console).
+    #[error("commands section not present in the device config.")]
+    NoCommands { path: PathBuf },
+    /// The configuration has no `constants` section (LAVA's message, kept as it is because it
+    /// reaches the job's result; `path` is for callers).
+    #[error("constants section not present in the device config.")]
+    NoConstants { path: PathBuf },
+    /// `get_constant` found no such constant (LAVA's message, kept as it is).
+    #[error(
+        "Constant {}{key} does not exist in the device config 'constants' section.",
+        prefix.as_deref().map(|p| format!("{p},")).unwrap_or_default()
+    )]
+    MissingConstant {
+        path: PathBuf,
+        prefix: Option<String>,
+        key: String,
+    },
     /// A key has a value of the wrong shape.
     #[error("{path}: invalid value for '{key}': {message}")]
     Invalid {

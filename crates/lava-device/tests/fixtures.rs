@@ -114,7 +114,7 @@ fn local_shell01_snapshot_and_config() {
     check_snapshot("local-shell01");
     let dev = render_device(&renderer(), &device("local-shell01"), &Context::new()).unwrap();
     assert_eq!(
-        dev.connect_command(),
+        dev.connect_command().unwrap(),
         "env -C '/tmp/lava rs/scratch' /bin/sh -i"
     );
     assert_eq!(dev.hard_reset_command(), ["/bin/true"]);
