@@ -362,6 +362,16 @@ impl DeviceConfig {
         self
     }
 
+    /// [`DeviceConfig::lookup`] of a string value.
+    pub fn lookup_str(&self, keys: &[&str]) -> Option<&str> {
+        self.lookup(keys).and_then(Value::as_str)
+    }
+
+    /// Whether `key` is present at the top level (even as null).
+    pub fn has(&self, key: &str) -> bool {
+        self.raw.contains_key(key)
+    }
+
     /// The file (or name) this configuration was loaded from.
     pub fn source(&self) -> &Path {
         &self.source
@@ -514,7 +524,9 @@ impl DeviceConfig {
     /// `recovery_mode` / `recovery_exit` and the other commands by name, as a list (empty
     /// when absent).
     pub fn command_vec(&self, name: &str) -> Vec<String> {
-        self.command(name).map(CommandList::to_vec).unwrap_or_default()
+        self.command(name)
+            .map(CommandList::to_vec)
+            .unwrap_or_default()
     }
 
     /// Serialize the raw mapping back to YAML.
@@ -682,11 +694,15 @@ timeouts:
         let text = format!("{MINIMAL}commands:\n  hard_reset: {{a: b}}\n");
         let err = parse(&text).unwrap_err();
         assert!(
-            err.to_string().starts_with("dev.yaml: invalid value for 'commands.hard_reset'"),
+            err.to_string()
+                .starts_with("dev.yaml: invalid value for 'commands.hard_reset'"),
             "{err}"
         );
         let err = parse("timeouts: {actions: {power-off: 10}}\n").unwrap_err();
-        assert!(err.to_string().contains("timeouts.actions.power-off"), "{err}");
+        assert!(
+            err.to_string().contains("timeouts.actions.power-off"),
+            "{err}"
+        );
     }
 
     #[test]

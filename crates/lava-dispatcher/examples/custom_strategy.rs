@@ -72,7 +72,7 @@ impl Strategy for ShellConsole {
         if params.get("method").and_then(Value::as_str) != Some(METHOD) {
             return Err(format!("\"method\" was not \"{METHOD}\""));
         }
-        if device.get_str(&["commands", "connect"]).is_none() {
+        if device.commands.connect.is_none() {
             return Err("the device has no 'commands: connect'".into());
         }
         Ok(())

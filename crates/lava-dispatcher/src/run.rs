@@ -456,7 +456,6 @@ impl JobRun {
     /// The device, a device dictionary rendered with the job's `context:` (as lava-server
     /// passes it).
     fn load_device(&self, job_text: &str) -> Result<Device, LavaError> {
-        let config_error = |e: lava_device::DeviceError| LavaError::configuration(e.to_string());
         let path = match &self.device {
             DeviceInput::Parsed(device) => return Ok(device.clone()),
             DeviceInput::Yaml(text) => return Device::from_yaml(text, None),
@@ -468,14 +467,12 @@ impl JobRun {
                 .and_then(|job| job.get("context").and_then(|c| c.as_mapping()).cloned())
                 .unwrap_or_default();
             let renderer = lava_device::Renderer::with_defaults(&self.device_types);
-            lava_device::load_device(path, &renderer, &context).map_err(config_error)?
+            lava_device::load_device(path, &renderer, &context)?
         } else {
-            lava_device::DeviceConfig::load(path).map_err(config_error)?
+            lava_device::DeviceConfig::load(path)?
         };
-        Ok(Device::from_mapping(
-            config.raw().clone(),
-            Some(path.clone()),
-        ))
+        // The typed configuration built here is the one actions read at run time.
+        Ok(Device::new(config))
     }
 }
 

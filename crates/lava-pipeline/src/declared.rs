@@ -298,7 +298,7 @@ impl Declared {
             Check::NoDeviceMethod { method, reason } => decline(!lists(method), reason),
             Check::DeviceKey { key, reason } => decline(device.has(key), reason),
             Check::DeviceSection { reason } => decline(
-                device.get(&["actions", self.section.as_str()]).is_some(),
+                device.lookup(&["actions", self.section.as_str()]).is_some(),
                 reason,
             ),
             Check::Custom(check) => check(device, params),

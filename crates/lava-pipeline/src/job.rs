@@ -82,7 +82,7 @@ impl Job {
         {
             return Ok(v.clone());
         }
-        self.device.get_constant(key, prefix)
+        Ok(self.device.get_constant(key, prefix)?.clone())
     }
 
     /// Tests declared in `namespace`.

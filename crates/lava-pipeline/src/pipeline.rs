@@ -179,7 +179,7 @@ impl<'j> PipelineBuilder<'j> {
             }
             if let Some(v) = params.get("failure_retry") {
                 max_retries = as_count(v, "failure_retry")?;
-            } else if job.device.has("constants") {
+            } else if job.device.has_constants() {
                 let device_max = job.get_constant("failure_retry", None, &params)?;
                 if truthy(Some(&device_max)) {
                     max_retries = max_retries.max(as_count(&device_max, "failure_retry")?);
@@ -199,7 +199,7 @@ impl<'j> PipelineBuilder<'j> {
 
         // Then the timeout overrides, lowest priority first.
         let job_timeouts = job.parameters.get("timeouts");
-        let device_timeouts = job.device.get(&["timeouts"]);
+        let device_timeouts = job.device.get("timeouts");
         let override_with = |current: u64, value: Option<&Value>| -> LavaResult<u64> {
             match value {
                 Some(v) => parse_override(v, "timeout"),

@@ -149,7 +149,7 @@ fn check_block(section: Section, device: &Device, params: &Mapping) -> LavaResul
             "method not specified in boot parameters",
         ));
     }
-    let actions = device.get(&["actions"]).ok_or_else(|| {
+    let actions = device.get("actions").ok_or_else(|| {
         LavaError::configuration(
             "Invalid device configuration, no \"actions\" in device configuration",
         )

@@ -33,7 +33,7 @@ pub fn register(registry: &mut StrategyRegistry) {
 
 fn method_params(device: &Device) -> Option<&Mapping> {
     device
-        .get(&["actions", "boot", "methods", "cmsis-dap", "parameters"])
+        .lookup(&["actions", "boot", "methods", "cmsis-dap", "parameters"])
         .and_then(Value::as_mapping)
 }
 
@@ -113,7 +113,7 @@ impl Action for FlashCMSISAction {
         let board = ctx
             .job
             .device
-            .get(&["board_id"])
+            .lookup(&["board_id"])
             .and_then(lava_pipeline::value::scalar_string);
         if board.as_deref() == Some(crate::common::fastboot::UNSET_SERIAL) {
             ctx.error("[FLASH_CMSIS] board_id unset");

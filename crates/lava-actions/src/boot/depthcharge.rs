@@ -3,7 +3,7 @@
 
 use crate::common::bootloader::{
     BOOTLOADER_DEFAULT_CMD_TIMEOUT, BootloaderCommandOverlay, BootloaderCommandsAction,
-    add_login_tail, connect_command,
+    add_login_tail,
 };
 use crate::common::power::{ResetConnection, ResetDevice};
 use lava_pipeline::value::scalar_string;
@@ -134,7 +134,7 @@ impl Action for DepthchargeStart {
     }
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         let device = &ctx.job.device;
-        if connect_command(device)?.is_empty() {
+        if device.connect_command()?.is_empty() {
             ctx.error("Unable to connect to device");
         }
         let start = device

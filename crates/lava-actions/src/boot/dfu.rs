@@ -38,7 +38,7 @@ impl Action for BootDFURetry {
         let uboot =
             pipeline
                 .device()
-                .get_str(&["actions", "boot", "methods", "dfu", "implementation"])
+                .lookup_str(&["actions", "boot", "methods", "dfu", "implementation"])
                 == Some("u-boot");
         pipeline.add(ConnectDevice::new())?;
         pipeline.add(ResetDevice::new())?;
@@ -66,7 +66,7 @@ impl Action for EnterDFU {
         "enter software dfu mode"
     );
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
-        self.commands = crate::common::command_list(pipeline.device().get(&[
+        self.commands = crate::common::command_list(pipeline.device().lookup(&[
             "actions",
             "boot",
             "methods",
@@ -80,7 +80,7 @@ impl Action for EnterDFU {
         let params = ctx
             .job
             .device
-            .get(&["actions", "boot", "methods", "dfu", "parameters"]);
+            .lookup(&["actions", "boot", "methods", "dfu", "parameters"]);
         match params.and_then(|p| p.get("enter-commands")) {
             None => ctx.error("\"enter-commands\" is not defined"),
             Some(Value::Sequence(_)) => {}
@@ -110,7 +110,7 @@ impl Action for FlashDFUAction {
     );
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         let device = pipeline.device();
-        let params = device.get(&["actions", "boot", "methods", "dfu", "parameters"]);
+        let params = device.lookup(&["actions", "boot", "methods", "dfu", "parameters"]);
         let text = |v: Option<&Value>| v.and_then(lava_pipeline::value::scalar_string);
         let mut cmd = vec![text(params.and_then(|p| p.get("command"))).unwrap_or_default()];
         cmd.extend(
@@ -121,9 +121,9 @@ impl Action for FlashDFUAction {
                 .flatten()
                 .filter_map(lava_pipeline::value::scalar_string),
         );
-        let board = text(device.get(&["board_id"])).unwrap_or_default();
-        let vendor = text(device.get(&["usb_vendor_id"])).unwrap_or_default();
-        let product = text(device.get(&["usb_product_id"])).unwrap_or_default();
+        let board = text(device.lookup(&["board_id"])).unwrap_or_default();
+        let vendor = text(device.lookup(&["usb_vendor_id"])).unwrap_or_default();
+        let product = text(device.lookup(&["usb_product_id"])).unwrap_or_default();
         cmd.extend(["--serial".to_string(), board]);
         cmd.extend(["--device".to_string(), format!("{vendor}:{product}")]);
         self.base_command = cmd;
@@ -132,7 +132,7 @@ impl Action for FlashDFUAction {
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         let device = &ctx.job.device;
         let Some(command) = device
-            .get(&["actions", "boot", "methods", "dfu", "parameters", "command"])
+            .lookup(&["actions", "boot", "methods", "dfu", "parameters", "command"])
             .and_then(lava_pipeline::value::scalar_string)
         else {
             ctx.error("Invalid parameters for flash-dfu");
@@ -141,7 +141,7 @@ impl Action for FlashDFUAction {
         crate::common::power::require_tool(&command)?;
         let text = |k: &str| {
             device
-                .get(&[k])
+                .lookup(&[k])
                 .and_then(lava_pipeline::value::scalar_string)
         };
         let (board, vendor, product) = (

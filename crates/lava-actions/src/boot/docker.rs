@@ -126,7 +126,7 @@ impl Action for CallDockerAction {
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         let device = pipeline.device();
         let options = device
-            .get(&["actions", "boot", "methods", "docker", "options"])
+            .lookup(&["actions", "boot", "methods", "docker", "options"])
             .and_then(Value::as_mapping);
         self.extra_options = docker_run_options(options);
         self.remote = options

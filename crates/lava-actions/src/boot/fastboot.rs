@@ -95,9 +95,9 @@ impl Action for BootFastbootAction {
             )))?;
         }
         let device = pipeline.device();
-        let board_id = device.get(&["fastboot_serial_number"]).cloned();
+        let board_id = device.lookup(&["fastboot_serial_number"]).cloned();
         let hard_reset = has_hard_reset(device);
-        if truthy(device.get(&["fastboot_via_uboot"])) {
+        if truthy(device.lookup(&["fastboot_via_uboot"])) {
             pipeline.add(ConnectDevice::new())?;
             pipeline.add(UBootEnterFastbootAction::new())?;
             add_detect_fastboot_if_needed(pipeline)?;

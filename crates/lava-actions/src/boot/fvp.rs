@@ -98,7 +98,7 @@ impl FvpDocker {
     fn read(device: &Device, params: &Mapping) -> Self {
         let docker = params.get("docker");
         let options = device
-            .get(&["actions", "boot", "methods", "fvp", "options"])
+            .lookup(&["actions", "boot", "methods", "fvp", "options"])
             .and_then(Value::as_mapping)
             .cloned()
             .unwrap_or_default();

@@ -23,7 +23,7 @@ pub fn register(registry: &mut StrategyRegistry) {
                     return Err("\"commands\" not in parameters".into());
                 };
                 let defined = device
-                    .get(&["actions", "boot", "methods", "gdb"])
+                    .lookup(&["actions", "boot", "methods", "gdb"])
                     .and_then(Value::as_mapping)
                     .is_some_and(|m| m.contains_key(commands));
                 if !defined {

@@ -259,20 +259,20 @@ impl WaitFastBootInterrupt {
     }
 
     pub fn check(device: &Device, errors: &mut Vec<String>) {
-        match device.get(&["fastboot_serial_number"]) {
+        match device.lookup(&["fastboot_serial_number"]) {
             None => errors.push("device fastboot serial number missing".into()),
             Some(v) if scalar_string(v).as_deref() == Some("0000000000") => {
                 errors.push("device fastboot serial number unset".into())
             }
             Some(_) => {}
         }
-        match device.get(&["fastboot_options"]) {
+        match device.lookup(&["fastboot_options"]) {
             None => errors.push("device fastboot options missing".into()),
             Some(Value::Sequence(_)) => {}
             Some(_) => errors.push("device fastboot options is not a list".into()),
         }
         let fastboot = device
-            .get(&["actions", "deploy", "methods", "fastboot"])
+            .lookup(&["actions", "deploy", "methods", "fastboot"])
             .filter(|f| f.is_mapping());
         let set = |k: &str| truthy(fastboot.and_then(|f| f.get(k)));
         if !set("interrupt_prompt") || !set("interrupt_string") {

@@ -109,7 +109,7 @@ impl Action for IsoRebootAction {
         if ctx.meta.param("prompts").is_none() {
             ctx.error("Unable to identify boot prompts from job definition.");
         }
-        let command = ctx.job.device.get(&[
+        let command = ctx.job.device.lookup(&[
             "actions",
             "boot",
             "methods",

@@ -38,7 +38,7 @@ impl Action for BootJLinkRetry {
         if has_hard_reset(device) {
             pipeline.add(ResetDevice::new())?;
             pipeline.add(WaitDeviceBoardID::with_board_id(
-                device.get(&["board_id"]).cloned(),
+                device.lookup(&["board_id"]).cloned(),
             ))?;
         }
         pipeline.add(ConnectDevice::new())?;
@@ -99,7 +99,7 @@ impl Action for FlashJLinkAction {
     );
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         let device = pipeline.device();
-        let params = device.get(&["actions", "boot", "methods", "jlink", "parameters"]);
+        let params = device.lookup(&["actions", "boot", "methods", "jlink", "parameters"]);
         let text = |k: &str| {
             params
                 .and_then(|p| p.get(k))
@@ -127,7 +127,7 @@ impl Action for FlashJLinkAction {
         }
         cmd.extend(["-autoconnect", "1", "-NoGui", "1"].map(String::from));
         let board = device
-            .get(&["board_id"])
+            .lookup(&["board_id"])
             .and_then(lava_pipeline::value::scalar_string)
             .unwrap_or_default();
         cmd.extend(["-SelectEmuBySN".to_string(), board]);
@@ -136,7 +136,7 @@ impl Action for FlashJLinkAction {
     }
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         let device = &ctx.job.device;
-        let params = device.get(&["actions", "boot", "methods", "jlink", "parameters"]);
+        let params = device.lookup(&["actions", "boot", "methods", "jlink", "parameters"]);
         let binary = params
             .and_then(|p| p.get("command"))
             .and_then(lava_pipeline::value::scalar_string)
@@ -159,7 +159,7 @@ impl Action for FlashJLinkAction {
             ctx.error(e);
         }
         let board = device
-            .get(&["board_id"])
+            .lookup(&["board_id"])
             .and_then(lava_pipeline::value::scalar_string);
         if board.as_deref() == Some(crate::common::fastboot::UNSET_SERIAL) {
             ctx.error("[JLink] board_id unset");

@@ -52,7 +52,7 @@ impl Action for BootNodebooterAction {
 /// The device `environment` checks shared by both nodebooter actions; returns `DUT_MAC`
 /// and `DUT_IFACE`.
 fn check_environment(device: &Device, ctx: &mut ValidateContext<'_>) -> (bool, bool) {
-    match device.get(&["environment"]) {
+    match device.lookup(&["environment"]) {
         None => {
             ctx.error("Missing 'environment' variable in the device configuration");
             (false, false)

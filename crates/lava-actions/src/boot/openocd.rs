@@ -38,7 +38,7 @@ impl Action for BootOpenOCDRetry {
         if has_hard_reset(device) {
             pipeline.add(ResetDevice::new())?;
             pipeline.add(WaitDeviceBoardID::with_board_id(
-                device.get(&["board_id"]).cloned(),
+                device.lookup(&["board_id"]).cloned(),
             ))?;
         }
         pipeline.add(ConnectDevice::new())?;
@@ -102,7 +102,7 @@ impl Action for FlashOpenOCDAction {
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         let method = pipeline
             .device()
-            .get(&["actions", "boot", "methods", "openocd"]);
+            .lookup(&["actions", "boot", "methods", "openocd"]);
         self.command = method
             .and_then(|m| lava_pipeline::value::lookup(m, &["parameters", "command"]))
             .and_then(lava_pipeline::value::scalar_string);
@@ -116,7 +116,7 @@ impl Action for FlashOpenOCDAction {
         let board = ctx
             .job
             .device
-            .get(&["board_id"])
+            .lookup(&["board_id"])
             .and_then(lava_pipeline::value::scalar_string);
         if board.as_deref() == Some("00000000") {
             ctx.error("[FLASH_OPENOCD] board_id unset");

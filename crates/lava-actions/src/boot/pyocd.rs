@@ -56,7 +56,7 @@ impl Action for BootPyOCDRetry {
     }
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         let device = pipeline.device();
-        let connect_first = truthy(device.get(&[
+        let connect_first = truthy(device.lookup(&[
             "actions",
             "boot",
             "methods",
@@ -67,7 +67,7 @@ impl Action for BootPyOCDRetry {
         if has_hard_reset(device) {
             pipeline.add(ResetDevice::new())?;
             pipeline.add(WaitDeviceBoardID::with_board_id(
-                device.get(&["board_id"]).cloned(),
+                device.lookup(&["board_id"]).cloned(),
             ))?;
         }
         if connect_first {
@@ -117,7 +117,7 @@ impl Action for FlashPyOCDAction {
     );
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         let device = pipeline.device();
-        let params = device.get(&["actions", "boot", "methods", "pyocd", "parameters"]);
+        let params = device.lookup(&["actions", "boot", "methods", "pyocd", "parameters"]);
         self.command = params
             .and_then(|p| p.get("command"))
             .and_then(lava_pipeline::value::scalar_string);
@@ -131,12 +131,14 @@ impl Action for FlashPyOCDAction {
             })
             .unwrap_or_default();
         self.board_id = device
-            .get(&["board_id"])
+            .lookup(&["board_id"])
             .and_then(lava_pipeline::value::scalar_string)
             .unwrap_or_default();
-        self.pre_os_command = device
-            .command("pre_os_command")
-            .and_then(lava_pipeline::value::scalar_string);
+        // LAVA runs `pre_os_command` as one command line.
+        self.pre_os_command = match device.command("pre_os_command") {
+            Some(lava_pipeline::device::CommandList::One(command)) => Some(command.clone()),
+            _ => None,
+        };
         Ok(())
     }
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {

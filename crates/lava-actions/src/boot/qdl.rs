@@ -54,7 +54,7 @@ pub struct EnterQDL {
 impl Action for EnterQDL {
     action_identity!("enter-qdl", "EnterQDL", "enter QDL mode", "enter QDL mode");
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
-        self.commands = crate::common::command_list(pipeline.device().get(&[
+        self.commands = crate::common::command_list(pipeline.device().lookup(&[
             "actions",
             "boot",
             "methods",
@@ -68,7 +68,7 @@ impl Action for EnterQDL {
         let params = ctx
             .job
             .device
-            .get(&["actions", "boot", "methods", "qdl", "parameters"]);
+            .lookup(&["actions", "boot", "methods", "qdl", "parameters"]);
         match params.and_then(|p| p.get("enter-commands")) {
             None => ctx.error("\"enter-commands\" is not defined"),
             Some(Value::Sequence(_)) => {}
@@ -128,10 +128,10 @@ impl Action for FlashQDLAction {
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         let device = pipeline.device();
         self.command = device
-            .get_str(&["actions", "boot", "methods", "qdl", "parameters", "command"])
+            .lookup_str(&["actions", "boot", "methods", "qdl", "parameters", "command"])
             .map(str::to_string);
         self.board_qdl_id = device
-            .get(&["board_qdl_id"])
+            .lookup(&["board_qdl_id"])
             .and_then(lava_pipeline::value::scalar_string);
         self.qcomflash_path = pipeline
             .param("path")

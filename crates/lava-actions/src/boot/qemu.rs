@@ -108,7 +108,7 @@ impl CallQemuAction {
             .and_then(lava_pipeline::value::scalar_string)
             .ok_or_else(|| LavaError::job("Missing 'arch' in job context"))?;
         let device = &job.device;
-        match device.get(&["available_architectures"]) {
+        match device.lookup(&["available_architectures"]) {
             None => {
                 errors.push("Device lacks list of available architectures.".into());
                 errors.push(

@@ -97,7 +97,7 @@ impl SwitchRecoveryCommand {
 
     /// The commands to run, as configured (a string or a list).
     pub fn commands(&self, device: &Device) -> Vec<String> {
-        crate::common::command_list(device.get(&[
+        crate::common::command_list(device.lookup(&[
             "actions",
             "deploy",
             "methods",

@@ -41,7 +41,7 @@ impl Action for SshAction {
 /// `scp-deploy`.
 fn check_ssh_params(device: &Device, errors: &mut Vec<String>) {
     let serial = device
-        .get(&["actions", "boot", "connections"])
+        .lookup(&["actions", "boot", "connections"])
         .and_then(Value::as_mapping)
         .is_some_and(|c| c.contains_key("serial"));
     if !serial {

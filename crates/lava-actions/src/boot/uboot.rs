@@ -190,11 +190,11 @@ impl UBootSecondaryMedia {
         match params.get("kernel_type").and_then(scalar_string) {
             Some(kernel_type) => {
                 // Only the mapping's warnings matter here; the result is used at run time.
-                let _ = map_kernel_uboot(&kernel_type, device.get(&["parameters"]));
+                let _ = map_kernel_uboot(&kernel_type, device.lookup(&["parameters"]));
             }
             None => errors.push("Missing kernel_type for secondary media boot".into()),
         }
-        let media_params = device.get(&["parameters", "media", media]);
+        let media_params = device.lookup(&["parameters", "media", media]);
         let known = deployed.is_some_and(|d| media_params.and_then(|m| m.get(d)).is_some());
         if !known {
             errors.push(format!(

@@ -3,7 +3,7 @@
 //! share with `grub-efi`.
 
 use crate::common::bootloader::{
-    BootloaderCommandOverlay, BootloaderCommandsAction, add_login_tail, connect_command,
+    BootloaderCommandOverlay, BootloaderCommandsAction, add_login_tail,
 };
 use crate::common::env::ExportDeviceEnvironment;
 use crate::common::login::AutoLoginAction;
@@ -169,7 +169,7 @@ impl Action for MenuConnect {
         ErrorKind::Infrastructure
     }
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
-        if connect_command(&ctx.job.device)?.is_empty() {
+        if ctx.job.device.connect_command()?.is_empty() {
             ctx.error("Unable to connect to device");
         }
         Ok(())

@@ -40,7 +40,7 @@ pub fn register(registry: &mut StrategyRegistry) {
 /// `actions.boot.methods.uuu.options`.
 fn uuu_options(device: &Device) -> Option<&Mapping> {
     device
-        .get(&["actions", "boot", "methods", "uuu", "options"])
+        .lookup(&["actions", "boot", "methods", "uuu", "options"])
         .and_then(Value::as_mapping)
 }
 
@@ -53,7 +53,7 @@ fn option<'d>(device: &'d Device, key: &str) -> Option<&'d Value> {
 /// The U-Boot prompt of the device (`actions.boot.methods.u-boot.parameters`).
 fn uboot_prompt(device: &Device) -> Option<Value> {
     device
-        .get(&[
+        .lookup(&[
             "actions",
             "boot",
             "methods",

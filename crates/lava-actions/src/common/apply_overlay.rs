@@ -36,7 +36,7 @@ impl Action for ApplyOverlayGuest {
         ErrorKind::Infrastructure
     }
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
-        let guest = ctx.job.device.get(&[
+        let guest = ctx.job.device.lookup(&[
             "actions",
             "deploy",
             "methods",

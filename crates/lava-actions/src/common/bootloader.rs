@@ -19,47 +19,6 @@ use serde_yaml::{Mapping, Value};
 /// default action timeout (loading kernels over the network).
 pub const BOOTLOADER_DEFAULT_CMD_TIMEOUT: u64 = 90;
 
-/// LAVA's `Device.connect_command`: the deprecated `commands.connect`, else the
-/// `connect` of the connection tagged `primary`; empty when none can be found.
-pub fn connect_command(device: &Device) -> LavaResult<String> {
-    let commands = device.get(&["commands"]).ok_or_else(|| {
-        LavaError::configuration("commands section not present in the device config.")
-    })?;
-    if let Some(connect) = commands.get("connect") {
-        return Ok(lava_pipeline::value::scalar_string(connect).unwrap_or_default());
-    }
-    if let Some(connections) = commands.get("connections").and_then(Value::as_mapping) {
-        for value in connections.values() {
-            let Some(connect) = value.get("connect") else {
-                return Ok(String::new());
-            };
-            let primary = value
-                .get("tags")
-                .and_then(Value::as_sequence)
-                .is_some_and(|tags| tags.iter().any(|t| t.as_str() == Some("primary")));
-            if primary {
-                return Ok(lava_pipeline::value::scalar_string(connect).unwrap_or_default());
-            }
-        }
-    }
-    Ok(String::new())
-}
-
-/// LAVA's `get_constant(..., missing_ok=True)`: `None` when the constant is absent (the
-/// `constants` section itself is still required).
-pub fn optional_constant(
-    device: &Device,
-    key: &str,
-    prefix: Option<&str>,
-) -> LavaResult<Option<Value>> {
-    if !device.has("constants") {
-        return Err(LavaError::configuration(
-            "constants section not present in the device config.",
-        ));
-    }
-    Ok(device.get_constant(key, prefix).ok())
-}
-
 /// LAVA's `BootHasMixin.has_prompts`.
 pub fn has_prompts(params: &Mapping) -> bool {
     params.contains_key("prompts")
@@ -273,7 +232,7 @@ impl BootloaderInterruptAction {
             None => {
                 let fastboot_like = |m: &str| m == "fastboot" || m == "download";
                 if fastboot_like(deployment) || fastboot_like(block_method) {
-                    if lava_pipeline::value::truthy(device.get(&["fastboot_via_uboot"])) {
+                    if lava_pipeline::value::truthy(device.lookup(&["fastboot_via_uboot"])) {
                         "u-boot".to_string()
                     } else {
                         return Err(LavaError::job(
@@ -286,7 +245,7 @@ impl BootloaderInterruptAction {
             }
         };
         let method_params = device.require_boot_method_params(&method)?;
-        if connect_command(device)?.is_empty() {
+        if device.connect_command()?.is_empty() {
             errors.push("Unable to connect to device %s".into());
         }
         if block_method == "grub-efi" && device.has_boot_method("grub-efi") {
@@ -300,7 +259,9 @@ impl BootloaderInterruptAction {
         }
         // LAVA evaluates the constant fallback first: a missing constant is a
         // ConfigurationError even when the method parameters give the value.
-        let prompt_constant = device.get_constant("interrupt-prompt", Some(&method))?;
+        let prompt_constant = device
+            .get_constant("interrupt-prompt", Some(&method))?
+            .clone();
         let interrupt_prompt = Some(
             method_params
                 .get("interrupt_prompt")
@@ -311,11 +272,14 @@ impl BootloaderInterruptAction {
             .get("needs_interrupt")
             .map(|v| lava_pipeline::value::truthy(Some(v)))
             .unwrap_or(true);
-        let interrupt_newline = optional_constant(device, "interrupt-newline", Some(&method))?
-            .map(|v| lava_pipeline::value::truthy(Some(&v)))
+        let interrupt_newline = device
+            .optional_constant("interrupt-newline", Some(&method))?
+            .map(|v| lava_pipeline::value::truthy(Some(v)))
             .unwrap_or(true);
         let interrupt_char = if method != "ipxe" {
-            let constant = device.get_constant("interrupt-character", Some(&method))?;
+            let constant = device
+                .get_constant("interrupt-character", Some(&method))?
+                .clone();
             Some(
                 method_params
                     .get("interrupt_char")
@@ -325,7 +289,9 @@ impl BootloaderInterruptAction {
         } else {
             None
         };
-        let control_constant = optional_constant(device, "interrupt_ctrl_list", Some(&method))?;
+        let control_constant = device
+            .optional_constant("interrupt_ctrl_list", Some(&method))?
+            .cloned();
         let interrupt_control_chars = method_params
             .get("interrupt_ctrl_list")
             .cloned()
@@ -520,7 +486,7 @@ impl Action for BootloaderCommandsActionAltBank {
 /// The `commands` of a boot block when they name an entry of `parameters.media` of the
 /// device (a boot from secondary media), else `None`.
 pub fn secondary_media_commands<'p>(device: &Device, params: &'p Mapping) -> Option<&'p str> {
-    let media = device.get(&["parameters", "media"])?.as_mapping()?;
+    let media = device.lookup(&["parameters", "media"])?.as_mapping()?;
     let commands = params.get("commands")?.as_str()?;
     media.contains_key(commands).then_some(commands)
 }
@@ -640,14 +606,14 @@ mod tests {
     #[test]
     fn connect_command_prefers_connect_then_primary() {
         let d = device("commands: {connect: telnet a 1}");
-        assert_eq!(connect_command(&d).unwrap(), "telnet a 1");
+        assert_eq!(d.connect_command().unwrap(), "telnet a 1");
         let d = device(
             "commands:\n  connections:\n    uart1: {connect: telnet b 2}\n    uart0: {connect: telnet a 1, tags: [primary]}\n",
         );
-        assert_eq!(connect_command(&d).unwrap(), "telnet a 1");
+        assert_eq!(d.connect_command().unwrap(), "telnet a 1");
         let d = device("commands:\n  connections:\n    uart0: {tags: [primary]}\n");
-        assert_eq!(connect_command(&d).unwrap(), "");
-        assert!(connect_command(&device("hostname: x")).is_err());
+        assert_eq!(d.connect_command().unwrap(), "");
+        assert!(device("hostname: x").connect_command().is_err());
     }
 
     #[test]

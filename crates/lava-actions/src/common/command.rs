@@ -69,7 +69,8 @@ impl CommandAction {
         let name = self.name.as_str();
         if BUILTIN_COMMANDS.contains(&name) {
             if name == "usbg_ms_commands_disable" {
-                return match device.get(&["actions", "deploy", "methods", "usbg-ms", "disable"]) {
+                return match device.lookup(&["actions", "deploy", "methods", "usbg-ms", "disable"])
+                {
                     Some(Value::Sequence(items)) => {
                         let parts: Vec<String> = items
                             .iter()
@@ -101,7 +102,7 @@ impl CommandAction {
                         .into()))
                 };
             }
-            let commands = device.get(&["commands"]).and_then(Value::as_mapping);
+            let commands = device.lookup(&["commands"]).and_then(Value::as_mapping);
             return match commands.and_then(|c| c.get(name)) {
                 Some(v) => Ok(ResolvedCommand {
                     run: command_list(Some(v)),
@@ -111,7 +112,7 @@ impl CommandAction {
             };
         }
         let users = device
-            .get(&["commands", "users"])
+            .lookup(&["commands", "users"])
             .filter(|u| lava_pipeline::value::truthy(Some(u)));
         let Some(users) = users else {
             return Err(Ok("Device has no configured user commands".into()));

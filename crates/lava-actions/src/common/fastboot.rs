@@ -21,24 +21,24 @@ pub const UNSET_SERIAL: &str = "0000000000";
 
 /// Whether the device has a `commands.hard_reset` (LAVA's `device.hard_reset_command`).
 pub fn has_hard_reset(device: &Device) -> bool {
-    truthy(device.command("hard_reset"))
+    device.has_command("hard_reset")
 }
 
 /// A top-level device key as a string (numbers are shown as YAML scalars).
 fn device_string(device: &Device, key: &str) -> Option<String> {
     device
-        .get(&[key])
+        .lookup(&[key])
         .and_then(lava_pipeline::value::scalar_string)
 }
 
 /// Whether the device detects its fastboot serial number at run time.
 pub fn fastboot_auto_detection(device: &Device) -> bool {
-    truthy(device.get(&["fastboot_auto_detection"]))
+    truthy(device.lookup(&["fastboot_auto_detection"]))
 }
 
 /// The fastboot serial number check shared by the fastboot actions.
 fn check_fastboot_serial(device: &Device, ctx: &mut ValidateContext<'_>) {
-    match device.get(&["fastboot_serial_number"]) {
+    match device.lookup(&["fastboot_serial_number"]) {
         None => ctx.error("device fastboot serial number missing"),
         Some(v) if lava_pipeline::value::scalar_string(v).as_deref() == Some(UNSET_SERIAL) => {
             ctx.error("device fastboot serial number unset")
@@ -56,7 +56,7 @@ pub fn check_fastboot_serial_unless_detected(device: &Device, ctx: &mut Validate
 
 /// `fastboot_options` must be present and a list.
 pub fn check_fastboot_options(device: &Device, ctx: &mut ValidateContext<'_>) {
-    match device.get(&["fastboot_options"]) {
+    match device.lookup(&["fastboot_options"]) {
         None => ctx.error("device fastboot options missing"),
         Some(Value::Sequence(_)) => {}
         Some(_) => ctx.error("device fastboot options is not a list"),
@@ -65,7 +65,7 @@ pub fn check_fastboot_options(device: &Device, ctx: &mut ValidateContext<'_>) {
 
 /// The deploy block must list a `fastboot` connection.
 pub fn check_fastboot_connection(device: &Device, ctx: &mut ValidateContext<'_>) {
-    let listed = match device.get(&["actions", "deploy", "connections"]) {
+    let listed = match device.lookup(&["actions", "deploy", "connections"]) {
         Some(Value::Mapping(m)) => m.contains_key("fastboot"),
         Some(Value::Sequence(s)) => s.iter().any(|v| v.as_str() == Some("fastboot")),
         _ => false,
@@ -92,7 +92,7 @@ impl FastbootTool {
         FastbootTool {
             serial_number: device_string(device, "fastboot_serial_number"),
             options: device
-                .get(&["fastboot_options"])
+                .lookup(&["fastboot_options"])
                 .and_then(Value::as_sequence)
                 .map(|s| {
                     s.iter()
@@ -222,7 +222,7 @@ impl Action for EnterFastbootAction {
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         check_optional_container(&ctx.meta.parameters, ctx);
         let device = &ctx.job.device;
-        match device.get(&["adb_serial_number"]) {
+        match device.lookup(&["adb_serial_number"]) {
             None => ctx.error("device adb serial number missing"),
             Some(v) if lava_pipeline::value::scalar_string(v).as_deref() == Some(UNSET_SERIAL) => {
                 ctx.error("device adb serial number unset")
@@ -268,7 +268,7 @@ impl Action for UBootEnterFastbootAction {
         let params =
             pipeline
                 .device()
-                .get(&["actions", "deploy", "methods", "u-boot", "parameters"]);
+                .lookup(&["actions", "deploy", "methods", "u-boot", "parameters"]);
         self.bootloader_prompt = params
             .and_then(|p| p.get("bootloader_prompt"))
             .and_then(Value::as_str)
@@ -285,7 +285,7 @@ impl Action for UBootEnterFastbootAction {
         if !device.has_deploy_method("u-boot") {
             ctx.error("uboot method missing");
         }
-        let commands = device.get(&[
+        let commands = device.lookup(&[
             "actions",
             "deploy",
             "methods",
@@ -328,7 +328,7 @@ impl Action for ConnectAdb {
             ctx.error("device adb serial number missing");
         }
         let listed = device
-            .get(&["actions", "boot", "connections"])
+            .lookup(&["actions", "boot", "connections"])
             .and_then(Value::as_mapping)
             .is_some_and(|m| m.contains_key("adb"));
         if !listed {
@@ -422,7 +422,7 @@ impl Action for WaitDeviceBoardID {
     }
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         if !self.explicit {
-            self.board_id = pipeline.device().get(&["board_id"]).cloned();
+            self.board_id = pipeline.device().lookup(&["board_id"]).cloned();
         }
         Ok(())
     }
@@ -495,14 +495,14 @@ impl Action for WaitUSBSerialDeviceAction {
             ("ID_USB_DRIVER".into(), driver),
         ];
         self.usb_sleep = device
-            .get(&["usb_sleep"])
+            .lookup(&["usb_sleep"])
             .and_then(Value::as_u64)
             .unwrap_or(0);
         Ok(())
     }
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         check_usb_ids(ctx, "USBSERIAL", UNSET_SERIAL);
-        match ctx.job.device.get(&["usb_sleep"]) {
+        match ctx.job.device.lookup(&["usb_sleep"]) {
             None => {}
             Some(Value::Number(n)) if n.is_i64() || n.is_u64() => {}
             Some(_) => ctx.error("usb_sleep should be an integer"),
@@ -613,7 +613,7 @@ impl Action for WaitUSBMassStorageDeviceAction {
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         self.fs_label = pipeline
             .device()
-            .get_str(&["usb_filesystem_label"])
+            .lookup_str(&["usb_filesystem_label"])
             .map(str::to_string);
         Ok(())
     }

@@ -56,7 +56,7 @@ pub fn resolve_connection(
     hardware: Option<&str>,
     errors: &mut Vec<String>,
 ) -> LavaResult<Option<ConnectionCommand>> {
-    let Some(commands) = device.get(&["commands"]) else {
+    let Some(commands) = device.lookup(&["commands"]) else {
         return Ok(None);
     };
     let has = |k: &str| commands.get(k).is_some();
@@ -65,7 +65,7 @@ pub fn resolve_connection(
         return Ok(None);
     }
     let serial_ok = device
-        .get(&["actions", "boot", "connections"])
+        .lookup(&["actions", "boot", "connections"])
         .and_then(Value::as_mapping)
         .is_some_and(|c| c.contains_key("serial"));
     if !serial_ok {
@@ -214,7 +214,7 @@ impl Action for DisconnectDevice {
         let device = &ctx.job.device;
         let result = resolve_connection(device, true, None, &mut errors);
         if let Some(connections) = device
-            .get(&["commands", "connections"])
+            .lookup(&["commands", "connections"])
             .and_then(Value::as_mapping)
         {
             let knows_how = connections.values().any(|c| {
@@ -296,7 +296,7 @@ impl Action for ResetDevice {
         "reboot the device"
     );
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
-        if truthy(pipeline.device().command("hard_reset")) {
+        if pipeline.device().has_command("hard_reset") {
             pipeline.add(PDUReboot)
         } else {
             pipeline.add(SendRebootCommands)
@@ -337,7 +337,7 @@ impl Action for PDUReboot {
         ErrorKind::Infrastructure
     }
     async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        let commands = command_list(ctx.job.device.command("hard_reset"));
+        let commands = ctx.job.device.command_vec("hard_reset");
         if commands.is_empty() {
             return Err(LavaError::infrastructure(
                 "Hard reset required but not defined.",
@@ -352,7 +352,7 @@ impl Action for PDUReboot {
 /// Run a device command named in `commands`, as the power actions do: an empty string
 /// only warns, an absent one does nothing.
 async fn run_named(ctx: &mut RunContext, name: &str, missing: &str) -> LavaResult<bool> {
-    let value = ctx.job.device.get(&["commands", name]).cloned();
+    let value = ctx.job.device.lookup(&["commands", name]).cloned();
     if value.as_ref().and_then(Value::as_str) == Some("") {
         ctx.logger.warning(missing);
         return Ok(false);
@@ -429,12 +429,12 @@ impl Action for PowerOn {
     }
     async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
         let device = &ctx.job.device;
-        if device.get_str(&["commands", "power_on"]) == Some("") {
+        if device.lookup_str(&["commands", "power_on"]) == Some("") {
             ctx.logger.warning("Unable to power on the device");
             return Ok(());
         }
-        let pre = command_list(device.command("pre_power_command"));
-        let power = command_list(device.command("power_on"));
+        let pre = device.command_vec("pre_power_command");
+        let power = device.command_vec("power_on");
         if !pre.is_empty() {
             ctx.logger.info("Running pre power command");
             run_host_commands(ctx, &pre, ErrorKind::Infrastructure).await?;
@@ -491,10 +491,10 @@ impl Action for PowerOff {
                 }
             }
         }
-        if !truthy(ctx.job.device.get(&["commands"])) {
+        if !truthy(ctx.job.device.lookup(&["commands"])) {
             return Ok(());
         }
-        let commands = command_list(ctx.job.device.command("power_off"));
+        let commands = ctx.job.device.command_vec("power_off");
         run_host_commands(ctx, &commands, ErrorKind::Infrastructure).await?;
         ctx.set_result("status", "success");
         Ok(())
@@ -590,7 +590,7 @@ impl Action for ConnectShell {
         let mut errors = Vec::new();
         let device = &ctx.job.device;
         let result = resolve_connection(device, false, self.hardware.as_deref(), &mut errors);
-        if device.get(&["commands", "connections"]).is_none() {
+        if device.lookup(&["commands", "connections"]).is_none() {
             errors.push("Unable to connect to shell - missing connections block.".into());
         }
         ctx.add_errors(errors);

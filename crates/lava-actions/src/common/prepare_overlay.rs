@@ -207,7 +207,7 @@ impl Action for ExtractNfsRootfs {
 /// Replace `{KEY}` placeholders of `address` with the device `static_info` entries.
 pub fn substitute_static_info(address: &str, device: &Device) -> String {
     let mut out = address.to_string();
-    if let Some(infos) = device.get(&["static_info"]).and_then(Value::as_sequence) {
+    if let Some(infos) = device.lookup(&["static_info"]).and_then(Value::as_sequence) {
         for info in infos.iter().filter_map(Value::as_mapping) {
             for (k, v) in info {
                 if let (Some(k), Some(v)) = (k.as_str(), v.as_str()) {
@@ -499,7 +499,7 @@ impl UBootPrepareKernelAction {
         check_tool: bool,
     ) -> LavaResult<KernelConversion> {
         let mut out = KernelConversion::default();
-        let Some(deploy_params) = device.get(&["actions", "deploy", "parameters"]) else {
+        let Some(deploy_params) = device.lookup(&["actions", "deploy", "parameters"]) else {
             return Ok(out);
         };
         let kernel_type = params
@@ -507,7 +507,7 @@ impl UBootPrepareKernelAction {
             .and_then(|k| k.get("type"))
             .and_then(scalar_string)
             .filter(|t| !t.is_empty());
-        let device_params = device.get(&["parameters"]);
+        let device_params = device.lookup(&["parameters"]);
         let Some(kernel_type) = kernel_type else {
             return Ok(out);
         };
@@ -572,7 +572,7 @@ impl PrepareFITAction {
     }
 
     pub fn check(device: &Device, errors: &mut Vec<String>) {
-        match device.get(&["parameters"]) {
+        match device.lookup(&["parameters"]) {
             None | Some(Value::Null) => errors.push("Missing device parameters".into()),
             Some(p) if p.get("load_address").is_none() => {
                 errors.push("Missing load_address from device parameters".into())
@@ -657,7 +657,7 @@ impl CompressRamdisk {
         if params.truthy_value("ramdisk").is_none() || ramdisk_untouched(params) {
             return Ok(None);
         }
-        let Some(deploy_params) = device.get(&["actions", "deploy", "parameters"]) else {
+        let Some(deploy_params) = device.lookup(&["actions", "deploy", "parameters"]) else {
             return Ok(None);
         };
         match deploy_params.get("add_header") {

@@ -67,7 +67,7 @@ impl Action for AvhDeploy {
         self.path = download_dir(pipeline, "avh");
         self.options = pipeline
             .device()
-            .get(&["actions", "deploy", "methods", "avh", "options"])
+            .lookup(&["actions", "deploy", "methods", "avh", "options"])
             .and_then(Value::as_mapping)
             .cloned()
             .unwrap_or_default();

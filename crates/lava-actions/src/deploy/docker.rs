@@ -69,7 +69,7 @@ impl Action for DockerAction {
     );
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         (self.image_name, self.local) = image_of(pipeline.param("image"));
-        let remote = pipeline.device().get(&[
+        let remote = pipeline.device().lookup(&[
             "actions", "deploy", "methods", "docker", "options", "remote",
         ]);
         if truthy(remote) {

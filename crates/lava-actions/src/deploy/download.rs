@@ -48,10 +48,10 @@ impl Action for DownloadAction {
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         let params = pipeline.params();
         let device = pipeline.device();
-        if truthy(device.get(&["fastboot_via_uboot"])) {
+        if truthy(device.lookup(&["fastboot_via_uboot"])) {
             pipeline.add(ConnectDevice::new())?;
             pipeline.add(UBootEnterFastbootAction::new())?;
-        } else if truthy(device.command("hard_reset")) {
+        } else if device.has_command("hard_reset") {
             pipeline.add(ConnectDevice::new())?;
             pipeline.add(ResetDevice::new())?;
         } else {

@@ -108,7 +108,7 @@ impl Action for FastbootAction {
             }
         }
         let device = pipeline.device();
-        if truthy(device.get(&["fastboot_via_uboot"])) {
+        if truthy(device.lookup(&["fastboot_via_uboot"])) {
             pipeline.add(ConnectDevice::new())?;
             pipeline.add(UBootEnterFastbootAction::new())?;
             add_detect_fastboot_if_needed(pipeline)?;
@@ -179,8 +179,8 @@ impl Action for FastbootFlashOrderAction {
         let params = pipeline.params();
         let images = images(&params)?;
         let keys: Vec<String> = images.iter().map(|(k, _)| k.clone()).collect();
-        self.order = flash_order(&string_list(device.get(&["flash_cmds_order"])), &keys);
-        let board_id = device.get(&["fastboot_serial_number"]).cloned();
+        self.order = flash_order(&string_list(device.lookup(&["flash_cmds_order"])), &keys);
+        let board_id = device.lookup(&["fastboot_serial_number"]).cloned();
         pipeline.add(ReadFeedback::new(false, true))?;
         for cmd in self.order.clone() {
             let image = images
@@ -265,7 +265,7 @@ impl Action for FastbootFlashAction {
         self.tool = FastbootTool::from_builder(pipeline);
         let method = pipeline
             .device()
-            .get(&["actions", "deploy", "methods", "fastboot"]);
+            .lookup(&["actions", "deploy", "methods", "fastboot"]);
         let get = |k: &str| {
             method
                 .and_then(Value::as_mapping)

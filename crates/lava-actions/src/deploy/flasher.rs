@@ -105,7 +105,7 @@ impl Action for FlasherAction {
         let commands = ctx
             .job
             .device
-            .get(&["actions", "deploy", "methods", "flasher", "commands"]);
+            .lookup(&["actions", "deploy", "methods", "flasher", "commands"]);
         if !matches!(commands, Some(Value::Sequence(_))) {
             ctx.error("'commands' should be a list");
         }

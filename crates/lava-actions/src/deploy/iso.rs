@@ -200,7 +200,7 @@ impl Action for IsoPullInstaller {
 /// Whether the device's `qemu` boot method names the QEMU command and the installer's
 /// console and boot order (`boot_options`).
 pub fn qemu_installer_parameters_set(device: &lava_pipeline::Device) -> bool {
-    let parameters = device.get(&["actions", "boot", "methods", "qemu", "parameters"]);
+    let parameters = device.lookup(&["actions", "boot", "methods", "qemu", "parameters"]);
     let set = |path: &[&str]| {
         parameters
             .and_then(|p| lava_pipeline::value::lookup(p, path))

@@ -83,7 +83,7 @@ impl Action for MpsAction {
                 pipeline.add(DeployMPSTestBinary::new(&key))?;
             }
         }
-        let hard_reboot = truthy(pipeline.device().get(&[
+        let hard_reboot = truthy(pipeline.device().lookup(&[
             "actions",
             "deploy",
             "methods",
@@ -177,7 +177,7 @@ impl Action for DeployMPSRebootTxt {
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         self.reboot_string = pipeline
             .device()
-            .get(&[
+            .lookup(&[
                 "actions",
                 "deploy",
                 "methods",

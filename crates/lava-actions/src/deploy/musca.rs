@@ -110,7 +110,7 @@ impl Action for WaitMuscaMassStorageAction {
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         self.devicepath = pipeline
             .device()
-            .get(&["actions", "deploy", "methods", "musca", "id_serial"])
+            .lookup(&["actions", "deploy", "methods", "musca", "id_serial"])
             .and_then(lava_pipeline::value::scalar_string)
             .map(|id| format!("/dev/disk/by-id/{id}"));
         Ok(())

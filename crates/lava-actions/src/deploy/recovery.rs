@@ -60,7 +60,7 @@ impl Action for RecoveryModeAction {
         }
         let serial = pipeline
             .device()
-            .get(&["actions", "deploy", "methods", "recovery", "tags"])
+            .lookup(&["actions", "deploy", "methods", "recovery", "tags"])
             .and_then(Value::as_sequence)
             .is_some_and(|tags| tags.iter().any(|t| t.as_str() == Some("serial")));
         if serial {

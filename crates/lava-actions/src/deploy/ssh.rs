@@ -39,7 +39,7 @@ impl Action for ScpOverlay {
         let serial = ctx
             .job
             .device
-            .get(&["actions", "deploy", "connections"])
+            .lookup(&["actions", "deploy", "connections"])
             .and_then(Value::as_mapping)
             .is_some_and(|c| c.contains_key("serial"));
         if !serial {

@@ -26,7 +26,7 @@ pub fn register(registry: &mut StrategyRegistry) {
 /// `actions.deploy.methods.vemsd.parameters.<key>` as a string.
 fn vemsd_param(device: &Device, key: &str) -> Option<String> {
     device
-        .get(&["actions", "deploy", "methods", "vemsd", "parameters", key])
+        .lookup(&["actions", "deploy", "methods", "vemsd", "parameters", key])
         .and_then(Value::as_str)
         .map(str::to_string)
 }
@@ -92,7 +92,7 @@ impl Action for VExpressMsdAction {
         pipeline.add(MassStorage::mount(Board::VExpress))?;
         pipeline.add(VExpressStep::new(Step::DeployRecovery))?;
         pipeline.add(MassStorage::unmount(Board::VExpress))?;
-        if truthy(pipeline.device().get(&[
+        if truthy(pipeline.device().lookup(&[
             "actions",
             "deploy",
             "methods",
@@ -230,7 +230,7 @@ impl Action for VExpressStep {
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         self.settings = pipeline
             .device()
-            .get(&["actions", "deploy", "methods", "vemsd", "parameters"])
+            .lookup(&["actions", "deploy", "methods", "vemsd", "parameters"])
             .and_then(Value::as_mapping)
             .cloned()
             .unwrap_or_default();
@@ -325,8 +325,10 @@ impl Action for MassStorage {
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         let device = pipeline.device();
         self.disk_identifier = match self.board {
-            Board::VExpress => device.get_str(&["usb_filesystem_label"]),
-            Board::Musca => device.get_str(&["actions", "deploy", "methods", "musca", "id_serial"]),
+            Board::VExpress => device.lookup_str(&["usb_filesystem_label"]),
+            Board::Musca => {
+                device.lookup_str(&["actions", "deploy", "methods", "musca", "id_serial"])
+            }
         }
         .map(str::to_string);
         Ok(())
@@ -345,7 +347,7 @@ impl Action for MassStorage {
                 let method = ctx
                     .job
                     .device
-                    .get(&["actions", "deploy", "methods", "musca"]);
+                    .lookup(&["actions", "deploy", "methods", "musca"]);
                 if method.and_then(|m| m.get("id_serial")).is_none() {
                     ctx.error("id_serial parameter not set for actions.deploy.methods.musca");
                 }

@@ -222,11 +222,7 @@ pub fn wait_deadline(ctx: &RunContext) -> Instant {
 
 /// The device `character_delays.<section>` in milliseconds (0 when unset).
 pub fn character_delay_ms(ctx: &RunContext, section: &str) -> u64 {
-    ctx.job
-        .device
-        .get(&["character_delays", section])
-        .and_then(Value::as_u64)
-        .unwrap_or(0)
+    ctx.job.device.character_delay_ms(section)
 }
 
 fn string_list(value: Option<&Value>) -> Vec<String> {
@@ -274,8 +270,9 @@ pub(crate) use on_console;
 pub fn device_connect_command(ctx: &RunContext) -> LavaResult<String> {
     ctx.job
         .device
-        .get(&["commands", "connect"])
-        .and_then(lava_pipeline::value::scalar_string)
+        .commands
+        .connect
+        .clone()
         .ok_or_else(|| LavaError::job("Unable to connect to device: no 'connect' command"))
 }
 
@@ -305,7 +302,7 @@ pub fn boot_session_config(ctx: &RunContext) -> SessionConfig {
     if let Some(maxread) = ctx
         .job
         .device
-        .get(&["constants", "spawn_maxread"])
+        .lookup(&["constants", "spawn_maxread"])
         .and_then(Value::as_u64)
     {
         config = config.with_spawn_maxread(maxread as usize);
@@ -840,7 +837,7 @@ pub async fn export_device_env(ctx: &mut RunContext) -> LavaResult<()> {
     let dynamic = ctx
         .job
         .device
-        .get(&["dynamic_data"])
+        .lookup(&["dynamic_data"])
         .and_then(Value::as_mapping)
         .cloned()
         .unwrap_or_default();
@@ -882,7 +879,7 @@ async fn export_inner(
 /// The device command(s) named `name` (`hard_reset`, `power_off`, `power_on`): a string
 /// or a list of strings.
 fn device_commands(ctx: &RunContext, name: &str) -> Vec<String> {
-    string_list(ctx.job.device.command(name))
+    ctx.job.device.command_vec(name)
 }
 
 /// Runs lab commands through the protected runner: failure is an InfrastructureError.

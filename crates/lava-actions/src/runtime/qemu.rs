@@ -215,7 +215,7 @@ pub fn inputs_from_context(ctx: &RunContext) -> QemuInputs {
         } else {
             "virtio"
         };
-        let guest_params = ctx.job.device.get(&[
+        let guest_params = ctx.job.device.lookup(&[
             "actions",
             "deploy",
             "methods",
@@ -299,7 +299,7 @@ pub async fn start_qemu(ctx: &mut RunContext) -> LavaResult<()> {
     if let Some(maxread) = ctx
         .job
         .device
-        .get(&["constants", "spawn_maxread"])
+        .lookup(&["constants", "spawn_maxread"])
         .and_then(scalar_string)
         .and_then(|s| s.parse::<usize>().ok())
     {
@@ -370,7 +370,6 @@ pub async fn wait_for_kernel_start(ctx: &mut RunContext, method: &str) -> LavaRe
                 .device
                 .get_constant("kernel-start-message", None)
                 .ok()
-                .as_ref()
                 .and_then(scalar_string)
         })
         .filter(|m| !m.is_empty());
@@ -379,7 +378,7 @@ pub async fn wait_for_kernel_start(ctx: &mut RunContext, method: &str) -> LavaRe
     };
     let mut patterns = vec![message.clone()];
     if let Ok(errors) = ctx.job.device.get_constant("error-messages", Some(method)) {
-        patterns.extend(string_list(Some(&errors)));
+        patterns.extend(string_list(Some(errors)));
     }
     ctx.logger.debug(format!(
         "{}: Wait for prompt {:?} (timeout {})",

@@ -112,10 +112,10 @@ pub fn overlay_request(ctx: &RunContext, repo_levels: &[String]) -> LavaResult<O
         .cloned();
     let http_cache = Some(dispatcher_str("http_url_format_string")).filter(|s| !s.is_empty());
     let environment = EnvironmentInputs {
-        device_environment: device.get(&["environment"]).cloned(),
-        device_info: device.get(&["device_info"]).cloned(),
-        static_info: device.get(&["static_info"]).cloned(),
-        storage_info: device.get(&["storage_info"]).cloned(),
+        device_environment: device.lookup(&["environment"]).cloned(),
+        device_info: device.lookup(&["device_info"]).cloned(),
+        static_info: device.lookup(&["static_info"]).cloned(),
+        storage_info: device.lookup(&["storage_info"]).cloned(),
         job_environment,
         job_id: job.id.clone(),
         dispatcher_ip: dispatcher_str("dispatcher_ip"),
@@ -126,12 +126,12 @@ pub fn overlay_request(ctx: &RunContext, repo_levels: &[String]) -> LavaResult<O
             .map(|tags| tags.iter().filter_map(scalar_string).collect())
             .unwrap_or_default(),
         dispatcher_prefix: dispatcher_str("prefix"),
-        device_hostname: device.hostname().map(str::to_string),
-        device_type: device.get_str(&["devicetype"]).map(str::to_string),
+        device_hostname: device.hostname.clone(),
+        device_type: device.lookup_str(&["devicetype"]).map(str::to_string),
         http_cache,
     };
     let mut baked = BakedValues::default();
-    if let Some(Value::Sequence(methods)) = device.get(&["storage_info"]) {
+    if let Some(Value::Sequence(methods)) = device.lookup(&["storage_info"]) {
         for method in methods.iter().filter_map(Value::as_mapping) {
             for (k, v) in method {
                 if let (Some(k), Some(v)) = (scalar_string(k), scalar_string(v)) {

@@ -31,7 +31,7 @@ pub fn register(registry: &mut StrategyRegistry) {
 /// The first `device_info` entry's `board_id`, which the container needs to find the DUT.
 pub fn board_id(device: &Device) -> Option<String> {
     device
-        .get(&["device_info"])
+        .lookup(&["device_info"])
         .and_then(Value::as_sequence)
         .and_then(|s| s.first())
         .and_then(|d| d.get("board_id"))
