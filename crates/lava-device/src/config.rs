@@ -462,6 +462,16 @@ impl DeviceConfig {
         delay.unwrap_or(0)
     }
 
+    /// `constants.spawn_maxread`, the console's read size, as a number (LAVA's templates
+    /// write it as a string, `'4092'`); `None` when unset or not a whole number.
+    pub fn spawn_maxread(&self) -> Option<usize> {
+        match self.constants.get("spawn_maxread")? {
+            Value::Number(n) => n.as_u64().and_then(|n| usize::try_from(n).ok()),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
     /// `parameters.<key>`, the device parameters LAVA's strategies read (`media`,
     /// `interfaces`, `local_overlay`, kernel address blocks...).
     pub fn parameter(&self, key: &str) -> Option<&Value> {
@@ -654,6 +664,12 @@ timeouts:
         );
         assert_eq!(dev.optional_constant("nope", Some("posix")).unwrap(), None);
         assert_eq!(dev.character_delay_ms("boot"), 0);
+        assert_eq!(dev.spawn_maxread(), None);
+        let dev = parse(&format!("{MINIMAL}character_delays: {{boot: 500}}\n")).unwrap();
+        assert_eq!(dev.character_delay_ms("boot"), 500);
+        assert_eq!(dev.character_delay_ms("test"), 0);
+        let dev = parse("constants: {spawn_maxread: '4092'}\n").unwrap();
+        assert_eq!(dev.spawn_maxread(), Some(4092));
     }
 
     #[test]

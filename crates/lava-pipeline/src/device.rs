@@ -112,6 +112,11 @@ impl Device {
         self.actions.deploy.methods.get(method)
     }
 
+    /// `actions.deploy.methods.<method>.parameters`, when it is a mapping.
+    pub fn deploy_method_params(&self, method: &str) -> Option<&Mapping> {
+        self.actions.deploy.method_parameters(method)
+    }
+
     /// Whether the device lists this deploy method (value may be null).
     pub fn has_deploy_method(&self, method: &str) -> bool {
         self.actions.deploy.has_method(method)

@@ -32,9 +32,7 @@ pub fn register(registry: &mut StrategyRegistry) {
 }
 
 fn method_params(device: &Device) -> Option<&Mapping> {
-    device
-        .lookup(&["actions", "boot", "methods", "cmsis-dap", "parameters"])
-        .and_then(Value::as_mapping)
+    device.boot_method_params("cmsis-dap")
 }
 
 fn usb_mass_device(device: &Device) -> Option<&Value> {

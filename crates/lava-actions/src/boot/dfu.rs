@@ -77,10 +77,7 @@ impl Action for EnterDFU {
         Ok(())
     }
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
-        let params = ctx
-            .job
-            .device
-            .lookup(&["actions", "boot", "methods", "dfu", "parameters"]);
+        let params = ctx.job.device.boot_method_params("dfu");
         match params.and_then(|p| p.get("enter-commands")) {
             None => ctx.error("\"enter-commands\" is not defined"),
             Some(Value::Sequence(_)) => {}
@@ -110,7 +107,7 @@ impl Action for FlashDFUAction {
     );
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         let device = pipeline.device();
-        let params = device.lookup(&["actions", "boot", "methods", "dfu", "parameters"]);
+        let params = device.boot_method_params("dfu");
         let text = |v: Option<&Value>| v.and_then(lava_pipeline::value::scalar_string);
         let mut cmd = vec![text(params.and_then(|p| p.get("command"))).unwrap_or_default()];
         cmd.extend(
@@ -132,7 +129,8 @@ impl Action for FlashDFUAction {
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         let device = &ctx.job.device;
         let Some(command) = device
-            .lookup(&["actions", "boot", "methods", "dfu", "parameters", "command"])
+            .boot_method_params("dfu")
+            .and_then(|p| p.get("command"))
             .and_then(lava_pipeline::value::scalar_string)
         else {
             ctx.error("Invalid parameters for flash-dfu");

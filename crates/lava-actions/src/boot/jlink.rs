@@ -99,7 +99,7 @@ impl Action for FlashJLinkAction {
     );
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         let device = pipeline.device();
-        let params = device.lookup(&["actions", "boot", "methods", "jlink", "parameters"]);
+        let params = device.boot_method_params("jlink");
         let text = |k: &str| {
             params
                 .and_then(|p| p.get(k))
@@ -136,7 +136,7 @@ impl Action for FlashJLinkAction {
     }
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         let device = &ctx.job.device;
-        let params = device.lookup(&["actions", "boot", "methods", "jlink", "parameters"]);
+        let params = device.boot_method_params("jlink");
         let binary = params
             .and_then(|p| p.get("command"))
             .and_then(lava_pipeline::value::scalar_string)

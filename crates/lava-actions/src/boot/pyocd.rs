@@ -117,7 +117,7 @@ impl Action for FlashPyOCDAction {
     );
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         let device = pipeline.device();
-        let params = device.lookup(&["actions", "boot", "methods", "pyocd", "parameters"]);
+        let params = device.boot_method_params("pyocd");
         self.command = params
             .and_then(|p| p.get("command"))
             .and_then(lava_pipeline::value::scalar_string);

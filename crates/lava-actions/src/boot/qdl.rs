@@ -65,10 +65,7 @@ impl Action for EnterQDL {
         Ok(())
     }
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
-        let params = ctx
-            .job
-            .device
-            .lookup(&["actions", "boot", "methods", "qdl", "parameters"]);
+        let params = ctx.job.device.boot_method_params("qdl");
         match params.and_then(|p| p.get("enter-commands")) {
             None => ctx.error("\"enter-commands\" is not defined"),
             Some(Value::Sequence(_)) => {}
@@ -128,7 +125,9 @@ impl Action for FlashQDLAction {
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         let device = pipeline.device();
         self.command = device
-            .lookup_str(&["actions", "boot", "methods", "qdl", "parameters", "command"])
+            .boot_method_params("qdl")
+            .and_then(|p| p.get("command"))
+            .and_then(Value::as_str)
             .map(str::to_string);
         self.board_qdl_id = device
             .lookup(&["board_qdl_id"])

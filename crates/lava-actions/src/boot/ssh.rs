@@ -40,10 +40,7 @@ impl Action for SshAction {
 /// The checks of the device's ssh parameters shared by `ssh-connection` and
 /// `scp-deploy`.
 fn check_ssh_params(device: &Device, errors: &mut Vec<String>) {
-    let serial = device
-        .lookup(&["actions", "boot", "connections"])
-        .and_then(Value::as_mapping)
-        .is_some_and(|c| c.contains_key("serial"));
+    let serial = device.actions.boot.connections.contains_key("serial");
     if !serial {
         errors.push("Device not configured to support serial connection.".into());
     }

@@ -194,7 +194,7 @@ impl UBootSecondaryMedia {
             }
             None => errors.push("Missing kernel_type for secondary media boot".into()),
         }
-        let media_params = device.lookup(&["parameters", "media", media]);
+        let media_params = device.parameter("media").and_then(|m| m.get(media));
         let known = deployed.is_some_and(|d| media_params.and_then(|m| m.get(d)).is_some());
         if !known {
             errors.push(format!(

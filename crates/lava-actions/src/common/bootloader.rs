@@ -486,7 +486,7 @@ impl Action for BootloaderCommandsActionAltBank {
 /// The `commands` of a boot block when they name an entry of `parameters.media` of the
 /// device (a boot from secondary media), else `None`.
 pub fn secondary_media_commands<'p>(device: &Device, params: &'p Mapping) -> Option<&'p str> {
-    let media = device.lookup(&["parameters", "media"])?.as_mapping()?;
+    let media = device.parameter("media")?.as_mapping()?;
     let commands = params.get("commands")?.as_str()?;
     media.contains_key(commands).then_some(commands)
 }

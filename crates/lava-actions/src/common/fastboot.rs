@@ -265,17 +265,13 @@ impl Action for UBootEnterFastbootAction {
         true
     }
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
-        let params =
-            pipeline
-                .device()
-                .lookup(&["actions", "deploy", "methods", "u-boot", "parameters"]);
+        let params = pipeline.device().deploy_method_params("u-boot");
         self.bootloader_prompt = params
             .and_then(|p| p.get("bootloader_prompt"))
             .and_then(Value::as_str)
             .map(str::to_string);
-        self.commands = crate::common::command_list(
-            params.and_then(|p| lava_pipeline::value::lookup(p, &["fastboot", "commands"])),
-        );
+        self.commands =
+            crate::common::command_list(params.and_then(|p| p.get("fastboot")?.get("commands")));
         pipeline.add(ResetDevice::new())?;
         pipeline.add(BootloaderInterruptAction::new())?;
         Ok(())
@@ -327,10 +323,7 @@ impl Action for ConnectAdb {
         if !device.has("adb_serial_number") {
             ctx.error("device adb serial number missing");
         }
-        let listed = device
-            .lookup(&["actions", "boot", "connections"])
-            .and_then(Value::as_mapping)
-            .is_some_and(|m| m.contains_key("adb"));
+        let listed = device.actions.boot.connections.contains_key("adb");
         if !listed {
             ctx.error("Device not configured to support adb connection.");
         }

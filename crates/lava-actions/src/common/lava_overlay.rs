@@ -170,7 +170,7 @@ impl Action for OverlayAction {
         if ctx
             .job
             .device
-            .lookup(&["parameters", "local_overlay"])
+            .parameter("local_overlay")
             .and_then(|v| v.as_bool())
             == Some(true)
         {

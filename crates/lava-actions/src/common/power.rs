@@ -1,7 +1,8 @@
 //! Power and connection actions: connect to the console, reset, power on/off, the
 //! pre-power and pre-OS hooks, reconnect and read feedback from other namespaces.
 
-use super::{command_list, run_host_commands};
+use super::run_host_commands;
+use lava_pipeline::device::CommandList;
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
     Action, ActionMeta, Device, ErrorKind, LavaError, LavaResult, Pipeline, PipelineBuilder,
@@ -64,10 +65,7 @@ pub fn resolve_connection(
         errors.push("Unable to connect to shell - missing connections block.".into());
         return Ok(None);
     }
-    let serial_ok = device
-        .lookup(&["actions", "boot", "connections"])
-        .and_then(Value::as_mapping)
-        .is_some_and(|c| c.contains_key("serial"));
+    let serial_ok = device.actions.boot.connections.contains_key("serial");
     if !serial_ok {
         errors.push("Device not configured to support serial connection.".into());
     }
@@ -351,13 +349,18 @@ impl Action for PDUReboot {
 
 /// Run a device command named in `commands`, as the power actions do: an empty string
 /// only warns, an absent one does nothing.
+/// A command written as the empty string: LAVA's way to say a device cannot do it (only a
+/// warning), unlike an absent command.
+fn is_empty_string(command: Option<&CommandList>) -> bool {
+    matches!(command, Some(CommandList::One(text)) if text.is_empty())
+}
+
 async fn run_named(ctx: &mut RunContext, name: &str, missing: &str) -> LavaResult<bool> {
-    let value = ctx.job.device.lookup(&["commands", name]).cloned();
-    if value.as_ref().and_then(Value::as_str) == Some("") {
+    if is_empty_string(ctx.job.device.command(name)) {
         ctx.logger.warning(missing);
         return Ok(false);
     }
-    let commands = command_list(value.as_ref());
+    let commands = ctx.job.device.command_vec(name);
     run_host_commands(ctx, &commands, ErrorKind::Infrastructure).await?;
     Ok(!commands.is_empty())
 }
@@ -429,7 +432,7 @@ impl Action for PowerOn {
     }
     async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
         let device = &ctx.job.device;
-        if device.lookup_str(&["commands", "power_on"]) == Some("") {
+        if is_empty_string(device.command("power_on")) {
             ctx.logger.warning("Unable to power on the device");
             return Ok(());
         }

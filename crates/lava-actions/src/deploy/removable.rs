@@ -45,7 +45,7 @@ pub fn removable_accepts(device: &Device, params: &Mapping) -> Result<(), String
     if !REMOVABLE_MEDIA.contains(&media) {
         return Err("\"media\" was not \"sata\", \"sd\", or \"usb\"".into());
     }
-    let Some(device_media) = device.lookup(&["parameters", "media"]) else {
+    let Some(device_media) = device.parameter("media") else {
         return Err(
             "\"parameters\" was not in the device or \"media\" was not in the parameters".into(),
         );
@@ -194,7 +194,7 @@ impl DDAction {
             }
         }
         let to = params.get("to").and_then(scalar_string).unwrap_or_default();
-        let boot_params = device.lookup(&["parameters", "media", &to]);
+        let boot_params = device.parameter("media").and_then(|m| m.get(&to));
         if boot_params.is_none() {
             errors.push(format!("media '{to}' unavailable for this device"));
         }

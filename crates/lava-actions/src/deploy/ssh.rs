@@ -39,9 +39,10 @@ impl Action for ScpOverlay {
         let serial = ctx
             .job
             .device
-            .lookup(&["actions", "deploy", "connections"])
-            .and_then(Value::as_mapping)
-            .is_some_and(|c| c.contains_key("serial"));
+            .actions
+            .deploy
+            .connections
+            .contains_key("serial");
         if !serial {
             ctx.error("Device not configured to support serial connection.");
         }

@@ -26,7 +26,8 @@ pub fn register(registry: &mut StrategyRegistry) {
 /// `actions.deploy.methods.vemsd.parameters.<key>` as a string.
 fn vemsd_param(device: &Device, key: &str) -> Option<String> {
     device
-        .lookup(&["actions", "deploy", "methods", "vemsd", "parameters", key])
+        .deploy_method_params("vemsd")
+        .and_then(|p| p.get(key))
         .and_then(Value::as_str)
         .map(str::to_string)
 }
@@ -230,8 +231,7 @@ impl Action for VExpressStep {
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         self.settings = pipeline
             .device()
-            .lookup(&["actions", "deploy", "methods", "vemsd", "parameters"])
-            .and_then(Value::as_mapping)
+            .deploy_method_params("vemsd")
             .cloned()
             .unwrap_or_default();
         Ok(())

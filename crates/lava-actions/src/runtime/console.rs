@@ -299,13 +299,8 @@ pub async fn connect_device(ctx: &mut RunContext, command: &str) -> LavaResult<(
 pub fn boot_session_config(ctx: &RunContext) -> SessionConfig {
     let mut config =
         SessionConfig::default().with_character_delay_ms(character_delay_ms(ctx, "boot"));
-    if let Some(maxread) = ctx
-        .job
-        .device
-        .lookup(&["constants", "spawn_maxread"])
-        .and_then(Value::as_u64)
-    {
-        config = config.with_spawn_maxread(maxread as usize);
+    if let Some(maxread) = ctx.job.device.spawn_maxread() {
+        config = config.with_spawn_maxread(maxread);
     }
     let prompts = string_list(ctx.meta().param("prompts"));
     if !prompts.is_empty() {
@@ -834,13 +829,7 @@ pub async fn export_device_env(ctx: &mut RunContext) -> LavaResult<()> {
         .and_then(Value::as_mapping)
         .cloned()
         .unwrap_or_default();
-    let dynamic = ctx
-        .job
-        .device
-        .lookup(&["dynamic_data"])
-        .and_then(Value::as_mapping)
-        .cloned()
-        .unwrap_or_default();
+    let dynamic = ctx.job.device.dynamic_data().cloned().unwrap_or_default();
     if ctx.connection_as::<ConsoleConnection>().is_none() {
         return Ok(());
     }

@@ -296,13 +296,7 @@ pub async fn start_qemu(ctx: &mut RunContext) -> LavaResult<()> {
 
     let namespace = ctx.connection_namespace();
     let mut config = SessionConfig::default();
-    if let Some(maxread) = ctx
-        .job
-        .device
-        .lookup(&["constants", "spawn_maxread"])
-        .and_then(scalar_string)
-        .and_then(|s| s.parse::<usize>().ok())
-    {
+    if let Some(maxread) = ctx.job.device.spawn_maxread() {
         config = config.with_spawn_maxread(maxread);
     }
     let prompts = string_list(ctx.meta().param("prompts"));

@@ -92,7 +92,7 @@ impl Action for TestServices {
         let allowed = ctx
             .job
             .device
-            .lookup(&["parameters", "allow_test_services"])
+            .parameter("allow_test_services")
             .and_then(Value::as_bool)
             == Some(true);
         if !allowed {
