@@ -4,7 +4,8 @@
 //! normal (non-dev, non-build) dependencies, directly or transitively: the coordinator
 //! broker and the MultiNode wire crate link no job engine, the artefacts and log upload
 //! leaves link none of our crates above them, and the Python-compatibility and error leaves
-//! link none but `lava-error` → `lava-python`. `cargo xtask test` runs the check before the
+//! link none but `lava-error` → `lava-python`; the device model (used by lava-pipeline)
+//! links no engine crate. `cargo xtask test` runs the check before the
 //! tests, so a new dependency arrow pointing upward fails the build instead of slowly
 //! growing a broker into a dispatcher.
 
@@ -38,14 +39,24 @@ const ABOVE_PYTHON: [&str; 9] = [
     "lava-error",
 ];
 
+/// The crates above lava-device: the device model is read by the engine (lava-pipeline's
+/// `Device` holds lava-device's `DeviceConfig`), so it must not read the engine.
+const ABOVE_DEVICE: [&str; 4] = [
+    "lava-pipeline",
+    "lava-shell",
+    "lava-actions",
+    "lava-connection",
+];
+
 /// (crate, crates it must not reach through normal dependencies).
-const RULES: [(&str, &[&str]); 6] = [
+const RULES: [(&str, &[&str]); 7] = [
     ("lava-coordinator", &ENGINE),
     ("lava-multinode", &ENGINE),
     ("lava-artefacts", &ENGINE),
     ("lava-log-upload", &ENGINE),
     ("lava-error", ABOVE_PYTHON.split_at(8).0),
     ("lava-python", &ABOVE_PYTHON),
+    ("lava-device", &ABOVE_DEVICE),
 ];
 
 #[derive(Deserialize)]
