@@ -35,8 +35,8 @@ pub enum DeviceInput {
     File(PathBuf),
     /// A rendered device configuration's text.
     Yaml(String),
-    /// An already-loaded device.
-    Parsed(Device),
+    /// An already-loaded device (boxed: the typed configuration is large).
+    Parsed(Box<Device>),
 }
 
 impl From<PathBuf> for DeviceInput {
@@ -53,7 +53,7 @@ impl From<&Path> for DeviceInput {
 
 impl From<Device> for DeviceInput {
     fn from(device: Device) -> Self {
-        DeviceInput::Parsed(device)
+        DeviceInput::Parsed(Box::new(device))
     }
 }
 
@@ -457,7 +457,7 @@ impl JobRun {
     /// passes it).
     fn load_device(&self, job_text: &str) -> Result<Device, LavaError> {
         let path = match &self.device {
-            DeviceInput::Parsed(device) => return Ok(device.clone()),
+            DeviceInput::Parsed(device) => return Ok(Device::clone(device)),
             DeviceInput::Yaml(text) => return Device::from_yaml(text, None),
             DeviceInput::File(path) => path,
         };

@@ -211,7 +211,7 @@ async fn drive(
             .device
             .get_constant("default-shell-prompt", None)
             .ok()
-            .and_then(|v| lava_pipeline::value::scalar_string(&v))
+            .and_then(lava_pipeline::value::scalar_string)
             .unwrap_or_else(|| "lava-test: # ".to_string());
         console.session().set_prompts(&[prompt.as_str()])?;
         ctx.logger
