@@ -35,11 +35,12 @@ impl Action for BootDFURetry {
         true
     }
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
-        let uboot =
-            pipeline
-                .device()
-                .lookup_str(&["actions", "boot", "methods", "dfu", "implementation"])
-                == Some("u-boot");
+        let uboot = pipeline
+            .device()
+            .boot_method("dfu")
+            .and_then(|v| v.get("implementation"))
+            .and_then(Value::as_str)
+            == Some("u-boot");
         pipeline.add(ConnectDevice::new())?;
         pipeline.add(ResetDevice::new())?;
         if uboot {
@@ -66,14 +67,12 @@ impl Action for EnterDFU {
         "enter software dfu mode"
     );
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
-        self.commands = crate::common::command_list(pipeline.device().lookup(&[
-            "actions",
-            "boot",
-            "methods",
-            "dfu",
-            "parameters",
-            "enter-commands",
-        ]));
+        self.commands = crate::common::command_list(
+            pipeline
+                .device()
+                .boot_method_params("dfu")
+                .and_then(|v| v.get("enter-commands")),
+        );
         Ok(())
     }
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {

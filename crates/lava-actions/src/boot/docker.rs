@@ -126,7 +126,8 @@ impl Action for CallDockerAction {
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         let device = pipeline.device();
         let options = device
-            .lookup(&["actions", "boot", "methods", "docker", "options"])
+            .boot_method("docker")
+            .and_then(|v| v.get("options"))
             .and_then(Value::as_mapping);
         self.extra_options = docker_run_options(options);
         self.remote = options

@@ -98,7 +98,8 @@ impl FvpDocker {
     fn read(device: &Device, params: &Mapping) -> Self {
         let docker = params.get("docker");
         let options = device
-            .lookup(&["actions", "boot", "methods", "fvp", "options"])
+            .boot_method("fvp")
+            .and_then(|v| v.get("options"))
             .and_then(Value::as_mapping)
             .cloned()
             .unwrap_or_default();

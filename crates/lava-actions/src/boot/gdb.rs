@@ -23,7 +23,7 @@ pub fn register(registry: &mut StrategyRegistry) {
                     return Err("\"commands\" not in parameters".into());
                 };
                 let defined = device
-                    .lookup(&["actions", "boot", "methods", "gdb"])
+                    .boot_method("gdb")
                     .and_then(Value::as_mapping)
                     .is_some_and(|m| m.contains_key(commands));
                 if !defined {

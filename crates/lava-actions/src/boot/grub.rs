@@ -271,9 +271,7 @@ impl WaitFastBootInterrupt {
             Some(Value::Sequence(_)) => {}
             Some(_) => errors.push("device fastboot options is not a list".into()),
         }
-        let fastboot = device
-            .lookup(&["actions", "deploy", "methods", "fastboot"])
-            .filter(|f| f.is_mapping());
+        let fastboot = device.deploy_method("fastboot").filter(|f| f.is_mapping());
         let set = |k: &str| truthy(fastboot.and_then(|f| f.get(k)));
         if !set("interrupt_prompt") || !set("interrupt_string") {
             errors.push("Missing interrupt configuration for device.".into());

@@ -109,14 +109,11 @@ impl Action for IsoRebootAction {
         if ctx.meta.param("prompts").is_none() {
             ctx.error("Unable to identify boot prompts from job definition.");
         }
-        let command = ctx.job.device.lookup(&[
-            "actions",
-            "boot",
-            "methods",
-            "qemu",
-            "parameters",
-            "command",
-        ]);
+        let command = ctx
+            .job
+            .device
+            .boot_method_params("qemu")
+            .and_then(|v| v.get("command"));
         if command.is_none() {
             ctx.error("Invalid parameters for reboot-into-installed");
         }

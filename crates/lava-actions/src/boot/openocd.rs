@@ -100,9 +100,7 @@ impl Action for FlashOpenOCDAction {
         "use openocd to flash the image"
     );
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
-        let method = pipeline
-            .device()
-            .lookup(&["actions", "boot", "methods", "openocd"]);
+        let method = pipeline.device().boot_method("openocd");
         self.command = method
             .and_then(|m| lava_pipeline::value::lookup(m, &["parameters", "command"]))
             .and_then(lava_pipeline::value::scalar_string);

@@ -56,14 +56,11 @@ impl Action for BootPyOCDRetry {
     }
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         let device = pipeline.device();
-        let connect_first = truthy(device.lookup(&[
-            "actions",
-            "boot",
-            "methods",
-            "pyocd",
-            "parameters",
-            "connect_before_flash",
-        ]));
+        let connect_first = truthy(
+            device
+                .boot_method_params("pyocd")
+                .and_then(|v| v.get("connect_before_flash")),
+        );
         if has_hard_reset(device) {
             pipeline.add(ResetDevice::new())?;
             pipeline.add(WaitDeviceBoardID::with_board_id(

@@ -54,14 +54,12 @@ pub struct EnterQDL {
 impl Action for EnterQDL {
     action_identity!("enter-qdl", "EnterQDL", "enter QDL mode", "enter QDL mode");
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
-        self.commands = crate::common::command_list(pipeline.device().lookup(&[
-            "actions",
-            "boot",
-            "methods",
-            "qdl",
-            "parameters",
-            "enter-commands",
-        ]));
+        self.commands = crate::common::command_list(
+            pipeline
+                .device()
+                .boot_method_params("qdl")
+                .and_then(|v| v.get("enter-commands")),
+        );
         Ok(())
     }
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {

@@ -40,7 +40,8 @@ pub fn register(registry: &mut StrategyRegistry) {
 /// `actions.boot.methods.uuu.options`.
 fn uuu_options(device: &Device) -> Option<&Mapping> {
     device
-        .lookup(&["actions", "boot", "methods", "uuu", "options"])
+        .boot_method("uuu")
+        .and_then(|v| v.get("options"))
         .and_then(Value::as_mapping)
 }
 
@@ -53,14 +54,8 @@ fn option<'d>(device: &'d Device, key: &str) -> Option<&'d Value> {
 /// The U-Boot prompt of the device (`actions.boot.methods.u-boot.parameters`).
 fn uboot_prompt(device: &Device) -> Option<Value> {
     device
-        .lookup(&[
-            "actions",
-            "boot",
-            "methods",
-            "u-boot",
-            "parameters",
-            "bootloader_prompt",
-        ])
+        .boot_method_params("u-boot")
+        .and_then(|v| v.get("bootloader_prompt"))
         .cloned()
 }
 

@@ -36,14 +36,11 @@ impl Action for ApplyOverlayGuest {
         ErrorKind::Infrastructure
     }
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
-        let guest = ctx.job.device.lookup(&[
-            "actions",
-            "deploy",
-            "methods",
-            "image",
-            "parameters",
-            "guest",
-        ]);
+        let guest = ctx
+            .job
+            .device
+            .deploy_method_params("image")
+            .and_then(|v| v.get("guest"));
         if guest.is_none() {
             ctx.error("Device configuration does not specify size of guest filesystem.");
         }

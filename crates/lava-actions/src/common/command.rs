@@ -69,7 +69,9 @@ impl CommandAction {
         let name = self.name.as_str();
         if BUILTIN_COMMANDS.contains(&name) {
             if name == "usbg_ms_commands_disable" {
-                return match device.lookup(&["actions", "deploy", "methods", "usbg-ms", "disable"])
+                return match device
+                    .deploy_method("usbg-ms")
+                    .and_then(|v| v.get("disable"))
                 {
                     Some(Value::Sequence(items)) => {
                         let parts: Vec<String> = items

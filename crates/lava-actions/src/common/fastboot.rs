@@ -281,15 +281,10 @@ impl Action for UBootEnterFastbootAction {
         if !device.has_deploy_method("u-boot") {
             ctx.error("uboot method missing");
         }
-        let commands = device.lookup(&[
-            "actions",
-            "deploy",
-            "methods",
-            "u-boot",
-            "parameters",
-            "fastboot",
-            "commands",
-        ]);
+        let commands = device
+            .deploy_method_params("u-boot")
+            .and_then(|v| v.get("fastboot"))
+            .and_then(|v| v.get("commands"));
         if commands.is_none() {
             ctx.error("uboot command missing");
         }

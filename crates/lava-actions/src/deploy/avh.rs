@@ -67,7 +67,8 @@ impl Action for AvhDeploy {
         self.path = download_dir(pipeline, "avh");
         self.options = pipeline
             .device()
-            .lookup(&["actions", "deploy", "methods", "avh", "options"])
+            .deploy_method("avh")
+            .and_then(|v| v.get("options"))
             .and_then(Value::as_mapping)
             .cloned()
             .unwrap_or_default();

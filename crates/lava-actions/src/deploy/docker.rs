@@ -69,9 +69,11 @@ impl Action for DockerAction {
     );
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         (self.image_name, self.local) = image_of(pipeline.param("image"));
-        let remote = pipeline.device().lookup(&[
-            "actions", "deploy", "methods", "docker", "options", "remote",
-        ]);
+        let remote = pipeline
+            .device()
+            .deploy_method("docker")
+            .and_then(|v| v.get("options"))
+            .and_then(|v| v.get("remote"));
         if truthy(remote) {
             let host = remote
                 .and_then(lava_pipeline::value::scalar_string)

@@ -263,9 +263,7 @@ impl Action for FastbootFlashAction {
     }
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         self.tool = FastbootTool::from_builder(pipeline);
-        let method = pipeline
-            .device()
-            .lookup(&["actions", "deploy", "methods", "fastboot"]);
+        let method = pipeline.device().deploy_method("fastboot");
         let get = |k: &str| {
             method
                 .and_then(Value::as_mapping)

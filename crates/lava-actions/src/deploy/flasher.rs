@@ -105,7 +105,8 @@ impl Action for FlasherAction {
         let commands = ctx
             .job
             .device
-            .lookup(&["actions", "deploy", "methods", "flasher", "commands"]);
+            .deploy_method("flasher")
+            .and_then(|v| v.get("commands"));
         if !matches!(commands, Some(Value::Sequence(_))) {
             ctx.error("'commands' should be a list");
         }

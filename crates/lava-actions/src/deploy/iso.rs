@@ -200,13 +200,18 @@ impl Action for IsoPullInstaller {
 /// Whether the device's `qemu` boot method names the QEMU command and the installer's
 /// console and boot order (`boot_options`).
 pub fn qemu_installer_parameters_set(device: &lava_pipeline::Device) -> bool {
-    let parameters = device.lookup(&["actions", "boot", "methods", "qemu", "parameters"]);
-    let set = |path: &[&str]| {
-        parameters
-            .and_then(|p| lava_pipeline::value::lookup(p, path))
-            .is_some_and(|v| lava_pipeline::value::truthy(Some(v)))
+    let parameters = device.boot_method_params("qemu");
+    let set = |key: &str, option: Option<&str>| {
+        let value = parameters.and_then(|p| p.get(key));
+        let value = match option {
+            Some(option) => value.and_then(|v| v.get(option)),
+            None => value,
+        };
+        lava_pipeline::value::truthy(value)
     };
-    set(&["command"]) && set(&["boot_options", "console"]) && set(&["boot_options", "boot_order"])
+    set("command", None)
+        && set("boot_options", Some("console"))
+        && set("boot_options", Some("boot_order"))
 }
 
 /// `prepare-qemu-commands`: the installer's QEMU command line and kernel arguments.

@@ -83,14 +83,12 @@ impl Action for MpsAction {
                 pipeline.add(DeployMPSTestBinary::new(&key))?;
             }
         }
-        let hard_reboot = truthy(pipeline.device().lookup(&[
-            "actions",
-            "deploy",
-            "methods",
-            "mps",
-            "parameters",
-            "hard-reboot",
-        ]));
+        let hard_reboot = truthy(
+            pipeline
+                .device()
+                .deploy_method_params("mps")
+                .and_then(|v| v.get("hard-reboot")),
+        );
         if hard_reboot {
             pipeline.add(MassStorage::unmount(Board::VExpress))?;
             pipeline.add(PowerOff::new())?;
@@ -177,14 +175,8 @@ impl Action for DeployMPSRebootTxt {
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         self.reboot_string = pipeline
             .device()
-            .lookup(&[
-                "actions",
-                "deploy",
-                "methods",
-                "mps",
-                "parameters",
-                "reboot-string",
-            ])
+            .deploy_method_params("mps")
+            .and_then(|v| v.get("reboot-string"))
             .filter(|v| !v.is_null())
             .and_then(lava_pipeline::value::scalar_string);
         Ok(())

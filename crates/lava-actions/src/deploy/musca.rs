@@ -110,7 +110,8 @@ impl Action for WaitMuscaMassStorageAction {
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         self.devicepath = pipeline
             .device()
-            .lookup(&["actions", "deploy", "methods", "musca", "id_serial"])
+            .deploy_method("musca")
+            .and_then(|v| v.get("id_serial"))
             .and_then(lava_pipeline::value::scalar_string)
             .map(|id| format!("/dev/disk/by-id/{id}"));
         Ok(())

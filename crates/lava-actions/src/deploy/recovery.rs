@@ -60,7 +60,8 @@ impl Action for RecoveryModeAction {
         }
         let serial = pipeline
             .device()
-            .lookup(&["actions", "deploy", "methods", "recovery", "tags"])
+            .deploy_method("recovery")
+            .and_then(|v| v.get("tags"))
             .and_then(Value::as_sequence)
             .is_some_and(|tags| tags.iter().any(|t| t.as_str() == Some("serial")));
         if serial {

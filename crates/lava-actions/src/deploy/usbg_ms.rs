@@ -22,7 +22,7 @@ pub fn register(registry: &mut StrategyRegistry) {
             )
             .check(|device, _| {
                 let mut keys: Vec<String> = device
-                    .lookup(&["actions", "deploy", "methods", "usbg-ms"])
+                    .deploy_method("usbg-ms")
                     .and_then(Value::as_mapping)
                     .map(|m| {
                         m.keys()
@@ -79,9 +79,7 @@ impl Action for USBGMSAction {
         ErrorKind::Infrastructure
     }
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
-        let method = pipeline
-            .device()
-            .lookup(&["actions", "deploy", "methods", "usbg-ms"]);
+        let method = pipeline.device().deploy_method("usbg-ms");
         self.enable = crate::common::command_list(method.and_then(|m| m.get("enable")));
         self.disable = crate::common::command_list(method.and_then(|m| m.get("disable")));
         self.path = download_dir(pipeline, "usbg-ms");

@@ -93,14 +93,12 @@ impl Action for VExpressMsdAction {
         pipeline.add(MassStorage::mount(Board::VExpress))?;
         pipeline.add(VExpressStep::new(Step::DeployRecovery))?;
         pipeline.add(MassStorage::unmount(Board::VExpress))?;
-        if truthy(pipeline.device().lookup(&[
-            "actions",
-            "deploy",
-            "methods",
-            "vemsd",
-            "parameters",
-            "flash_prompt",
-        ])) {
+        if truthy(
+            pipeline
+                .device()
+                .deploy_method_params("vemsd")
+                .and_then(|v| v.get("flash_prompt")),
+        ) {
             pipeline.add(VExpressStep::new(Step::FlashErase))?;
         }
         Ok(())
@@ -326,9 +324,10 @@ impl Action for MassStorage {
         let device = pipeline.device();
         self.disk_identifier = match self.board {
             Board::VExpress => device.lookup_str(&["usb_filesystem_label"]),
-            Board::Musca => {
-                device.lookup_str(&["actions", "deploy", "methods", "musca", "id_serial"])
-            }
+            Board::Musca => device
+                .deploy_method("musca")
+                .and_then(|v| v.get("id_serial"))
+                .and_then(Value::as_str),
         }
         .map(str::to_string);
         Ok(())
@@ -344,10 +343,7 @@ impl Action for MassStorage {
                 }
             }
             Board::Musca => {
-                let method = ctx
-                    .job
-                    .device
-                    .lookup(&["actions", "deploy", "methods", "musca"]);
+                let method = ctx.job.device.deploy_method("musca");
                 if method.and_then(|m| m.get("id_serial")).is_none() {
                     ctx.error("id_serial parameter not set for actions.deploy.methods.musca");
                 }

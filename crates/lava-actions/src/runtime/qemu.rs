@@ -215,14 +215,11 @@ pub fn inputs_from_context(ctx: &RunContext) -> QemuInputs {
         } else {
             "virtio"
         };
-        let guest_params = ctx.job.device.lookup(&[
-            "actions",
-            "deploy",
-            "methods",
-            "image",
-            "parameters",
-            "guest",
-        ]);
+        let guest_params = ctx
+            .job
+            .device
+            .deploy_method_params("image")
+            .and_then(|v| v.get("guest"));
         let field = |k: &str, default: &str| {
             guest_params
                 .and_then(|g| g.get(k))

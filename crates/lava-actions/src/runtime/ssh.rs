@@ -54,7 +54,7 @@ pub fn device_ssh_params(ctx: &RunContext) -> LavaResult<(SshParams, Vec<Ignored
     let ssh = ctx
         .job
         .device
-        .lookup(&["actions", "deploy", "methods", "ssh"])
+        .deploy_method("ssh")
         .and_then(Value::as_mapping)
         .ok_or_else(|| {
             LavaError::configuration("Missing ssh parameters in the device configuration")
