@@ -8,6 +8,9 @@
 //!
 //! Main types: [`Renderer`] (a template search path, first match wins, plus the environment),
 //! [`DeviceConfig`] (typed keys the dispatcher uses, plus the raw mapping), [`DeviceError`].
+//! The `DeviceConfig` built here is the dispatcher's one device model: lava-pipeline's
+//! `Device` holds it and actions read it at run time. It loads any mapping LAVA loads;
+//! sections are required where they are read (`get_constant` gives LAVA's message).
 //!
 //! ```no_run
 //! use lava_device::{DeviceConfig, Renderer, load_device};

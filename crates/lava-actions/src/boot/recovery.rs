@@ -97,14 +97,12 @@ impl SwitchRecoveryCommand {
 
     /// The commands to run, as configured (a string or a list).
     pub fn commands(&self, device: &Device) -> Vec<String> {
-        crate::common::command_list(device.lookup(&[
-            "actions",
-            "deploy",
-            "methods",
-            "recovery",
-            "commands",
-            self.mode.command_key(),
-        ]))
+        crate::common::command_list(
+            device
+                .deploy_method("recovery")
+                .and_then(|m| m.get("commands"))
+                .and_then(|c| c.get(self.mode.command_key())),
+        )
     }
 }
 
