@@ -49,7 +49,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 pub use groups::{GroupLimits, Groups, Outcome};
-pub use logging::{LogLevel, init_logging};
+pub use logging::{LogHandle, LogLevel, init_logging};
 pub use server::{BrokerStats, Coordinator, CoordinatorHandle};
 pub use settings::BrokerSettings;
 
@@ -69,8 +69,18 @@ pub enum CoordinatorError {
 }
 
 /// What the `lava-coordinator` binary does: read the configuration, bind
-/// (retrying while the port is busy) and serve until Ctrl-C / SIGTERM.
-pub async fn run_daemon(config: &Path) -> Result<(), CoordinatorError> {
+/// (retrying while the port is busy) and serve until Ctrl-C / SIGTERM,
+/// reopening the log file on SIGHUP (logrotate's `postrotate`).
+pub async fn run_daemon(config: &Path, log: LogHandle) -> Result<(), CoordinatorError> {
+    let reopen = reopen_log_on_hangup(log);
+    let result = serve_until_stopped(config).await;
+    if let Some(reopen) = reopen {
+        reopen.abort();
+    }
+    result
+}
+
+async fn serve_until_stopped(config: &Path) -> Result<(), CoordinatorError> {
     tracing::info!("[INIT] LAVA coordinator has started.");
     tracing::info!("[INIT] Version {}", env!("CARGO_PKG_VERSION"));
     tracing::info!("[INIT] Loading configuration from {}", config.display());
@@ -86,6 +96,41 @@ pub async fn run_daemon(config: &Path) -> Result<(), CoordinatorError> {
     let served = coordinator.serve(shutdown).await;
     signals.abort();
     served
+}
+
+/// Reopen the log file at every SIGHUP, for as long as the daemon runs. The
+/// signal is watched from here on (before serving), so a SIGHUP never finds
+/// its default action (ending the process). A file that cannot be reopened
+/// keeps the old one and says so in it.
+fn reopen_log_on_hangup(log: LogHandle) -> Option<tokio::task::JoinHandle<()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(error) => {
+                tracing::warn!(
+                    "[INIT] cannot watch SIGHUP, the log file is never reopened: {error}"
+                );
+                return None;
+            }
+        };
+        Some(tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                match log.reopen() {
+                    Ok(()) => tracing::info!("[INIT] SIGHUP: log file reopened"),
+                    Err(error) => {
+                        tracing::error!("[INIT] SIGHUP: {error}; logging to the old file")
+                    }
+                }
+            }
+        }))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = log;
+        None
+    }
 }
 
 async fn wait_for_termination() {
