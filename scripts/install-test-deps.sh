@@ -4,7 +4,7 @@
 # dispatcher (interop and reference runs), OpenSSH's server and client (the SSH tests start
 # their own sshd on a loopback port; no system sshd is used), QEMU (the embedded default
 # device), Python with PyYAML and Jinja2 (LAVA's checkers and the reference renderer), dpkg
-# tools and man (the package test). Needs root; idempotent; fails loudly with apt's error.
+# tools and man (the package test), cargo-deny (the supply-chain check). Needs root; idempotent; fails loudly with apt's error.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 APT="apt-get -o DPkg::Lock::Timeout=600"
@@ -18,7 +18,7 @@ if [ "$(id -u)" != 0 ]; then
     say "not root, skipping apt installs (tests needing tools will skip)"
 else
     packages=(busybox-static dash git time cpio lava-coordinator lava-dispatcher
-        openssh-server openssh-client man-db fakeroot logrotate)
+        openssh-server openssh-client man-db fakeroot logrotate dpkg-dev)
     # QEMU first, from bookworm-backports: lava-dispatcher depends on qemu-system-x86, and
     # bookworm's own would not go with the image's qemu-utils from backports.
     bash "$(dirname "$0")/install-qemu.sh"
@@ -35,3 +35,16 @@ fi
 # Debian's python3 carries LAVA's modules; the checkers also run under whatever python3 is
 # first on PATH, which needs PyYAML and Jinja2.
 python3 -c 'import yaml, jinja2' 2>/dev/null || python3 -m pip install --quiet pyyaml jinja2
+
+# cargo-deny (`cargo xtask test` runs `cargo deny check`), built from crates.io once.
+if ! cargo deny --version >/dev/null 2>&1; then
+    say "cargo install --locked cargo-deny"
+    if ! cargo install --locked --quiet cargo-deny; then
+        say "cargo install cargo-deny failed (above)"
+        exit 1
+    fi
+fi
+if ! cargo deny --version >/dev/null 2>&1; then
+    say "cargo deny is still missing after cargo install"
+    exit 1
+fi

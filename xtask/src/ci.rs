@@ -1,6 +1,7 @@
 //! `cargo xtask test`: the project's whole test command, as the README and `.ci/run` use it:
 //! formatting, the crate layering (`layering`), clippy with warnings denied, every workspace
-//! test, and the conformance corpora.
+//! test, `cargo deny check`, the Debian packages installed and removed again (`deb_test`),
+//! and the conformance corpora.
 
 use crate::shared::workspace_root;
 use anyhow::{Result, bail};
@@ -37,6 +38,8 @@ pub fn test(args: &[String]) -> Result<()> {
     }
     if !quick {
         fresh_machine()?;
+        timed("supply chain (cargo deny)", crate::supply_chain::check)?;
+        timed("packages (build, install, remove)", crate::deb_test::run)?;
         let pipeline_ok = crate::pipeline::conformance(None)?;
         let templates_ok = crate::templates::conformance(None)?;
         println!(
@@ -77,16 +80,24 @@ fn fresh_machine() -> Result<()> {
 }
 
 fn run_step(name: &str, command: &mut Command) -> Result<()> {
+    timed(name, || {
+        let status = command.current_dir(workspace_root()).status()?;
+        if !status.success() {
+            bail!("step {name} failed");
+        }
+        Ok(())
+    })
+}
+
+/// Run one step between `==>` and `<==` lines giving its outcome and time.
+fn timed(name: &str, step: impl FnOnce() -> Result<()>) -> Result<()> {
     println!("==> {name}");
     let start = Instant::now();
-    let status = command.current_dir(workspace_root()).status()?;
+    let result = step();
     println!(
         "<== {name}: {} in {:.0}s",
-        if status.success() { "ok" } else { "FAILED" },
+        if result.is_ok() { "ok" } else { "FAILED" },
         start.elapsed().as_secs_f64()
     );
-    if !status.success() {
-        bail!("step {name} failed");
-    }
-    Ok(())
+    result
 }

@@ -6,12 +6,15 @@
 mod ci;
 mod console;
 mod coordinator;
+mod deb;
+mod deb_test;
 mod deploy_bench;
 mod job_bench;
 mod layering;
 mod main_job;
 mod pipeline;
 mod shared;
+mod supply_chain;
 mod templates;
 mod test_system;
 
@@ -59,6 +62,16 @@ enum Command {
     TestSystem(test_system::Args),
     /// Check that no crate reaches a crate above it (the design card's arrows).
     Layering,
+    /// Build the Debian packages lava-rs-dispatcher and lava-rs-coordinator (target/debian).
+    Deb {
+        /// `--no-build`: package the binaries already built; `--install-test`: then install
+        /// them on this machine next to Debian's LAVA, check them and remove them (root).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// `cargo deny check`: advisories (when the database can be fetched), licences, bans,
+    /// sources.
+    Deny,
 }
 
 fn main() -> Result<()> {
@@ -98,5 +111,13 @@ fn main() -> Result<()> {
         },
         Command::TestSystem(args) => test_system::run(args),
         Command::Layering => layering::check(),
+        Command::Deb { args } => {
+            if args.iter().any(|a| a == "--install-test") {
+                deb_test::run()
+            } else {
+                deb::run(&args)
+            }
+        }
+        Command::Deny => supply_chain::check(),
     }
 }

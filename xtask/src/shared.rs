@@ -17,6 +17,13 @@ pub fn shared_dir() -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
+/// Cargo's target directory: `CARGO_TARGET_DIR`, or `target/` in the workspace.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
 /// Build a release binary of the workspace and return its path.
 pub fn build_release_bin(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
     let status = std::process::Command::new(env!("CARGO"))
@@ -32,10 +39,7 @@ pub fn build_release_bin(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
         .current_dir(workspace_root())
         .status()?;
     anyhow::ensure!(status.success(), "cargo build of {package}/{bin} failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    Ok(target.join("release").join(bin))
+    Ok(target_dir().join("release").join(bin))
 }
 
 /// Build a debug binary of the workspace (shares artefacts with `cargo test`) and return
@@ -46,10 +50,7 @@ pub fn build_bin(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
         .current_dir(workspace_root())
         .status()?;
     anyhow::ensure!(status.success(), "cargo build of {package}/{bin} failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    Ok(target.join("debug").join(bin))
+    Ok(target_dir().join("debug").join(bin))
 }
 
 /// CI runs with `CI=true`: there a missing tool is a failure, never a skip or a fallback

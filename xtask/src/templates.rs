@@ -162,10 +162,10 @@ fn build_release_example(package: &str, example: &str) -> anyhow::Result<std::pa
         status.success(),
         "cargo build of {package} example {example} failed"
     );
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    Ok(target.join("release").join("examples").join(example))
+    Ok(crate::shared::target_dir()
+        .join("release")
+        .join("examples")
+        .join(example))
 }
 
 /// Make sure python3 can import jinja2 and yaml, installing them with pip when absent.
