@@ -78,7 +78,7 @@ fn sighup_reopens_the_log_file_after_a_rotation() {
     let port = free_port();
     let config = write_config(dir.path(), port);
     let log = dir.path().join("coordinator.log");
-    let mut daemon = Daemon::start(&log, &config);
+    let daemon = Daemon::start(&log, &config);
     wait_for_port(port);
     request_group_data(port, "before-rotation");
     wait_for(
