@@ -74,24 +74,23 @@ fn missing_config_fails_at_start_with_one_message() {
 
 #[test]
 fn sighup_reopens_the_log_file_after_a_rotation() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = write_config(dir.path(), port);
-    let log = dir.path().join("coordinator.log");
-    let daemon = Daemon::start(&log, &config);
-    wait_for_port(port);
-    request_group_data(port, "before-rotation");
+    let mut daemon = CoordinatorDaemon::start(
+        Path::new(env!("CARGO_BIN_EXE_lava-coordinator")),
+        r#""lava_rs_listen": "127.0.0.1""#,
+    );
+    let log = daemon.log.clone();
+    request_group_data(&daemon, "before-rotation");
     wait_for(
         || read(&log).contains("before-rotation"),
         "first group logged",
     );
 
     // What logrotate does: rename the file, then SIGHUP from postrotate.
-    let rotated = dir.path().join("coordinator.log.1");
+    let rotated = log.with_extension("log.1");
     std::fs::rename(&log, &rotated).unwrap();
-    daemon.signal("HUP");
+    daemon.hang_up();
     wait_for(|| log.exists(), "a new log file after SIGHUP");
-    request_group_data(port, "after-rotation");
+    request_group_data(&daemon, "after-rotation");
     wait_for(
         || read(&log).contains("after-rotation"),
         "second group logged",
@@ -104,50 +103,29 @@ fn sighup_reopens_the_log_file_after_a_rotation() {
     assert!(!old.contains("after-rotation"), "{old}");
     assert!(new.contains("SIGHUP: log file reopened"), "{new}");
     assert!(!new.contains("before-rotation"), "{new}");
-    daemon.stop();
+    let exit = daemon.terminate(Duration::from_secs(10));
+    assert!(exit.success(), "{exit:?}");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn write_config(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
-    let config = dir.join("lava-coordinator.conf");
-    std::fs::write(
-        &config,
-        format!(r#"{{"port": {port}, "blocksize": 4096, "poll_delay": 3, "coordinator_hostname": "localhost", "lava_rs_listen": "127.0.0.1"}}"#),
-    )
-    .unwrap();
-    config
-}
-
-fn read(path: &std::path::Path) -> String {
+fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
 fn wait_for(mut condition: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
-fn wait_for_port(port: u16) {
-    wait_for(
-        || TcpStream::connect(("127.0.0.1", port)).is_ok(),
-        "the daemon to listen",
-    );
-}
-
 /// One LAVA `group_data` request for a one-node group named `group` (logged
 /// at INFO as the group is formed).
-fn request_group_data(port: u16, group: &str) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+fn request_group_data(daemon: &CoordinatorDaemon, group: &str) {
+    let mut stream = TcpStream::connect(daemon.address).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
@@ -161,52 +139,4 @@ fn request_group_data(port: u16, group: &str) {
     let mut reply = String::new();
     stream.read_to_string(&mut reply).unwrap();
     assert!(reply.contains("group_data"), "{reply}");
-}
-
-/// The daemon as a child of this test, ended by its id when dropped.
-struct Daemon(std::process::Child);
-
-impl Daemon {
-    fn start(log: &std::path::Path, config: &std::path::Path) -> Self {
-        Daemon(
-            Command::new(env!("CARGO_BIN_EXE_lava-coordinator"))
-                .arg("--logfile")
-                .arg(log)
-                .args(["-l", "DEBUG", "--config"])
-                .arg(config)
-                .stdin(Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.0.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn stop(mut self) {
-        self.signal("TERM");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(exit) = self.0.try_wait().unwrap() {
-                assert!(exit.success(), "{exit:?}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
 }

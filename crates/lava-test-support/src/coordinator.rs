@@ -119,6 +119,13 @@ impl CoordinatorDaemon {
         }
     }
 
+    /// SIGHUP (to this daemon, by its id): ours reopens its log file.
+    pub fn hang_up(&self) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("a child pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::HUP)
+            .expect("send SIGHUP to the daemon");
+    }
+
     /// Whether the daemon is still running (it crashes on some inputs).
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
