@@ -419,32 +419,8 @@ fn field<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
     Some(&rest[..rest.find('"')?])
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.ffffff][+00:00]` (ours with the offset, LAVA's without; both UTC) as
-/// seconds since the epoch.
-fn parse_utc(text: &str) -> Option<f64> {
-    let (date, time) = text.split_once('T')?;
-    let time = time.trim_end_matches("+00:00").trim_end_matches('Z');
-    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>());
-    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let mut t = time.splitn(3, ':');
-    let (hh, mm) = (
-        t.next()?.parse::<f64>().ok()?,
-        t.next()?.parse::<f64>().ok()?,
-    );
-    let ss = t.next()?.parse::<f64>().ok()?;
-    Some(days_from_civil(y, m, day) as f64 * 86_400.0 + hh * 3_600.0 + mm * 60.0 + ss)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
+// A log record's time as seconds since the epoch (ours with `+00:00`, LAVA's without).
+use lava_dispatcher::outcome::parse_log_time as parse_utc;
 
 /// `VmHWM` (peak resident set size, KiB) from the text of `/proc/<pid>/status`.
 fn vm_hwm_kib(status: &str) -> Option<u64> {
@@ -498,7 +474,6 @@ mod tests {
         let lava = parse_utc("2026-11-23T16:24:06.476891").unwrap();
         assert_eq!(ours, lava);
         assert_eq!(parse_utc("1970-01-02T00:00:01"), Some(86_401.0));
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
         assert!(parse_utc("yesterday").is_none());
     }
 

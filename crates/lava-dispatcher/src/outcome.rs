@@ -227,9 +227,14 @@ fn test_case(line: &str, records: &[&str]) -> Option<TestCase> {
 /// A record's `dt` as seconds since the Unix epoch (LAVA writes UTC, `+00:00`).
 fn record_time(line: &str) -> Option<f64> {
     let rest = line.split_once("{\"dt\": \"")?.1;
-    let dt = rest.split_once('"')?.0;
-    let (date, time) = dt.split_once('T')?;
-    let time = time.trim_end_matches("+00:00");
+    parse_log_time(rest.split_once('"')?.0)
+}
+
+/// A log record's time, `YYYY-MM-DDTHH:MM:SS[.ffffff][+00:00|Z]` (ours with the offset,
+/// LAVA's stderr lines without; both UTC), as seconds since the Unix epoch.
+pub fn parse_log_time(text: &str) -> Option<f64> {
+    let (date, time) = text.split_once('T')?;
+    let time = time.trim_end_matches("+00:00").trim_end_matches('Z');
     let mut date_parts = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
     let (y, m, d) = (
         date_parts.next()??,
