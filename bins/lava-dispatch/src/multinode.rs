@@ -80,6 +80,7 @@ async fn run_group(args: &MultinodeArgs) -> Result<i32> {
     let submission = &args.submission;
     let text = std::fs::read_to_string(submission)
         .with_context(|| format!("reading the submission {}", submission.display()))?;
+    lava_yaml::check(&text).with_context(|| format!("{}", submission.display()))?;
     let definition: Mapping = serde_yaml::from_str(&text)
         .with_context(|| format!("{}: not a YAML mapping", submission.display()))?;
     if !is_multinode(&definition) {
@@ -157,7 +158,7 @@ async fn run_group(args: &MultinodeArgs) -> Result<i32> {
     if started.is_err() {
         terminate_all(&mut nodes).await;
     } else {
-        let limit = longest_job_timeout(&jobs) + CLEANUP_MARGIN;
+        let limit = longest_job_timeout(&jobs).saturating_add(CLEANUP_MARGIN);
         wait_all(&mut nodes, limit).await;
     }
     if let Some(coordinator) = coordinator
@@ -307,7 +308,7 @@ async fn wait_all(nodes: &mut [Node], limit: Duration) {
     let mut interrupt = signal(SignalKind::interrupt()).ok();
     let mut terminate = signal(SignalKind::terminate()).ok();
     let mut hangup = signal(SignalKind::hangup()).ok();
-    let deadline = tokio::time::Instant::now() + limit;
+    let deadline = lava_pipeline::timeout::deadline_in(limit);
     loop {
         let Some(index) = nodes.iter().position(|n| n.exit.is_none()) else {
             return;

@@ -6,8 +6,21 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_yaml::{Mapping, Number, Value};
 use std::fmt;
 
-/// Parse one YAML document into a value, accepting duplicate mapping keys.
-pub fn parse(text: &str) -> Result<Value, serde_yaml::Error> {
+/// Why a YAML text could not become a value.
+#[derive(Debug, thiserror::Error)]
+pub enum YamlError {
+    /// Refused before parsing: too large or nested too deep (see `lava_yaml`).
+    #[error(transparent)]
+    Limit(#[from] lava_yaml::YamlLimitError),
+    /// Not YAML.
+    #[error(transparent)]
+    Syntax(#[from] serde_yaml::Error),
+}
+
+/// Parse one YAML document into a value, accepting duplicate mapping keys, after
+/// `lava_yaml::check` (size and nesting limits, in linear time).
+pub fn parse(text: &str) -> Result<Value, YamlError> {
+    lava_yaml::check(text)?;
     let Lenient(value) = serde_yaml::from_str(text)?;
     Ok(value)
 }

@@ -462,8 +462,11 @@ impl JobRun {
             DeviceInput::File(path) => path,
         };
         let config = if lava_device::is_dictionary(path) {
-            let context = serde_yaml::from_str::<Value>(job_text)
+            // A job beyond lava_yaml's limits is reported by the job checks; here it has
+            // no context.
+            let context = lava_yaml::check(job_text)
                 .ok()
+                .and_then(|()| serde_yaml::from_str::<Value>(job_text).ok())
                 .and_then(|job| job.get("context").and_then(|c| c.as_mapping()).cloned())
                 .unwrap_or_default();
             let renderer = lava_device::Renderer::with_defaults(&self.device_types);

@@ -9,6 +9,7 @@
 
 use crate::device::Device;
 use crate::strategy::{Section, StrategyRegistry};
+use crate::timeout::{MAX_TIMEOUT_SECONDS, timeout_total};
 use crate::value::type_name;
 use serde_yaml::{Mapping, Value};
 use std::fmt;
@@ -70,6 +71,11 @@ const TIMEOUT_KEYS: &[&str] = &[
     "queue",
 ];
 const TIMEOUT_UNITS: &[&str] = &["days", "hours", "minutes", "seconds", "skip"];
+
+/// The longest test suite name LAVA's results database stores (`TestSuite.name`, 200
+/// characters). A definition's suite is `<index>_<name>`, so its name must fit with the
+/// index in front.
+pub const MAX_SUITE_NAME_CHARS: usize = 200;
 const ACTION_NAMES: &[&str] = &["deploy", "boot", "test", "command"];
 const CONTEXT_KEYS: &[&str] = &[
     "arch",
@@ -130,6 +136,10 @@ pub fn check_job(
         file: file.to_string(),
         diagnostics: Vec::new(),
     };
+    if let Err(e) = lava_yaml::check(text) {
+        out.push("", e.to_string());
+        return out.diagnostics;
+    }
     let value: Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => {
@@ -335,7 +345,17 @@ impl Checker {
                     format!("{path}.{u}"),
                     format!("expected a whole number, found {}", short(amount)),
                 );
+            } else if let Some(alone) = timeout_total(&Value::Mapping(
+                [(unit.clone(), amount.clone())].into_iter().collect(),
+            ))
+            .filter(|s| *s > MAX_TIMEOUT_SECONDS as f64)
+            {
+                self.push(format!("{path}.{u}"), too_long(alone));
+                return;
             }
+        }
+        if let Some(total) = timeout_total(value).filter(|s| *s > MAX_TIMEOUT_SECONDS as f64) {
+            self.push(path, too_long(total));
         }
     }
 
@@ -398,6 +418,18 @@ impl Checker {
                 );
                 if let Some(t) = block.get("timeout") {
                     self.timeout(&format!("{path}.timeout"), t);
+                }
+                if let Some(v) = block
+                    .get("failure_retry_interval")
+                    .filter(|v| v.as_u64().is_some_and(|n| n > MAX_TIMEOUT_SECONDS))
+                {
+                    self.push(
+                        format!("{path}.failure_retry_interval"),
+                        format!(
+                            "{} seconds exceeds the longest timeout allowed, {MAX_TIMEOUT_SECONDS} seconds (365 days)",
+                            short(v)
+                        ),
+                    );
                 }
                 for count in ["failure_retry", "repeat", "failure_retry_interval"] {
                     if let Some(v) = block
@@ -551,16 +583,139 @@ impl Checker {
                     );
                 }
             }
-            if let Some(name) = def.get("name").and_then(Value::as_str)
-                && (name.is_empty()
+            if let Some(name) = def.get("name").and_then(Value::as_str) {
+                let suite = format!("{i}_{name}");
+                if name.is_empty()
                     || !name
                         .chars()
-                        .all(|c| c.is_alphanumeric() || c == '_' || c == '-'))
-            {
-                self.push(format!("{at}.name"), format!("invalid test definition name '{name}': use only letters, digits, '_' and '-'"));
+                        .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+                {
+                    self.push(format!("{at}.name"), format!("invalid test definition name '{name}': use only letters, digits, '_' and '-'"));
+                } else if suite.chars().count() > MAX_SUITE_NAME_CHARS {
+                    self.push(
+                        format!("{at}.name"),
+                        format!(
+                            "test definition name of {} characters is too long: its suite name '{i}_…' must fit in {MAX_SUITE_NAME_CHARS} characters",
+                            name.chars().count()
+                        ),
+                    );
+                }
+            }
+            self.definition_paths_and_refs(&at, def);
+        }
+    }
+
+    /// What would fail the run at once: a path leaving the repository, a git ref that
+    /// git would read as an option, a parameter name that is not a shell variable name.
+    fn definition_paths_and_refs(&mut self, at: &str, def: &Mapping) {
+        if let Some(path) = def.get("path").and_then(Value::as_str)
+            && let Some(problem) = relative_path_problem(path)
+        {
+            self.push(
+                format!("{at}.path"),
+                format!("invalid test definition path '{path}': {problem}; expected a path relative to the repository"),
+            );
+        }
+        let from_git = def.get("from").and_then(Value::as_str) == Some("git");
+        if from_git
+            && let Some(repository) = def.get("repository").and_then(Value::as_str)
+            && (repository.is_empty() || repository.starts_with('-'))
+        {
+            self.push(
+                format!("{at}.repository"),
+                format!(
+                    "invalid git repository '{repository}': expected a URL or path, not an option"
+                ),
+            );
+        }
+        for key in ["branch", "revision"] {
+            let Some(value) = def.get(key) else { continue };
+            let text = match value {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                other => {
+                    self.push(
+                        format!("{at}.{key}"),
+                        format!("expected a string, found {}", type_name(other)),
+                    );
+                    continue;
+                }
+            };
+            if let Some(problem) = git_ref_problem(&text) {
+                self.push(
+                    format!("{at}.{key}"),
+                    format!("invalid git {key} '{text}': {problem}"),
+                );
+            }
+        }
+        for key in ["parameters", "params"] {
+            let Some(value) = def.get(key) else { continue };
+            let Some(map) = value.as_mapping() else {
+                self.push(
+                    format!("{at}.{key}"),
+                    format!(
+                        "expected a mapping of parameter names to values, found {}",
+                        type_name(value)
+                    ),
+                );
+                continue;
+            };
+            for name in map.keys() {
+                let shown = name.as_str().map_or_else(|| short(name), str::to_string);
+                if !name.as_str().is_some_and(is_shell_variable_name) {
+                    self.push(
+                        format!("{at}.{key}.{shown}"),
+                        format!("invalid parameter name '{shown}': expected a shell variable name (a letter or '_', then letters, digits or '_')"),
+                    );
+                }
             }
         }
     }
+}
+
+fn too_long(seconds: f64) -> String {
+    format!(
+        "a timeout of {seconds:.0} seconds exceeds the longest allowed, {MAX_TIMEOUT_SECONDS} seconds (365 days)"
+    )
+}
+
+/// Why `path` cannot name a file inside a repository (empty, absolute, `..`), if it cannot.
+pub fn relative_path_problem(path: &str) -> Option<&'static str> {
+    if path.is_empty() {
+        Some("the path is empty")
+    } else if path.contains('\0') {
+        Some("NUL byte in path")
+    } else if path.starts_with('/') {
+        Some("absolute paths are not allowed")
+    } else if path.split('/').any(|part| part == "..") {
+        Some("'..' is not allowed")
+    } else {
+        None
+    }
+}
+
+/// Why `reference` cannot be a git branch or revision, if it cannot: empty, starting with
+/// `-` (git would read an option such as `--upload-pack=`), or holding control characters.
+pub fn git_ref_problem(reference: &str) -> Option<&'static str> {
+    if reference.is_empty() {
+        Some("it is empty")
+    } else if reference.starts_with('-') {
+        Some("it starts with '-' and would be read as an option")
+    } else if reference.chars().any(char::is_control) {
+        Some("it holds control characters")
+    } else {
+        None
+    }
+}
+
+/// Whether `name` can be a POSIX shell variable name (test definition parameters are
+/// exported to the test shell under their names).
+pub fn is_shell_variable_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// `" (did you mean 'x'?)"` when a candidate is close, else empty.
@@ -589,10 +744,12 @@ fn levenshtein(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// A value as a person reads it in a message (`-5`, `'x'`, `[1, 2]`): not the log line's
+/// flow YAML, whose `! "-5"` tags are for machines. Cut to 60 characters.
 fn short(value: &Value) -> String {
-    let text = crate::log::dump_flow(value);
-    if text.len() > 60 {
-        format!("{}...", &text[..57])
+    let text = crate::value::python_repr(value);
+    if text.chars().count() > 60 {
+        format!("{}...", text.chars().take(57).collect::<String>())
     } else {
         text
     }

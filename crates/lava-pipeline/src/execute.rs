@@ -5,6 +5,7 @@ use crate::error::{ErrorKind, LavaError};
 use crate::log::{JobLogger, now_spaced};
 use crate::pipeline::Pipeline;
 use crate::run::{RunContext, run_node};
+use crate::timeout::deadline_in;
 use serde_yaml::{Mapping, Value};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -138,7 +139,7 @@ pub async fn cleanup(pipeline: &mut Pipeline, ctx: &mut RunContext) {
         if node.meta.section == "finalize" {
             if ctx.started && !node.started {
                 // Finalize gets its own budget even when the job ran out of time.
-                let deadline = Instant::now() + Duration::from_secs(node.meta.timeout.max(1));
+                let deadline = deadline_in(Duration::from_secs(node.meta.timeout.max(1)));
                 if let Err(e) = run_node(node, ctx, deadline, true).await {
                     ctx.logger
                         .error(format!("Failed to clean after action 'finalize': {e}"));

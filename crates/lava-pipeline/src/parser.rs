@@ -50,6 +50,8 @@ impl<'r> JobParser<'r> {
         device: Device,
         options: &ParseOptions,
     ) -> LavaResult<(Job, Pipeline)> {
+        lava_yaml::check(text)
+            .map_err(|e| LavaError::job(format!("Unable to parse the job definition: {e}")))?;
         let data: Value = serde_yaml::from_str(text)
             .map_err(|e| LavaError::job(format!("Unable to parse the job definition: {e}")))?;
         let mut data = match data {
@@ -78,6 +80,7 @@ impl<'r> JobParser<'r> {
         let dispatcher = options
             .dispatcher_config
             .as_deref()
+            .filter(|t| lava_yaml::check(t).is_ok())
             .and_then(|t| serde_yaml::from_str::<Value>(t).ok())
             .filter(Value::is_mapping)
             .unwrap_or_else(|| Value::Mapping(Mapping::new()));

@@ -9,7 +9,7 @@ use crate::job::Job;
 use crate::log::JobLogger;
 use crate::pipeline::Pipeline;
 use crate::protocol::{Protocols, call_protocols};
-use crate::timeout::seconds_to_str;
+use crate::timeout::{deadline_after, deadline_in, seconds_to_str};
 use serde_yaml::{Mapping, Value};
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -67,7 +67,7 @@ pub struct RunContext {
 
 impl RunContext {
     pub fn new(job: Arc<Job>, logger: JobLogger) -> Self {
-        let job_deadline = Instant::now() + Duration::from_secs(job.timeout);
+        let job_deadline = deadline_in(Duration::from_secs(job.timeout));
         RunContext {
             job,
             logger,
@@ -84,7 +84,7 @@ impl RunContext {
 
     /// Restart the job deadline from now (when the run begins).
     pub fn start_job_timer(&mut self) {
-        self.job_deadline = Instant::now() + Duration::from_secs(self.job.timeout);
+        self.job_deadline = deadline_in(Duration::from_secs(self.job.timeout));
     }
 
     /// The job deadline.
@@ -203,7 +203,8 @@ pub async fn run_node(
     root: bool,
 ) -> LavaResult<()> {
     let start = Instant::now();
-    let deadline = (start + Duration::from_secs(node.meta.timeout)).min(parent_deadline);
+    let deadline =
+        deadline_after(start, Duration::from_secs(node.meta.timeout)).min(parent_deadline);
     let namespace = node.meta.namespace().to_string();
     let remaining = deadline.saturating_duration_since(start).as_secs_f64();
     let msg = format!(
@@ -374,7 +375,7 @@ async fn run_with_retries(
                 }
                 let sleep = Duration::from_secs(node.meta.retry_interval);
                 last_failure = Some(err);
-                if Instant::now() + sleep >= deadline {
+                if deadline_in(sleep) >= deadline {
                     out_of_time = true;
                     break;
                 }

@@ -347,6 +347,10 @@ fn param_map(value: Option<&Value>, path: &str, what: &str) -> Result<Vec<(Strin
 impl TestDefinition {
     /// Parses the YAML text of a definition file; `path` is only used in messages.
     pub fn parse(text: &str, path: &str) -> Result<Self> {
+        lava_yaml::check(text).map_err(|e| ShellError::UnreadableDefinition {
+            path: path.to_string(),
+            reason: e.to_string(),
+        })?;
         let document: Value =
             serde_yaml::from_str(text).map_err(|e| ShellError::UnreadableDefinition {
                 path: path.to_string(),

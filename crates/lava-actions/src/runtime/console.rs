@@ -23,6 +23,7 @@ use lava_connection::{
     SessionConfig, ShellSession, Transport,
 };
 use lava_pipeline::command::run_command;
+use lava_pipeline::timeout::deadline_in;
 use lava_pipeline::{Connection, ErrorKind, JobLogger, LavaError, LavaResult, RunContext};
 use lava_python::shlex_split;
 use serde_yaml::{Mapping, Value};
@@ -217,7 +218,7 @@ pub(crate) fn wait_error(ctx: &RunContext, e: ConnectionError) -> LavaError {
 /// The end of one wait: the connection timeout from now, bounded by the action deadline.
 pub fn wait_deadline(ctx: &RunContext) -> Instant {
     let per_read = Duration::from_secs(ctx.meta().connection_timeout.max(1));
-    (Instant::now() + per_read).min(ctx.deadline())
+    deadline_in(per_read).min(ctx.deadline())
 }
 
 /// The device `character_delays.<section>` in milliseconds (0 when unset).
@@ -381,7 +382,7 @@ async fn force_prompt_wait(
     ));
     let mut tries = 0;
     loop {
-        let deadline = (Instant::now() + partial).min(ctx.deadline());
+        let deadline = deadline_in(partial).min(ctx.deadline());
         match console.session.wait_for(&compiled, deadline).await {
             Ok(found) => return Ok(found),
             Err(e) if e.kind() == ConnErrorKind::Timeout && tries < 6 => {

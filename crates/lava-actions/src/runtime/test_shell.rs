@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use lava_connection::{ErrorKind as ConnErrorKind, Patterns};
+use lava_pipeline::timeout::deadline_in;
 use lava_pipeline::{LavaError, LavaResult, RunContext};
 use lava_shell::results::{LogLevel, MarkerKind};
 use lava_shell::signals::{
@@ -354,7 +355,7 @@ async fn read_loop(
             compiled = Some((active.clone(), Patterns::new(&list)?));
         }
         let patterns = &compiled.as_ref().expect("compiled above").1;
-        let deadline = (Instant::now() + per_read).min(ctx.deadline());
+        let deadline = deadline_in(per_read).min(ctx.deadline());
         let found = match console.session().wait_for(patterns, deadline).await {
             Ok(found) => found,
             Err(e) if e.kind() == ConnErrorKind::Timeout => {
