@@ -49,7 +49,7 @@ const ABOVE_DEVICE: [&str; 4] = [
 ];
 
 /// (crate, crates it must not reach through normal dependencies).
-const RULES: [(&str, &[&str]); 7] = [
+const RULES: [(&str, &[&str]); 8] = [
     ("lava-coordinator", &ENGINE),
     ("lava-multinode", &ENGINE),
     ("lava-artefacts", &ENGINE),
@@ -57,6 +57,7 @@ const RULES: [(&str, &[&str]); 7] = [
     ("lava-error", ABOVE_PYTHON.split_at(8).0),
     ("lava-python", &ABOVE_PYTHON),
     ("lava-device", &ABOVE_DEVICE),
+    ("lava-yaml", &ABOVE_PYTHON),
 ];
 
 #[derive(Deserialize)]

@@ -19,9 +19,22 @@
 //! * a group refuses more members than its `group_size` (LAVA registers them
 //!   and then answers `group_data` with `wait` forever);
 //! * limits on groups, members, message IDs and payload bytes (`nack` when
-//!   exceeded), and optional expiry of idle groups.
+//!   exceeded), and expiry of idle groups (LAVA keeps the groups of killed
+//!   jobs forever).
+//!
+//! **Junk cannot lock new groups out.** A flood of `group_data` registrations
+//! for groups that never fill (LAVA's own daemon keeps each forever) is held
+//! off three ways: one client address may have at most
+//! [`GroupLimits::max_groups_per_address`] groups alive; a group still
+//! forming (fewer members than its `group_size`) that nobody has asked about
+//! for [`Expiry::forming`] is forgotten (its members poll `group_data` every
+//! few seconds while they wait, and give up after LAVA's 90 s system
+//! timeout); and when [`GroupLimits::max_groups`] is reached, a new group
+//! replaces the forming group idle longest, once it has been idle for
+//! [`EVICTABLE_AFTER`], instead of being refused.
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
@@ -40,6 +53,10 @@ pub struct GroupLimits {
     pub max_message_ids_per_group: usize,
     /// Bytes of payloads (serialised) held for one group.
     pub max_payload_bytes_per_group: usize,
+    /// Groups created from one client address alive at once (a worker
+    /// starts at most one node job per device, so one address needs a few
+    /// hundred at most).
+    pub max_groups_per_address: usize,
 }
 
 impl Default for GroupLimits {
@@ -49,9 +66,35 @@ impl Default for GroupLimits {
             max_clients_per_group: 4096,
             max_message_ids_per_group: 10_000,
             max_payload_bytes_per_group: 16 * 1024 * 1024,
+            max_groups_per_address: 1_000,
         }
     }
 }
+
+/// When idle groups are forgotten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expiry {
+    /// A group still forming, with no request for this long (default 10
+    /// minutes: members waiting for the group poll every few seconds).
+    pub forming: Option<Duration>,
+    /// Any group with no request for this long (default 24 hours, longer
+    /// than the quiet stretch of any real MultiNode job).
+    pub any: Option<Duration>,
+}
+
+impl Default for Expiry {
+    fn default() -> Self {
+        Expiry {
+            forming: Some(Duration::from_secs(600)),
+            any: Some(Duration::from_secs(24 * 3600)),
+        }
+    }
+}
+
+/// How long a forming group must have been idle before a new group may
+/// replace it when [`GroupLimits::max_groups`] is reached: longer than any
+/// poll interval or held request of a member still waiting.
+pub const EVICTABLE_AFTER: Duration = Duration::from_secs(120);
 
 /// What to do with the connection.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,12 +165,14 @@ struct Group {
     payload_bytes: usize,
     last_activity: Instant,
     changes: watch::Sender<u64>,
+    /// The address of the client that created it (`None` when unknown).
+    origin: Option<IpAddr>,
 }
 
 const RPC_DELAY: u32 = 2;
 
 impl Group {
-    fn new(size: usize, now: Instant) -> Group {
+    fn new(size: usize, now: Instant, origin: Option<IpAddr>) -> Group {
         Group {
             size,
             members: IndexMap::new(),
@@ -141,7 +186,12 @@ impl Group {
             payload_bytes: 0,
             last_activity: now,
             changes: watch::channel(0).0,
+            origin,
         }
+    }
+
+    fn forming(&self) -> bool {
+        self.members.len() < self.size
     }
 
     /// Wake held requests of this group: something may now be answerable.
@@ -198,6 +248,8 @@ impl Group {
 pub struct Groups {
     groups: HashMap<String, Group>,
     limits: GroupLimits,
+    /// Groups alive per creating address.
+    per_address: HashMap<IpAddr, usize>,
 }
 
 /// A short summary, for statistics and tests.
@@ -214,7 +266,21 @@ impl Groups {
         Groups {
             groups: HashMap::new(),
             limits,
+            per_address: HashMap::new(),
         }
+    }
+
+    fn remove(&mut self, name: &str) -> Option<Group> {
+        let group = self.groups.remove(name)?;
+        if let Some(origin) = group.origin
+            && let Some(count) = self.per_address.get_mut(&origin)
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.per_address.remove(&origin);
+            }
+        }
+        Some(group)
     }
 
     /// Counts of what is held.
@@ -232,21 +298,42 @@ impl Groups {
         self.groups.get(group_name).map(|g| g.changes.subscribe())
     }
 
-    /// Forget groups nobody has talked to for `idle`; returns how many.
-    pub fn expire_idle(&mut self, idle: Duration, now: Instant) -> usize {
-        let before = self.groups.len();
-        self.groups.retain(|name, group| {
-            let keep = now.duration_since(group.last_activity) < idle;
-            if !keep {
-                tracing::warn!(group = %name, "expiring group idle for more than {idle:?}");
-            }
-            keep
-        });
-        before - self.groups.len()
+    /// Forget the groups idle for longer than `expiry` allows; returns how many.
+    pub fn expire_idle(&mut self, expiry: Expiry, now: Instant) -> usize {
+        let expired: Vec<(String, Duration)> = self
+            .groups
+            .iter()
+            .filter_map(|(name, group)| {
+                let idle = now.saturating_duration_since(group.last_activity);
+                let limit = if group.forming() {
+                    expiry.forming.into_iter().chain(expiry.any).min()
+                } else {
+                    expiry.any
+                }?;
+                (idle >= limit).then(|| (name.clone(), limit))
+            })
+            .collect();
+        for (name, limit) in &expired {
+            tracing::warn!(group = %name, "expiring group idle for more than {limit:?}");
+            self.remove(name);
+        }
+        expired.len()
     }
 
-    /// Apply one request and decide the reply.
+    /// Apply one request (from an unknown address) and decide the reply.
     pub fn handle(&mut self, request: &Request, now: Instant) -> Outcome {
+        self.handle_from(request, None, now)
+    }
+
+    /// Apply one request from `origin` (the client's address, counted
+    /// against [`GroupLimits::max_groups_per_address`] when it creates a
+    /// group) and decide the reply.
+    pub fn handle_from(
+        &mut self,
+        request: &Request,
+        origin: Option<IpAddr>,
+        now: Instant,
+    ) -> Outcome {
         let Some(name) = request.request.as_deref() else {
             tracing::debug!("request without 'request': nack");
             return Outcome::nack();
@@ -259,7 +346,7 @@ impl Groups {
             tracing::error!("{client} sent {name} without group_name");
             return Outcome::nack();
         };
-        if let Err(refusal) = self.admit(request, group_name, client, now) {
+        if let Err(refusal) = self.admit(request, group_name, client, origin, now) {
             tracing::error!(group = %group_name, %client, "{name} refused: {refusal}");
             return Outcome::nack();
         }
@@ -289,7 +376,7 @@ impl Groups {
                 );
                 if group.cleared.len() >= group.members.len() {
                     tracing::debug!("Clearing group data for {group_name}");
-                    self.groups.remove(group_name);
+                    self.remove(group_name);
                 }
                 Outcome::ack()
             }
@@ -301,6 +388,25 @@ impl Groups {
         }
     }
 
+    /// Forget the forming group idle longest, if it has been idle for
+    /// [`EVICTABLE_AFTER`]; whether one was forgotten.
+    fn evict_stale_forming(&mut self, now: Instant) -> bool {
+        let stalest = self
+            .groups
+            .iter()
+            .filter(|(_, group)| group.forming())
+            .map(|(name, group)| (now.saturating_duration_since(group.last_activity), name))
+            .filter(|(idle, _)| *idle >= EVICTABLE_AFTER)
+            .max()
+            .map(|(idle, name)| (idle, name.clone()));
+        let Some((idle, name)) = stalest else {
+            return false;
+        };
+        tracing::warn!(group = %name, "forgetting forming group idle for {idle:?} to make room");
+        self.remove(&name);
+        true
+    }
+
     /// LAVA's steps 4 and 5: create the group if it is new and register the
     /// client if it is new, refusing instead of crashing.
     fn admit(
@@ -308,6 +414,7 @@ impl Groups {
         request: &Request,
         group_name: &str,
         client: &str,
+        origin: Option<IpAddr>,
         now: Instant,
     ) -> Result<(), String> {
         let known_group = self.groups.contains_key(group_name);
@@ -327,15 +434,29 @@ impl Groups {
                 }
                 Some(size) => size,
             };
-            if self.groups.len() >= self.limits.max_groups {
-                return Err(format!("already {} groups", self.groups.len()));
-            }
             if size > self.limits.max_clients_per_group as u64 {
                 return Err(format!("group_size {size} over the limit"));
             }
+            if let Some(origin) = origin {
+                let alive = self.per_address.get(&origin).copied().unwrap_or(0);
+                if alive >= self.limits.max_groups_per_address {
+                    return Err(format!("{origin} already created {alive} groups"));
+                }
+            }
+            if self.groups.len() >= self.limits.max_groups && !self.evict_stale_forming(now) {
+                return Err(format!(
+                    "already {} groups, none of them forming and idle for {EVICTABLE_AFTER:?}",
+                    self.groups.len()
+                ));
+            }
             tracing::info!("The {group_name} group will contain {size} nodes.");
-            self.groups
-                .insert(group_name.to_string(), Group::new(size as usize, now));
+            self.groups.insert(
+                group_name.to_string(),
+                Group::new(size as usize, now, origin),
+            );
+            if let Some(origin) = origin {
+                *self.per_address.entry(origin).or_default() += 1;
+            }
         }
         let Some((_hostname, role)) = registration else {
             return Ok(());
@@ -810,6 +931,7 @@ mod tests {
             max_clients_per_group: 8,
             max_message_ids_per_group: 2,
             max_payload_bytes_per_group: 100,
+            max_groups_per_address: 10,
         });
         let a = member("1", "a");
         reply(&mut groups, &a.group_data(1));
@@ -837,8 +959,94 @@ mod tests {
     fn idle_groups_expire() {
         let (mut groups, _m) = registered(&[("1", "a")]);
         let later = Instant::now() + Duration::from_secs(7200);
-        assert_eq!(groups.expire_idle(Duration::from_secs(3600), later), 1);
+        let hour = Expiry {
+            forming: None,
+            any: Some(Duration::from_secs(3600)),
+        };
+        assert_eq!(groups.expire_idle(hour, later), 1);
         assert_eq!(groups.summary().groups, 0);
+    }
+
+    fn junk(n: usize, size: u64) -> Request {
+        let mut junk = member(&n.to_string(), "a");
+        junk.group_name = format!("junk-{n}");
+        junk.group_data(size)
+    }
+
+    #[test]
+    fn expiry_is_on_by_default_and_forming_groups_go_first() {
+        let (mut groups, _m) = registered(&[("1", "a")]);
+        let start = Instant::now();
+        groups.handle(&junk(1, 2), start);
+        assert_eq!(groups.summary().groups, 2);
+        let defaults = Expiry::default();
+        assert_eq!(
+            groups.expire_idle(defaults, start + Duration::from_secs(300)),
+            0
+        );
+        // The forming junk goes after ten minutes, the complete group stays.
+        assert_eq!(
+            groups.expire_idle(defaults, start + Duration::from_secs(601)),
+            1
+        );
+        assert_eq!(groups.summary().groups, 1);
+        assert_eq!(
+            groups.expire_idle(defaults, start + Duration::from_secs(24 * 3600 + 1)),
+            1
+        );
+    }
+
+    #[test]
+    fn a_junk_flood_cannot_lock_out_new_groups() {
+        let limits = GroupLimits {
+            max_groups: 100,
+            max_groups_per_address: 50,
+            ..GroupLimits::default()
+        };
+        let mut groups = Groups::new(limits);
+        let flooder: IpAddr = "192.0.2.1".parse().unwrap();
+        let start = Instant::now();
+        let mut refused = 0;
+        for n in 0..10_000 {
+            if groups.handle_from(&junk(n, 2), Some(flooder), start) == Outcome::nack() {
+                refused += 1;
+            }
+        }
+        assert_eq!(refused, 10_000 - 50);
+        assert_eq!(groups.summary().groups, 50);
+        // Junk from many addresses fills the table ...
+        for n in 0..50 {
+            let address = IpAddr::from([198, 51, 100, n as u8]);
+            groups.handle_from(&junk(20_000 + n, 2), Some(address), start);
+        }
+        assert_eq!(groups.summary().groups, 100);
+        // ... and a real group still gets in once the junk has been quiet a while.
+        let real: IpAddr = "203.0.113.7".parse().unwrap();
+        let mut worker = member("7", "server");
+        worker.group_name = "real".into();
+        let soon = start + Duration::from_secs(10);
+        assert_eq!(
+            groups.handle_from(&worker.group_data(1), Some(real), soon),
+            Outcome::nack()
+        );
+        let later = start + EVICTABLE_AFTER;
+        assert!(
+            !groups
+                .handle_from(&worker.group_data(1), Some(real), later)
+                .is_wait()
+        );
+        assert_eq!(groups.summary().groups, 100);
+        // Expired and evicted groups give their address its allowance back.
+        assert_eq!(
+            groups.expire_idle(Expiry::default(), start + Duration::from_secs(601)),
+            99
+        );
+        assert!(groups.per_address.is_empty() || groups.per_address.get(&real) == Some(&1));
+        assert!(
+            groups
+                .handle_from(&junk(1, 2), Some(flooder), later)
+                .is_wait()
+        );
     }
 
     #[test]

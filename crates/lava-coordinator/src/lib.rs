@@ -85,6 +85,10 @@ async fn serve_until_stopped(config: &Path) -> Result<(), CoordinatorError> {
     tracing::info!("[INIT] Version {}", env!("CARGO_PKG_VERSION"));
     tracing::info!("[INIT] Loading configuration from {}", config.display());
     let settings = BrokerSettings::from_file(config)?;
+    match server::raise_descriptor_limit() {
+        Some(limit) => tracing::info!("[INIT] descriptor limit {limit}"),
+        None => tracing::info!("[INIT] descriptor limit unlimited"),
+    }
     let coordinator = Coordinator::bind(settings, 8).await?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let stop = shutdown.clone();

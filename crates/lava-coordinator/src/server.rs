@@ -1,16 +1,26 @@
 //! The TCP side: accept connections concurrently, read one bounded frame
 //! each, apply it to the groups, hold it open if asked (push), reply, close.
+//!
+//! Resources are bounded together, not only per connection: connections
+//! served at once fit the process's descriptor limit ([`fit_to_descriptors`],
+//! with a log line when the setting is lowered); the request bytes being
+//! read at once, all connections together, stay within
+//! `max_reading_bytes` (a frame's bytes are admitted after its header,
+//! before its body is read); `accept` failing (out of descriptors) backs off
+//! instead of spinning; and a held request ends as soon as its client has
+//! gone (end of file while holding: our client keeps its side open when it
+//! asks for a hold).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lava_multinode::codec::{self, read_frame};
+use lava_multinode::codec::{self, FrameError};
 use lava_multinode::wire::{Request, Response};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,6 +32,13 @@ use crate::settings::BrokerSettings;
 /// How long shutdown waits for connections still being served.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// Descriptors kept for everything but client connections (the listener,
+/// log file, standard streams, the runtime's own).
+pub const RESERVED_DESCRIPTORS: u64 = 64;
+
+/// The first and the longest pause after `accept` fails.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+
 /// Counters of the server.
 #[derive(Debug, Default)]
 struct Counters {
@@ -30,6 +47,10 @@ struct Counters {
     bad_frames: AtomicU64,
     requests: AtomicU64,
     held: AtomicU64,
+    reading_bytes: AtomicU64,
+    peak_reading_bytes: AtomicU64,
+    departed: AtomicU64,
+    accept_failures: AtomicU64,
 }
 
 /// A snapshot of the server's counters and state.
@@ -46,6 +67,12 @@ pub struct BrokerStats {
     pub requests: u64,
     /// Requests that were held open at least once.
     pub held: u64,
+    /// Most request bytes ever being read at once (admitted, not yet parsed).
+    pub peak_reading_bytes: u64,
+    /// Held requests ended because their client had gone.
+    pub departed: u64,
+    /// Times `accept` failed (out of descriptors and the like).
+    pub accept_failures: u64,
     pub groups: GroupsSummary,
 }
 
@@ -53,6 +80,23 @@ struct Shared {
     settings: BrokerSettings,
     groups: Mutex<Groups>,
     counters: Counters,
+    /// One permit per request byte that may be read at once.
+    reading: Arc<Semaphore>,
+}
+
+/// Request bytes admitted for reading; given back when dropped.
+struct ReadingBytes<'a> {
+    counters: &'a Counters,
+    bytes: u64,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for ReadingBytes<'_> {
+    fn drop(&mut self) {
+        self.counters
+            .reading_bytes
+            .fetch_sub(self.bytes, Ordering::Relaxed);
+    }
 }
 
 impl Shared {
@@ -63,7 +107,35 @@ impl Shared {
             bad_frames: self.counters.bad_frames.load(Ordering::Relaxed),
             requests: self.counters.requests.load(Ordering::Relaxed),
             held: self.counters.held.load(Ordering::Relaxed),
+            peak_reading_bytes: self.counters.peak_reading_bytes.load(Ordering::Relaxed),
+            departed: self.counters.departed.load(Ordering::Relaxed),
+            accept_failures: self.counters.accept_failures.load(Ordering::Relaxed),
             groups: self.lock_groups().summary(),
+        }
+    }
+
+    /// Wait until `length` more request bytes fit in the reading budget.
+    async fn admit_reading(&self, length: usize) -> ReadingBytes<'_> {
+        let permits = u32::try_from(length).unwrap_or(u32::MAX);
+        let permit = self
+            .reading
+            .clone()
+            .acquire_many_owned(permits)
+            .await
+            .expect("the reading budget is never closed");
+        let bytes = u64::from(permits);
+        let now = self
+            .counters
+            .reading_bytes
+            .fetch_add(bytes, Ordering::Relaxed)
+            + bytes;
+        self.counters
+            .peak_reading_bytes
+            .fetch_max(now, Ordering::Relaxed);
+        ReadingBytes {
+            counters: &self.counters,
+            bytes,
+            _permit: permit,
         }
     }
 
@@ -87,9 +159,10 @@ impl Coordinator {
     /// daemon, retry with a doubling delay when the port is busy, but give
     /// up after `bind_attempts` tries.
     pub async fn bind(
-        settings: BrokerSettings,
+        mut settings: BrokerSettings,
         bind_attempts: u32,
     ) -> Result<Self, CoordinatorError> {
+        settings.max_connections = fit_to_descriptors(settings.max_connections);
         let mut delay = Duration::from_secs(1);
         let mut attempt = 1;
         let listener = loop {
@@ -114,9 +187,15 @@ impl Coordinator {
             }
         };
         let groups = Mutex::new(Groups::new(settings.limits));
+        // A frame never waits for more bytes than the budget holds.
+        let budget = settings
+            .max_reading_bytes
+            .max(settings.max_frame_bytes)
+            .min(Semaphore::MAX_PERMITS);
         Ok(Coordinator {
             listener,
             shared: Arc::new(Shared {
+                reading: Arc::new(Semaphore::new(budget)),
                 settings,
                 groups,
                 counters: Counters::default(),
@@ -137,6 +216,7 @@ impl Coordinator {
         let connections = TaskTracker::new();
         let slots = Arc::new(Semaphore::new(shared.settings.max_connections));
         let mut expiry = tokio::time::interval(Duration::from_secs(60));
+        let mut backoff = ACCEPT_BACKOFF.0;
         tracing::info!("Ready to accept new connections");
         loop {
             // Take a slot before accepting: beyond the limit, clients wait in
@@ -148,19 +228,34 @@ impl Coordinator {
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = expiry.tick() => {
-                    if let Some(idle) = shared.settings.group_idle_expiry {
-                        shared.lock_groups().expire_idle(idle, std::time::Instant::now());
-                    }
+                    shared
+                        .lock_groups()
+                        .expire_idle(shared.settings.expiry, std::time::Instant::now());
                     continue;
                 }
                 accepted = listener.accept() => accepted,
             };
             let (stream, peer) = match accepted {
-                Ok(pair) => pair,
+                Ok(pair) => {
+                    backoff = ACCEPT_BACKOFF.0;
+                    pair
+                }
                 Err(error) => {
-                    // Out of descriptors and the like: pause instead of spinning.
-                    tracing::warn!("accept failed: {error}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    shared
+                        .counters
+                        .accept_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    // Out of descriptors and the like: pause longer each time
+                    // instead of spinning, and log once per streak.
+                    if backoff == ACCEPT_BACKOFF.0 {
+                        tracing::warn!("accept failed: {error}; backing off");
+                    }
+                    drop(slot);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
                     continue;
                 }
             };
@@ -200,6 +295,43 @@ impl Coordinator {
             task: Some(task),
         }
     }
+}
+
+/// `wanted` connections, lowered (with a log line) to what the process's
+/// descriptor limit leaves after [`RESERVED_DESCRIPTORS`].
+pub fn fit_to_descriptors(wanted: usize) -> usize {
+    let fits = descriptor_limit().map_or(wanted, |limit| {
+        usize::try_from(limit.saturating_sub(RESERVED_DESCRIPTORS).max(1)).unwrap_or(usize::MAX)
+    });
+    if fits < wanted {
+        tracing::warn!(
+            "[INIT] serving at most {fits} connections at once, not {wanted}: the descriptor limit is {}",
+            descriptor_limit().unwrap_or_default()
+        );
+    }
+    wanted.min(fits)
+}
+
+/// The soft limit on open descriptors (`None`: unlimited).
+pub fn descriptor_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+}
+
+/// Raise the soft descriptor limit to the hard one (the daemon does this at
+/// start); returns the soft limit now in force (`None`: unlimited).
+pub fn raise_descriptor_limit() -> Option<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(error) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!("[INIT] cannot raise the descriptor limit: {error}");
+        }
+    }
+    descriptor_limit()
 }
 
 fn bind_listener(address: SocketAddr) -> std::io::Result<TcpListener> {
@@ -253,16 +385,30 @@ impl Drop for CoordinatorHandle {
     }
 }
 
+/// Read one frame within the read deadline, its body admitted to the
+/// reading budget first; the admission is held until the caller drops it.
+async fn read_request<'a>(
+    stream: &mut TcpStream,
+    shared: &'a Shared,
+) -> Result<Option<(Vec<u8>, ReadingBytes<'a>)>, FrameError> {
+    let settings = &shared.settings;
+    let read = async {
+        let Some(length) = codec::read_header(stream, settings.max_frame_bytes).await? else {
+            return Ok(None);
+        };
+        let admitted = shared.admit_reading(length).await;
+        let body = codec::read_body(stream, length).await?;
+        Ok(Some((body, admitted)))
+    };
+    tokio::time::timeout(settings.read_deadline, read)
+        .await
+        .map_err(|_| FrameError::Deadline(settings.read_deadline))?
+}
+
 async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     let settings = &shared.settings;
-    let body = match read_frame(
-        &mut stream,
-        settings.max_frame_bytes,
-        settings.read_deadline,
-    )
-    .await
-    {
-        Ok(Some(body)) => body,
+    let (body, admitted) = match read_request(&mut stream, shared).await {
+        Ok(Some(read)) => read,
         Ok(None) => return,
         Err(error) => {
             shared.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
@@ -270,17 +416,22 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shar
             return;
         }
     };
-    let Ok(document) = serde_json::from_slice::<serde_json::Value>(&body) else {
+    let parsed = serde_json::from_slice::<serde_json::Value>(&body);
+    drop(body);
+    drop(admitted);
+    let Ok(document) = parsed else {
         shared.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
-            "JSON error for '{}' from {peer}",
-            String::from_utf8_lossy(&body[..body.len().min(100)])
+            "JSON error from {peer}: {}",
+            parsed.err().map(|e| e.to_string()).unwrap_or_default()
         );
         return;
     };
     shared.counters.requests.fetch_add(1, Ordering::Relaxed);
     let outcome = match serde_json::from_value::<Request>(document) {
-        Ok(request) if authorised(settings, &request) => answer(shared, &request).await,
+        Ok(request) if authorised(settings, &request) => {
+            answer(shared, &request, &stream, peer).await
+        }
         Ok(_) => {
             tracing::warn!("request from {peer} without the right token: nack");
             Outcome::Reply(Response::Nack)
@@ -322,7 +473,12 @@ fn authorised(settings: &BrokerSettings, request: &Request) -> bool {
 /// Apply the request; if the answer is `wait` and the client asked to be
 /// held, keep re-applying it whenever its group changes, until it is
 /// answerable or the hold ends.
-async fn answer(shared: &Shared, request: &Request) -> Outcome {
+async fn answer(
+    shared: &Shared,
+    request: &Request,
+    stream: &TcpStream,
+    peer: SocketAddr,
+) -> Outcome {
     let hold = request
         .hold_ms
         .map(Duration::from_millis)
@@ -331,10 +487,12 @@ async fn answer(shared: &Shared, request: &Request) -> Outcome {
     let holdable = !hold.is_zero() && request.operation().is_some_and(|op| op.is_waitable());
     let release_at = Instant::now() + hold;
     let mut counted = false;
+    let gone = departed(stream);
+    tokio::pin!(gone);
     loop {
         let (outcome, changes) = {
             let mut groups = shared.lock_groups();
-            let outcome = groups.handle(request, std::time::Instant::now());
+            let outcome = groups.handle_from(request, Some(peer.ip()), std::time::Instant::now());
             let changes = match (&outcome, request.group_name.as_deref()) {
                 (outcome, Some(group)) if holdable && outcome.is_wait() => groups.subscribe(group),
                 _ => None,
@@ -348,10 +506,28 @@ async fn answer(shared: &Shared, request: &Request) -> Outcome {
             shared.counters.held.fetch_add(1, Ordering::Relaxed);
             counted = true;
         }
-        match tokio::time::timeout_at(release_at, changes.changed()).await {
-            // Changed, or the group was deleted: look again.
-            Ok(_) => continue,
-            Err(_) => return Outcome::Reply(Response::Wait { held: true }),
+        tokio::select! {
+            changed = tokio::time::timeout_at(release_at, changes.changed()) => match changed {
+                // Changed, or the group was deleted: look again.
+                Ok(_) => continue,
+                Err(_) => return Outcome::Reply(Response::Wait { held: true }),
+            },
+            () = &mut gone => {
+                shared.counters.departed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("{peer} left while its request was held");
+                return Outcome::Close;
+            }
         }
+    }
+}
+
+/// Resolves when the client of a held request has gone: end of file or an
+/// error on its side. Bytes after the frame (not LAVA's protocol) are left
+/// unread and the request is held to its end.
+async fn departed(stream: &TcpStream) {
+    let mut byte = [0u8; 1];
+    match stream.peek(&mut byte).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
     }
 }

@@ -9,12 +9,16 @@
 //! |-----|---------|---------|
 //! | `lava_rs_listen` | `0.0.0.0` | address to bind (LAVA always binds 0.0.0.0) |
 //! | `lava_rs_token` | none | shared secret; when set, every request must carry it in `lava_rs_token` or gets `nack` |
-//! | `lava_rs_max_frame_bytes` | 1048576 | largest request body accepted |
+//! | `lava_rs_max_frame_bytes` | 65536 | largest request body accepted (LAVA's client sends at most 65534) |
+//! | `lava_rs_max_reading_bytes` | 33554432 | request bytes being read at once, all connections together; more wait (within the read deadline) |
 //! | `lava_rs_read_deadline_ms` | 10000 | a request must arrive completely within this |
 //! | `lava_rs_max_hold_ms` | 60000 | longest a held (push) request is kept open |
-//! | `lava_rs_max_connections` | 16384 | connections served at once; more wait in the backlog |
-//! | `lava_rs_group_idle_expiry_s` | 0 (off) | forget groups silent for this long |
-//! | `lava_rs_max_groups`, `lava_rs_max_clients_per_group`, `lava_rs_max_message_ids_per_group`, `lava_rs_max_payload_bytes_per_group` | see [`GroupLimits`] | memory bounds |
+//! | `lava_rs_max_connections` | 16384 | connections served at once, lowered to what the descriptor limit allows; more wait in the backlog |
+//! | `lava_rs_group_idle_expiry_s` | 86400 (0: off) | forget groups silent for this long |
+//! | `lava_rs_forming_group_expiry_s` | 600 (0: off) | forget groups still forming (fewer members than `group_size`) silent for this long |
+//! | `lava_rs_max_groups`, `lava_rs_max_groups_per_address`, `lava_rs_max_clients_per_group`, `lava_rs_max_message_ids_per_group`, `lava_rs_max_payload_bytes_per_group` | see [`GroupLimits`] | memory bounds |
+//!
+//! The reasons for each default are in `docs/limits.md`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -23,7 +27,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::CoordinatorError;
-use crate::groups::GroupLimits;
+use crate::groups::{Expiry, GroupLimits};
 
 /// Everything the server needs to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,10 +35,12 @@ pub struct BrokerSettings {
     pub listen: SocketAddr,
     pub token: Option<String>,
     pub max_frame_bytes: usize,
+    /// Request bytes being read at once, all connections together.
+    pub max_reading_bytes: usize,
     pub read_deadline: Duration,
     pub max_hold: Duration,
     pub max_connections: usize,
-    pub group_idle_expiry: Option<Duration>,
+    pub expiry: Expiry,
     pub limits: GroupLimits,
 }
 
@@ -43,11 +49,12 @@ impl Default for BrokerSettings {
         BrokerSettings {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 3079),
             token: None,
-            max_frame_bytes: 1024 * 1024,
+            max_frame_bytes: 64 * 1024,
+            max_reading_bytes: 32 * 1024 * 1024,
             read_deadline: Duration::from_secs(10),
             max_hold: Duration::from_secs(60),
             max_connections: 16384,
-            group_idle_expiry: None,
+            expiry: Expiry::default(),
             limits: GroupLimits::default(),
         }
     }
@@ -61,11 +68,14 @@ struct ConfigFile {
     lava_rs_listen: IpAddr,
     lava_rs_token: Option<String>,
     lava_rs_max_frame_bytes: usize,
+    lava_rs_max_reading_bytes: usize,
     lava_rs_read_deadline_ms: u64,
     lava_rs_max_hold_ms: u64,
     lava_rs_max_connections: usize,
     lava_rs_group_idle_expiry_s: u64,
+    lava_rs_forming_group_expiry_s: u64,
     lava_rs_max_groups: usize,
+    lava_rs_max_groups_per_address: usize,
     lava_rs_max_clients_per_group: usize,
     lava_rs_max_message_ids_per_group: usize,
     lava_rs_max_payload_bytes_per_group: usize,
@@ -81,11 +91,14 @@ impl Default for ConfigFile {
             lava_rs_listen: settings.listen.ip(),
             lava_rs_token: None,
             lava_rs_max_frame_bytes: settings.max_frame_bytes,
+            lava_rs_max_reading_bytes: settings.max_reading_bytes,
             lava_rs_read_deadline_ms: settings.read_deadline.as_millis() as u64,
             lava_rs_max_hold_ms: settings.max_hold.as_millis() as u64,
             lava_rs_max_connections: settings.max_connections,
-            lava_rs_group_idle_expiry_s: 0,
+            lava_rs_group_idle_expiry_s: seconds(settings.expiry.any),
+            lava_rs_forming_group_expiry_s: seconds(settings.expiry.forming),
             lava_rs_max_groups: limits.max_groups,
+            lava_rs_max_groups_per_address: limits.max_groups_per_address,
             lava_rs_max_clients_per_group: limits.max_clients_per_group,
             lava_rs_max_message_ids_per_group: limits.max_message_ids_per_group,
             lava_rs_max_payload_bytes_per_group: limits.max_payload_bytes_per_group,
@@ -103,13 +116,19 @@ impl BrokerSettings {
             listen: SocketAddr::new(file.lava_rs_listen, file.port),
             token: file.lava_rs_token.filter(|t| !t.is_empty()),
             max_frame_bytes: file.lava_rs_max_frame_bytes,
+            max_reading_bytes: file
+                .lava_rs_max_reading_bytes
+                .max(file.lava_rs_max_frame_bytes),
             read_deadline: Duration::from_millis(file.lava_rs_read_deadline_ms.max(1)),
             max_hold: Duration::from_millis(file.lava_rs_max_hold_ms),
             max_connections: file.lava_rs_max_connections.max(1),
-            group_idle_expiry: (file.lava_rs_group_idle_expiry_s > 0)
-                .then(|| Duration::from_secs(file.lava_rs_group_idle_expiry_s)),
+            expiry: Expiry {
+                forming: duration(file.lava_rs_forming_group_expiry_s),
+                any: duration(file.lava_rs_group_idle_expiry_s),
+            },
             limits: GroupLimits {
                 max_groups: file.lava_rs_max_groups,
+                max_groups_per_address: file.lava_rs_max_groups_per_address,
                 max_clients_per_group: file.lava_rs_max_clients_per_group,
                 max_message_ids_per_group: file.lava_rs_max_message_ids_per_group,
                 max_payload_bytes_per_group: file.lava_rs_max_payload_bytes_per_group,
@@ -127,6 +146,16 @@ impl BrokerSettings {
     }
 }
 
+/// Seconds in the file, 0 for off.
+fn seconds(duration: Option<Duration>) -> u64 {
+    duration.map_or(0, |d| d.as_secs())
+}
+
+/// A duration from the file's seconds, 0 meaning off.
+fn duration(seconds: u64) -> Option<Duration> {
+    (seconds > 0).then(|| Duration::from_secs(seconds))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,17 +167,25 @@ mod tests {
         let settings = BrokerSettings::from_json(text).unwrap();
         assert_eq!(settings, BrokerSettings::default());
         assert_eq!(settings.listen.to_string(), "0.0.0.0:3079");
+        // Expiry is on and frames stay near what LAVA's client can send.
+        assert_eq!(settings.expiry, Expiry::default());
+        assert!(settings.expiry.forming.is_some() && settings.expiry.any.is_some());
+        assert!(settings.max_frame_bytes >= lava_multinode::codec::LAVA_CLIENT_MAX_REQUEST);
+        assert!(settings.max_frame_bytes <= 64 * 1024);
     }
 
     #[test]
     fn extensions_are_read() {
         let text = r#"{"port": 0, "lava_rs_listen": "127.0.0.1", "lava_rs_token": "s3cret",
-                       "lava_rs_group_idle_expiry_s": 3600, "lava_rs_max_groups": 3}"#;
+                       "lava_rs_group_idle_expiry_s": 3600, "lava_rs_max_groups": 3,
+                       "lava_rs_forming_group_expiry_s": 0, "lava_rs_max_groups_per_address": 2}"#;
         let settings = BrokerSettings::from_json(text).unwrap();
         assert_eq!(settings.listen.to_string(), "127.0.0.1:0");
         assert_eq!(settings.token.as_deref(), Some("s3cret"));
-        assert_eq!(settings.group_idle_expiry, Some(Duration::from_secs(3600)));
+        assert_eq!(settings.expiry.any, Some(Duration::from_secs(3600)));
+        assert_eq!(settings.expiry.forming, None);
         assert_eq!(settings.limits.max_groups, 3);
+        assert_eq!(settings.limits.max_groups_per_address, 2);
     }
 
     #[test]

@@ -202,7 +202,7 @@ impl CoordinatorClient {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let hold = Duration::from_millis(request.hold_ms.unwrap_or(0));
         let result = self
-            .exchange_body(&body, self.settings.io_timeout + hold)
+            .exchange_body(&body, self.settings.io_timeout + hold, hold.is_zero())
             .await;
         match &result {
             Err(error) if error.is_transport() => {
@@ -218,10 +218,15 @@ impl CoordinatorClient {
         result
     }
 
+    /// One request and its reply. A polled request half-closes after the
+    /// frame, as LAVA's client does; a held one keeps its side open, so our
+    /// coordinator reads end of file only when this client has gone and can
+    /// stop holding (the reference daemon reads by length and does not care).
     async fn exchange_body(
         &self,
         body: &[u8],
         io_timeout: Duration,
+        half_close: bool,
     ) -> Result<Response, ClientError> {
         let address = format!("{}:{}", self.settings.host, self.settings.port);
         let connect =
@@ -240,7 +245,10 @@ impl CoordinatorClient {
         let frame = codec::frame_bytes(body);
         let write = async {
             stream.write_all(&frame).await?;
-            stream.shutdown().await
+            if half_close {
+                stream.shutdown().await?;
+            }
+            Ok(())
         };
         tokio::time::timeout(io_timeout, write)
             .await

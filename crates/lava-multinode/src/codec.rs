@@ -127,6 +127,21 @@ async fn read_frame_unbounded<R: AsyncRead + Unpin>(
     reader: &mut R,
     limit: usize,
 ) -> Result<Option<Vec<u8>>, FrameError> {
+    match read_header(reader, limit).await? {
+        Some(length) => read_body(reader, length).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Read the 8 header bytes of a frame and return the body length it
+/// announces, refusing more than `limit`; `Ok(None)` when the peer closed
+/// without sending a byte. With [`read_body`], the two halves of
+/// [`read_frame`] for a reader that admits the body before reading it (the
+/// coordinator's budget of bytes being read). No deadline of its own.
+pub async fn read_header<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    limit: usize,
+) -> Result<Option<usize>, FrameError> {
     let mut header = [0u8; HEADER_LEN];
     let received = read_full(reader, &mut header).await?;
     if received == 0 {
@@ -150,6 +165,15 @@ async fn read_frame_unbounded<R: AsyncRead + Unpin>(
             limit,
         });
     }
+    Ok(Some(length))
+}
+
+/// Read exactly `length` body bytes (announced by [`read_header`]). No
+/// deadline of its own.
+pub async fn read_body<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    length: usize,
+) -> Result<Vec<u8>, FrameError> {
     let mut body = vec![0u8; length];
     let received = read_full(reader, &mut body).await?;
     if received < length {
@@ -158,7 +182,7 @@ async fn read_frame_unbounded<R: AsyncRead + Unpin>(
             expected: length,
         });
     }
-    Ok(Some(body))
+    Ok(body)
 }
 
 /// Fill `buffer` unless EOF comes first; returns the bytes read.
