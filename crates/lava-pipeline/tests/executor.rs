@@ -234,3 +234,20 @@ async fn cancel_runs_finalize_and_reports_canceled() {
             .any(|l| l.contains("\"error_type\": \"Canceled\""))
     );
 }
+
+#[tokio::test]
+async fn huge_timeouts_from_the_job_or_device_do_not_panic_the_run() {
+    // The job checks refuse such a job; a device (not checked) or a caller skipping the
+    // checks can still hand them to the executor, which must run and record a result.
+    let huge = "{days: 1000000000000000}";
+    let (result, log) = run(&format!(
+        "timeouts: {{job: {huge}, action: {huge}, connection: {huge}}}\nactions:\n- boot: {{method: flaky, failure_retry: 3, failure_retry_interval: 1, timeout: {huge}}}\n"
+    ))
+    .await;
+    assert!(result.passed(), "{:?}", result.error);
+    assert!(log.iter().any(|l| l.contains("Job finished correctly")));
+    assert_eq!(
+        result.record.get("result").and_then(|v| v.as_str()),
+        Some("pass")
+    );
+}
