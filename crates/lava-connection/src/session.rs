@@ -289,15 +289,16 @@ impl ShellSession {
         result
     }
 
-    /// Reads for `duration` and logs the lines as `feedback` (LAVA's `listen_feedback`
+    /// Reads until `deadline` and logs the lines as `feedback` (LAVA's `listen_feedback`
     /// on another namespace's connection). The text read is consumed. Returns the number
-    /// of bytes read; end of file is not an error here.
+    /// of bytes read; end of file is not an error here. A deadline, like every wait of
+    /// the session: callers compute it from job data with saturating arithmetic
+    /// (`lava_pipeline::timeout::deadline_in`).
     pub async fn listen_feedback(
         &mut self,
-        duration: Duration,
+        deadline: Instant,
         namespace: Option<&str>,
     ) -> Result<usize, ConnectionError> {
-        let deadline = Instant::now() + duration;
         let mut total = 0;
         while !self.eof {
             let read = tokio::time::timeout_at(deadline, self.transport.read(&mut self.read_buf));

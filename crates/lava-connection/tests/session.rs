@@ -243,7 +243,7 @@ async fn feedback_is_logged_with_namespace_and_consumed() {
         device
     });
     let n = shell
-        .listen_feedback(Duration::from_millis(200), Some("host"))
+        .listen_feedback(in_secs(0.2), Some("host"))
         .await
         .unwrap();
     assert_eq!(n, 20);

@@ -175,7 +175,10 @@ impl Connection for ConsoleConnection {
 
     async fn drain(&mut self, budget: Duration) -> Vec<String> {
         let ns = self.namespace.clone();
-        let _ = self.session.listen_feedback(budget, Some(&ns)).await;
+        let _ = self
+            .session
+            .listen_feedback(deadline_in(budget), Some(&ns))
+            .await;
         self.log.take_drained()
     }
 
