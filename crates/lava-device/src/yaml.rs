@@ -120,4 +120,22 @@ mod tests {
         assert!(matches!(v["t"], Value::Tagged(_)));
         assert!(parse("a: [1\n").is_err());
     }
+
+    #[test]
+    fn deeply_nested_configurations_are_refused_before_parsing() {
+        let deep = format!("actions: {}{}\n", "{a: ".repeat(50_000), "}".repeat(50_000));
+        let error = parse(&deep).unwrap_err();
+        assert!(matches!(error, YamlError::Limit(_)), "{error}");
+        assert!(
+            error.to_string().contains("nests more than 64 levels"),
+            "{error}"
+        );
+        let config = crate::DeviceConfig::from_yaml_str(&deep, "devices/deep.yaml").unwrap_err();
+        assert!(
+            config
+                .to_string()
+                .starts_with("devices/deep.yaml could not be parsed: the YAML document nests"),
+            "{config}"
+        );
+    }
 }

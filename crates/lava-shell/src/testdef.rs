@@ -13,8 +13,6 @@ use crate::error::{Result, ShellError};
 pub const TEST_NAME_PATTERN: &str = r"^[\w\d\_\-]+$";
 
 static TEST_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(TEST_NAME_PATTERN).unwrap());
-static SHELL_NAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").unwrap());
 
 /// Checks a definition name against [`TEST_NAME_PATTERN`] and the reserved `lava`.
 pub fn check_test_name(name: &str) -> Result<()> {
@@ -30,7 +28,7 @@ pub fn check_test_name(name: &str) -> Result<()> {
 
 /// Checks that `name` can be a shell variable name (parameters, environment).
 pub fn check_variable_name(name: &str, place: &str) -> Result<()> {
-    if SHELL_NAME.is_match(name) {
+    if lava_pipeline::definition::is_shell_variable_name(name) {
         Ok(())
     } else {
         Err(ShellError::InvalidVariableName {
@@ -197,7 +195,7 @@ impl DefinitionSource {
             }
         }
         for value in [&self.branch, &self.revision].into_iter().flatten() {
-            if value.is_empty() || value.starts_with('-') || value.chars().any(char::is_control) {
+            if lava_pipeline::definition::git_ref_problem(value).is_some() {
                 return Err(ShellError::InvalidEntry(format!(
                     "{}: invalid branch or revision '{value}'",
                     self.name
@@ -475,6 +473,22 @@ impl TestDefinition {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deeply_nested_definitions_from_a_repository_are_refused_before_parsing() {
+        let deep = format!(
+            "metadata: {{name: x, format: Lava-Test Test Definition 1.0}}\nrun:\n  steps: {}{}\n",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let error = TestDefinition::parse(&deep, "repo/deep.yaml").unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("repo/deep.yaml"), "{text}");
+        assert!(
+            text.contains("nests more than 64 levels deep (line 3)"),
+            "{text}"
+        );
+    }
 
     fn entry(yaml: &str) -> Result<DefinitionSource> {
         DefinitionSource::from_value(&serde_yaml::from_str(yaml).unwrap())
