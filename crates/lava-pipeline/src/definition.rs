@@ -9,7 +9,7 @@
 
 use crate::device::Device;
 use crate::strategy::{Section, StrategyRegistry};
-use crate::timeout::{MAX_TIMEOUT_SECONDS, timeout_total};
+use crate::timeout::{MAX_TIMEOUT_SECONDS, timeout_total, unit_seconds};
 use crate::value::type_name;
 use serde_yaml::{Mapping, Value};
 use std::fmt;
@@ -345,10 +345,11 @@ impl Checker {
                     format!("{path}.{u}"),
                     format!("expected a whole number, found {}", short(amount)),
                 );
-            } else if let Some(alone) = timeout_total(&Value::Mapping(
-                [(unit.clone(), amount.clone())].into_iter().collect(),
-            ))
-            .filter(|s| *s > MAX_TIMEOUT_SECONDS as f64)
+            } else if let Some(alone) = amount
+                .as_f64()
+                .zip(unit_seconds(u))
+                .map(|(n, factor)| n * factor)
+                .filter(|s| *s > MAX_TIMEOUT_SECONDS as f64)
             {
                 self.push(format!("{path}.{u}"), too_long(alone));
                 return;

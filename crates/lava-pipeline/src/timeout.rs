@@ -45,6 +45,14 @@ pub fn timeout_total(value: &Value) -> Option<f64> {
     Some(total)
 }
 
+/// Seconds in one `unit` of a timeout map (`days`, `hours`, `minutes`, `seconds`).
+pub fn unit_seconds(unit: &str) -> Option<f64> {
+    UNITS
+        .iter()
+        .find(|(name, _)| *name == unit)
+        .map(|(_, f)| *f)
+}
+
 const UNITS: [(&str, f64); 4] = [
     ("days", 86400.0),
     ("hours", 3600.0),
