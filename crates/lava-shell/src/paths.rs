@@ -16,14 +16,21 @@ fn unsafe_path(path: &str, reason: &str) -> ShellError {
 /// Checks that `relative` is a relative path that stays below its base: not empty,
 /// not absolute, no `..`. `.` components are dropped.
 pub fn checked_relative(relative: &str) -> Result<PathBuf> {
-    // The same rule the job checks apply to a definition's `path` before the run.
-    if let Some(reason) = lava_pipeline::definition::relative_path_problem(relative) {
-        return Err(unsafe_path(relative, reason));
+    if relative.is_empty() {
+        return Err(unsafe_path(relative, "empty path"));
+    }
+    if relative.contains('\0') {
+        return Err(unsafe_path(relative, "NUL byte in path"));
     }
     let mut clean = PathBuf::new();
     for component in Path::new(relative).components() {
-        if let Component::Normal(part) = component {
-            clean.push(part);
+        match component {
+            Component::Normal(part) => clean.push(part),
+            Component::CurDir => {}
+            Component::ParentDir => return Err(unsafe_path(relative, "'..' is not allowed")),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(unsafe_path(relative, "absolute paths are not allowed"));
+            }
         }
     }
     if clean.as_os_str().is_empty() {

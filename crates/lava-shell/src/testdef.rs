@@ -13,6 +13,8 @@ use crate::error::{Result, ShellError};
 pub const TEST_NAME_PATTERN: &str = r"^[\w\d\_\-]+$";
 
 static TEST_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(TEST_NAME_PATTERN).unwrap());
+static SHELL_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").unwrap());
 
 /// Checks a definition name against [`TEST_NAME_PATTERN`] and the reserved `lava`.
 pub fn check_test_name(name: &str) -> Result<()> {
@@ -28,7 +30,7 @@ pub fn check_test_name(name: &str) -> Result<()> {
 
 /// Checks that `name` can be a shell variable name (parameters, environment).
 pub fn check_variable_name(name: &str, place: &str) -> Result<()> {
-    if lava_pipeline::definition::is_shell_variable_name(name) {
+    if SHELL_NAME.is_match(name) {
         Ok(())
     } else {
         Err(ShellError::InvalidVariableName {
@@ -195,7 +197,7 @@ impl DefinitionSource {
             }
         }
         for value in [&self.branch, &self.revision].into_iter().flatten() {
-            if lava_pipeline::definition::git_ref_problem(value).is_some() {
+            if value.is_empty() || value.starts_with('-') || value.chars().any(char::is_control) {
                 return Err(ShellError::InvalidEntry(format!(
                     "{}: invalid branch or revision '{value}'",
                     self.name
