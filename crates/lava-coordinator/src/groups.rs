@@ -255,8 +255,11 @@ pub struct Groups {
 /// A short summary, for statistics and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct GroupsSummary {
+    /// Groups currently known.
     pub groups: usize,
+    /// Members registered across all groups.
     pub members: usize,
+    /// Bytes of message payload held across all groups.
     pub payload_bytes: usize,
 }
 

@@ -40,6 +40,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod groups;
 pub mod logging;
 pub mod server;
@@ -56,14 +58,19 @@ pub use settings::BrokerSettings;
 /// Errors of the coordinator library.
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinatorError {
+    /// The configuration file could not be read or parsed; the message names the file.
     #[error("configuration error: {0}")]
     Config(String),
+    /// The listening socket could not be bound.
     #[error("unable to bind {address}: {source}")]
     Bind {
+        /// The address the coordinator tried to listen on.
         address: SocketAddr,
+        /// The operating system's reason.
         #[source]
         source: std::io::Error,
     },
+    /// A server task panicked or was cancelled; the message says which.
     #[error("coordinator task failed: {0}")]
     Task(String),
 }

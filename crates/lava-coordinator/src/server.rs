@@ -73,6 +73,7 @@ pub struct BrokerStats {
     pub departed: u64,
     /// Times `accept` failed (out of descriptors and the like).
     pub accept_failures: u64,
+    /// Size of the group table now.
     pub groups: GroupsSummary,
 }
 

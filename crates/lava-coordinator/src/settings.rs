@@ -32,15 +32,24 @@ use crate::groups::{Expiry, GroupLimits};
 /// Everything the server needs to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BrokerSettings {
+    /// Address to listen on: `lava_rs_listen` with LAVA's `port` key (default `0.0.0.0:3079`).
     pub listen: SocketAddr,
+    /// Shared secret clients must send (`lava_rs_token`); `None` accepts any client.
     pub token: Option<String>,
+    /// Largest request frame accepted, in bytes (`lava_rs_max_frame_bytes`).
     pub max_frame_bytes: usize,
-    /// Request bytes being read at once, all connections together.
+    /// Request bytes being read at once, all connections together (`lava_rs_max_reading_bytes`).
     pub max_reading_bytes: usize,
+    /// How long a client may take to send a whole frame (`lava_rs_read_deadline_ms`).
     pub read_deadline: Duration,
+    /// Longest time a request is held open waiting for peers (`lava_rs_max_hold_ms`).
     pub max_hold: Duration,
+    /// Connections served at once (`lava_rs_max_connections`).
     pub max_connections: usize,
+    /// When idle groups are forgotten (`lava_rs_group_idle_expiry_s`,
+    /// `lava_rs_forming_group_expiry_s`).
     pub expiry: Expiry,
+    /// Limits on groups, members, message IDs and payload (`lava_rs_max_*` keys).
     pub limits: GroupLimits,
 }
 
