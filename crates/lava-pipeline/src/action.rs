@@ -102,10 +102,15 @@ impl Runnable {
 /// What the pipeline computed for an action when it was added.
 #[derive(Debug, Clone)]
 pub struct ActionMeta {
+    /// LAVA's action name (`name` in `description.yaml`, e.g. `deploy-overlay`).
     pub name: String,
+    /// The action's class name as LAVA reports it (e.g. `DeployOverlayAction`).
     pub class: String,
+    /// One-line description (LAVA's `description`).
     pub description: String,
+    /// Short summary (LAVA's `summary`).
     pub summary: String,
+    /// The job section the action came from (`deploy`, `boot`, `test`, ...).
     pub section: String,
     /// `"1"`, `"2.1"`, `"3.1.10"`.
     pub level: String,
@@ -113,13 +118,17 @@ pub struct ActionMeta {
     pub timeout: u64,
     /// Per-read connection timeout in seconds.
     pub connection_timeout: u64,
+    /// How many attempts a retry action makes (LAVA's `failure_retry`, `max_retries` in the description).
     pub max_retries: u32,
     /// Seconds between retry attempts (`failure_retry_interval`).
     pub retry_interval: u64,
     /// `repeat` mode: run every attempt whatever the result.
     pub repeat: bool,
+    /// The error kind raised when the deadline passes (`JobError`, `InfrastructureError`, ...).
     pub timeout_kind: ErrorKind,
+    /// The job block this action was built from (`timeout`, `namespace`, strategy keys).
     pub parameters: Params,
+    /// The resource URL for download actions (`url` in `description.yaml`).
     pub url: Option<String>,
 }
 
@@ -153,8 +162,11 @@ impl ActionMeta {
 
 /// An action in a pipeline: its computed metadata, its behaviour and its children.
 pub struct ActionNode {
+    /// Name, level, timeouts and parameters computed when the action was added.
     pub meta: ActionMeta,
+    /// The action's behaviour: validate, run, cleanup.
     pub action: Box<dyn Action>,
+    /// The action's internal pipeline (its children, levels `N.1`, `N.2`, ...).
     pub pipeline: Pipeline,
     /// Errors recorded by validation or runs.
     pub errors: Vec<String>,

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 /// The outcome of a finished command.
 #[derive(Debug, Clone)]
 pub struct CommandOutput {
+    /// The exit code; -1 when the process was killed by a signal.
     pub status: i32,
     /// stdout and stderr, interleaved as read.
     pub output: String,

@@ -26,6 +26,7 @@ pub struct JobResult {
 }
 
 impl JobResult {
+    /// Whether the job passed (no error).
     pub fn passed(&self) -> bool {
         self.error.is_none()
     }

@@ -13,21 +13,28 @@ use std::sync::Mutex;
 pub struct TestInfo {
     /// The selected test strategy's name.
     pub strategy: String,
+    /// The test block as written in the job (`definitions`, `timeout`, ...).
     pub parameters: Mapping,
+    /// Whether the test needs a LAVA overlay (test definitions) deployed.
     pub needs_overlay: bool,
+    /// Whether the test needs deployment data (the target's shell conventions).
     pub needs_deployment_data: bool,
+    /// Whether the test runs in a shell on the target.
     pub has_shell: bool,
+    /// Whether input to the target needs a per-character delay.
     pub needs_character_delay: bool,
 }
 
 /// A job being built, validated or run.
 #[derive(Debug)]
 pub struct Job {
+    /// The job ID (`--job-id`), used in paths such as `/lava-<job id>`.
     pub id: String,
     /// The job file, for messages.
     pub source: Option<PathBuf>,
     /// The job map, with `dispatcher` and `env_dut` injected.
     pub parameters: Mapping,
+    /// The device the job runs on (its rendered device dictionary).
     pub device: Device,
     /// `timeouts.job` in seconds.
     pub timeout: u64,
@@ -40,6 +47,7 @@ pub struct Job {
 }
 
 impl Job {
+    /// A job with `parameters` for `device`; `timeout` is `timeouts.job` in seconds.
     pub fn new(id: impl Into<String>, parameters: Mapping, device: Device, timeout: u64) -> Self {
         let id = id.into();
         let root = parameters

@@ -29,6 +29,8 @@
 //! assert_eq!(pipeline.describe()[0].timeout, 30);
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod action;
 pub mod command;
 pub mod context;

@@ -25,19 +25,30 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Record levels (`lvl`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
+    /// Debugging detail (`debug`).
     Debug,
+    /// Progress messages (`info`).
     Info,
+    /// Problems that do not stop the job (`warning`).
     Warning,
+    /// Errors (`error`).
     Error,
+    /// An exception raised in the dispatcher (`exception`).
     Exception,
+    /// A test or action result map (`results`).
     Results,
+    /// Output read from the device (`target`).
     Target,
+    /// Text sent to the device (`input`).
     Input,
+    /// Output of another namespace's device in a multinode job (`feedback`).
     Feedback,
+    /// Events such as MultiNode synchronisation (`event`).
     Event,
 }
 
 impl Level {
+    /// The `lvl` value written in the log for this level.
     pub fn as_str(self) -> &'static str {
         match self {
             Level::Debug => "debug",
@@ -157,27 +168,35 @@ impl JobLogger {
         self.lock().line
     }
 
+    /// Logs `msg` at `debug`.
     pub fn debug(&self, msg: impl AsRef<str>) {
         self.log_str(Level::Debug, msg.as_ref());
     }
+    /// Logs `msg` at `info`.
     pub fn info(&self, msg: impl AsRef<str>) {
         self.log_str(Level::Info, msg.as_ref());
     }
+    /// Logs `msg` at `warning`.
     pub fn warning(&self, msg: impl AsRef<str>) {
         self.log_str(Level::Warning, msg.as_ref());
     }
+    /// Logs `msg` at `error`.
     pub fn error(&self, msg: impl AsRef<str>) {
         self.log_str(Level::Error, msg.as_ref());
     }
+    /// Logs `msg` at `exception`.
     pub fn exception(&self, msg: impl AsRef<str>) {
         self.log_str(Level::Exception, msg.as_ref());
     }
+    /// Logs device output `msg` at `target`.
     pub fn target(&self, msg: impl AsRef<str>) {
         self.log_str(Level::Target, msg.as_ref());
     }
+    /// Logs text sent to the device at `input`.
     pub fn input(&self, msg: impl AsRef<str>) {
         self.log_str(Level::Input, msg.as_ref());
     }
+    /// Logs `msg` at `event`.
     pub fn event(&self, msg: impl AsRef<str>) {
         self.log_str(Level::Event, msg.as_ref());
     }

@@ -23,6 +23,7 @@ pub trait FixedActions: Send + Sync {
 /// Inputs besides the job text.
 #[derive(Debug, Clone, Default)]
 pub struct ParseOptions {
+    /// The job ID (`--job-id`).
     pub job_id: String,
     /// The job file, for messages.
     pub source: Option<PathBuf>,
@@ -34,11 +35,14 @@ pub struct ParseOptions {
 
 /// Parses jobs with a registry of strategies.
 pub struct JobParser<'r> {
+    /// The deploy, boot and test strategies to choose from.
     pub registry: &'r StrategyRegistry,
+    /// The actions not chosen by strategy: `finalize` and `command` blocks.
     pub fixed: &'r dyn FixedActions,
 }
 
 impl<'r> JobParser<'r> {
+    /// A parser choosing from `registry`, with `fixed` actions.
     pub fn new(registry: &'r StrategyRegistry, fixed: &'r dyn FixedActions) -> Self {
         JobParser { registry, fixed }
     }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 /// An ordered list of actions (the root pipeline or an action's internal one).
 #[derive(Debug, Default)]
 pub struct Pipeline {
+    /// The actions, in run order.
     pub actions: Vec<ActionNode>,
 }
 
@@ -306,15 +307,24 @@ fn as_count(value: &Value, what: &str) -> LavaResult<u32> {
 /// One entry of `description.yaml`, keys in LAVA's order.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct DescribedAction {
+    /// LAVA's class name of the action.
     pub class: String,
+    /// LAVA's action name.
     pub name: String,
+    /// The action's level (`"1"`, `"2.1"`, ...).
     pub level: String,
+    /// Attempts a retry action makes (`failure_retry`).
     pub max_retries: u32,
+    /// The action's one-line description.
     pub description: String,
+    /// The action's short summary.
     pub summary: String,
+    /// The configured timeout in seconds.
     pub timeout: u64,
+    /// The resource URL of a download action; absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub url: Option<String>,
+    /// The action's children; absent when it has none.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub pipeline: Vec<DescribedAction>,
 }

@@ -41,15 +41,21 @@ pub trait Connection: Send + Any {
 /// The state of the action being run.
 #[derive(Debug, Clone)]
 pub struct CurrentAction {
+    /// The running action's metadata.
     pub meta: ActionMeta,
+    /// When the running action's own timeout expires.
     pub deadline: Instant,
+    /// Extra results recorded by the action (LAVA's `extra` of its result).
     pub results: Mapping,
 }
 
 /// Everything an action can reach while running.
 pub struct RunContext {
+    /// The job being run.
     pub job: Arc<Job>,
+    /// Where the job's log records go.
     pub logger: JobLogger,
+    /// Data actions write and read at run time (LAVA's `namespace_data`), by namespace.
     pub data: JobData,
     /// Live connections by namespace.
     pub connections: BTreeMap<String, Box<dyn Connection>>,
@@ -66,6 +72,7 @@ pub struct RunContext {
 }
 
 impl RunContext {
+    /// A context for running `job`, logging to `logger`; the job deadline starts now.
     pub fn new(job: Arc<Job>, logger: JobLogger) -> Self {
         let job_deadline = deadline_in(Duration::from_secs(job.timeout));
         RunContext {

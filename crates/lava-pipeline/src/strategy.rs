@@ -11,12 +11,16 @@ use std::sync::Arc;
 /// The job section a strategy serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Section {
+    /// A `deploy` block (strategy chosen by `to:`).
     Deploy,
+    /// A `boot` block (strategy chosen by `method:`).
     Boot,
+    /// A `test` block.
     Test,
 }
 
 impl Section {
+    /// The section's key in the job's `actions` list.
     pub fn as_str(self) -> &'static str {
         match self {
             Section::Deploy => "deploy",
@@ -35,6 +39,7 @@ impl Section {
 
 /// One way to implement a deploy (`to:`), boot (`method:`) or test block.
 pub trait Strategy: Send + Sync {
+    /// The section this strategy serves.
     fn section(&self) -> Section;
     /// Name shown in rejection reasons.
     fn name(&self) -> &str;
@@ -76,6 +81,7 @@ pub struct StrategyRegistry {
 }
 
 impl StrategyRegistry {
+    /// An empty registry.
     pub fn new() -> Self {
         Self::default()
     }

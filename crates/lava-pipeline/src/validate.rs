@@ -9,7 +9,9 @@ use lava_python::str_repr;
 
 /// What an action sees while validating.
 pub struct ValidateContext<'a> {
+    /// The job being validated.
     pub job: &'a Job,
+    /// The validating action's metadata.
     pub meta: &'a ActionMeta,
     /// The action's children (some validations inspect them).
     pub children: &'a Pipeline,

@@ -30,6 +30,7 @@ pub const STATUS_WIDTH: usize = 79;
 
 /// Where a [`ProgressLine`] reads the time: the system's monotonic clock, or a test's.
 pub trait Clock: Send {
+    /// The current time.
     fn now(&self) -> Instant;
 }
 
