@@ -14,6 +14,7 @@ pub struct Utf8Decoder {
 }
 
 impl Utf8Decoder {
+    /// A decoder holding no partial sequence.
     pub fn new() -> Self {
         Self::default()
     }

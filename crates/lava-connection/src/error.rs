@@ -33,39 +33,64 @@ pub enum ConnectionError {
     /// The connection command could not be started.
     #[error("Cannot run command {command:?}: {source}")]
     Spawn {
+        /// The command as configured.
         command: String,
+        /// The operating system's reason.
         #[source]
         source: std::io::Error,
     },
     /// The device configuration's connection command cannot be turned into an argv.
     #[error("Invalid connection command {command:?}: {reason}")]
-    InvalidCommand { command: String, reason: String },
+    InvalidCommand {
+        /// The command as configured.
+        command: String,
+        /// Why it cannot be split into arguments (e.g. an unclosed quote).
+        reason: String,
+    },
     /// A transport-level I/O failure (open, read, write, configure).
     #[error("{what}: {source}")]
     Io {
+        /// What was being done (e.g. `Cannot open /dev/ttyUSB0`).
         what: String,
+        /// The operating system's reason.
         #[source]
         source: std::io::Error,
     },
     /// End of file on the connection while something was awaited.
     #[error("Connection closed while waiting for {awaited}")]
-    ConnectionClosed { awaited: String },
+    ConnectionClosed {
+        /// What was being waited for (patterns or prompt).
+        awaited: String,
+    },
     /// The deadline passed before anything awaited appeared.
     #[error("Timed out after {:.3} seconds waiting for {awaited}", waited.as_secs_f64())]
-    Timeout { awaited: String, waited: Duration },
+    Timeout {
+        /// What was being waited for (patterns or prompt).
+        awaited: String,
+        /// How long was waited.
+        waited: Duration,
+    },
     /// A pattern is not a valid regular expression.
     #[error("Invalid regular expression {pattern:?}: {source}")]
     InvalidPattern {
+        /// The pattern as given.
         pattern: String,
+        /// The regex compiler's error.
         #[source]
         source: Box<regex::Error>,
     },
     /// A prompt was awaited on a session that has no prompt list (LAVA's `prompt_str is None`).
     #[error("no prompt configured for {connection}")]
-    NoPrompt { connection: String },
+    NoPrompt {
+        /// A description of the connection (its command or address).
+        connection: String,
+    },
     /// The session was used after it was disconnected.
     #[error("{operation} called on a disconnected connection")]
-    Disconnected { operation: &'static str },
+    Disconnected {
+        /// The method that was called.
+        operation: &'static str,
+    },
 }
 
 impl ConnectionError {

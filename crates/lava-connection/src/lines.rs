@@ -19,6 +19,7 @@ pub struct LineSplitter {
 }
 
 impl LineSplitter {
+    /// A splitter with no partial line.
     pub fn new() -> Self {
         Self::default()
     }

@@ -27,17 +27,24 @@ pub trait ConsoleLog: Send + Sync {
 /// The level of a [`LogRecord`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LogLevel {
+    /// Output read from the device (LAVA's `target` level).
     Target,
+    /// Text sent to the device (`input`).
     Input,
+    /// Connection diagnostics (`debug`).
     Debug,
+    /// Output of another namespace's device (`feedback`).
     Feedback,
 }
 
 /// One record kept by [`MemoryLog`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRecord {
+    /// The record's level.
     pub level: LogLevel,
+    /// The line, without its line ending.
     pub text: String,
+    /// The namespace a `feedback` record came from; `None` otherwise.
     pub namespace: Option<String>,
 }
 
@@ -48,6 +55,7 @@ pub struct MemoryLog {
 }
 
 impl MemoryLog {
+    /// An empty log.
     pub fn new() -> Self {
         Self::default()
     }
@@ -66,10 +74,12 @@ impl MemoryLog {
             .collect()
     }
 
+    /// The texts of the `target` records.
     pub fn target_lines(&self) -> Vec<String> {
         self.lines(LogLevel::Target)
     }
 
+    /// The texts of the `input` records.
     pub fn input_lines(&self) -> Vec<String> {
         self.lines(LogLevel::Input)
     }

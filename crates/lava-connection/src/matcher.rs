@@ -141,10 +141,12 @@ impl Patterns {
         &self.sources
     }
 
+    /// The number of patterns.
     pub fn len(&self) -> usize {
         self.sources.len()
     }
 
+    /// Whether there are no patterns.
     pub fn is_empty(&self) -> bool {
         self.sources.is_empty()
     }
@@ -305,10 +307,12 @@ impl MatchBuffer {
         }
     }
 
+    /// Most text kept unmatched before the oldest is dropped, in bytes.
     pub fn max_buffer(&self) -> usize {
         self.max_buffer
     }
 
+    /// Longest span of text a match may cover (LAVA's `searchwindowsize`), in bytes.
     pub fn max_match_span(&self) -> usize {
         self.max_match_span
     }

@@ -64,6 +64,7 @@ impl SessionConfig {
         self
     }
 
+    /// Sets the prompts awaited by `wait_for_prompt` (LAVA's `prompt_str`), as regular expressions.
     pub fn with_prompts<S: AsRef<str>>(mut self, prompts: &[S]) -> Self {
         self.prompts = prompts.iter().map(|p| p.as_ref().to_string()).collect();
         self
@@ -183,18 +184,23 @@ impl ShellSession {
         self.prompts.as_ref()
     }
 
+    /// Sets the line ending sent after each line (LAVA's `linesep`, `
+    /// ` unless the device says otherwise).
     pub fn set_linesep(&mut self, linesep: &str) {
         self.linesep = linesep.to_string();
     }
 
+    /// The line ending sent after each line.
     pub fn linesep(&self) -> &str {
         &self.linesep
     }
 
+    /// Sets the pause between characters sent (the device's `character_delays`).
     pub fn set_character_delay(&mut self, delay: Duration) {
         self.character_delay = delay;
     }
 
+    /// The pause between characters sent.
     pub fn character_delay(&self) -> Duration {
         self.character_delay
     }

@@ -36,7 +36,9 @@ const MAX_CAPTURE: usize = 1024 * 1024;
 pub struct PtyRequest {
     /// `TERM` on the device.
     pub term: String,
+    /// Terminal width in characters.
     pub cols: u32,
+    /// Terminal height in lines.
     pub rows: u32,
 }
 

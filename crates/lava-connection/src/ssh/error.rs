@@ -16,64 +16,117 @@ use crate::error::ErrorKind;
 pub enum SshError {
     /// A device `ssh` option cannot be understood.
     #[error("Invalid ssh option '{option}': {reason}")]
-    InvalidOption { option: String, reason: String },
+    InvalidOption {
+        /// The option's name as written in the device configuration.
+        option: String,
+        /// Why it is not understood.
+        reason: String,
+    },
     /// The identity file cannot be used (missing, unreadable, encrypted, not a key).
     #[error("Cannot use the ssh identity file {}: {reason}", path.display())]
-    IdentityFile { path: PathBuf, reason: String },
+    IdentityFile {
+        /// The identity file's path.
+        path: PathBuf,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// The host name does not resolve.
     #[error("Cannot resolve the ssh host {host}: {reason}")]
-    Resolve { host: String, reason: String },
+    Resolve {
+        /// The host name as configured.
+        host: String,
+        /// The resolver's message.
+        reason: String,
+    },
     /// Nothing listens on the port.
     #[error("ssh connection to {address} refused")]
-    Refused { address: String },
+    Refused {
+        /// The `host:port` connected to.
+        address: String,
+    },
     /// The host or its network cannot be reached.
     #[error("ssh host {address} unreachable: {reason}")]
-    Unreachable { address: String, reason: String },
+    Unreachable {
+        /// The `host:port` connected to.
+        address: String,
+        /// The operating system's reason.
+        reason: String,
+    },
     /// A step did not finish in time.
     #[error("ssh host {address}: no answer within {:.1} seconds ({step})", waited.as_secs_f64())]
     TimedOut {
+        /// The `host:port` being connected to.
         address: String,
+        /// The step that did not finish (connect, handshake, authentication, ...).
         step: &'static str,
+        /// How long was waited.
         waited: Duration,
     },
     /// The SSH protocol handshake failed (not an SSH server, no common algorithm...).
     #[error("SSH handshake with {address} failed: {reason}")]
-    Handshake { address: String, reason: String },
+    Handshake {
+        /// The `host:port` connected to.
+        address: String,
+        /// What the SSH library reported.
+        reason: String,
+    },
     /// The server's host key was refused by the host key policy.
     #[error("Host key of {address} refused: {reason}")]
-    HostKey { address: String, reason: String },
+    HostKey {
+        /// The `host:port` connected to.
+        address: String,
+        /// Why the policy refused the key.
+        reason: String,
+    },
     /// The server did not accept the key.
     #[error(
         "Authentication as {user} on {address} failed with identity file {} (the server accepts: {accepted})",
         identity_file.display()
     )]
     AuthFailed {
+        /// The user logged in as (the device's `ssh` `user`).
         user: String,
+        /// The `host:port` connected to.
         address: String,
+        /// The private key offered (the device's `identity_file`).
         identity_file: PathBuf,
+        /// The authentication methods the server said it accepts.
         accepted: String,
     },
     /// The connection ended while `during`.
     #[error("ssh connection to {address} lost {during}: {reason}")]
     Disconnected {
+        /// The `host:port` connected to.
         address: String,
+        /// What was under way when the connection ended.
         during: String,
+        /// What the SSH library reported.
         reason: String,
     },
     /// The server refused a channel or a request on it.
     #[error("ssh host {address} refused {what}")]
-    Refusal { address: String, what: String },
+    Refusal {
+        /// The `host:port` connected to.
+        address: String,
+        /// What was refused (a session channel, a command to run, ...).
+        what: String,
+    },
     /// A command run on the device failed.
     #[error("{what} on {address} failed: {reason}")]
     Remote {
+        /// The `host:port` the command ran on.
         address: String,
+        /// The operation that failed (e.g. copying a file to the device).
         what: String,
+        /// How the remote command failed (its exit status or signal and output).
         reason: String,
     },
     /// A local file to send cannot be read.
     #[error("Cannot read {}: {source}", path.display())]
     LocalFile {
+        /// The local file.
         path: PathBuf,
+        /// The operating system's reason.
         #[source]
         source: std::io::Error,
     },

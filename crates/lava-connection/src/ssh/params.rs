@@ -45,7 +45,9 @@ pub enum HostKeyPolicy {
 pub struct SshParams {
     /// Host name or address.
     pub host: String,
+    /// TCP port (the device's `ssh` `port`, 22 by default).
     pub port: u16,
+    /// The user to log in as (the device's `ssh` `user`).
     pub user: String,
     /// The private key (OpenSSH or PEM format, without a passphrase, as LAVA requires).
     pub identity_file: PathBuf,
@@ -58,6 +60,7 @@ pub struct SshParams {
     pub keepalive_interval: Option<Duration>,
     /// Unanswered keepalives before the connection is declared lost.
     pub keepalive_max: usize,
+    /// What to do with the server's host key (`StrictHostKeyChecking`).
     pub host_key_policy: HostKeyPolicy,
 }
 

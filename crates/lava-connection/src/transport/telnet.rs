@@ -61,6 +61,7 @@ impl Default for TelnetParser {
 }
 
 impl TelnetParser {
+    /// A parser at the start of a stream, no option enabled.
     pub fn new() -> Self {
         Self::default()
     }
