@@ -31,28 +31,53 @@ use crate::wire::{Delivered, Envelope, Payload, Request, Response, SenderPayload
 /// Errors of a coordinator call.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The request is longer than the client may send (`max_request_bytes`, LAVA's `0xFFFE` by default).
     #[error("Message was too long to send! {length} > {limit}")]
-    TooLong { length: usize, limit: usize },
+    TooLong {
+        /// The request's length in bytes.
+        length: usize,
+        /// The client's `max_request_bytes`.
+        limit: usize,
+    },
+    /// The coordinator could not be reached.
     #[error("cannot reach the coordinator at {address}: {source}")]
     Connect {
+        /// The `host:port` of the coordinator.
         address: String,
+        /// The operating system's reason.
         #[source]
         source: std::io::Error,
     },
+    /// Sending the request or reading the reply failed.
     #[error("coordinator exchange failed: {0}")]
     Exchange(#[from] FrameError),
+    /// The reply is not one of the coordinator's responses.
     #[error("coordinator reply is not a valid response: {0}")]
     BadReply(String),
+    /// No answer other than `wait` (or a transport failure) before the caller's timeout.
     #[error("{operation} timed out after {waited:?} ({attempts} requests)")]
     Timeout {
+        /// The operation waited for (e.g. `lava_sync`).
         operation: String,
+        /// How long was waited.
         waited: Duration,
+        /// How many requests were sent.
         attempts: u64,
     },
+    /// The coordinator answered `nack`.
     #[error("coordinator refused {operation} (nack)")]
-    Nack { operation: String },
+    Nack {
+        /// The refused operation.
+        operation: String,
+    },
+    /// The coordinator answered with a response that does not fit the operation.
     #[error("unexpected reply to {operation}: {reply:?}")]
-    Unexpected { operation: String, reply: Response },
+    Unexpected {
+        /// The operation asked for.
+        operation: String,
+        /// The reply received.
+        reply: Response,
+    },
 }
 
 impl ClientError {
@@ -67,6 +92,7 @@ impl ClientError {
 pub struct ClientSettings {
     /// Host name or address of the coordinator.
     pub host: String,
+    /// The coordinator's TCP port (`port`, 3079 by default).
     pub port: u16,
     /// Copied into every envelope, as LAVA does.
     pub blocksize: u32,

@@ -22,16 +22,32 @@ pub const LAVA_CLIENT_MAX_REQUEST: usize = 0xFFFE;
 /// Errors of encoding or decoding one frame.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
+    /// The 8-character length header is not hexadecimal.
     #[error("frame header {0:?} is not 8 hexadecimal digits")]
     BadHeader(String),
+    /// The announced body is longer than the limit.
     #[error("frame announces {announced} bytes, more than the limit of {limit}")]
-    TooLong { announced: usize, limit: usize },
+    TooLong {
+        /// The length in the header.
+        announced: usize,
+        /// The largest length accepted.
+        limit: usize,
+    },
+    /// The connection closed before the whole body arrived.
     #[error("connection closed after {received} of {expected} bytes")]
-    Truncated { received: usize, expected: usize },
+    Truncated {
+        /// Body bytes received.
+        received: usize,
+        /// Body bytes announced.
+        expected: usize,
+    },
+    /// The frame did not arrive in time.
     #[error("no complete frame within {0:?}")]
     Deadline(Duration),
+    /// The body is not valid JSON.
     #[error("frame body is not valid JSON: {0}")]
     BadJson(#[source] serde_json::Error),
+    /// Reading or writing the socket failed.
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
 }
@@ -78,7 +94,12 @@ pub enum Decoded<'a> {
     /// More bytes are needed.
     Incomplete,
     /// A complete frame: its body and the number of bytes it used.
-    Frame { body: &'a [u8], consumed: usize },
+    Frame {
+        /// The frame's JSON body.
+        body: &'a [u8],
+        /// Bytes used by the frame, header included.
+        consumed: usize,
+    },
 }
 
 /// Pure decoder: find one frame at the start of `buffer`, enforcing

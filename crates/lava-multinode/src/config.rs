@@ -13,15 +13,21 @@ pub const DEFAULT_PORT: u16 = 3079;
 /// Errors reading the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The configuration file cannot be read.
     #[error("Missing coordinator configuration: {path}: {source}")]
     Missing {
+        /// The file's path.
         path: String,
+        /// The operating system's reason.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not valid JSON of the expected shape.
     #[error("Invalid coordinator configuration {path}: {source}")]
     Invalid {
+        /// The file's path.
         path: String,
+        /// The JSON parser's error.
         #[source]
         source: serde_json::Error,
     },

@@ -28,13 +28,21 @@ pub const TOKEN_FIELD: &str = "lava_rs_token";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Operation {
+    /// `group_data`: ask for the role of every member once the group is complete.
     GroupData,
+    /// `lava_send`: store a message under a message ID for the group.
     LavaSend,
+    /// `lava_wait`: wait until a message was sent under a message ID, and receive it.
     LavaWait,
+    /// `lava_wait_all`: wait until every member (of a role) has sent a message ID.
     LavaWaitAll,
+    /// `lava_sync`: wait until every member has reached the same sync point.
     LavaSync,
+    /// `clear_group`: a member leaves; the group is removed when all have left.
     ClearGroup,
+    /// `aggregate`: LAVA's legacy result-bundle aggregation; the `.0` sub-job receives every member's bundle.
     Aggregate,
+    /// `complete`: the client has finished talking to the coordinator; the connection is closed.
     Complete,
 }
 
@@ -160,18 +168,23 @@ pub enum Response {
     /// Not yet: ask again. `held` is our extension (see [`HELD_FIELD`]); it is
     /// only ever set in answer to a request that asked to be held.
     Wait {
+        /// Whether the server held the request before answering (LAVA's `lava_rs_held`, our extension).
         #[serde(rename = "lava_rs_held", default, skip_serializing_if = "is_false")]
         held: bool,
     },
     /// Accepted, possibly with data.
     Ack {
+        /// The data for a `lava_wait`/`lava_wait_all`, by sender.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<Delivered>,
     },
     /// Refused.
     Nack,
     /// The group is complete: client_name → role.
-    GroupData { roles: IndexMap<String, String> },
+    GroupData {
+        /// Each member's role, by client name (sub-job ID).
+        roles: IndexMap<String, String>,
+    },
 }
 
 fn is_false(value: &bool) -> bool {
@@ -208,7 +221,9 @@ impl Response {
 /// [`Response::api_result`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApiResult {
+    /// The message data a `wait` or `wait_all` received.
     Message(Delivered),
+    /// The bare response word (`ack`, `nack`, `wait`, `group_data`).
     Word(&'static str),
 }
 
@@ -218,18 +233,25 @@ pub enum ApiResult {
 /// LAVA's: envelope first, then the request fields.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Request {
+    /// The coordinator's port, as the client's configuration has it (`port`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<Value>,
+    /// The client's `blocksize` setting, copied into every request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocksize: Option<Value>,
+    /// The client's `poll_delay` setting, copied into every request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_delay: Option<Value>,
+    /// The coordinator host name the client connected to (`host`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<Value>,
+    /// Host name of the worker sending the request (`hostname`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
+    /// The sending sub-job's ID (`client_name`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_name: Option<String>,
+    /// The MultiNode group's name (`group_name`, the target group of the job).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_name: Option<String>,
     #[serde(
@@ -237,13 +259,16 @@ pub struct Request {
         deserialize_with = "text_or_number",
         skip_serializing_if = "Option::is_none"
     )]
+    /// The sender's role (`role`); a number on the wire is read as its text.
     pub role: Option<String>,
     /// The operation, kept as text so that unknown names can be answered
     /// with `nack` rather than failing to parse.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<String>,
+    /// Number of members the group will have (`group_size`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_size: Option<u64>,
+    /// The message ID of a send, wait or sync (`messageID`).
     #[serde(rename = "messageID", default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<MessageId>,
     /// `lava_send` payload; `null` on the wire reads as `Some(Other(Null))`.
@@ -254,11 +279,15 @@ pub struct Request {
         deserialize_with = "text_or_number",
         skip_serializing_if = "Option::is_none"
     )]
+    /// The role waited for (`waitrole`); absent means all roles.
     pub waitrole: Option<String>,
+    /// The sender's node ID (`nodeID`, the same as `client_name`).
     #[serde(rename = "nodeID", default, skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
+    /// The result bundle of an `aggregate` request (`bundle`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle: Option<Value>,
+    /// The sub-job ID of an `aggregate` request (`sub_id`, e.g. `"7001.0"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub_id: Option<Value>,
     /// Our extension: hold a `wait` for up to this many milliseconds.
@@ -327,6 +356,7 @@ impl MessageId {
         MessageId { text, number }
     }
 
+    /// The ID as text.
     pub fn as_str(&self) -> &str {
         &self.text
     }
@@ -411,8 +441,11 @@ pub struct Envelope {
     pub hostname: String,
     /// Copies of the coordinator configuration, sent as LAVA's client does.
     pub coordinator_host: String,
+    /// The coordinator's port (`port`).
     pub port: u16,
+    /// The `blocksize` of the configuration.
     pub blocksize: u32,
+    /// The `poll_delay` of the configuration, in seconds.
     pub poll_delay: u64,
 }
 
