@@ -67,16 +67,21 @@ pub struct EnvironmentInputs {
     /// `protocols.lava-multinode.environment` (the caller picks).
     #[serde(default)]
     pub job_environment: Option<Value>,
+    /// The job ID, exported as `LAVA_JOB_ID`.
     pub job_id: String,
+    /// The worker's IP address, exported as `LAVA_DISPATCHER_IP`.
     #[serde(default)]
     pub dispatcher_ip: String,
     /// Job tags, joined with `,` here.
     #[serde(default)]
     pub job_tags: Vec<String>,
+    /// The dispatcher's prefix, exported as `LAVA_DISPATCHER_PREFIX`.
     #[serde(default)]
     pub dispatcher_prefix: String,
+    /// The device's host name, exported as `LAVA_DEVICE_HOSTNAME` when set.
     #[serde(default)]
     pub device_hostname: Option<String>,
+    /// The device type, exported as `LAVA_DEVICE_TYPE` when set.
     #[serde(default)]
     pub device_type: Option<String>,
     /// The dispatcher's `http_url_format_string`.

@@ -29,25 +29,50 @@ pub enum ShellError {
 
     /// A parameter or environment name that is not a shell variable name. JobError.
     #[error("invalid shell variable name '{name}' in {place}")]
-    InvalidVariableName { name: String, place: String },
+    InvalidVariableName {
+        /// The offending name.
+        name: String,
+        /// Where it was found (e.g. `the parameters of 'smoke'`).
+        place: String,
+    },
 
     /// A path from the job or from a fetched repository tries to leave its tree
     /// (`..`, absolute path, symlink pointing outside). JobError.
     #[error("unsafe path '{path}': {reason}")]
-    UnsafePath { path: String, reason: String },
+    UnsafePath {
+        /// The path as given.
+        path: String,
+        /// Why it is refused.
+        reason: String,
+    },
 
     /// The test definition file cannot be read or parsed. JobError.
     #[error("Unable to open test definition '{path}': {reason}")]
-    UnreadableDefinition { path: String, reason: String },
+    UnreadableDefinition {
+        /// The definition's path in its repository.
+        path: String,
+        /// The reader's or YAML parser's message.
+        reason: String,
+    },
 
     /// The test definition file is readable but not usable (missing `metadata.name`,
     /// non-string steps, a bad `git-repos` block...). TestError, as in LAVA.
     #[error("invalid test definition '{path}': {reason}")]
-    InvalidDefinition { path: String, reason: String },
+    InvalidDefinition {
+        /// The definition's path in its repository.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// The `parse:` pattern does not compile or a fixup value is not a result. TestError.
     #[error("Error parsing regular expression {pattern:?}: {reason}")]
-    InvalidPattern { pattern: String, reason: String },
+    InvalidPattern {
+        /// The pattern as written.
+        pattern: String,
+        /// The regex compiler's message, or the bad fixup value.
+        reason: String,
+    },
 
     /// The `git` binary is missing on the worker. InfrastructureError.
     #[error("git is not installed on the dispatcher: {0}")]
@@ -55,15 +80,30 @@ pub enum ShellError {
 
     /// Cloning or checking out a repository failed after all retries. InfrastructureError.
     #[error("Unable to get test definition from git ({repository}): {detail}")]
-    GitFailed { repository: String, detail: String },
+    GitFailed {
+        /// The repository URL.
+        repository: String,
+        /// git's output or the failure.
+        detail: String,
+    },
 
     /// A `from: url` archive could not be downloaded. JobError (the URL is the job's).
     #[error("Unable to download {url}: {detail}")]
-    DownloadFailed { url: String, detail: String },
+    DownloadFailed {
+        /// The archive URL.
+        url: String,
+        /// The downloader's message.
+        detail: String,
+    },
 
     /// A `from: url` archive could not be unpacked. JobError.
     #[error("Unable to unpack {url}: {detail}")]
-    BadArchive { url: String, detail: String },
+    BadArchive {
+        /// The archive URL.
+        url: String,
+        /// Why it could not be unpacked.
+        detail: String,
+    },
 
     /// Something the job asks for that this implementation does not provide. JobError.
     #[error("unsupported: {0}")]
@@ -80,8 +120,11 @@ pub enum ShellError {
     /// Local file system trouble on the worker. InfrastructureError.
     #[error("{context} ({path}): {source}")]
     Io {
+        /// What was being done (e.g. `cannot create`).
         context: String,
+        /// The file or directory concerned.
         path: PathBuf,
+        /// The operating system's reason.
         #[source]
         source: std::io::Error,
     },

@@ -195,7 +195,9 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 /// The outcome of one external command.
 #[derive(Debug)]
 pub struct CommandOutput {
+    /// Whether the command exited with status 0.
     pub success: bool,
+    /// Its stdout followed by its stderr.
     pub output: String,
 }
 
@@ -264,19 +266,26 @@ pub fn run_command(
 /// Options of one clone (`branch`, `revision`, `shallow`, `history`, `recursive`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CloneOptions {
+    /// Branch to check out (`branch:`).
     pub branch: Option<String>,
+    /// Revision to check out after cloning (`revision:`).
     pub revision: Option<String>,
+    /// Whether to clone with `--depth=1` (not done when a revision is given).
     pub shallow: bool,
+    /// Whether to keep the `.git` directory (`history:`).
     pub history: bool,
+    /// Whether to clone submodules too (`recursive:`).
     pub recursive: bool,
 }
 
 /// Clones git repositories with the `git` binary.
 #[derive(Debug, Clone)]
 pub struct GitClient {
+    /// The `git` program to run.
     pub binary: PathBuf,
     /// Attempts in all (LAVA: 1 + 6 retries).
     pub attempts: u32,
+    /// Pause between attempts.
     pub retry_delay: Duration,
     /// Limit for each git command.
     pub command_timeout: Duration,

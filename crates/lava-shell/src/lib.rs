@@ -41,6 +41,8 @@
 //! # let _ = tarball; Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod environment;
 pub mod error;
 pub mod fetch;

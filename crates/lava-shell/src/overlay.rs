@@ -82,13 +82,16 @@ impl ShellConstants {
 /// (the lead computes levels; `uuid = <job_id>_<level>`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlannedDefinition {
+    /// The job's `definitions:` entry.
     pub source: DefinitionSource,
+    /// The level of its repo action in the pipeline (e.g. `1.3.2.1`), the suffix of its UUID.
     pub repo_action_level: String,
 }
 
 /// One overlay-needing test block of the namespace, in job order; its index is the stage.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TestBlock {
+    /// The block's definitions, in order.
     pub definitions: Vec<PlannedDefinition>,
     /// Whether the block's test class uses the device character delay (LAVA's
     /// `needs_character_delay`); the delay itself is [`OverlayRequest::character_delay_ms`].
@@ -99,9 +102,13 @@ pub struct TestBlock {
 /// Everything needed to build the overlay of one namespace.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OverlayRequest {
+    /// The job ID, as in `/lava-<job id>`.
     pub job_id: String,
+    /// The namespace whose test blocks the overlay holds.
     pub namespace: String,
+    /// Shell and path constants of the device and OS.
     pub constants: ShellConstants,
+    /// The namespace's test blocks that need the overlay, in job order.
     pub test_blocks: Vec<TestBlock>,
     /// Inputs of the `environment` file (its `job_id` is overwritten with ours).
     pub environment: EnvironmentInputs,
@@ -125,11 +132,17 @@ pub struct OverlayRequest {
 /// `testdef_metadata` of a definition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TestdefMetadata {
+    /// The definition's `metadata.os`.
     pub os: Value,
+    /// The definition's `metadata.devices`.
     pub devices: Value,
+    /// The definition's `metadata.environment`.
     pub environment: Value,
+    /// The kind of source: `git`, `url` or `inline`.
     pub branch_vcs: String,
+    /// The definition's `metadata.name`.
     pub project_name: String,
+    /// The git commit checked out; absent for other sources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit_id: Option<String>,
 }
@@ -140,24 +153,35 @@ pub struct TestdefMetadata {
 pub struct DeployedDefinition {
     /// Position among all definitions of the namespace (`N`).
     pub index: usize,
+    /// The test block (stage) that runs the definition.
     pub stage: usize,
+    /// The job's `name:` for the definition.
     pub name: String,
     /// `<N>_<name>`: suite name, directory name and `TESTRUN_ID`.
     pub test_name: String,
+    /// `<job id>_<repo action level>`, written to the definition's `uuid` file.
     pub uuid: String,
     /// Directory on the device (`/lava-1234/0/tests/0_smoke`).
     pub runner_path: String,
     /// The same directory on the worker.
     pub overlay_path: PathBuf,
+    /// Where the definition came from (`from:`).
     pub from: RepositoryKind,
+    /// The job's `repository:` (URL, or the inline definition).
     pub repository: Value,
+    /// The job's `path:` of the definition file.
     pub path: String,
+    /// The job's `revision:`, if any.
     pub revision: Option<String>,
+    /// The git commit checked out; absent for other sources.
     pub commit_id: Option<String>,
+    /// What is written to `testdef_metadata`.
     pub metadata: TestdefMetadata,
     /// Job `expected`, else the definition's.
     pub expected: Vec<String>,
+    /// The definition's `parse:` section, if any.
     pub pattern: Option<ParseSection>,
+    /// How its signals reach the console (`lava-signal:`).
     pub lava_signal: LavaSignal,
 }
 
@@ -170,8 +194,11 @@ pub struct Overlay {
     pub results_dir: String,
     /// `<location>/lava-1234` (worker path).
     pub tree: PathBuf,
+    /// The shell that runs the tests on the device (`lava_test_sh_cmd`, e.g. `/bin/sh`).
     pub lava_test_sh_cmd: String,
+    /// Number of stages (test blocks) in the overlay.
     pub stages: usize,
+    /// Every definition placed, in order.
     pub definitions: Vec<DeployedDefinition>,
 }
 
@@ -201,7 +228,9 @@ impl Overlay {
 /// use [`OverlayBuilder::build_async`].
 #[derive(Clone)]
 pub struct OverlayBuilder {
+    /// Clones `from: git` definitions.
     pub git: GitClient,
+    /// Downloads `from: url` archives.
     pub downloader: Arc<dyn ArchiveDownloader>,
 }
 

@@ -51,9 +51,13 @@ impl ResultRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
+    /// A `debug` record.
     Debug,
+    /// An `info` record.
     Info,
+    /// A `warning` record.
     Warning,
+    /// An `error` record.
     Error,
     /// `lava-test-event` records.
     Event,
@@ -63,8 +67,11 @@ pub enum LogLevel {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MarkerKind {
+    /// Where a `lava-test-case --shell` case started (`start_test_case`).
     StartTestCase,
+    /// Where it ended (`end_test_case`).
     EndTestCase,
+    /// The line of a `LAVA_SIGNAL_TESTCASE` result (`test_case`).
     TestCase,
 }
 
@@ -74,11 +81,24 @@ pub enum ShellOutput {
     /// Emit a `results` record.
     Result(ResultRecord),
     /// Emit a log line.
-    Log { level: LogLevel, message: String },
+    Log {
+        /// The record's level.
+        level: LogLevel,
+        /// The text to log.
+        message: String,
+    },
     /// Store a log-line marker for `case`.
-    Marker { case: String, kind: MarkerKind },
+    Marker {
+        /// The test case the marker belongs to.
+        case: String,
+        /// Which marker.
+        kind: MarkerKind,
+    },
     /// Read 1 s of output from namespace `namespace` as feedback.
-    Feedback { namespace: String },
+    Feedback {
+        /// The namespace to read from.
+        namespace: String,
+    },
     /// Fail the test action with this error (TestError).
     Error(ShellError),
     /// `<LAVA_TEST_RUNNER EXIT>`: the test action's loop ends.
@@ -88,8 +108,10 @@ pub enum ShellOutput {
 /// A compiled `parse:` pattern with its fixup dictionary.
 #[derive(Debug, Clone)]
 pub struct ParsePattern {
+    /// The regular expression as written (`parse.pattern`).
     pub pattern: String,
     regex: Regex,
+    /// Result words and their LAVA result (`parse.fixupdict`).
     pub fixup: IndexMap<String, String>,
 }
 

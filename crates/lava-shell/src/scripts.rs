@@ -8,7 +8,9 @@ use lava_python::single_quote;
 /// header adds one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HelperScript {
+    /// The file name under `bin/` (e.g. `lava-test-case`).
     pub name: &'static str,
+    /// The script's text.
     pub body: &'static str,
 }
 
@@ -190,9 +192,13 @@ pub fn helper_set(distro: Option<&str>) -> Vec<HelperScript> {
 /// Values baked into the helper copies.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BakedValues {
+    /// The device's IP, for `lava-target-ip` (`TARGET_DEVICE_IP`).
     pub target_ip: String,
+    /// The device's MAC address, for `lava-target-mac` (`TARGET_DEVICE_MAC`).
     pub target_mac: String,
+    /// The probe's IP, for `lava-probe-ip` (`PROBE_DEVICE_IP`).
     pub probe_ip: String,
+    /// The probe's channel, for `lava-probe-channel` (`PROBE_DEVICE_CHANNEL`).
     pub probe_channel: String,
     /// `storage_info` entries as (method, id).
     pub storage: Vec<(String, String)>,

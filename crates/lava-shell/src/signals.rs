@@ -30,29 +30,44 @@ static SEND_SPLIT: LazyLock<regex::Regex> = LazyLock::new(|| regex::Regex::new(r
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum MultinodeRequest {
+    /// `lava-send <message-id> [key=value ...]`: send a message to the group.
     Send {
+        /// The message ID.
         message_id: String,
+        /// The `key=value` pairs sent with it.
         data: IndexMap<String, String>,
     },
+    /// `lava-wait <message-id>`: wait for a message.
     Wait {
+        /// The message ID.
         message_id: String,
     },
+    /// `lava-wait-all <message-id> [<role>]`: wait for every member (of a role) to send.
     WaitAll {
+        /// The message ID.
         message_id: String,
+        /// The role to wait for; `None` waits for all roles.
         role: Option<String>,
     },
+    /// `lava-sync <message-id>`: wait until every member reaches this point.
     Sync {
+        /// The sync point's message ID.
         message_id: String,
     },
     /// An API name LAVA does not know (its reference dispatcher stops monitoring).
     Unknown {
+        /// The API name as printed.
         api: String,
+        /// The raw parameter text.
         params: String,
     },
     /// A known API with the wrong number of arguments (TestError in LAVA).
     Invalid {
+        /// The API name.
         api: String,
+        /// The raw parameter text.
         params: String,
+        /// What is wrong with the arguments.
         reason: String,
     },
 }
@@ -195,7 +210,9 @@ pub trait MultinodeHook {
 /// The outcome of [`MultinodeHook::handle`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MultinodeOutcome {
+    /// Whether the call succeeded (the `multinode-<api>-<id>` case's result).
     pub passed: bool,
+    /// The line to type on the device's console in reply, if any.
     pub reply: Option<String>,
 }
 
@@ -203,60 +220,94 @@ pub struct MultinodeOutcome {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "signal", rename_all = "snake_case")]
 pub enum Signal {
+    /// `LAVA_SIGNAL_STARTRUN <test run id> <uuid>`: a test definition's run starts.
     StartRun {
+        /// The run's ID (`<stage>_<name>`).
         test_run_id: String,
+        /// The definition's UUID.
         uuid: String,
     },
+    /// `LAVA_SIGNAL_ENDRUN <test run id> <uuid>`: a test definition's run ends.
     EndRun {
+        /// The run's ID (`<stage>_<name>`).
         test_run_id: String,
+        /// The definition's UUID.
         uuid: String,
     },
+    /// `LAVA_SIGNAL_STARTTC <case>`: a test case starts (for `lava-test-case --shell`).
     StartTestCase {
+        /// The test case name.
         case: String,
     },
+    /// `LAVA_SIGNAL_ENDTC <case>`: a test case ends.
     EndTestCase {
+        /// The test case name.
         case: String,
     },
     /// `KEY=value` params, keys lower-cased (`test_case_id`, `result`, `measurement`, `units`).
     TestCase {
+        /// The parameters by lower-cased key.
         fields: IndexMap<String, String>,
     },
+    /// `LAVA_SIGNAL_TESTSET START <name>`: following cases belong to this test set.
     TestSetStart {
+        /// The test set name.
         name: String,
     },
+    /// `LAVA_SIGNAL_TESTSET STOP`: the current test set ends.
     TestSetStop,
+    /// `LAVA_SIGNAL_TESTREFERENCE <case> <result> <url>`: a result with a reference link.
     TestReference {
+        /// The test case name.
         case: String,
+        /// The result (`pass`, `fail`, ...).
         result: String,
+        /// The reference URL.
         reference: String,
     },
+    /// `LAVA_SIGNAL_TESTRAISE <message>`: the test asks to fail the job (`lava-test-raise`).
     TestRaise {
+        /// The message to fail with.
         message: String,
     },
+    /// `LAVA_SIGNAL_TESTEVENT <message>`: an event to log (`lava-test-event`).
     TestEvent {
+        /// The event text.
         message: String,
     },
+    /// `LAVA_SIGNAL_TESTFEEDBACK <namespace>`: show another namespace's console output.
     TestFeedback {
+        /// The namespace to read feedback from.
         namespace: String,
     },
     /// `<LAVA_SIGNAL_RETRUNCODE n>` after a checked command.
     ReturnCode {
+        /// The command's exit code.
         code: i64,
     },
+    /// The runner has finished ([`RUNNER_EXIT`]).
     RunnerExit,
+    /// An `install.sh` failed ([`RUNNER_INSTALL_FAIL`]).
     RunnerInstallFail,
+    /// A MultiNode API call (`<LAVA_MULTI_NODE> <LAVA_...>`).
     Multinode {
+        /// The parsed call.
         request: MultinodeRequest,
     },
     /// A `LAVA_SIGNAL_*` name LAVA does not act on.
     Other {
+        /// The signal name after `LAVA_SIGNAL_`.
         name: String,
+        /// Its parameters, split on white space.
         params: Vec<String>,
     },
     /// A known signal whose parameters cannot be used (TestError or an error log in LAVA).
     Invalid {
+        /// The signal name.
         name: String,
+        /// Its parameters, split on white space.
         params: Vec<String>,
+        /// What is wrong with them.
         reason: String,
     },
 }
@@ -269,6 +320,7 @@ pub struct SignalEvent {
     pub name: String,
     /// The raw parameter text.
     pub params: String,
+    /// The recognised signal.
     pub signal: Signal,
 }
 
@@ -445,6 +497,7 @@ const MAX_PENDING: usize = 64 * 1024;
 const KEEP_AFTER_TRIM: usize = 4 * 1024;
 
 impl SignalParser {
+    /// A parser with nothing pending.
     pub fn new() -> Self {
         Self::default()
     }

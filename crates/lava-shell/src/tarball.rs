@@ -15,9 +15,11 @@ use crate::error::{Result, ShellError};
 /// The written tarball.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OverlayTarball {
+    /// Where the tarball was written.
     pub path: PathBuf,
     /// Hex SHA-256 of the file (LAVA logs the overlay's checksum).
     pub sha256: String,
+    /// Its size in bytes.
     pub size: u64,
 }
 

@@ -44,8 +44,11 @@ pub fn check_variable_name(name: &str, place: &str) -> Result<()> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RepositoryKind {
+    /// `from: git`: cloned from a git repository.
     Git,
+    /// `from: url`: downloaded as a tar archive.
     Url,
+    /// `from: inline`: the definition is written in the job itself.
     Inline,
 }
 
@@ -73,11 +76,17 @@ impl RepositoryKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SkipInstall {
+    /// `keys`: do not add the install section's apt keys.
     Keys,
+    /// `sources`: do not add its package sources.
     Sources,
+    /// `deps`: do not install its packages.
     Deps,
+    /// `steps`: do not run its install steps.
     Steps,
+    /// `git-repos`: do not clone its git repositories.
     GitRepos,
+    /// `all`: skip the whole install section.
     All,
 }
 
@@ -85,8 +94,10 @@ pub enum SkipInstall {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LavaSignal {
+    /// `stdout`: signals are printed on the test shell's output (the default).
     #[default]
     Stdout,
+    /// `kmsg`: signals are written to `/dev/kmsg`.
     Kmsg,
 }
 
@@ -94,20 +105,27 @@ pub enum LavaSignal {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DefinitionSource {
+    /// Where the definition comes from (`from:`).
     pub from: RepositoryKind,
     /// Git URL, archive URL, or (inline) the whole test definition map.
     pub repository: Value,
     /// Path of the definition file inside the repository (inline: where it is written).
     pub path: String,
+    /// The test's name (`name:`), used in the run ID `<stage>_<name>` and results.
     pub name: String,
+    /// Values for the definition's parameters (`parameters:`), exported in `run.sh`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<IndexMap<String, Value>>,
+    /// More parameter values (`params:`), exported after `parameters`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<IndexMap<String, Value>>,
+    /// Install sections to skip (`skip_install:`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skip_install: Vec<SkipInstall>,
+    /// How signals reach the console (`lava-signal:`).
     #[serde(default, rename = "lava-signal")]
     pub lava_signal: LavaSignal,
+    /// Test cases the job expects (`expected:`); overrides the definition's own list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected: Option<Vec<String>>,
     #[serde(
@@ -115,19 +133,25 @@ pub struct DefinitionSource {
         deserialize_with = "string_like",
         skip_serializing_if = "Option::is_none"
     )]
+    /// Git branch to check out (`branch:`).
     pub branch: Option<String>,
     #[serde(
         default,
         deserialize_with = "string_like",
         skip_serializing_if = "Option::is_none"
     )]
+    /// Git revision to check out (`revision:`).
     pub revision: Option<String>,
+    /// Whether to keep the `.git` directory (`history:`, true by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<bool>,
+    /// Whether to make a shallow clone (`shallow:`, true by default; ignored with a `revision`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shallow: Option<bool>,
+    /// Whether to clone submodules too (`recursive:`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recursive: Option<bool>,
+    /// Compression of a `from: url` archive (`compression:`, `gz` or none; detected when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<String>,
     #[serde(
@@ -135,7 +159,9 @@ pub struct DefinitionSource {
         rename = "strip-components",
         skip_serializing_if = "Option::is_none"
     )]
+    /// Leading path components to strip when unpacking a `from: url` archive (`strip-components:`).
     pub strip_components: Option<u32>,
+    /// HTTP headers for downloading a `from: url` archive (`headers:`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<IndexMap<String, String>>,
     /// Set by LAVA's server on some jobs; ignored.
@@ -246,8 +272,11 @@ pub enum InstallRepo {
     Url(String),
     /// `{url, branch, destination}`; each may name a parameter.
     Detailed {
+        /// The repository URL (`url:`).
         url: String,
+        /// The branch to check out (`branch:`).
         branch: Option<String>,
+        /// The directory to clone into (`destination:`).
         destination: Option<String>,
     },
 }
@@ -255,19 +284,26 @@ pub enum InstallRepo {
 /// The `install:` section.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Install {
+    /// Package signing keys, added with `lava-add-keys` (`keys:`).
     pub keys: Vec<String>,
+    /// Package sources, added with `lava-add-sources` (`sources:`).
     pub sources: Vec<String>,
+    /// Packages to install (`deps:`).
     pub deps: Vec<String>,
     /// `deps-<distro>` lists, by distro.
     pub distro_deps: IndexMap<String, Vec<String>>,
+    /// Git repositories to clone (`git-repos:`).
     pub git_repos: Vec<InstallRepo>,
+    /// Shell commands to run (`steps:`).
     pub steps: Vec<String>,
 }
 
 /// The `parse:` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ParseSection {
+    /// The regular expression, with named groups such as `test_case_id` and `result` (`pattern:`).
     pub pattern: String,
+    /// Maps result words to LAVA's results (`fixupdict:`, e.g. `PASS: pass`).
     #[serde(default)]
     pub fixupdict: Option<IndexMap<String, String>>,
 }
@@ -277,16 +313,25 @@ pub struct ParseSection {
 pub struct TestDefinition {
     /// The document as read, re-dumped to `testdef.yaml`.
     pub document: Value,
+    /// The definition's name (`metadata.name`).
     pub name: String,
+    /// The definition format (`metadata.format`, e.g. `Lava-Test Test Definition 1.0`).
     pub format: Option<String>,
+    /// Operating systems it runs on (`metadata.os`), as written.
     pub os: Value,
+    /// Device types it runs on (`metadata.devices`), as written.
     pub devices: Value,
+    /// Environments it applies to (`metadata.environment`), as written.
     pub environment: Value,
     /// Default parameters (`params`, then `parameters`).
     pub default_params: Vec<(String, Value)>,
+    /// The `install:` section.
     pub install: Option<Install>,
+    /// The `run.steps` shell commands.
     pub run_steps: Vec<String>,
+    /// The `parse:` section.
     pub parse: Option<ParseSection>,
+    /// Test cases it expects (`expected:`).
     pub expected: Option<Vec<String>>,
 }
 
