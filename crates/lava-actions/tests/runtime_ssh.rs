@@ -337,7 +337,12 @@ async fn a_connection_dropped_mid_test_is_an_infrastructure_error_and_finalize_s
     let started = std::time::Instant::now();
     console::finalise_connections(&mut h.ctx).await;
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert!(processes_with(&marker).is_empty());
+    // The step's process dies of the lost session's hang-up, which the kernel delivers a
+    // moment after the session ends.
+    wait_until("the test step's process ends", || {
+        processes_with(&marker).is_empty()
+    })
+    .await;
     wait_until("the ssh sessions end", || sshd.session_pids().is_empty()).await;
 }
 
