@@ -9,6 +9,8 @@
 //! log to lava-server while the job runs, drained before `result.yaml`
 //! (`lava_dispatcher::LogUpload`), and LAVA's six signals cancel the job.
 
+#![warn(missing_docs)]
+
 pub mod local;
 mod multinode;
 mod render_device;
@@ -26,12 +28,15 @@ use std::path::PathBuf;
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 #[command(after_help = local::AFTER_HELP)]
 pub struct Cli {
+    /// One of our extra subcommands; `None` runs a job (LAVA's `lava-run` behaviour).
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// The flags of a job run, used when no subcommand is given.
     #[command(flatten)]
     pub run: RunArgs,
 }
 
+/// The subcommands that are ours, not LAVA's.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Render a device dictionary (Jinja2) into a device configuration YAML.
@@ -50,7 +55,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub job_id: Option<String>,
     /// Directory for logs.yaml, description.yaml and result.yaml. Default:
-    /// ./lava-output/<job id>.
+    /// `./lava-output/<job id>`.
     #[arg(long)]
     pub output_dir: Option<PathBuf>,
     /// Device configuration YAML (or a device dictionary *.jinja2).

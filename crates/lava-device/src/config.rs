@@ -13,7 +13,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum CommandList {
+    /// A single command string.
     One(String),
+    /// A list of commands, run in order.
     Many(Vec<String>),
 }
 
@@ -64,8 +66,10 @@ impl CommandList {
 /// One entry of `commands.connections`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConnectionCommand {
+    /// The shell command that opens this connection (LAVA's `connect:` key).
     #[serde(default)]
     pub connect: Option<String>,
+    /// The connection's roles, e.g. `primary` or `telnet` (LAVA's `tags:` key).
     #[serde(default, deserialize_with = "null_default")]
     pub tags: Vec<String>,
 }
@@ -73,8 +77,10 @@ pub struct ConnectionCommand {
 /// One entry of `commands.users`: a named command pair the job can call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserCommand {
+    /// The command run when the job calls this user command (LAVA's `do:` key).
     #[serde(rename = "do")]
     pub do_: CommandList,
+    /// The command that reverts `do` at the end of the job (LAVA's `undo:` key).
     #[serde(default)]
     pub undo: Option<CommandList>,
 }
@@ -82,28 +88,40 @@ pub struct UserCommand {
 /// The `commands` section: how the worker reaches and powers the device.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Commands {
+    /// The serial console command, used when no `connections` are listed (LAVA's `connect:` key).
     #[serde(default)]
     pub connect: Option<String>,
+    /// Named console connections, name → command and tags (LAVA's `connections:` key).
     #[serde(default, deserialize_with = "null_default")]
     pub connections: IndexMap<String, ConnectionCommand>,
+    /// Power-cycles the device (LAVA's `hard_reset:` key).
     #[serde(default)]
     pub hard_reset: Option<CommandList>,
+    /// Reboots the running device without a power cycle (LAVA's `soft_reboot:` key).
     #[serde(default)]
     pub soft_reboot: Option<CommandList>,
+    /// Switches the device's power on (LAVA's `power_on:` key).
     #[serde(default)]
     pub power_on: Option<CommandList>,
+    /// Switches the device's power off (LAVA's `power_off:` key).
     #[serde(default)]
     pub power_off: Option<CommandList>,
+    /// Run before each power command (LAVA's `pre_power_command:` key).
     #[serde(default)]
     pub pre_power_command: Option<CommandList>,
+    /// Run before the OS is booted, e.g. to switch a mux (LAVA's `pre_os_command:` key).
     #[serde(default)]
     pub pre_os_command: Option<CommandList>,
+    /// Puts the device into recovery mode (LAVA's `recovery_mode:` key).
     #[serde(default)]
     pub recovery_mode: Option<CommandList>,
+    /// Takes the device out of recovery mode (LAVA's `recovery_exit:` key).
     #[serde(default)]
     pub recovery_exit: Option<CommandList>,
+    /// Named command pairs a job may call, name → `do`/`undo` (LAVA's `users:` key).
     #[serde(default, deserialize_with = "null_default")]
     pub users: IndexMap<String, UserCommand>,
+    /// The connection every job must use, as written (LAVA's `must_use_connection:` key).
     #[serde(default)]
     pub must_use_connection: Option<Value>,
 }
@@ -112,10 +130,13 @@ pub struct Commands {
 /// its parameters, often null), its connections and section parameters.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ActionSection {
+    /// Supported methods, method name → its settings, often null (LAVA's `methods:` key).
     #[serde(default, deserialize_with = "null_default")]
     pub methods: IndexMap<String, Value>,
+    /// Connections available in this section, name → settings (LAVA's `connections:` key).
     #[serde(default, deserialize_with = "null_default")]
     pub connections: IndexMap<String, Value>,
+    /// Parameters common to every method of the section (LAVA's `parameters:` key).
     #[serde(default, deserialize_with = "null_default")]
     pub parameters: Mapping,
 }
@@ -139,10 +160,13 @@ impl ActionSection {
 /// The `actions` section.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Actions {
+    /// Deploy methods the device supports (`actions.deploy`).
     #[serde(default, deserialize_with = "null_default")]
     pub deploy: ActionSection,
+    /// Boot methods the device supports (`actions.boot`).
     #[serde(default, deserialize_with = "null_default")]
     pub boot: ActionSection,
+    /// The `actions.test` section as written, when present.
     #[serde(default)]
     pub test: Option<Value>,
 }
@@ -150,14 +174,19 @@ pub struct Actions {
 /// A timeout as LAVA writes it: any of days, hours, minutes, seconds (summed).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timeout {
+    /// Whole days (LAVA's `days:` key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub days: Option<u64>,
+    /// Hours (LAVA's `hours:` key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hours: Option<u64>,
+    /// Minutes (LAVA's `minutes:` key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub minutes: Option<u64>,
+    /// Seconds (LAVA's `seconds:` key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seconds: Option<u64>,
+    /// When true, a timeout of this action is not a failure (LAVA's `skip:` key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip: Option<bool>,
 }
@@ -176,8 +205,10 @@ impl Timeout {
 /// The `timeouts` section: device defaults for named actions and connections.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeviceTimeouts {
+    /// Action name → its default timeout (`timeouts.actions`).
     #[serde(default, deserialize_with = "null_default")]
     pub actions: IndexMap<String, Timeout>,
+    /// Connection name → its default timeout (`timeouts.connections`).
     #[serde(default, deserialize_with = "null_default")]
     pub connections: IndexMap<String, Timeout>,
 }
@@ -185,10 +216,13 @@ pub struct DeviceTimeouts {
 /// `character_delays`: milliseconds between characters sent in each section.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CharacterDelays {
+    /// Delay in the deploy section, in milliseconds (`character_delays.deploy`).
     #[serde(default)]
     pub deploy: Option<u64>,
+    /// Delay in the boot section, in milliseconds (`character_delays.boot`).
     #[serde(default)]
     pub boot: Option<u64>,
+    /// Delay in the test section, in milliseconds (`character_delays.test`).
     #[serde(default)]
     pub test: Option<u64>,
 }
@@ -231,14 +265,21 @@ pub struct DeviceConfig {
     pub hostname: Option<String>,
     /// `devicetype`, or the older `device_type`.
     pub device_type: Option<String>,
+    /// The `commands` section: console and power commands.
     pub commands: Commands,
+    /// The `actions` section: supported deploy and boot methods.
     pub actions: Actions,
+    /// The `timeouts` section: per-action and per-connection defaults.
     pub timeouts: DeviceTimeouts,
+    /// The top-level `parameters` mapping (interfaces, media, image addresses...).
     pub parameters: Mapping,
+    /// The `constants` mapping read with `get_constant` (prompts, shutdown messages...).
     pub constants: Mapping,
+    /// The `character_delays` section.
     pub character_delays: CharacterDelays,
     /// `power_state`, `off` unless the configuration says otherwise.
     pub power_state: String,
+    /// CPU architectures the device can run (LAVA's `available_architectures:` key).
     pub available_architectures: Vec<String>,
     raw: Mapping,
     source: PathBuf,

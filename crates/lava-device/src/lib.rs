@@ -28,6 +28,8 @@
 //! # Ok::<(), lava_device::DeviceError>(())
 //! ```
 
+#![warn(missing_docs)]
+
 mod config;
 mod error;
 pub mod filters;
