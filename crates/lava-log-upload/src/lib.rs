@@ -16,7 +16,7 @@
 //!
 //! Main types: [`LogFile`] (the source), [`Sink`] and [`HttpSink`] (the destination),
 //! [`spawn`] → [`UploaderHandle`] → [`UploadReport`]. With the `test-server` feature,
-//! [`test_server`] is a fake lava-server log endpoint with scripted faults.
+//! `test_server` is a fake lava-server log endpoint with scripted faults.
 //!
 //! ```no_run
 //! use lava_log_upload::{HttpSettings, HttpSink, LogFile, UploadSettings};
