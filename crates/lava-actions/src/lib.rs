@@ -11,6 +11,8 @@
 //! assert!(registry.of(lava_pipeline::Section::Boot).count() > 0 || true);
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod boot;
 pub mod common;
 pub mod deploy;

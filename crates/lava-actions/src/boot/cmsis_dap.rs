@@ -83,6 +83,7 @@ impl Action for BootCMSISRetry {
 /// `flash-cmsis`: mount the mass storage, copy the downloaded files, wait for the remount.
 #[derive(Debug, Default)]
 pub struct FlashCMSISAction {
+    /// The board's mass storage device path (`usb_mass_device` of the device's `cmsis-dap` parameters).
     pub usb_mass_device: Option<String>,
     /// Skip waiting for the board to unmount and remount itself after the copy.
     pub skip_autoremount_wait: bool,

@@ -55,6 +55,7 @@ impl Action for BootDFURetry {
 /// `enter-dfu`: send the device's `enter-commands` at the U-Boot prompt.
 #[derive(Debug, Default)]
 pub struct EnterDFU {
+    /// The device's `enter-commands`, sent one by one at the U-Boot prompt.
     pub commands: Vec<String>,
 }
 

@@ -110,6 +110,7 @@ pub struct CallDockerAction {
     pub container: String,
     /// `--host <remote>` when the docker daemon is remote.
     pub remote: Option<String>,
+    /// Extra `docker run` options from the device's docker boot `options` (`--cpus`, `--memory`...).
     pub extra_options: Vec<String>,
     /// The command run in the container.
     pub command: Option<String>,

@@ -28,11 +28,17 @@ pub fn register(registry: &mut StrategyRegistry) {
 /// One step of the device's fastboot boot sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SequenceStep {
+    /// `boot` (or `no-flash-boot`): `boot-fastboot`, boot the image with `fastboot boot`.
     Boot,
+    /// `reboot`: `fastboot-reboot`, reboot into the system.
     Reboot,
+    /// `auto-login`: `auto-login-action` on the console.
     AutoLogin,
+    /// `overlay-unpack`: unpack the test overlay on the device.
     OverlayUnpack,
+    /// `shell-session`: wait for the shell prompt.
     ShellSession,
+    /// `export-env`: export the device environment in the shell.
     ExportEnv,
 }
 
@@ -159,11 +165,14 @@ impl Action for BootFastbootAction {
 /// `fastboot-boot-commands`: the block's `commands`, each run as `fastboot <command>`.
 #[derive(Debug, Default)]
 pub struct BootFastbootCommands {
+    /// How `fastboot` is called (serial number, options, docker).
     pub tool: FastbootTool,
+    /// The block's `commands`, each run as `fastboot <command>`.
     pub commands: Vec<String>,
 }
 
 impl BootFastbootCommands {
+    /// The action calling fastboot through `tool`; `commands` are read from the block.
     pub fn new(tool: FastbootTool) -> Self {
         BootFastbootCommands {
             tool,
@@ -199,10 +208,12 @@ impl Action for BootFastbootCommands {
 /// `boot-fastboot`: `fastboot boot <boot image>`.
 #[derive(Debug, Default)]
 pub struct FastbootBootAction {
+    /// How `fastboot` is called (serial number, options, docker).
     pub tool: FastbootTool,
 }
 
 impl FastbootBootAction {
+    /// The action calling fastboot through `tool`.
     pub fn new(tool: FastbootTool) -> Self {
         FastbootBootAction { tool }
     }
@@ -233,10 +244,12 @@ impl Action for FastbootBootAction {
 /// `fastboot-reboot`: `fastboot reboot` into the system.
 #[derive(Debug, Default)]
 pub struct FastbootRebootAction {
+    /// How `fastboot` is called (serial number, options, docker).
     pub tool: FastbootTool,
 }
 
 impl FastbootRebootAction {
+    /// The action calling fastboot through `tool`.
     pub fn new(tool: FastbootTool) -> Self {
         FastbootRebootAction { tool }
     }

@@ -85,12 +85,17 @@ pub enum FvpStep {
 /// `actions.boot.methods.fvp.options`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FvpDocker {
+    /// The docker image the model runs in (the block's `docker.name`).
     pub image: Option<String>,
+    /// Use the image already on the worker, without pulling (`docker.local`).
     pub local: bool,
     /// `--cpus`, `--memory`, `--privileged`, `--device`, `--network`, `--volume`.
     pub extra_options: Vec<String>,
+    /// The environment variable carrying the licence server (the block's `license_variable`).
     pub license_variable: Option<String>,
+    /// The UBL licence code (the block's `ubl_license`, else the device's fvp option).
     pub ubl_license: Option<String>,
+    /// Extra environment entries for the model (the block's `environment`).
     pub environment: Vec<String>,
 }
 
@@ -153,13 +158,16 @@ impl FvpDocker {
 /// `check-fvp-version` or `run-fvp`.
 #[derive(Debug, Default)]
 pub struct FvpModelAction {
+    /// Which of the two FVP actions this is.
     pub step: FvpStep,
+    /// The docker settings of the model run.
     pub docker: FvpDocker,
     /// The container name (`<container_name>-lava-<job>` or `lava-<job>-<level>`).
     pub container: String,
 }
 
 impl FvpModelAction {
+    /// The action for `step`; its docker settings are read from the block and device.
     pub fn new(step: FvpStep) -> Self {
         FvpModelAction {
             step,
@@ -253,6 +261,7 @@ impl Action for GetFVPSerialAction {
 /// `run-fvp-erpc-app`: run the eRPC host application against the model.
 #[derive(Debug, Default)]
 pub struct RunFVPeRPCApp {
+    /// The eRPC host application to run (the block's `erpc_app`).
     pub app: String,
 }
 

@@ -52,11 +52,15 @@ impl Action for BootGDB {
 pub struct BootGDBRetry {
     /// The gdb binary.
     pub gdb: Option<String>,
+    /// The gdb commands of the job's command set (its `commands`), run in order.
     pub commands: Vec<String>,
+    /// The gdb command-line arguments (the command set's `arguments`).
     pub arguments: Vec<String>,
+    /// Seconds to wait before `continue` (the gdb method's `wait_before_continue`, 0 if unset).
     pub wait_before_continue: u64,
     /// The docker image to run gdb in, when the command set uses docker.
     pub container: Option<String>,
+    /// Device nodes passed into the gdb container (the command set's `docker.devices`).
     pub devices: Vec<String>,
 }
 

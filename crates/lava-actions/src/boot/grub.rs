@@ -175,6 +175,7 @@ impl GrubMenuSelector {
     /// The UEFI menu the entry is selected in (LAVA keeps the `uefi-menu` method).
     pub const METHOD: &'static str = "uefi-menu";
 
+    /// Validation: the device's grub `menu_options` and the block's commands; one message per problem into `errors`.
     pub fn check(device: &Device, params: &Mapping, errors: &mut Vec<String>) {
         let Some(method) = device.boot_method(Self::METHOD) else {
             errors.push(format!("No {} in device boot methods", Self::METHOD));
@@ -249,6 +250,7 @@ pub struct WaitFastBootInterrupt {
 }
 
 impl WaitFastBootInterrupt {
+    /// Waits for the fastboot interrupt before the `itype` bootloader (e.g. `grub`).
     pub fn new(itype: &'static str) -> Self {
         WaitFastBootInterrupt { itype }
     }
@@ -258,6 +260,7 @@ impl WaitFastBootInterrupt {
         self.itype
     }
 
+    /// Validation: the device's `fastboot_serial_number` and `fastboot_options`; one message per problem into `errors`.
     pub fn check(device: &Device, errors: &mut Vec<String>) {
         match device.lookup(&["fastboot_serial_number"]) {
             None => errors.push("device fastboot serial number missing".into()),

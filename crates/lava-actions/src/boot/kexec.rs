@@ -40,7 +40,9 @@ impl Action for BootKexecAction {
 /// The two shell commands of a kexec boot: loading the kernel and executing it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KexecCommands {
+    /// The kexec command that loads the kernel (`--load`, or `--load-panic` with `on_panic`), dtb and initrd.
     pub load: String,
+    /// The command that starts it: `<command> -e`, or a sysrq crash with `on_panic`.
     pub execute: String,
 }
 

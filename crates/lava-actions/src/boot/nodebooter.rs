@@ -68,6 +68,7 @@ fn check_environment(device: &Device, ctx: &mut ValidateContext<'_>) -> (bool, b
 /// `run-nodebooter-container`.
 #[derive(Debug, Default)]
 pub struct RunNodebooterContainer {
+    /// The block's `docker` settings, as written.
     pub docker: Option<Value>,
 }
 

@@ -98,7 +98,9 @@ pub fn pyocd_base_command(binary: &str, options: &[String], board_id: &str) -> V
 pub struct FlashPyOCDAction {
     /// The device's pyOCD command; `None` finds `pyocd-flashtool` or `pyocd` in `$PATH`.
     pub command: Option<String>,
+    /// Extra pyOCD options (the device's pyocd `options`).
     pub options: Vec<String>,
+    /// The probe's board id (the device's `board_id`).
     pub board_id: String,
     /// The device's `commands.pre_os_command`, run after flashing.
     pub pre_os_command: Option<String>,

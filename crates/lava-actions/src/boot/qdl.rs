@@ -47,6 +47,7 @@ impl Action for BootQDLRetry {
 /// `enter-qdl`: send the device's `enter-commands` to reach EDL mode.
 #[derive(Debug, Default)]
 pub struct EnterQDL {
+    /// The device's `enter-commands`, run to reach EDL mode.
     pub commands: Vec<String>,
 }
 
@@ -107,6 +108,7 @@ pub fn qdl_base_options(version: (u32, u32), debug: bool, storage: Option<&str>)
 pub struct FlashQDLAction {
     /// The `qdl` command of the device.
     pub command: Option<String>,
+    /// The board's serial for `qdl --serial` (the device's `board_qdl_id`).
     pub board_qdl_id: Option<String>,
     /// Where the XML files are inside the flat build.
     pub qcomflash_path: String,

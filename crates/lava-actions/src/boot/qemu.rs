@@ -82,7 +82,9 @@ impl Action for BootQemuRetry {
 /// The QEMU command line of the device: binary, `options` and `extra`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct QemuCommand {
+    /// The QEMU binary for the job's architecture.
     pub binary: String,
+    /// Everything after the binary: the device's `options` and `extra`, in order.
     pub arguments: Vec<String>,
 }
 

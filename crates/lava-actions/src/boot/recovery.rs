@@ -78,6 +78,7 @@ pub struct SwitchRecoveryCommand {
 }
 
 impl SwitchRecoveryCommand {
+    /// Validation: the device's `recovery` deploy commands for `mode`; one message per problem into `errors`.
     pub fn check(device: &Device, mode: RecoveryMode, errors: &mut Vec<String>) {
         let recovery = device.deploy_method("recovery");
         let commands = recovery.and_then(|r| r.get("commands"));

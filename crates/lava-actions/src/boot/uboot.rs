@@ -29,6 +29,7 @@ pub fn register(registry: &mut StrategyRegistry) {
 pub struct UBootAction;
 
 impl UBootAction {
+    /// Creates the `uboot-action` action.
     pub fn new() -> Self {
         UBootAction
     }
@@ -69,7 +70,10 @@ pub enum UBootFlow {
     #[default]
     Commands,
     /// Expose the storage over USB mass storage, flash it with bmaptool, reset.
-    UmsFlash { device: Option<String> },
+    UmsFlash {
+        /// The block device U-Boot exposes (`uboot_mass_storage_device` of the u-boot parameters).
+        device: Option<String>,
+    },
     /// Switch to the alternate bank, interrupt again, then the boot commands.
     AltBank,
 }
@@ -81,6 +85,7 @@ pub struct UBootCommandsAction {
 }
 
 impl UBootCommandsAction {
+    /// Creates the `uboot-commands` action.
     pub fn new() -> Self {
         Self::default()
     }
@@ -146,6 +151,7 @@ impl Action for UBootCommandsAction {
 pub struct UBootSecondaryMedia;
 
 impl UBootSecondaryMedia {
+    /// Creates the `uboot-from-media` action.
     pub fn new() -> Self {
         UBootSecondaryMedia
     }
@@ -245,6 +251,7 @@ pub struct WaitDevicePathAction {
 }
 
 impl WaitDevicePathAction {
+    /// Waits for `path` to appear.
     pub fn new(path: Option<String>) -> Self {
         WaitDevicePathAction { path }
     }
@@ -284,6 +291,7 @@ pub struct FlashUBootUMSAction {
 }
 
 impl FlashUBootUMSAction {
+    /// Flashes the block device `usb_mass_device` that U-Boot exposes.
     pub fn new(usb_mass_device: Option<String>) -> Self {
         FlashUBootUMSAction { usb_mass_device }
     }

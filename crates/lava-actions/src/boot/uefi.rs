@@ -111,6 +111,7 @@ impl Action for UefiMenuAction {
 pub struct UefiSubstituteCommands;
 
 impl UefiSubstituteCommands {
+    /// Validation: the `uefi-menu` command set the block names; one message per problem into `errors`.
     pub fn check(device: &Device, params: &Mapping, errors: &mut Vec<String>) {
         let name = params
             .get("commands")
@@ -224,6 +225,7 @@ impl UEFIMenuInterrupt {
         UEFIMenuInterrupt { method: "uefi" }
     }
 
+    /// Validation: `interrupt_prompt` and `interrupt_string` of the boot `method`; one message per problem into `errors`.
     pub fn check(device: &Device, method: &str, errors: &mut Vec<String>) {
         let params = device.boot_method_params(method);
         let has = |k: &str| params.is_some_and(|p| p.contains_key(k));
@@ -370,6 +372,7 @@ pub struct UefiMenuSelector {
 }
 
 impl UefiMenuSelector {
+    /// The variant selecting from the UEFI menu (not the shell).
     pub fn uefi_menu() -> Self {
         UefiMenuSelector { shell: false }
     }

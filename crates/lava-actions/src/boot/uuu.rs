@@ -305,8 +305,11 @@ fn find_tool(container: bool, tool: &str) -> LavaResult<String> {
 /// `uuu`: reach serial download mode, then run the commands.
 #[derive(Debug, Default)]
 pub struct UUUBootAction {
+    /// The board's USB OTG paths (`usb_otg_path` of the device's uuu options).
     pub usb_otg_paths: Vec<String>,
+    /// Whether the block has `bcu` commands, which need `bcu_board_id`.
     pub has_bcu_commands: bool,
+    /// The board id passed to `bcu`, worked out from the device's uuu options.
     pub bcu_board_id: Option<String>,
 }
 
@@ -349,7 +352,9 @@ impl Action for UUUBootAction {
 /// is already in serial download mode.
 #[derive(Debug, Default)]
 pub struct CheckSerialDownloadMode {
+    /// The `uuu` binary (found on PATH, or in the job's container).
     pub uuu: String,
+    /// The `timeout` binary that bounds the attempt.
     pub timeout: String,
 }
 
@@ -420,9 +425,13 @@ impl Action for BootBootloaderCorruptBootMediaAction {
 /// `uuu-boot`: run each `uuu`/`bcu` command of the block.
 #[derive(Debug, Default)]
 pub struct UUUCommandsAction {
+    /// The `uuu` binary (found on PATH, or in the job's container).
     pub uuu: String,
+    /// The bcu binary, when the block has `bcu` commands.
     pub bcu: Option<String>,
+    /// The board's USB OTG paths (`usb_otg_path` of the device's uuu options).
     pub usb_otg_paths: Vec<String>,
+    /// The board id passed to `bcu`, worked out from the device's uuu options.
     pub bcu_board_id: Option<String>,
     /// `(protocol, command)` in job order.
     pub commands: Vec<(String, String)>,

@@ -19,6 +19,7 @@ pub const GUEST_FILENAME: &str = "lava-guest.qcow2";
 pub struct ApplyOverlayGuest;
 
 impl ApplyOverlayGuest {
+    /// Creates the `apply-overlay-guest` action.
     pub fn new() -> Self {
         ApplyOverlayGuest
     }
@@ -84,6 +85,7 @@ pub struct ApplyOverlayImage {
 }
 
 impl ApplyOverlayImage {
+    /// Applies the overlay to the image `image_key`, into its root partition when `use_root_partition`.
     pub fn new(image_key: &str, use_root_partition: bool) -> Self {
         ApplyOverlayImage {
             image_key: image_key.to_string(),
@@ -117,10 +119,12 @@ impl Action for ApplyOverlayImage {
 /// `apply-overlay-sparse-image`: unsparse, copy the overlay in, sparse again.
 #[derive(Debug)]
 pub struct ApplyOverlaySparseImage {
+    /// The deploy image key whose sparse image gets the overlay.
     pub image_key: String,
 }
 
 impl ApplyOverlaySparseImage {
+    /// Applies the overlay to the sparse image `image_key`.
     pub fn new(image_key: &str) -> Self {
         ApplyOverlaySparseImage {
             image_key: image_key.to_string(),
@@ -159,11 +163,14 @@ pub const OVERLAY_FORMATS: [&str; 2] = ["file", "tar"];
 /// image.
 #[derive(Debug)]
 pub struct AppendOverlays {
+    /// The deploy image key (e.g. `rootfs`) whose image gets the overlays.
     pub key: String,
+    /// That image's block: its `overlays` and `format`.
     pub params: Mapping,
 }
 
 impl AppendOverlays {
+    /// Appends the block `params`' overlays to the image `key`.
     pub fn new(key: &str, params: Mapping) -> Self {
         AppendOverlays {
             key: key.to_string(),
@@ -242,6 +249,7 @@ impl Action for AppendOverlays {
 pub struct ApplyOverlayAvh;
 
 impl ApplyOverlayAvh {
+    /// Creates the `apply-overlay-avh` action.
     pub fn new() -> Self {
         ApplyOverlayAvh
     }
@@ -286,6 +294,7 @@ pub struct ApplyQDLOverlay {
 }
 
 impl ApplyQDLOverlay {
+    /// Applies the overlay to the QDL rootfs image `rootfs_image`.
     pub fn new(rootfs_image: &str) -> Self {
         ApplyQDLOverlay {
             rootfs_image: rootfs_image.to_string(),

@@ -118,6 +118,7 @@ pub struct BootloaderCommandOverlay {
 }
 
 impl BootloaderCommandOverlay {
+    /// Creates the `bootloader-overlay` action.
     pub fn new() -> Self {
         Self::default()
     }
@@ -193,10 +194,12 @@ pub struct BootloaderInterruptAction {
 }
 
 impl BootloaderInterruptAction {
+    /// Creates the `bootloader-interrupt` action.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Interrupts the bootloader of boot method `method`.
     pub fn with_method(method: impl Into<String>) -> Self {
         BootloaderInterruptAction {
             method: Some(method.into()),
@@ -207,12 +210,19 @@ impl BootloaderInterruptAction {
 /// What `bootloader-interrupt` works with once validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InterruptSettings {
+    /// The boot method (e.g. `u-boot`, `grub`) whose parameters are used.
     pub method: String,
+    /// The prompt that shows the interrupt worked (`bootloader_prompt`).
     pub bootloader_prompt: Option<String>,
+    /// The text announcing the interrupt window (`interrupt_prompt`).
     pub interrupt_prompt: Option<Value>,
+    /// Whether to interrupt at all (the method's `needs_interrupt`).
     pub needs_interrupt: bool,
+    /// Send a newline after the interrupt character (`interrupt_newline`).
     pub interrupt_newline: bool,
+    /// The character(s) sent to interrupt (`interrupt_char`), as written.
     pub interrupt_char: Option<Value>,
+    /// Control characters sent to interrupt (`interrupt_ctrl_list`), as written.
     pub interrupt_control_chars: Option<Value>,
 }
 
@@ -341,6 +351,7 @@ pub enum LineSeparator {
 }
 
 impl LineSeparator {
+    /// The separator's characters.
     pub fn as_str(self) -> &'static str {
         match self {
             LineSeparator::Unix => "\n",
@@ -353,9 +364,11 @@ impl LineSeparator {
 /// between them and for the final message after the last one.
 #[derive(Debug, Clone)]
 pub struct BootloaderCommandsAction {
+    /// The boot method whose commands are sent; the job block's `method` when unset.
     pub method: Option<String>,
     /// Wait for the method's `final-message` after the last command.
     pub expect_final: bool,
+    /// What ends each command line sent.
     pub line_separator: LineSeparator,
 }
 
@@ -370,10 +383,12 @@ impl Default for BootloaderCommandsAction {
 }
 
 impl BootloaderCommandsAction {
+    /// Creates the `bootloader-commands` action.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Sends the commands of `method`, waiting for its final message when `expect_final`.
     pub fn with_method(method: impl Into<String>, expect_final: bool) -> Self {
         BootloaderCommandsAction {
             method: Some(method.into()),
@@ -382,6 +397,7 @@ impl BootloaderCommandsAction {
         }
     }
 
+    /// Sends the commands without waiting for a final message.
     pub fn without_final() -> Self {
         BootloaderCommandsAction {
             expect_final: false,
@@ -444,11 +460,14 @@ impl Action for BootloaderCommandsAction {
 /// (`uboot_altbank_cmd`) before the normal boot commands.
 #[derive(Debug, Clone)]
 pub struct BootloaderCommandsActionAltBank {
+    /// The boot method whose commands are sent; the job block's `method` when unset.
     pub method: Option<String>,
+    /// Wait for the method's `final-message` after the last command.
     pub expect_final: bool,
 }
 
 impl BootloaderCommandsActionAltBank {
+    /// The action, waiting for the final message when `expect_final`.
     pub fn new(expect_final: bool) -> Self {
         BootloaderCommandsActionAltBank {
             method: None,
@@ -497,6 +516,7 @@ pub fn secondary_media_commands<'p>(device: &Device, params: &'p Mapping) -> Opt
 pub struct BootloaderSecondaryMedia;
 
 impl BootloaderSecondaryMedia {
+    /// Creates the `bootloader-from-media` action.
     pub fn new() -> Self {
         BootloaderSecondaryMedia
     }
@@ -548,6 +568,7 @@ pub struct BootloaderRetry {
 }
 
 impl BootloaderRetry {
+    /// Retries the bootloader steps of boot method `method`.
     pub fn new(method: impl Into<String>) -> Self {
         BootloaderRetry {
             method: method.into(),

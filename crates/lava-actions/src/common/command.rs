@@ -24,7 +24,9 @@ pub const BUILTIN_COMMANDS: [&str; 9] = [
 /// What a command block resolves to: the lines to run and the lines that undo them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResolvedCommand {
+    /// The command lines to run now.
     pub run: Vec<String>,
+    /// The command lines to run at the end of the job (a user command's `undo`).
     pub undo: Vec<String>,
     /// `stop_test_services`: the stop commands are recorded by `lava-test-service` at
     /// run time in the namespace data (`lava-test-service`/`stop-services`/`cmd-list`).
@@ -42,6 +44,7 @@ pub struct CommandAction {
 }
 
 impl CommandAction {
+    /// The action for a `command` block (its `name`, `namespace`...).
     pub fn new(block: &Mapping) -> Self {
         CommandAction {
             name: block

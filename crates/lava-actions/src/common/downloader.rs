@@ -26,14 +26,18 @@ pub fn download_dir(pipeline: &PipelineBuilder<'_>, purpose: &str) -> String {
 /// The parts of a URL LAVA uses (Python's `urlparse`: scheme, netloc, path).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Url {
+    /// The scheme before `:`, lowercased (`http`, `file`, `scp`...); empty when there is none.
     pub scheme: String,
+    /// The host part after `//` (with user and port), empty when there is none.
     pub netloc: String,
+    /// The path, without query or fragment.
     pub path: String,
     /// The whole URL as given.
     pub full: String,
 }
 
 impl Url {
+    /// Splits `text` into scheme, netloc and path the way Python's `urlparse` does.
     pub fn parse(text: &str) -> Url {
         let mut scheme = String::new();
         let mut rest = text;
@@ -75,10 +79,15 @@ impl Url {
 /// Which handler downloads a URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handler {
+    /// `http:` and `https:` URLs: `http-download`.
     Http,
+    /// `file:` URLs: `file-download`.
     File,
+    /// `scp:` URLs: `scp-download`.
     Scp,
+    /// `rclone:` URLs: `rclone-download`.
     Rclone,
+    /// `downloads:` URLs: a file already fetched by an earlier `downloads` deploy.
     PreDownloaded,
 }
 
@@ -146,6 +155,7 @@ pub struct DownloaderAction {
 }
 
 impl DownloaderAction {
+    /// Downloads the image `key` described by `params` into the directory `path` (`uniquify` defaults to true).
     pub fn new(key: &str, path: &str, params: Mapping) -> Self {
         let uniquify = params.flag_or("uniquify", true);
         DownloaderAction {
@@ -229,11 +239,15 @@ impl Action for DownloaderAction {
 /// One download: the handler chosen by the URL scheme.
 #[derive(Debug)]
 pub struct DownloadHandler {
+    /// The handler chosen by the URL's scheme.
     pub handler: Handler,
+    /// The deploy image key (e.g. `kernel`, `rootfs`).
     pub key: String,
     /// The directory the file goes to.
     pub path: String,
+    /// The image's URL.
     pub url: Url,
+    /// The image's block (`url`, `compression`, `sha256sum`...).
     pub params: Mapping,
 }
 

@@ -98,6 +98,7 @@ fn environment_from(conf: &Value) -> BTreeMap<String, String> {
 pub struct DeployDeviceEnvironment;
 
 impl DeployDeviceEnvironment {
+    /// Creates the `deploy-device-env` action.
     pub fn new() -> Self {
         DeployDeviceEnvironment
     }
@@ -146,6 +147,7 @@ impl Action for DeployDeviceEnvironment {
 pub struct ExportDeviceEnvironment;
 
 impl ExportDeviceEnvironment {
+    /// Creates the `export-device-env` action.
     pub fn new() -> Self {
         ExportDeviceEnvironment
     }

@@ -79,7 +79,9 @@ pub fn check_fastboot_connection(device: &Device, ctx: &mut ValidateContext<'_>)
 /// run in the job's docker container when the block has `docker`.
 #[derive(Debug, Clone, Default)]
 pub struct FastbootTool {
+    /// The device's fastboot serial number (`fastboot -s`).
     pub serial_number: Option<String>,
+    /// The device's `fastboot_options`, appended to each command.
     pub options: Vec<String>,
     /// The `docker` parameters of the block, when the tool runs in a container.
     pub docker: Option<Value>,
@@ -158,10 +160,12 @@ pub fn add_detect_fastboot_if_needed(pipeline: &mut PipelineBuilder<'_>) -> Lava
 /// `detect-fastboot-device`: find the only device in fastboot mode and use its serial.
 #[derive(Debug, Default)]
 pub struct DetectFastbootDevice {
+    /// How `fastboot` is called (serial number, options, docker).
     pub tool: FastbootTool,
 }
 
 impl DetectFastbootDevice {
+    /// The action calling fastboot through `tool`.
     pub fn new(tool: FastbootTool) -> Self {
         DetectFastbootDevice { tool }
     }
@@ -193,11 +197,14 @@ impl Action for DetectFastbootDevice {
 /// `enter-fastboot-action`: reboot into the bootloader over adb, or from fastboot.
 #[derive(Debug, Default)]
 pub struct EnterFastbootAction {
+    /// How `fastboot` is called (serial number, options, docker).
     pub tool: FastbootTool,
+    /// The device's adb serial number (`adb -s`).
     pub adb_serial_number: Option<String>,
 }
 
 impl EnterFastbootAction {
+    /// Creates the `enter-fastboot-action` action.
     pub fn new() -> Self {
         Self::default()
     }
@@ -248,6 +255,7 @@ pub struct UBootEnterFastbootAction {
 }
 
 impl UBootEnterFastbootAction {
+    /// Creates the `uboot-enter-fastboot` action.
     pub fn new() -> Self {
         Self::default()
     }
@@ -295,6 +303,7 @@ impl Action for UBootEnterFastbootAction {
 /// `connect-adb`: an adb shell connection to the device.
 #[derive(Debug, Default)]
 pub struct ConnectAdb {
+    /// The device's adb serial number (`adb -s`).
     pub adb_serial_number: Option<String>,
 }
 
@@ -333,6 +342,7 @@ impl Action for ConnectAdb {
 /// `adb-overlay-unpack`: push the test overlay with adb.
 #[derive(Debug, Default)]
 pub struct AdbOverlayUnpack {
+    /// The device's adb serial number (`adb -s`).
     pub adb_serial_number: Option<String>,
 }
 
@@ -450,12 +460,14 @@ fn check_usb_ids(ctx: &mut ValidateContext<'_>, tag: &str, unset_board: &str) {
 /// `wait-usb-serial`: wait for the board's USB serial (tty) device.
 #[derive(Debug, Default)]
 pub struct WaitUSBSerialDeviceAction {
+    /// The udev properties that identify the board's serial device.
     pub serial_device: UdevMatch,
     /// Seconds to sleep once the device appeared.
     pub usb_sleep: u64,
 }
 
 impl WaitUSBSerialDeviceAction {
+    /// Creates the `wait-usb-serial` action.
     pub fn new() -> Self {
         Self::default()
     }
@@ -505,6 +517,7 @@ impl Action for WaitUSBSerialDeviceAction {
 /// `wait-dfu-device`: wait for the board in DFU mode.
 #[derive(Debug, Default)]
 pub struct WaitDFUDeviceAction {
+    /// The udev properties that identify the board in DFU mode.
     pub dfu_device: UdevMatch,
 }
 
@@ -543,6 +556,7 @@ pub const UNSET_QDL_BOARD_ID: &str = "QUSB_BULK_CID:0420_SN:00000000";
 /// `wait-qdl-device`: wait for the board in Qualcomm EDL mode.
 #[derive(Debug, Default)]
 pub struct WaitQDLDeviceAction {
+    /// The udev properties that identify the board in EDL mode.
     pub qdl_device: UdevMatch,
 }
 
@@ -578,10 +592,12 @@ impl Action for WaitQDLDeviceAction {
 /// `wait-usb-mass-storage-device`: wait for the partition labelled `usb_filesystem_label`.
 #[derive(Debug, Default)]
 pub struct WaitUSBMassStorageDeviceAction {
+    /// The label of the partition to wait for (`usb_filesystem_label`).
     pub fs_label: Option<String>,
 }
 
 impl WaitUSBMassStorageDeviceAction {
+    /// Creates the `wait-usb-mass-storage-device` action.
     pub fn new() -> Self {
         Self::default()
     }
@@ -619,10 +635,12 @@ impl Action for WaitUSBMassStorageDeviceAction {
 /// `wait-device-path`: wait for a udev device path (e.g. `/dev/disk/by-id/...`).
 #[derive(Debug, Default)]
 pub struct WaitDevicePathAction {
+    /// The device path to wait for, as given (validation requires a string).
     pub path: Option<Value>,
 }
 
 impl WaitDevicePathAction {
+    /// Waits for the device path `path` (validation requires a string).
     pub fn new(path: Option<Value>) -> Self {
         WaitDevicePathAction { path }
     }

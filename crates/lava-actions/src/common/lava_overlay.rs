@@ -92,6 +92,7 @@ fn substitute_job_id(template: &str, job_id: &str) -> LavaResult<String> {
 pub struct CreateOverlay;
 
 impl CreateOverlay {
+    /// Creates the `lava-create-overlay` action.
     pub fn new() -> Self {
         CreateOverlay
     }
@@ -127,6 +128,7 @@ pub struct OverlayAction {
 }
 
 impl OverlayAction {
+    /// Creates the `lava-overlay` action.
     pub fn new() -> Self {
         OverlayAction::default()
     }
@@ -249,6 +251,7 @@ impl Action for MultinodeOverlayAction {
 pub struct CompressOverlay;
 
 impl CompressOverlay {
+    /// Creates the `compress-overlay` action.
     pub fn new() -> Self {
         CompressOverlay
     }

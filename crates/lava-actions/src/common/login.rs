@@ -79,6 +79,7 @@ impl Default for AutoLoginAction {
 }
 
 impl AutoLoginAction {
+    /// Creates the `auto-login-action` action.
     pub fn new() -> Self {
         Self::default()
     }
@@ -135,6 +136,7 @@ impl Action for LoginAction {
 pub struct ExpectShellSession;
 
 impl ExpectShellSession {
+    /// Creates the `expect-shell-connection` action.
     pub fn new() -> Self {
         ExpectShellSession
     }
@@ -165,6 +167,7 @@ impl Action for ExpectShellSession {
 pub struct OverlayUnpack;
 
 impl OverlayUnpack {
+    /// Creates the `overlay-unpack` action.
     pub fn new() -> Self {
         OverlayUnpack
     }

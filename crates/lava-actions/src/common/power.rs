@@ -158,6 +158,7 @@ pub fn resolve_connection(
 pub struct ConnectDevice;
 
 impl ConnectDevice {
+    /// Creates the `connect-device` action.
     pub fn new() -> Self {
         ConnectDevice
     }
@@ -191,6 +192,7 @@ impl Action for ConnectDevice {
 pub struct DisconnectDevice;
 
 impl DisconnectDevice {
+    /// Creates the `disconnect-device` action.
     pub fn new() -> Self {
         DisconnectDevice
     }
@@ -252,6 +254,7 @@ impl Action for DisconnectDevice {
 pub struct ResetConnection;
 
 impl ResetConnection {
+    /// Creates the `reset-connection` action.
     pub fn new() -> Self {
         ResetConnection
     }
@@ -280,6 +283,7 @@ impl Action for ResetConnection {
 pub struct ResetDevice;
 
 impl ResetDevice {
+    /// Creates the `reset-device` action.
     pub fn new() -> Self {
         ResetDevice
     }
@@ -414,6 +418,7 @@ impl Action for PreOs {
 pub struct PowerOn;
 
 impl PowerOn {
+    /// Creates the `power-on` action.
     pub fn new() -> Self {
         PowerOn
     }
@@ -461,6 +466,7 @@ pub struct PowerOff {
 }
 
 impl PowerOff {
+    /// Creates the `power-off` action.
     pub fn new() -> Self {
         PowerOff::default()
     }
@@ -514,6 +520,7 @@ pub struct ReadFeedback {
 }
 
 impl ReadFeedback {
+    /// Drains the other namespaces' connections; `finalize` reads until quiet and closes them, `repeat` also reads this namespace.
     pub fn new(finalize: bool, repeat: bool) -> Self {
         ReadFeedback { finalize, repeat }
     }
@@ -571,6 +578,7 @@ pub struct ConnectShell {
 }
 
 impl ConnectShell {
+    /// Connects to the console whose tag is `hardware`, or the primary one when `None`.
     pub fn new(hardware: Option<&str>) -> Self {
         ConnectShell {
             hardware: hardware.map(str::to_string),

@@ -36,6 +36,7 @@ fn ramdisk_untouched(params: &Mapping) -> bool {
 pub struct PrepareOverlayTftp;
 
 impl PrepareOverlayTftp {
+    /// Creates the `prepare-tftp-overlay` action.
     pub fn new() -> Self {
         PrepareOverlayTftp
     }
@@ -97,6 +98,7 @@ pub struct ExtractRootfs {
 }
 
 impl ExtractRootfs {
+    /// Creates the `extract-rootfs` action.
     pub fn new() -> Self {
         ExtractRootfs {
             kind: RootfsKind::Rootfs,
@@ -149,6 +151,7 @@ pub struct ExtractNfsRootfs {
 }
 
 impl ExtractNfsRootfs {
+    /// Creates the `extract-nfsrootfs` action.
     pub fn new() -> Self {
         ExtractNfsRootfs {
             inner: ExtractRootfs {
@@ -264,6 +267,7 @@ fn rpcinfo_nfs(server: &str) -> LavaResult<Option<String>> {
 pub struct ParsePersistentNFS;
 
 impl ParsePersistentNFS {
+    /// Creates the `parse-persistent-nfs` action.
     pub fn new() -> Self {
         ParsePersistentNFS
     }
@@ -325,6 +329,7 @@ impl Action for ParsePersistentNFS {
 pub struct ExtractRamdisk;
 
 impl ExtractRamdisk {
+    /// Creates the `extract-overlay-ramdisk` action.
     pub fn new() -> Self {
         ExtractRamdisk
     }
@@ -351,6 +356,7 @@ impl Action for ExtractRamdisk {
 pub struct ExtractModules;
 
 impl ExtractModules {
+    /// Creates the `extract-modules` action.
     pub fn new() -> Self {
         ExtractModules
     }
@@ -386,10 +392,12 @@ impl Action for ExtractModules {
 pub struct ApplyOverlayTftp;
 
 impl ApplyOverlayTftp {
+    /// Creates the `apply-overlay-tftp` action.
     pub fn new() -> Self {
         ApplyOverlayTftp
     }
 
+    /// Validation: a `persistent_nfs` block needs an `address`; one message per problem into `errors`.
     pub fn check(params: &Mapping, errors: &mut Vec<String>) {
         let Some(persist) = params.truthy_value("persistent_nfs") else {
             return;
@@ -437,6 +445,7 @@ impl Action for ApplyOverlayTftp {
 pub struct PrepareKernelAction;
 
 impl PrepareKernelAction {
+    /// Creates the `prepare-kernel` action.
     pub fn new() -> Self {
         PrepareKernelAction
     }
@@ -475,7 +484,9 @@ pub fn map_kernel_uboot(kernel_type: &str, device_params: Option<&Value>) -> &'s
 /// What `uboot-prepare-kernel` decided at validation.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct KernelConversion {
+    /// The kernel type the bootloader needs (`kernel.type`, e.g. `uimage`).
     pub kernel_type: Option<String>,
+    /// The boot command for that kernel type (`bootm`, `bootz` or `booti`).
     pub bootcommand: Option<String>,
     /// Wrap the kernel in a uImage (bootm of a non-uImage kernel).
     pub mkimage_conversion: bool,
@@ -487,6 +498,7 @@ pub struct KernelConversion {
 pub struct UBootPrepareKernelAction;
 
 impl UBootPrepareKernelAction {
+    /// Creates the `uboot-prepare-kernel` action.
     pub fn new() -> Self {
         UBootPrepareKernelAction
     }
@@ -567,10 +579,12 @@ impl Action for UBootPrepareKernelAction {
 pub struct PrepareFITAction;
 
 impl PrepareFITAction {
+    /// Creates the `prepare-fit` action.
     pub fn new() -> Self {
         PrepareFITAction
     }
 
+    /// Validation: the device `parameters` and their `load_address`; one message per problem into `errors`.
     pub fn check(device: &Device, errors: &mut Vec<String>) {
         match device.lookup(&["parameters"]) {
             None | Some(Value::Null) => errors.push("Missing device parameters".into()),
@@ -608,6 +622,7 @@ impl Action for PrepareFITAction {
 pub struct ConfigurePreseedFile;
 
 impl ConfigurePreseedFile {
+    /// Creates the `configure-preseed-file` action.
     pub fn new() -> Self {
         ConfigurePreseedFile
     }
@@ -633,7 +648,10 @@ impl Action for ConfigurePreseedFile {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RamdiskHeader {
     /// `add_header: u-boot`: wrap with `mkimage -A <arch> -T ramdisk`.
-    UBoot { mkimage_arch: String },
+    UBoot {
+        /// The `mkimage -A` architecture (`mkimage_arch` of the device deploy parameters).
+        mkimage_arch: String,
+    },
     /// `add_header: raw`.
     Raw,
 }
@@ -643,6 +661,7 @@ pub enum RamdiskHeader {
 pub struct CompressRamdisk;
 
 impl CompressRamdisk {
+    /// Creates the `compress-ramdisk` action.
     pub fn new() -> Self {
         CompressRamdisk
     }

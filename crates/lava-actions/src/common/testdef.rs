@@ -33,8 +33,11 @@ pub fn test_definitions(job: &Job, namespace: &str) -> Vec<Vec<Mapping>> {
 /// Where a test definition comes from (`from:`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RepoKind {
+    /// `from: git`: clone a git repository.
     Git,
+    /// `from: inline`: the definition is in the job.
     Inline,
+    /// `from: url`: download a tarball or file.
     Url,
 }
 
@@ -71,6 +74,7 @@ pub struct TestDefinitionAction {
 }
 
 impl TestDefinitionAction {
+    /// Creates the `test-definition` action.
     pub fn new() -> Self {
         Self::default()
     }
@@ -186,6 +190,7 @@ impl Action for TestDefinitionAction {
 /// A repository handler: fetch one test definition into the overlay.
 #[derive(Debug)]
 pub struct RepoAction {
+    /// Where the definition comes from.
     pub kind: RepoKind,
     /// `<index>_<name>`.
     pub test_name: String,
@@ -283,6 +288,7 @@ impl Action for RepoAction {
 /// `test-overlay`: the definition's support files (parameters, metadata).
 #[derive(Debug)]
 pub struct TestOverlayAction {
+    /// The test definition, `<index>_<name>`.
     pub test_name: String,
 }
 
@@ -309,6 +315,7 @@ impl Action for TestOverlayAction {
 /// `test-install-overlay`: the definition's install script.
 #[derive(Debug)]
 pub struct TestInstallAction {
+    /// The test definition, `<index>_<name>`.
     pub test_name: String,
 }
 
@@ -351,6 +358,7 @@ impl Action for TestInstallAction {
 /// `test-runscript-overlay`: the definition's `run.sh`.
 #[derive(Debug)]
 pub struct TestRunnerAction {
+    /// The test definition, `<index>_<name>`.
     pub test_name: String,
     /// The definition's `name`.
     pub name: String,

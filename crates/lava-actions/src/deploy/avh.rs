@@ -50,6 +50,7 @@ pub const REQUIRED_IMAGES: [&str; 3] = ["kernel", "dtb", "rootfs"];
 /// `deploy-avh`.
 #[derive(Debug, Default)]
 pub struct AvhDeploy {
+    /// The directory the AVH images and firmware package are downloaded to.
     pub path: String,
     /// The device options updated by the job's `options`.
     pub options: Mapping,

@@ -52,6 +52,7 @@ pub fn image_of(image: Option<&Value>) -> (Option<String>, bool) {
 /// `deploy-docker`.
 #[derive(Debug, Default)]
 pub struct DockerAction {
+    /// The image to run, from the block's `image`.
     pub image_name: Option<String>,
     /// Use the local image, do not pull.
     pub local: bool,

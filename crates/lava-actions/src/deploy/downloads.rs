@@ -73,7 +73,9 @@ impl Action for DownloadsAction {
 /// `download-postprocess-docker`: run `postprocess.docker.steps` over the downloads.
 #[derive(Debug)]
 pub struct PostprocessWithDocker {
+    /// The downloads directory the steps run in.
     pub path: String,
+    /// The shell steps, run in order (`postprocess.docker.steps`).
     pub steps: Vec<String>,
 }
 

@@ -234,13 +234,16 @@ pub struct FastbootFlashAction {
     pub command: String,
     /// The reboot requested after this image, if any.
     pub reboot: Option<String>,
+    /// How `fastboot` is called (serial number, options, docker).
     pub tool: FastbootTool,
     /// `actions.deploy.methods.fastboot.interrupt_prompt`/`interrupt_string`.
     pub interrupt_prompt: Option<String>,
+    /// `actions.deploy.methods.fastboot.interrupt_string`, read with `interrupt_prompt`.
     pub interrupt_string: Option<String>,
 }
 
 impl FastbootFlashAction {
+    /// Flashes the partition `command`; `reboot` is the image's `reboot` setting.
     pub fn new(command: &str, reboot: Option<String>) -> Self {
         FastbootFlashAction {
             command: command.to_string(),
@@ -304,11 +307,14 @@ pub enum RebootKind {
 /// flash operations.
 #[derive(Debug, Default)]
 pub struct FastbootReboot {
+    /// Which reboot to run.
     pub kind: RebootKind,
+    /// How `fastboot` is called (serial number, options, docker).
     pub tool: FastbootTool,
 }
 
 impl FastbootReboot {
+    /// A reboot of `kind`, fastboot called through `tool`.
     pub fn new(kind: RebootKind, tool: FastbootTool) -> Self {
         FastbootReboot { kind, tool }
     }

@@ -46,6 +46,7 @@ pub(crate) fn add_downloads(
 /// `fvp-deploy`.
 #[derive(Debug, Default)]
 pub struct FVPDeploy {
+    /// The directory the model's images are downloaded to.
     pub image_path: String,
 }
 

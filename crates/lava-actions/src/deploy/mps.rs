@@ -47,6 +47,7 @@ pub fn image_key_errors(keys: &[String]) -> Vec<String> {
 /// `mps-deploy`.
 #[derive(Debug, Default)]
 pub struct MpsAction {
+    /// The directory the images are downloaded to.
     pub download_dir: String,
 }
 
@@ -117,10 +118,12 @@ impl Action for MpsAction {
 /// `deploy-mps-test-binary`: copy one test binary (renamed if asked) to the board.
 #[derive(Debug, Default)]
 pub struct DeployMPSTestBinary {
+    /// The image key of the test binary (`test_binary` or `test_binary_N`).
     pub param_key: String,
 }
 
 impl DeployMPSTestBinary {
+    /// Copies the test binary of image key `key`.
     pub fn new(key: &str) -> Self {
         DeployMPSTestBinary {
             param_key: key.to_string(),
@@ -158,6 +161,7 @@ impl Action for DeployMPSTestBinary {
 /// `deploy-mps-reboot-txt`: write `reboot.txt` to trigger a soft reset.
 #[derive(Debug, Default)]
 pub struct DeployMPSRebootTxt {
+    /// The text written to `reboot.txt` (the device's mps `reboot-string`).
     pub reboot_string: Option<String>,
 }
 

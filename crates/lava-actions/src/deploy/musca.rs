@@ -30,6 +30,7 @@ const TEST_BINARY: &str = "test_binary";
 /// `musca-deploy`.
 #[derive(Debug, Default)]
 pub struct MuscaAction {
+    /// The directory the test binary is downloaded to.
     pub download_dir: String,
 }
 
@@ -87,10 +88,12 @@ impl Action for MuscaAction {
 pub struct WaitMuscaMassStorageAction {
     /// The udev action waited for (`add`, then `change` after flashing).
     pub udev_action: String,
+    /// `/dev/disk/by-id/<id_serial>` from the device's musca deploy method.
     pub devicepath: Option<String>,
 }
 
 impl WaitMuscaMassStorageAction {
+    /// Waits for the mass storage to reach the udev action `udev_action` (`add`, `remove`...).
     pub fn new(udev_action: &str) -> Self {
         WaitMuscaMassStorageAction {
             udev_action: udev_action.to_string(),

@@ -36,6 +36,7 @@ pub struct NbdAction {
 }
 
 impl NbdAction {
+    /// Creates the `nbd-deploy` action.
     pub fn new() -> Self {
         Self::default()
     }
@@ -119,6 +120,7 @@ impl Action for NbdAction {
 pub struct XnbdAction;
 
 impl XnbdAction {
+    /// Creates the `xnbd-server-deploy` action.
     pub fn new() -> Self {
         XnbdAction
     }

@@ -35,6 +35,7 @@ pub struct NfsAction {
 }
 
 impl NfsAction {
+    /// Creates the `nfs-deploy` action.
     pub fn new() -> Self {
         Self::default()
     }

@@ -74,6 +74,7 @@ pub struct MassStorage {
 }
 
 impl MassStorage {
+    /// Creates the `storage-deploy` action.
     pub fn new() -> Self {
         Self::default()
     }
@@ -146,6 +147,7 @@ impl Action for MassStorage {
 pub struct DDAction;
 
 impl DDAction {
+    /// Creates the `dd-image` action.
     pub fn new() -> Self {
         DDAction
     }

@@ -99,6 +99,7 @@ pub struct TftpAction {
 }
 
 impl TftpAction {
+    /// Creates the `tftp-deploy` action.
     pub fn new() -> Self {
         Self::default()
     }

@@ -32,6 +32,7 @@ pub struct UBootUMSAction {
 }
 
 impl UBootUMSAction {
+    /// Creates the `uboot-ums-deploy` action.
     pub fn new() -> Self {
         Self::default()
     }

@@ -52,6 +52,7 @@ pub struct USBGMSAction {
 }
 
 impl USBGMSAction {
+    /// Creates the `usbg-ms` action.
     pub fn new() -> Self {
         Self::default()
     }

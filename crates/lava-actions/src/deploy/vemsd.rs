@@ -58,6 +58,7 @@ impl Action for VExpressMsdRetry {
 /// `vexpress-fw-deploy`.
 #[derive(Debug, Default)]
 pub struct VExpressMsdAction {
+    /// The directory the recovery image is downloaded to.
     pub download_dir: String,
 }
 
@@ -130,12 +131,14 @@ pub enum Step {
 /// One Versatile Express step; holds the MCC settings its run needs.
 #[derive(Debug, Default)]
 pub struct VExpressStep {
+    /// Which step this action is.
     pub step: Step,
     /// `actions.deploy.methods.vemsd.parameters`, when the device has them.
     pub settings: Mapping,
 }
 
 impl VExpressStep {
+    /// The action for `step`; its settings are read from the device.
     pub fn new(step: Step) -> Self {
         VExpressStep {
             step,
@@ -260,13 +263,16 @@ pub enum Board {
 /// Mount or unmount a board's USB mass storage on the dispatcher.
 #[derive(Debug, Default)]
 pub struct MassStorage {
+    /// The board whose storage is handled.
     pub board: Board,
+    /// True to mount, false to unmount.
     pub mount: bool,
     /// The filesystem label or disk ID.
     pub disk_identifier: Option<String>,
 }
 
 impl MassStorage {
+    /// Mounts the mass storage of `board`.
     pub fn mount(board: Board) -> Self {
         MassStorage {
             board,
@@ -274,6 +280,7 @@ impl MassStorage {
             disk_identifier: None,
         }
     }
+    /// Unmounts the mass storage of `board`.
     pub fn unmount(board: Board) -> Self {
         MassStorage {
             board,

@@ -46,6 +46,7 @@ pub struct JobConsoleLog {
 }
 
 impl JobConsoleLog {
+    /// Records through `logger`.
     pub fn new(logger: JobLogger) -> Self {
         JobConsoleLog {
             logger,
@@ -316,13 +317,21 @@ pub fn boot_session_config(ctx: &RunContext) -> SessionConfig {
 /// The `auto_login` block and the prompts of a boot action.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LoginSettings {
+    /// The prompts that mean a shell is ready (the block's `prompts`).
     pub prompts: Vec<String>,
+    /// The login prompt to answer (`auto_login.login_prompt`).
     pub login_prompt: Option<String>,
+    /// The user name sent at the login prompt (`auto_login.username`).
     pub username: Option<String>,
+    /// The password prompt to answer (`auto_login.password_prompt`).
     pub password_prompt: Option<String>,
+    /// The password sent at the password prompt (`auto_login.password`).
     pub password: Option<String>,
+    /// Commands run once logged in (`auto_login.login_commands`).
     pub login_commands: Option<Vec<String>>,
+    /// A message that means the boot failed (the boot block's `failure_message`).
     pub failure_message: Option<String>,
+    /// Do not watch for kernel messages (the block's `ignore_kernel_messages`).
     pub ignore_kernel_messages: bool,
 }
 
@@ -413,9 +422,13 @@ pub mod kernel {
     /// One kind of kernel message: its start and end patterns.
     #[derive(Debug, Clone, Copy)]
     pub struct KernelMessage {
+        /// The regex that starts the message.
         pub start: &'static str,
+        /// The regex that ends it.
         pub end: &'static str,
+        /// The kind reported in the log (e.g. `exception`), when it has one.
         pub kind: Option<&'static str>,
+        /// Whether it ends the job (a kernel panic).
         pub fatal: bool,
     }
 

@@ -43,16 +43,22 @@ pub struct ImageArg {
 /// The qcow2 test overlay made by `apply-overlay-guest`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuestDrive {
+    /// The qcow2 file.
     pub file: String,
+    /// The QEMU drive interface (`if=`), from the device's `guest` settings.
     pub interface: String,
+    /// The QEMU drive id (`id=`), `lavatest` unless the device's `guest` settings say otherwise.
     pub driveid: String,
 }
 
 /// Everything the QEMU command line is made of, besides the device.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QemuInputs {
+    /// The job's downloaded images, each with its `image_arg`.
     pub images: Vec<ImageArg>,
+    /// The UEFI firmware directory (`-L`), when a UEFI firmware was deployed.
     pub uefi_dir: Option<String>,
+    /// The test overlay drive, when the job has one.
     pub guest: Option<GuestDrive>,
 }
 
@@ -415,6 +421,7 @@ pub async fn wait_for_kernel_start(ctx: &mut RunContext, method: &str) -> LavaRe
 /// LAVA's fatal kernel message: its start, its end and the JobError message used when
 /// the end never comes.
 pub const KERNEL_PANIC_START: &str = r"Kernel panic - not syncing";
+/// The regex that ends a kernel panic message.
 pub const KERNEL_PANIC_END: &str = r"end Kernel panic[^\r]*\r";
 
 /// After the kernel started: wait for one of `prompts` while watching for a kernel

@@ -68,6 +68,7 @@ impl Action for DockerTestAction {
 /// `lava-docker-test-set-environment`: the environment the container's test shell gets.
 #[derive(Debug, Default)]
 pub struct DockerTestSetEnvironment {
+    /// The first `device_info` entry's `board_id`, which the container needs to find the DUT.
     pub board_id: Option<String>,
 }
 
@@ -117,11 +118,14 @@ pub fn check_bind_mounts(mounts: Option<&Value>) -> Option<String> {
 /// `lava-docker-test-shell` (or `lava-multinode-docker-test-shell` for MultiNode roles).
 #[derive(Debug, Default)]
 pub struct DockerTestShell {
+    /// True for a MultiNode role (`lava-multinode-docker-test-shell`).
     pub multinode: bool,
+    /// The first `device_info` entry's `board_id`, which the container needs to find the DUT.
     pub board_id: Option<String>,
 }
 
 impl DockerTestShell {
+    /// The test shell, the MultiNode one when `multinode`.
     pub fn new(multinode: bool) -> Self {
         DockerTestShell {
             multinode,

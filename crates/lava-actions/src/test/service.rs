@@ -151,7 +151,9 @@ impl Action for TestServiceRetry {
 /// `lava-test-service`: fetch the compose project and `docker compose up --detach` it.
 #[derive(Debug, Default)]
 pub struct TestServiceAction {
+    /// The service's `name` from the block, used for its compose project.
     pub service_name: String,
+    /// The directory the compose project is fetched to.
     pub download_dir: String,
     /// `docker compose` file path inside the repository.
     pub path: String,

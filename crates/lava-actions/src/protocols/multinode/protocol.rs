@@ -70,10 +70,20 @@ pub enum MultinodeError {
     InvalidConfiguration(#[source] ConfigError),
     /// The job's protocol block is unusable; `path` names the key.
     #[error("Invalid lava-multinode parameters: {path}: {message}")]
-    Parameters { path: String, message: String },
+    Parameters {
+        /// The key path in the protocol block.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A coordinator call did not complete in time (MultinodeProtocolTimeoutError).
     #[error("protocol lava-multinode timed out: {operation} after {waited:?}")]
-    Timeout { operation: String, waited: Duration },
+    Timeout {
+        /// The coordinator call that timed out (e.g. `lava-sync`).
+        operation: String,
+        /// How long it waited.
+        waited: Duration,
+    },
     /// A bad API call or an unusable reply (JobError).
     #[error("{0}")]
     Job(String),
