@@ -85,7 +85,9 @@ unshare --mount --propagation private bash -euo pipefail -c '
     mirror=$(bash scripts/install-qemu.sh --print-mirror)
     if [ "$FRESH_MAIN_JOB" = true ]; then
         say "cargo xtask main-job"
-        out=$(cargo xtask main-job 2>&1 | tee /dev/stderr)
+        # (tee to a file, not /dev/stderr: reopening that truncates a log file stderr goes to)
+        cargo xtask main-job 2>&1 | tee "$FRESH_SCRATCH/main-job.log" >&2
+        out=$(cat "$FRESH_SCRATCH/main-job.log")
         echo "$out" | grep -q "QEMU is not available" && { echo "main-job fell back to the local shell" >&2; exit 1; }
         echo "$out" | grep -qE "^lava +job +pass" || { echo "main-job did not pass" >&2; exit 1; }
     else

@@ -342,25 +342,13 @@ impl DeviceConfig {
         // LAVA's `NewDevice` loads any mapping as it is: `constants`, `parameters` and
         // `timeouts` are required only where they are read (`get_constant` says which
         // constant is missing). The typed keys below must have their documented shapes.
-        // Deserializing from text (not from the Value) makes serde_yaml name the key path.
-        let text = serde_yaml::to_string(&raw).map_err(|err| DeviceError::Invalid {
-            path: path.clone(),
-            key: "<root>".into(),
-            message: err.to_string(),
-        })?;
-        let typed: Typed = serde_yaml::from_str(&text).map_err(|err| {
-            let message = err.to_string();
-            // serde_yaml prefixes the key path ("commands.hard_reset: invalid type ...").
-            let (key, message) = match message.split_once(": ") {
-                Some((key, rest)) if !key.contains(' ') => (key.to_string(), rest.to_string()),
-                _ => ("<root>".to_string(), message),
-            };
-            DeviceError::Invalid {
-                path: path.clone(),
-                key,
-                message,
-            }
-        })?;
+        // Straight from the value: a device is loaded for every job, so it is not parsed
+        // twice. Only a device that fails is deserialized again from text, which makes
+        // serde_yaml name the key path in its message.
+        let typed: Typed = match serde_yaml::from_value(Value::Mapping(raw.clone())) {
+            Ok(typed) => typed,
+            Err(err) => return Err(invalid_device(&raw, &path, err)),
+        };
         Ok(DeviceConfig {
             hostname: typed.hostname,
             device_type: typed.devicetype.or(typed.device_type),
@@ -663,8 +651,54 @@ pub fn is_dictionary(path: &Path) -> bool {
     path.extension().is_some_and(|ext| ext == "jinja2")
 }
 
+/// The error of a device whose typed keys have the wrong shape, with the key path that
+/// serde_yaml names when it reads the mapping from text (`commands.hard_reset: invalid type
+/// ...`); `from_value_error` is the error without a path, used if the text reads cleanly.
+fn invalid_device(raw: &Mapping, path: &Path, from_value_error: serde_yaml::Error) -> DeviceError {
+    let reread = serde_yaml::to_string(raw)
+        .map_err(|err| err.to_string())
+        .and_then(|text| {
+            serde_yaml::from_str::<Typed>(&text)
+                .map(|_| ())
+                .map_err(|err| err.to_string())
+        });
+    let message = match reread {
+        Err(message) => message,
+        Ok(()) => from_value_error.to_string(),
+    };
+    // serde_yaml prefixes the key path ("commands.hard_reset: invalid type ...").
+    let (key, message) = match message.split_once(": ") {
+        Some((key, rest)) if !key.contains(' ') => (key.to_string(), rest.to_string()),
+        _ => ("<root>".to_string(), message),
+    };
+    DeviceError::Invalid {
+        path: path.to_path_buf(),
+        key,
+        message,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_typed_key_of_the_wrong_shape_is_refused_naming_the_file_and_key_path() {
+        let err = DeviceConfig::from_yaml_str(
+            "commands:\n  hard_reset: {not: a command}\n",
+            "qemu01.yaml",
+        )
+        .unwrap_err();
+        let DeviceError::Invalid { path, key, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(path, Path::new("qemu01.yaml"));
+        assert_eq!(key, "commands.hard_reset", "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("qemu01.yaml: invalid value for 'commands.hard_reset': ")
+        );
+    }
+
     use super::*;
 
     const MINIMAL: &str = "\
