@@ -86,10 +86,12 @@ unshare --mount --propagation private bash -euo pipefail -c '
     if [ "$FRESH_MAIN_JOB" = true ]; then
         say "cargo xtask main-job"
         # (tee to a file, not /dev/stderr: reopening that truncates a log file stderr goes to)
-        cargo xtask main-job 2>&1 | tee "$FRESH_SCRATCH/main-job.log" >&2
-        out=$(cat "$FRESH_SCRATCH/main-job.log")
-        echo "$out" | grep -q "QEMU is not available" && { echo "main-job fell back to the local shell" >&2; exit 1; }
-        echo "$out" | grep -qE "^lava +job +pass" || { echo "main-job did not pass" >&2; exit 1; }
+        log="$FRESH_SCRATCH/main-job.log"
+        cargo xtask main-job 2>&1 | tee "$log" >&2
+        # grep the file, not `echo | grep -q`: grep -q leaving early would fail the echo
+        # with SIGPIPE under pipefail
+        if grep -q "QEMU is not available" "$log"; then echo "main-job fell back to the local shell" >&2; exit 1; fi
+        grep -qE "^lava +job +pass" "$log" || { echo "main-job did not pass" >&2; exit 1; }
     else
         bash scripts/install-qemu.sh
     fi
