@@ -141,6 +141,10 @@ pub const MULTINODE_SCRIPTS: &[HelperScript] = &[
         body: include_str!("../scripts/multi_node/lava-multi-node.lib"),
     },
     HelperScript {
+        name: "lava-network",
+        body: include_str!("../scripts/multi_node/lava-network"),
+    },
+    HelperScript {
         name: "lava-role",
         body: include_str!("../scripts/multi_node/lava-role"),
     },
@@ -216,6 +220,10 @@ pub struct MultinodeValues {
 /// The cache file of the MultiNode helpers on the device.
 pub const MULTINODE_CACHE_FILE: &str = "/tmp/lava_multi_node_cache.txt";
 
+/// The cache file of `lava-network` on the device (the V1 dispatcher's path): the
+/// details every `collect` received, `<node>:<key>=<value>` a line.
+pub const MULTINODE_NETWORK_CACHE_FILE: &str = "/tmp/lava_multi_node_network_cache.txt";
+
 fn baked(value: &str) -> String {
     single_quote(value)
 }
@@ -286,6 +294,12 @@ pub fn render_multinode_helper(
                 "LAVA_MULTI_NODE_CACHE={}\n",
                 baked(MULTINODE_CACHE_FILE)
             ));
+            if script.name == "lava-network" {
+                text.push_str(&format!(
+                    "LAVA_MULTI_NODE_NETWORK_CACHE={}\n",
+                    baked(MULTINODE_NETWORK_CACHE_FILE)
+                ));
+            }
             text.push_str("LAVA_MULTI_NODE_DEBUG='yes'\n");
         }
     }

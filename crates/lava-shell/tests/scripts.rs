@@ -154,15 +154,20 @@ fn install(shell: &str, multinode: bool) -> Installed {
     let tree = overlay.tree.clone();
     // Point the MultiNode cache into the temp dir so parallel tests do not share it.
     let cache = dir.path().join("cache/mn.txt");
+    let network_cache = dir.path().join("cache/network.txt");
     for entry in fs::read_dir(tree.join("bin")).unwrap() {
         let path = entry.unwrap().path();
         let text = fs::read_to_string(&path).unwrap();
-        if text.contains("/tmp/lava_multi_node_cache.txt") {
+        if text.contains("/tmp/lava_multi_node_") {
             fs::write(
                 &path,
                 text.replace(
                     "/tmp/lava_multi_node_cache.txt",
                     &cache.display().to_string(),
+                )
+                .replace(
+                    "/tmp/lava_multi_node_network_cache.txt",
+                    &network_cache.display().to_string(),
                 ),
             )
             .unwrap();
@@ -581,6 +586,148 @@ fn multinode_helpers_print_lava_markers_and_store_replies() {
             1,
             "no shared config\n",
         );
+    }
+}
+
+/// The `key=value` words of the one `<LAVA_SEND network_info ...>` marker printed.
+fn network_info_sent(label: &str, out: &Output) -> Vec<(String, String)> {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "[{label}] broadcast; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = without_debug(&stdout(out));
+    let line = text.trim_end();
+    let words = line
+        .strip_prefix("<LAVA_MULTI_NODE> <LAVA_SEND network_info ")
+        .and_then(|rest| rest.strip_suffix('>'))
+        .unwrap_or_else(|| panic!("[{label}] broadcast printed {text:?}"));
+    words
+        .split(' ')
+        .map(|w| {
+            let (k, v) = w.split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn lava_network_broadcasts_collects_queries_and_writes_hosts() {
+    let hostname = String::from_utf8(Command::new("hostname").output().unwrap().stdout).unwrap();
+    let hostname = hostname.trim();
+    for (label, shell) in shells() {
+        let i = install(&shell, true);
+        let run = |args: &[&str], stdin: &str| i.run("lava-network", args, &[], stdin);
+
+        // Loopback's details through ip(8), then through busybox's ifconfig and
+        // route alone (no ip on PATH): the same words.
+        let sent = network_info_sent(label, &run(&["broadcast", "lo"], ""));
+        let get = |key: &str| {
+            sent.iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(get("ipv4").as_deref(), Some("127.0.0.1"), "[{label}] {sent:?}");
+        assert_eq!(get("netmask").as_deref(), Some("255.0.0.0"), "[{label}]");
+        assert_eq!(get("mac").as_deref(), Some("00:00:00:00:00:00"), "[{label}]");
+        assert_eq!(get("hostname").as_deref(), Some(hostname), "[{label}]");
+        assert!(get("hostname-full").is_some(), "[{label}] {sent:?}");
+        assert_eq!(sent[0].0, "ipv4", "[{label}] order of the words");
+
+        let applets = i._dir.path().join("busybox-only");
+        fs::create_dir_all(&applets).unwrap();
+        let busybox = ["/usr/bin/busybox", "/bin/busybox"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap();
+        for applet in [
+            "awk", "cat", "dirname", "hostname", "ifconfig", "mkdir", "mv", "rm", "route",
+            "sed", "sh", "tr", "cut",
+        ] {
+            let link = applets.join(applet);
+            if !link.exists() {
+                std::os::unix::fs::symlink(busybox, link).unwrap();
+            }
+        }
+        let path = format!("{}:{}", i.bin().display(), applets.display());
+        let out = i.run("lava-network", &["broadcast", "lo"], &[("PATH", &path)], "");
+        let via_ifconfig = network_info_sent(label, &out);
+        for key in ["ipv4", "netmask", "mac", "hostname"] {
+            assert_eq!(
+                via_ifconfig.iter().find(|(k, _)| k == key),
+                sent.iter().find(|(k, _)| k == key),
+                "[{label}] {key} through ifconfig"
+            );
+        }
+
+        // Nothing collected yet.
+        assert_eq!(run(&["query", "7001", "ipv4"], "").status.code(), Some(1));
+        assert_eq!(run(&["bogus"], "").status.code(), Some(1));
+
+        let reply = "<LAVA_WAIT_ALL_COMPLETE 7001:ipv4=10.0.0.1 7001:hostname=srv \
+            7001:hostname-full=srv.lab 7001:mac=52:54:00:00:00:01 7002:ipv4=10.0.0.2 \
+            7002:hostname=c1 7003:ipv4=10.0.0.3 7003:hostname=c2 7003:dns_1=10.0.0.53>\n";
+        let out = run(&["collect", "lo"], reply);
+        check(
+            label,
+            &Output {
+                stdout: without_debug(&stdout(&out)).into_bytes(),
+                ..out.clone()
+            },
+            0,
+            "<LAVA_MULTI_NODE> <LAVA_WAIT_ALL network_info>\n",
+        );
+        check(label, &run(&["query", "7001", "ipv4"], ""), 0, "10.0.0.1\n");
+        check(label, &run(&["query", "7001", "hostname-full"], ""), 0, "srv.lab\n");
+        check(label, &run(&["query", "7001", "mac"], ""), 0, "52:54:00:00:00:01\n");
+        check(label, &run(&["query", "7003", "dns_1"], ""), 0, "10.0.0.53\n");
+        assert_eq!(run(&["query", "7003", "ipv6"], "").status.code(), Some(1));
+        assert_eq!(run(&["query", "7009", "ipv4"], "").status.code(), Some(1));
+
+        check(
+            label,
+            &run(&["hosts"], ""),
+            0,
+            "# lava-network hosts: begin\n10.0.0.1\tsrv.lab srv\n10.0.0.2\tc1\n10.0.0.3\tc2\n# lava-network hosts: end\n",
+        );
+        check(
+            label,
+            &run(&["alias-hosts"], ""),
+            0,
+            "# lava-network hosts: begin\n10.0.0.1\tsrv.lab srv server\n10.0.0.2\tc1 client-1\n10.0.0.3\tc2 client-2\n# lava-network hosts: end\n",
+        );
+
+        // A role's collect replaces that role's nodes and keeps the others.
+        let reply = "<LAVA_WAIT_ALL_COMPLETE 7003:ipv4=10.0.0.33 7003:hostname=c2new>\n";
+        let out = run(&["collect", "client"], reply);
+        assert!(
+            stdout(&out).contains("<LAVA_MULTI_NODE> <LAVA_WAIT_ALL network_info client>\n"),
+            "[{label}] {}",
+            stdout(&out)
+        );
+        let out = run(&["collect", "eth0", "client"], reply);
+        assert!(stdout(&out).contains("<LAVA_WAIT_ALL network_info client>"));
+        check(label, &run(&["query", "7003", "ipv4"], ""), 0, "10.0.0.33\n");
+        assert_eq!(run(&["query", "7003", "dns_1"], "").status.code(), Some(1));
+        check(label, &run(&["query", "7002", "ipv4"], ""), 0, "10.0.0.2\n");
+
+        // The block in a file replaces the earlier one, keeping the rest.
+        let hosts = i._dir.path().join("hosts");
+        fs::write(&hosts, "127.0.0.1\tlocalhost\n").unwrap();
+        let hosts_arg = hosts.display().to_string();
+        check(label, &run(&["hosts", &hosts_arg], ""), 0, "");
+        check(label, &run(&["alias-hosts", &hosts_arg], ""), 0, "");
+        assert_eq!(
+            fs::read_to_string(&hosts).unwrap(),
+            "127.0.0.1\tlocalhost\n# lava-network hosts: begin\n10.0.0.1\tsrv.lab srv server\n10.0.0.2\tc1 client-1\n10.0.0.33\tc2new client-2\n# lava-network hosts: end\n",
+            "[{label}] hosts file"
+        );
+
+        // No reply data: collect fails and the cache is kept.
+        let out = run(&["collect"], "<LAVA_WAIT_ALL_COMPLETE nack>\n");
+        assert_eq!(out.status.code(), Some(1), "[{label}] nack");
+        check(label, &run(&["query", "7001", "ipv4"], ""), 0, "10.0.0.1\n");
     }
 }
 
