@@ -221,7 +221,8 @@ pub struct MultinodeValues {
 pub const MULTINODE_CACHE_FILE: &str = "/tmp/lava_multi_node_cache.txt";
 
 /// The cache file of `lava-network` on the device (the V1 dispatcher's path): the
-/// details every `collect` received, `<node>:<key>=<value>` a line.
+/// details every `collect` received, `<node>:<key>=<value>` a line. The variable
+/// `LAVA_MULTI_NODE_NETWORK_CACHE` in the test shell's environment overrides it.
 pub const MULTINODE_NETWORK_CACHE_FILE: &str = "/tmp/lava_multi_node_network_cache.txt";
 
 fn baked(value: &str) -> String {
@@ -285,6 +286,17 @@ pub fn render_multinode_helper(
         }
         "lava-role" => text.push_str(&format!("TARGET_ROLE={}\n", baked(&values.role))),
         "lava-self" => text.push_str(&format!("LAVA_HOSTNAME={}\n", baked(job_id))),
+        "lava-network" => {
+            text.push_str(&format!(
+                "LAVA_TEST_BIN={}\n",
+                baked(&format!("{results_dir}/bin"))
+            ));
+            text.push_str(&format!(
+                "LAVA_MULTI_NODE_NETWORK_CACHE=${{LAVA_MULTI_NODE_NETWORK_CACHE:-{}}}\n",
+                baked(MULTINODE_NETWORK_CACHE_FILE)
+            ));
+            text.push_str("LAVA_MULTI_NODE_DEBUG='yes'\n");
+        }
         _ => {
             text.push_str(&format!(
                 "LAVA_TEST_BIN={}\n",
@@ -294,12 +306,6 @@ pub fn render_multinode_helper(
                 "LAVA_MULTI_NODE_CACHE={}\n",
                 baked(MULTINODE_CACHE_FILE)
             ));
-            if script.name == "lava-network" {
-                text.push_str(&format!(
-                    "LAVA_MULTI_NODE_NETWORK_CACHE={}\n",
-                    baked(MULTINODE_NETWORK_CACHE_FILE)
-                ));
-            }
             text.push_str("LAVA_MULTI_NODE_DEBUG='yes'\n");
         }
     }

@@ -679,6 +679,16 @@ fn lava_network_broadcasts_collects_queries_and_writes_hosts() {
             "<LAVA_MULTI_NODE> <LAVA_WAIT_ALL network_info>\n",
         );
         check(label, &run(&["query", "7001", "ipv4"], ""), 0, "10.0.0.1\n");
+        assert!(
+            !i._dir.path().join("cache/mn.txt").exists(),
+            "[{label}] collect keeps lava-wait's cache out of it"
+        );
+        let elsewhere = i._dir.path().join("elsewhere.txt");
+        let elsewhere_env = elsewhere.display().to_string();
+        let env = [("LAVA_MULTI_NODE_NETWORK_CACHE", elsewhere_env.as_str())];
+        let out = i.run("lava-network", &["collect"], &env, reply);
+        assert!(out.status.success(), "[{label}] collect into the overridden cache");
+        assert!(fs::read_to_string(&elsewhere).unwrap().contains("7002:hostname=c1\n"));
         check(label, &run(&["query", "7001", "hostname-full"], ""), 0, "srv.lab\n");
         check(label, &run(&["query", "7001", "mac"], ""), 0, "52:54:00:00:00:01\n");
         check(label, &run(&["query", "7003", "dns_1"], ""), 0, "10.0.0.53\n");
