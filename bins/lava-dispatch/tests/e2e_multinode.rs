@@ -60,7 +60,12 @@ fn run_group(
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let nodes = (0..devices.len() as u64)
+    // One device per role and a role may have several nodes: every node's directory.
+    let count = (0u64..)
+        .take_while(|i| out.join((first_job_id + i).to_string()).is_dir())
+        .count()
+        .max(devices.len()) as u64;
+    let nodes = (0..count)
         .map(|i| {
             let id = (first_job_id + i).to_string();
             let rows = read_results(&out.join(&id).join("logs.yaml")).unwrap_or_default();
@@ -167,6 +172,58 @@ fn two_roles_run_against_lavas_own_coordinator() {
     let address = coordinator.address.to_string();
     let run = run_pair(&submission, 9321, &["--coordinator", &address]);
     assert_pair_passed(&run);
+}
+
+/// The three nodes of `lava-network-trio.yaml`, each with every lava-network case passed.
+fn assert_network_trio_passed(run: &GroupRun) {
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(run.nodes.len(), 3, "{}", run.stdout);
+    for (id, rows) in &run.nodes {
+        for case in [
+            "broadcast",
+            "collect-server",
+            "collect-client",
+            "query-ipv4",
+            "query-hostname",
+            "query-mac",
+            "query-self",
+            "hosts",
+            "hosts-has-group",
+            "hosts-has-aliases",
+        ] {
+            assert_eq!(
+                outcome(rows, "0_network", case),
+                Some("pass"),
+                "node {id}, {case}: {rows:?}"
+            );
+        }
+        assert_eq!(job_result(rows), Some("pass"), "node {id}");
+    }
+}
+
+fn run_network_trio(first_job_id: u64, extra: &[&str]) -> GroupRun {
+    let device = local_shell_device();
+    run_group(
+        &workspace().join("fixtures/multinode/lava-network-trio.yaml"),
+        first_job_id,
+        &[("server", &device), ("client", &device)],
+        extra,
+    )
+}
+
+#[test]
+fn three_nodes_share_network_details_with_lava_network_on_the_embedded_coordinator() {
+    assert_network_trio_passed(&run_network_trio(9341, &[]));
+}
+
+#[test]
+fn three_nodes_share_network_details_with_lava_network_on_lavas_coordinator() {
+    if !lava_daemon_available() {
+        return;
+    }
+    let coordinator = CoordinatorDaemon::lavas();
+    let address = coordinator.address.to_string();
+    assert_network_trio_passed(&run_network_trio(9361, &["--coordinator", &address]));
 }
 
 #[test]

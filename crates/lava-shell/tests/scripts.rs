@@ -632,7 +632,8 @@ fn lava_network_broadcasts_collects_queries_and_writes_hosts() {
         assert_eq!(get("netmask").as_deref(), Some("255.0.0.0"), "[{label}]");
         assert_eq!(get("mac").as_deref(), Some("00:00:00:00:00:00"), "[{label}]");
         assert_eq!(get("hostname").as_deref(), Some(hostname), "[{label}]");
-        assert!(get("hostname-full").is_some(), "[{label}] {sent:?}");
+        assert!(get("hostname_full").is_some(), "[{label}] {sent:?}");
+        assert!(get("hostname-full").is_none(), "[{label}] word keys only");
         assert_eq!(sent[0].0, "ipv4", "[{label}] order of the words");
 
         let applets = i._dir.path().join("busybox-only");
@@ -666,7 +667,7 @@ fn lava_network_broadcasts_collects_queries_and_writes_hosts() {
         assert_eq!(run(&["bogus"], "").status.code(), Some(1));
 
         let reply = "<LAVA_WAIT_ALL_COMPLETE 7001:ipv4=10.0.0.1 7001:hostname=srv \
-            7001:hostname-full=srv.lab 7001:mac=52:54:00:00:00:01 7002:ipv4=10.0.0.2 \
+            7001:hostname_full=srv.lab 7001:mac=52:54:00:00:00:01 7002:ipv4=10.0.0.2 \
             7002:hostname=c1 7003:ipv4=10.0.0.3 7003:hostname=c2 7003:dns_1=10.0.0.53>\n";
         let out = run(&["collect", "lo"], reply);
         check(
@@ -690,6 +691,7 @@ fn lava_network_broadcasts_collects_queries_and_writes_hosts() {
         assert!(out.status.success(), "[{label}] collect into the overridden cache");
         assert!(fs::read_to_string(&elsewhere).unwrap().contains("7002:hostname=c1\n"));
         check(label, &run(&["query", "7001", "hostname-full"], ""), 0, "srv.lab\n");
+        check(label, &run(&["query", "7001", "hostname_full"], ""), 0, "srv.lab\n");
         check(label, &run(&["query", "7001", "mac"], ""), 0, "52:54:00:00:00:01\n");
         check(label, &run(&["query", "7003", "dns_1"], ""), 0, "10.0.0.53\n");
         assert_eq!(run(&["query", "7003", "ipv6"], "").status.code(), Some(1));
@@ -709,7 +711,8 @@ fn lava_network_broadcasts_collects_queries_and_writes_hosts() {
         );
 
         // A role's collect replaces that role's nodes and keeps the others.
-        let reply = "<LAVA_WAIT_ALL_COMPLETE 7003:ipv4=10.0.0.33 7003:hostname=c2new>\n";
+        let reply = "<LAVA_WAIT_ALL_COMPLETE 7002:ipv4=10.0.0.2 7002:hostname=c1 \
+            7003:ipv4=10.0.0.33 7003:hostname=c2new>\n";
         let out = run(&["collect", "client"], reply);
         assert!(
             stdout(&out).contains("<LAVA_MULTI_NODE> <LAVA_WAIT_ALL network_info client>\n"),
@@ -733,6 +736,25 @@ fn lava_network_broadcasts_collects_queries_and_writes_hosts() {
             "127.0.0.1\tlocalhost\n# lava-network hosts: begin\n10.0.0.1\tsrv.lab srv server\n10.0.0.2\tc1 client-1\n10.0.0.33\tc2new client-2\n# lava-network hosts: end\n",
             "[{label}] hosts file"
         );
+
+        // A role's wait released before every node of the role broadcast (LAVA's
+        // coordinator releases on the first): asked again, then given up.
+        let partial = "<LAVA_WAIT_ALL_COMPLETE 7003:ipv4=10.0.0.3>\n";
+        let out = i.run(
+            "lava-network",
+            &["collect", "client"],
+            &[("LAVA_NETWORK_COLLECT_TRIES", "2")],
+            &format!("{partial}{partial}"),
+        );
+        assert_eq!(out.status.code(), Some(1), "[{label}] partial");
+        assert_eq!(
+            without_debug(&stdout(&out)).matches("<LAVA_WAIT_ALL network_info client>").count(),
+            2,
+            "[{label}] asked twice"
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no broadcast from 7002"));
+        let out = run(&["collect", "client"], &format!("{partial}{reply}"));
+        assert!(out.status.success(), "[{label}] second answer complete");
 
         // No reply data: collect fails and the cache is kept.
         let out = run(&["collect"], "<LAVA_WAIT_ALL_COMPLETE nack>\n");
