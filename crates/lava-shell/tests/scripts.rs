@@ -623,14 +623,18 @@ fn lava_network_broadcasts_collects_queries_and_writes_hosts() {
         // Loopback's details through ip(8), then through busybox's ifconfig and
         // route alone (no ip on PATH): the same words.
         let sent = network_info_sent(label, &run(&["broadcast", "lo"], ""));
-        let get = |key: &str| {
-            sent.iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.clone())
-        };
-        assert_eq!(get("ipv4").as_deref(), Some("127.0.0.1"), "[{label}] {sent:?}");
+        let get = |key: &str| sent.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        assert_eq!(
+            get("ipv4").as_deref(),
+            Some("127.0.0.1"),
+            "[{label}] {sent:?}"
+        );
         assert_eq!(get("netmask").as_deref(), Some("255.0.0.0"), "[{label}]");
-        assert_eq!(get("mac").as_deref(), Some("00:00:00:00:00:00"), "[{label}]");
+        assert_eq!(
+            get("mac").as_deref(),
+            Some("00:00:00:00:00:00"),
+            "[{label}]"
+        );
         assert_eq!(get("hostname").as_deref(), Some(hostname), "[{label}]");
         assert!(get("hostname_full").is_some(), "[{label}] {sent:?}");
         assert!(get("hostname-full").is_none(), "[{label}] word keys only");
@@ -643,8 +647,8 @@ fn lava_network_broadcasts_collects_queries_and_writes_hosts() {
             .find(|p| Path::new(p).exists())
             .unwrap();
         for applet in [
-            "awk", "cat", "dirname", "hostname", "ifconfig", "mkdir", "mv", "rm", "route",
-            "sed", "sh", "tr", "cut",
+            "awk", "cat", "dirname", "hostname", "ifconfig", "mkdir", "mv", "rm", "route", "sed",
+            "sh", "tr", "cut",
         ] {
             let link = applets.join(applet);
             if !link.exists() {
@@ -688,12 +692,39 @@ fn lava_network_broadcasts_collects_queries_and_writes_hosts() {
         let elsewhere_env = elsewhere.display().to_string();
         let env = [("LAVA_MULTI_NODE_NETWORK_CACHE", elsewhere_env.as_str())];
         let out = i.run("lava-network", &["collect"], &env, reply);
-        assert!(out.status.success(), "[{label}] collect into the overridden cache");
-        assert!(fs::read_to_string(&elsewhere).unwrap().contains("7002:hostname=c1\n"));
-        check(label, &run(&["query", "7001", "hostname-full"], ""), 0, "srv.lab\n");
-        check(label, &run(&["query", "7001", "hostname_full"], ""), 0, "srv.lab\n");
-        check(label, &run(&["query", "7001", "mac"], ""), 0, "52:54:00:00:00:01\n");
-        check(label, &run(&["query", "7003", "dns_1"], ""), 0, "10.0.0.53\n");
+        assert!(
+            out.status.success(),
+            "[{label}] collect into the overridden cache"
+        );
+        assert!(
+            fs::read_to_string(&elsewhere)
+                .unwrap()
+                .contains("7002:hostname=c1\n")
+        );
+        check(
+            label,
+            &run(&["query", "7001", "hostname-full"], ""),
+            0,
+            "srv.lab\n",
+        );
+        check(
+            label,
+            &run(&["query", "7001", "hostname_full"], ""),
+            0,
+            "srv.lab\n",
+        );
+        check(
+            label,
+            &run(&["query", "7001", "mac"], ""),
+            0,
+            "52:54:00:00:00:01\n",
+        );
+        check(
+            label,
+            &run(&["query", "7003", "dns_1"], ""),
+            0,
+            "10.0.0.53\n",
+        );
         assert_eq!(run(&["query", "7003", "ipv6"], "").status.code(), Some(1));
         assert_eq!(run(&["query", "7009", "ipv4"], "").status.code(), Some(1));
 
@@ -721,7 +752,12 @@ fn lava_network_broadcasts_collects_queries_and_writes_hosts() {
         );
         let out = run(&["collect", "eth0", "client"], reply);
         assert!(stdout(&out).contains("<LAVA_WAIT_ALL network_info client>"));
-        check(label, &run(&["query", "7003", "ipv4"], ""), 0, "10.0.0.33\n");
+        check(
+            label,
+            &run(&["query", "7003", "ipv4"], ""),
+            0,
+            "10.0.0.33\n",
+        );
         assert_eq!(run(&["query", "7003", "dns_1"], "").status.code(), Some(1));
         check(label, &run(&["query", "7002", "ipv4"], ""), 0, "10.0.0.2\n");
 
@@ -748,7 +784,9 @@ fn lava_network_broadcasts_collects_queries_and_writes_hosts() {
         );
         assert_eq!(out.status.code(), Some(1), "[{label}] partial");
         assert_eq!(
-            without_debug(&stdout(&out)).matches("<LAVA_WAIT_ALL network_info client>").count(),
+            without_debug(&stdout(&out))
+                .matches("<LAVA_WAIT_ALL network_info client>")
+                .count(),
             2,
             "[{label}] asked twice"
         );

@@ -1,13 +1,19 @@
 //! The `ssh` deploy family: prepare the overlay and copy it to a device reached over
 //! ssh (`scp-overlay`).
+//!
+//! A deployment may name a disposable chroot (`chroot: NAME`, LAVA's schroot
+//! deployments); the name must be one the device offers (`actions.deploy.methods.schroot`,
+//! a list of names, or the device type's `actions.boot.methods.schroot.name`), else the
+//! job is refused at validation. Entering the chroot's schroot session is not written yet:
+//! such a deployment is reported as not runnable here.
 
 use crate::common::env::DeployDeviceEnvironment;
 use crate::common::lava_overlay::OverlayAction;
 use crate::common::prepare_overlay::{ExtractModules, ExtractRootfs};
 use lava_pipeline::params::namespace;
 use lava_pipeline::{
-    Action, Declared, LavaResult, Pipeline, PipelineBuilder, RunContext, StrategyRegistry,
-    ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, Device, LavaResult, Pipeline, PipelineBuilder, RunContext,
+    Runnable, StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
@@ -46,7 +52,68 @@ impl Action for ScpOverlay {
         if !serial {
             ctx.error("Device not configured to support serial connection.");
         }
+        if let Some(error) = check_chroot(&ctx.job.device, &ctx.meta.parameters) {
+            ctx.error(error);
+        }
         Ok(())
+    }
+    fn runnable(&self, meta: &ActionMeta) -> Runnable {
+        if meta.parameters.contains_key("chroot") {
+            Runnable::NotYet {
+                missing: Some("schroot session"),
+            }
+        } else {
+            Runnable::Yes
+        }
+    }
+}
+
+/// The chroot names a device offers: `actions.deploy.methods.schroot` (a list, LAVA's
+/// documented form), else `actions.boot.methods.schroot.name` (LAVA's ssh device type).
+pub fn offered_chroots(device: &Device) -> Vec<String> {
+    let names = |value: Option<&Value>| -> Vec<String> {
+        match value {
+            Some(Value::Sequence(items)) => items
+                .iter()
+                .filter_map(lava_pipeline::value::scalar_string)
+                .collect(),
+            Some(other) => lava_pipeline::value::scalar_string(other)
+                .filter(|s| !s.is_empty())
+                .into_iter()
+                .collect(),
+            None => Vec::new(),
+        }
+    };
+    let deploy = names(device.deploy_method("schroot"));
+    if !deploy.is_empty() {
+        return deploy;
+    }
+    names(device.boot_method("schroot").and_then(|m| m.get("name")))
+}
+
+/// The validation error of a deployment's `chroot`, when it names no chroot the device
+/// offers.
+pub fn check_chroot(device: &Device, params: &Mapping) -> Option<String> {
+    let wanted = params.get("chroot")?;
+    let Some(name) = lava_pipeline::value::scalar_string(wanted).filter(|n| !n.is_empty()) else {
+        return Some(format!(
+            "deploy.chroot: expected the name of a chroot, found {}",
+            lava_pipeline::value::python_repr(wanted)
+        ));
+    };
+    let offered = offered_chroots(device);
+    if offered.contains(&name) {
+        return None;
+    }
+    if offered.is_empty() {
+        Some(format!(
+            "deploy.chroot: '{name}' requested but the device offers no schroot (actions.deploy.methods.schroot)"
+        ))
+    } else {
+        Some(format!(
+            "deploy.chroot: '{name}' is not a chroot of this device; expected one of: {}",
+            offered.join(", ")
+        ))
     }
 }
 
@@ -136,4 +203,42 @@ pub fn register(registry: &mut StrategyRegistry) {
             )
             .to_only("ssh"),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(methods: &str) -> Device {
+        let text = format!(
+            "actions:\n  deploy:\n    connections: {{serial: }}\n    methods:\n      ssh: {{host: h}}\n{methods}  boot:\n    connections: {{ssh: }}\n    methods: {{ssh: }}\n"
+        );
+        Device::from_yaml(&text, None).unwrap()
+    }
+
+    fn params(text: &str) -> Mapping {
+        serde_yaml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn a_chroot_must_be_one_the_device_offers() {
+        let offering = device("      schroot: [unstable, bookworm]\n");
+        assert_eq!(offered_chroots(&offering), ["unstable", "bookworm"]);
+        assert_eq!(
+            check_chroot(&offering, &params("{to: ssh, chroot: bookworm}")),
+            None
+        );
+        assert_eq!(check_chroot(&offering, &params("{to: ssh}")), None);
+        let error = check_chroot(&offering, &params("{to: ssh, chroot: trusty}")).unwrap();
+        assert!(
+            error.contains("'trusty'") && error.contains("unstable, bookworm"),
+            "{error}"
+        );
+        let error = check_chroot(&offering, &params("{to: ssh, chroot: [a]}")).unwrap();
+        assert!(error.contains("expected the name of a chroot"), "{error}");
+
+        let plain = device("");
+        let error = check_chroot(&plain, &params("{to: ssh, chroot: unstable}")).unwrap();
+        assert!(error.contains("offers no schroot"), "{error}");
+    }
 }
