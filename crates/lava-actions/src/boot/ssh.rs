@@ -1,9 +1,13 @@
 //! The `ssh` boot family: log in over ssh without booting a kernel (`login-ssh`), and
-//! `schroot` (enter a schroot over the existing connection).
+//! `schroot` (enter a schroot over the existing connection). When the namespace's
+//! `to: ssh` deployment names a `chroot`, `login-ssh` enters a session of it right after
+//! logging in (`schroot-login`), so the shell prompt, the overlay and the test shell are
+//! the chroot's.
 
 use crate::common::env::ExportDeviceEnvironment;
 use crate::common::lava_overlay::ssh_identity_file;
 use crate::common::login::{AutoLoginAction, ExpectShellSession};
+use crate::deploy::ssh::deployed_chroot;
 use lava_pipeline::BlockLookups;
 use lava_pipeline::{
     Action, ActionMeta, Declared, Device, ErrorKind, LavaResult, Pipeline, PipelineBuilder,
@@ -31,6 +35,9 @@ impl Action for SshAction {
         pipeline.add(PrepareSsh)?;
         pipeline.add(ConnectSsh)?;
         pipeline.add(AutoLoginAction::without_boot())?;
+        if let Some(chroot) = deployed_chroot(pipeline.job(), pipeline.namespace()) {
+            pipeline.add(SchrootAction::entering(chroot))?;
+        }
         pipeline.add(ExpectShellSession::new())?;
         pipeline.add(ExportDeviceEnvironment::new())?;
         pipeline.add(ScpOverlayUnpack)
@@ -163,7 +170,20 @@ impl Action for ScpOverlayUnpack {
 
 /// `schroot-login`: enter the named schroot over the existing connection.
 #[derive(Debug, Default)]
-pub struct SchrootAction;
+pub struct SchrootAction {
+    /// The chroot whose session to enter (a `to: ssh` deployment's `chroot`); `None` for
+    /// the `schroot` boot method, whose run is not written yet.
+    chroot: Option<String>,
+}
+
+impl SchrootAction {
+    /// Enter a new session of `chroot` (see `runtime::schroot`).
+    pub fn entering(chroot: String) -> Self {
+        SchrootAction {
+            chroot: Some(chroot),
+        }
+    }
+}
 
 #[async_trait]
 impl Action for SchrootAction {
@@ -200,7 +220,19 @@ impl Action for SchrootAction {
         Ok(())
     }
     fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+        if self.chroot.is_some() {
+            Runnable::Yes
+        } else {
+            Runnable::NOT_YET
+        }
+    }
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        match &self.chroot {
+            Some(chroot) => crate::runtime::schroot::enter_session(ctx, chroot).await,
+            None => Err(lava_pipeline::LavaError::bug(
+                "schroot-login without a chroot is not runnable",
+            )),
+        }
     }
 }
 
@@ -222,7 +254,7 @@ pub fn register(registry: &mut StrategyRegistry) {
             .check(method_contains("ssh", "\"ssh\" not in \"method\"")),
     );
     registry.register(
-        Declared::boot("schroot", |_| Box::new(SchrootAction))
+        Declared::boot("schroot", |_| Box::new(SchrootAction::default()))
             .device_method("schroot")
             .check(method_contains("schroot", "\"method\" was not \"schroot\"")),
     );

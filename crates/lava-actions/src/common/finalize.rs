@@ -6,8 +6,9 @@ use lava_pipeline::{
 };
 
 /// The `finalize` action appended to every job: `power-off` then `read-feedback`
-/// (finalising every connection), then every job protocol's finalise (MultiNode's
-/// `clear_group`), whatever the children did.
+/// (finalising every connection), then the end of every schroot session the job began,
+/// then every job protocol's finalise (MultiNode's `clear_group`), whatever the children
+/// did.
 #[derive(Debug, Default)]
 pub struct FinalizeAction;
 
@@ -25,6 +26,9 @@ impl Action for FinalizeAction {
     }
     async fn run(&mut self, ctx: &mut RunContext, children: &mut Pipeline) -> LavaResult<()> {
         let outcome = children.run_actions(ctx).await;
+        // The consoles are closed: end the schroot sessions jobs entered.
+        let ended = crate::runtime::schroot::end_sessions(ctx).await;
+        let outcome = outcome.and(ended);
         for protocol in ctx.protocols.clone() {
             protocol.finalise(&ctx.logger).await;
         }

@@ -4,16 +4,16 @@
 //! A deployment may name a disposable chroot (`chroot: NAME`, LAVA's schroot
 //! deployments); the name must be one the device offers (`actions.deploy.methods.schroot`,
 //! a list of names, or the device type's `actions.boot.methods.schroot.name`), else the
-//! job is refused at validation. Entering the chroot's schroot session is not written yet:
-//! such a deployment is reported as not runnable here.
+//! job is refused at validation. `login-ssh` then enters a session of that chroot
+//! (`schroot-login`, see `runtime::schroot`) and `finalize` ends it.
 
 use crate::common::env::DeployDeviceEnvironment;
 use crate::common::lava_overlay::OverlayAction;
 use crate::common::prepare_overlay::{ExtractModules, ExtractRootfs};
 use lava_pipeline::params::namespace;
 use lava_pipeline::{
-    Action, ActionMeta, Declared, Device, LavaResult, Pipeline, PipelineBuilder, RunContext,
-    Runnable, StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, Declared, Device, Job, LavaResult, Pipeline, PipelineBuilder, RunContext,
+    StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
@@ -57,15 +57,23 @@ impl Action for ScpOverlay {
         }
         Ok(())
     }
-    fn runnable(&self, meta: &ActionMeta) -> Runnable {
-        if meta.parameters.contains_key("chroot") {
-            Runnable::NotYet {
-                missing: Some("schroot session"),
-            }
-        } else {
-            Runnable::Yes
-        }
-    }
+}
+
+/// The `chroot` of the `to: ssh` deployment in `namespace`, when it names one.
+pub fn deployed_chroot(job: &Job, namespace_name: &str) -> Option<String> {
+    job.parameters
+        .get("actions")
+        .and_then(Value::as_sequence)?
+        .iter()
+        .filter_map(|block| block.get("deploy").and_then(Value::as_mapping))
+        .filter(|deploy| namespace(deploy) == namespace_name)
+        .filter(|deploy| deploy.get("to").and_then(Value::as_str) == Some("ssh"))
+        .find_map(|deploy| {
+            deploy
+                .get("chroot")
+                .and_then(lava_pipeline::value::scalar_string)
+        })
+        .filter(|name| !name.is_empty())
 }
 
 /// The chroot names a device offers: `actions.deploy.methods.schroot` (a list, LAVA's

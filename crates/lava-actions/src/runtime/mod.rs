@@ -11,6 +11,7 @@ pub mod image_download;
 pub mod multinode;
 pub mod qemu;
 pub mod ramdisk_overlay;
+pub mod schroot;
 pub mod ssh;
 pub mod test_overlay;
 pub mod test_shell;

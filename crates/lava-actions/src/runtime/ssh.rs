@@ -360,7 +360,7 @@ async fn unpack_inner(
 
 /// Connects with the running action's deadline, logging where and with which key file
 /// (its path only) and the server's host key.
-async fn open_client(ctx: &mut RunContext, params: &SshParams) -> LavaResult<SshClient> {
+pub(crate) async fn open_client(ctx: &mut RunContext, params: &SshParams) -> LavaResult<SshClient> {
     ctx.logger.debug(format!(
         "Connecting to {} with identity file {}",
         params.describe(),
@@ -378,7 +378,7 @@ async fn open_client(ctx: &mut RunContext, params: &SshParams) -> LavaResult<Ssh
 }
 
 /// An SSH error, or the action's own timeout once its deadline has passed.
-fn ssh_failure(ctx: &RunContext, e: SshError) -> LavaError {
+pub(crate) fn ssh_failure(ctx: &RunContext, e: SshError) -> LavaError {
     if matches!(e, SshError::TimedOut { .. }) && Instant::now() >= ctx.deadline() {
         action_timeout(ctx)
     } else {
