@@ -32,6 +32,29 @@ else
     fi
 fi
 
+# Disposable chroots (issue 18): schroot, for bins/lava-dispatch/tests/e2e_schroot.rs,
+# which registers a busybox file-type chroot of its own in /etc/schroot and removes it.
+install_schroot_rig() {
+    if command -v schroot >/dev/null 2>&1; then
+        return
+    fi
+    if [ "$(id -u)" != 0 ]; then
+        say "not root, skipping schroot (the schroot tests will skip)"
+        return
+    fi
+    say "apt-get install schroot"
+    if ! out=$($APT install -y -q --no-install-recommends schroot 2>&1); then
+        echo "$out" >&2
+        say "apt-get install schroot failed (above)"
+        exit 1
+    fi
+    if ! command -v schroot >/dev/null 2>&1; then
+        say "schroot is still missing after apt-get install"
+        exit 1
+    fi
+}
+install_schroot_rig
+
 # Debian's python3 carries LAVA's modules; the checkers also run under whatever python3 is
 # first on PATH, which needs PyYAML and Jinja2.
 python3 -c 'import yaml, jinja2' 2>/dev/null || python3 -m pip install --quiet pyyaml jinja2
