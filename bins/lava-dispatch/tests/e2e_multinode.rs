@@ -2,7 +2,9 @@
 //! per node on local-shell devices, and the nodes talk through a coordinator — our embedded
 //! one, or Debian's `lava-coordinator` (Python; skipped outside CI when it is absent). A
 //! secondary-connection group (seed 001's shape) logs its guest into a private loopback sshd
-//! whose address the host role publishes.
+//! whose address the host role publishes. `lava-network` runs in three local shells on both
+//! coordinators, and its same test definition in a pair of QEMU guests (the embedded
+//! default device, whose guests have only `lo`).
 
 mod common;
 
@@ -174,23 +176,26 @@ fn two_roles_run_against_lavas_own_coordinator() {
     assert_pair_passed(&run);
 }
 
-/// The three nodes of `lava-network-trio.yaml`, each with every lava-network case passed.
-fn assert_network_trio_passed(run: &GroupRun) {
+/// The cases of `lava-network-trio.yaml`'s test definition.
+const NETWORK_CASES: &[&str] = &[
+    "broadcast",
+    "collect-server",
+    "collect-client",
+    "query-ipv4",
+    "query-hostname",
+    "query-mac",
+    "query-self",
+    "hosts",
+    "hosts-has-group",
+    "hosts-has-aliases",
+];
+
+/// `nodes` nodes, each with every lava-network case passed.
+fn assert_network_nodes_passed(run: &GroupRun, nodes: usize) {
     assert_eq!(run.code, 0, "{}", run.stdout);
-    assert_eq!(run.nodes.len(), 3, "{}", run.stdout);
+    assert_eq!(run.nodes.len(), nodes, "{}", run.stdout);
     for (id, rows) in &run.nodes {
-        for case in [
-            "broadcast",
-            "collect-server",
-            "collect-client",
-            "query-ipv4",
-            "query-hostname",
-            "query-mac",
-            "query-self",
-            "hosts",
-            "hosts-has-group",
-            "hosts-has-aliases",
-        ] {
+        for case in NETWORK_CASES {
             assert_eq!(
                 outcome(rows, "0_network", case),
                 Some("pass"),
@@ -213,7 +218,7 @@ fn run_network_trio(first_job_id: u64, extra: &[&str]) -> GroupRun {
 
 #[test]
 fn three_nodes_share_network_details_with_lava_network_on_the_embedded_coordinator() {
-    assert_network_trio_passed(&run_network_trio(9341, &[]));
+    assert_network_nodes_passed(&run_network_trio(9341, &[]), 3);
 }
 
 #[test]
@@ -223,7 +228,94 @@ fn three_nodes_share_network_details_with_lava_network_on_lavas_coordinator() {
     }
     let coordinator = CoordinatorDaemon::lavas();
     let address = coordinator.address.to_string();
-    assert_network_trio_passed(&run_network_trio(9361, &["--coordinator", &address]));
+    assert_network_nodes_passed(&run_network_trio(9361, &["--coordinator", &address]), 3);
+}
+
+/// The lava-network trio's test block in a MultiNode pair of QEMU guests: the deploy and
+/// boot of the embedded default device's smoke job (`target/test-system/qemu-smoke.yaml`,
+/// its `context` moved into each role), for roles `server` and `client`.
+fn qemu_network_pair(smoke: &Path) -> String {
+    use serde_yaml::{Mapping, Value};
+    let load = |path: &Path| -> Value {
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let smoke = load(smoke);
+    let trio = load(&workspace().join("fixtures/multinode/lava-network-trio.yaml"));
+    let test = trio["actions"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|a| a.get("test").is_some())
+        .unwrap()
+        .clone();
+    let roles = Value::Sequence(vec!["server".into(), "client".into()]);
+    let mut actions: Vec<Value> = smoke["actions"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|a| {
+            let (key, block) = a.as_mapping()?.iter().next()?;
+            let key = key.as_str()?;
+            if key != "deploy" && key != "boot" {
+                return None;
+            }
+            let mut block = block.as_mapping()?.clone();
+            block.insert("role".into(), roles.clone());
+            let mut action = Mapping::new();
+            action.insert(key.into(), Value::Mapping(block));
+            Some(Value::Mapping(action))
+        })
+        .collect();
+    assert_eq!(actions.len(), 2, "the smoke job's deploy and boot");
+    actions.push(test);
+    let role = serde_yaml::from_str::<Value>(&format!(
+        "{{device_type: qemu, count: 1, context: {}}}",
+        serde_json::to_string(&smoke["context"]).unwrap()
+    ))
+    .unwrap();
+    let mut submission: Mapping = serde_yaml::from_str(
+        "{job_name: lava-network in a QEMU pair, visibility: public, priority: medium,
+          timeouts: {job: {minutes: 10}, action: {minutes: 4}, connection: {minutes: 2}}}",
+    )
+    .unwrap();
+    let mut role_map = Mapping::new();
+    role_map.insert("server".into(), role.clone());
+    role_map.insert("client".into(), role);
+    let protocols = serde_yaml::from_str::<Value>("{lava-multinode: {timeout: {minutes: 5}}}");
+    let mut protocols = protocols.unwrap();
+    protocols["lava-multinode"]
+        .as_mapping_mut()
+        .unwrap()
+        .insert("roles".into(), Value::Mapping(role_map));
+    submission.insert("protocols".into(), protocols);
+    submission.insert("actions".into(), Value::Sequence(actions));
+    serde_yaml::to_string(&submission).unwrap()
+}
+
+#[test]
+fn lava_network_runs_the_same_test_definition_in_a_qemu_pair() {
+    let smoke = workspace().join("target/test-system/qemu-smoke.yaml");
+    let qemu = Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !qemu || !smoke.exists() {
+        lava_test_support::ci::skip_or_fail(
+            "QEMU or target/test-system is missing (run `cargo xtask test-system`)",
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let submission = dir.path().join("qemu-pair.yaml");
+    std::fs::write(&submission, qemu_network_pair(&smoke)).unwrap();
+    let device = workspace().join("fixtures/qemu/device.yaml");
+    let run = run_group(
+        &submission,
+        9381,
+        &[("server", &device), ("client", &device)],
+        &[],
+    );
+    assert_network_nodes_passed(&run, 2);
 }
 
 #[test]
