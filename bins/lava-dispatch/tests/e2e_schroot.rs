@@ -235,6 +235,13 @@ fn two_jobs_run_in_fresh_sessions_of_a_disposable_chroot() {
             Vec::<String>::new(),
             "{run} job left a session"
         );
+        // The overlay was moved into the session and the test shell's results directory
+        // was the chroot's: nothing of the job on the host.
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("scratch"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{run} job left {left:?} on the host");
     }
     // Written in the chroot's sessions only.
     assert!(!Path::new("/root/written-by-a-job").exists());

@@ -2,9 +2,9 @@
 //! `login-ssh` enter a fresh schroot session (`schroot-login`) and `finalize` end it.
 //!
 //! [`enter_session`] types into the SSH shell on the device: `schroot -b -c NAME` (the
-//! session's id, checked by its exit status), a copy of the overlay tarball `scp-deploy`
-//! left on the host into the session at the same path (the session cannot see the host's
-//! file system), then `schroot -r -c SESSION -d / -- /bin/sh -l`, and checks that the shell
+//! session's id, checked by its exit status), the overlay tarball `scp-deploy` left on the
+//! host moved into the session at the same path (the session cannot see the host's file
+//! system, and the host keeps nothing of the job), then `schroot -r -c SESSION -d / -- /bin/sh -l`, and checks that the shell
 //! now answering is inside that session (`$SCHROOT_SESSION_ID`). The actions after it
 //! (`expect-shell-connection`, `export-device-env`, `scp-overlay-unpack`, the test shell)
 //! run inside the chroot unchanged. Any failure is an InfrastructureError: the chroot is
@@ -77,8 +77,9 @@ async fn enter_inner(
     let quoted_session = shlex_quote(&session);
     if let Some(copy) = copy {
         let path = shlex_quote(copy);
+        // Moved, not copied: the host keeps nothing of the job.
         let line = format!(
-            "schroot -r -c {quoted_session} -d / -- sh -c 'mkdir -p \"$(dirname \"$1\")\" && cat > \"$1\"' sh {path} < {path} ; printf '<{MARKER} copy %s ->\\n' $?"
+            "schroot -r -c {quoted_session} -d / -- sh -c 'mkdir -p \"$(dirname \"$1\")\" && cat > \"$1\"' sh {path} < {path} && rm -f {path} ; printf '<{MARKER} copy %s ->\\n' $?"
         );
         let (status, _) = run_step(ctx, console, &line, "copy").await?;
         if status != "0" {
