@@ -3,6 +3,10 @@
 //! `index` (the first `stored - index` records of a batch are duplicates and skipped) and
 //! misbehaves on request, one scripted [`Fault`] per request.
 //!
+//! Its pieces are public for other fake servers (lava-worker's fake lava-server speaks the
+//! whole worker protocol with them): [`read_request`], [`header`], [`request_target`],
+//! [`write_response`], [`parse_lines`] and [`store_batch`] (lava-server's `index` rule).
+//!
 //! ```no_run
 //! # async fn example() -> std::io::Result<()> {
 //! use lava_log_upload::test_server::{Fault, FakeServer};
@@ -152,19 +156,26 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
                 (status, text)
             }
         };
-        let response = format!(
-            "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{text}",
-            if status == 200 { "OK" } else { "Error" },
-            text.len()
-        );
-        if stream.write_all(response.as_bytes()).await.is_err() {
+        if write_response(&mut stream, status, &text).await.is_err() {
             return;
         }
     }
 }
 
-/// One request: the head (request line and headers) and the body.
-async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(String, Vec<u8>)> {
+/// Write one HTTP/1.1 response with a JSON body (the connection stays open).
+pub async fn write_response(stream: &mut TcpStream, status: u16, json: &str) -> io::Result<()> {
+    let response = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
+        if status == 200 { "OK" } else { "Error" },
+        json.len()
+    );
+    stream.write_all(response.as_bytes()).await
+}
+
+/// One request from `stream` (`buf` keeps what was read beyond it, for the next request
+/// of a kept-alive connection): the head (request line and headers) and the body. `None`
+/// when the peer closed the connection.
+pub async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(String, Vec<u8>)> {
     let head_end = loop {
         if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break at + 4;
@@ -187,7 +198,8 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(Stri
     Some((head, body))
 }
 
-fn header(head: &str, name: &str) -> Option<String> {
+/// The value of header `name` (case-insensitive) in a request head.
+pub fn header(head: &str, name: &str) -> Option<String> {
     head.lines().skip(1).find_map(|line| {
         let (key, value) = line.split_once(':')?;
         key.trim()
@@ -196,28 +208,42 @@ fn header(head: &str, name: &str) -> Option<String> {
     })
 }
 
+/// The request target (path and query) of a request head.
+pub fn request_target(head: &str) -> String {
+    head.split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The records of a `lines` form field (`- ` + records joined with `\n- `).
+pub fn parse_lines(lines: &str) -> Vec<String> {
+    lines
+        .split('\n')
+        .map(|r| r.strip_prefix("- ").unwrap_or(r).to_string())
+        .collect()
+}
+
+/// lava-server's rule for a batch: the first `stored - index` records are duplicates of
+/// records already stored and skipped, the rest appended.
+pub fn store_batch(stored: &mut Vec<String>, index: u64, records: &[String]) {
+    let skip = stored.len().saturating_sub(index as usize);
+    if skip < records.len() {
+        stored.extend_from_slice(&records[skip..]);
+    }
+}
+
 fn error(status: u16, message: &str) -> Reply {
     Reply::Send(status, format!("{{\"error\": \"{message}\"}}"))
 }
 
 fn handle(state: &Mutex<State>, head: &str, body: &[u8]) -> Reply {
     let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
-    let path = head
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
+    let path = request_target(head);
     let form: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
     let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let lines = field("lines");
-    let records: Vec<String> = lines
-        .as_deref()
-        .map(|l| {
-            l.split('\n')
-                .map(|r| r.strip_prefix("- ").unwrap_or(r).to_string())
-                .collect()
-        })
-        .unwrap_or_default();
+    let records = lines.as_deref().map(parse_lines).unwrap_or_default();
     let index = field("index").and_then(|i| i.parse::<u64>().ok());
     let token = header(head, "lava-token");
     let fault = state.faults.pop_front();
@@ -263,11 +289,7 @@ fn handle(state: &Mutex<State>, head: &str, body: &[u8]) -> Reply {
     if index as usize > stored {
         state.gaps.push((index, stored));
     }
-    let skip = stored.saturating_sub(index as usize);
-    if skip < taken {
-        let new = records[skip..taken].to_vec();
-        state.stored.extend(new);
-    }
+    store_batch(&mut state.stored, index, &records[..taken]);
     let text = format!("{{\"line_count\": {taken}}}");
     match fault {
         Some(Fault::DropAfterStore) => Reply::Close,

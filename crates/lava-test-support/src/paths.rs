@@ -24,6 +24,34 @@ pub fn test_system() -> PathBuf {
         .unwrap_or_else(|| workspace().join("target/test-system"))
 }
 
+/// Our `lava-run`, built for the tests of another package (cargo gives a test the path of
+/// its own package's binaries only): `cargo build -p lava-dispatch --bin lava-run` into the
+/// workspace's target directory (`$CARGO_TARGET_DIR` when set), once per test process.
+/// `$LAVA_RS_LAVA_RUN` names a binary to use instead. Panics when the build fails.
+pub fn lava_run() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            if let Some(path) = std::env::var_os("LAVA_RS_LAVA_RUN") {
+                return PathBuf::from(path);
+            }
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| workspace().join("target"));
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let status = std::process::Command::new(cargo)
+                .args(["build", "--quiet", "-p", "lava-dispatch", "--bin", "lava-run"])
+                .arg("--target-dir")
+                .arg(&target)
+                .current_dir(workspace())
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "cargo build --bin lava-run failed");
+            target.join("debug/lava-run")
+        })
+        .clone()
+}
+
 /// A loopback port free at the time of the call.
 pub fn free_loopback_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
