@@ -272,7 +272,10 @@ mod tests {
     #[test]
     fn lavas_options_and_defaults() {
         let cli = parse(&["--url", "http://lava.lab/", "--name", "w1"]).unwrap();
-        assert_eq!(cli.worker_dir, PathBuf::from("/var/lib/lava/dispatcher/worker"));
+        assert_eq!(
+            cli.worker_dir,
+            PathBuf::from("/var/lib/lava/dispatcher/worker")
+        );
         assert_eq!(cli.log_file, "/var/log/lava-dispatcher/lava-worker.log");
         assert_eq!(cli.level, LogLevel::Info);
         let config = cli.config(|_| unreachable!()).unwrap();
@@ -283,10 +286,29 @@ mod tests {
         assert_eq!(config.job_log_interval, 5);
 
         let cli = parse(&[
-            "--url", "https://lava.lab", "--name", "w2", "--token", "abc", "--worker-dir", "/srv/w",
-            "--http-timeout", "30", "--job-log-interval", "2", "-l", "DEBUG", "--log-file", "-",
-            "--wait-jobs", "--exit-on-version-mismatch", "--debug", "--ping-interval", "5",
-            "--ws-url", "wss://lava.lab/ws/",
+            "--url",
+            "https://lava.lab",
+            "--name",
+            "w2",
+            "--token",
+            "abc",
+            "--worker-dir",
+            "/srv/w",
+            "--http-timeout",
+            "30",
+            "--job-log-interval",
+            "2",
+            "-l",
+            "DEBUG",
+            "--log-file",
+            "-",
+            "--wait-jobs",
+            "--exit-on-version-mismatch",
+            "--debug",
+            "--ping-interval",
+            "5",
+            "--ws-url",
+            "wss://lava.lab/ws/",
         ])
         .unwrap();
         let config = cli.config(|_| unreachable!()).unwrap();
@@ -303,7 +325,10 @@ mod tests {
         let config = cli.config(|user| Ok(format!("pw-of-{user}"))).unwrap();
         assert_eq!(
             config.token,
-            TokenSource::Register { username: "admin".into(), password: "pw-of-admin".into() }
+            TokenSource::Register {
+                username: "admin".into(),
+                password: "pw-of-admin".into()
+            }
         );
         assert!(parse(&["--url", "http://l/", "--username", "a", "--token", "t"]).is_err());
         assert!(parse(&["--name", "w"]).is_err(), "--url is required");

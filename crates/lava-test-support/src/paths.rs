@@ -40,7 +40,14 @@ pub fn lava_run() -> PathBuf {
                 .unwrap_or_else(|| workspace().join("target"));
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             let status = std::process::Command::new(cargo)
-                .args(["build", "--quiet", "-p", "lava-dispatch", "--bin", "lava-run"])
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "lava-dispatch",
+                    "--bin",
+                    "lava-run",
+                ])
                 .arg("--target-dir")
                 .arg(&target)
                 .current_dir(workspace())

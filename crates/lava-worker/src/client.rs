@@ -102,10 +102,7 @@ impl ServerClient {
 
     /// `POST workers/` (no token): auto-registration, anonymous or with credentials.
     /// Returns the worker token.
-    pub async fn register(
-        &self,
-        credentials: Option<(&str, &str)>,
-    ) -> Result<String, ServerError> {
+    pub async fn register(&self, credentials: Option<(&str, &str)>) -> Result<String, ServerError> {
         #[derive(Deserialize)]
         struct Registered {
             token: String,

@@ -104,7 +104,10 @@ pub fn lava_run_arguments(
         option("job-id", id.to_string().into()),
         option("url", config.url.clone().into()),
         option("token", token.into()),
-        option("job-log-interval", config.job_log_interval.to_string().into()),
+        option(
+            "job-log-interval",
+            config.job_log_interval.to_string().into(),
+        ),
     ];
     if config.debug {
         args.push("--debug".into());
@@ -240,7 +243,10 @@ mod tests {
 
     #[test]
     fn the_prefix_comes_from_a_mapping_only() {
-        assert_eq!(dispatcher_prefix("prefix: lab1-\ndispatcher_ip: 1.2.3.4\n"), "lab1-");
+        assert_eq!(
+            dispatcher_prefix("prefix: lab1-\ndispatcher_ip: 1.2.3.4\n"),
+            "lab1-"
+        );
         assert_eq!(dispatcher_prefix(""), "");
         assert_eq!(dispatcher_prefix("- a\n"), "");
         assert_eq!(dispatcher_prefix("prefix: [1]\n"), "");
@@ -257,13 +263,13 @@ mod tests {
         let mut sorted = own();
         sorted.sort();
         assert_eq!(child_environment("", own()).unwrap(), sorted);
-        let env = child_environment(
-            "removes: [HOME]\noverrides: {LANG: C, N: 3}\n",
-            own(),
-        )
-        .unwrap();
+        let env =
+            child_environment("removes: [HOME]\noverrides: {LANG: C, N: 3}\n", own()).unwrap();
         let names: Vec<_> = env.iter().map(|(k, v)| format!("{k:?}={v:?}")).collect();
-        assert_eq!(names, ["\"LANG\"=\"C\"", "\"N\"=\"3\"", "\"PATH\"=\"/bin\""]);
+        assert_eq!(
+            names,
+            ["\"LANG\"=\"C\"", "\"N\"=\"3\"", "\"PATH\"=\"/bin\""]
+        );
         let purged = child_environment("purge: true\noverrides: {A: b}\n", own()).unwrap();
         assert_eq!(purged, vec![("A".into(), "b".into())]);
         let err = child_environment("removes: 3\n", own()).unwrap_err();
@@ -299,7 +305,10 @@ mod tests {
     fn outputs_default_to_lavas_fail_and_bug() {
         let dir = tempfile::tempdir().unwrap();
         let missing = collect_outputs(dir.path());
-        assert_eq!((missing.result.as_str(), missing.error_type.as_str()), ("fail", "Bug"));
+        assert_eq!(
+            (missing.result.as_str(), missing.error_type.as_str()),
+            ("fail", "Bug")
+        );
         std::fs::write(
             dir.path().join("result.yaml"),
             "definition: lava\ncase: job\nresult: fail\nerror_type: Canceled\nerror_msg: x\n",
@@ -313,6 +322,9 @@ mod tests {
         assert_eq!(found.description, "job: {}\n");
         std::fs::write(dir.path().join("result.yaml"), "result: pass\n").unwrap();
         let pass = collect_outputs(dir.path());
-        assert_eq!((pass.result.as_str(), pass.error_type.as_str()), ("pass", ""));
+        assert_eq!(
+            (pass.result.as_str(), pass.error_type.as_str()),
+            ("pass", "")
+        );
     }
 }

@@ -72,7 +72,11 @@ pub fn group_has_members(pgid: i32) -> bool {
         return false;
     };
     entries.flatten().any(|entry| {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             return false;
         };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -100,6 +104,8 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id() as i32;
+        // Reaped by probe(), as the supervisor reaps lava-run.
+        drop(child);
         let (ticks, zombie) = start_ticks(pid).unwrap();
         assert!(!zombie);
         assert_eq!(probe(pid, ticks), Liveness::Alive);
@@ -108,7 +114,10 @@ mod tests {
         terminate(pid);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while probe(pid, ticks) == Liveness::Alive {
-            assert!(std::time::Instant::now() < deadline, "sleep survived SIGTERM");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sleep survived SIGTERM"
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         // Reaped: no zombie left behind.

@@ -242,9 +242,16 @@ mod tests {
     #[test]
     fn a_foreign_file_is_refused_naming_it() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("state.json"), "{\"format\": 9, \"jobs\": []}").unwrap();
+        std::fs::write(
+            dir.path().join("state.json"),
+            "{\"format\": 9, \"jobs\": []}",
+        )
+        .unwrap();
         let err = State::load(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("state.json") && err.contains("format 9"), "{err}");
+        assert!(
+            err.contains("state.json") && err.contains("format 9"),
+            "{err}"
+        );
         std::fs::write(dir.path().join("state.json"), "SQLite format 3").unwrap();
         assert!(State::load(dir.path()).is_err());
     }

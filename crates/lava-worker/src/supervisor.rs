@@ -53,7 +53,8 @@ pub async fn run(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Exit, WorkerError> {
-    std::fs::create_dir_all(config.jobs_dir()).map_err(|e| WorkerError::io(config.jobs_dir(), e))?;
+    std::fs::create_dir_all(config.jobs_dir())
+        .map_err(|e| WorkerError::io(config.jobs_dir(), e))?;
     let client = ServerClient::new(&config)?;
     let state = State::load(&config.worker_dir)?;
     tracing::info!(
@@ -130,7 +131,9 @@ async fn obtain_token(config: &WorkerConfig, client: &ServerClient) -> Result<St
             }
             None
         }
-        TokenSource::Register { username, password } => Some((username.as_str(), password.as_str())),
+        TokenSource::Register { username, password } => {
+            Some((username.as_str(), password.as_str()))
+        }
     };
     loop {
         match client.register(credentials).await {
@@ -140,7 +143,10 @@ async fn obtain_token(config: &WorkerConfig, client: &ServerClient) -> Result<St
                 return Ok(token);
             }
             Err(err) => {
-                tracing::error!("registration failed: {err}; retrying in {}s", REGISTER_RETRY.as_secs());
+                tracing::error!(
+                    "registration failed: {err}; retrying in {}s",
+                    REGISTER_RETRY.as_secs()
+                );
                 tokio::time::sleep(REGISTER_RETRY).await;
             }
         }
@@ -200,7 +206,9 @@ impl Supervisor {
                 self.next_ping = Instant::now() + self.config.ping_interval;
                 Ok(None)
             }
-            Err(err @ (ServerError::Unreachable { .. } | ServerError::Status { status: 500.., .. })) => {
+            Err(
+                err @ (ServerError::Unreachable { .. } | ServerError::Status { status: 500.., .. }),
+            ) => {
                 self.ping_backoff = (self.ping_backoff * 2)
                     .max(Duration::from_secs(1))
                     .min(self.config.ping_interval);
@@ -218,8 +226,15 @@ impl Supervisor {
 
     async fn handle(&mut self, reply: PingReply) -> Result<(), WorkerError> {
         for ticket in &reply.running {
-            if self.state.job(ticket.id).is_none() && !self.state.was_reported(ticket.id) && !self.stopping {
-                tracing::warn!(job = ticket.id, "the server lists job {} as running here: starting it", ticket.id);
+            if self.state.job(ticket.id).is_none()
+                && !self.state.was_reported(ticket.id)
+                && !self.stopping
+            {
+                tracing::warn!(
+                    job = ticket.id,
+                    "the server lists job {} as running here: starting it",
+                    ticket.id
+                );
                 self.start(ticket).await?;
             }
         }
@@ -270,7 +285,9 @@ impl Supervisor {
                 record.status = JobStatus::Running;
                 self.seen_alive.insert(ticket.id);
             }
-            Err(reason) => tracing::error!(job = ticket.id, "job {} not started: {reason}", ticket.id),
+            Err(reason) => {
+                tracing::error!(job = ticket.id, "job {} not started: {reason}", ticket.id)
+            }
         }
         self.state.insert(record)?;
         self.post_running(ticket.id, &ticket.token).await;
@@ -288,7 +305,11 @@ impl Supervisor {
             if self.state.was_reported(ticket.id) {
                 return Ok(());
             }
-            tracing::info!(job = ticket.id, "cancel of job {} (not running here)", ticket.id);
+            tracing::info!(
+                job = ticket.id,
+                "cancel of job {} (not running here)",
+                ticket.id
+            );
             return self.state.insert(JobRecord {
                 id: ticket.id,
                 token: ticket.token.clone(),
@@ -306,7 +327,12 @@ impl Supervisor {
         }
         record.canceled = true;
         if probe(record.pid, record.start_ticks) == Liveness::Alive {
-            tracing::info!(job = ticket.id, pid = record.pid, "canceling job {}: SIGTERM", ticket.id);
+            tracing::info!(
+                job = ticket.id,
+                pid = record.pid,
+                "canceling job {}: SIGTERM",
+                ticket.id
+            );
             terminate(record.pid);
             record.terms = 1;
             record.set_status(JobStatus::Canceling);
@@ -348,10 +374,20 @@ impl Supervisor {
             let waited = Duration::from_secs(now().saturating_sub(record.since));
             let grace = self.config.cancel_grace;
             if waited >= grace.kill {
-                tracing::warn!(job = record.id, "job {} still running {}s after the cancel: SIGKILL", record.id, waited.as_secs());
+                tracing::warn!(
+                    job = record.id,
+                    "job {} still running {}s after the cancel: SIGKILL",
+                    record.id,
+                    waited.as_secs()
+                );
                 kill_group(record.pid);
             } else if waited >= grace.second_term && job.terms < 2 {
-                tracing::warn!(job = record.id, "job {} still running {}s after the cancel: SIGTERM again", record.id, waited.as_secs());
+                tracing::warn!(
+                    job = record.id,
+                    "job {} still running {}s after the cancel: SIGTERM again",
+                    record.id,
+                    waited.as_secs()
+                );
                 terminate(record.pid);
                 job.terms = 2;
                 return self.state.save();
@@ -372,19 +408,34 @@ impl Supervisor {
         if record.canceled && !dir.join("result.yaml").exists() {
             finished.error_type = "Canceled".to_string();
         }
-        match self.client.report_finished(record.id, &record.token, &finished).await {
+        match self
+            .client
+            .report_finished(record.id, &record.token, &finished)
+            .await
+        {
             Ok(()) => {}
             // The job was deleted on the server: nothing left to report (as LAVA master).
-            Err(err) if err.status() == Some(404) && err.server_message() == Some(&format!("Unknown job '{}'", record.id)) => {
+            Err(err)
+                if err.status() == Some(404)
+                    && err.server_message() == Some(&format!("Unknown job '{}'", record.id)) =>
+            {
                 tracing::warn!(job = record.id, "{err}: forgetting job {}", record.id);
             }
             Err(err) => {
                 let backoff = self
                     .report_retry
                     .get(&record.id)
-                    .map_or(Duration::from_secs(1), |(_, b)| (*b * 2).min(self.config.ping_interval));
-                tracing::warn!(job = record.id, "FINISHED not reported for job {}: {err}; again in {}s", record.id, backoff.as_secs());
-                self.report_retry.insert(record.id, (Instant::now() + backoff, backoff));
+                    .map_or(Duration::from_secs(1), |(_, b)| {
+                        (*b * 2).min(self.config.ping_interval)
+                    });
+                tracing::warn!(
+                    job = record.id,
+                    "FINISHED not reported for job {}: {err}; again in {}s",
+                    record.id,
+                    backoff.as_secs()
+                );
+                self.report_retry
+                    .insert(record.id, (Instant::now() + backoff, backoff));
                 return Ok(());
             }
         }

@@ -32,6 +32,9 @@ use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+/// Each server of a test process takes the next block of 100 job ids.
+static NEXT_BLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// A job's state on the fake server (lava-server's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobState {
@@ -107,7 +110,10 @@ impl FakeLava {
             name: name.to_string(),
             version: version.to_string(),
             worker_token: Some(random_token(0)),
-            next_id: 100,
+            // Job ids unique among the servers of all test processes: lava-run's scratch
+            // directory (`/var/lib/lava/dispatcher/tmp/<id>`) is named by the id.
+            next_id: u64::from(std::process::id()) * 100_000
+                + NEXT_BLOCK.fetch_add(100, std::sync::atomic::Ordering::Relaxed),
             jobs: BTreeMap::new(),
             requests: Vec::new(),
             connections: Vec::new(),
@@ -214,7 +220,10 @@ impl FakeLava {
                 return job;
             }
             if tokio::time::Instant::now() > deadline {
-                panic!("job {id}: {what}: not within {timeout:?}; job: {:?}", self.job(id));
+                panic!(
+                    "job {id}: {what}: not within {timeout:?}; job: {:?}",
+                    self.job(id)
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -302,7 +311,11 @@ fn error(status: u16, message: String) -> (u16, serde_json::Value) {
 }
 
 fn handle(state: &mut State, head: &str, body: &[u8]) -> (u16, serde_json::Value) {
-    let method = head.split_whitespace().next().unwrap_or_default().to_string();
+    let method = head
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let target = request_target(head);
     let form: BTreeMap<String, String> = form_urlencoded::parse(body).into_owned().collect();
     let token = header(head, "lava-token");
@@ -389,7 +402,11 @@ fn ping(
             .map(|(id, job)| json!({ "id": id, "token": job.token }))
             .collect()
     };
-    let start = if matching { list(JobState::Scheduled) } else { Vec::new() };
+    let start = if matching {
+        list(JobState::Scheduled)
+    } else {
+        Vec::new()
+    };
     let cancel = list(JobState::Canceling);
     let running = list(JobState::Running);
     if !matching && cancel.is_empty() && running.is_empty() {
@@ -398,7 +415,10 @@ fn ping(
             format!("Version mismatch '{version}' vs '{}'", state.version),
         );
     }
-    (200, json!({ "cancel": cancel, "running": running, "start": start }))
+    (
+        200,
+        json!({ "cancel": cancel, "running": running, "start": start }),
+    )
 }
 
 fn job_state(job: &mut FakeJob, form: &BTreeMap<String, String>) -> (u16, serde_json::Value) {

@@ -167,12 +167,21 @@ async fn a_job_runs_its_log_arrives_and_its_end_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(&lava, dir.path());
     let worker_dir = config.worker_dir.clone();
-    let id = lava.submit_with(&smoke_job(), &device(), "prefix: lab-\n", "overrides: {LANG: C}\n", "");
-    std::fs::create_dir_all(dir.path().join("dispatcher-tmp/lab-100")).unwrap();
+    let id = lava.submit_with(
+        &smoke_job(),
+        &device(),
+        "prefix: lab-\n",
+        "overrides: {LANG: C}\n",
+        "",
+    );
+    let job_dir = format!("lab-{id}");
+    std::fs::create_dir_all(dir.path().join("dispatcher-tmp").join(&job_dir)).unwrap();
     let worker = RunningWorker::start(config);
 
     let job = lava
-        .wait_for(id, JOB_TIME, "FINISHED reported", |j| j.state == JobState::Finished)
+        .wait_for(id, JOB_TIME, "FINISHED reported", |j| {
+            j.state == JobState::Finished
+        })
         .await;
     let finished = job.finished.clone().unwrap();
     assert_eq!(finished["result"], "pass", "{finished:?}");
@@ -189,10 +198,13 @@ async fn a_job_runs_its_log_arrives_and_its_end_is_reported() {
     // The directories are removed and the job forgotten once the server acknowledged.
     let exit = worker.stop().await;
     assert_eq!(exit, Exit::Stopped);
-    assert!(!worker_dir.join("tmp/lab-100").exists());
-    assert!(!dir.path().join("dispatcher-tmp/lab-100").exists());
+    assert!(!worker_dir.join("tmp").join(&job_dir).exists());
+    assert!(!dir.path().join("dispatcher-tmp").join(&job_dir).exists());
     assert_eq!(state_jobs(&worker_dir), 0);
-    assert_eq!(std::fs::read_to_string(worker_dir.join("token")).unwrap(), lava.worker_token());
+    assert_eq!(
+        std::fs::read_to_string(worker_dir.join("token")).unwrap(),
+        lava.worker_token()
+    );
 
     // LAVA's shapes: paths, headers, form bodies.
     let requests = lava.requests();
@@ -217,7 +229,10 @@ async fn a_job_runs_its_log_arrives_and_its_end_is_reported() {
         .iter()
         .find(|r| r.method == "POST" && r.target == job_path)
         .unwrap();
-    assert_eq!(running.form.get("state").map(String::as_str), Some("RUNNING"));
+    assert_eq!(
+        running.form.get("state").map(String::as_str),
+        Some("RUNNING")
+    );
     assert_eq!(running.token.as_deref(), Some(job.token.as_str()));
     assert_eq!(
         running.content_type.as_deref(),
@@ -228,7 +243,11 @@ async fn a_job_runs_its_log_arrives_and_its_end_is_reported() {
         .filter(|r| r.target == format!("{job_path}logs/"))
         .collect();
     assert!(!uploads.is_empty());
-    assert!(uploads.iter().all(|r| r.token.as_deref() == Some(job.token.as_str())));
+    assert!(
+        uploads
+            .iter()
+            .all(|r| r.token.as_deref() == Some(job.token.as_str()))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,19 +261,22 @@ async fn a_cancel_runs_finalize_and_leaves_no_process() {
     let worker = RunningWorker::start(config);
 
     lava.wait_for(id, JOB_TIME, "the test shell runs the step", |j| {
-        has_record(&j.logs, marker) || !processes_with(marker).is_empty() && j.state == JobState::Running
+        has_record(&j.logs, marker)
+            || !processes_with(marker).is_empty() && j.state == JobState::Running
     })
     .await;
     let pid = state_pid(&worker_dir, id).expect("the job's pid is in the state file");
     lava.cancel(id);
     let job = lava
-        .wait_for(id, JOB_TIME, "FINISHED after the cancel", |j| j.state == JobState::Finished)
+        .wait_for(id, JOB_TIME, "FINISHED after the cancel", |j| {
+            j.state == JobState::Finished
+        })
         .await;
     let finished = job.finished.unwrap();
     assert_eq!(finished["result"], "fail");
     assert_eq!(finished["error_type"], "Canceled", "{finished:?}");
     assert!(
-        has_record(&job.logs, "finalize"),
+        has_record(&job.logs, " finalize (duration"),
         "finalize ran and its log arrived: {:?}",
         job.logs
     );
@@ -279,12 +301,17 @@ async fn the_job_goes_on_while_the_server_is_away_and_its_end_is_reported_on_ret
     let config = config(&lava, dir.path());
     let worker_dir = config.worker_dir.clone();
     let id = lava.submit(
-        &job_running("outage", &["sleep 6", "lava-test-case after-outage --shell true"]),
+        &job_running(
+            "outage",
+            &["sleep 6", "lava-test-case after-outage --shell true"],
+        ),
         &device(),
     );
     let worker = RunningWorker::start(config);
-    lava.wait_for(id, JOB_TIME, "RUNNING", |j| j.state == JobState::Running && !j.logs.is_empty())
-        .await;
+    lava.wait_for(id, JOB_TIME, "RUNNING", |j| {
+        j.state == JobState::Running && !j.logs.is_empty()
+    })
+    .await;
     let pid = state_pid(&worker_dir, id).unwrap();
 
     lava.stop();
@@ -294,7 +321,10 @@ async fn the_job_goes_on_while_the_server_is_away_and_its_end_is_reported_on_ret
         lava.job(id).unwrap().state == JobState::Running,
         "nothing reached the server"
     );
-    assert!(state_pid(&worker_dir, id).is_some(), "the worker still owns the job");
+    assert!(
+        state_pid(&worker_dir, id).is_some(),
+        "the worker still owns the job"
+    );
     let alive_during_outage = alive(pid);
 
     lava.resume().await.unwrap();
@@ -304,9 +334,16 @@ async fn the_job_goes_on_while_the_server_is_away_and_its_end_is_reported_on_ret
         })
         .await;
     let finished = job.finished.unwrap();
-    assert_eq!(finished["result"], "pass", "{finished:?} (alive during the outage: {alive_during_outage})");
+    assert_eq!(
+        finished["result"], "pass",
+        "{finished:?} (alive during the outage: {alive_during_outage})"
+    );
     // Nothing of the log was lost: the results of the steps run during the outage arrived.
-    assert!(has_record(&job.logs, "after-outage"), "logs: {:?}", job.logs);
+    assert!(
+        has_record(&job.logs, "after-outage"),
+        "logs: {:?}",
+        job.logs
+    );
     assert_eq!(worker.stop().await, Exit::Stopped);
 }
 
@@ -330,10 +367,15 @@ async fn two_jobs_run_at_once_and_wait_jobs_waits_for_both() {
             ja.state != JobState::Finished && jb.state != JobState::Finished,
             "one job ended before the other started"
         );
-        if state_pid(&worker_dir, a).is_some_and(alive) && state_pid(&worker_dir, b).is_some_and(alive) {
+        if state_pid(&worker_dir, a).is_some_and(alive)
+            && state_pid(&worker_dir, b).is_some_and(alive)
+        {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "both jobs never ran together");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "both jobs never ran together"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Stop requested with --wait-jobs: the worker returns only once both are reported.
@@ -356,10 +398,14 @@ async fn a_restarted_worker_follows_the_job_its_predecessor_started() {
     let worker_dir = config.worker_dir.clone();
     let id = lava.submit(&job_running("restart", &["sleep 8"]), &device());
     let first = RunningWorker::start(config.clone());
-    lava.wait_for(id, JOB_TIME, "RUNNING", |j| j.state == JobState::Running).await;
+    lava.wait_for(id, JOB_TIME, "RUNNING", |j| j.state == JobState::Running)
+        .await;
     let pid = state_pid(&worker_dir, id).unwrap();
     assert_eq!(first.stop().await, Exit::Stopped);
-    assert!(alive(pid), "lava-run outlives the worker (KillMode=process)");
+    assert!(
+        alive(pid),
+        "lava-run outlives the worker (KillMode=process)"
+    );
 
     let second = RunningWorker::start(config);
     let job = lava
@@ -388,14 +434,24 @@ async fn an_unregistered_worker_registers_and_stores_its_token() {
     let token_file: PathBuf = config.token_file.clone();
     let worker = RunningWorker::start(config);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !lava.requests().iter().any(|r| r.target.contains("?version=")) {
-        assert!(tokio::time::Instant::now() < deadline, "no ping after registration");
+    while !lava
+        .requests()
+        .iter()
+        .any(|r| r.target.contains("?version="))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no ping after registration"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(worker.stop().await, Exit::Stopped);
     let requests = lava.requests();
     let register = &requests[0];
-    assert_eq!((register.method.as_str(), register.target.as_str()), ("POST", "/scheduler/internal/v1/workers/"));
+    assert_eq!(
+        (register.method.as_str(), register.target.as_str()),
+        ("POST", "/scheduler/internal/v1/workers/")
+    );
     assert_eq!(register.token, None);
     assert_eq!(register.form.get("name").map(String::as_str), Some(NAME));
     use std::os::unix::fs::PermissionsExt;
@@ -403,7 +459,10 @@ async fn an_unregistered_worker_registers_and_stores_its_token() {
     assert_eq!(mode, 0o600);
     let stored = std::fs::read_to_string(&token_file).unwrap();
     assert_eq!(stored, lava.worker_token());
-    let ping = requests.iter().find(|r| r.target.contains("?version=")).unwrap();
+    let ping = requests
+        .iter()
+        .find(|r| r.target.contains("?version="))
+        .unwrap();
     assert_eq!(ping.token.as_deref(), Some(stored.as_str()));
 }
 
@@ -414,5 +473,8 @@ async fn a_version_mismatch_ends_the_worker_when_asked() {
     let mut config = config(&lava, dir.path());
     config.exit_on_version_mismatch = true;
     let worker = RunningWorker::start(config);
-    assert_eq!(worker.wait(Duration::from_secs(30)).await, Exit::VersionMismatch);
+    assert_eq!(
+        worker.wait(Duration::from_secs(30)).await,
+        Exit::VersionMismatch
+    );
 }
