@@ -17,9 +17,10 @@
 //! removed package's conffiles until purge, and a purge after the diversion was gone would
 //! delete LAVA's file instead).
 //!
-//! `lava-worker` is not written yet: when `bins/lava-worker` exists it joins
-//! [`dispatcher_package`] (binary, manual page, `/etc/lava-dispatcher/lava-worker` defaults as
-//! a conffile and `lava-worker.service`, each diverted like the coordinator's).
+//! `lava-worker` ships in [`dispatcher_package`] with Debian's layout: the program, its
+//! section 8 manual page, `lava-worker.service` (LAVA's command line built from
+//! `/etc/lava-dispatcher/lava-worker`), that defaults file as a conffile and a logrotate rule
+//! that makes the worker reopen its log; each diverted like the coordinator's files.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -67,10 +68,11 @@ pub fn build_packages(build: bool) -> Result<Vec<PathBuf>> {
 }
 
 fn build_binaries() -> Result<()> {
-    println!("==> cargo build --profile {PROFILE} (lava-run, lava-coordinator)");
+    println!("==> cargo build --profile {PROFILE} (lava-run, lava-worker, lava-coordinator)");
     let status = Command::new(env!("CARGO"))
         .args(["build", "--locked", "--profile", PROFILE])
         .args(["--package", "lava-dispatch", "--bin", "lava-run"])
+        .args(["--package", "lava-worker-bin", "--bin", "lava-worker"])
         .args([
             "--package",
             "lava-coordinator-bin",
@@ -179,23 +181,158 @@ fn dispatcher_package() -> Result<Package> {
     entries.extend(manuals(dispatch_command())?.into_iter().map(|(_, e)| e));
     entries.extend(completions("lava-run", lava_dispatch::Cli::command));
     entries.extend(completions("lava-dispatch", dispatch_command));
-    // lava-worker joins here once bins/lava-worker exists (see the module doc).
+    let worker = binary("lava-worker")?;
+    entries.extend(worker_entries(worker.clone())?);
     Ok(Package {
         name: "lava-rs-dispatcher",
-        summary: "LAVA dispatcher in Rust: lava-run and lava-dispatch",
+        summary: "LAVA dispatcher in Rust: lava-run, lava-dispatch and lava-worker",
         description: "Runs LAVA V2 jobs (LAVA's job YAML, device dictionaries and test\n\
                       definitions) on devices and writes LAVA's logs and results.\n\
-                      lava-run takes LAVA's command line, so LAVA's worker can start it.\n\
+                      lava-run takes LAVA's command line, so LAVA's worker can start it;\n\
+                      lava-worker is the worker daemon itself, speaking lava-server's\n\
+                      worker protocol (lava-server 2023.01).\n\
                       Installed next to Debian's lava-dispatcher, it diverts that\n\
-                      package's lava-run (kept as /usr/bin/lava-run.lava) until removed.",
+                      package's lava-run and lava-worker (kept as /usr/bin/*.lava), the\n\
+                      worker's unit, defaults file and logrotate rule until removed\n\
+                      (the configuration files until purged).",
         section: "devel",
-        binaries: vec![run],
+        binaries: vec![run, worker],
         entries,
-        postinst: "",
-        prerm: "",
-        postrm_extra: "",
+        postinst: WORKER_POSTINST,
+        prerm: WORKER_PRERM,
+        postrm_extra: WORKER_POSTRM,
     })
 }
+
+/// lava-worker's files, at Debian's lava-dispatcher paths, each diverting LAVA's.
+fn worker_entries(worker: PathBuf) -> Result<Vec<Entry>> {
+    let mut entries = vec![
+        Entry::program("/usr/bin/lava-worker", worker).diverting("/usr/bin/lava-worker.lava"),
+        Entry::file(
+            "/lib/systemd/system/lava-worker.service",
+            Content::Bytes(WORKER_UNIT.as_bytes().to_vec()),
+        )
+        .diverting("/lib/systemd/system/lava-worker.service.lava"),
+        Entry::file(
+            "/etc/lava-dispatcher/lava-worker",
+            Content::Bytes(WORKER_DEFAULTS.as_bytes().to_vec()),
+        )
+        .conffile()
+        .diverting("/etc/lava-dispatcher/lava-worker.lava"),
+        Entry::file(
+            "/etc/logrotate.d/lava-worker-log",
+            Content::Bytes(WORKER_LOGROTATE.as_bytes().to_vec()),
+        )
+        .conffile()
+        .diverting("/etc/logrotate.d/lava-worker-log.disabled"),
+    ];
+    // Debian ships lava-worker's page in section 8 (a daemon).
+    let (_, page) = manual(lava_worker_cli::Cli::command(), "8")?;
+    entries.push(page.diverting("/usr/share/man/man8/lava-worker.lava.8.gz"));
+    entries.extend(completions("lava-worker", lava_worker_cli::Cli::command));
+    Ok(entries)
+}
+
+/// Debian's unit, command line and environment files unchanged (the defaults file's
+/// variables hold whole options), plus the log reopened on reload. `KillMode=process`: a
+/// restart of the worker leaves its lava-run processes running; the next worker follows
+/// them from its state file.
+const WORKER_UNIT: &str = "\
+[Unit]
+Description=LAVA worker (lava-rs)
+Documentation=man:lava-worker(8)
+After=network.target remote-fs.target
+
+[Service]
+Type=simple
+Environment=URL=http://localhost/ LOGLEVEL=DEBUG
+EnvironmentFile=-/etc/default/lava-worker
+EnvironmentFile=-/etc/lava-dispatcher/lava-worker
+ExecStart=/usr/bin/lava-worker --level $LOGLEVEL --url $URL $TOKEN $WORKER_NAME $WS_URL $HTTP_TIMEOUT $JOB_LOG_INTERVAL
+ExecReload=/bin/kill -HUP $MAINPID
+TimeoutStopSec=20
+Restart=always
+KillMode=process
+
+[Install]
+WantedBy=multi-user.target
+";
+
+/// The defaults file: LAVA's variables, each holding a whole option as the unit's
+/// `ExecStart` splits it.
+const WORKER_DEFAULTS: &str = "\
+# Configuration of the lava-worker daemon (lava-rs), read by lava-worker.service.
+# Each variable holds whole command-line options; see lava-worker(8).
+
+# Worker name, as known to the server (default: the host's FQDN).
+# Set it for hosts with a random host name (containers, ...).
+# WORKER_NAME=\"--name <hostname.fqdn>\"
+
+# Logging level, upper case (DEBUG, INFO, WARN, ERROR).
+# LOGLEVEL=\"DEBUG\"
+
+# Server connection.
+# URL=\"http://localhost/\"
+# TOKEN=\"--token <token>\"
+# WS_URL=\"--ws-url http://localhost/ws/\"
+# HTTP_TIMEOUT=\"--http-timeout 600\"
+# JOB_LOG_INTERVAL=\"--job-log-interval 5\"
+";
+
+/// LAVA's rotation of the worker log, plus the SIGHUP that makes the worker reopen it.
+const WORKER_LOGROTATE: &str = "\
+/var/log/lava-dispatcher/lava-worker.log {
+\tweekly
+\trotate 12
+\tcompress
+\tdelaycompress
+\tmissingok
+\tnotifempty
+\tcreate 644 root root
+\tpostrotate
+\t\tif [ -d /run/systemd/system ]; then systemctl kill --kill-whom=main --signal=HUP lava-worker.service >/dev/null 2>&1 || true; fi
+\tendscript
+}
+";
+
+/// Enable and (re)start the worker as Debian's lava-dispatcher does, where systemd runs,
+/// except where the administrator disabled the worker (a dispatcher-only host stays one).
+const WORKER_POSTINST: &str = "\
+if [ \"$1\" = configure ] && command -v deb-systemd-helper >/dev/null; then
+    deb-systemd-helper unmask lava-worker.service >/dev/null || true
+    if deb-systemd-helper --quiet was-enabled lava-worker.service; then
+        deb-systemd-helper enable lava-worker.service >/dev/null || true
+        if [ -d /run/systemd/system ]; then
+            systemctl --system daemon-reload >/dev/null || true
+            deb-systemd-invoke restart lava-worker.service >/dev/null || true
+        fi
+    else
+        deb-systemd-helper update-state lava-worker.service >/dev/null || true
+    fi
+fi
+";
+
+const WORKER_PRERM: &str = "\
+if [ \"$1\" = remove ] && [ -d /run/systemd/system ]; then
+    deb-systemd-invoke stop lava-worker.service >/dev/null || true
+fi
+";
+
+/// After the diversions are gone: LAVA's worker (if back) is started again where it is
+/// enabled; without it, the unit's enablement state is purged.
+const WORKER_POSTRM: &str = "\
+if [ -d /run/systemd/system ]; then
+    systemctl --system daemon-reload >/dev/null || true
+fi
+if [ \"$1\" = remove ] && [ -e /lib/systemd/system/lava-worker.service ] \\
+        && [ -d /run/systemd/system ]; then
+    deb-systemd-invoke start lava-worker.service >/dev/null || true
+fi
+if [ \"$1\" = purge ] && [ ! -e /lib/systemd/system/lava-worker.service ] \\
+        && command -v deb-systemd-helper >/dev/null; then
+    deb-systemd-helper purge lava-worker.service >/dev/null || true
+fi
+";
 
 fn coordinator_package() -> Result<Package> {
     let coordinator = binary("lava-coordinator")?;
@@ -392,16 +529,23 @@ fn manuals(command: clap::Command) -> Result<Vec<(String, Entry)>> {
         let sub_name: &'static str = format!("{name}-{}", sub.get_name()).leak();
         pages.extend(manuals(sub.clone().name(sub_name))?);
     }
+    pages.insert(0, manual(command, "1")?);
+    Ok(pages)
+}
+
+/// The manual page of `command` alone in `section`, gzipped: (page name, entry).
+fn manual(command: clap::Command, section: &'static str) -> Result<(String, Entry)> {
+    let name = command.get_name().to_string();
     let mut page = Vec::new();
     clap_mangen::Man::new(command)
+        .section(section)
         .render(&mut page)
         .with_context(|| format!("rendering the manual page of {name}"))?;
     let entry = Entry::file(
-        format!("/usr/share/man/man1/{name}.1.gz"),
+        format!("/usr/share/man/man{section}/{name}.{section}.gz"),
         Content::Bytes(gzip(&page)?),
     );
-    pages.insert(0, (name, entry));
-    Ok(pages)
+    Ok((name, entry))
 }
 
 /// Completion scripts for bash, zsh and fish, at the paths those shells load them from.

@@ -20,8 +20,13 @@ const PACKAGES: [&str; 2] = ["lava-rs-dispatcher", "lava-rs-coordinator"];
 
 /// Files of Debian's LAVA that our packages divert while installed, and when LAVA gets each
 /// back: at `dpkg -r` (false) or at `dpkg -P` (true, configuration files).
-const LAVA_FILES: [(&str, bool); 7] = [
+const LAVA_FILES: [(&str, bool); 12] = [
     ("/usr/bin/lava-run", false),
+    ("/usr/bin/lava-worker", false),
+    ("/usr/share/man/man8/lava-worker.8.gz", false),
+    ("/lib/systemd/system/lava-worker.service", false),
+    ("/etc/lava-dispatcher/lava-worker", true),
+    ("/etc/logrotate.d/lava-worker-log", true),
     ("/usr/bin/lava-coordinator", false),
     ("/usr/share/man/man1/lava-run.1.gz", false),
     ("/usr/share/man/man1/lava-coordinator.1.gz", false),
@@ -31,6 +36,8 @@ const LAVA_FILES: [(&str, bool); 7] = [
 ];
 
 const UNIT: &str = "/lib/systemd/system/lava-coordinator.service";
+const WORKER_UNIT: &str = "/lib/systemd/system/lava-worker.service";
+const WORKER_DEFAULTS: &str = "/etc/lava-dispatcher/lava-worker";
 
 /// Run the whole test; prints each check and the time taken.
 pub fn run() -> Result<()> {
@@ -50,6 +57,7 @@ pub fn run() -> Result<()> {
     }
     ensure!(
         is_python_script(Path::new("/usr/bin/lava-run"))?
+            && is_python_script(Path::new("/usr/bin/lava-worker"))?
             && is_python_script(Path::new("/usr/bin/lava-coordinator"))?,
         "package test: Debian's LAVA (lava-dispatcher, lava-coordinator) is not installed: \
          scripts/install-test-deps.sh installs it"
@@ -69,6 +77,7 @@ pub fn run() -> Result<()> {
     let installed = Installed::install(&debs)?;
     check_installed()?;
     check_coordinator_unit()?;
+    check_worker_unit()?;
 
     installed.remove()?;
     let lava_after_remove = fingerprint_lava_files()?;
@@ -80,11 +89,12 @@ pub fn run() -> Result<()> {
             ensure!(before == after, "after dpkg -r, {path} is not LAVA's again");
         }
     }
-    ensure!(
-        is_python_script(Path::new("/usr/bin/lava-run"))?
-            && is_python_script(Path::new("/usr/bin/lava-coordinator"))?,
-        "after dpkg -r, /usr/bin/lava-run or /usr/bin/lava-coordinator is not LAVA's Python script"
-    );
+    for program in ["lava-run", "lava-worker", "lava-coordinator"] {
+        ensure!(
+            is_python_script(&Path::new("/usr/bin").join(program))?,
+            "after dpkg -r, /usr/bin/{program} is not LAVA's Python script"
+        );
+    }
     ensure!(
         !Path::new("/usr/bin/lava-dispatch").exists(),
         "/usr/bin/lava-dispatch left behind by dpkg -r"
@@ -172,6 +182,19 @@ fn check_installed() -> Result<()> {
         "LAVA's lava-run is not at /usr/bin/lava-run.lava while ours is installed"
     );
     println!("ok: {version}; LAVA's kept as /usr/bin/lava-run.lava");
+    let said = command_output(Command::new("lava-worker").arg("--version"))?;
+    ensure!(
+        said.trim() == format!("lava-worker {}", env!("CARGO_PKG_VERSION")),
+        "lava-worker --version said {said:?}"
+    );
+    ensure!(
+        is_python_script(Path::new("/usr/bin/lava-worker.lava"))?,
+        "LAVA's lava-worker is not at /usr/bin/lava-worker.lava while ours is installed"
+    );
+    println!(
+        "ok: {}; LAVA's kept as /usr/bin/lava-worker.lava",
+        said.trim()
+    );
 
     for (page, section) in [
         ("lava-run", "1"),
@@ -179,6 +202,7 @@ fn check_installed() -> Result<()> {
         ("lava-dispatch", "1"),
         ("lava-dispatch-render-device", "1"),
         ("lava-coordinator", "1"),
+        ("lava-worker", "8"),
     ] {
         let path = command_output(Command::new("man").args(["-w", page]))?;
         let expected = format!("/usr/share/man/man{section}/{page}.{section}.gz");
@@ -196,7 +220,12 @@ fn check_installed() -> Result<()> {
     }
     println!("ok: man -w finds our pages (programs and subcommands), each renders");
 
-    for program in ["lava-run", "lava-dispatch", "lava-coordinator"] {
+    for program in [
+        "lava-run",
+        "lava-dispatch",
+        "lava-coordinator",
+        "lava-worker",
+    ] {
         let script = format!("/usr/share/bash-completion/completions/{program}");
         let registered = command_output(
             Command::new("bash").args(["-c", &format!("source {script} && complete -p {program}")]),
@@ -222,6 +251,21 @@ fn check_installed() -> Result<()> {
             "{conffile} is not a conffile of lava-rs-coordinator: {conffiles}"
         );
     }
+    let conffiles = command_output(Command::new("dpkg-query").args([
+        "-W",
+        "-f=${Conffiles}",
+        "lava-rs-dispatcher",
+    ]))?;
+    for conffile in [WORKER_DEFAULTS, "/etc/logrotate.d/lava-worker-log"] {
+        ensure!(
+            conffiles.contains(conffile),
+            "{conffile} is not a conffile of lava-rs-dispatcher: {conffiles}"
+        );
+    }
+    ensure!(
+        Path::new("/etc/logrotate.d/lava-worker-log.disabled").exists(),
+        "LAVA's worker logrotate rule was not kept aside"
+    );
     let rule = std::fs::read_to_string("/etc/logrotate.d/lava-coordinator-log")?;
     ensure!(
         rule.contains("--signal=HUP"),
@@ -232,15 +276,18 @@ fn check_installed() -> Result<()> {
         "LAVA's logrotate rule was not kept aside"
     );
     if which("logrotate") {
-        let output = Command::new("logrotate")
-            .args(["--debug", "/etc/logrotate.d/lava-coordinator-log"])
-            .output()?;
-        ensure!(
-            output.status.success(),
-            "logrotate rejects /etc/logrotate.d/lava-coordinator-log:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        println!("ok: conffiles registered; logrotate accepts the rotation rule");
+        for rule in [
+            "/etc/logrotate.d/lava-coordinator-log",
+            "/etc/logrotate.d/lava-worker-log",
+        ] {
+            let output = Command::new("logrotate").args(["--debug", rule]).output()?;
+            ensure!(
+                output.status.success(),
+                "logrotate rejects {rule}:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        println!("ok: conffiles registered; logrotate accepts the rotation rules");
     }
     Ok(())
 }
@@ -298,9 +345,105 @@ fn check_coordinator_unit() -> Result<()> {
     Ok(())
 }
 
+/// Start the worker as the installed unit does: its `ExecStart` with its `Environment=` and
+/// the installed defaults file (all commented out: LAVA's defaults), then with a defaults
+/// file as a lab writes it (`URL`, `TOKEN="--token ..."`, `WORKER_NAME="--name ..."`)
+/// pointing at a fake lava-server; the worker must ping it and stop cleanly on SIGTERM.
+fn check_worker_unit() -> Result<()> {
+    let unit =
+        std::fs::read_to_string(WORKER_UNIT).with_context(|| format!("reading {WORKER_UNIT}"))?;
+    let installed = std::fs::read_to_string(WORKER_DEFAULTS)?;
+    let argv = exec_start_with(&unit, &environment_file(&installed))?;
+    ensure!(
+        argv == [
+            "/usr/bin/lava-worker",
+            "--level",
+            "DEBUG",
+            "--url",
+            "http://localhost/"
+        ],
+        "{WORKER_UNIT} with {WORKER_DEFAULTS} runs {argv:?}"
+    );
+
+    let runtime = tokio::runtime::Runtime::new()?;
+    let name = "package-test.lab";
+    let lava = runtime.block_on(lava_worker::test_server::FakeLava::start(name, "2023.01"))?;
+    let lab_defaults = format!(
+        "# as a lab writes it\nURL=\"{}\"\nTOKEN=\"--token {}\"\nWORKER_NAME=\"--name {name}\"\n\
+         LOGLEVEL=\"INFO\"\nHTTP_TIMEOUT=\"--http-timeout 5\"\n",
+        lava.url(),
+        lava.worker_token()
+    );
+    let argv = exec_start_with(&unit, &environment_file(&lab_defaults))?;
+    let scratch = tempfile::tempdir()?;
+    let log = scratch.path().join("lava-worker.log");
+    let mut command = Command::new(&argv[0]);
+    command
+        .args(&argv[1..])
+        .arg("--worker-dir")
+        .arg(scratch.path().join("worker"))
+        .arg("--log-file")
+        .arg(&log)
+        .args(["--ping-interval", "1"])
+        .stdin(Stdio::null());
+    let mut worker = OwnedChild(
+        command
+            .spawn()
+            .with_context(|| format!("starting {command:?}"))?,
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let pinged = |lava: &lava_worker::test_server::FakeLava| {
+        lava.requests().iter().any(|r| {
+            r.target == format!("/scheduler/internal/v1/workers/{name}/?version=2023.01")
+                && r.token.as_deref() == Some(lava.worker_token().as_str())
+        })
+    };
+    while !pinged(&lava) {
+        ensure!(
+            Instant::now() < deadline,
+            "the worker started as the unit does never pinged the server; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    worker.terminate()?;
+    println!(
+        "ok: the unit's ExecStart with a lab's {WORKER_DEFAULTS} ({}) pings lava-server and stops on SIGTERM",
+        argv.join(" ")
+    );
+    Ok(())
+}
+
+/// The assignments of a systemd `EnvironmentFile` (comments and blank lines skipped,
+/// surrounding quotes removed).
+fn environment_file(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#') && !line.starts_with(';'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, value)| {
+            let value = value.trim();
+            let unquoted = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                .unwrap_or(value);
+            (name.trim().to_string(), unquoted.to_string())
+        })
+        .collect()
+}
+
 /// The unit's `ExecStart` split into words, `${NAME}`/`$NAME` replaced from its
 /// `Environment=` lines (as systemd does for words).
 fn exec_start(unit: &str) -> Result<Vec<String>> {
+    exec_start_with(unit, &[])
+}
+
+/// [`exec_start`] with the assignments of the unit's environment files after its
+/// `Environment=` lines (later ones win, as in systemd). A whole-word `$NAME` becomes the
+/// value's words (none when unset or empty, as systemd splits it); `${NAME}` inside a word
+/// must be set.
+fn exec_start_with(unit: &str, files: &[(String, String)]) -> Result<Vec<String>> {
     let mut environment = Vec::new();
     let mut exec = None;
     for line in unit.lines() {
@@ -314,22 +457,39 @@ fn exec_start(unit: &str) -> Result<Vec<String>> {
             exec = Some(command);
         }
     }
-    let exec = exec.with_context(|| format!("{UNIT} has no ExecStart"))?;
-    exec.split_whitespace()
-        .map(|word| {
-            let mut word = word.to_string();
-            for (name, value) in &environment {
-                word = word
-                    .replace(&format!("${{{name}}}"), value)
-                    .replace(&format!("${name}"), value);
-            }
-            ensure!(
-                !word.contains('$'),
-                "{UNIT}: ExecStart word {word:?} names an unset variable"
+    environment.extend(files.iter().cloned());
+    let value = |name: &str| {
+        environment
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    let exec = exec.context("the unit has no ExecStart")?;
+    let mut argv = Vec::new();
+    for word in exec.split_whitespace() {
+        if let Some(name) = word.strip_prefix('$').filter(|n| !n.starts_with('{')) {
+            argv.extend(
+                value(name)
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(str::to_string),
             );
-            Ok(word)
-        })
-        .collect()
+            continue;
+        }
+        let mut word = word.to_string();
+        for (name, _) in &environment {
+            if let Some(v) = value(name) {
+                word = word.replace(&format!("${{{name}}}"), &v);
+            }
+        }
+        ensure!(
+            !word.contains('$'),
+            "ExecStart word {word:?} names an unset variable"
+        );
+        argv.push(word);
+    }
+    Ok(argv)
 }
 
 /// `args` with the value of `option` replaced (or the option added).
@@ -382,15 +542,12 @@ impl OwnedChild {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.0.try_wait()? {
-                ensure!(
-                    status.success(),
-                    "the coordinator exited {status} on SIGTERM"
-                );
+                ensure!(status.success(), "the daemon exited {status} on SIGTERM");
                 return Ok(());
             }
             ensure!(
                 Instant::now() < deadline,
-                "the coordinator did not stop on SIGTERM"
+                "the daemon did not stop on SIGTERM"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -471,6 +628,37 @@ mod tests {
         );
         let unset = "ExecStart=/usr/bin/lava-coordinator --loglevel ${LEVEL}\n";
         assert!(exec_start(unset).is_err());
+    }
+
+    #[test]
+    fn the_worker_units_options_come_from_its_environment_file() {
+        let unit = "Environment=URL=http://localhost/ LOGLEVEL=DEBUG\n\
+                    ExecStart=/usr/bin/lava-worker --level $LOGLEVEL --url $URL $TOKEN $WORKER_NAME\n";
+        assert_eq!(
+            exec_start_with(unit, &environment_file("# URL=\"x\"\n")).unwrap(),
+            [
+                "/usr/bin/lava-worker",
+                "--level",
+                "DEBUG",
+                "--url",
+                "http://localhost/"
+            ]
+        );
+        let lab = "URL=\"https://lava.lab/\"\nTOKEN=\"--token abc\"\nWORKER_NAME='--name w1'\n";
+        assert_eq!(
+            exec_start_with(unit, &environment_file(lab)).unwrap(),
+            [
+                "/usr/bin/lava-worker",
+                "--level",
+                "DEBUG",
+                "--url",
+                "https://lava.lab/",
+                "--token",
+                "abc",
+                "--name",
+                "w1"
+            ]
+        );
     }
 
     #[test]

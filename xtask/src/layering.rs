@@ -5,7 +5,8 @@
 //! broker and the MultiNode wire crate link no job engine, the artefacts and log upload
 //! leaves link none of our crates above them, and the Python-compatibility and error leaves
 //! link none but `lava-error` → `lava-python`; the device model (used by lava-pipeline)
-//! links no engine crate. `cargo xtask test` runs the check before the
+//! links no engine crate; the worker (lava-worker) links neither the engine nor the run API
+//! nor MultiNode (it starts lava-run as a program). `cargo xtask test` runs the check before the
 //! tests, so a new dependency arrow pointing upward fails the build instead of slowly
 //! growing a broker into a dispatcher.
 
@@ -48,8 +49,21 @@ const ABOVE_DEVICE: [&str; 4] = [
     "lava-connection",
 ];
 
+/// What the worker (the slave) must not link: it starts lava-run as a program and speaks
+/// HTTP to lava-server; the job engine, the run API and MultiNode stay in lava-run.
+const NOT_IN_WORKER: [&str; 8] = [
+    "lava-pipeline",
+    "lava-shell",
+    "lava-actions",
+    "lava-connection",
+    "lava-device",
+    "lava-dispatcher",
+    "lava-multinode",
+    "lava-coordinator",
+];
+
 /// (crate, crates it must not reach through normal dependencies).
-const RULES: [(&str, &[&str]); 8] = [
+const RULES: [(&str, &[&str]); 9] = [
     ("lava-coordinator", &ENGINE),
     ("lava-multinode", &ENGINE),
     ("lava-artefacts", &ENGINE),
@@ -58,6 +72,7 @@ const RULES: [(&str, &[&str]); 8] = [
     ("lava-python", &ABOVE_PYTHON),
     ("lava-device", &ABOVE_DEVICE),
     ("lava-yaml", &ABOVE_PYTHON),
+    ("lava-worker", &NOT_IN_WORKER),
 ];
 
 #[derive(Deserialize)]
