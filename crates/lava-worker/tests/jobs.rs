@@ -478,3 +478,49 @@ async fn a_version_mismatch_ends_the_worker_when_asked() {
         Exit::VersionMismatch
     );
 }
+
+#[tokio::test]
+async fn a_job_that_cannot_start_and_a_cancel_before_the_start_are_reported() {
+    let lava = FakeLava::start(NAME, "2023.01").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = WorkerConfig::new(NAME, &lava.url())
+        .unwrap()
+        .with_worker_dir(dir.path().join("worker"));
+    config.token = TokenSource::Given(lava.worker_token());
+    config.lava_run = dir.path().join("no-such-lava-run");
+    config.nice = false;
+    config.ping_interval = Duration::from_secs(1);
+    config.check_interval = Duration::from_millis(100);
+    config.download_root = dir.path().join("dispatcher-tmp");
+    let broken = lava.submit(&smoke_job(), &device());
+    let canceled = lava.submit(&smoke_job(), &device());
+    lava.cancel(canceled);
+    let worker = RunningWorker::start(config);
+
+    let job = lava
+        .wait_for(broken, Duration::from_secs(30), "FINISHED", |j| {
+            j.state == JobState::Finished
+        })
+        .await;
+    let finished = job.finished.unwrap();
+    assert_eq!(
+        (finished["result"].as_str(), finished["error_type"].as_str()),
+        ("fail", "Bug")
+    );
+    assert!(
+        finished["errors"].contains("cannot start")
+            && finished["errors"].contains("no-such-lava-run"),
+        "the reason is the job's errors: {finished:?}"
+    );
+    let job = lava
+        .wait_for(canceled, Duration::from_secs(30), "FINISHED", |j| {
+            j.state == JobState::Finished
+        })
+        .await;
+    let finished = job.finished.unwrap();
+    assert_eq!(
+        (finished["result"].as_str(), finished["error_type"].as_str()),
+        ("fail", "Canceled")
+    );
+    assert_eq!(worker.stop().await, Exit::Stopped);
+}
