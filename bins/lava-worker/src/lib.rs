@@ -67,7 +67,7 @@ pub struct Cli {
     /// Base URL of the server.
     #[arg(long, value_hint = clap::ValueHint::Url)]
     pub url: String,
-    /// WebSocket URL of the server (default: <url>/ws/); accepted, not used: jobs start
+    /// WebSocket URL of the server (default: the URL followed by ws/); accepted, not used: jobs start
     /// at ping-interval latency.
     #[arg(long, value_hint = clap::ValueHint::Url)]
     pub ws_url: Option<String>,
@@ -86,7 +86,7 @@ pub struct Cli {
     /// Worker token (stored in the token file).
     #[arg(long)]
     pub token: Option<String>,
-    /// File holding the worker token (default: <worker-dir>/token).
+    /// File holding the worker token (default: the file token in the worker directory).
     #[arg(long, value_hint = clap::ValueHint::FilePath)]
     pub token_file: Option<PathBuf>,
     /// Log file ("-" for standard output).
