@@ -3,7 +3,7 @@
 //! format with concatenated members or frames, as `gzip -dc` and friends do).
 
 use std::fmt;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 
 use crate::ArtefactError;
@@ -78,6 +78,73 @@ impl Compression {
     }
 }
 
+/// A compressing writer of one of the [`Compression`] formats, or none: what an image
+/// modified in place is written back with (LAVA recompresses it as its `compression:`
+/// says). Levels are the fastest of each format: a repacked image lives for one job.
+pub enum Encoder<W: Write> {
+    /// Written as it is.
+    Plain(W),
+    /// gzip, level 1.
+    Gz(flate2::write::GzEncoder<W>),
+    /// xz, preset 1.
+    Xz(liblzma::write::XzEncoder<W>),
+    /// Zstandard, level 1.
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+    /// bzip2, level 1.
+    Bz2(bzip2::write::BzEncoder<W>),
+}
+
+impl<W: Write> Encoder<W> {
+    /// A writer compressing into `out` as `compression` says (`None`: plain).
+    pub fn new(compression: Option<Compression>, out: W) -> std::io::Result<Self> {
+        Ok(match compression {
+            None => Encoder::Plain(out),
+            Some(Compression::Gz) => Encoder::Gz(flate2::write::GzEncoder::new(
+                out,
+                flate2::Compression::fast(),
+            )),
+            Some(Compression::Xz) => Encoder::Xz(liblzma::write::XzEncoder::new(out, 1)),
+            Some(Compression::Zstd) => Encoder::Zstd(zstd::stream::write::Encoder::new(out, 1)?),
+            Some(Compression::Bz2) => Encoder::Bz2(bzip2::write::BzEncoder::new(
+                out,
+                bzip2::Compression::fast(),
+            )),
+        })
+    }
+
+    /// Ends the stream (trailer written) and gives the inner writer back.
+    pub fn finish(self) -> std::io::Result<W> {
+        match self {
+            Encoder::Plain(w) => Ok(w),
+            Encoder::Gz(e) => e.finish(),
+            Encoder::Xz(e) => e.finish(),
+            Encoder::Zstd(e) => e.finish(),
+            Encoder::Bz2(e) => e.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Encoder::Plain(w) => w.write(buf),
+            Encoder::Gz(e) => e.write(buf),
+            Encoder::Xz(e) => e.write(buf),
+            Encoder::Zstd(e) => e.write(buf),
+            Encoder::Bz2(e) => e.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Encoder::Plain(w) => w.flush(),
+            Encoder::Gz(e) => e.flush(),
+            Encoder::Xz(e) => e.flush(),
+            Encoder::Zstd(e) => e.flush(),
+            Encoder::Bz2(e) => e.flush(),
+        }
+    }
+}
+
 impl fmt::Display for Compression {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -130,6 +197,30 @@ mod tests {
         Compression::Zstd,
         Compression::Bz2,
     ];
+
+    #[test]
+    fn every_encoder_round_trips_through_its_decoder() {
+        let data: Vec<u8> = (0..50_000u32).map(|i| (i % 13) as u8).collect();
+        for c in ALL.map(Some).into_iter().chain([None]) {
+            let mut e = Encoder::new(c, Vec::new()).unwrap();
+            e.write_all(&data).unwrap();
+            let bytes = e.finish().unwrap();
+            assert_eq!(c.and_then(|_| Compression::from_magic(&bytes)), c);
+            let mut out = Vec::new();
+            match c {
+                Some(c) => c
+                    .decoder(&bytes[..])
+                    .unwrap()
+                    .read_to_end(&mut out)
+                    .unwrap(),
+                None => {
+                    out = bytes.clone();
+                    out.len()
+                }
+            };
+            assert_eq!(out, data, "{c:?}");
+        }
+    }
 
     #[test]
     fn names_round_trip_and_zip_is_not_decoded() {

@@ -3,7 +3,8 @@
 //! and writes), the compression formats LAVA jobs declare ([`compression`]: gz, xz, zstd,
 //! bz2, by name or by magic), checksums ([`checksum`]: md5, sha256, sha512), the cpio
 //! `newc` format of initramfs images ([`newc`]), tar members ([`tar`]) and the ramdisk
-//! repacked with a test overlay merged in ([`ramdisk`]).
+//! repacked with a test overlay merged in, or a cpio image with a job's `overlays:`
+//! appended and recompressed ([`ramdisk`]); [`compression::Encoder`] writes every format.
 //!
 //! Every failure is an [`ArtefactError`] whose [`Fault`] says whose fault it is (the
 //! submitted input, the environment, or a bug): callers map that onto their own error

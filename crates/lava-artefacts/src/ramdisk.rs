@@ -8,7 +8,12 @@
 //! overlay's members (with any missing parent directories, mode 0755) are added at the end
 //! of the last archive. Only the overlay (a few kilobytes of scripts) is held in memory.
 //! Entries are kept byte for byte (inode numbers, modes, owners, times, hard links, archive
-//! boundaries), so a ramdisk without an overlay round-trips to the same cpio bytes. Member
+//! boundaries), so a ramdisk without an overlay round-trips to the same cpio bytes.
+//!
+//! The same pass serves LAVA's `append-overlays` on a `cpio.newc` image
+//! ([`append_overlays`]): several overlays, each a tarball unpacked at a directory of the
+//! image or a file copied to a path ([`OverlaySource`]), and the result compressed as the
+//! image's `compression:` says (or left plain). Member
 //! names that are absolute or climb out with `..` are refused (an input fault), in the
 //! ramdisk and in the overlay alike. The work runs on tokio's blocking pool; a failed repack
 //! leaves no file behind.
@@ -18,7 +23,7 @@ use std::io::{BufWriter, Read};
 use std::path::{Path, PathBuf};
 
 use crate::ArtefactError;
-use crate::compression::open_decompressed;
+use crate::compression::{Compression, Encoder, open_decompressed};
 use crate::newc::{CpioEntry, NewcReader, NewcWriter, S_IFDIR, checked_member};
 use crate::tar::{TarMember, read_tar};
 
@@ -182,17 +187,100 @@ fn read_overlay(path: &Path) -> Result<Vec<TarMember>> {
     read_tar(&tar)
 }
 
+/// One overlay of an image, placed as a job's `overlays:` entry says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OverlaySource {
+    /// A tarball (gzip or plain tar) unpacked at the directory `at` of the image (`/`:
+    /// its root; the LAVA test overlay goes there).
+    Tarball {
+        /// The tarball.
+        archive: PathBuf,
+        /// An absolute directory inside the image.
+        at: String,
+    },
+    /// A file copied to the path `at` of the image (mode 0755 when its owner may execute
+    /// it, 0644 otherwise).
+    File {
+        /// The file.
+        file: PathBuf,
+        /// An absolute file path inside the image.
+        at: String,
+    },
+}
+
+/// `name` placed under the image directory `at` (`/` is the root).
+fn placed(at: &str, name: &str) -> String {
+    let dir = at.trim_matches('/');
+    let name = name.trim_start_matches("./");
+    match (dir.is_empty(), name.is_empty() || name == ".") {
+        (true, _) => name.to_string(),
+        (false, true) => dir.to_string(),
+        (false, false) => format!("{dir}/{name}"),
+    }
+}
+
+/// The members the overlays add to an image, in order (a later one wins a path), with
+/// their paths inside the image. A path leaving the image root is an input fault.
+pub fn overlay_members(overlays: &[OverlaySource]) -> Result<Vec<TarMember>> {
+    let mut members = Vec::new();
+    for overlay in overlays {
+        match overlay {
+            OverlaySource::Tarball { archive, at } => {
+                for mut member in read_overlay(archive)? {
+                    member.name = placed(at, &member.name);
+                    members.push(member);
+                }
+            }
+            OverlaySource::File { file, at } => {
+                let read = |e| ArtefactError::io(format!("Unable to read {}", file.display()), e);
+                let data = std::fs::read(file).map_err(read)?;
+                let executable = {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::metadata(file).map_err(read)?.permissions().mode() & 0o100 != 0
+                };
+                let perm = if executable { 0o755 } else { 0o644 };
+                members.push(TarMember {
+                    name: placed(at, ""),
+                    mode: crate::newc::S_IFREG | perm,
+                    data,
+                });
+            }
+        }
+    }
+    for member in &members {
+        checked_member(&member.name)?;
+    }
+    Ok(members)
+}
+
 /// Blocking: stream `ramdisk` (cpio newc; gzip, xz, zstd, bzip2 or plain, by magic) into
 /// `output` as gzip cpio newc, with the overlay tarball (gzip or plain tar) merged in if
 /// given. Call from a blocking thread (see [`repack_with_overlay`]). On error nothing is
 /// left at `output` or beside it.
 pub fn repack_blocking(ramdisk: &Path, overlay: Option<&Path>, output: &Path) -> Result<Repacked> {
-    let merge = OverlayMerge::new(match overlay {
-        Some(path) => read_overlay(path)?,
-        None => Vec::new(),
-    })?;
+    let overlays: Vec<OverlaySource> = overlay
+        .map(|archive| OverlaySource::Tarball {
+            archive: archive.to_path_buf(),
+            at: "/".into(),
+        })
+        .into_iter()
+        .collect();
+    append_overlays_blocking(ramdisk, &overlays, Some(Compression::Gz), output)
+}
+
+/// Blocking: stream the cpio newc `image` (compressed or not, by magic) into `output`
+/// with `overlays` merged in (see [`OverlaySource`]), compressed as `compression` says
+/// (`None`: plain cpio). `output` may be `image` itself: it is replaced only once the
+/// new archive is complete. On error nothing is left beside `output` and it is unchanged.
+pub fn append_overlays_blocking(
+    image: &Path,
+    overlays: &[OverlaySource],
+    compression: Option<Compression>,
+    output: &Path,
+) -> Result<Repacked> {
+    let merge = OverlayMerge::new(overlay_members(overlays)?)?;
     let partial = output.with_extension("partial");
-    let written = write_merged(ramdisk, merge, &partial).and_then(|done| {
+    let written = write_merged(image, merge, compression, &partial).and_then(|done| {
         std::fs::rename(&partial, output)
             .map_err(|e| ArtefactError::io(format!("Unable to write {}", output.display()), e))?;
         Ok(done)
@@ -210,17 +298,23 @@ pub fn repack_blocking(ramdisk: &Path, overlay: Option<&Path>, output: &Path) ->
 
 /// The copy itself: ramdisk members the overlay keeps, archive boundaries as they were,
 /// then the overlay's members and the last trailer. Returns (members, added).
-fn write_merged(ramdisk: &Path, mut merge: OverlayMerge, partial: &Path) -> Result<(usize, usize)> {
+fn write_merged(
+    ramdisk: &Path,
+    mut merge: OverlayMerge,
+    compression: Option<Compression>,
+    partial: &Path,
+) -> Result<(usize, usize)> {
     let file = std::fs::File::create(partial)
         .map_err(|e| ArtefactError::io(format!("Unable to write {}", partial.display()), e))?;
-    // The repacked ramdisk lives for one job: gzip's fastest level takes about a third
-    // of the default level's time for some 10% more bytes, and unpacks as fast.
-    let gzip = flate2::write::GzEncoder::new(
-        BufWriter::with_capacity(IO_BUFFER, file),
-        flate2::Compression::fast(),
-    );
+    let failed =
+        |e: std::io::Error| ArtefactError::io(format!("Unable to write {}", partial.display()), e);
+    // The repacked ramdisk lives for one job: each format's fastest level (gzip's takes
+    // about a third of the default level's time for some 10% more bytes, and unpacks as
+    // fast).
+    let encoder =
+        Encoder::new(compression, BufWriter::with_capacity(IO_BUFFER, file)).map_err(failed)?;
     let mut reader = NewcReader::new(open_decompressed(ramdisk)?);
-    let mut writer = NewcWriter::new(gzip);
+    let mut writer = NewcWriter::new(encoder);
     let mut entries = 0;
     // A trailer is written only when another archive follows, so that the overlay
     // lands inside the last archive.
@@ -244,16 +338,28 @@ fn write_merged(ramdisk: &Path, mut merge: OverlayMerge, partial: &Path) -> Resu
         writer.write_entry(entry)?;
     }
     writer.write_trailer()?;
-    let finish =
-        |e: std::io::Error| ArtefactError::io(format!("Unable to write {}", partial.display()), e);
     let file = writer
         .into_inner()?
         .finish()
-        .map_err(finish)?
+        .map_err(failed)?
         .into_inner()
-        .map_err(|e| finish(e.into_error()))?;
-    file.sync_all().map_err(finish)?;
+        .map_err(|e| failed(e.into_error()))?;
+    file.sync_all().map_err(failed)?;
     Ok((entries + additions.len(), added))
+}
+
+/// [`append_overlays_blocking`] on tokio's blocking pool.
+pub async fn append_overlays(
+    image: PathBuf,
+    overlays: Vec<OverlaySource>,
+    compression: Option<Compression>,
+    output: PathBuf,
+) -> Result<Repacked> {
+    tokio::task::spawn_blocking(move || {
+        append_overlays_blocking(&image, &overlays, compression, &output)
+    })
+    .await
+    .map_err(|e| ArtefactError::Bug(format!("image overlay append panicked: {e}")))?
 }
 
 /// [`repack_blocking`] on tokio's blocking pool.

@@ -297,3 +297,118 @@ async fn a_broken_ramdisk_is_an_input_fault_and_leaves_no_file() {
         .unwrap_err();
     assert_eq!(err.fault(), Fault::Environment, "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_overlays_places_each_overlay_and_recompresses_in_place() {
+    use lava_artefacts::ramdisk::{OverlaySource, append_overlays};
+    let tmp = tempfile::tempdir().unwrap();
+    let cpio = write_newc(&[
+        entry(".", 0o40755, 1, b""),
+        entry("etc", 0o40755, 2, b""),
+        entry("etc/motd", 0o100644, 3, b"old"),
+    ]);
+    let image = tmp.path().join("rootfs.cpio.xz");
+    std::fs::write(&image, compress(Compression::Xz, &cpio)).unwrap();
+    // A named tar overlay unpacked at /opt/tools, the LAVA overlay at /, a file at /etc/motd.
+    let tree = tmp.path().join("tree");
+    std::fs::create_dir_all(tree.join("bin")).unwrap();
+    std::fs::write(tree.join("bin/tool"), b"tool").unwrap();
+    let tools = tmp.path().join("tools.tar");
+    let status = std::process::Command::new("tar")
+        .args([
+            "-cf",
+            tools.to_str().unwrap(),
+            "-C",
+            tree.to_str().unwrap(),
+            ".",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let lava_tree = tmp.path().join("lava");
+    std::fs::create_dir_all(lava_tree.join("lava-3/bin")).unwrap();
+    std::fs::write(
+        lava_tree.join("lava-3/bin/lava-test-runner"),
+        b"#!/bin/sh\n",
+    )
+    .unwrap();
+    let lava = tmp.path().join("overlay.tar.gz");
+    let status = std::process::Command::new("tar")
+        .args([
+            "-czf",
+            lava.to_str().unwrap(),
+            "-C",
+            lava_tree.to_str().unwrap(),
+            "lava-3",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let motd = tmp.path().join("motd");
+    std::fs::write(&motd, b"new").unwrap();
+    let overlays = vec![
+        OverlaySource::Tarball {
+            archive: tools,
+            at: "/opt/tools".into(),
+        },
+        OverlaySource::Tarball {
+            archive: lava,
+            at: "/".into(),
+        },
+        OverlaySource::File {
+            file: motd,
+            at: "/etc/motd".into(),
+        },
+    ];
+    let done = append_overlays(
+        image.clone(),
+        overlays,
+        Some(Compression::Xz),
+        image.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.path, image);
+    let bytes = std::fs::read(&image).unwrap();
+    assert_eq!(
+        Compression::from_magic(&bytes),
+        Some(Compression::Xz),
+        "recompressed as declared"
+    );
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(
+        &mut Compression::Xz.decoder(&bytes[..]).unwrap(),
+        &mut plain,
+    )
+    .unwrap();
+    let merged = read_newc(&plain).unwrap();
+    let find = |name: &str| merged.iter().find(|e| e.name == name);
+    assert_eq!(find("opt/tools/bin/tool").unwrap().data, b"tool");
+    assert!(find("opt/tools").unwrap().is_dir());
+    assert!(find("opt").unwrap().is_dir(), "missing parents are created");
+    assert_eq!(
+        find("lava-3/bin/lava-test-runner").unwrap().data,
+        b"#!/bin/sh\n"
+    );
+    let motd = find("etc/motd").unwrap();
+    assert_eq!((motd.data.as_slice(), motd.mode), (&b"new"[..], 0o100644));
+    assert_eq!(merged.iter().filter(|e| e.name == "etc/motd").count(), 1);
+    assert!(!tmp.path().join("rootfs.cpio.partial").exists());
+
+    // Plain output (no compression declared), and an overlay path leaving the root refused.
+    let plain_image = tmp.path().join("plain.cpio");
+    std::fs::write(&plain_image, &cpio).unwrap();
+    let evil = vec![OverlaySource::File {
+        file: tmp.path().join("motd"),
+        at: "/../x".into(),
+    }];
+    let err = append_overlays(plain_image.clone(), evil, None, plain_image.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.fault(), Fault::Input, "{err}");
+    assert_eq!(
+        std::fs::read(&plain_image).unwrap(),
+        cpio,
+        "unchanged after a failure"
+    );
+}
