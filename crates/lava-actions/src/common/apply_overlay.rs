@@ -47,29 +47,15 @@ impl Action for ApplyOverlayGuest {
         }
         Ok(())
     }
-    /// With a ramdisk the overlay goes into it (unpack, add, repack); a guest disk image
-    /// (LAVA's qcow2 overlay drive) is not built by lava-rs yet.
-    fn runnable(&self, meta: &ActionMeta) -> Runnable {
-        let has_ramdisk = meta
-            .param("images")
-            .and_then(|images| images.get("ramdisk"))
-            .is_some();
-        if has_ramdisk {
-            Runnable::Yes
-        } else {
-            Runnable::NotYet {
-                missing: Some("guest disk image"),
-            }
-        }
-    }
+    /// Skipped when `append-overlays` put the test overlay into an image (LAVA's
+    /// `append-overlays/guest/applied`); otherwise the overlay disk is built
+    /// ([`crate::runtime::image_overlay::build_guest_disk`]).
     async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        if ctx.get_data("download-action", "ramdisk", "file").is_none() {
-            return Err(lava_pipeline::runnable::not_runnable_error(
-                ctx.meta(),
-                Some("guest disk image"),
-            ));
+        if crate::runtime::image_overlay::overlay_applied(ctx) {
+            ctx.logger.debug("Overlay already applied");
+            return Ok(());
         }
-        crate::runtime::ramdisk_overlay::apply_overlay_to_ramdisk(ctx)
+        crate::runtime::image_overlay::build_guest_disk(ctx, GUEST_FILENAME)
             .await
             .map(|_| ())
     }
@@ -238,8 +224,17 @@ impl Action for AppendOverlays {
     fn validate(&self, _ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         self.check()
     }
+    /// A `cpio.newc` image is modified here; `tar` and `ext4` images are not yet.
     fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+        match self.params.get("format").and_then(Value::as_str) {
+            Some("cpio.newc") => Runnable::Yes,
+            _ => Runnable::NotYet {
+                missing: Some("tar and ext4 images"),
+            },
+        }
+    }
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        crate::runtime::image_overlay::append_overlays(ctx, &self.key, &self.params).await
     }
 }
 

@@ -371,39 +371,47 @@ actions:
     }
 
     #[test]
-    fn a_qemu_ramdisk_job_can_run_here() {
+    fn qemu_image_jobs_can_run_here_but_not_a_tar_image_with_overlays() {
         let registry = crate::registry();
-        let device = Device::from_yaml(DEVICE, None).expect("device");
-        let text = job("
+        let parse = |text: &str| {
+            let device = Device::from_yaml(DEVICE, None).expect("device");
+            let (_job, pipeline) = JobParser::new(&registry, &crate::FIXED)
+                .parse(&job(text), device, &ParseOptions::default())
+                .expect("job parses");
+            pipeline
+                .not_runnable()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<String>>()
+        };
+        let test = "
+- test:
+    definitions:
+    - {from: inline, name: smoke, path: inline/smoke.yaml, repository: {metadata: {name: smoke}}}
+";
+        let ramdisk = "
 - deploy: {to: tmpfs, images: {kernel: {url: 'file:///k'}, ramdisk: {url: 'file:///r'}}}
-- boot: {method: qemu, media: tmpfs, prompts: ['# ']}
-- test:
-    definitions:
-    - {from: inline, name: smoke, path: inline/smoke.yaml, repository: {metadata: {name: smoke}}}
-");
-        let (_job, pipeline) = JobParser::new(&registry, &crate::FIXED)
-            .parse(&text, device, &ParseOptions::default())
-            .expect("job parses");
-        assert_eq!(pipeline.not_runnable(), Vec::new());
-        let device = Device::from_yaml(DEVICE, None).expect("device");
-        let disk_only = job("
-- deploy: {to: tmpfs, images: {disk: {url: 'file:///d'}}}
-- test:
-    definitions:
-    - {from: inline, name: smoke, path: inline/smoke.yaml, repository: {metadata: {name: smoke}}}
-");
-        let (_job, pipeline) = JobParser::new(&registry, &crate::FIXED)
-            .parse(&disk_only, device, &ParseOptions::default())
-            .expect("job parses");
-        let reasons: Vec<String> = pipeline
-            .not_runnable()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+- boot: {method: qemu, media: tmpfs, prompts: ['# ']}";
+        assert_eq!(parse(&format!("{ramdisk}{test}")), Vec::<String>::new());
+        let appended = "
+- deploy:
+    to: tmpfs
+    images:
+      kernel: {url: 'file:///k'}
+      ramdisk: {url: 'file:///r', format: cpio.newc, overlays: {lava: true}}
+- boot: {method: qemu, media: tmpfs, prompts: ['# ']}";
+        assert_eq!(parse(&format!("{appended}{test}")), Vec::<String>::new());
+        let disk_only = "\n- deploy: {to: tmpfs, images: {disk: {url: 'file:///d'}}}";
+        assert_eq!(parse(&format!("{disk_only}{test}")), Vec::<String>::new());
+        let tar_image = "
+- deploy:
+    to: tmpfs
+    images:
+      rootfs: {url: 'file:///r', format: tar, overlays: {lava: true}}";
         assert_eq!(
-            reasons,
+            parse(&format!("{tar_image}{test}")),
             [
-                "actions[0].deploy: action 'apply-overlay-guest' (method tmpfs) (guest disk image) cannot run in lava-rs yet"
+                "actions[0].deploy: action 'append-overlays' (method tmpfs) (tar and ext4 images) cannot run in lava-rs yet"
             ]
         );
     }

@@ -8,6 +8,7 @@
 
 pub mod console;
 pub mod image_download;
+pub mod image_overlay;
 pub mod multinode;
 pub mod qemu;
 pub mod ramdisk_overlay;

@@ -204,8 +204,7 @@ pub fn inputs_from_context(ctx: &RunContext) -> QemuInputs {
         .get_data("apply-overlay-guest", "guest", "filename")
         .and_then(scalar_string)
         .filter(|s| !s.is_empty());
-    let applied =
-        lava_pipeline::value::truthy(ctx.get_data("append-overlays", "result", "applied"));
+    let applied = lava_pipeline::value::truthy(ctx.get_data("append-overlays", "guest", "applied"));
     if let Some(file) = guest
         && !applied
     {
