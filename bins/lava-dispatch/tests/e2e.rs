@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{has, lava_run, results};
+use common::{has, lava_run, qemu_fixture_job, results};
 use lava_test_support::ci::skip_or_fail;
 use lava_test_support::paths::workspace;
 use lava_test_support::process::processes_with;
@@ -283,5 +283,80 @@ fn qemu_job_boots_the_guest_and_runs_its_test_shell() {
             .lines()
             .any(|l| l.contains("\"feedback\"") && l.contains("terminating on signal 15")),
         "QEMU's last words are a feedback record"
+    );
+}
+
+/// The `Boot command` QEMU was started with, from a log.
+fn boot_command(log: &str) -> String {
+    log.lines()
+        .find_map(|l| {
+            l.split_once("\"msg\": \"Boot command: ")
+                .map(|(_, c)| c.to_string())
+        })
+        .unwrap_or_else(|| panic!("no Boot command in the log"))
+}
+
+#[test]
+fn qemu_jobs_in_lavas_overlay_shapes_run_their_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = workspace().join("fixtures/qemu/device.yaml");
+    let jobs = ["qemu-ramdisk-overlays.yaml", "qemu-disk-image.yaml"]
+        .map(|fixture| qemu_fixture_job(fixture, dir.path()));
+    let [Ok(ramdisk_job), Ok(disk_job)] = jobs else {
+        skip_or_fail(format!("the QEMU overlay jobs cannot run: {jobs:?}"));
+        return;
+    };
+
+    // `overlays: lava: true`: the overlay is appended to the ramdisk, no overlay disk.
+    let o = run_job(&ramdisk_job, &device, "9111");
+    let tail = o.log.lines().rev().take(20).collect::<Vec<_>>().join("\n");
+    assert_eq!(o.code, 0, "{tail}");
+    let r = results(&o.log);
+    for (case, outcome) in [
+        ("always-pass", "pass"),
+        ("always-fail", "fail"),
+        ("no-overlay-disk", "pass"),
+        ("runner-in-ramdisk", "pass"),
+        ("measured", "pass"),
+    ] {
+        assert!(
+            has(&r, "0_ramdisk-overlays", case, outcome),
+            "{case}: {r:?}"
+        );
+    }
+    assert!(has(&r, "lava", "append-overlays", "pass"), "{r:?}");
+    assert!(
+        o.log.contains("Overlay already applied"),
+        "apply-overlay-guest skipped"
+    );
+    assert!(
+        !boot_command(&o.log).contains("lavatest"),
+        "no overlay disk attached"
+    );
+
+    // A disk image job: the overlay on LAVA's qcow2 overlay disk, mounted by UUID.
+    let o = run_job(&disk_job, &device, "9112");
+    let tail = o.log.lines().rev().take(20).collect::<Vec<_>>().join("\n");
+    assert_eq!(o.code, 0, "{tail}");
+    let r = results(&o.log);
+    for (case, outcome) in [
+        ("always-pass", "pass"),
+        ("always-fail", "fail"),
+        ("rootfs-mounts", "pass"),
+        ("rootfs-content", "pass"),
+        ("overlay-on-its-disk", "pass"),
+        ("rootfs-missing-file", "fail"),
+    ] {
+        assert!(has(&r, "0_disk-image", case, outcome), "{case}: {r:?}");
+    }
+    let command = boot_command(&o.log);
+    assert!(command.contains("-drive format=raw,file="), "{command}");
+    assert!(
+        command.contains("lava-guest.qcow2,media=disk,if=ide,id=lavatest"),
+        "{command}"
+    );
+    assert!(
+        o.log.contains("mount /dev/disk/by-uuid/"),
+        "the test shell mounts the disk"
     );
 }

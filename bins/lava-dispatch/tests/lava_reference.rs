@@ -1,14 +1,19 @@
-//! The reference run: the embedded QEMU job (`target/test-system/qemu-smoke.yaml` on
-//! `fixtures/qemu/device.yaml`, both unchanged) under our `lava-run` and under Debian's LAVA
-//! `lava-run` (`/usr/bin/lava-run`, 2023.01) must give the same result set: every test-suite
-//! case with its result, measurement and units, and the `lava` suite's `job` result.
+//! The reference runs: the embedded QEMU jobs on `fixtures/qemu/device.yaml` (unchanged)
+//! under our `lava-run` and under Debian's LAVA `lava-run` (`/usr/bin/lava-run`, 2023.01)
+//! must give the same result set: every test-suite case with its result, measurement and
+//! units, and the `lava` suite's `job` result. The jobs: `target/test-system/qemu-smoke.yaml`
+//! (kernel and ramdisk, the overlay on LAVA's overlay disk), `fixtures/qemu/
+//! qemu-ramdisk-overlays.yaml` (`overlays: lava: true`: the overlay appended to the ramdisk)
+//! and `fixtures/qemu/qemu-disk-image.yaml` (a rootfs disk image attached, the overlay on its
+//! own disk). One job runs at a time (QEMU under TCG on a loaded machine).
 //!
 //! Where each dispatcher puts its results: ours writes `logs.yaml` to `--output-dir`. LAVA's,
 //! run without `--url` (as here), writes only `description.yaml` and `result.yaml` there; its
 //! log, one YAML flow mapping per line with the `lvl: results` records among them, goes to
 //! stderr, which this test keeps in a file.
 //!
-//! LAVA builds the test overlay disk with libguestfs, which needs a kernel for its appliance;
+//! LAVA builds the test overlay disk with libguestfs (not needed for the
+//! `overlays: lava: true` job), which needs a kernel for its appliance;
 //! `cargo xtask test-system` prepares one and writes the environment for it to
 //! `target/test-system/libguestfs.env`. With `CI=true` every prerequisite must be present;
 //! elsewhere the test says which one is missing and skips.
@@ -18,6 +23,8 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_yaml::Value;
+
+mod common;
 
 use lava_test_support::ci::skip_or_fail;
 use lava_test_support::paths::workspace;
@@ -50,29 +57,26 @@ struct ResultSet {
 /// What a run needs besides the dispatchers themselves.
 struct Setup {
     workspace: PathBuf,
-    job: PathBuf,
     device: PathBuf,
     guestfs_env: Vec<(String, String)>,
 }
 
-/// The job id of a run by `dispatcher` (1: ours, 2: LAVA's). It names the dispatcher's scratch
-/// directory, which also marks the run's processes: unique per test process, so that two
-/// checkouts testing at once neither share LAVA's work directory nor stop each other's QEMU.
-fn job_id(dispatcher: u32) -> u32 {
-    std::process::id() * 10 + dispatcher
+/// The job id of job `job`'s run by `dispatcher` (1: ours, 2: LAVA's). It names the
+/// dispatcher's scratch directory, which also marks the run's processes: unique per test
+/// process and job, so that two checkouts testing at once neither share LAVA's work
+/// directory nor stop each other's QEMU.
+fn job_id(job: u32, dispatcher: u32) -> u32 {
+    std::process::id() * 100 + job * 10 + dispatcher
 }
 
-/// Everything the reference run needs, or what is missing.
-fn prerequisites() -> Result<Setup, String> {
+/// One reference run at a time: two QEMU guests under TCG each, on a loaded machine.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Everything a reference run needs (libguestfs' environment only when LAVA builds an
+/// overlay disk), or what is missing.
+fn prerequisites(needs_guestfs: bool) -> Result<Setup, String> {
     let workspace = workspace();
     let test_system = workspace.join("target/test-system");
-    let job = test_system.join("qemu-smoke.yaml");
-    if !job.is_file() {
-        return Err(format!(
-            "{} is missing (run `cargo xtask test-system`)",
-            job.display()
-        ));
-    }
     let qemu = Command::new("qemu-system-x86_64")
         .arg("--version")
         .stdout(Stdio::null())
@@ -85,20 +89,24 @@ fn prerequisites() -> Result<Setup, String> {
             "{LAVA_RUN} is missing (Debian's lava-dispatcher: scripts/install-test-deps.sh)"
         ));
     }
-    let env_file = test_system.join("libguestfs.env");
-    let env_text = std::fs::read_to_string(&env_file).map_err(|e| {
-        format!(
-            "{} cannot be read ({e}): `cargo xtask test-system` writes it where supermin is \
-             installed",
-            env_file.display()
-        )
-    })?;
-    let guestfs_env = env_text
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let guestfs_env = if needs_guestfs {
+        let env_file = test_system.join("libguestfs.env");
+        let env_text = std::fs::read_to_string(&env_file).map_err(|e| {
+            format!(
+                "{} cannot be read ({e}): `cargo xtask test-system` writes it where supermin is \
+                 installed",
+                env_file.display()
+            )
+        })?;
+        env_text
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    } else {
+        Vec::new()
+    };
     // LAVA keeps its job files there; a quick probe says whether this user may write them.
     std::fs::create_dir_all(LAVA_WORK_DIR)
         .and_then(|()| tempfile::tempfile_in(LAVA_WORK_DIR))
@@ -106,7 +114,6 @@ fn prerequisites() -> Result<Setup, String> {
     Ok(Setup {
         device: workspace.join("fixtures/qemu/device.yaml"),
         workspace,
-        job,
         guestfs_env,
     })
 }
@@ -183,15 +190,10 @@ fn spawn(mut command: Command, marker: String) -> OwnedDispatcher {
         .unwrap_or_else(|e| panic!("starting {command:?}: {e}"))
 }
 
-#[test]
-fn the_qemu_job_gives_the_same_results_under_lava_and_lava_rs() {
-    let setup = match prerequisites() {
-        Ok(setup) => setup,
-        Err(missing) => {
-            skip_or_fail(format!("the LAVA reference run cannot run: {missing}"));
-            return;
-        }
-    };
+/// The job `job` (number `index` among this file's jobs) under both dispatchers: both pass
+/// and record the same result set.
+fn compare(setup: &Setup, job: &Path, index: u32) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let scratch = tempfile::Builder::new()
         .prefix("lava-reference-")
         .tempdir()
@@ -200,16 +202,19 @@ fn the_qemu_job_gives_the_same_results_under_lava_and_lava_rs() {
     let ours_dir = scratch.path().join("lava-rs");
     let mut ours = Command::new(env!("CARGO_BIN_EXE_lava-run"));
     ours.arg("--job-id")
-        .arg(job_id(1).to_string())
+        .arg(job_id(index, 1).to_string())
         .arg("--output-dir")
         .arg(&ours_dir)
         .arg("--device")
         .arg(&setup.device)
-        .arg(&setup.job)
+        .arg(job)
         .current_dir(&setup.workspace)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let status = wait(spawn(ours, format!("lava-rs-{}/", job_id(1))), RUN_LIMIT);
+    let status = wait(
+        spawn(ours, format!("lava-rs-{}/", job_id(index, 1))),
+        RUN_LIMIT,
+    );
     let our_log = std::fs::read_to_string(ours_dir.join("logs.yaml")).unwrap_or_default();
     assert!(
         status.success(),
@@ -221,17 +226,17 @@ fn the_qemu_job_gives_the_same_results_under_lava_and_lava_rs() {
     let lava_log_path = scratch.path().join("lava-stderr.log");
     let mut lava = Command::new(LAVA_RUN);
     lava.arg("--job-id")
-        .arg(job_id(2).to_string())
+        .arg(job_id(index, 2).to_string())
         .arg("--output-dir")
         .arg(&lava_dir)
         .arg("--device")
         .arg(&setup.device)
-        .arg(&setup.job)
+        .arg(job)
         .envs(setup.guestfs_env.iter().map(|(k, v)| (k, v)))
         .current_dir(&setup.workspace)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&lava_log_path).unwrap());
-    let marker = format!("{LAVA_WORK_DIR}/{}/", job_id(2));
+    let marker = format!("{LAVA_WORK_DIR}/{}/", job_id(index, 2));
     let status = wait(spawn(lava, marker), RUN_LIMIT);
     let lava_log = std::fs::read_to_string(&lava_log_path).unwrap_or_default();
     assert!(
@@ -249,6 +254,57 @@ fn the_qemu_job_gives_the_same_results_under_lava_and_lava_rs() {
         tail(&lava_log)
     );
     assert_eq!(ours, lava, "lava-rs (left) and LAVA (right) disagree");
+}
+
+/// The setup, or a skip (a failure under CI) naming what is missing.
+fn setup_or_skip(needs_guestfs: bool) -> Option<Setup> {
+    match prerequisites(needs_guestfs) {
+        Ok(setup) => Some(setup),
+        Err(missing) => {
+            skip_or_fail(format!("the LAVA reference run cannot run: {missing}"));
+            None
+        }
+    }
+}
+
+#[test]
+fn the_qemu_job_gives_the_same_results_under_lava_and_lava_rs() {
+    let Some(setup) = setup_or_skip(true) else {
+        return;
+    };
+    let job = setup.workspace.join("target/test-system/qemu-smoke.yaml");
+    if !job.is_file() {
+        skip_or_fail(format!(
+            "{} is missing (run `cargo xtask test-system`)",
+            job.display()
+        ));
+        return;
+    }
+    compare(&setup, &job, 0);
+}
+
+#[test]
+fn the_ramdisk_overlays_job_gives_the_same_results_under_lava_and_lava_rs() {
+    let Some(setup) = setup_or_skip(false) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    match common::qemu_fixture_job("qemu-ramdisk-overlays.yaml", dir.path()) {
+        Ok(job) => compare(&setup, &job, 1),
+        Err(missing) => skip_or_fail(format!("the LAVA reference run cannot run: {missing}")),
+    }
+}
+
+#[test]
+fn the_disk_image_job_gives_the_same_results_under_lava_and_lava_rs() {
+    let Some(setup) = setup_or_skip(true) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    match common::qemu_fixture_job("qemu-disk-image.yaml", dir.path()) {
+        Ok(job) => compare(&setup, &job, 2),
+        Err(missing) => skip_or_fail(format!("the LAVA reference run cannot run: {missing}")),
+    }
 }
 
 #[test]

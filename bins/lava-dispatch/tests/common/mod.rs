@@ -28,3 +28,56 @@ pub fn has(
         .iter()
         .any(|(d, c, r)| d == definition && c == case && r == outcome)
 }
+
+/// The UUID of the root filesystem image the disk-image job attaches
+/// (`fixtures/qemu/qemu-disk-image.yaml` mounts it by this UUID).
+pub const ROOTFS_UUID: &str = "4c415641-2d72-4f6f-a474-66732d646973";
+
+/// The QEMU job fixture `fixtures/qemu/<fixture>` made runnable in `dir`:
+/// `@TEST_SYSTEM_DIR@` replaced by `target/test-system`, and `@ROOTFS@` by an ext2 image
+/// built here with `mke2fs -d` (UUID [`ROOTFS_UUID`], `/etc/issue` saying "lava-rs
+/// rootfs"). `Err` names what is missing (the test system, QEMU, mke2fs).
+pub fn qemu_fixture_job(fixture: &str, dir: &std::path::Path) -> Result<PathBuf, String> {
+    use std::process::{Command, Stdio};
+    let root = lava_test_support::paths::workspace();
+    let test_system = root.join("target/test-system");
+    if !test_system.join("initramfs.cpio.gz").is_file() {
+        return Err("target/test-system is missing (run `cargo xtask test-system`)".into());
+    }
+    let qemu = Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status();
+    if !qemu.is_ok_and(|s| s.success()) {
+        return Err("qemu-system-x86_64 does not run".into());
+    }
+    let text = std::fs::read_to_string(root.join("fixtures/qemu").join(fixture))
+        .map_err(|e| format!("{fixture}: {e}"))?
+        .replace("@TEST_SYSTEM_DIR@", &test_system.display().to_string());
+    let text = if text.contains("@ROOTFS@") {
+        let tree = dir.join("rootfs-tree");
+        std::fs::create_dir_all(tree.join("etc")).map_err(|e| e.to_string())?;
+        std::fs::write(tree.join("etc/issue"), "lava-rs rootfs\n").map_err(|e| e.to_string())?;
+        let image = dir.join("rootfs.ext2");
+        let mke2fs = ["/usr/sbin/mke2fs", "/sbin/mke2fs"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).is_file())
+            .ok_or("mke2fs is missing (e2fsprogs)")?;
+        let made = Command::new(mke2fs)
+            .args(["-q", "-F", "-t", "ext2", "-U", ROOTFS_UUID, "-d"])
+            .arg(&tree)
+            .arg(&image)
+            .arg("8M")
+            .status()
+            .map_err(|e| format!("mke2fs: {e}"))?;
+        if !made.success() {
+            return Err(format!("mke2fs failed: {made}"));
+        }
+        text.replace("@ROOTFS@", &image.display().to_string())
+    } else {
+        text
+    };
+    let job = dir.join(fixture);
+    std::fs::write(&job, text).map_err(|e| e.to_string())?;
+    Ok(job)
+}
