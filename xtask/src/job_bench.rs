@@ -1,6 +1,9 @@
-//! `cargo xtask bench job [N] [--timeout SECS]`: the embedded QEMU job
-//! (`target/test-system/qemu-smoke.yaml` on `fixtures/qemu/device.yaml`) run N times (default 3)
-//! by our release `lava-run` and by Debian's LAVA `lava-run`, interleaved with a bare QEMU boot
+//! `cargo xtask bench job [N] [--timeout SECS] [--job ramdisk-overlays|smoke]`: an embedded
+//! QEMU job on `fixtures/qemu/device.yaml` run N times (default 3) by our release `lava-run`
+//! and by Debian's LAVA `lava-run`. The job is `fixtures/qemu/qemu-ramdisk-overlays.yaml` by
+//! default (the overlay appended to the ramdisk, `overlays: lava: true`: no overlay disk, so
+//! no libguestfs for LAVA), or `target/test-system/qemu-smoke.yaml` with `--job smoke` (the
+//! overlay on LAVA's overlay disk). Runs are interleaved with a bare QEMU boot
 //! of the same kernel and initramfs to the same prompt (`cargo xtask test-system --boot-check`'s
 //! code, no dispatcher).
 //!
@@ -11,9 +14,9 @@
 //! `wait4`'s rusage would not guarantee). Then the ratios ours/LAVA against the targets
 //! (≤ 1/10 each), and where each dispatcher's time went, from the timestamps of its log.
 //!
-//! Every run must end with the job passing. LAVA gets libguestfs' environment from
-//! [`test_system::guestfs_env`]; its appliance is built once (one untimed LAVA run) if not
-//! cached yet. Each dispatcher runs in its own process group; past the time limit the group is
+//! Every run must end with the job passing. For the smoke job LAVA gets libguestfs'
+//! environment from [`test_system::guestfs_env`]; its appliance is built once (one untimed
+//! LAVA run) if not cached yet. Each dispatcher runs in its own process group; past the time limit the group is
 //! stopped (SIGTERM, then SIGKILL) and any process still naming the job's scratch directory is
 //! killed. Outputs of the last round stay in `target/job-bench/`.
 
@@ -24,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::shared::{build_release_bin, workspace_root};
-use crate::test_system::{self, GuestfsEnv, TestSystem};
+use crate::test_system::{self, GuestfsEnv};
 use lava_test_support::process::OwnedDispatcher;
 
 /// LAVA's dispatcher, as Debian's `lava-dispatcher` installs it.
@@ -84,14 +87,20 @@ enum Dispatcher {
 pub fn bench(args: &[String]) -> Result<()> {
     let mut rounds: usize = 3;
     let mut limit = Duration::from_secs(12 * 60);
+    let mut smoke = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--timeout" => {
                 limit = Duration::from_secs(it.next().context("--timeout SECS")?.parse()?);
             }
+            "--job" => match it.next().map(String::as_str) {
+                Some("smoke") => smoke = true,
+                Some("ramdisk-overlays") => smoke = false,
+                other => bail!("--job {other:?}: expected ramdisk-overlays or smoke"),
+            },
             n if n.parse::<usize>().is_ok() => rounds = n.parse()?,
-            other => bail!("unknown argument {other:?} (expected N, --timeout SECS)"),
+            other => bail!("unknown argument {other:?} (expected N, --timeout SECS, --job NAME)"),
         }
     }
     ensure!(rounds > 0, "N must be at least 1");
@@ -104,18 +113,36 @@ pub fn bench(args: &[String]) -> Result<()> {
         "{LAVA_RUN} is missing: install Debian's lava-dispatcher (scripts/install-test-deps.sh)"
     );
     ensure!(
-        test_system::supermin_available(),
+        !smoke || test_system::supermin_available(),
         "supermin is missing: LAVA's libguestfs cannot build its appliance"
     );
     let ours = build_release_bin("lava-dispatch", "lava-run")?;
     let ts = test_system::build(&test_system::cache_dir(), false)?;
-    let guestfs = test_system::guestfs_env(&test_system::cache_dir(), &ts, false)?;
     let out = workspace_root().join("target/job-bench");
     std::fs::create_dir_all(&out)?;
+    let (job, guestfs) = if smoke {
+        let guestfs = test_system::guestfs_env(&test_system::cache_dir(), &ts, false)?;
+        (ts.job.clone(), Some(guestfs))
+    } else {
+        let fixture = workspace_root().join("fixtures/qemu/qemu-ramdisk-overlays.yaml");
+        let text = std::fs::read_to_string(&fixture)
+            .with_context(|| format!("reading {}", fixture.display()))?;
+        let dir = ts
+            .initramfs
+            .parent()
+            .context("the test system's directory")?;
+        let job = out.join("qemu-ramdisk-overlays.yaml");
+        std::fs::write(
+            &job,
+            text.replace("@TEST_SYSTEM_DIR@", &dir.display().to_string()),
+        )?;
+        (job, None)
+    };
+    println!("job bench: {}", job.display());
 
-    if !guestfs.appliance_cached() {
+    if let Some(guestfs) = guestfs.as_ref().filter(|g| !g.appliance_cached()) {
         eprintln!("job bench: building libguestfs' appliance once (an untimed LAVA run)");
-        run_dispatcher(Dispatcher::Lava, &ours, &ts, &guestfs, &out, limit)?;
+        run_dispatcher(Dispatcher::Lava, &ours, &job, Some(guestfs), &out, limit)?;
     }
 
     println!(
@@ -143,7 +170,7 @@ pub fn bench(args: &[String]) -> Result<()> {
                     this_round.0 = Some(report);
                 }
                 Some(which) => {
-                    let run = run_dispatcher(which, &ours, &ts, &guestfs, &out, limit)?;
+                    let run = run_dispatcher(which, &ours, &job, guestfs.as_ref(), &out, limit)?;
                     eprintln!(
                         "  round {}: {}: {:.2}s, peak RSS {:.1} MiB",
                         round + 1,
@@ -253,8 +280,8 @@ pub fn bench(args: &[String]) -> Result<()> {
 fn run_dispatcher(
     which: Dispatcher,
     ours: &Path,
-    ts: &TestSystem,
-    guestfs: &GuestfsEnv,
+    job: &Path,
+    guestfs: Option<&GuestfsEnv>,
     out: &Path,
     limit: Duration,
 ) -> Result<JobRun> {
@@ -286,12 +313,12 @@ fn run_dispatcher(
         .arg(&output)
         .arg("--device")
         .arg(test_system::device_yaml())
-        .arg(&ts.job)
+        .arg(job)
         .current_dir(workspace_root())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&stderr)?);
-    if which == Dispatcher::Lava {
+    if let (Dispatcher::Lava, Some(guestfs)) = (which, guestfs) {
         command.envs(guestfs.vars.iter().map(|(k, v)| (k, v)));
     }
     let spawned_at = SystemTime::now();

@@ -324,7 +324,10 @@ fn qemu_jobs_in_lavas_overlay_shapes_run_their_tests() {
             "{case}: {r:?}"
         );
     }
-    assert!(has(&r, "lava", "append-overlays", "pass"), "{r:?}");
+    assert!(
+        o.log.contains("\"msg\": \"start: 1.4.2 append-overlays"),
+        "append-overlays ran"
+    );
     assert!(
         o.log.contains("Overlay already applied"),
         "apply-overlay-guest skipped"
@@ -358,5 +361,44 @@ fn qemu_jobs_in_lavas_overlay_shapes_run_their_tests() {
     assert!(
         o.log.contains("mount /dev/disk/by-uuid/"),
         "the test shell mounts the disk"
+    );
+}
+
+#[test]
+fn a_qemu_boot_in_docker_is_refused_at_validation_never_run_on_the_host() {
+    let root = workspace();
+    let dir = tempfile::tempdir().unwrap();
+    let smoke = std::fs::read_to_string(root.join("fixtures/qemu/qemu-smoke.yaml")).unwrap();
+    let job = dir.path().join("docker.yaml");
+    let docker = smoke.replace(
+        "    method: qemu\n",
+        "    method: qemu\n    docker:\n      image: example.invalid/qemu:latest\n",
+    );
+    assert_ne!(docker, smoke);
+    std::fs::write(&job, docker).unwrap();
+    let device = root.join("fixtures/qemu/device.yaml");
+    let o = validate_job(&job, &device, "9113");
+    assert_eq!(o.code, 1, "{}", o.log);
+    let msg = o.result.get("error_msg").and_then(|v| v.as_str()).unwrap();
+    assert!(
+        msg.contains("action 'execute-qemu' (method qemu) (QEMU in a docker container) cannot run in lava-rs yet"),
+        "{msg}"
+    );
+    let has_docker = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .any(|d| d.join("docker").is_file());
+    if !has_docker {
+        assert!(
+            o.log
+                .contains("no container runtime ('docker') is installed"),
+            "{}",
+            o.log
+        );
+    }
+    let ran = run_job(&job, &device, "9114");
+    assert_eq!(ran.code, 1);
+    assert!(
+        !ran.log.contains("Boot command:"),
+        "QEMU never started: {}",
+        ran.log
     );
 }

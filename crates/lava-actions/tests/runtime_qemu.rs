@@ -349,3 +349,37 @@ async fn boot_hang_is_the_action_timeout() {
     assert!(started.elapsed() < Duration::from_secs(15));
     finalise(&mut ctx).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployed_uefi_firmware_reaches_qemu_as_its_bios_directory() {
+    use lava_actions::deploy::tmpfs::DeployImagesAction;
+    use lava_actions::runtime::qemu::{inputs_from_context, qemu_words};
+    let mut ctx = boot_context("{kernel: {url: 'file:///k', image_arg: '-kernel {kernel}'}}");
+    let spec = ActionSpec::new("deployimages", "deploy", "1");
+    spec.run(&mut ctx, Box::new(DeployImagesAction::new(false)))
+        .await
+        .unwrap();
+    assert_eq!(
+        inputs_from_context(&ctx).uefi_dir,
+        None,
+        "no firmware, no -L"
+    );
+
+    spec.run(&mut ctx, Box::new(DeployImagesAction::new(true)))
+        .await
+        .unwrap();
+    let expected = ctx
+        .job
+        .scratch_dir
+        .join("downloads/uefi")
+        .display()
+        .to_string();
+    let inputs = inputs_from_context(&ctx);
+    assert_eq!(inputs.uefi_dir.as_deref(), Some(expected.as_str()));
+    let words = qemu_words(&device(), &inputs).unwrap();
+    let at = words
+        .iter()
+        .position(|w| w == "-L")
+        .expect("-L in the command line");
+    assert_eq!(words[at..at + 4], ["-L", &expected, "-monitor", "none"]);
+}

@@ -7,8 +7,8 @@ use crate::common::login::{AutoLoginAction, ExpectShellSession, OverlayUnpack};
 use lava_pipeline::BlockLookups;
 use lava_pipeline::params::namespace;
 use lava_pipeline::{
-    Action, Declared, LavaError, LavaResult, Pipeline, PipelineBuilder, RunContext,
-    StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, LavaError, LavaResult, Pipeline, PipelineBuilder, RunContext,
+    Runnable, StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
@@ -206,8 +206,28 @@ impl Action for CallQemuAction {
     fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         let mut errors = Vec::new();
         let result = Self::check(ctx.job, &ctx.meta.parameters, &mut errors);
+        if ctx.meta.parameters.contains_key("docker")
+            && crate::common::power::which("docker").is_none()
+        {
+            errors.push(
+                "The boot's 'docker' runs QEMU in a container, but no container runtime \
+                 ('docker') is installed on this worker"
+                    .into(),
+            );
+        }
         ctx.add_errors(errors);
         result.map(|_| ())
+    }
+    /// QEMU inside a docker container (the boot's `docker`) is not started by lava-rs yet;
+    /// the host's QEMU is never run in its place.
+    fn runnable(&self, meta: &ActionMeta) -> Runnable {
+        if meta.parameters.contains_key("docker") {
+            Runnable::NotYet {
+                missing: Some("QEMU in a docker container"),
+            }
+        } else {
+            Runnable::Yes
+        }
     }
     async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
         crate::runtime::qemu::start_qemu(ctx).await

@@ -23,6 +23,14 @@ pub fn download_dir(pipeline: &PipelineBuilder<'_>, purpose: &str) -> String {
     format!("{}-{purpose}", pipeline.parent_level().unwrap_or("0"))
 }
 
+/// Where the image `key` is downloaded at run time: `<job scratch>/downloads/<key>`, one
+/// directory per image (two images may share a file name).
+pub fn download_path(ctx: &RunContext, key: &str) -> std::path::PathBuf {
+    crate::runtime::test_overlay::job_tmp_dir(ctx)
+        .join("downloads")
+        .join(key)
+}
+
 /// The parts of a URL LAVA uses (Python's `urlparse`: scheme, netloc, path).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Url {
@@ -339,10 +347,7 @@ impl Action for DownloadHandler {
         self.check(ctx)
     }
     async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        // One directory per image: two images may share a file name.
-        let dir = crate::runtime::test_overlay::job_tmp_dir(ctx)
-            .join("downloads")
-            .join(&self.key);
+        let dir = download_path(ctx, &self.key);
         crate::runtime::image_download::download_image(ctx, &self.key, &dir, &self.params)
             .await
             .map(|_| ())

@@ -2,20 +2,31 @@
 //! overlay as a qcow2 guest drive.
 
 use crate::common::apply_overlay::ApplyOverlayGuest;
-use crate::common::downloader::{DownloaderAction, download_dir};
+use crate::common::downloader::{DownloaderAction, download_dir, download_path};
 use crate::common::env::DeployDeviceEnvironment;
 use crate::common::lava_overlay::OverlayAction;
 use lava_pipeline::params::namespace;
 use lava_pipeline::{
-    Action, Declared, LavaError, LavaResult, PipelineBuilder, StrategyRegistry, action_identity,
-    async_trait,
+    Action, Declared, LavaError, LavaResult, Pipeline, PipelineBuilder, RunContext,
+    StrategyRegistry, action_identity, async_trait,
 };
 use serde_yaml::Value;
 
 /// `deployimages`: download every image (and `uefi`), with the overlay when a test needs
 /// it.
 #[derive(Debug, Default)]
-pub struct DeployImagesAction;
+pub struct DeployImagesAction {
+    /// Whether the block deploys a `uefi` firmware (QEMU then gets `-L <its directory>`).
+    uefi: bool,
+}
+
+impl DeployImagesAction {
+    /// The action of a block that deploys a `uefi` firmware (`uefi`) or not; `populate`
+    /// sets it from the block itself.
+    pub fn new(uefi: bool) -> Self {
+        DeployImagesAction { uefi }
+    }
+}
 
 #[async_trait]
 impl Action for DeployImagesAction {
@@ -37,6 +48,7 @@ impl Action for DeployImagesAction {
             pipeline.add(DeployDeviceEnvironment::new())?;
         }
         if let Some(uefi) = params.get("uefi") {
+            self.uefi = true;
             let uefi_path = download_dir(pipeline, "uefi");
             pipeline.add(DownloaderAction::new(
                 "uefi",
@@ -61,12 +73,26 @@ impl Action for DeployImagesAction {
         }
         Ok(())
     }
+    /// Records the UEFI firmware's directory (`deployimages/image/uefi_dir`, where the
+    /// `uefi` download lands) for QEMU's `-L`, as LAVA does, then runs the downloads.
+    async fn run(&mut self, ctx: &mut RunContext, children: &mut Pipeline) -> LavaResult<()> {
+        if self.uefi {
+            let dir = download_path(ctx, "uefi");
+            ctx.set_data(
+                "deployimages",
+                "image",
+                "uefi_dir",
+                dir.display().to_string(),
+            );
+        }
+        children.run_actions(ctx).await
+    }
 }
 
 /// Register this family's strategies.
 pub fn register(registry: &mut StrategyRegistry) {
     registry.register(
-        Declared::deploy("tmpfs", |_| Box::new(DeployImagesAction))
+        Declared::deploy("tmpfs", |_| Box::new(DeployImagesAction::default()))
             .device_method_with(
                 "image",
                 "\"image\" is not in the device configuration deploy methods",
