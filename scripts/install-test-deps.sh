@@ -55,6 +55,21 @@ install_schroot_rig() {
 }
 install_schroot_rig
 
+# QEMU overlay shapes (docs/qemu-overlays.md): lava-rs builds LAVA's overlay disk with
+# mke2fs and qemu-img, and writes overlays into ext images with debugfs. e2fsprogs is not in
+# a minimal bookworm; qemu-utils comes from bookworm-backports like the rest of QEMU.
+install_qemu_overlay_tools() {
+    [ "$(id -u)" = 0 ] || return 0
+    if [ ! -x /usr/sbin/mke2fs ] || [ ! -x /usr/sbin/debugfs ]; then
+        say "apt-get install e2fsprogs"
+        if ! out=$($APT install -y -q --no-install-recommends e2fsprogs 2>&1); then
+            echo "$out" >&2; say "apt-get install e2fsprogs failed (above)"; exit 1
+        fi
+    fi
+    QEMU_PACKAGES=qemu-utils QEMU_BINARY=qemu-img bash "$(dirname "$0")/install-qemu.sh"
+}
+install_qemu_overlay_tools
+
 # Debian's python3 carries LAVA's modules; the checkers also run under whatever python3 is
 # first on PATH, which needs PyYAML and Jinja2.
 python3 -c 'import yaml, jinja2' 2>/dev/null || python3 -m pip install --quiet pyyaml jinja2

@@ -338,13 +338,14 @@ fn write_merged(
         writer.write_entry(entry)?;
     }
     writer.write_trailer()?;
-    let file = writer
+    // Flushed, not synced: the image lives for one job, which does not survive a crash of
+    // the worker, and the rename after this makes it visible only once complete.
+    writer
         .into_inner()?
         .finish()
         .map_err(failed)?
         .into_inner()
         .map_err(|e| failed(e.into_error()))?;
-    file.sync_all().map_err(failed)?;
     Ok((entries + additions.len(), added))
 }
 

@@ -68,6 +68,7 @@ pub fn qemu_fixture_job(fixture: &str, dir: &std::path::Path) -> Result<PathBuf,
             .arg(&tree)
             .arg(&image)
             .arg("8M")
+            .stdout(Stdio::null())
             .status()
             .map_err(|e| format!("mke2fs: {e}"))?;
         if !made.success() {

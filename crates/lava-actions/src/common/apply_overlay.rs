@@ -97,8 +97,41 @@ impl Action for ApplyOverlayImage {
     fn timeout_kind(&self) -> ErrorKind {
         ErrorKind::Infrastructure
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    /// LAVA's `root_partition` lookup (the block's `images.<key>` or `<key>`), then the
+    /// overlay written into that partition of the image, or into the whole image when the
+    /// image is a filesystem (see [`crate::runtime::image_overlay::apply_overlay_to_image`]).
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        let root_partition = if self.use_root_partition {
+            let params = ctx.meta().params();
+            let block = match (params.get(&self.image_key), params.get("images")) {
+                (None, Some(images)) => images.get(&self.image_key).ok_or_else(|| {
+                    LavaError::job(format!(
+                        "Unable to find image configuration for '{}'",
+                        self.image_key
+                    ))
+                })?,
+                (Some(block), _) => block,
+                (None, None) => &Value::Null,
+            };
+            let partition = block.get("root_partition").ok_or_else(|| {
+                LavaError::job("Unable to apply the overlay image without 'root_partition'")
+            })?;
+            let index = partition
+                .as_u64()
+                .or_else(|| lava_pipeline::value::scalar_string(partition)?.parse().ok())
+                .ok_or_else(|| {
+                    LavaError::job(format!(
+                        "Invalid 'root_partition' for '{}': {}",
+                        self.image_key,
+                        lava_pipeline::value::python_repr(partition)
+                    ))
+                })?;
+            Some(index as usize)
+        } else {
+            None
+        };
+        crate::runtime::image_overlay::apply_overlay_to_image(ctx, &self.image_key, root_partition)
+            .await
     }
 }
 

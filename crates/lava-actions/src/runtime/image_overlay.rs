@@ -13,6 +13,11 @@
 //!   qcow2 image of the device's `guest.size` megabytes (`qemu-img convert`). QEMU
 //!   attaches it and the test shell mounts it by UUID on `lava_test_results_dir`
 //!   (`runtime::qemu`).
+//! - `apply-overlay-image` ([`apply_overlay_to_image`]): the overlay written straight into
+//!   an ext2/3/4 image, or into its `root_partition` (an index into the partitions of an
+//!   MBR or GPT partition table, as libguestfs lists them: primary partitions in slot order,
+//!   GPT entries in table order), with `debugfs -w` at the partition's byte offset instead
+//!   of LAVA's libguestfs appliance. Members keep their modes and become root's.
 
 use crate::common::power::which;
 use lava_artefacts::Compression;
@@ -283,6 +288,229 @@ pub async fn build_guest_disk(ctx: &mut RunContext, file_name: &str) -> LavaResu
     ctx.set_data("apply-overlay-guest", "guest", "UUID", uuid.clone());
     ctx.set_result("success", uuid);
     Ok(guest)
+}
+
+/// The byte offset of partition `index` (0-based, in libguestfs' `list_partitions` order)
+/// of a disk image with an MBR or GPT partition table (512-byte sectors). Logical
+/// partitions inside an MBR extended partition are not supported. Errors are JobErrors
+/// naming the image.
+pub fn partition_offset(image: &Path, index: usize) -> LavaResult<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let name = image.display();
+    let fail = |what: String| {
+        LavaError::job(format!(
+            "Unable to find partition {index} of {name}: {what}"
+        ))
+    };
+    let mut file = std::fs::File::open(image)
+        .map_err(|e| LavaError::infrastructure(format!("Unable to read {name}: {e}")))?;
+    let mut read_at = |offset: u64, buf: &mut [u8]| -> LavaResult<()> {
+        file.seek(SeekFrom::Start(offset))
+            .and_then(|_| file.read_exact(buf))
+            .map_err(|e| fail(format!("cannot read its partition table ({e})")))
+    };
+    let mut mbr = [0u8; 512];
+    read_at(0, &mut mbr)?;
+    if mbr[510..512] != [0x55, 0xaa] {
+        return Err(fail("no partition table".into()));
+    }
+    let entry = |i: usize| &mbr[446 + 16 * i..446 + 16 * (i + 1)];
+    let le32 = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64;
+    let le64 = |b: &[u8]| u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
+    if (0..4).any(|i| entry(i)[4] == 0xee) {
+        let mut header = [0u8; 92];
+        read_at(512, &mut header)?;
+        if &header[..8] != b"EFI PART" {
+            return Err(fail("a protective MBR without a GPT header".into()));
+        }
+        let entries_lba = le64(&header[72..80]);
+        let count = le32(&header[80..84]);
+        let size = le32(&header[84..88]);
+        if !(128..=4096).contains(&size) || count > 1024 {
+            return Err(fail("an invalid GPT header".into()));
+        }
+        let mut used = 0;
+        for i in 0..count {
+            let mut raw = vec![0u8; size as usize];
+            read_at(entries_lba * 512 + i * size, &mut raw)?;
+            if raw[..16].iter().all(|b| *b == 0) {
+                continue;
+            }
+            if used == index {
+                return Ok(le64(&raw[32..40]) * 512);
+            }
+            used += 1;
+        }
+        return Err(fail(format!("the GPT has {used} partitions")));
+    }
+    let primary: Vec<&[u8]> = (0..4).map(entry).filter(|e| e[4] != 0).collect();
+    match primary.get(index) {
+        Some(e) if matches!(e[4], 0x05 | 0x0f | 0x85) => Err(fail(
+            "it is an extended partition (logical partitions are not supported)".into(),
+        )),
+        Some(e) => Ok(le32(&e[8..12]) * 512),
+        None => Err(fail(format!("the MBR has {} partitions", primary.len()))),
+    }
+}
+
+/// debugfs commands writing the overlay `members` (unpacked under `staged`) into a
+/// filesystem: parent directories made, files and links replaced, modes set, root-owned.
+fn debugfs_commands(
+    members: &[lava_artefacts::tar::TarMember],
+    staged: &Path,
+) -> LavaResult<String> {
+    use lava_artefacts::newc::{S_IFDIR, S_IFLNK, S_IFMT, checked_member};
+    let mut made = std::collections::BTreeSet::new();
+    let mut commands = String::new();
+    let quote = |p: &str| -> LavaResult<String> {
+        if p.contains(['"', '\n', '\\']) {
+            return Err(LavaError::job(format!(
+                "Unsupported overlay member name {p:?}"
+            )));
+        }
+        Ok(format!("\"{p}\""))
+    };
+    for member in members {
+        let path = checked_member(&member.name)?;
+        if path == "." {
+            continue;
+        }
+        let mut parent = String::new();
+        for part in path
+            .split('/')
+            .collect::<Vec<_>>()
+            .split_last()
+            .map(|(_, p)| p)
+            .unwrap_or_default()
+        {
+            parent = format!("{parent}/{part}");
+            if made.insert(parent.clone()) {
+                commands.push_str(&format!("mkdir {}\n", quote(&parent)?));
+            }
+        }
+        let target = quote(&format!("/{path}"))?;
+        match member.mode & S_IFMT {
+            S_IFDIR => {
+                if made.insert(format!("/{path}")) {
+                    commands.push_str(&format!("mkdir {target}\n"));
+                }
+            }
+            S_IFLNK => {
+                let link = String::from_utf8_lossy(&member.data);
+                commands.push_str(&format!(
+                    "rm {target}\nsymlink {target} {}\n",
+                    quote(&link)?
+                ));
+            }
+            _ => {
+                let source = staged.join(&path);
+                commands.push_str(&format!(
+                    "rm {target}\nwrite {} {target}\n",
+                    quote(&source.display().to_string())?
+                ));
+            }
+        }
+        if member.mode & S_IFMT != S_IFLNK {
+            commands.push_str(&format!("sif {target} mode 0{:o}\n", member.mode));
+        }
+        commands.push_str(&format!("sif {target} uid 0\nsif {target} gid 0\n"));
+    }
+    Ok(commands)
+}
+
+/// debugfs' complaints that are not failures: a directory already there, a file to
+/// replace that was not.
+fn debugfs_benign(line: &str) -> bool {
+    line.starts_with("debugfs ")
+        || line.contains("Ext2 directory already exists")
+        || line.starts_with("rm: File not found by ext2_lookup")
+}
+
+/// `apply-overlay-image`: the compressed overlay written into the ext2/3/4 filesystem of
+/// image `image_key` (`download-action/<key>/file`): the whole image, or its partition
+/// `root_partition`. Without an overlay nothing is done ("No overlay to deploy").
+pub async fn apply_overlay_to_image(
+    ctx: &mut RunContext,
+    image_key: &str,
+    root_partition: Option<usize>,
+) -> LavaResult<()> {
+    let Some(overlay) = data_string(ctx, "compress-overlay", "output", "file") else {
+        ctx.logger.debug("No overlay to deploy");
+        return Ok(());
+    };
+    ctx.logger.debug(format!("Overlay: {overlay}"));
+    let image = data_string(ctx, "download-action", image_key, "file")
+        .map(PathBuf::from)
+        .ok_or_else(|| LavaError::bug(format!("Unable to find the image '{image_key}'")))?;
+    ctx.logger.debug(format!("Image: {}", image.display()));
+    let debugfs = host_tool("debugfs")?;
+    let offset = match root_partition {
+        Some(index) => {
+            ctx.logger.debug(format!("root_partition: {index}"));
+            partition_offset(&image, index)?
+        }
+        None => 0,
+    };
+    let dir = crate::runtime::test_overlay::job_tmp_dir(ctx)
+        .join(format!("apply-overlay-image-{}", ctx.meta().level));
+    lava_pipeline::scratch::create_private_dir_all(&dir).map_err(|e| {
+        LavaError::infrastructure(format!("Unable to create {}: {e}", dir.display()))
+    })?;
+    crate::runtime::test_overlay::unpack_overlay_locally(ctx, &dir).await?;
+    let members = {
+        use std::io::Read;
+        let mut tar = Vec::new();
+        lava_artefacts::compression::open_decompressed(Path::new(&overlay))?
+            .read_to_end(&mut tar)
+            .map_err(|e| LavaError::bug(format!("Unable to read the overlay {overlay}: {e}")))?;
+        lava_artefacts::tar::read_tar(&tar)?
+    };
+    let commands = debugfs_commands(&members, &dir)?;
+    let script = dir.with_extension("debugfs");
+    std::fs::write(&script, commands).map_err(|e| {
+        LavaError::infrastructure(format!("Unable to write {}: {e}", script.display()))
+    })?;
+    let device = if offset > 0 {
+        format!("{}?offset={offset}", image.display())
+    } else {
+        image.display().to_string()
+    };
+    ctx.logger.debug(format!(
+        "Calling: debugfs -w -f {} {device}",
+        script.display()
+    ));
+    let mut command = tokio::process::Command::new(&debugfs);
+    command
+        .arg("-w")
+        .arg("-f")
+        .arg(&script)
+        .arg(&device)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout_at(ctx.deadline(), command.output())
+        .await
+        .map_err(|_| crate::runtime::console::action_timeout(ctx))?
+        .map_err(|e| LavaError::infrastructure(format!("Unable to run debugfs: {e}")))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&script);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let failures: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !debugfs_benign(l))
+        .collect();
+    if !output.status.success() || !failures.is_empty() {
+        return Err(LavaError::job(format!(
+            "Unable to apply the overlay to {device}: {}",
+            failures.join("; ")
+        )));
+    }
+    ctx.logger.info(format!(
+        "Overlay applied to {device} ({} members)",
+        members.len()
+    ));
+    Ok(())
 }
 
 #[cfg(test)]
