@@ -522,7 +522,7 @@ mod tests {
         let a = random_uuid().unwrap();
         let b = random_uuid().unwrap();
         assert_ne!(a, b);
-        let parts: Vec<&str> = a.split('-').map(|p| p).collect();
+        let parts: Vec<&str> = a.split('-').collect();
         assert_eq!(
             parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
             [8, 4, 4, 4, 12]
