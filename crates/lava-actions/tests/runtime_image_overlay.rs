@@ -107,9 +107,17 @@ fn overlay(dir: &Path) -> PathBuf {
     tarball
 }
 
-async fn apply(image: &Path, overlay: &Path, root_partition: Option<usize>) -> LavaResult<()> {
+/// Runs `apply-overlay-image` as job `job_id` (one per test: the job id names the scratch
+/// directory).
+async fn apply(
+    job_id: &str,
+    image: &Path,
+    overlay: &Path,
+    root_partition: Option<usize>,
+) -> LavaResult<()> {
     let device = Device::from_yaml("constants: {failure_retry: 1}", None).unwrap();
-    let mut ctx: RunContext = capturing_context("5", Mapping::new(), device, 120);
+    let job_id = format!("{}{job_id}", std::process::id());
+    let mut ctx: RunContext = capturing_context(&job_id, Mapping::new(), device, 120);
     ctx.set_data(
         "download-action",
         "image",
@@ -166,16 +174,16 @@ async fn the_overlay_goes_into_the_root_partition_of_an_mbr_disk() {
     assert_eq!(partition_offset(&image, 1).unwrap(), 4096 * SECTOR);
     mkfs(&image, 4096 * SECTOR, "6M");
     // Something already there: a file of the overlay to replace.
-    apply(&image, &overlay, Some(1)).await.unwrap();
-    apply(&image, &overlay, Some(1)).await.unwrap();
+    apply("1", &image, &overlay, Some(1)).await.unwrap();
+    apply("1", &image, &overlay, Some(1)).await.unwrap();
     assert_overlay_in(&image, 4096 * SECTOR);
 
-    let err = apply(&image, &overlay, Some(2)).await.unwrap_err();
+    let err = apply("1", &image, &overlay, Some(2)).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Job, "{err}");
     assert!(err.message.contains("Unable to find partition 2"), "{err}");
     assert!(err.message.contains("the MBR has 2 partitions"), "{err}");
     // Partition 0 has no filesystem: debugfs' failure is the job's error.
-    let err = apply(&image, &overlay, Some(0)).await.unwrap_err();
+    let err = apply("1", &image, &overlay, Some(0)).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Job, "{err}");
     assert!(err.message.contains("Unable to apply the overlay"), "{err}");
 }
@@ -193,13 +201,13 @@ async fn gpt_partitions_count_in_table_order_and_a_filesystem_image_takes_it_who
     assert_eq!(partition_offset(&image, 1).unwrap(), 8192 * SECTOR);
     assert!(partition_offset(&image, 2).is_err());
     mkfs(&image, 8192 * SECTOR, "4M");
-    apply(&image, &overlay, Some(1)).await.unwrap();
+    apply("2", &image, &overlay, Some(1)).await.unwrap();
     assert_overlay_in(&image, 8192 * SECTOR);
 
     let rootfs = tmp.path().join("rootfs.ext4");
     std::fs::write(&rootfs, []).unwrap();
     mkfs(&rootfs, 0, "4M");
-    apply(&rootfs, &overlay, None).await.unwrap();
+    apply("2", &rootfs, &overlay, None).await.unwrap();
     assert_overlay_in(&rootfs, 0);
     let err = partition_offset(&rootfs, 0).unwrap_err();
     assert!(err.message.contains("no partition table"), "{err}");

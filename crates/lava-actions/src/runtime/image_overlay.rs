@@ -217,6 +217,8 @@ pub async fn build_guest_disk(ctx: &mut RunContext, file_name: &str) -> LavaResu
     let dir = crate::runtime::test_overlay::job_tmp_dir(ctx)
         .join(format!("apply-overlay-guest-{}", ctx.meta().level));
     let unpacked = dir.join("overlay");
+    // A retry starts from scratch.
+    let _ = std::fs::remove_dir_all(&unpacked);
     lava_pipeline::scratch::create_private_dir_all(&unpacked).map_err(|e| {
         LavaError::infrastructure(format!("Unable to create {}: {e}", unpacked.display()))
     })?;
@@ -453,6 +455,8 @@ pub async fn apply_overlay_to_image(
     };
     let dir = crate::runtime::test_overlay::job_tmp_dir(ctx)
         .join(format!("apply-overlay-image-{}", ctx.meta().level));
+    // A retry starts from scratch.
+    let _ = std::fs::remove_dir_all(&dir);
     lava_pipeline::scratch::create_private_dir_all(&dir).map_err(|e| {
         LavaError::infrastructure(format!("Unable to create {}: {e}", dir.display()))
     })?;
