@@ -415,8 +415,11 @@ fn write_worker(
             }
         }
     }
+    // No fsync: the file lives only as long as the job's scratch directory (LAVA does not
+    // sync its downloads either), and forcing a kernel image to disk cost a QEMU job more
+    // than the rest of its deployment. A full disk still fails the write above (the space is
+    // reserved at write time on ext4 and tmpfs).
     out.flush().map_err(WriteError::Io)?;
-    out.get_ref().sync_data().map_err(WriteError::Io)?;
     Ok(written)
 }
 
