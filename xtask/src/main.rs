@@ -10,6 +10,7 @@ mod deb;
 mod deb_test;
 mod deploy_bench;
 mod job_bench;
+mod lab;
 mod layering;
 mod main_job;
 mod pipeline;
@@ -69,6 +70,12 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// A real lab: Debian's lava-server with PostgreSQL on loopback, our devices added
+    /// (`--stop` ends it, `--port PORT`).
+    Lab {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// `cargo deny check`: advisories (when the database can be fetched), licences, bans,
     /// sources.
     Deny,
@@ -118,6 +125,7 @@ fn main() -> Result<()> {
                 deb::run(&args)
             }
         }
+        Command::Lab { args } => lab::run(&args),
         Command::Deny => supply_chain::check(),
     }
 }

@@ -2,8 +2,9 @@
 //! the CI rule ([`ci`]: in CI a missing tool is a failure, never a skip), workspace paths
 //! ([`paths`]), owned child processes ([`process`]: a dispatcher in its own process group,
 //! stopped with TERM then KILL), a private OpenSSH server ([`sshd`]), LAVA's own
-//! coordinator daemon ([`coordinator`]) and the harness that runs a run-time function as
-//! one pipeline action ([`runtime`]).
+//! coordinator daemon ([`coordinator`]), a real lab with Debian's lava-server ([`lab`],
+//! also `cargo xtask lab`) and the harness that runs a run-time function as one pipeline
+//! action ([`runtime`]).
 //!
 //! Dev-only: a dev-dependency of the crates whose tests use it (and a dependency of
 //! xtask); never published.
@@ -20,6 +21,7 @@
 
 pub mod ci;
 pub mod coordinator;
+pub mod lab;
 pub mod paths;
 pub mod process;
 pub mod runtime;

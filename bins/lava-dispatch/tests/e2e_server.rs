@@ -1,0 +1,375 @@
+//! End-to-end in a real lab: Debian's lava-server 2023.01 (`lava_test_support::lab`, what
+//! `cargo xtask lab` starts) schedules jobs submitted through its REST API on the
+//! local-shell device; a worker runs them with our `lava-run`. No fake server: the job's
+//! state, its log and its results are what the server's API answers.
+//!
+//! Under Debian's `lava-worker` (and under ours, `bins/lava-worker`, once it is in the
+//! tree): a job ends Complete with the server's log equal to our `logs.yaml` line for line
+//! and its test cases in the results API; a job cancelled from the server ends Canceled
+//! with finalize run and nothing left running; a job during which gunicorn restarts still
+//! reaches the server whole. Needs root (the lab installs and starts lava-server): skipped
+//! otherwise, a failure under CI=true.
+
+use lava_test_support::ci::skip_or_fail;
+use lava_test_support::lab::{self, LOCAL_SHELL_DEVICE, LabGuard, LabInfo, Worker};
+use lava_test_support::process::processes_with;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The longest a job of these tests may take from submission to the end (the scheduler
+/// runs every 20 s; the jobs themselves take seconds).
+const JOB_DEADLINE: Duration = Duration::from_secs(240);
+
+/// The lab's REST API as the tests use it.
+struct Api {
+    http: reqwest::Client,
+    info: LabInfo,
+}
+
+impl Api {
+    fn new(info: &LabInfo) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        Api {
+            http,
+            info: info.clone(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.info.url)
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .header("Authorization", format!("Token {}", self.info.api_token))
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("GET {path}: {err}"))
+    }
+
+    async fn get_json(&self, path: &str) -> Value {
+        let response = self.get(path).await;
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(status.is_success(), "GET {path}: {status}: {text}");
+        serde_json::from_str(&text).unwrap_or_else(|err| panic!("GET {path}: {err}: {text}"))
+    }
+
+    /// Submits `definition` through `/api/v0.2/jobs/`; the job id.
+    async fn submit(&self, definition: &str) -> u64 {
+        let body = serde_json::json!({ "definition": definition }).to_string();
+        let response = self
+            .http
+            .post(self.url("api/v0.2/jobs/"))
+            .header("Authorization", format!("Token {}", self.info.api_token))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert_eq!(status.as_u16(), 201, "submission refused: {text}");
+        let reply: Value = serde_json::from_str(&text).unwrap();
+        reply["job_ids"][0].as_u64().unwrap()
+    }
+
+    async fn job(&self, id: u64) -> Value {
+        self.get_json(&format!("api/v0.2/jobs/{id}/")).await
+    }
+
+    /// Polls the job until `done` holds for it; panics with its last state after
+    /// [`JOB_DEADLINE`].
+    async fn wait(&self, id: u64, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + JOB_DEADLINE;
+        loop {
+            let job = self.job(id).await;
+            if done(&job) {
+                return job;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {id} not {what} after {}s: state {}, health {}",
+                JOB_DEADLINE.as_secs(),
+                job["state"],
+                job["health"]
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    async fn wait_finished(&self, id: u64) -> Value {
+        self.wait(id, "finished", |job| job["state"] == "Finished")
+            .await
+    }
+
+    /// The job's log as the server keeps it (`/scheduler/job/<id>/log_file/plain`).
+    async fn log(&self, id: u64) -> String {
+        let response = self
+            .get(&format!("scheduler/job/{id}/log_file/plain"))
+            .await;
+        assert!(response.status().is_success(), "{}", response.status());
+        response.text().await.unwrap()
+    }
+
+    /// The job's log so far: empty until its first line arrived (the server answers 404).
+    async fn log_so_far(&self, id: u64) -> String {
+        let response = self
+            .get(&format!("scheduler/job/{id}/log_file/plain"))
+            .await;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return String::new();
+        }
+        assert!(response.status().is_success(), "{}", response.status());
+        response.text().await.unwrap()
+    }
+
+    /// The job's test cases from the results API, as (suite, name, result).
+    async fn tests(&self, id: u64) -> Vec<(String, String, String)> {
+        let mut cases = Vec::new();
+        let mut path = format!("api/v0.2/jobs/{id}/tests/?limit=500");
+        loop {
+            let page = self.get_json(&path).await;
+            for case in page["results"].as_array().unwrap() {
+                let suite = case["suite"].as_u64().unwrap();
+                let suite = self
+                    .get_json(&format!("api/v0.2/jobs/{id}/suites/{suite}/"))
+                    .await;
+                cases.push((
+                    suite["name"].as_str().unwrap().to_string(),
+                    case["name"].as_str().unwrap().to_string(),
+                    case["result"].as_str().unwrap().to_string(),
+                ));
+            }
+            match page["next"].as_str() {
+                Some(next) => path = next.trim_start_matches(&self.info.url).to_string(),
+                None => return cases,
+            }
+        }
+    }
+
+    async fn cancel(&self, id: u64) {
+        let reply = self.get_json(&format!("api/v0.2/jobs/{id}/cancel/")).await;
+        assert_eq!(reply["message"], "Job cancel signal sent.", "{reply}");
+    }
+}
+
+/// A local-shell job whose test definition runs `steps`.
+fn job(name: &str, steps: &[&str]) -> String {
+    let steps: String = steps
+        .iter()
+        .map(|step| format!("          - {step}\n"))
+        .collect();
+    format!(
+        "device_type: local-shell\n\
+         job_name: {name}\n\
+         timeouts:\n  job: {{minutes: 5}}\n  action: {{minutes: 3}}\n  connection: {{seconds: 30}}\n\
+         priority: medium\n\
+         visibility: public\n\
+         actions:\n\
+         - deploy:\n    to: overlay\n    timeout: {{minutes: 1}}\n\
+         - boot:\n    method: minimal\n    prompts: ['local-shell\\$ ']\n    timeout: {{minutes: 1}}\n\
+         - test:\n    timeout: {{minutes: 3}}\n    definitions:\n\
+         \x20   - from: inline\n      name: smoke\n      path: inline/smoke.yaml\n      repository:\n\
+         \x20       metadata:\n          format: Lava-Test Test Definition 1.0\n          name: smoke\n\
+         \x20         description: {name}\n        run:\n          steps:\n{steps}"
+    )
+}
+
+/// Our `logs.yaml` of job `id` as the worker ran it (`<worker dir>/tmp/<id>`: LAVA
+/// 2023.01's worker removes a finished job's directory only under its default worker
+/// directory, never under `--worker-dir`).
+fn our_log(worker: &Worker, id: u64) -> String {
+    let path = worker.dir().join(format!("tmp/{id}/logs.yaml"));
+    std::fs::read_to_string(&path).unwrap_or_else(|err| {
+        panic!(
+            "{}: {err} (did the worker start our lava-run? see {})",
+            path.display(),
+            worker.dir().display()
+        )
+    })
+}
+
+fn assert_same_log(server: &str, ours: &str, id: u64) {
+    let (server, ours): (Vec<&str>, Vec<&str>) = (server.lines().collect(), ours.lines().collect());
+    for (n, (s, o)) in server.iter().zip(&ours).enumerate() {
+        assert_eq!(s, o, "job {id}: line {} differs", n + 1);
+    }
+    assert_eq!(
+        server.len(),
+        ours.len(),
+        "job {id}: the server has {} lines, our logs.yaml {}",
+        server.len(),
+        ours.len()
+    );
+}
+
+/// The lab and the `lava-run` under test, or `None` (skipped) when this is not root.
+fn lab_or_skip() -> Option<LabGuard> {
+    if !rustix::process::geteuid().is_root() {
+        skip_or_fail("the lab needs root (it installs and starts lava-server)");
+        return None;
+    }
+    Some(LabGuard::start().unwrap_or_else(|err| panic!("starting the lab: {err}")))
+}
+
+fn our_lava_run() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lava-run"))
+}
+
+/// The three scenarios under the worker `program`.
+fn scenarios(program: &Path) {
+    let Some(lab) = lab_or_skip() else { return };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let api = Api::new(lab.info());
+    let dir = tempfile::tempdir().unwrap();
+    let mut worker = Worker::start(
+        lab.info(),
+        program,
+        Some(&our_lava_run()),
+        &dir.path().join("worker"),
+    )
+    .unwrap();
+    runtime.block_on(async {
+        completes_with_the_same_log_and_results(&api, &worker).await;
+        cancel_ends_canceled_with_finalize(&api, &worker).await;
+        a_web_restart_loses_no_line(&api, &worker).await;
+    });
+    worker.stop();
+    let left = processes_with(&dir.path().display().to_string());
+    assert!(left.is_empty(), "left running: {left:?}");
+}
+
+async fn completes_with_the_same_log_and_results(api: &Api, worker: &Worker) {
+    let id = api
+        .submit(
+            &std::fs::read_to_string(lava_test_support::paths::fixture(
+                "local-shell/inline-job.yaml",
+            ))
+            .unwrap(),
+        )
+        .await;
+    let job = api.wait_finished(id).await;
+    assert_eq!(
+        job["health"],
+        "Complete",
+        "job {id}: {job}\nworker log: {}",
+        worker.dir().join("worker.log").display()
+    );
+    assert_eq!(job["actual_device"], LOCAL_SHELL_DEVICE);
+    assert_same_log(&api.log(id).await, &our_log(worker, id), id);
+    let tests = api.tests(id).await;
+    for (suite, case, result) in [
+        ("0_smoke", "always-pass", "pass"),
+        ("0_smoke", "always-fail", "fail"),
+        ("0_smoke", "speed", "pass"),
+        ("lava", "job", "pass"),
+    ] {
+        assert!(
+            tests
+                .iter()
+                .any(|(s, c, r)| s == suite && c == case && r == result),
+            "job {id}: no {suite}/{case} {result} in the results API: {tests:?}"
+        );
+    }
+}
+
+async fn cancel_ends_canceled_with_finalize(api: &Api, worker: &Worker) {
+    let id = api
+        .submit(&job(
+            "cancelled from the server",
+            &["lava-test-case started --shell true", "sleep 3171"],
+        ))
+        .await;
+    // Cancel once the test shell is inside the long step.
+    let deadline = Instant::now() + JOB_DEADLINE;
+    loop {
+        let job = api.job(id).await;
+        if job["state"] == "Running" && api.log_so_far(id).await.contains("started") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} never reached its sleep: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    api.cancel(id).await;
+    let job = api.wait_finished(id).await;
+    assert_eq!(job["health"], "Canceled", "job {id}: {job}");
+    let log = api.log(id).await;
+    let finalize = |edge: &str| {
+        log.lines().any(|line| {
+            line.contains(&format!("\"msg\": \"{edge}: ")) && line.contains(" finalize (")
+        })
+    };
+    assert!(
+        finalize("start") && finalize("end"),
+        "job {id}: finalize did not run (start and end) in the server's log"
+    );
+    assert_same_log(&log, &our_log(worker, id), id);
+    let left = processes_with("sleep 3171");
+    assert!(left.is_empty(), "job {id}: left running: {left:?}");
+    let output_dir = worker.dir().join(format!("tmp/{id}"));
+    let left = processes_with(&output_dir.display().to_string());
+    assert!(left.is_empty(), "job {id}: left running: {left:?}");
+}
+
+async fn a_web_restart_loses_no_line(api: &Api, worker: &Worker) {
+    let id = api
+        .submit(&job(
+            "gunicorn restarted mid-job",
+            &[
+                "lava-test-case before-restart --shell true",
+                "sleep 20",
+                "lava-test-case after-restart --shell true",
+            ],
+        ))
+        .await;
+    let deadline = Instant::now() + JOB_DEADLINE;
+    loop {
+        let job = api.job(id).await;
+        if job["state"] == "Running" && api.log_so_far(id).await.contains("before-restart") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "job {id} never started: {job}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::task::spawn_blocking(lab::restart_web)
+        .await
+        .unwrap()
+        .expect("gunicorn restarts");
+    let job = api.wait_finished(id).await;
+    assert_eq!(job["health"], "Complete", "job {id}: {job}");
+    assert_same_log(&api.log(id).await, &our_log(worker, id), id);
+    let tests = api.tests(id).await;
+    assert!(
+        tests
+            .iter()
+            .any(|(_, case, result)| case == "after-restart" && result == "pass"),
+        "job {id}: {tests:?}"
+    );
+}
+
+#[test]
+fn debian_lava_worker_runs_our_lava_run_for_lava_server() {
+    scenarios(Path::new("/usr/bin/lava-worker"));
+}
+
+#[test]
+#[ignore = "needs bins/lava-worker"]
+fn our_lava_worker_runs_our_lava_run_for_lava_server() {
+    // bins/lava-worker is built next to lava-run once it is in the workspace.
+    let program = our_lava_run().with_file_name("lava-worker");
+    assert!(program.exists(), "{} is not built", program.display());
+    scenarios(&program);
+}
