@@ -4,7 +4,9 @@
 # dispatcher (interop and reference runs), OpenSSH's server and client (the SSH tests start
 # their own sshd on a loopback port; no system sshd is used), QEMU (the embedded default
 # device), Python with PyYAML and Jinja2 (LAVA's checkers and the reference renderer), dpkg
-# tools and man (the package test), cargo-deny (the supply-chain check). Needs root; idempotent; fails loudly with apt's error.
+# tools and man (the package test), cargo-deny (the supply-chain check), Debian's
+# lava-server and PostgreSQL (the lab: install_lab). Needs root; idempotent; fails loudly
+# with apt's error.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 APT="apt-get -o DPkg::Lock::Timeout=600"
@@ -69,6 +71,39 @@ install_qemu_overlay_tools() {
     QEMU_PACKAGES=qemu-utils QEMU_BINARY=qemu-img bash "$(dirname "$0")/install-qemu.sh"
 }
 install_qemu_overlay_tools
+
+# --- the lab (cargo xtask lab, bins/lava-dispatch/tests/e2e_server.rs) ------------------
+# Debian's lava-server 2023.01 and PostgreSQL. No service is started here (a policy-rc.d
+# denies starts while dpkg runs, and there is no systemd): the lab starts PostgreSQL,
+# configures lava-server's database (its postinst skips that while PostgreSQL is down),
+# migrates and runs gunicorn and the scheduler itself (lava_test_support::lab).
+install_lab() {
+    local lab_packages=(postgresql lava-server) policy=/usr/sbin/policy-rc.d created=false
+    if [ -x /usr/bin/lava-server ] && [ -x /usr/lib/postgresql/15/bin/postgres ]; then
+        return 0
+    fi
+    if [ "$(id -u)" != 0 ]; then
+        say "not root, skipping lava-server (the lab tests will skip)"
+        return 0
+    fi
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\n# install-test-deps: no service starts while installing\nexit 101\n' > "$policy"
+        chmod 755 "$policy"
+        created=true
+    fi
+    say "apt-get install ${lab_packages[*]}"
+    # Debian's maintainer scripts run Debian's python3 (not a python3 earlier on PATH).
+    if ! out=$(PATH=/usr/sbin:/usr/bin:/sbin:/bin $APT install -y -q --no-install-recommends \
+        "${lab_packages[@]}" 2>&1); then
+        echo "$out" >&2
+        [ "$created" = true ] && rm -f "$policy"
+        say "apt-get install of the lab failed (above)"
+        exit 1
+    fi
+    [ "$created" = true ] && rm -f "$policy"
+    return 0
+}
+install_lab
 
 # Debian's python3 carries LAVA's modules; the checkers also run under whatever python3 is
 # first on PATH, which needs PyYAML and Jinja2.

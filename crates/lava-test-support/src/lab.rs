@@ -643,13 +643,19 @@ fn install_devices(fixtures: &Path) -> Result<()> {
             run(Command::new("chown").arg("lavaserver:lavaserver").arg(&to))?;
         }
     }
+    // One listing each (every `lava-server manage` call starts Django: seconds on a busy
+    // machine), then only what is missing.
+    let types = manage(&["device-types", "list", "--csv"])?;
     for device_type in ["local-shell", "qemu"] {
-        if manage(&["device-types", "details", device_type]).is_err() {
+        if !csv_rows(&types).any(|row| row.first() == Some(&device_type)) {
             manage(&["device-types", "add", device_type])?;
         }
     }
+    let devices = manage(&["devices", "list", "--all", "--csv"])?;
     for (device, device_type) in [(LOCAL_SHELL_DEVICE, "local-shell"), (QEMU_DEVICE, "qemu")] {
-        if manage(&["devices", "details", device]).is_err() {
+        // hostname,device-type,state,health
+        let row: Option<Vec<&str>> = csv_rows(&devices).find(|row| row.first() == Some(&device));
+        if row.is_none() {
             manage(&[
                 "devices",
                 "add",
@@ -660,8 +666,11 @@ fn install_devices(fixtures: &Path) -> Result<()> {
                 WORKER_NAME,
             ])?;
         }
-        // No health check is defined for these types: the device is usable as it is.
-        manage(&["devices", "update", device, "--health", "GOOD"])?;
+        // No health check is defined for these types: the device is usable as it is (and
+        // back in service after a configuration a scheduler found invalid).
+        if row.is_none_or(|row| row.get(3) != Some(&"Good")) {
+            manage(&["devices", "update", device, "--health", "GOOD"])?;
+        }
     }
     Ok(())
 }
@@ -783,12 +792,13 @@ fn stop_daemons() {
 fn stop_daemon(name: &str) {
     let pid_file = state_dir().join(format!("{name}.pid"));
     if let Some(pid) = daemon_pid(name) {
+        // Reaped first when it is this process's child (the tests' guard started it),
+        // which would otherwise stay a zombie until this process exits.
         stop_group(pid, || {
-            process_alive(pid) && {
-                reap(pid);
-                process_alive(pid)
-            }
+            reap(pid);
+            process_alive(pid)
         });
+        reap(pid);
     }
     let _ = fs::remove_file(pid_file);
 }
@@ -843,6 +853,14 @@ fn manage_as_lavaserver(args: &[&str]) -> Result<String> {
     run(Command::new("runuser")
         .args(["-u", "lavaserver", "--", "/usr/bin/lava-server", "manage"])
         .args(args))
+}
+
+/// The rows of a `lava-server manage ... --csv` listing, without its header.
+fn csv_rows(listing: &str) -> impl Iterator<Item = Vec<&str>> {
+    listing
+        .lines()
+        .skip(1)
+        .map(|row| row.split(',').map(str::trim).collect())
 }
 
 /// Runs `command` with the system `PATH` and a timeout; its stdout, or an error with its
