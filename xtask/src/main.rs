@@ -18,6 +18,7 @@ mod shared;
 mod supply_chain;
 mod templates;
 mod test_system;
+mod worker_bench;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -112,8 +113,9 @@ fn main() -> Result<()> {
             "coordinator" => coordinator::bench(&args),
             "deploy" => deploy_bench::bench(&args),
             "job" => job_bench::bench(&args),
+            "worker" => worker_bench::bench(&args),
             other => anyhow::bail!(
-                "unknown benchmark {other:?}: expected validate, render, console or coordinator"
+                "unknown benchmark {other:?}: expected validate, render, console, coordinator, deploy, job or worker"
             ),
         },
         Command::TestSystem(args) => test_system::run(args),

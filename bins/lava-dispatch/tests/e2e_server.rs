@@ -11,153 +11,14 @@
 //! otherwise, a failure under CI=true.
 
 use lava_test_support::ci::skip_or_fail;
-use lava_test_support::lab::{self, LOCAL_SHELL_DEVICE, LabGuard, LabInfo, Worker};
+use lava_test_support::lab::{self, Api, LOCAL_SHELL_DEVICE, LabGuard, Worker};
 use lava_test_support::process::processes_with;
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The longest a job of these tests may take from submission to the end (the scheduler
 /// runs every 20 s; the jobs themselves take seconds).
 const JOB_DEADLINE: Duration = Duration::from_secs(240);
-
-/// The lab's REST API as the tests use it.
-struct Api {
-    http: reqwest::Client,
-    info: LabInfo,
-}
-
-impl Api {
-    fn new(info: &LabInfo) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
-        Api {
-            http,
-            info: info.clone(),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.info.url)
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
-        self.http
-            .get(self.url(path))
-            .header("Authorization", format!("Token {}", self.info.api_token))
-            .send()
-            .await
-            .unwrap_or_else(|err| panic!("GET {path}: {err}"))
-    }
-
-    async fn get_json(&self, path: &str) -> Value {
-        let response = self.get(path).await;
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        assert!(status.is_success(), "GET {path}: {status}: {text}");
-        serde_json::from_str(&text).unwrap_or_else(|err| panic!("GET {path}: {err}: {text}"))
-    }
-
-    /// Submits `definition` through `/api/v0.2/jobs/`; the job id.
-    async fn submit(&self, definition: &str) -> u64 {
-        let body = serde_json::json!({ "definition": definition }).to_string();
-        let response = self
-            .http
-            .post(self.url("api/v0.2/jobs/"))
-            .header("Authorization", format!("Token {}", self.info.api_token))
-            .header("Content-Type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        assert_eq!(status.as_u16(), 201, "submission refused: {text}");
-        let reply: Value = serde_json::from_str(&text).unwrap();
-        reply["job_ids"][0].as_u64().unwrap()
-    }
-
-    async fn job(&self, id: u64) -> Value {
-        self.get_json(&format!("api/v0.2/jobs/{id}/")).await
-    }
-
-    /// Polls the job until `done` holds for it; panics with its last state after
-    /// [`JOB_DEADLINE`].
-    async fn wait(&self, id: u64, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + JOB_DEADLINE;
-        loop {
-            let job = self.job(id).await;
-            if done(&job) {
-                return job;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "job {id} not {what} after {}s: state {}, health {}",
-                JOB_DEADLINE.as_secs(),
-                job["state"],
-                job["health"]
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-
-    async fn wait_finished(&self, id: u64) -> Value {
-        self.wait(id, "finished", |job| job["state"] == "Finished")
-            .await
-    }
-
-    /// The job's log as the server keeps it (`/scheduler/job/<id>/log_file/plain`).
-    async fn log(&self, id: u64) -> String {
-        let response = self
-            .get(&format!("scheduler/job/{id}/log_file/plain"))
-            .await;
-        assert!(response.status().is_success(), "{}", response.status());
-        response.text().await.unwrap()
-    }
-
-    /// The job's log so far: empty until its first line arrived (the server answers 404).
-    async fn log_so_far(&self, id: u64) -> String {
-        let response = self
-            .get(&format!("scheduler/job/{id}/log_file/plain"))
-            .await;
-        if response.status() == reqwest::StatusCode::NOT_FOUND {
-            return String::new();
-        }
-        assert!(response.status().is_success(), "{}", response.status());
-        response.text().await.unwrap()
-    }
-
-    /// The job's test cases from the results API, as (suite, name, result).
-    async fn tests(&self, id: u64) -> Vec<(String, String, String)> {
-        let mut cases = Vec::new();
-        let mut path = format!("api/v0.2/jobs/{id}/tests/?limit=500");
-        loop {
-            let page = self.get_json(&path).await;
-            for case in page["results"].as_array().unwrap() {
-                let suite = case["suite"].as_u64().unwrap();
-                let suite = self
-                    .get_json(&format!("api/v0.2/jobs/{id}/suites/{suite}/"))
-                    .await;
-                cases.push((
-                    suite["name"].as_str().unwrap().to_string(),
-                    case["name"].as_str().unwrap().to_string(),
-                    case["result"].as_str().unwrap().to_string(),
-                ));
-            }
-            match page["next"].as_str() {
-                Some(next) => path = next.trim_start_matches(&self.info.url).to_string(),
-                None => return cases,
-            }
-        }
-    }
-
-    async fn cancel(&self, id: u64) {
-        let reply = self.get_json(&format!("api/v0.2/jobs/{id}/cancel/")).await;
-        assert_eq!(reply["message"], "Job cancel signal sent.", "{reply}");
-    }
-}
 
 /// A local-shell job whose test definition runs `steps`.
 fn job(name: &str, steps: &[&str]) -> String {
@@ -230,7 +91,7 @@ fn scenarios(program: &Path) {
         .enable_all()
         .build()
         .unwrap();
-    let api = Api::new(lab.info());
+    let api = Api::new(lab.info()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut worker = Worker::start(
         lab.info(),
@@ -257,8 +118,9 @@ async fn completes_with_the_same_log_and_results(api: &Api, worker: &Worker) {
             ))
             .unwrap(),
         )
-        .await;
-    let job = api.wait_finished(id).await;
+        .await
+        .unwrap();
+    let job = api.wait_finished(id, JOB_DEADLINE).await.unwrap();
     assert_eq!(
         job["health"],
         "Complete",
@@ -266,8 +128,8 @@ async fn completes_with_the_same_log_and_results(api: &Api, worker: &Worker) {
         worker.dir().join("worker.log").display()
     );
     assert_eq!(job["actual_device"], LOCAL_SHELL_DEVICE);
-    assert_same_log(&api.log(id).await, &our_log(worker, id), id);
-    let tests = api.tests(id).await;
+    assert_same_log(&api.log(id).await.unwrap(), &our_log(worker, id), id);
+    let tests = api.tests(id).await.unwrap();
     for (suite, case, result) in [
         ("0_smoke", "always-pass", "pass"),
         ("0_smoke", "always-fail", "fail"),
@@ -289,12 +151,13 @@ async fn cancel_ends_canceled_with_finalize(api: &Api, worker: &Worker) {
             "cancelled from the server",
             &["lava-test-case started --shell true", "sleep 3171"],
         ))
-        .await;
+        .await
+        .unwrap();
     // Cancel once the test shell is inside the long step.
     let deadline = Instant::now() + JOB_DEADLINE;
     loop {
-        let job = api.job(id).await;
-        if job["state"] == "Running" && api.log_so_far(id).await.contains("started") {
+        let job = api.job(id).await.unwrap();
+        if job["state"] == "Running" && api.log(id).await.unwrap().contains("started") {
             break;
         }
         assert!(
@@ -303,10 +166,10 @@ async fn cancel_ends_canceled_with_finalize(api: &Api, worker: &Worker) {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    api.cancel(id).await;
-    let job = api.wait_finished(id).await;
+    api.cancel(id).await.unwrap();
+    let job = api.wait_finished(id, JOB_DEADLINE).await.unwrap();
     assert_eq!(job["health"], "Canceled", "job {id}: {job}");
-    let log = api.log(id).await;
+    let log = api.log(id).await.unwrap();
     let finalize = |edge: &str| {
         log.lines().any(|line| {
             line.contains(&format!("\"msg\": \"{edge}: ")) && line.contains(" finalize (")
@@ -334,11 +197,12 @@ async fn a_web_restart_loses_no_line(api: &Api, worker: &Worker) {
                 "lava-test-case after-restart --shell true",
             ],
         ))
-        .await;
+        .await
+        .unwrap();
     let deadline = Instant::now() + JOB_DEADLINE;
     loop {
-        let job = api.job(id).await;
-        if job["state"] == "Running" && api.log_so_far(id).await.contains("before-restart") {
+        let job = api.job(id).await.unwrap();
+        if job["state"] == "Running" && api.log(id).await.unwrap().contains("before-restart") {
             break;
         }
         assert!(Instant::now() < deadline, "job {id} never started: {job}");
@@ -348,10 +212,10 @@ async fn a_web_restart_loses_no_line(api: &Api, worker: &Worker) {
         .await
         .unwrap()
         .expect("gunicorn restarts");
-    let job = api.wait_finished(id).await;
+    let job = api.wait_finished(id, JOB_DEADLINE).await.unwrap();
     assert_eq!(job["health"], "Complete", "job {id}: {job}");
-    assert_same_log(&api.log(id).await, &our_log(worker, id), id);
-    let tests = api.tests(id).await;
+    assert_same_log(&api.log(id).await.unwrap(), &our_log(worker, id), id);
+    let tests = api.tests(id).await.unwrap();
     assert!(
         tests
             .iter()

@@ -15,7 +15,8 @@
 //!
 //! [`LabGuard`] is the tests' owner: it starts the lab unless one runs already and stops it
 //! on drop only if it started it. [`Worker`] runs Debian's `lava-worker` for the lab with a
-//! chosen `lava-run` first on its `PATH`.
+//! chosen `lava-run` first on its jobs' `PATH`; [`Api`] submits and follows jobs;
+//! [`add_local_shell_devices`] adds more local-shell devices (concurrent jobs).
 //!
 //! ```no_run
 //! let (info, _started) = lava_test_support::lab::start(&Default::default())?;
@@ -35,6 +36,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process_group, test_kill_process};
+
+pub mod api;
+pub use api::Api;
 
 /// Where the lab keeps its state: pid files, logs, `lab.env`. One lab per machine (it owns
 /// the machine's lava-server), so the place is machine-wide.
@@ -411,6 +415,11 @@ impl Worker {
         })
     }
 
+    /// The worker's process id while it runs.
+    pub fn id(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The worker's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -673,6 +682,38 @@ fn install_devices(fixtures: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Adds local-shell devices named `names` to the lab's worker (dictionaries extending
+/// `local-shell.jinja2`, health Good): one job runs per device, so N concurrent jobs need N
+/// devices. In one `lava-server manage shell` (one Django start, not one per device).
+pub fn add_local_shell_devices(names: &[String]) -> Result<()> {
+    let dir = Path::new(DISPATCHER_CONFIG).join("devices");
+    for name in names {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(LabError::Server(format!(
+                "device name {name:?}: expected letters, digits and '-'"
+            )));
+        }
+        let path = dir.join(format!("{name}.jinja2"));
+        write_file(&path, "{% extends 'local-shell.jinja2' %}\n", 0o644)?;
+        run(Command::new("chown")
+            .arg("lavaserver:lavaserver")
+            .arg(&path))?;
+    }
+    let list: Vec<String> = names.iter().map(|name| format!("'{name}'")).collect();
+    let script = format!(
+        "from lava_scheduler_app.models import Device, DeviceType, Worker\n\
+         device_type = DeviceType.objects.get(name='local-shell')\n\
+         worker = Worker.objects.get(hostname='{WORKER_NAME}')\n\
+         for name in [{}]:\n    \
+         device, _ = Device.objects.get_or_create(hostname=name, defaults={{'device_type': device_type, 'worker_host': worker}})\n    \
+         device.worker_host = worker\n    \
+         device.health = Device.HEALTH_GOOD\n    \
+         device.save()\n",
+        list.join(", ")
+    );
+    manage(&["shell", "-c", &script]).map(drop)
 }
 
 /// The environment lava-server sends the lab's worker for `lava-run` (LAVA's default
