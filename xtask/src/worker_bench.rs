@@ -4,7 +4,9 @@
 //! `lava-run` and once with Debian's LAVA `lava-run`, both under Debian's `lava-worker`.
 //!
 //! The jobs are submitted at once through the REST API to N local-shell devices
-//! (`lava-rs-bench-NN`, added to the lab's worker) and must all end Complete. Per job:
+//! (`lava-rs-bench-NN`, added to the lab's worker); each dispatcher's count of Complete jobs
+//! is reported, the others listed with their health and log, and the measures are those of
+//! the Complete jobs; the command fails unless all of ours are Complete. Per job:
 //! the dispatcher's peak RSS and CPU time (user + system) as GNU `time` reports them for the
 //! dispatcher and what it waited for (a wrapper placed where the lab's worker finds
 //! `lava-run`), and its duration on the server (`start_time` to `end_time`). The worker's
@@ -43,7 +45,10 @@ struct JobStats {
 /// One dispatcher's run of the N jobs.
 struct Round {
     name: &'static str,
+    /// The jobs that ended Complete.
     jobs: Vec<JobStats>,
+    /// The others, with their health and log address.
+    failed: Vec<String>,
     worker_rss_kib: u64,
     worker_cpu_s: f64,
     wall: Duration,
@@ -125,6 +130,11 @@ pub fn bench(args: &[String]) -> Result<()> {
     let _ = fs::remove_file(Path::new(lab::LAVA_RUN_DIR).join("lava-run"));
     report(&rounds, count);
     println!("outputs: {}", out.display());
+    ensure!(
+        rounds[0].failed.is_empty(),
+        "{} of our {count} jobs did not complete",
+        rounds[0].failed.len()
+    );
     Ok(())
 }
 
@@ -183,15 +193,17 @@ async fn round(
         ids.push(api.submit(&job).await?);
     }
     let mut jobs = Vec::new();
+    let mut failed = Vec::new();
     for id in &ids {
         let remaining = timeout.saturating_sub(start.elapsed());
         let finished = api.wait_finished(*id, remaining).await?;
-        ensure!(
-            finished["health"] == "Complete",
-            "{name}: job {id} ended {} (log: {}scheduler/job/{id}/log_file/plain)",
-            finished["health"],
-            info.url
-        );
+        if finished["health"] != "Complete" {
+            failed.push(format!(
+                "job {id} {} ({}scheduler/job/{id}/log_file/plain)",
+                finished["health"], info.url
+            ));
+            continue;
+        }
         let record = times.join(id.to_string());
         let text = fs::read_to_string(&record).with_context(|| {
             format!("{name}: job {id}: no GNU time record {}", record.display())
@@ -217,6 +229,7 @@ async fn round(
     Ok(Round {
         name,
         jobs,
+        failed,
         worker_rss_kib,
         worker_cpu_s,
         wall,
@@ -291,6 +304,9 @@ fn report(rounds: &[Round], count: usize) {
             round.worker_cpu_s,
             round.wall.as_secs_f64()
         );
+        for failure in &round.failed {
+            println!("    {} lava-run: {failure}", round.name);
+        }
     }
     if let [ours, lava] = rounds {
         let ratio = |f: &dyn Fn(&JobStats) -> f64| {
