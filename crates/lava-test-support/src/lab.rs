@@ -426,11 +426,14 @@ impl Worker {
     }
 
     /// SIGTERM to the worker's process group, SIGKILL after a grace; reaped.
+    /// Then the `lava-run` it placed in [`LAVA_RUN_DIR`] is removed (the lab's jobs run
+    /// Debian's again).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             stop_group(child.id() as i32, || matches!(child.try_wait(), Ok(None)));
             let _ = child.kill();
             let _ = child.wait();
+            let _ = fs::remove_file(Path::new(LAVA_RUN_DIR).join("lava-run"));
         }
     }
 }

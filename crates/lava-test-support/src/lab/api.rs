@@ -170,6 +170,24 @@ impl Api {
         }
     }
 
+    /// Cancels every job not finished yet (left over by an interrupted run: it would take a
+    /// device, or run first); how many.
+    pub async fn cancel_unfinished(&self) -> Result<usize> {
+        let mut cancelled = 0;
+        for state in ["Submitted", "Scheduling", "Scheduled", "Running"] {
+            let page = self
+                .get_json(&format!("api/v0.2/jobs/?state={state}&limit=1000"))
+                .await?;
+            for job in page["results"].as_array().into_iter().flatten() {
+                if let Some(id) = job["id"].as_u64() {
+                    self.cancel(id).await?;
+                    cancelled += 1;
+                }
+            }
+        }
+        Ok(cancelled)
+    }
+
     /// Cancels job `id` (`/api/v0.2/jobs/<id>/cancel/`).
     pub async fn cancel(&self, id: u64) -> Result<()> {
         let reply = self
