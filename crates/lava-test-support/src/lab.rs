@@ -229,12 +229,29 @@ pub fn start(options: &LabOptions) -> Result<(LabInfo, bool)> {
         source,
     })?;
 
+    let mut started_postgres = started_postgres_before == Some(true);
+    let result = bring_up(options, &dir, &mut started_postgres);
+    if result.is_err() {
+        // Nothing half-started stays behind: the processes, and PostgreSQL if we started it.
+        stop_daemons();
+        let _ = fs::remove_file(dir.join("lab.env"));
+        if started_postgres {
+            let _ = run(Command::new("pg_ctlcluster").args([PG_VERSION, "main", "stop"]));
+        }
+    }
+    result.map(|info| (info, true))
+}
+
+/// [`start`]'s steps from the packages to the server answering; `started_postgres` is set
+/// as soon as PostgreSQL was started here.
+fn bring_up(options: &LabOptions, dir: &Path, started_postgres: &mut bool) -> Result<LabInfo> {
     let fixtures = options
         .fixtures
         .clone()
         .unwrap_or_else(|| crate::paths::fixture("lab"));
-    install_packages()?;
-    let started_postgres = start_postgres()? || started_postgres_before == Some(true);
+    *started_postgres |= install_packages()?;
+    *started_postgres |= start_postgres()?;
+    let started_postgres = *started_postgres;
     configure_server()?;
     let api_token = ensure_admin()?;
     let worker_token = ensure_worker()?;
@@ -289,7 +306,7 @@ pub fn start(options: &LabOptions) -> Result<(LabInfo, bool)> {
             dir.join("scheduler.log").display()
         )));
     }
-    Ok((info, true))
+    Ok(info)
 }
 
 /// Restarts the web/API process (gunicorn) on the same port and waits until it answers:
@@ -446,8 +463,9 @@ impl Drop for Worker {
 
 // ---- installing -------------------------------------------------------------------------
 
-/// Installs lava-server, lava-dispatcher and PostgreSQL when absent.
-fn install_packages() -> Result<()> {
+/// Installs lava-server, lava-dispatcher and PostgreSQL when absent; `true` when it
+/// started PostgreSQL (for lava-server's postinst).
+fn install_packages() -> Result<bool> {
     let mut missing = Vec::new();
     if !Path::new(&format!("/usr/lib/postgresql/{PG_VERSION}/bin/postgres")).exists() {
         missing.push("postgresql");
@@ -457,19 +475,20 @@ fn install_packages() -> Result<()> {
     }
     let server_missing = !Path::new("/usr/bin/lava-server").exists();
     if missing.is_empty() && !server_missing {
-        return Ok(());
+        return Ok(false);
     }
     let _policy = DenyServiceStarts::install()?;
     run(Command::new("apt-get").args(["-q", "update"]))?;
     if !missing.is_empty() {
         apt_install(&missing)?;
     }
+    let mut started_postgres = false;
     if server_missing {
         // lava-server's postinst creates its database when PostgreSQL answers: start it.
-        start_postgres()?;
+        started_postgres = start_postgres()?;
         apt_install(&["lava-server"])?;
     }
-    Ok(())
+    Ok(started_postgres)
 }
 
 fn apt_install(packages: &[&str]) -> Result<()> {
@@ -552,16 +571,60 @@ fn postgres_ready() -> bool {
 /// (settings with the database and secret key, the role and database, fixed permissions),
 /// then the migrations.
 fn configure_server() -> Result<()> {
-    if !Path::new("/etc/lava-server/settings.d/00-database.yaml").exists() {
-        run(Command::new("/usr/bin/python3").args([
-            "/usr/share/lava-server/postinst.py",
-            "--config",
-            "--db",
-            "--fixup",
-        ]))?;
+    let database = Path::new("/etc/lava-server/settings.d/00-database.yaml");
+    if !database.exists() {
+        // As the lavaserver and postgres users it switches to: a HOME they can read (libpq
+        // looks for client certificates there and fails on root's).
+        let postinst = run(Command::new("/usr/bin/python3")
+            .args([
+                "/usr/share/lava-server/postinst.py",
+                "--config",
+                "--db",
+                "--fixup",
+            ])
+            .env("HOME", "/var/lib/lava-server/home"));
+        if !database.exists() {
+            postinst?;
+            return Err(LabError::State {
+                path: database.to_path_buf(),
+                detail: "lava-server's postinst.py did not write it".into(),
+            });
+        }
+        // postinst.py keeps a role that exists already (lava-server removed and installed
+        // again, its database kept) with its old password, and then cannot migrate: give
+        // the role the new password; the migrations below run again.
+        set_role_password(database)?;
     }
     manage_as_lavaserver(&["migrate", "--noinput"])?;
     Ok(())
+}
+
+/// Sets the database role of lava-server's `00-database.yaml` to its password there.
+fn set_role_password(database: &Path) -> Result<()> {
+    let settings = fs::read_to_string(database).map_err(|source| LabError::Io {
+        path: database.to_path_buf(),
+        source,
+    })?;
+    let setting = |key: &str| {
+        settings.lines().find_map(|line| {
+            let value = line.trim().strip_prefix(key)?.trim().trim_matches('"');
+            value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                .then(|| value.to_string())
+        })
+    };
+    let (Some(user), Some(password)) = (setting("USER:"), setting("PASSWORD:")) else {
+        return Err(LabError::State {
+            path: database.to_path_buf(),
+            detail: "expected USER: and PASSWORD: (letters, digits, '_', '-')".into(),
+        });
+    };
+    run(Command::new("runuser")
+        .args(["-u", "postgres", "--", "psql", "-q", "-c"])
+        .arg(format!("ALTER ROLE \"{user}\" PASSWORD '{password}'"))
+        .env("HOME", "/var/lib/postgresql"))
+    .map(drop)
 }
 
 /// The superuser and its API token (created once; the token read back afterwards).
@@ -896,7 +959,8 @@ fn manage(args: &[&str]) -> Result<String> {
 fn manage_as_lavaserver(args: &[&str]) -> Result<String> {
     run(Command::new("runuser")
         .args(["-u", "lavaserver", "--", "/usr/bin/lava-server", "manage"])
-        .args(args))
+        .args(args)
+        .env("HOME", "/var/lib/lava-server/home"))
 }
 
 /// The rows of a `lava-server manage ... --csv` listing, without its header.
