@@ -42,18 +42,31 @@ fn job(name: &str, steps: &[&str]) -> String {
     )
 }
 
-/// Our `logs.yaml` of job `id` as the worker ran it (`<worker dir>/tmp/<id>`: LAVA
-/// 2023.01's worker removes a finished job's directory only under its default worker
-/// directory, never under `--worker-dir`).
-fn our_log(worker: &Worker, id: u64) -> String {
-    let path = worker.dir().join(format!("tmp/{id}/logs.yaml"));
-    std::fs::read_to_string(&path).unwrap_or_else(|err| {
-        panic!(
-            "{}: {err} (did the worker start our lava-run? see {})",
-            path.display(),
-            worker.dir().display()
-        )
-    })
+/// Our `logs.yaml` of job `id`, kept: a hard link to it made as soon as `lava-run` creates
+/// it in the worker's job directory (`<worker dir>/tmp/<id>/`), which a worker removes once
+/// the job is reported (ours does; LAVA 2023.01's only under its default worker directory).
+/// `lava-run` writes the file through one handle, so the link sees every line.
+async fn keep_our_log(worker: &Worker, id: u64) -> PathBuf {
+    let source = worker.dir().join(format!("tmp/{id}/logs.yaml"));
+    let kept = worker.dir().join(format!("logs-{id}.yaml"));
+    let deadline = Instant::now() + JOB_DEADLINE;
+    loop {
+        match std::fs::hard_link(&source, &kept) {
+            Ok(()) => return kept,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(err) => panic!(
+                "{}: {err} (did the worker start our lava-run? see {})",
+                source.display(),
+                worker.dir().join("worker.log").display()
+            ),
+        }
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
 }
 
 fn assert_same_log(server: &str, ours: &str, id: u64) {
@@ -120,6 +133,7 @@ async fn completes_with_the_same_log_and_results(api: &Api, worker: &Worker) {
         )
         .await
         .unwrap();
+    let ours = keep_our_log(worker, id).await;
     let job = api.wait_finished(id, JOB_DEADLINE).await.unwrap();
     assert_eq!(
         job["health"],
@@ -133,7 +147,7 @@ async fn completes_with_the_same_log_and_results(api: &Api, worker: &Worker) {
         device == LOCAL_SHELL_DEVICE || device.starts_with("lava-rs-bench-"),
         "job {id} ran on {device:?}"
     );
-    assert_same_log(&api.log(id).await.unwrap(), &our_log(worker, id), id);
+    assert_same_log(&api.log(id).await.unwrap(), &read(&ours), id);
     let tests = api.tests(id).await.unwrap();
     for (suite, case, result) in [
         ("0_smoke", "always-pass", "pass"),
@@ -158,6 +172,7 @@ async fn cancel_ends_canceled_with_finalize(api: &Api, worker: &Worker) {
         ))
         .await
         .unwrap();
+    let ours = keep_our_log(worker, id).await;
     // Cancel once the test shell is inside the long step.
     let deadline = Instant::now() + JOB_DEADLINE;
     loop {
@@ -184,7 +199,7 @@ async fn cancel_ends_canceled_with_finalize(api: &Api, worker: &Worker) {
         finalize("start") && finalize("end"),
         "job {id}: finalize did not run (start and end) in the server's log"
     );
-    assert_same_log(&log, &our_log(worker, id), id);
+    assert_same_log(&log, &read(&ours), id);
     let left = processes_with("sleep 3171");
     assert!(left.is_empty(), "job {id}: left running: {left:?}");
     let output_dir = worker.dir().join(format!("tmp/{id}"));
@@ -204,6 +219,7 @@ async fn a_web_restart_loses_no_line(api: &Api, worker: &Worker) {
         ))
         .await
         .unwrap();
+    let ours = keep_our_log(worker, id).await;
     let deadline = Instant::now() + JOB_DEADLINE;
     loop {
         let job = api.job(id).await.unwrap();
@@ -219,7 +235,7 @@ async fn a_web_restart_loses_no_line(api: &Api, worker: &Worker) {
         .expect("gunicorn restarts");
     let job = api.wait_finished(id, JOB_DEADLINE).await.unwrap();
     assert_eq!(job["health"], "Complete", "job {id}: {job}");
-    assert_same_log(&api.log(id).await.unwrap(), &our_log(worker, id), id);
+    assert_same_log(&api.log(id).await.unwrap(), &read(&ours), id);
     let tests = api.tests(id).await.unwrap();
     assert!(
         tests
