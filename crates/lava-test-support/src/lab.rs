@@ -274,14 +274,9 @@ fn bring_up(options: &LabOptions, dir: &Path, started_postgres: &mut bool) -> Re
     start_web(port)?;
     start_daemon(
         "scheduler",
-        Command::new("/usr/bin/lava-server").args([
-            "manage",
-            "lava-scheduler",
-            "--level",
-            "DEBUG",
-            "--log-file",
-        ]),
-        &dir.join("scheduler.log"),
+        Command::new("/usr/bin/lava-server")
+            .args(["manage", "lava-scheduler", "--level", "DEBUG", "--log-file"])
+            .arg(dir.join("scheduler.log")),
     )?;
     let deadline = Instant::now() + WEB_START;
     while !web_answers(port) {
@@ -813,32 +808,32 @@ fn start_web(port: u16) -> Result<()> {
     let dir = state_dir();
     start_daemon(
         "gunicorn",
-        Command::new("/usr/bin/gunicorn3").args([
-            "lava_server.wsgi",
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-            "--user",
-            "lavaserver",
-            "--group",
-            "lavaserver",
-            "--worker-class",
-            "eventlet",
-            "--workers",
-            "2",
-            "--log-level",
-            "INFO",
-            "--log-file",
-        ]),
-        &dir.join("gunicorn.log"),
+        Command::new("/usr/bin/gunicorn3")
+            .args([
+                "lava_server.wsgi",
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+                "--user",
+                "lavaserver",
+                "--group",
+                "lavaserver",
+                "--worker-class",
+                "eventlet",
+                "--workers",
+                "2",
+                "--log-level",
+                "INFO",
+                "--log-file",
+            ])
+            .arg(dir.join("gunicorn.log")),
     )
 }
 
-/// Starts `command` + `log` (its last argument) as the leader of a new process group,
-/// stdout and stderr to `<name>.out`, and records its pid in `<name>.pid`.
-fn start_daemon(name: &str, command: &mut Command, log: &Path) -> Result<()> {
+/// Starts `command` as the leader of a new process group, stdout and stderr to
+/// `<name>.out`, and records its pid in `<name>.pid`.
+fn start_daemon(name: &str, command: &mut Command) -> Result<()> {
     let dir = state_dir();
     command
-        .arg(log)
         .env("PATH", SYSTEM_PATH)
         .stdin(Stdio::null())
         .stdout(output_file(&dir.join(format!("{name}.out")))?)
@@ -854,8 +849,8 @@ fn start_daemon(name: &str, command: &mut Command, log: &Path) -> Result<()> {
         0o644,
     )?;
     // The lab outlives this process (`cargo xtask lab` returns): the pid file owns the
-    // child from now on; it is reparented to init when we exit.
-    std::mem::forget(child);
+    // child from now on (dropping the handle neither waits for it nor ends it).
+    drop(child);
     Ok(())
 }
 
