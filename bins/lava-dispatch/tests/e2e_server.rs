@@ -3,8 +3,7 @@
 //! local-shell device; a worker runs them with our `lava-run`. No fake server: the job's
 //! state, its log and its results are what the server's API answers.
 //!
-//! Under Debian's `lava-worker` (and under ours, `bins/lava-worker`, once it is in the
-//! tree): a job ends Complete with the server's log equal to our `logs.yaml` line for line
+//! Under Debian's `lava-worker` and under ours (`bins/lava-worker`): a job ends Complete with the server's log equal to our `logs.yaml` line for line
 //! and its test cases in the results API; a job cancelled from the server ends Canceled
 //! with finalize run and nothing left running; a job during which gunicorn restarts still
 //! reaches the server whole. Needs root (the lab installs and starts lava-server): skipped
@@ -96,8 +95,13 @@ fn our_lava_run() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_lava-run"))
 }
 
-/// The three scenarios under the worker `program`.
+/// The three scenarios under the worker `program`. One test at a time: the tests share the
+/// machine's lab and its one worker name.
 fn scenarios(program: &Path) {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let Some(lab) = lab_or_skip() else { return };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -251,10 +255,6 @@ fn debian_lava_worker_runs_our_lava_run_for_lava_server() {
 }
 
 #[test]
-#[ignore = "needs bins/lava-worker"]
 fn our_lava_worker_runs_our_lava_run_for_lava_server() {
-    // bins/lava-worker is built next to lava-run once it is in the workspace.
-    let program = our_lava_run().with_file_name("lava-worker");
-    assert!(program.exists(), "{} is not built", program.display());
-    scenarios(&program);
+    scenarios(&lava_test_support::paths::lava_worker());
 }

@@ -2,6 +2,7 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
@@ -29,34 +30,39 @@ pub fn test_system() -> PathBuf {
 /// workspace's target directory (`$CARGO_TARGET_DIR` when set), once per test process.
 /// `$LAVA_RS_LAVA_RUN` names a binary to use instead. Panics when the build fails.
 pub fn lava_run() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            if let Some(path) = std::env::var_os("LAVA_RS_LAVA_RUN") {
-                return PathBuf::from(path);
-            }
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| workspace().join("target"));
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let status = std::process::Command::new(cargo)
-                .args([
-                    "build",
-                    "--quiet",
-                    "-p",
-                    "lava-dispatch",
-                    "--bin",
-                    "lava-run",
-                ])
-                .arg("--target-dir")
-                .arg(&target)
-                .current_dir(workspace())
-                .status()
-                .expect("cargo runs");
-            assert!(status.success(), "cargo build --bin lava-run failed");
-            target.join("debug/lava-run")
-        })
+        .get_or_init(|| built("LAVA_RS_LAVA_RUN", "lava-dispatch", "lava-run"))
         .clone()
+}
+
+/// Our `lava-worker` (`bins/lava-worker`), built as [`lava_run`] is;
+/// `$LAVA_RS_LAVA_WORKER` names a binary to use instead.
+pub fn lava_worker() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| built("LAVA_RS_LAVA_WORKER", "lava-worker-bin", "lava-worker"))
+        .clone()
+}
+
+/// `$override_var`, else `bin` of `package` built (debug) into the target directory.
+fn built(override_var: &str, package: &str, bin: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(override_var) {
+        return PathBuf::from(path);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--quiet", "-p", package, "--bin", bin])
+        .arg("--target-dir")
+        .arg(&target)
+        .current_dir(workspace())
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cargo build --bin {bin} failed");
+    target.join("debug").join(bin)
 }
 
 /// A loopback port free at the time of the call.
