@@ -1,20 +1,21 @@
-//! `cargo xtask bench worker [N] [--lava-run PATH] [--timeout SECS]`: N concurrent
-//! local-shell jobs (default 10) through one worker of the lab (`cargo xtask lab`'s server,
-//! started for the run if it is not running, and stopped again then), under Debian's
-//! `lava-worker`: `fixtures/local-shell/inline-job.yaml` with our `lava-run`, then the same
-//! job without its test action (see [`without_test_actions`]) with ours and with Debian's
-//! LAVA `lava-run`, the pair the ratios compare.
+//! `cargo xtask bench worker [N] [--lava-run PATH] [--lava-worker PATH] [--timeout SECS]`:
+//! N concurrent local-shell jobs (default 10) through one worker of the lab (`cargo xtask
+//! lab`'s server, started for the run if it is not running, and stopped again then). Four
+//! rounds: our `lava-worker` with our `lava-run` on `fixtures/local-shell/inline-job.yaml`;
+//! then, on the same job without its test action (see [`without_test_actions`]), ours with
+//! ours, Debian's `lava-worker` with our `lava-run`, and Debian's with Debian's — the pair the
+//! ratios compare (LAVA's worker and dispatcher against ours).
 //!
 //! The jobs are submitted at once through the REST API to N local-shell devices
-//! (`lava-rs-bench-NN`, added to the lab's worker); each dispatcher's count of Complete jobs
-//! is reported, the others listed with their health and log, and the measures are those of
-//! the Complete jobs; the command fails unless all of ours are Complete. Per job:
-//! the dispatcher's peak RSS and CPU time (user + system) as GNU `time` reports them for the
-//! dispatcher and what it waited for (a wrapper placed where the lab's worker finds
-//! `lava-run`), and its duration on the server (`start_time` to `end_time`). The worker's
-//! own: `VmHWM` and user + system time of its process. Then ours/LAVA's per-job ratios
-//! against the targets (≤ 1/10 each). Our `lava-run` is the release build unless
-//! `--lava-run` names another. Outputs stay in `target/worker-bench/`.
+//! (`lava-rs-bench-NN`, added to the lab's worker); each round's count of Complete jobs is
+//! reported, the others listed with their health and log, and the measures are those of the
+//! Complete jobs; the command fails unless all jobs of the rounds with our `lava-run` are
+//! Complete. Per job: the dispatcher's peak RSS and CPU time (user + system) as GNU `time`
+//! reports them for the dispatcher and what it waited for (a wrapper placed where the lab's
+//! worker finds `lava-run`), and its duration on the server (`start_time` to `end_time`).
+//! The worker's own: `VmHWM` and user + system time of its process. Ours/LAVA's per-job
+//! ratios are set against the targets (≤ 1/10 each). Our programs are release builds
+//! unless `--lava-run`/`--lava-worker` name others. Outputs stay in `target/worker-bench/`.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -59,12 +60,16 @@ struct Round {
 pub fn bench(args: &[String]) -> Result<()> {
     let mut count = 10usize;
     let mut lava_run: Option<PathBuf> = None;
+    let mut lava_worker: Option<PathBuf> = None;
     let mut timeout = Duration::from_secs(900);
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
             "--lava-run" => {
                 lava_run = Some(iter.next().context("--lava-run needs a path")?.into());
+            }
+            "--lava-worker" => {
+                lava_worker = Some(iter.next().context("--lava-worker needs a path")?.into());
             }
             "--timeout" => {
                 let secs = iter.next().context("--timeout needs seconds")?;
@@ -97,6 +102,16 @@ pub fn bench(args: &[String]) -> Result<()> {
         }
     };
 
+    let our_worker = match lava_worker {
+        Some(path) => path
+            .canonicalize()
+            .with_context(|| format!("--lava-worker {}", path.display()))?,
+        None => {
+            println!("==> building lava-worker (release)");
+            build_release_bin("lava-worker-bin", "lava-worker")?
+        }
+    };
+
     println!("==> the lab (starting it if it is not running)");
     let (info, started) = lab::start(&LabOptions::default())?;
     let _stop = StopLab(started);
@@ -118,20 +133,34 @@ pub fn bench(args: &[String]) -> Result<()> {
     let inline = fs::read_to_string(workspace_root().join("fixtures/local-shell/inline-job.yaml"))?;
     let boot_only = without_test_actions(&inline)?;
     let mut rounds = Vec::new();
-    for (name, dispatcher, job) in [
-        ("lava-rs, with the test", ours.as_path(), &inline),
-        ("lava-rs", ours.as_path(), &boot_only),
-        ("LAVA", Path::new(LAVA_RUN), &boot_only),
-    ] {
-        println!("==> {count} jobs at once, Debian's lava-worker + {name} lava-run");
-        let dir = out.join(name.replace([',', ' '], "-"));
-        let round = runtime.block_on(round(&info, name, dispatcher, job, count, &dir, timeout))?;
+    let rounds_to_run: [(&'static str, &Path, &Path, &String); 4] = [
+        ("ours, with the test", &our_worker, &ours, &inline),
+        ("ours", &our_worker, &ours, &boot_only),
+        (
+            "Debian's worker + our lava-run",
+            Path::new(LAVA_WORKER),
+            &ours,
+            &boot_only,
+        ),
+        (
+            "LAVA",
+            Path::new(LAVA_WORKER),
+            Path::new(LAVA_RUN),
+            &boot_only,
+        ),
+    ];
+    for (name, worker, dispatcher, job) in rounds_to_run {
+        println!("==> {count} jobs at once: {name}");
+        let dir = out.join(name.replace([',', ' ', '\''], "-"));
+        let round = runtime.block_on(round(
+            &info, name, worker, dispatcher, job, count, &dir, timeout,
+        ))?;
         rounds.push(round);
     }
     report(&rounds, count);
     println!("outputs: {}", out.display());
     ensure!(
-        rounds[..2].iter().all(|round| round.failed.is_empty()),
+        rounds[..3].iter().all(|round| round.failed.is_empty()),
         "some of our jobs did not complete (listed above)"
     );
     Ok(())
@@ -150,9 +179,11 @@ impl Drop for StopLab {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn round(
     info: &LabInfo,
     name: &'static str,
+    worker: &Path,
     dispatcher: &Path,
     job: &str,
     count: usize,
@@ -174,12 +205,7 @@ async fn round(
         ),
     )?;
     fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755))?;
-    let mut worker = Worker::start(
-        info,
-        Path::new(LAVA_WORKER),
-        Some(&wrapper),
-        &dir.join("worker"),
-    )?;
+    let mut worker = Worker::start(info, worker, Some(&wrapper), &dir.join("worker"))?;
     let worker_pid = worker.id().context("the worker runs")?;
     let api = Api::new(info)?;
     let stale = api.cancel_unfinished().await?;
@@ -303,7 +329,7 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
 
 fn report(rounds: &[Round], count: usize) {
     println!(
-        "\n{count} concurrent jobs, Debian's lava-worker   {:>12} {:>12} {:>12} {:>12} {:>12} {:>12} {:>8}",
+        "\n{count} concurrent jobs (worker + lava-run) {:>12} {:>12} {:>12} {:>12} {:>12} {:>12} {:>8}",
         "RSS/job MiB", "max MiB", "CPU/job s", "job s", "worker MiB", "worker CPU s", "wall s"
     );
     for round in rounds {
@@ -323,10 +349,10 @@ fn report(rounds: &[Round], count: usize) {
             round.wall.as_secs_f64()
         );
         for failure in &round.failed {
-            println!("    {} lava-run: {failure}", round.name);
+            println!("    {}: {failure}", round.name);
         }
     }
-    if let [_, ours, lava] = rounds {
+    if let [_, ours, _, lava] = rounds {
         let ratio = |f: &dyn Fn(&JobStats) -> f64| {
             mean(ours.jobs.iter().map(f)) / mean(lava.jobs.iter().map(f))
         };
@@ -337,6 +363,11 @@ fn report(rounds: &[Round], count: usize) {
             "ours/LAVA per job (deploy, boot, finalize): RSS {rss:.3} (target ≤ {TARGET_RATIO}: {}), CPU {cpu:.3} (target ≤ {TARGET_RATIO}: {})",
             verdict(rss),
             verdict(cpu)
+        );
+        println!(
+            "ours/LAVA worker: RSS {:.3}, CPU {:.3}",
+            ours.worker_rss_kib as f64 / lava.worker_rss_kib as f64,
+            ours.worker_cpu_s / lava.worker_cpu_s
         );
     }
 }
