@@ -329,8 +329,15 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
 
 fn report(rounds: &[Round], count: usize) {
     println!(
-        "\n{count} concurrent jobs (worker + lava-run) {:>12} {:>12} {:>12} {:>12} {:>12} {:>12} {:>8}",
-        "RSS/job MiB", "max MiB", "CPU/job s", "job s", "worker MiB", "worker CPU s", "wall s"
+        "\n{:<50} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12} {:>8}",
+        format!("{count} concurrent jobs (worker + lava-run)"),
+        "RSS/job MiB",
+        "max MiB",
+        "CPU/job s",
+        "job s",
+        "worker MiB",
+        "worker CPU s",
+        "wall s"
     );
     for round in rounds {
         let rss = mean(round.jobs.iter().map(|j| j.max_rss_kib as f64)) / 1024.0;
@@ -338,12 +345,8 @@ fn report(rounds: &[Round], count: usize) {
         let cpu = mean(round.jobs.iter().map(|j| j.cpu_s));
         let duration = mean(round.jobs.iter().map(|j| j.duration_s));
         println!(
-            "{:<44} {rss:>12.1} {max:>12.1} {cpu:>12.2} {duration:>12.1} {:>12.1} {:>12.2} {:>8.0}",
-            format!(
-                "{} lava-run ({}/{count} Complete)",
-                round.name,
-                round.jobs.len()
-            ),
+            "{:<50} {rss:>12.1} {max:>12.1} {cpu:>12.2} {duration:>12.1} {:>12.1} {:>12.2} {:>8.0}",
+            format!("{} ({}/{count} Complete)", round.name, round.jobs.len()),
             round.worker_rss_kib as f64 / 1024.0,
             round.worker_cpu_s,
             round.wall.as_secs_f64()
