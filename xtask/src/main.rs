@@ -3,6 +3,7 @@
 //! Each concern lives in its own module so that they can grow independently:
 //! conformance runners, benchmarks and test-system builders.
 
+mod board;
 mod ci;
 mod console;
 mod coordinator;
@@ -62,6 +63,9 @@ enum Command {
     },
     /// Build the embedded QEMU device's kernel and initramfs (target/test-system).
     TestSystem(test_system::Args),
+    /// A U-Boot board rig for LAVA jobs: QEMU arm64 + U-Boot, tftpd-hpa, ser2net, power
+    /// scripts (target/board-u-boot). Prints the device file and the artefacts' URLs.
+    TestBoard(board::Args),
     /// Check that no crate reaches a crate above it (the design card's arrows).
     Layering,
     /// Build the Debian packages lava-rs-dispatcher and lava-rs-coordinator (target/debian).
@@ -119,6 +123,7 @@ fn main() -> Result<()> {
             ),
         },
         Command::TestSystem(args) => test_system::run(args),
+        Command::TestBoard(args) => board::run(args),
         Command::Layering => layering::check(),
         Command::Deb { args } => {
             if args.iter().any(|a| a == "--install-test") {

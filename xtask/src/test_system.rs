@@ -281,7 +281,7 @@ pub fn build(dir: &Path, force: bool) -> Result<TestSystem> {
         eprintln!("test-system: unpacking {}", file_name(&kernel_deb));
         extract(&kernel_deb, &kdir, &members)?;
         let moddir = kdir.join(&modroot);
-        let modules = resolve_modules(&kernel_deb, &kdir, &moddir, &modroot)?;
+        let modules = resolve_modules(&kernel_deb, &kdir, &moddir, &modroot, ROOT_MODULES)?;
         eprintln!(
             "test-system: kernel {release}, modules: {}",
             modules
@@ -482,14 +482,14 @@ pub fn guestfs_env(dir: &Path, ts: &TestSystem, force: bool) -> Result<GuestfsEn
 }
 
 /// The first `name` file in the directories of `PATH`.
-fn on_path(name: &str) -> Option<PathBuf> {
+pub(crate) fn on_path(name: &str) -> Option<PathBuf> {
     let paths = std::env::var_os("PATH")?;
     std::env::split_paths(&paths)
         .map(|d| d.join(name))
         .find(|p| p.is_file())
 }
 
-fn file_name(p: &Path) -> String {
+pub(crate) fn file_name(p: &Path) -> String {
     p.file_name()
         .unwrap_or_default()
         .to_string_lossy()
@@ -497,13 +497,13 @@ fn file_name(p: &Path) -> String {
 }
 
 /// FNV-1a, 64 bits: enough to notice that a generated file changed.
-fn fnv1a(data: &[u8]) -> u64 {
+pub(crate) fn fnv1a(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
 
-fn run_captured(cmd: &mut Command) -> Result<String> {
+pub(crate) fn run_captured(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     ensure!(
         out.status.success(),
@@ -526,7 +526,7 @@ fn verified(deb: &Path) -> bool {
 /// prints nothing for a file already present with the right hash); files are downloaded only
 /// when absent or unverified, and replace older versions. When apt cannot answer (no lists,
 /// offline), falls back to the single verified cached file of each package.
-fn fetch_debs(debs: &Path, packages: &[&str]) -> Result<Vec<PathBuf>> {
+pub(crate) fn fetch_debs(debs: &Path, packages: &[&str]) -> Result<Vec<PathBuf>> {
     let uris = Command::new("apt-get")
         .args(["download", "--print-uris"])
         .args(packages)
@@ -543,18 +543,26 @@ fn fetch_debs(debs: &Path, packages: &[&str]) -> Result<Vec<PathBuf>> {
     };
     let mut found = Vec::new();
     for package in packages {
-        let prefix = format!("{package}_");
+        // `name:arch` (a foreign architecture) names files `name_<version>_<arch>.deb`.
+        let (name, arch) = package.split_once(':').unwrap_or((package, ""));
+        let prefix = format!("{name}_");
+        let suffix = if arch.is_empty() {
+            ".deb".to_string()
+        } else {
+            format!("_{arch}.deb")
+        };
         // 'URI' FILENAME SIZE HASH
         let entry = lines.iter().find_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() >= 3 && f[1].starts_with(&prefix)).then(|| (f[1].to_string(), f[2]))
+            (f.len() >= 3 && f[1].starts_with(&prefix) && f[1].ends_with(&suffix))
+                .then(|| (f[1].to_string(), f[2]))
         });
         let Some((file, size)) = entry else {
             let cached: Vec<PathBuf> = std::fs::read_dir(debs)?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| {
                     let n = file_name(p);
-                    n.starts_with(&prefix) && n.ends_with(".deb") && verified(p)
+                    n.starts_with(&prefix) && n.ends_with(&suffix) && verified(p)
                 })
                 .collect();
             if let [one] = cached.as_slice() {
@@ -596,7 +604,7 @@ fn fetch_debs(debs: &Path, packages: &[&str]) -> Result<Vec<PathBuf>> {
             std::fs::write(debs.join(format!("{file}.ok")), format!("{size}\n"))?;
             for old in std::fs::read_dir(debs)?.filter_map(|e| e.ok().map(|e| e.path())) {
                 let n = file_name(&old);
-                if n.starts_with(&prefix) && !n.starts_with(&file) {
+                if n.starts_with(&prefix) && n.ends_with(&suffix) && !n.starts_with(&file) {
                     let _ = std::fs::remove_file(&old);
                 }
             }
@@ -608,7 +616,7 @@ fn fetch_debs(debs: &Path, packages: &[&str]) -> Result<Vec<PathBuf>> {
 
 /// `linux-image-amd64` depends on exactly one versioned kernel image package:
 /// `(package, version)`.
-fn kernel_package_of(meta: &Path) -> Result<(String, String)> {
+pub(crate) fn kernel_package_of(meta: &Path) -> Result<(String, String)> {
     let depends = run_captured(Command::new("dpkg-deb").arg("-f").arg(meta).arg("Depends"))?;
     depends
         .split([',', '|'])
@@ -631,7 +639,7 @@ fn kernel_package_of(meta: &Path) -> Result<(String, String)> {
 }
 
 /// `dpkg-deb --fsys-tarfile deb | tar -x -C dir members...`
-fn extract(deb: &Path, dir: &Path, members: &[String]) -> Result<()> {
+pub(crate) fn extract(deb: &Path, dir: &Path, members: &[String]) -> Result<()> {
     let mut dpkg = Command::new("dpkg-deb")
         .arg("--fsys-tarfile")
         .arg(deb)
@@ -657,7 +665,7 @@ fn extract(deb: &Path, dir: &Path, members: &[String]) -> Result<()> {
 }
 
 /// One file's content from a package.
-fn extract_file(deb: &Path, member: &str) -> Result<Vec<u8>> {
+pub(crate) fn extract_file(deb: &Path, member: &str) -> Result<Vec<u8>> {
     let mut dpkg = Command::new("dpkg-deb")
         .arg("--fsys-tarfile")
         .arg(deb)
@@ -679,7 +687,7 @@ fn extract_file(deb: &Path, member: &str) -> Result<Vec<u8>> {
     Ok(tar.stdout)
 }
 
-fn gzip_to(data: &[u8], out: &Path) -> Result<()> {
+pub(crate) fn gzip_to(data: &[u8], out: &Path) -> Result<()> {
     let file = std::fs::File::create(out)?;
     let mut gz = Command::new("gzip")
         .args(["-n", "-9", "-c"])
@@ -759,19 +767,25 @@ fn decompress_bzimage(bzimage: &Path, out: &Path) -> Result<()> {
 /// A module to put in the initramfs: path relative to `/lib/modules/<release>`, and the paths
 /// of its direct dependencies.
 #[derive(Debug)]
-struct Module {
-    name: String,
-    rel: String,
-    deps: Vec<String>,
+pub(crate) struct Module {
+    pub(crate) name: String,
+    pub(crate) rel: String,
+    pub(crate) deps: Vec<String>,
 }
 
 fn mod_name(s: &str) -> String {
     s.replace('-', "_")
 }
 
-/// The closure of [`ROOT_MODULES`] under `depends=`, dependencies first. Modules built into the
+/// The closure of `roots` under `depends=`, dependencies first. Modules built into the
 /// kernel are skipped; files outside the first extraction are extracted on demand.
-fn resolve_modules(deb: &Path, kdir: &Path, moddir: &Path, modroot: &str) -> Result<Vec<Module>> {
+pub(crate) fn resolve_modules(
+    deb: &Path,
+    kdir: &Path,
+    moddir: &Path,
+    modroot: &str,
+    roots: &[&str],
+) -> Result<Vec<Module>> {
     let order = std::fs::read_to_string(moddir.join("modules.order"))?;
     let builtin = std::fs::read_to_string(moddir.join("modules.builtin")).unwrap_or_default();
     let stem = |rel: &str| -> String {
@@ -787,11 +801,7 @@ fn resolve_modules(deb: &Path, kdir: &Path, moddir: &Path, modroot: &str) -> Res
     let mut done: Vec<Module> = Vec::new();
     let mut seen = BTreeSet::new();
     // Iterative post-order DFS; a node is (name, deps expanded?).
-    let mut stack: Vec<(String, bool)> = ROOT_MODULES
-        .iter()
-        .rev()
-        .map(|m| (mod_name(m), false))
-        .collect();
+    let mut stack: Vec<(String, bool)> = roots.iter().rev().map(|m| (mod_name(m), false)).collect();
     while let Some((name, expanded)) = stack.pop() {
         if expanded {
             if seen.insert(name.clone()) {
@@ -888,7 +898,7 @@ fn elf_section<'a>(data: &'a [u8], name: &str) -> Option<&'a [u8]> {
 // The initramfs, written with lava-artefacts' cpio newc writer: root-owned members with
 // zero times (a reproducible archive) and inode numbers counted from 1.
 
-struct Initramfs {
+pub(crate) struct Initramfs {
     writer: NewcWriter<Vec<u8>>,
     ino: u32,
 }
@@ -903,7 +913,13 @@ impl Default for Initramfs {
 }
 
 impl Initramfs {
-    fn entry(&mut self, name: &str, mode: u32, data: &[u8], rdev: (u32, u32)) -> Result<()> {
+    pub(crate) fn entry(
+        &mut self,
+        name: &str,
+        mode: u32,
+        data: &[u8],
+        rdev: (u32, u32),
+    ) -> Result<()> {
         self.ino += 1;
         let mut entry = CpioEntry::new(name.to_string(), mode, data.to_vec());
         entry.ino = self.ino;
@@ -912,19 +928,19 @@ impl Initramfs {
             .write_entry(&entry)
             .with_context(|| format!("initramfs member {name}"))
     }
-    fn dir(&mut self, name: &str, perm: u32) -> Result<()> {
+    pub(crate) fn dir(&mut self, name: &str, perm: u32) -> Result<()> {
         self.entry(name, S_IFDIR | perm, &[], (0, 0))
     }
-    fn file(&mut self, name: &str, perm: u32, data: &[u8]) -> Result<()> {
+    pub(crate) fn file(&mut self, name: &str, perm: u32, data: &[u8]) -> Result<()> {
         self.entry(name, S_IFREG | perm, data, (0, 0))
     }
-    fn symlink(&mut self, name: &str, target: &str) -> Result<()> {
+    pub(crate) fn symlink(&mut self, name: &str, target: &str) -> Result<()> {
         self.entry(name, S_IFLNK | 0o777, target.as_bytes(), (0, 0))
     }
-    fn char_dev(&mut self, name: &str, perm: u32, major: u32, minor: u32) -> Result<()> {
+    pub(crate) fn char_dev(&mut self, name: &str, perm: u32, major: u32, minor: u32) -> Result<()> {
         self.entry(name, S_IFCHR | perm, &[], (major, minor))
     }
-    fn finish(mut self) -> Result<Vec<u8>> {
+    pub(crate) fn finish(mut self) -> Result<Vec<u8>> {
         self.writer.write_trailer()?;
         Ok(self.writer.into_inner()?)
     }

@@ -1,0 +1,286 @@
+//! The lab around the board: the scripts a lab admin would write (power control like a PDU,
+//! the rig's services up and down), the device dictionary, its rendered device YAML, a
+//! dispatcher configuration, and the lines `test-board u-boot` prints.
+//!
+//! Layout under `<target>/board-u-boot/`:
+//! - `bin/power-on`, `bin/power-off`, `bin/hard-reset`: the board's power commands. The board
+//!   is QEMU started in the background (`-daemonize`, pid file `run/qemu.pid`); its serial
+//!   port is a client of the cable (`run/cable.sock`). Each command appends a line to
+//!   `run/power.log`, which tests read. `bin/board-fault hang` makes the next power-on start a
+//!   board that stays silent (QEMU started with `-S`: a hung board), for retry tests.
+//! - `bin/rig-up`, `bin/rig-down`: start and stop the rig's services (the supervisor
+//!   `xtask test-board u-boot --serve`, see `cable.rs`, in a process group of its own, with
+//!   tftpd-hpa, ser2net and the NFS server as its children); `rig-down` also powers the
+//!   board off. Tests run them around their jobs.
+//! - `devices/lava-rs-board01.jinja2` (the dictionary), `devices/lava-rs-board01.yaml`
+//!   (rendered with LAVA's templates from `device-types/`), `dispatcher.yaml`
+//!   (`dispatcher_ip: 10.0.2.2`, where the board reaches the host).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::artefacts::{self, Artefacts};
+
+/// The device type (the template's name without `.jinja2`).
+pub const DEVICE_TYPE: &str = "lava-rs-uboot-board";
+/// The device's hostname (the dictionary's name).
+pub const HOSTNAME: &str = "lava-rs-board01";
+/// QEMU's user-mode network's own address for the host. Not the board's server address:
+/// QEMU answers TFTP there itself (with "Access violation" when it serves no directory), so
+/// a real TFTP server on the host is reached at the host's own address (see [`host_ip`]).
+pub const SLIRP_HOST: &str = "10.0.2.2";
+/// LAVA's TFTP directory, served by the rig's tftpd-hpa.
+pub const TFTP_ROOT: &str = "/srv/tftp";
+/// What LAVA's NFS deploy extracts under, exported by the rig's NFS server.
+pub const NFS_EXPORT: &str = "/var/lib/lava/dispatcher/tmp";
+/// The device-type template, kept in the repository.
+const TEMPLATE: &str =
+    include_str!("../../../fixtures/board/device-types/lava-rs-uboot-board.jinja2");
+
+/// The rig's paths.
+#[derive(Debug, Clone)]
+pub struct Rig {
+    /// `<target>/board-u-boot`.
+    pub dir: PathBuf,
+    /// The TCP port of ser2net's telnet accepter (the board's console).
+    pub console_port: u16,
+    /// The host's address as the board reaches it: tftpd-hpa listens there; the dispatcher
+    /// configuration's `dispatcher_ip`.
+    pub host_ip: std::net::Ipv4Addr,
+}
+
+/// The host's own IPv4 address on its default route (the source address the kernel would
+/// choose; a UDP "connect" sends nothing). The board's user-mode network reaches it through
+/// QEMU's NAT like any outside address.
+pub fn host_ip() -> Result<std::net::Ipv4Addr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0")?;
+    socket
+        .connect("192.0.2.255:9")
+        .or_else(|_| socket.connect("10.255.255.255:9"))
+        .context("this host has no IPv4 route: the board cannot reach its servers")?;
+    match socket.local_addr()?.ip() {
+        std::net::IpAddr::V4(ip) if !ip.is_loopback() && !ip.is_unspecified() => Ok(ip),
+        other => anyhow::bail!(
+            "this host's IPv4 address is {other}: the board needs an address other than \
+             loopback to reach the host's TFTP server"
+        ),
+    }
+}
+
+impl Rig {
+    pub fn bin(&self, name: &str) -> PathBuf {
+        self.dir.join("bin").join(name)
+    }
+    pub fn run(&self) -> PathBuf {
+        self.dir.join("run")
+    }
+    pub fn dictionary(&self) -> PathBuf {
+        self.dir.join("devices").join(format!("{HOSTNAME}.jinja2"))
+    }
+    pub fn device(&self) -> PathBuf {
+        self.dir.join("devices").join(format!("{HOSTNAME}.yaml"))
+    }
+    pub fn dispatcher(&self) -> PathBuf {
+        self.dir.join("dispatcher.yaml")
+    }
+    /// The lines `test-board u-boot` prints, also kept in `rig.txt`.
+    pub fn summary_file(&self) -> PathBuf {
+        self.dir.join("rig.txt")
+    }
+}
+
+/// Write scripts, dictionary, device YAML and dispatcher configuration for `a`; return the
+/// summary lines.
+pub fn write(rig: &Rig, a: &Artefacts, xtask: &Path) -> Result<String> {
+    for d in ["bin", "run", "devices"] {
+        std::fs::create_dir_all(rig.dir.join(d))?;
+    }
+    let run = rig.run();
+    let q = |p: &Path| lava_python::shlex_quote(&p.display().to_string());
+    let machine: Vec<String> = artefacts::machine_args(&a.u_boot)
+        .iter()
+        .map(|s| lava_python::shlex_quote(s))
+        .collect();
+    let header =
+        "# Written by `cargo xtask test-board u-boot`; see docs/board-u-boot.md.\nset -eu\n";
+
+    let power_on = format!(
+        r#"#!/bin/sh
+# power-on: switch the board on, like a PDU outlet. The board is QEMU in the background; its
+# serial port plugs into the rig's cable, which ser2net exports (the console stays connected
+# across power cycles).
+{header}RUN={run}
+echo "$(date -u +%FT%T.%NZ) power-on" >> "$RUN/power.log"
+if [ -f "$RUN/qemu.pid" ] && kill -0 "$(cat "$RUN/qemu.pid")" 2>/dev/null; then
+    exit 0
+fi
+[ -S "$RUN/cable.sock" ] || {{ echo "power-on: the rig is down (run bin/rig-up)" >&2; exit 1; }}
+hang=
+if [ -f "$RUN/fault-hang" ]; then
+    # One hung boot (bin/board-fault hang): the CPU never starts, the console stays silent.
+    rm -f "$RUN/fault-hang"
+    hang=-S
+    echo "$(date -u +%FT%T.%NZ) power-on: hung board (fault injected)" >> "$RUN/power.log"
+fi
+exec qemu-system-aarch64 {machine} $hang \
+    -display none -monitor none \
+    -chardev socket,id=cable,path="$RUN/cable.sock" -serial chardev:cable \
+    -daemonize -pidfile "$RUN/qemu.pid" 2>>"$RUN/qemu.log"
+"#,
+        run = q(&run),
+        machine = machine.join(" "),
+    );
+    let power_off = format!(
+        r#"#!/bin/sh
+# power-off: switch the board off (QEMU ended; TERM, then KILL after 5 s).
+{header}RUN={run}
+echo "$(date -u +%FT%T.%NZ) power-off" >> "$RUN/power.log"
+[ -f "$RUN/qemu.pid" ] || exit 0
+pid=$(cat "$RUN/qemu.pid")
+if [ "$(cat /proc/"$pid"/comm 2>/dev/null)" != qemu-system-aar ]; then
+    rm -f "$RUN/qemu.pid"
+    exit 0
+fi
+kill -TERM "$pid" 2>/dev/null || true
+i=0
+while kill -0 "$pid" 2>/dev/null; do
+    i=$((i + 1))
+    [ $i -eq 50 ] && kill -KILL "$pid" 2>/dev/null
+    sleep 0.1
+done
+rm -f "$RUN/qemu.pid"
+"#,
+        run = q(&run),
+    );
+    let hard_reset = format!(
+        r#"#!/bin/sh
+# hard-reset: power-cycle the board.
+{header}BIN=$(dirname "$0")
+echo "$(date -u +%FT%T.%NZ) hard-reset" >> {run}/power.log
+"$BIN/power-off"
+exec "$BIN/power-on"
+"#,
+        run = q(&run),
+    );
+    let fault = format!(
+        r#"#!/bin/sh
+# board-fault hang: the next power-on starts a board that never prints (a hung board).
+{header}case "${{1:-}}" in
+    hang) : > {run}/fault-hang ;;
+    clear) rm -f {run}/fault-hang ;;
+    *) echo "usage: board-fault hang|clear" >&2; exit 2 ;;
+esac
+"#,
+        run = q(&run),
+    );
+    let rig_up = format!(
+        r#"#!/bin/sh
+# rig-up: start the rig's services (cable, ser2net, tftpd-hpa, NFS server) under one
+# supervisor in a process group of its own; wait until the console port answers.
+{header}RUN={run}
+if [ -f "$RUN/rig.pid" ] && kill -0 "$(cat "$RUN/rig.pid")" 2>/dev/null; then
+    exit 0
+fi
+rm -f "$RUN/ready" "$RUN/failed"
+setsid {xtask} test-board u-boot --serve --console-port {port} --host-ip {ip} </dev/null >>"$RUN/rig.log" 2>&1 &
+echo $! > "$RUN/rig.pid"
+i=0
+while [ ! -f "$RUN/ready" ]; do
+    i=$((i + 1))
+    if [ -f "$RUN/failed" ] || [ $i -gt 300 ] || ! kill -0 "$(cat "$RUN/rig.pid")" 2>/dev/null; then
+        echo "rig-up: the rig did not come up; its log ($RUN/rig.log) ends:" >&2
+        tail -n 20 "$RUN/rig.log" >&2
+        "$(dirname "$0")/rig-down" || true
+        exit 1
+    fi
+    sleep 0.1
+done
+"#,
+        run = q(&run),
+        xtask = q(xtask),
+        port = rig.console_port,
+        ip = rig.host_ip,
+    );
+    let rig_down = format!(
+        r#"#!/bin/sh
+# rig-down: power the board off and end the rig's services (the supervisor's process group).
+{header}RUN={run}
+"$(dirname "$0")/power-off"
+[ -f "$RUN/rig.pid" ] || exit 0
+pid=$(cat "$RUN/rig.pid")
+kill -TERM "-$pid" 2>/dev/null || true
+i=0
+while kill -0 "-$pid" 2>/dev/null; do
+    i=$((i + 1))
+    [ $i -eq 50 ] && kill -KILL "-$pid" 2>/dev/null
+    sleep 0.1
+done
+rm -f "$RUN/rig.pid" "$RUN/ready" "$RUN/cable.sock" "$RUN/console"
+"#,
+        run = q(&run),
+    );
+    for (name, text) in [
+        ("power-on", power_on),
+        ("power-off", power_off),
+        ("hard-reset", hard_reset),
+        ("board-fault", fault),
+        ("rig-up", rig_up),
+        ("rig-down", rig_down),
+    ] {
+        let path = rig.bin(name);
+        std::fs::write(&path, text)?;
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    }
+
+    // The device type next to LAVA's templates; the dictionary as a lab admin writes it.
+    std::fs::write(
+        a.device_types.join(format!("{DEVICE_TYPE}.jinja2")),
+        TEMPLATE,
+    )?;
+    let dictionary = format!(
+        r#"{{# {HOSTNAME}: the lava-rs board rig (written by `cargo xtask test-board u-boot`). #}}
+{{% extends '{DEVICE_TYPE}.jinja2' %}}
+{{# The console: ser2net's telnet port; the connection stays open across power cycles. #}}
+{{% set connection_command = 'telnet 127.0.0.1 {port}' %}}
+{{# Power control, like a PDU: scripts that start and stop the board (QEMU) in the background. #}}
+{{% set power_on_command = '{on}' %}}
+{{% set power_off_command = '{off}' %}}
+{{% set hard_reset_command = '{reset}' %}}
+"#,
+        port = rig.console_port,
+        on = rig.bin("power-on").display(),
+        off = rig.bin("power-off").display(),
+        reset = rig.bin("hard-reset").display(),
+    );
+    std::fs::write(rig.dictionary(), &dictionary)?;
+    let renderer = lava_device::Renderer::new([a.device_types.clone()]);
+    let rendered = renderer
+        .render_file(&rig.dictionary(), &Default::default())
+        .with_context(|| format!("rendering {}", rig.dictionary().display()))?;
+    std::fs::write(rig.device(), rendered)?;
+    std::fs::write(
+        rig.dispatcher(),
+        format!(
+            "# The board reaches this host at its own address through QEMU's user-mode\n\
+             # network (10.0.2.2 is QEMU's built-in TFTP server): LAVA's {{SERVER_IP}} and\n\
+             # {{NFS_SERVER_IP}}.\ndispatcher_ip: {}\n",
+            rig.host_ip
+        ),
+    )?;
+
+    let url = |p: &Path| format!("file://{}", p.display());
+    let mut out = String::new();
+    writeln!(out, "device_type: {DEVICE_TYPE}")?;
+    writeln!(out, "device: {}", rig.device().display())?;
+    writeln!(out, "dispatcher: {}", rig.dispatcher().display())?;
+    writeln!(out, "prompt: {}", artefacts::PROMPT)?;
+    writeln!(out, "kernel: {}", url(&a.kernel))?;
+    writeln!(out, "ramdisk: {}", url(&a.ramdisk))?;
+    writeln!(out, "dtb: {}", url(&a.dtb))?;
+    writeln!(out, "modules: {}", url(&a.modules))?;
+    writeln!(out, "nfsrootfs: {}", url(&a.nfsrootfs))?;
+    std::fs::write(rig.summary_file(), &out)?;
+    Ok(out)
+}
