@@ -19,40 +19,19 @@
 //! elsewhere the test says which one is missing and skips.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
-
-use serde_yaml::Value;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 mod common;
 
+use common::reference::{
+    LAVA_RUN, LAVA_WORK_DIR, ResultSet, TestCase, result_set, spawn, tail, wait,
+};
 use lava_test_support::ci::skip_or_fail;
 use lava_test_support::paths::workspace;
-use lava_test_support::process::OwnedDispatcher;
 
-/// LAVA's dispatcher, as Debian's `lava-dispatcher` installs it.
-const LAVA_RUN: &str = "/usr/bin/lava-run";
-/// Where LAVA's `lava-run` keeps each job's files (`<dir>/<job id>`).
-const LAVA_WORK_DIR: &str = "/var/lib/lava/dispatcher/tmp";
 /// Bound on one whole job run; the job's own timeout is 10 minutes.
 const RUN_LIMIT: Duration = Duration::from_secs(12 * 60);
-
-/// One test-suite case as both dispatchers report it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct TestCase {
-    suite: String,
-    case: String,
-    result: String,
-    measurement: Option<String>,
-    units: Option<String>,
-}
-
-/// What the comparison looks at: the test-suite cases (sorted) and the `lava` suite's job result.
-#[derive(Debug, PartialEq, Eq)]
-struct ResultSet {
-    cases: Vec<TestCase>,
-    job: Option<String>,
-}
 
 /// What a run needs besides the dispatchers themselves.
 struct Setup {
@@ -116,78 +95,6 @@ fn prerequisites(needs_guestfs: bool) -> Result<Setup, String> {
         workspace,
         guestfs_env,
     })
-}
-
-/// The result set of a log: our `logs.yaml` (`- {...}` lines) or LAVA's stderr (`{...}` lines).
-fn result_set(log: &str) -> ResultSet {
-    let mut cases = Vec::new();
-    let mut job = None;
-    for line in log.lines().filter(|l| l.contains("\"lvl\": \"results\"")) {
-        let record = line.trim_start_matches("- ");
-        let Ok(item) = serde_yaml::from_str::<Value>(record) else {
-            continue;
-        };
-        let Some(msg) = item.get("msg") else {
-            continue;
-        };
-        let field = |key: &str| msg.get(key).and_then(scalar);
-        let (Some(suite), Some(case)) = (field("definition"), field("case")) else {
-            continue;
-        };
-        if suite == "lava" {
-            if case == "job" {
-                job = field("result");
-            }
-            continue;
-        }
-        cases.push(TestCase {
-            suite,
-            case,
-            result: field("result").unwrap_or_default(),
-            measurement: field("measurement"),
-            units: field("units"),
-        });
-    }
-    cases.sort();
-    ResultSet { cases, job }
-}
-
-/// A scalar as text, seen through YAML tags (both logs write numbers as `! "42.0"`).
-fn scalar(value: &Value) -> Option<String> {
-    match value {
-        Value::Tagged(tagged) => scalar(&tagged.value),
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-/// The last lines of a log, for assertion messages.
-fn tail(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
-}
-
-/// Wait for `dispatcher` to exit; past `limit`, stop it and fail.
-fn wait(mut dispatcher: OwnedDispatcher, limit: Duration) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = dispatcher.try_wait().expect("waiting for the dispatcher") {
-            return status;
-        }
-        if Instant::now() >= deadline {
-            dispatcher.stop();
-            panic!("the dispatcher did not finish within {limit:?}; stopped it");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// Start `command` owned (see [`OwnedDispatcher`]).
-fn spawn(mut command: Command, marker: String) -> OwnedDispatcher {
-    OwnedDispatcher::spawn(&mut command, marker)
-        .unwrap_or_else(|e| panic!("starting {command:?}: {e}"))
 }
 
 /// The job `job` (number `index` among this file's jobs) under both dispatchers: both pass

@@ -1,4 +1,5 @@
-//! Where things are: the workspace, its fixtures, the test system, a free loopback port.
+//! Where things are: the workspace, its fixtures, the test system, the board rig, a free
+//! loopback port.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,14 @@ pub fn workspace() -> PathBuf {
 /// A file or directory under `fixtures/`.
 pub fn fixture(relative: &str) -> PathBuf {
     workspace().join("fixtures").join(relative)
+}
+
+/// The U-Boot board rig (`cargo xtask test-board u-boot --prepare` writes it):
+/// `$LAVA_RS_BOARD_RIG`, else `target/board-u-boot` in the workspace.
+pub fn board_rig() -> PathBuf {
+    std::env::var_os("LAVA_RS_BOARD_RIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/board-u-boot"))
 }
 
 /// The embedded QEMU device's test system (`cargo xtask test-system` builds it):

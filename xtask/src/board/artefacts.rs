@@ -39,7 +39,7 @@ const MODULE_DIRS: &[&str] = &[
     "kernel/fs/lockd",
 ];
 /// Bump when the outputs change in a way the stamp would not notice.
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
 
 /// The prepared artefacts, as a lab would publish them.
 #[derive(Debug, Clone)]
@@ -382,6 +382,12 @@ fi
 mount -t devpts devpts /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 hostname {HOSTNAME}
+# The board's own boot checks, one line each (what LAVA's `monitors` test reads on a board
+# without a shell).
+for fs in proc sysfs devtmpfs devpts tmpfs; do
+    grep -q "^[^ ]* [^ ]* $fs " /proc/mounts && result=pass || result=fail
+    echo "board-check: $fs $result"
+done
 echo
 echo "{BANNER} ($(uname -sr), root on $(stat -f -c %T /))"
 echo

@@ -9,7 +9,7 @@
 //! URLs.
 //!
 //! ```text
-//! cargo xtask test-board u-boot            # prepare (cached under target/), start, print
+//! cargo xtask test-board u-boot            # prepare (target/board-u-boot), start, print
 //! cargo xtask test-board u-boot --prepare  # prepare and print only (tests start the rig)
 //! cargo xtask test-board u-boot --stop     # power off, end every rig process
 //! ```
@@ -22,7 +22,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::shared::target_dir;
+use crate::shared::workspace_root;
 
 /// The default TCP port of the board's console (ser2net's telnet accepter, loopback only).
 const CONSOLE_PORT: u16 = 52_011;
@@ -59,7 +59,7 @@ pub fn run(args: Args) -> Result<()> {
         args.board
     );
     let rig = rig::Rig {
-        dir: target_dir().join("board-u-boot"),
+        dir: workspace_root().join("target").join("board-u-boot"),
         console_port: args.console_port,
         host_ip: match args.host_ip {
             Some(ip) => ip,

@@ -2,6 +2,9 @@
 //! too is in `lava_test_support`).
 #![allow(dead_code)] // each test file uses a part
 
+pub mod board;
+pub mod reference;
+
 use std::path::PathBuf;
 
 /// The `lava-run` binary under test.

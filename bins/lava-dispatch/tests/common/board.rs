@@ -1,0 +1,134 @@
+//! The U-Boot board rig (`cargo xtask test-board u-boot --prepare`) for the board tests:
+//! started for a test and ended after it ([`Board`]), its jobs written from
+//! `fixtures/board/` with the rig's artefact URLs, and the result set its ramdisk job gives.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+
+use lava_test_support::ci::{require_tool, skip_or_fail};
+use lava_test_support::paths::{board_rig, fixture};
+
+/// One board: tests of a binary take turns.
+static BOARD: Mutex<()> = Mutex::new(());
+
+/// The ramdisk job's test cases (`fixtures/board/uboot-ramdisk.yaml`) as LAVA 2023.01 reports
+/// them on this rig: (case, result, measurement, units) of suite `0_board-smoke`.
+pub const RAMDISK_CASES: &[(&str, &str, Option<&str>, Option<&str>)] = &[
+    ("always-fail", "fail", None, None),
+    ("always-pass", "pass", None, None),
+    ("arch", "pass", None, None),
+    ("declared-fail", "fail", None, None),
+    ("hostname", "pass", None, None),
+    ("measured", "pass", Some("42.0"), Some("widgets")),
+];
+
+/// The rig, up for as long as this value lives (`bin/rig-up` … `bin/rig-down`).
+pub struct Board {
+    dir: PathBuf,
+    /// The rendered device file.
+    pub device: PathBuf,
+    /// The dispatcher configuration (`dispatcher_ip`).
+    pub dispatcher: PathBuf,
+    urls: BTreeMap<String, String>,
+    _turn: MutexGuard<'static, ()>,
+}
+
+impl Board {
+    /// The rig, started; `None` (after saying why, or failing under `CI=true`) when it is not
+    /// prepared or its tools are missing.
+    pub fn up() -> Option<Board> {
+        let turn = BOARD
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for tool in [
+            "qemu-system-aarch64",
+            "ser2net",
+            "in.tftpd",
+            "telnet",
+            "mkimage",
+        ] {
+            if !require_tool(tool, "scripts/install-test-deps.sh installs the board rig") {
+                return None;
+            }
+        }
+        let dir = board_rig();
+        let summary = match std::fs::read_to_string(dir.join("rig.txt")) {
+            Ok(text) => text,
+            Err(e) => {
+                skip_or_fail(format!(
+                    "the board rig is not prepared ({}: {e}; run `cargo xtask test-board u-boot \
+                     --prepare`)",
+                    dir.join("rig.txt").display()
+                ));
+                return None;
+            }
+        };
+        let urls: BTreeMap<String, String> = summary
+            .lines()
+            .filter_map(|l| l.split_once(": "))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let status = Command::new(dir.join("bin/rig-up"))
+            .stdin(Stdio::null())
+            .status()
+            .expect("running the rig's rig-up");
+        assert!(status.success(), "the board rig did not come up ({status})");
+        // The power log is read per test: start each from an empty one.
+        let _ = std::fs::remove_file(dir.join("run/power.log"));
+        let _ = std::fs::remove_file(dir.join("run/fault-hang"));
+        Some(Board {
+            device: PathBuf::from(&urls["device"]),
+            dispatcher: PathBuf::from(&urls["dispatcher"]),
+            dir,
+            urls,
+            _turn: turn,
+        })
+    }
+
+    /// `fixtures/board/<name>.yaml` with the artefact URLs in place, written under `scratch`.
+    pub fn job(&self, name: &str, scratch: &Path) -> PathBuf {
+        let text = std::fs::read_to_string(fixture(&format!("board/{name}.yaml")))
+            .expect("a board fixture");
+        let mut text = text;
+        for (placeholder, key) in [
+            ("@KERNEL_URL@", "kernel"),
+            ("@RAMDISK_URL@", "ramdisk"),
+            ("@DTB_URL@", "dtb"),
+            ("@MODULES_URL@", "modules"),
+            ("@NFSROOTFS_URL@", "nfsrootfs"),
+        ] {
+            text = text.replace(placeholder, &self.urls[key]);
+        }
+        let path = scratch.join(format!("{name}.yaml"));
+        std::fs::write(&path, text).expect("writing the job");
+        path
+    }
+
+    /// One of the rig's scripts (`power-off`, `board-fault`, …).
+    pub fn bin(&self, name: &str) -> PathBuf {
+        self.dir.join("bin").join(name)
+    }
+
+    /// What the power scripts did since [`Board::up`], one event a line (`power-on`,
+    /// `power-off`, `hard-reset`, `power-on: hung board (fault injected)`), times dropped.
+    pub fn power_events(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("run/power.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once(' ').map(|(_, event)| event.to_string()))
+            .collect()
+    }
+}
+
+impl Drop for Board {
+    fn drop(&mut self) {
+        let status = Command::new(self.dir.join("bin/rig-down"))
+            .stdin(Stdio::null())
+            .status();
+        if !matches!(status, Ok(s) if s.success()) {
+            eprintln!("the board rig's rig-down failed: {status:?}");
+        }
+    }
+}

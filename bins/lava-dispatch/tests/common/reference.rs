@@ -1,0 +1,103 @@
+//! The reference runs' shared parts: LAVA's `lava-run` where Debian installs it, the result
+//! set of a run read from either dispatcher's log, and an owned, bounded wait for a run.
+
+use std::process::{Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use serde_yaml::Value;
+
+use lava_test_support::process::OwnedDispatcher;
+
+/// LAVA's dispatcher, as Debian's `lava-dispatcher` installs it.
+pub const LAVA_RUN: &str = "/usr/bin/lava-run";
+/// Where LAVA's `lava-run` keeps each job's files (`<dir>/<job id>`).
+pub const LAVA_WORK_DIR: &str = "/var/lib/lava/dispatcher/tmp";
+
+/// One test-suite case as both dispatchers report it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TestCase {
+    pub suite: String,
+    pub case: String,
+    pub result: String,
+    pub measurement: Option<String>,
+    pub units: Option<String>,
+}
+
+/// What the comparison looks at: the test-suite cases (sorted) and the `lava` suite's job result.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ResultSet {
+    pub cases: Vec<TestCase>,
+    pub job: Option<String>,
+}
+
+/// The result set of a log: our `logs.yaml` (`- {...}` lines) or LAVA's stderr (`{...}` lines).
+pub fn result_set(log: &str) -> ResultSet {
+    let mut cases = Vec::new();
+    let mut job = None;
+    for line in log.lines().filter(|l| l.contains("\"lvl\": \"results\"")) {
+        let record = line.trim_start_matches("- ");
+        let Ok(item) = serde_yaml::from_str::<Value>(record) else {
+            continue;
+        };
+        let Some(msg) = item.get("msg") else {
+            continue;
+        };
+        let field = |key: &str| msg.get(key).and_then(scalar);
+        let (Some(suite), Some(case)) = (field("definition"), field("case")) else {
+            continue;
+        };
+        if suite == "lava" {
+            if case == "job" {
+                job = field("result");
+            }
+            continue;
+        }
+        cases.push(TestCase {
+            suite,
+            case,
+            result: field("result").unwrap_or_default(),
+            measurement: field("measurement"),
+            units: field("units"),
+        });
+    }
+    cases.sort();
+    ResultSet { cases, job }
+}
+
+/// A scalar as text, seen through YAML tags (both logs write numbers as `! "42.0"`).
+fn scalar(value: &Value) -> Option<String> {
+    match value {
+        Value::Tagged(tagged) => scalar(&tagged.value),
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The last lines of a log, for assertion messages.
+pub fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// Wait for `dispatcher` to exit; past `limit`, stop it and fail.
+pub fn wait(mut dispatcher: OwnedDispatcher, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = dispatcher.try_wait().expect("waiting for the dispatcher") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            dispatcher.stop();
+            panic!("the dispatcher did not finish within {limit:?}; stopped it");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Start `command` owned (see [`OwnedDispatcher`]).
+pub fn spawn(mut command: Command, marker: String) -> OwnedDispatcher {
+    OwnedDispatcher::spawn(&mut command, marker)
+        .unwrap_or_else(|e| panic!("starting {command:?}: {e}"))
+}

@@ -1,0 +1,233 @@
+//! Our `lava-run` on the U-Boot board rig (`cargo xtask test-board u-boot --prepare`): the
+//! jobs of `fixtures/board/`, each a LAVA job for a U-Boot board, run end to end: TFTP deploy,
+//! U-Boot interrupted and driven over ser2net's telnet console, the board powered by the rig's
+//! scripts, tests on the board.
+//!
+//! - the ramdisk job gives the result set LAVA 2023.01 gives on the same rig
+//!   (`lava_reference_board.rs` holds LAVA to `RAMDISK_CASES`, this test holds us to it);
+//! - `interactive` at the U-Boot prompt, with a passing and a failing case;
+//! - `monitors`: the board's boot checks read from the console;
+//! - a failing U-Boot command ends the boot with LAVA's named error, and finalize powers the
+//!   board off (the rig's power log says so);
+//! - a hung board (no output after power-on) is recovered by the boot's `failure_retry`
+//!   through the device's `hard_reset` command.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+mod common;
+
+use common::board::{Board, RAMDISK_CASES};
+use common::lava_run;
+use common::reference::{ResultSet, TestCase, result_set, spawn, tail, wait};
+use serde_yaml::Value;
+
+/// Bound on one whole run (the jobs' own timeouts are at most 15 minutes).
+const RUN_LIMIT: Duration = Duration::from_secs(16 * 60);
+
+/// What a run of our `lava-run` left: exit status, log text, result set.
+struct Run {
+    success: bool,
+    log: String,
+    results: ResultSet,
+}
+
+impl Run {
+    /// The `lava`/`job` record's `msg`.
+    fn job_record(&self) -> Value {
+        self.log
+            .lines()
+            .filter(|l| l.contains("\"lvl\": \"results\"") && l.contains("\"case\": \"job\""))
+            .filter_map(|l| serde_yaml::from_str::<Value>(l.trim_start_matches("- ")).ok())
+            .filter_map(|v| v.get("msg").cloned())
+            .find(|msg| msg.get("definition").and_then(Value::as_str) == Some("lava"))
+            .unwrap_or(Value::Null)
+    }
+
+    fn cases_of(&self, suite: &str) -> Vec<(String, String)> {
+        self.results
+            .cases
+            .iter()
+            .filter(|c| c.suite == suite)
+            .map(|c| (c.case.clone(), c.result.clone()))
+            .collect()
+    }
+}
+
+/// Run `fixtures/board/<name>.yaml` on the board with our `lava-run`.
+fn run(board: &Board, name: &str, scratch: &Path) -> Run {
+    let job = board.job(name, scratch);
+    let job_id = format!("{}", std::process::id() * 100 + name.len() as u32);
+    let out = scratch.join(format!("out-{name}"));
+    let mut ours = Command::new(lava_run());
+    ours.arg("--job-id")
+        .arg(&job_id)
+        .arg("--output-dir")
+        .arg(&out)
+        .arg("--device")
+        .arg(&board.device)
+        .arg("--dispatcher")
+        .arg(&board.dispatcher)
+        .arg(&job)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let status = wait(spawn(ours, format!("lava-rs-{job_id}/")), RUN_LIMIT);
+    let log = std::fs::read_to_string(out.join("logs.yaml")).unwrap_or_default();
+    Run {
+        success: status.success(),
+        results: result_set(&log),
+        log,
+    }
+}
+
+fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("e2e-board-")
+        .tempdir()
+        .unwrap()
+}
+
+#[test]
+#[ignore = "needs the u-boot runtime (branch bruntime)"]
+fn ramdisk_job_gives_lavas_result_set() {
+    let Some(board) = Board::up() else { return };
+    let dir = scratch();
+    let run = run(&board, "uboot-ramdisk", dir.path());
+    assert!(run.success, "our lava-run failed\n{}", tail(&run.log));
+    let expected: Vec<TestCase> = RAMDISK_CASES
+        .iter()
+        .map(|(case, result, measurement, units)| TestCase {
+            suite: "0_board-smoke".into(),
+            case: case.to_string(),
+            result: result.to_string(),
+            measurement: measurement.map(str::to_string),
+            units: units.map(str::to_string),
+        })
+        .collect();
+    assert_eq!(run.results.cases, expected, "{}", tail(&run.log));
+    assert_eq!(
+        run.results.job.as_deref(),
+        Some("pass"),
+        "{}",
+        tail(&run.log)
+    );
+    let events = board.power_events();
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("power-off"),
+        "finalize powers the board off: {events:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs the u-boot runtime (branch bruntime)"]
+fn interactive_at_the_u_boot_prompt() {
+    let Some(board) = Board::up() else { return };
+    let dir = scratch();
+    let run = run(&board, "uboot-interactive", dir.path());
+    assert!(run.success, "our lava-run failed\n{}", tail(&run.log));
+    assert_eq!(
+        run.cases_of("0_u-boot-shell"),
+        [
+            ("bootm-no-image".to_string(), "fail".to_string()),
+            ("board-name".to_string(), "pass".to_string()),
+            ("version".to_string(), "pass".to_string()),
+        ],
+        "{}",
+        tail(&run.log)
+    );
+    assert_eq!(
+        run.results.job.as_deref(),
+        Some("pass"),
+        "{}",
+        tail(&run.log)
+    );
+}
+
+#[test]
+#[ignore = "needs the u-boot runtime (branch bruntime)"]
+fn monitors_read_the_boards_boot_checks() {
+    let Some(board) = Board::up() else { return };
+    let dir = scratch();
+    let run = run(&board, "uboot-monitors", dir.path());
+    assert!(run.success, "our lava-run failed\n{}", tail(&run.log));
+    let mut cases = run.cases_of("board-checks");
+    cases.sort();
+    let expected: Vec<(String, String)> = ["devpts", "devtmpfs", "proc", "sysfs", "tmpfs"]
+        .iter()
+        .map(|c| (c.to_string(), "pass".to_string()))
+        .collect();
+    assert_eq!(cases, expected, "{}", tail(&run.log));
+    assert_eq!(
+        run.results.job.as_deref(),
+        Some("pass"),
+        "{}",
+        tail(&run.log)
+    );
+}
+
+#[test]
+#[ignore = "needs the u-boot runtime (branch bruntime)"]
+fn a_failing_u_boot_command_is_named_and_finalize_powers_off() {
+    let Some(board) = Board::up() else { return };
+    let dir = scratch();
+    let run = run(&board, "uboot-command-fails", dir.path());
+    assert!(!run.success, "the job should fail\n{}", tail(&run.log));
+    let job = run.job_record();
+    // LAVA 2023.01 on the same rig: "matched a bootloader error message: 'File not found' (7)",
+    // an InfrastructureError.
+    let error = job.get("error_msg").and_then(Value::as_str).unwrap_or("");
+    assert!(
+        error.contains("matched a bootloader error message: 'File not found'"),
+        "error_msg: {error:?}\n{}",
+        tail(&run.log)
+    );
+    assert_eq!(
+        job.get("error_type").and_then(Value::as_str),
+        Some("Infrastructure")
+    );
+    let events = board.power_events();
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("power-off"),
+        "finalize ran the power-off script: {events:?}"
+    );
+    let pid_file = board.bin("..").join("run/qemu.pid");
+    assert!(!pid_file.exists(), "the board is still powered");
+}
+
+#[test]
+#[ignore = "needs the u-boot runtime (branch bruntime)"]
+fn a_hung_board_is_recovered_by_the_boot_retry() {
+    let Some(board) = Board::up() else { return };
+    let status = Command::new(board.bin("board-fault"))
+        .arg("hang")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let dir = scratch();
+    let run = run(&board, "uboot-hung-retry", dir.path());
+    assert!(run.success, "our lava-run failed\n{}", tail(&run.log));
+    assert_eq!(
+        run.results.job.as_deref(),
+        Some("pass"),
+        "{}",
+        tail(&run.log)
+    );
+    assert!(
+        run.cases_of("0_board-smoke")
+            .contains(&("always-pass".into(), "pass".into())),
+        "{}",
+        tail(&run.log)
+    );
+    let events = board.power_events();
+    let hung = events
+        .iter()
+        .position(|e| e.contains("hung board"))
+        .unwrap_or_else(|| panic!("no hung boot: {events:?}"));
+    assert!(
+        events[hung..].iter().filter(|e| *e == "hard-reset").count() >= 1,
+        "the retry hard-reset the board: {events:?}"
+    );
+}
