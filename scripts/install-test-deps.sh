@@ -121,3 +121,48 @@ if ! cargo deny --version >/dev/null 2>&1; then
     say "cargo deny is still missing after cargo install"
     exit 1
 fi
+
+# The U-Boot board rig (`cargo xtask test-board u-boot`, docs/board-u-boot.md): the arm64
+# emulator from bookworm-backports (like x86 QEMU: install-qemu.sh's mirror logic), Debian's
+# U-Boot for it (u-boot-qemu), mkimage (u-boot-tools), tftpd-hpa, ser2net and telnet (the
+# board's console and LAVA's connection command), and arm64 among dpkg's architectures (the
+# rig downloads arm64 kernel and busybox packages with apt-get download; it installs none).
+install_board_rig() {
+    if [ "$(id -u)" != 0 ]; then
+        say "not root: cannot install the board rig's tools (the board tests will skip)"
+        return 0
+    fi
+    QEMU_PACKAGES=qemu-system-arm QEMU_BINARY=qemu-system-aarch64 \
+        bash "$(dirname "$0")/install-qemu.sh"
+    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        say "dpkg --add-architecture arm64 (package lists only)"
+        dpkg --add-architecture arm64
+        if ! out=$($APT update -q 2>&1); then
+            echo "$out" >&2
+            say "apt-get update failed (above)"
+            exit 1
+        fi
+    fi
+    local packages=(u-boot-qemu u-boot-tools tftpd-hpa ser2net telnet)
+    local missing=()
+    local p
+    for p in "${packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+            missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    say "apt-get install ${missing[*]}"
+    if ! out=$($APT install -y -q --no-install-recommends "${missing[@]}" 2>&1); then
+        echo "$out" >&2
+        say "apt-get install of the board rig's tools failed (above)"
+        exit 1
+    fi
+    # The packages' own services would hold port 69 (and ser2net's default ports): the rig
+    # runs its own tftpd and ser2net, as children of its supervisor.
+    if [ -d /run/systemd/system ]; then
+        systemctl disable --now tftpd-hpa.service ser2net.service >/dev/null 2>&1 || true
+    elif [ -x /etc/init.d/tftpd-hpa ]; then
+        /etc/init.d/tftpd-hpa stop >/dev/null 2>&1 || true
+    fi
+}
+install_board_rig

@@ -130,8 +130,8 @@ fn interactive_at_the_u_boot_prompt() {
     assert_eq!(
         run.cases_of("0_u-boot-shell"),
         [
-            ("bootm-no-image".to_string(), "fail".to_string()),
             ("board-name".to_string(), "pass".to_string()),
+            ("bootm-no-image".to_string(), "fail".to_string()),
             ("version".to_string(), "pass".to_string()),
         ],
         "{}",
