@@ -125,8 +125,9 @@ fi
 # The U-Boot board rig (`cargo xtask test-board u-boot`, docs/board-u-boot.md): the arm64
 # emulator from bookworm-backports (like x86 QEMU: install-qemu.sh's mirror logic), Debian's
 # U-Boot for it (u-boot-qemu), mkimage (u-boot-tools), tftpd-hpa, ser2net and telnet (the
-# board's console and LAVA's connection command), and arm64 among dpkg's architectures (the
-# rig downloads arm64 kernel and busybox packages with apt-get download; it installs none).
+# board's console and LAVA's connection command), nfs-ganesha with its VFS backend and
+# rpcbind (NFS roots, served in user space), and arm64 among dpkg's architectures (the rig
+# downloads arm64 kernel and busybox packages with apt-get download; it installs none).
 install_board_rig() {
     if [ "$(id -u)" != 0 ]; then
         say "not root: cannot install the board rig's tools (the board tests will skip)"
@@ -143,7 +144,8 @@ install_board_rig() {
             exit 1
         fi
     fi
-    local packages=(u-boot-qemu u-boot-tools tftpd-hpa ser2net telnet)
+    local packages=(u-boot-qemu u-boot-tools tftpd-hpa ser2net telnet nfs-ganesha
+        nfs-ganesha-vfs rpcbind)
     local missing=()
     local p
     for p in "${packages[@]}"; do
@@ -157,12 +159,18 @@ install_board_rig() {
         say "apt-get install of the board rig's tools failed (above)"
         exit 1
     fi
-    # The packages' own services would hold port 69 (and ser2net's default ports): the rig
-    # runs its own tftpd and ser2net, as children of its supervisor.
+    # The packages' own services would hold ports 69 and 2049 (and ser2net's defaults): the
+    # rig runs its own tftpd, ser2net and ganesha as children of its supervisor (a running
+    # rpcbind is used as it is).
     if [ -d /run/systemd/system ]; then
-        systemctl disable --now tftpd-hpa.service ser2net.service >/dev/null 2>&1 || true
-    elif [ -x /etc/init.d/tftpd-hpa ]; then
-        /etc/init.d/tftpd-hpa stop >/dev/null 2>&1 || true
+        systemctl disable --now tftpd-hpa.service ser2net.service nfs-ganesha.service \
+            >/dev/null 2>&1 || true
+    else
+        local service
+        for service in tftpd-hpa nfs-ganesha; do
+            [ -x "/etc/init.d/$service" ] && "/etc/init.d/$service" stop >/dev/null 2>&1
+        done
+        true
     fi
 }
 install_board_rig

@@ -5,6 +5,8 @@
 //!
 //! - the ramdisk job gives the result set LAVA 2023.01 gives on the same rig
 //!   (`lava_reference_board.rs` holds LAVA to `RAMDISK_CASES`, this test holds us to it);
+//! - the NFS job boots into its NFS root (the rig's nfs-ganesha) with the same cases, plus one
+//!   checking the root is NFS (LAVA 2023.01 passes the same job on the rig);
 //! - `interactive` at the U-Boot prompt, with a passing and a failing case;
 //! - `monitors`: the board's boot checks read from the console;
 //! - a failing U-Boot command ends the boot with LAVA's named error, and finalize powers the
@@ -117,6 +119,28 @@ fn ramdisk_job_gives_lavas_result_set() {
         events.last().map(String::as_str),
         Some("power-off"),
         "finalize powers the board off: {events:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs the u-boot runtime (branch bruntime)"]
+fn nfs_job_runs_its_tests_on_the_nfs_root() {
+    let Some(board) = Board::up() else { return };
+    let dir = scratch();
+    let run = run(&board, "uboot-nfs", dir.path());
+    assert!(run.success, "our lava-run failed\n{}", tail(&run.log));
+    let mut expected: Vec<(String, String)> = RAMDISK_CASES
+        .iter()
+        .map(|(case, result, ..)| (case.to_string(), result.to_string()))
+        .chain([("root-on-nfs".to_string(), "pass".to_string())])
+        .collect();
+    expected.sort();
+    assert_eq!(run.cases_of("0_board-nfs"), expected, "{}", tail(&run.log));
+    assert_eq!(
+        run.results.job.as_deref(),
+        Some("pass"),
+        "{}",
+        tail(&run.log)
     );
 }
 

@@ -61,8 +61,6 @@ pub struct Artefacts {
     /// LAVA 2023.01's device-type templates (from Debian's `lava-server` package), where the
     /// board's own template is written next to `base-uboot.jinja2`.
     pub device_types: PathBuf,
-    /// The kernel release (`6.1.0-…-arm64`).
-    pub release: String,
 }
 
 /// The QEMU arguments that define the board's hardware: one list for the DTB dump and for
@@ -126,7 +124,6 @@ pub fn prepare(rig: &Path, force: bool) -> Result<Artefacts> {
         nfsrootfs: out.join("nfsrootfs.tar.gz"),
         device_types: rig.join("device-types"),
         u_boot,
-        release: release.clone(),
     };
     let statics = root_files(&release, &[]);
     let mut stamp = format!(

@@ -27,13 +27,9 @@ use super::artefacts::{self, Artefacts};
 pub const DEVICE_TYPE: &str = "lava-rs-uboot-board";
 /// The device's hostname (the dictionary's name).
 pub const HOSTNAME: &str = "lava-rs-board01";
-/// QEMU's user-mode network's own address for the host. Not the board's server address:
-/// QEMU answers TFTP there itself (with "Access violation" when it serves no directory), so
-/// a real TFTP server on the host is reached at the host's own address (see [`host_ip`]).
-pub const SLIRP_HOST: &str = "10.0.2.2";
 /// LAVA's TFTP directory, served by the rig's tftpd-hpa.
 pub const TFTP_ROOT: &str = "/srv/tftp";
-/// What LAVA's NFS deploy extracts under, exported by the rig's NFS server.
+/// What LAVA's NFS deploy extracts under, exported by the rig's NFS server (nfs-ganesha).
 pub const NFS_EXPORT: &str = "/var/lib/lava/dispatcher/tmp";
 /// The device-type template, kept in the repository.
 const TEMPLATE: &str =

@@ -48,6 +48,8 @@ impl Board {
             "in.tftpd",
             "telnet",
             "mkimage",
+            "ganesha.nfsd",
+            "rpcbind",
         ] {
             if !require_tool(tool, "scripts/install-test-deps.sh installs the board rig") {
                 return None;
