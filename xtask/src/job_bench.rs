@@ -14,6 +14,9 @@
 //! `wait4`'s rusage would not guarantee). Then the ratios ours/LAVA against the issue's targets
 //! (≤ 1/10 each), and where each dispatcher's time went, from the timestamps of its log.
 //!
+//! `--board`: the same for the U-Boot board rig (`cargo xtask test-board u-boot`): its ramdisk
+//! job against the rig's own scripted boot to the shell, the rig started for the bench.
+//!
 //! Every run must end with the job passing. For the smoke job LAVA gets libguestfs'
 //! environment from [`test_system::guestfs_env`]; its appliance is built once (one untimed
 //! LAVA run) if not cached yet. Each dispatcher runs in its own process group; past the time limit the group is
@@ -27,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::shared::{build_release_bin, workspace_root};
-use crate::test_system::{self, GuestfsEnv};
+use crate::test_system;
 use lava_test_support::process::OwnedDispatcher;
 
 /// LAVA's dispatcher, as Debian's `lava-dispatcher` installs it.
@@ -68,13 +71,39 @@ impl Phase {
 }
 
 impl JobRun {
-    /// The guest's boot inside the job, from the start of `execute-qemu` (QEMU's spawn) to the
-    /// end of `login-action` (the prompt matched): what the bare boot measures, under the load
-    /// of the moment. The rest of the wall time is the dispatcher's own.
-    pub fn boot_in_job(&self) -> Option<f64> {
+    /// The device's boot inside the job, from the start of action `from` (QEMU's spawn, the
+    /// board's power-on) to the end of action `to` (the prompt matched): what the bare boot
+    /// measures, under the load of the moment. The rest of the wall time is the dispatcher's
+    /// own.
+    pub fn boot_in_job(&self, (from, to): BootPhases) -> Option<f64> {
         let find = |name: &str| self.phases.iter().find(|p| p.name == name);
-        Some(find("login-action")?.end - find("execute-qemu")?.start)
+        Some(find(to)?.end - find(from)?.start)
     }
+}
+
+/// The actions a job's boot spans: (first started, last ended).
+pub type BootPhases = (&'static str, &'static str);
+/// The embedded QEMU device: `execute-qemu` starts QEMU, `login-action` matches the prompt.
+const QEMU_BOOT: BootPhases = ("execute-qemu", "login-action");
+/// The U-Boot board: `reset-device` powers it on, `auto-login-action` matches the prompt.
+const BOARD_BOOT: BootPhases = ("reset-device", "auto-login-action");
+
+/// What the dispatchers run: the device file, the job, a dispatcher configuration, and the
+/// environment LAVA's `lava-run` needs besides (libguestfs' for the smoke job).
+struct Target {
+    device: PathBuf,
+    job: PathBuf,
+    dispatcher_config: Option<PathBuf>,
+    lava_env: Vec<(String, String)>,
+    boot: BootPhases,
+    /// What the bare boot is called in the report.
+    bare_label: &'static str,
+}
+
+/// A bare boot's wall times (seconds): to the prompt, and to the end of the check.
+struct Bare {
+    prompt: f64,
+    total: f64,
 }
 
 /// Which dispatcher a run used.
@@ -88,6 +117,7 @@ pub fn bench(args: &[String]) -> Result<()> {
     let mut rounds: usize = 3;
     let mut limit = Duration::from_secs(12 * 60);
     let mut smoke = false;
+    let mut on_board = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -99,11 +129,17 @@ pub fn bench(args: &[String]) -> Result<()> {
                 Some("ramdisk-overlays") => smoke = false,
                 other => bail!("--job {other:?}: expected ramdisk-overlays or smoke"),
             },
+            "--board" => on_board = true,
             n if n.parse::<usize>().is_ok() => rounds = n.parse()?,
-            other => bail!("unknown argument {other:?} (expected N, --timeout SECS, --job NAME)"),
+            other => bail!(
+                "unknown argument {other:?} (expected N, --timeout SECS, --job NAME, --board)"
+            ),
         }
     }
     ensure!(rounds > 0, "N must be at least 1");
+    if on_board {
+        return bench_board(rounds, limit);
+    }
     ensure!(
         test_system::qemu_available(),
         "qemu-system-x86_64 is not on PATH: see DESIGN.md, 'The embedded default device'"
@@ -140,16 +176,74 @@ pub fn bench(args: &[String]) -> Result<()> {
     };
     println!("job bench: {}", job.display());
 
-    if let Some(guestfs) = guestfs.as_ref().filter(|g| !g.appliance_cached()) {
+    let target = Target {
+        device: test_system::device_yaml(),
+        job,
+        dispatcher_config: None,
+        lava_env: guestfs.as_ref().map(|g| g.vars.clone()).unwrap_or_default(),
+        boot: QEMU_BOOT,
+        bare_label: "bare QEMU boot to prompt",
+    };
+    if guestfs.as_ref().is_some_and(|g| !g.appliance_cached()) {
         eprintln!("job bench: building libguestfs' appliance once (an untimed LAVA run)");
-        run_dispatcher(Dispatcher::Lava, &ours, &job, Some(guestfs), &out, limit)?;
+        run_dispatcher(Dispatcher::Lava, &ours, &target, &out, limit)?;
     }
+    rounds_and_report(rounds, &ours, &target, &out, limit, &mut || {
+        let report = test_system::boot_check(&ts, limit, false)?;
+        Ok(Bare {
+            prompt: report.prompt.as_secs_f64(),
+            total: report.total.as_secs_f64(),
+        })
+    })
+}
 
+/// `bench job --board`: the U-Boot board rig's ramdisk job (`fixtures/board/uboot-ramdisk.yaml`
+/// on the rig's device file), against the rig's own scripted boot to the shell
+/// (`test-board u-boot --boot-check`'s code). The rig is started for the bench and stopped
+/// after.
+fn bench_board(rounds: usize, limit: Duration) -> Result<()> {
+    ensure!(
+        Path::new(LAVA_RUN).is_file(),
+        "{LAVA_RUN} is missing: install Debian's lava-dispatcher (scripts/install-test-deps.sh)"
+    );
+    let ours = build_release_bin("lava-dispatch", "lava-run")?;
+    let out = workspace_root().join("target/job-bench");
+    std::fs::create_dir_all(&out)?;
+    let rig = crate::board::prepared()?;
+    let job = out.join("board-job.yaml");
+    std::fs::write(&job, rig.job("uboot-ramdisk")?)?;
+    let target = Target {
+        device: rig.rig.device(),
+        job,
+        dispatcher_config: Some(rig.rig.dispatcher()),
+        lava_env: Vec::new(),
+        boot: BOARD_BOOT,
+        bare_label: "bare board boot to shell",
+    };
+    let _up = rig.up()?;
+    rounds_and_report(rounds, &ours, &target, &out, limit, &mut || {
+        let report = crate::board::boot_check::run(&rig.rig, &rig.artefacts, limit)?;
+        Ok(Bare {
+            prompt: report.shell.as_secs_f64(),
+            total: report.total.as_secs_f64(),
+        })
+    })
+}
+
+/// N rounds of (bare boot, lava-rs, LAVA), the order rotating; then the report.
+fn rounds_and_report(
+    rounds: usize,
+    ours: &Path,
+    target: &Target,
+    out: &Path,
+    limit: Duration,
+    bare_boot: &mut dyn FnMut() -> Result<Bare>,
+) -> Result<()> {
     println!(
-        "job bench: {rounds} round(s) of (bare QEMU boot, lava-rs, LAVA), order rotating; load {}",
+        "job bench: {rounds} round(s) of (bare boot, lava-rs, LAVA), order rotating; load {}",
         load_average()
     );
-    let mut bare: Vec<test_system::BootReport> = Vec::new();
+    let mut bare: Vec<Bare> = Vec::new();
     let mut runs_ours: Vec<JobRun> = Vec::new();
     let mut runs_lava: Vec<JobRun> = Vec::new();
     let mut overhead_ours = Vec::new();
@@ -161,16 +255,16 @@ pub fn bench(args: &[String]) -> Result<()> {
         for step in order {
             match step {
                 None => {
-                    let report = test_system::boot_check(&ts, limit, false)?;
+                    let report = bare_boot()?;
                     eprintln!(
                         "  round {}: bare boot: prompt {:.2}s",
                         round + 1,
-                        report.prompt.as_secs_f64()
+                        report.prompt
                     );
                     this_round.0 = Some(report);
                 }
                 Some(which) => {
-                    let run = run_dispatcher(which, &ours, &job, guestfs.as_ref(), &out, limit)?;
+                    let run = run_dispatcher(which, ours, target, out, limit)?;
                     eprintln!(
                         "  round {}: {}: {:.2}s, peak RSS {:.1} MiB",
                         round + 1,
@@ -189,15 +283,15 @@ pub fn bench(args: &[String]) -> Result<()> {
         let (Some(b), Some(o), Some(l)) = this_round else {
             unreachable!("every round runs all three");
         };
-        overhead_ours.push(o.wall.as_secs_f64() - b.prompt.as_secs_f64());
-        overhead_lava.push(l.wall.as_secs_f64() - b.prompt.as_secs_f64());
+        overhead_ours.push(o.wall.as_secs_f64() - b.prompt);
+        overhead_lava.push(l.wall.as_secs_f64() - b.prompt);
         bare.push(b);
         runs_ours.push(o);
         runs_lava.push(l);
     }
 
-    let bare_prompt: Vec<f64> = bare.iter().map(|b| b.prompt.as_secs_f64()).collect();
-    let bare_total: Vec<f64> = bare.iter().map(|b| b.total.as_secs_f64()).collect();
+    let bare_prompt: Vec<f64> = bare.iter().map(|b| b.prompt).collect();
+    let bare_total: Vec<f64> = bare.iter().map(|b| b.total).collect();
     let wall = |runs: &[JobRun]| {
         runs.iter()
             .map(|r| r.wall.as_secs_f64())
@@ -205,7 +299,7 @@ pub fn bench(args: &[String]) -> Result<()> {
     };
     let own_time = |runs: &[JobRun]| {
         runs.iter()
-            .filter_map(|r| Some(r.wall.as_secs_f64() - r.boot_in_job()?))
+            .filter_map(|r| Some(r.wall.as_secs_f64() - r.boot_in_job(target.boot)?))
             .collect::<Vec<_>>()
     };
     let rss = |runs: &[JobRun]| runs.iter().map(|r| mib(r.peak_rss_kib)).collect::<Vec<_>>();
@@ -220,13 +314,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         "outside the boot",
         "RSS MiB",
     );
-    row(
-        "bare QEMU boot to prompt",
-        &triple(&bare_prompt),
-        "",
-        "",
-        "",
-    );
+    row(target.bare_label, &triple(&bare_prompt), "", "", "");
     row("  (and to power-off)", &triple(&bare_total), "", "", "");
     for (which, runs, overhead) in [
         (Dispatcher::LavaRs, &runs_ours, &overhead_ours),
@@ -242,8 +330,9 @@ pub fn bench(args: &[String]) -> Result<()> {
     }
     println!(
         "overhead: wall minus the bare boot to the prompt of the same round; outside the boot: \
-         wall minus the job's own boot (execute-qemu start to login-action end); RSS: the \
-         dispatcher process's VmHWM, median"
+         wall minus the job's own boot ({} start to {} end); RSS: the dispatcher process's \
+         VmHWM, median",
+        target.boot.0, target.boot.1
     );
     let overhead_ratio = median(&overhead_ours) / median(&overhead_lava);
     let own_ratio = median(&own_time(&runs_ours)) / median(&own_time(&runs_lava));
@@ -280,8 +369,7 @@ pub fn bench(args: &[String]) -> Result<()> {
 fn run_dispatcher(
     which: Dispatcher,
     ours: &Path,
-    job: &Path,
-    guestfs: Option<&GuestfsEnv>,
+    target: &Target,
     out: &Path,
     limit: Duration,
 ) -> Result<JobRun> {
@@ -312,14 +400,18 @@ fn run_dispatcher(
         .arg("--output-dir")
         .arg(&output)
         .arg("--device")
-        .arg(test_system::device_yaml())
-        .arg(job)
+        .arg(&target.device);
+    if let Some(config) = &target.dispatcher_config {
+        command.arg("--dispatcher").arg(config);
+    }
+    command
+        .arg(&target.job)
         .current_dir(workspace_root())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&stderr)?);
-    if let (Dispatcher::Lava, Some(guestfs)) = (which, guestfs) {
-        command.envs(guestfs.vars.iter().map(|(k, v)| (k, v)));
+    if which == Dispatcher::Lava {
+        command.envs(target.lava_env.iter().map(|(k, v)| (k, v)));
     }
     let spawned_at = SystemTime::now();
     let started = Instant::now();

@@ -12,11 +12,13 @@
 //! cargo xtask test-board u-boot            # prepare (target/board-u-boot), start, print
 //! cargo xtask test-board u-boot --prepare  # prepare and print only (tests start the rig)
 //! cargo xtask test-board u-boot --stop     # power off, end every rig process
+//! cargo xtask test-board u-boot --boot-check  # the bare boot, timed (no dispatcher)
 //! ```
 
-mod artefacts;
+pub mod artefacts;
+pub mod boot_check;
 mod cable;
-mod rig;
+pub mod rig;
 
 use std::process::Command;
 
@@ -37,6 +39,13 @@ pub struct Args {
     /// Power the board off and end the rig's processes.
     #[arg(long, conflicts_with = "prepare")]
     pub stop: bool,
+    /// Boot the board once without a dispatcher (U-Boot interrupted, TFTP, booti, shell) and
+    /// print the wall times; the rig is started for it when it is down, and stopped after.
+    #[arg(long, conflicts_with_all = ["prepare", "stop"])]
+    pub boot_check: bool,
+    /// Upper bound, in seconds, of `--boot-check`'s boot.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
     /// Rebuild the artefacts even when they are up to date.
     #[arg(long)]
     pub force: bool,
@@ -79,6 +88,26 @@ pub fn run(args: Args) -> Result<()> {
     let artefacts = artefacts::prepare(&rig.dir, args.force)?;
     let xtask = std::env::current_exe().context("the xtask binary's path")?;
     let summary = rig::write(&rig, &artefacts, &xtask)?;
+    if args.boot_check {
+        let prepared = PreparedRig { rig, artefacts };
+        let up = prepared.up()?;
+        let report = boot_check::run(
+            &prepared.rig,
+            &prepared.artefacts,
+            std::time::Duration::from_secs(args.timeout),
+        );
+        drop(up);
+        let r = report?;
+        println!(
+            "bare boot: U-Boot prompt {:.1}s, kernel start {:.1}s, shell {:.1}s, \
+             command answered and powered off {:.1}s",
+            r.bootloader.as_secs_f64(),
+            r.kernel.as_secs_f64(),
+            r.shell.as_secs_f64(),
+            r.total.as_secs_f64()
+        );
+        return Ok(());
+    }
     if !args.prepare {
         if cable::running(&rig.run()) {
             eprintln!("test-board: the rig is already up");
@@ -89,6 +118,71 @@ pub fn run(args: Args) -> Result<()> {
     }
     print!("{summary}");
     Ok(())
+}
+
+/// The rig prepared with its defaults (for `bench job --board`).
+pub struct PreparedRig {
+    pub rig: rig::Rig,
+    pub artefacts: artefacts::Artefacts,
+}
+
+/// Prepare the artefacts and write the rig's files, as `test-board u-boot --prepare`.
+pub fn prepared() -> Result<PreparedRig> {
+    let rig = rig::Rig {
+        dir: workspace_root().join("target").join("board-u-boot"),
+        console_port: CONSOLE_PORT,
+        host_ip: rig::host_ip()?,
+    };
+    let artefacts = artefacts::prepare(&rig.dir, false)?;
+    let xtask = std::env::current_exe().context("the xtask binary's path")?;
+    rig::write(&rig, &artefacts, &xtask)?;
+    Ok(PreparedRig { rig, artefacts })
+}
+
+impl PreparedRig {
+    /// `fixtures/board/<name>.yaml` with the artefacts' URLs in place of its placeholders.
+    pub fn job(&self, name: &str) -> Result<String> {
+        let path = workspace_root().join(format!("fixtures/board/{name}.yaml"));
+        let mut text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let a = &self.artefacts;
+        for (placeholder, file) in [
+            ("@KERNEL_URL@", &a.kernel),
+            ("@RAMDISK_URL@", &a.ramdisk),
+            ("@DTB_URL@", &a.dtb),
+            ("@MODULES_URL@", &a.modules),
+            ("@NFSROOTFS_URL@", &a.nfsrootfs),
+        ] {
+            text = text.replace(placeholder, &format!("file://{}", file.display()));
+        }
+        Ok(text)
+    }
+
+    /// The rig up until the guard drops (then down again, if this call started it).
+    pub fn up(&self) -> Result<RigUp> {
+        let started = !cable::running(&self.rig.run());
+        if started {
+            run_script(&self.rig.bin("rig-up"))?;
+        }
+        Ok(RigUp {
+            rig_down: started.then(|| self.rig.bin("rig-down")),
+        })
+    }
+}
+
+/// Ends the rig on drop when it was started for its holder.
+pub struct RigUp {
+    rig_down: Option<std::path::PathBuf>,
+}
+
+impl Drop for RigUp {
+    fn drop(&mut self) {
+        if let Some(script) = &self.rig_down
+            && let Err(e) = run_script(script)
+        {
+            eprintln!("test-board: {e:#}");
+        }
+    }
 }
 
 fn run_script(script: &std::path::Path) -> Result<()> {
