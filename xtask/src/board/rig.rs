@@ -235,21 +235,7 @@ rm -f "$RUN/rig.pid" "$RUN/ready" "$RUN/cable.sock" "$RUN/console"
         a.device_types.join(format!("{DEVICE_TYPE}.jinja2")),
         TEMPLATE,
     )?;
-    let dictionary = format!(
-        r#"{{# {HOSTNAME}: the lava-rs board rig (written by `cargo xtask test-board u-boot`). #}}
-{{% extends '{DEVICE_TYPE}.jinja2' %}}
-{{# The console: ser2net's telnet port; the connection stays open across power cycles. #}}
-{{% set connection_command = 'telnet 127.0.0.1 {port}' %}}
-{{# Power control, like a PDU: scripts that start and stop the board (QEMU) in the background. #}}
-{{% set power_on_command = '{on}' %}}
-{{% set power_off_command = '{off}' %}}
-{{% set hard_reset_command = '{reset}' %}}
-"#,
-        port = rig.console_port,
-        on = rig.bin("power-on").display(),
-        off = rig.bin("power-off").display(),
-        reset = rig.bin("hard-reset").display(),
-    );
+    let dictionary = dictionary(rig);
     std::fs::write(rig.dictionary(), &dictionary)?;
     let renderer = lava_device::Renderer::new([a.device_types.clone()]);
     let rendered = renderer
@@ -279,4 +265,117 @@ rm -f "$RUN/rig.pid" "$RUN/ready" "$RUN/cable.sock" "$RUN/console"
     writeln!(out, "nfsrootfs: {}", url(&a.nfsrootfs))?;
     std::fs::write(rig.summary_file(), &out)?;
     Ok(out)
+}
+
+/// The device dictionary, as a lab admin writes one: the device type, and how this lab wired
+/// the board (console server port, power commands).
+fn dictionary(rig: &Rig) -> String {
+    format!(
+        r#"{{# {HOSTNAME}: the lava-rs board rig (written by `cargo xtask test-board u-boot`). #}}
+{{% extends '{DEVICE_TYPE}.jinja2' %}}
+{{# The console: ser2net's telnet port; the connection stays open across power cycles. #}}
+{{% set connection_command = 'telnet 127.0.0.1 {port}' %}}
+{{# Power control, like a PDU: scripts that start and stop the board (QEMU) in the background. #}}
+{{% set power_on_command = '{on}' %}}
+{{% set power_off_command = '{off}' %}}
+{{% set hard_reset_command = '{reset}' %}}
+"#,
+        port = rig.console_port,
+        on = rig.bin("power-on").display(),
+        off = rig.bin("power-off").display(),
+        reset = rig.bin("hard-reset").display(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// LAVA's device-type templates: the rig's copy (from Debian's lava-server) when prepared,
+    /// else the conformance corpus next to the workspace.
+    fn lava_templates() -> Option<PathBuf> {
+        let rig = crate::shared::workspace_root().join("target/board-u-boot/device-types");
+        if rig.join("base-uboot.jinja2").is_file() {
+            return Some(rig);
+        }
+        crate::shared::shared_dir()
+            .map(|d| d.join("conformance/templates"))
+            .filter(|d| d.join("base-uboot.jinja2").is_file())
+    }
+
+    #[test]
+    fn the_dictionary_renders_a_u_boot_board_wired_to_the_rig() {
+        let Some(lava) = lava_templates() else {
+            eprintln!("skipping: no LAVA templates (cargo xtask test-board u-boot --prepare)");
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let rig = Rig {
+            dir: dir.path().to_path_buf(),
+            console_port: 4321,
+            host_ip: "192.0.2.7".parse().unwrap(),
+        };
+        let types = dir.path().join("types");
+        std::fs::create_dir_all(&types).unwrap();
+        std::fs::write(types.join(format!("{DEVICE_TYPE}.jinja2")), TEMPLATE).unwrap();
+        let path = dir.path().join("board.jinja2");
+        std::fs::write(&path, dictionary(&rig)).unwrap();
+        let text = lava_device::Renderer::new([types, lava])
+            .render_file(&path, &Default::default())
+            .unwrap();
+        let device: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let at = |keys: &[&str]| {
+            keys.iter()
+                .fold(Some(&device), |v, k| v.and_then(|v| v.get(*k)))
+                .cloned()
+                .unwrap_or_else(|| panic!("no {keys:?} in\n{text}"))
+        };
+        assert_eq!(at(&["commands", "connect"]), "telnet 127.0.0.1 4321");
+        let power_on = format!("{}", dir.path().join("bin/power-on").display());
+        assert_eq!(at(&["commands", "power_on"]), power_on.as_str());
+        assert_eq!(at(&["parameters", "booti", "kernel"]), "0x40400000");
+        assert_eq!(at(&["parameters", "booti", "ramdisk"]), "0x48000000");
+        assert_eq!(at(&["parameters", "booti", "dtb"]), "0x47000000");
+        assert_eq!(
+            at(&["actions", "deploy", "parameters", "add_header"]),
+            "u-boot"
+        );
+        assert_eq!(
+            at(&["actions", "deploy", "parameters", "mkimage_arch"]),
+            "arm64"
+        );
+        let uboot = at(&["actions", "boot", "methods", "u-boot"]);
+        assert_eq!(uboot["parameters"]["bootloader_prompt"], "=>");
+        assert_eq!(
+            uboot["parameters"]["interrupt_prompt"],
+            "Hit any key to stop autoboot"
+        );
+        let ramdisk: Vec<&str> = uboot["ramdisk"]["commands"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c.as_str())
+            .collect();
+        assert!(
+            ramdisk.contains(&"setenv serverip {SERVER_IP}")
+                && ramdisk.contains(&"tftp {KERNEL_ADDR} {KERNEL}")
+                && ramdisk
+                    .iter()
+                    .any(|c| c
+                        .starts_with("setenv bootargs 'console=ttyAMA0,115200n8 root=/dev/ram0"))
+                && ramdisk.last() == Some(&"{BOOTX}"),
+            "{ramdisk:?}"
+        );
+        let nfs: Vec<&str> = uboot["nfs"]["commands"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c.as_str())
+            .collect();
+        assert!(
+            nfs.iter()
+                .any(|c| c.contains("nfsroot={NFS_SERVER_IP}:{NFSROOTFS},tcp,hard,vers=3")),
+            "{nfs:?}"
+        );
+    }
 }
