@@ -326,7 +326,7 @@ mod tests {
         let device: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
         let at = |keys: &[&str]| {
             keys.iter()
-                .fold(Some(&device), |v, k| v.and_then(|v| v.get(*k)))
+                .try_fold(&device, |v, k| v.get(*k))
                 .cloned()
                 .unwrap_or_else(|| panic!("no {keys:?} in\n{text}"))
         };
