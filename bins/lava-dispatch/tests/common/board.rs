@@ -113,6 +113,11 @@ impl Board {
         self.dir.join("bin").join(name)
     }
 
+    /// Whether the board is powered (QEMU's pid file, which `power-off` removes).
+    pub fn powered(&self) -> bool {
+        self.dir.join("run/qemu.pid").exists()
+    }
+
     /// What the power scripts did since [`Board::up`], one event a line (`power-on`,
     /// `power-off`, `hard-reset`, `power-on: hung board (fault injected)`), times dropped.
     pub fn power_events(&self) -> Vec<String> {
