@@ -9,8 +9,9 @@ use crate::common::power::{ConnectDevice, ResetDevice, require_tool};
 use crate::common::prepare_overlay::map_kernel_uboot;
 use lava_pipeline::value::{scalar_string, truthy};
 use lava_pipeline::{
-    Action, ActionMeta, Declared, Device, ErrorKind, LavaError, LavaResult, PipelineBuilder,
-    Runnable, StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, Device, ErrorKind, LavaError, LavaResult, Pipeline,
+    PipelineBuilder, RunContext, Runnable, StrategyRegistry, ValidateContext, action_identity,
+    async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
@@ -238,8 +239,32 @@ impl Action for UBootSecondaryMedia {
         ctx.add_errors(errors);
         Ok(())
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        let params = ctx.meta().parameters.clone();
+        if secondary_media_commands(&ctx.job.device, &params).is_none() {
+            return Ok(());
+        }
+        crate::common::bootloader::record_secondary_media(ctx);
+        let kernel_type = params
+            .get("kernel_type")
+            .and_then(scalar_string)
+            .unwrap_or_default();
+        let bootcommand = map_kernel_uboot(&kernel_type, ctx.job.device.lookup(&["parameters"]));
+        ctx.logger
+            .debug(format!("Using bootcommand: {bootcommand}"));
+        ctx.set_data(
+            "uboot-prepare-kernel",
+            "kernel-type",
+            "kernel-type",
+            kernel_type,
+        );
+        ctx.set_data(
+            "uboot-prepare-kernel",
+            "bootcommand",
+            "bootcommand",
+            bootcommand,
+        );
+        Ok(())
     }
 }
 

@@ -10,8 +10,8 @@ use lava_pipeline::BlockLookups;
 use lava_pipeline::params::namespace;
 use lava_pipeline::value::python_repr;
 use lava_pipeline::{
-    Action, ActionMeta, Device, ErrorKind, LavaError, LavaResult, PipelineBuilder, Runnable,
-    ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Device, ErrorKind, LavaError, LavaResult, Pipeline, PipelineBuilder,
+    RunContext, Runnable, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
@@ -37,7 +37,7 @@ pub fn add_login_tail(pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
     if !has_prompts(&params) {
         return Ok(());
     }
-    pipeline.add(AutoLoginAction::new())?;
+    pipeline.add(AutoLoginAction::new().watching_kernel_start())?;
     if pipeline.job().test_has_shell(namespace(&params)) {
         pipeline.add(ExpectShellSession::new())?;
         if params.contains_key("transfer_overlay") {
@@ -181,8 +181,48 @@ impl Action for BootloaderCommandOverlay {
         ctx.add_errors(errors);
         Ok(())
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    /// iPXE's boot script (`use_bootscript`) is not written yet.
+    fn runnable(&self, meta: &ActionMeta) -> Runnable {
+        if lava_pipeline::value::truthy(meta.param("use_bootscript")) {
+            Runnable::NotYet {
+                missing: Some("boot script"),
+            }
+        } else {
+            Runnable::Yes
+        }
+    }
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        let params = ctx.meta().parameters.clone();
+        let method = self.method_for(&params).to_string();
+        let commands: Vec<String> = match &self.commands {
+            Some(commands) => commands.clone(),
+            None => {
+                let mut errors = Vec::new();
+                let list = resolve_boot_commands(&ctx.job.device, &params, &method, &mut errors);
+                if let Some(error) = errors.into_iter().next() {
+                    return Err(LavaError::job(error));
+                }
+                if matches!(params.get("commands"), Some(Value::Sequence(_)))
+                    && params.method() != Some("bootloader")
+                {
+                    ctx.logger.warning(
+                        "WARNING: Using boot commands supplied in the job definition, NOT the LAVA device configuration",
+                    );
+                }
+                list.iter()
+                    .filter_map(lava_pipeline::value::scalar_string)
+                    .collect()
+            }
+        };
+        let lava_mac = ctx
+            .job
+            .device
+            .boot_method_params(&method)
+            .and_then(|p| p.get("lava_mac"))
+            .and_then(lava_pipeline::value::scalar_string)
+            .filter(|mac| is_mac_address(mac));
+        crate::runtime::bootloader::prepare_commands(ctx, &method, &commands, lava_mac)?;
+        Ok(())
     }
 }
 
@@ -335,8 +375,30 @@ impl Action for BootloaderInterruptAction {
         ctx.add_errors(errors);
         outcome.map(|_| ())
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        let mut errors = Vec::new();
+        let settings = self.settings(&ctx.job.device, &ctx.meta().parameters, &mut errors)?;
+        let text = |v: &Option<Value>| {
+            v.as_ref()
+                .and_then(lava_pipeline::value::scalar_string)
+                .unwrap_or_default()
+        };
+        let control_chars = match &settings.interrupt_control_chars {
+            Some(Value::Sequence(items)) => items
+                .iter()
+                .filter_map(lava_pipeline::value::scalar_string)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let interrupt = crate::runtime::bootloader::Interrupt {
+            bootloader_prompt: settings.bootloader_prompt.clone().unwrap_or_default(),
+            interrupt_prompt: text(&settings.interrupt_prompt),
+            needs_interrupt: settings.needs_interrupt,
+            interrupt_newline: settings.interrupt_newline,
+            interrupt_char: text(&settings.interrupt_char),
+            control_chars,
+        };
+        crate::runtime::bootloader::interrupt(ctx, &interrupt).await
     }
 }
 
@@ -451,9 +513,33 @@ impl Action for BootloaderCommandsAction {
             .require_boot_method_params(method)
             .map(|_| ())
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        let settings =
+            commands_settings(ctx, &self.method, self.expect_final, self.line_separator)?;
+        crate::runtime::bootloader::send_commands(ctx, &settings, None).await
     }
+}
+
+/// The settings of `bootloader-commands` from the device's method parameters.
+fn commands_settings(
+    ctx: &RunContext,
+    method: &Option<String>,
+    expect_final: bool,
+    line_separator: LineSeparator,
+) -> LavaResult<crate::runtime::bootloader::CommandsSettings> {
+    let params = ctx.meta().parameters.clone();
+    let method = method_of(method, &params).to_string();
+    let method_params = ctx.job.device.require_boot_method_params(&method)?;
+    let bootloader_prompt = method_params
+        .get("bootloader_prompt")
+        .and_then(lava_pipeline::value::scalar_string)
+        .ok_or_else(|| LavaError::job("Missing bootloader prompt for device"))?;
+    Ok(crate::runtime::bootloader::CommandsSettings {
+        method,
+        bootloader_prompt,
+        expect_final,
+        line_separator: line_separator.as_str().to_string(),
+    })
 }
 
 /// `bootloader-commands-altbank`: switch U-Boot to the alternate bank
@@ -497,8 +583,17 @@ impl Action for BootloaderCommandsActionAltBank {
             .require_boot_method_params(method)
             .map(|_| ())
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        let settings =
+            commands_settings(ctx, &self.method, self.expect_final, LineSeparator::Unix)?;
+        let command = ctx
+            .job
+            .device
+            .require_boot_method_params(&settings.method)?
+            .get("uboot_altbank_cmd")
+            .and_then(lava_pipeline::value::scalar_string)
+            .unwrap_or_default();
+        crate::runtime::bootloader::send_commands(ctx, &settings, Some(vec![command])).await
     }
 }
 
@@ -555,9 +650,36 @@ impl Action for BootloaderSecondaryMedia {
         ctx.add_errors(errors);
         Ok(())
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        record_secondary_media(ctx);
+        Ok(())
     }
+}
+
+/// What LAVA's secondary media actions record for `bootloader-overlay` when the boot
+/// commands name secondary media: the kernel, ramdisk and DTB paths inside the deployed
+/// image, the root UUID and the boot partition.
+pub fn record_secondary_media(ctx: &mut RunContext) {
+    let params = ctx.meta().parameters.clone();
+    if secondary_media_commands(&ctx.job.device, &params).is_none() {
+        return;
+    }
+    let get = |k: &str| {
+        params
+            .get(k)
+            .and_then(lava_pipeline::value::scalar_string)
+            .unwrap_or_default()
+    };
+    ctx.set_data("download-action", "file", "kernel", get("kernel"));
+    ctx.set_data("compress-ramdisk", "file", "ramdisk", get("ramdisk"));
+    ctx.set_data("download-action", "file", "ramdisk", get("ramdisk"));
+    ctx.set_data("download-action", "file", "dtb", get("dtb"));
+    ctx.set_data("bootloader-from-media", "uuid", "root", get("root_uuid"));
+    let boot_part = params
+        .get("boot_part")
+        .and_then(lava_pipeline::value::scalar_string)
+        .unwrap_or_else(|| "None".into());
+    ctx.set_data("bootloader-from-media", "uuid", "boot_part", boot_part);
 }
 
 /// `bootloader-retry`: reset, interrupt and command the bootloader, then log in (iPXE).

@@ -11,6 +11,7 @@ use lava_pipeline::{
     ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
+use std::path::{Path, PathBuf};
 
 /// Compression formats a download may declare.
 pub const COMPRESSIONS: [&str; 5] = ["gz", "bz2", "xz", "zip", "zstd"];
@@ -347,9 +348,34 @@ impl Action for DownloadHandler {
         self.check(ctx)
     }
     async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        let dir = download_path(ctx, &self.key);
-        crate::runtime::image_download::download_image(ctx, &self.key, &dir, &self.params)
-            .await
-            .map(|_| ())
+        // A deployment serving the files (TFTP) gives an absolute directory; the others
+        // download into the job's scratch directory, one directory per image (two
+        // images may share a file name).
+        let dir = if Path::new(&self.path).is_absolute() {
+            PathBuf::from(&self.path)
+        } else {
+            download_path(ctx, &self.key)
+        };
+        let file =
+            crate::runtime::image_download::download_image(ctx, &self.key, &dir, &self.params)
+                .await?;
+        // LAVA's TFTP deployments name the file relative to the TFTP root.
+        let to = ctx.meta().param("to").and_then(Value::as_str);
+        if matches!(to, Some("tftp" | "nbd"))
+            && let Some(suffix) = ctx
+                .get_data("tftp-deploy", "tftp", "suffix")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        {
+            let name = file.file_name().unwrap_or_default().to_string_lossy();
+            let relative = Path::new(&suffix).join(&self.key).join(name.as_ref());
+            ctx.set_data(
+                "download-action",
+                "file",
+                &self.key,
+                relative.display().to_string(),
+            );
+        }
+        Ok(())
     }
 }

@@ -70,11 +70,19 @@ pub fn login_errors(params: &Mapping) -> Vec<String> {
 pub struct AutoLoginAction {
     /// Whether a boot is expected (false for a second UART or ssh).
     pub booting: bool,
+    /// Wait for the `kernel-start-message` (or a bootloader error message) before the
+    /// login, as LAVA does for every booting device. The bootloader families do; the
+    /// QEMU and minimal families of lava-rs watch the kernel from the login's prompt wait
+    /// instead (their devices need not print LAVA's start message).
+    pub watch_kernel_start: bool,
 }
 
 impl Default for AutoLoginAction {
     fn default() -> Self {
-        AutoLoginAction { booting: true }
+        AutoLoginAction {
+            booting: true,
+            watch_kernel_start: false,
+        }
     }
 }
 
@@ -85,7 +93,16 @@ impl AutoLoginAction {
     }
     /// Without waiting for a kernel boot (ssh, secondary connections).
     pub fn without_boot() -> Self {
-        AutoLoginAction { booting: false }
+        AutoLoginAction {
+            booting: false,
+            watch_kernel_start: false,
+        }
+    }
+    /// Also waits for the kernel start message after a bootloader (see
+    /// [`AutoLoginAction::watch_kernel_start`]).
+    pub fn watching_kernel_start(mut self) -> Self {
+        self.watch_kernel_start = self.booting;
+        self
     }
 }
 
@@ -111,6 +128,27 @@ impl Action for AutoLoginAction {
     }
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
         pipeline.add(LoginAction)
+    }
+    async fn run(&mut self, ctx: &mut RunContext, children: &mut Pipeline) -> LavaResult<()> {
+        if self.watch_kernel_start {
+            let method = ctx
+                .meta()
+                .param("method")
+                .and_then(lava_pipeline::value::scalar_string)
+                .unwrap_or_default();
+            let deprecated = ctx
+                .job
+                .device
+                .boot_method_params(&method)
+                .is_some_and(|p| truthy(p.get("boot_message")));
+            if deprecated {
+                ctx.logger.warning(
+                    "boot_message is being deprecated in favour of kernel-start-message in constants",
+                );
+            }
+            crate::runtime::bootloader::wait_for_kernel_start(ctx, &method).await?;
+        }
+        children.run_actions(ctx).await
     }
 }
 

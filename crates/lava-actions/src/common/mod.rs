@@ -339,7 +339,7 @@ actions:
     fn actions_without_a_run_are_named_with_their_block_and_method() {
         let uboot_device = DEVICE.replace(
             "      minimal:\n",
-            "      minimal:\n      u-boot:\n        parameters: {bootloader_prompt: '=>', boot_message: Starting kernel}\n        ramdisk:\n          commands: [boot]\n",
+            "      minimal:\n      u-boot:\n        parameters: {bootloader_prompt: '=>', boot_message: Starting kernel, uboot_ums_flash: true, uboot_mass_storage_device: /dev/sdz}\n        ramdisk:\n          commands: [boot]\n",
         );
         let registry = crate::registry();
         let device = Device::from_yaml(&uboot_device, None).expect("device");
@@ -357,7 +357,7 @@ actions:
             .collect();
         assert!(
             reasons.contains(
-                &"actions[1].boot: action 'bootloader-commands' (method u-boot) cannot run in lava-rs yet"
+                &"actions[1].boot: action 'wait-device-path' (method u-boot) cannot run in lava-rs yet"
                     .to_string()
             ),
             "{reasons:?}"

@@ -202,8 +202,11 @@ impl Action for ExtractNfsRootfs {
     fn timeout_kind(&self) -> ErrorKind {
         ErrorKind::Infrastructure
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        if !truthy(ctx.meta().param("nfsrootfs")) {
+            return Ok(());
+        }
+        crate::runtime::tftp::extract_nfsrootfs(ctx).await
     }
 }
 
@@ -318,8 +321,15 @@ impl Action for ParsePersistentNFS {
             }
         }
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        match Self::address(&ctx.job.device, &ctx.meta().parameters) {
+            Ok(None) => Ok(()),
+            Ok(Some((server, directory))) => {
+                crate::runtime::tftp::parse_persistent_nfs(ctx, &server, &directory);
+                Ok(())
+            }
+            Err(message) => Err(lava_pipeline::LavaError::job(message)),
+        }
     }
 }
 
@@ -346,8 +356,8 @@ impl Action for ExtractRamdisk {
     fn timeout_kind(&self) -> ErrorKind {
         ErrorKind::Infrastructure
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        crate::runtime::tftp::extract_ramdisk(ctx).await
     }
 }
 
@@ -373,16 +383,8 @@ impl Action for ExtractModules {
     fn timeout_kind(&self) -> ErrorKind {
         ErrorKind::Infrastructure
     }
-    /// LAVA does nothing when the block has no modules; unpacking them is not written yet.
-    fn runnable(&self, meta: &ActionMeta) -> Runnable {
-        if lava_pipeline::value::truthy(meta.param("modules")) {
-            Runnable::NOT_YET
-        } else {
-            Runnable::Yes
-        }
-    }
-    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        Ok(())
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        crate::runtime::tftp::extract_modules(ctx).await
     }
 }
 
@@ -434,8 +436,8 @@ impl Action for ApplyOverlayTftp {
     fn timeout_kind(&self) -> ErrorKind {
         ErrorKind::Infrastructure
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        crate::runtime::tftp::apply_overlay(ctx).await
     }
 }
 
@@ -569,8 +571,32 @@ impl Action for UBootPrepareKernelAction {
         ctx.add_errors(errors);
         outcome.map(|_| ())
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        let mut errors = Vec::new();
+        let conversion =
+            Self::conversion(&ctx.job.device, &ctx.meta().parameters, &mut errors, false)?;
+        let (Some(_), Some(bootcommand)) = (conversion.kernel_type, conversion.bootcommand) else {
+            return Ok(());
+        };
+        let device = &ctx.job.device;
+        let deploy = device.lookup(&["actions", "deploy", "parameters"]);
+        let flag = |k: &str| truthy(deploy.and_then(|p| p.get(k)));
+        let load_address = device
+            .lookup(&["parameters", "text_offset"])
+            .or_else(|| device.lookup(&["parameters", bootcommand.as_str(), "kernel"]))
+            .and_then(scalar_string);
+        let plan = crate::runtime::tftp::KernelPreparation {
+            mkimage_conversion: conversion.mkimage_conversion,
+            mkimage_arch: deploy
+                .and_then(|p| p.get("mkimage_arch"))
+                .and_then(scalar_string)
+                .unwrap_or_default(),
+            append_dtb: flag("append_dtb"),
+            use_xip: flag("use_xip"),
+            load_address,
+            bootcommand,
+        };
+        crate::runtime::tftp::prepare_kernel(ctx, &plan).await
     }
 }
 
@@ -639,8 +665,26 @@ impl Action for ConfigurePreseedFile {
     fn timeout_kind(&self) -> ErrorKind {
         ErrorKind::Infrastructure
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    /// Only the installers' late commands (Debian preseed, CentOS kickstart) are not
+    /// written yet; every other deployment has nothing to configure.
+    fn runnable(&self, meta: &ActionMeta) -> Runnable {
+        let extra = meta
+            .param("deployment_data")
+            .and_then(|d| d.get("installer_extra_cmd"));
+        let installer = matches!(
+            meta.param("os").and_then(Value::as_str),
+            Some("debian_installer" | "centos_installer")
+        );
+        if installer && truthy(extra) {
+            Runnable::NotYet {
+                missing: Some("installer late command"),
+            }
+        } else {
+            Runnable::Yes
+        }
+    }
+    async fn run(&mut self, _ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        Ok(())
     }
 }
 
@@ -722,8 +766,14 @@ impl Action for CompressRamdisk {
     fn timeout_kind(&self) -> ErrorKind {
         ErrorKind::Infrastructure
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        let mut errors = Vec::new();
+        let header = Self::header(&ctx.job.device, &ctx.meta().parameters, &mut errors, false)?;
+        let arch = match header {
+            Some(RamdiskHeader::UBoot { mkimage_arch }) => Some(mkimage_arch),
+            _ => None,
+        };
+        crate::runtime::tftp::compress_ramdisk(ctx, arch.as_deref()).await
     }
 }
 

@@ -5,7 +5,7 @@ use crate::common::downloader::DownloaderAction;
 use crate::common::lava_overlay::OverlayAction;
 use crate::common::power::require_tool;
 use crate::common::prepare_overlay::{PrepareKernelAction, kernel_has_type};
-use crate::deploy::tftp::{check_tftp_dir, image_params, tftp_deploy_dir, tftpd_dir};
+use crate::deploy::tftp::{check_tftp_dir, image_params, tftp_layout, tftp_root};
 use lava_pipeline::{
     Action, ActionMeta, Declared, LavaResult, PipelineBuilder, Runnable, StrategyRegistry,
     ValidateContext, action_identity, async_trait,
@@ -77,7 +77,7 @@ impl Action for NbdAction {
         "nbd deployment"
     );
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
-        let dir = tftp_deploy_dir(pipeline, "nbd-deploy");
+        let dir = tftp_layout(pipeline, "nbd-deploy").deploy_dir;
         let dir_text = dir.display().to_string();
         self.tftp_dir = Some(dir);
         let params = pipeline.params();
@@ -104,7 +104,7 @@ impl Action for NbdAction {
         }
         require_tool("in.tftpd")?;
         require_tool("nbd-server")?;
-        let tftpd = tftpd_dir()?;
+        let tftpd = tftp_root(ctx.job.parameters.get("dispatcher"))?;
         if let Some(dir) = &self.tftp_dir
             && let Err(message) = check_tftp_dir(dir, &tftpd)
         {

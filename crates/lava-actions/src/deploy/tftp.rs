@@ -6,10 +6,11 @@ use crate::common::env::DeployDeviceEnvironment;
 use crate::common::lava_overlay::OverlayAction;
 use crate::common::power::require_tool;
 use crate::common::prepare_overlay::PrepareOverlayTftp;
+use crate::runtime::tftp::{self, TftpLayout};
 use lava_pipeline::params::namespace;
 use lava_pipeline::{
-    Action, Declared, LavaError, LavaResult, PipelineBuilder, StrategyRegistry, ValidateContext,
-    action_identity, async_trait,
+    Action, Declared, LavaError, LavaResult, Pipeline, PipelineBuilder, RunContext,
+    StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 use std::path::{Path, PathBuf};
@@ -53,15 +54,37 @@ pub fn tftpd_dir() -> LavaResult<PathBuf> {
     Ok(std::fs::canonicalize(&dir).unwrap_or_else(|_| PathBuf::from(dir)))
 }
 
-/// The directory a TFTP-served deployment downloads into: unique per job and action,
-/// under the tftpd directory (created at run time). The served directory falls back to
-/// tftpd-hpa's default while building; validation reports a missing configuration.
-pub fn tftp_deploy_dir(pipeline: &PipelineBuilder<'_>, action: &str) -> PathBuf {
-    let root = tftpd_dir().unwrap_or_else(|_| PathBuf::from(DEFAULT_TFTPD_DIR));
-    root.join(&pipeline.job().id).join(format!(
-        "{action}-{}",
-        pipeline.parent_level().unwrap_or("0").replace('.', "-")
-    ))
+/// The directory the TFTP server serves, for a job whose dispatcher configuration is
+/// `dispatcher`: its `tftp_dir` (a lava-rs key, for a worker whose TFTP server is not
+/// tftpd-hpa or not the system's), else tftpd-hpa's `TFTP_DIRECTORY` ([`tftpd_dir`]).
+pub fn tftp_root(dispatcher: Option<&Value>) -> LavaResult<PathBuf> {
+    match dispatcher
+        .and_then(|d| d.get("tftp_dir"))
+        .and_then(lava_pipeline::value::scalar_string)
+    {
+        Some(dir) => Ok(std::fs::canonicalize(&dir).unwrap_or_else(|_| PathBuf::from(dir))),
+        None => tftpd_dir(),
+    }
+}
+
+/// Where a TFTP-served deployment puts its files: `<root>/<prefix><job id>/
+/// <action>-<level>` (LAVA's `mkdtemp` under the TFTP root, named per level instead of at
+/// random). The root falls back to tftpd-hpa's default while building; validation reports
+/// a missing configuration.
+pub fn tftp_layout(pipeline: &PipelineBuilder<'_>, action: &str) -> TftpLayout {
+    let dispatcher = pipeline.job().parameters.get("dispatcher");
+    let root = tftp_root(dispatcher).unwrap_or_else(|_| PathBuf::from(DEFAULT_TFTPD_DIR));
+    let prefix = dispatcher
+        .and_then(|d| d.get("prefix"))
+        .and_then(lava_pipeline::value::scalar_string)
+        .unwrap_or_default();
+    TftpLayout::new(
+        &root,
+        &prefix,
+        &pipeline.job().id,
+        action,
+        pipeline.parent_level().unwrap_or("0"),
+    )
 }
 
 /// LAVA's check that a TFTP deployment directory is served by tftpd (or, for unit
@@ -94,8 +117,8 @@ pub const TFTP_IMAGE_KEYS: [&str; 8] = [
 /// `tftp-deploy`: download the files into the TFTP directory and prepare them.
 #[derive(Debug, Default)]
 pub struct TftpAction {
-    /// Where the files go (under the tftpd directory).
-    tftp_dir: Option<PathBuf>,
+    /// Where the files go (under the TFTP root).
+    layout: Option<TftpLayout>,
 }
 
 impl TftpAction {
@@ -106,7 +129,7 @@ impl TftpAction {
 
     /// The download directory chosen when the pipeline was built.
     pub fn tftp_dir(&self) -> Option<&Path> {
-        self.tftp_dir.as_deref()
+        self.layout.as_ref().map(|l| l.deploy_dir.as_path())
     }
 }
 
@@ -119,9 +142,10 @@ impl Action for TftpAction {
         "tftp deployment"
     );
     fn populate(&mut self, pipeline: &mut PipelineBuilder<'_>) -> LavaResult<()> {
-        let dir = tftp_deploy_dir(pipeline, "tftp-deploy");
+        let layout = tftp_layout(pipeline, "tftp-deploy");
+        let dir = layout.deploy_dir.clone();
         let dir_text = dir.display().to_string();
-        self.tftp_dir = Some(dir.clone());
+        self.layout = Some(layout);
         let params = pipeline.params();
         if pipeline.job().test_needs_overlay(namespace(&params)) {
             pipeline.add(OverlayAction::new())?;
@@ -168,11 +192,26 @@ impl Action for TftpAction {
             ctx.error("Only one of nfsrootfs or persistent_nfs can be specified");
         }
         require_tool("in.tftpd")?;
-        let tftpd = tftpd_dir()?;
-        if let Some(dir) = &self.tftp_dir
+        let tftpd = tftp_root(ctx.job.parameters.get("dispatcher"))?;
+        if let Some(dir) = self.tftp_dir()
             && let Err(message) = check_tftp_dir(dir, &tftpd)
         {
             ctx.error(message);
+        }
+        Ok(())
+    }
+    async fn run(&mut self, ctx: &mut RunContext, children: &mut Pipeline) -> LavaResult<()> {
+        let layout = self
+            .layout
+            .clone()
+            .ok_or_else(|| LavaError::bug("tftp-deploy run before populate"))?;
+        tftp::start_deploy(ctx, &layout)?;
+        children.run_actions(ctx).await?;
+        tftp::finish_deploy(ctx, &layout)
+    }
+    async fn cleanup(&mut self, ctx: &mut RunContext) -> LavaResult<()> {
+        if let Some(layout) = &self.layout {
+            tftp::remove_job_dir(ctx, layout);
         }
         Ok(())
     }

@@ -271,14 +271,22 @@ macro_rules! on_console {
 }
 pub(crate) use on_console;
 
-/// The device's `commands.connect` (LAVA's connect-device without `connections` tags).
+/// The device's console command as LAVA's `connect-device` picks it: the deprecated
+/// `commands.connect`, else the `connect` of the `commands.connections` entry tagged
+/// `primary` (a `telnet` to a console server, a serial port...).
 pub fn device_connect_command(ctx: &RunContext) -> LavaResult<String> {
-    ctx.job
-        .device
-        .commands
-        .connect
-        .clone()
-        .ok_or_else(|| LavaError::job("Unable to connect to device: no 'connect' command"))
+    let mut errors = Vec::new();
+    let found = crate::common::power::resolve_connection(&ctx.job.device, true, None, &mut errors)?;
+    match found {
+        Some(found) if !found.command.is_empty() => Ok(found.command),
+        _ => Err(LavaError::job(format!(
+            "Unable to connect to device: {}",
+            errors
+                .first()
+                .map(String::as_str)
+                .unwrap_or("no 'connect' command")
+        ))),
+    }
 }
 
 /// `connect-device`: start `command` on a pty and install it as the namespace's

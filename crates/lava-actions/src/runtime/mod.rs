@@ -6,6 +6,8 @@
 //! LAVA's with `?` (`From<ArtefactError> for LavaError`: the input's fault is a JobError, the
 //! environment's an InfrastructureError).
 
+pub mod boot_commands;
+pub mod bootloader;
 pub mod console;
 pub mod image_download;
 pub mod image_overlay;
@@ -16,3 +18,4 @@ pub mod schroot;
 pub mod ssh;
 pub mod test_overlay;
 pub mod test_shell;
+pub mod tftp;

@@ -1,0 +1,280 @@
+//! End-to-end: `lava-run` on a fake U-Boot board (fixtures/uboot-fake: a bash U-Boot on a
+//! pty, reset and powered off by files). A `to: tftp` deployment puts kernel, DTB and the
+//! ramdisk (the overlay merged in, a U-Boot header added by `mkimage`) under the TFTP
+//! root; `method: u-boot` resets the board, interrupts the autoboot, sends the substituted
+//! commands (the board loads the files from the TFTP root), logs in and runs the test
+//! shell; finalize powers the board off. A failing U-Boot command is LAVA's named
+//! InfrastructureError, and a board that never shows its interrupt prompt times out.
+
+mod common;
+
+use common::{has, lava_run, results};
+use lava_test_support::ci::require_tool;
+use lava_test_support::paths::workspace;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// A board's files: state directory (under /tmp: the fake unpacks the overlay there by
+/// its absolute path), TFTP root, images, output directory.
+struct Board {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Board {
+    fn new() -> Board {
+        let tmp = tempfile::Builder::new()
+            .prefix("lava-rs-uboot-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let root = tmp.path().to_path_buf();
+        for dir in ["state", "tftp", "images", "scratch"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        Board { _tmp: tmp, root }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// Kernel, DTB and a gzip newc ramdisk holding one file under the state directory.
+    fn write_images(&self) {
+        let images = self.path("images");
+        std::fs::write(images.join("Image"), b"not really an arm64 kernel\n").unwrap();
+        std::fs::write(images.join("board.dtb"), b"\xd0\x0d\xfe\xedfake dtb\n").unwrap();
+        let marker = self.path("state/from-ramdisk");
+        let src = self.path("ramdisk-src");
+        let inside = src.join(marker.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
+        std::fs::write(&inside, b"ramdisk member\n").unwrap();
+        let relative = marker.strip_prefix("/").unwrap().display().to_string();
+        let script = format!(
+            "cd '{}' && printf '%s\\n' '{relative}' | cpio --quiet -o -H newc | gzip -c > '{}'",
+            src.display(),
+            images.join("ramdisk.cpio.gz").display()
+        );
+        let status = Command::new("sh").args(["-c", &script]).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// The device dictionary and the dispatcher configuration (TFTP root, scratch, the
+    /// worker's address).
+    fn write_config(&self, fake_args: &str, ramdisk_format: &str) -> (PathBuf, PathBuf) {
+        let device = self.path("uboot-fake01.jinja2");
+        std::fs::write(
+            &device,
+            format!(
+                "{{% extends 'uboot-fake.jinja2' %}}\n\
+                 {{% set state_dir = '{state}' %}}\n\
+                 {{% set tftp_dir = '{tftp}' %}}\n\
+                 {{% set fake_uboot = '{fake}' %}}\n\
+                 {{% set fake_args = '{fake_args}' %}}\n\
+                 {{% set uboot_ramdisk_format = '{ramdisk_format}' %}}\n\
+                 {{% set boot_character_delay = 1 %}}\n",
+                state = self.path("state").display(),
+                tftp = self.path("tftp").display(),
+                fake = workspace()
+                    .join("fixtures/uboot-fake/fake-uboot.sh")
+                    .display(),
+            ),
+        )
+        .unwrap();
+        let dispatcher = self.path("dispatcher.yaml");
+        std::fs::write(
+            &dispatcher,
+            format!(
+                "dispatcher_ip: 10.0.2.2\ntftp_dir: {}\ntmp_dir: {}\n",
+                self.path("tftp").display(),
+                self.path("scratch").display()
+            ),
+        )
+        .unwrap();
+        (device, dispatcher)
+    }
+
+    fn job(&self, timeouts: &str) -> PathBuf {
+        let text =
+            std::fs::read_to_string(workspace().join("fixtures/uboot-fake/ramdisk-job.yaml"))
+                .unwrap()
+                .replace("IMAGES", &self.path("images").display().to_string())
+                .replace(
+                    "  connection: {seconds: 30}\n",
+                    &format!("  connection: {{seconds: 30}}\n{timeouts}"),
+                );
+        let job = self.path("job.yaml");
+        std::fs::write(&job, text).unwrap();
+        job
+    }
+
+    /// Runs the job; returns (exit code, logs.yaml text, result.yaml text).
+    fn run(&self, fake_args: &str, ramdisk_format: &str) -> (Option<i32>, String, String) {
+        self.run_with(fake_args, ramdisk_format, "")
+    }
+
+    /// [`Board::run`] with more job `timeouts` (YAML lines under `timeouts:`).
+    fn run_with(
+        &self,
+        fake_args: &str,
+        ramdisk_format: &str,
+        timeouts: &str,
+    ) -> (Option<i32>, String, String) {
+        self.write_images();
+        let (device, dispatcher) = self.write_config(fake_args, ramdisk_format);
+        let job = self.job(timeouts);
+        let output = self.path("output");
+        let status = Command::new(lava_run())
+            .args(["--job-id", "7", "--output-dir"])
+            .arg(&output)
+            .arg("--device")
+            .arg(&device)
+            .arg("--device-types")
+            .arg(workspace().join("fixtures/uboot-fake/device-types"))
+            .arg("--dispatcher")
+            .arg(&dispatcher)
+            .arg(&job)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        let read = |name: &str| std::fs::read_to_string(output.join(name)).unwrap_or_default();
+        (status.code(), read("logs.yaml"), read("result.yaml"))
+    }
+}
+
+fn prerequisites() -> bool {
+    require_tool("in.tftpd", "tftpd-hpa")
+        && require_tool("mkimage", "u-boot-tools")
+        && require_tool("cpio", "cpio")
+        && require_tool("bash", "bash")
+}
+
+fn lines_with<'a>(log: &'a str, needle: &str) -> Vec<&'a str> {
+    log.lines().filter(|l| l.contains(needle)).collect()
+}
+
+#[test]
+fn tftp_uboot_ramdisk_job_runs_the_test_shell_on_the_board() {
+    if !prerequisites() {
+        return;
+    }
+    let board = Board::new();
+    let (code, log, _) = board.run("", "u-boot");
+    let found = results(&log);
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        has(&found, "0_smoke", "board-echo", "pass"),
+        "{found:?}\n{log}"
+    );
+    assert!(has(&found, "0_smoke", "board-false", "fail"), "{found:?}");
+    for action in [
+        "tftp-deploy",
+        "uboot-prepare-kernel",
+        "compress-ramdisk",
+        "bootloader-overlay",
+        "bootloader-interrupt",
+        "bootloader-commands",
+        "auto-login-action",
+        "power-off",
+    ] {
+        let ended = lines_with(&log, "\"msg\": \"end: ")
+            .iter()
+            .any(|l| l.contains(&format!(" {action} (")));
+        assert!(ended, "{action} did not end\n{log}");
+    }
+    assert!(
+        has(&found, "lava", "bootloader-overlay", "pass"),
+        "{found:?}"
+    );
+    assert!(has(&found, "lava", "pdu-reboot", "pass"), "{found:?}");
+    assert!(has(&found, "lava", "power-off", "pass"), "{found:?}");
+    // The commands as U-Boot received them: files named relative to the TFTP root, in
+    // the per-job directory; booti with the ramdisk's address (it has a U-Boot header).
+    let suffix = "7/tftp-deploy-1";
+    for command in [
+        "- setenv serverip 10.0.2.2",
+        &format!("- tftp 0x80000000 {suffix}/kernel/Image"),
+        &format!("- tftp 0x82000000 {suffix}/ramdisk/ramdisk.cpio.gz.uboot"),
+        &format!("- tftp 0x81000000 {suffix}/dtb/board.dtb"),
+        "- booti 0x80000000 0x82000000 0x81000000",
+    ] {
+        assert!(log.contains(command), "{command}\n{log}");
+    }
+    assert!(!log.contains("tftp {TEE_ADDR}") && !log.contains("- tftp 0x83000000"));
+    assert!(log.contains("Bytes transferred"), "{log}");
+    // The ramdisk the board loaded: a legacy U-Boot image of the job's ramdisk with the
+    // overlay merged in (the fake unpacked both under its state directory).
+    let loaded = std::fs::read(board.path("state/loaded/0x82000000")).unwrap();
+    assert_eq!(
+        &loaded[..4],
+        &[0x27, 0x05, 0x19, 0x56],
+        "U-Boot image magic"
+    );
+    assert!(board.path("state/from-ramdisk").is_file());
+    assert!(board.path("state/lava-7/bin/lava-test-runner").is_file());
+    // Finalize powered the board off; cleanup removed the job's TFTP directory.
+    assert!(board.path("state/power-off").exists(), "{log}");
+    assert!(
+        !board.path("tftp/7").exists(),
+        "the job's TFTP directory is removed"
+    );
+    assert!(
+        !lines_with(&log, "Override tmp directory removed").is_empty(),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_failing_uboot_command_is_the_named_bootloader_error() {
+    if !prerequisites() {
+        return;
+    }
+    let board = Board::new();
+    let (code, log, result) = board.run(" --fail tftp", "u-boot");
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("matched a bootloader error message: 'File not found' (7)"),
+        "{log}"
+    );
+    assert!(result.contains("error_type: Infrastructure"), "{result}");
+    // The board is powered off in finalize.
+    assert!(board.path("state/power-off").exists(), "{log}");
+    assert!(!board.path("tftp/7").exists());
+}
+
+#[test]
+fn a_board_that_hangs_before_the_interrupt_prompt_times_out() {
+    if !prerequisites() {
+        return;
+    }
+    let board = Board::new();
+    let (code, log, _) = board.run_with(
+        " --hang",
+        "raw",
+        "  actions:\n    bootloader-interrupt: {seconds: 5}\n",
+    );
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("bootloader-interrupt timed out after"),
+        "{log}"
+    );
+    assert!(board.path("state/power-off").exists());
+}
+
+#[test]
+fn raw_ramdisks_are_passed_without_an_address() {
+    if !prerequisites() {
+        return;
+    }
+    let board = Board::new();
+    let (_, log, _) = board.run(" --fail booti", "raw");
+    // No U-Boot header: LAVA passes "-" for the ramdisk to booti, and keeps the
+    // compressed ramdisk's name.
+    assert!(log.contains("- booti 0x80000000 - 0x81000000"), "{log}");
+    assert!(log.contains("ramdisk/ramdisk.cpio.gz\""), "{log}");
+    assert!(
+        log.contains("matched a bootloader error message: 'Bad Linux ARM64 Image magic!' (8)"),
+        "{log}"
+    );
+}
