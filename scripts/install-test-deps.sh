@@ -174,3 +174,27 @@ install_board_rig() {
     fi
 }
 install_board_rig
+# The TFTP / U-Boot runtime (lava-actions' tftp deploy and u-boot boot, tested on the fake
+# board of fixtures/uboot-fake): tftpd-hpa (`in.tftpd`, which LAVA's tftp deploy checks
+# for), u-boot-tools (`mkimage`: uImage kernels and U-Boot ramdisk headers), cpio and
+# bash (the fake board unpacks its ramdisk with them).
+install_uboot_runtime() {
+    local tools=(in.tftpd mkimage cpio bash)
+    local missing=()
+    local tool
+    for tool in "${tools[@]}"; do
+        command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" != 0 ]; then
+        say "not root: cannot install ${missing[*]} (the U-Boot runtime tests will skip)"
+        return 0
+    fi
+    say "apt-get install tftpd-hpa u-boot-tools cpio bash"
+    if ! out=$($APT install -y -q --no-install-recommends tftpd-hpa u-boot-tools cpio bash 2>&1); then
+        echo "$out" >&2
+        say "apt-get install of the U-Boot runtime tools failed (above)"
+        exit 1
+    fi
+}
+install_uboot_runtime

@@ -93,15 +93,14 @@ impl Board {
         (device, dispatcher)
     }
 
-    fn job(&self, timeouts: &str) -> PathBuf {
-        let text =
-            std::fs::read_to_string(workspace().join("fixtures/uboot-fake/ramdisk-job.yaml"))
-                .unwrap()
-                .replace("IMAGES", &self.path("images").display().to_string())
-                .replace(
-                    "  connection: {seconds: 30}\n",
-                    &format!("  connection: {{seconds: 30}}\n{timeouts}"),
-                );
+    fn job(&self, name: &str, timeouts: &str) -> PathBuf {
+        let text = std::fs::read_to_string(workspace().join("fixtures/uboot-fake").join(name))
+            .unwrap()
+            .replace("IMAGES", &self.path("images").display().to_string())
+            .replace(
+                "  connection: {seconds: 30}\n",
+                &format!("  connection: {{seconds: 30}}\n{timeouts}"),
+            );
         let job = self.path("job.yaml");
         std::fs::write(&job, text).unwrap();
         job
@@ -109,19 +108,20 @@ impl Board {
 
     /// Runs the job; returns (exit code, logs.yaml text, result.yaml text).
     fn run(&self, fake_args: &str, ramdisk_format: &str) -> (Option<i32>, String, String) {
-        self.run_with(fake_args, ramdisk_format, "")
+        self.run_with("ramdisk-job.yaml", fake_args, ramdisk_format, "")
     }
 
     /// [`Board::run`] with more job `timeouts` (YAML lines under `timeouts:`).
     fn run_with(
         &self,
+        job: &str,
         fake_args: &str,
         ramdisk_format: &str,
         timeouts: &str,
     ) -> (Option<i32>, String, String) {
         self.write_images();
         let (device, dispatcher) = self.write_config(fake_args, ramdisk_format);
-        let job = self.job(timeouts);
+        let job = self.job(job, timeouts);
         let output = self.path("output");
         let status = Command::new(lava_run())
             .args(["--job-id", "7", "--output-dir"])
@@ -250,6 +250,7 @@ fn a_board_that_hangs_before_the_interrupt_prompt_times_out() {
     }
     let board = Board::new();
     let (code, log, _) = board.run_with(
+        "ramdisk-job.yaml",
         " --hang",
         "raw",
         "  actions:\n    bootloader-interrupt: {seconds: 5}\n",
@@ -276,5 +277,56 @@ fn raw_ramdisks_are_passed_without_an_address() {
     assert!(
         log.contains("matched a bootloader error message: 'Bad Linux ARM64 Image magic!' (8)"),
         "{log}"
+    );
+}
+
+#[test]
+fn interactive_tests_at_the_uboot_prompt() {
+    if !prerequisites() {
+        return;
+    }
+    let board = Board::new();
+    let (code, log, _) = board.run_with("interactive-job.yaml", "", "u-boot", "");
+    let found = results(&log);
+    assert_eq!(code, Some(0), "{log}");
+    for (case, outcome) in [
+        ("setenv", "pass"),
+        ("printenv", "pass"),
+        ("substituted", "pass"),
+        ("tftp-missing", "fail"),
+        ("dhcp", "pass"),
+    ] {
+        assert!(
+            has(&found, "0_uboot-env", case, outcome),
+            "{case} {outcome}: {found:?}\n{log}"
+        );
+    }
+    assert!(has(&found, "lava", "0_uboot-env", "pass"), "{found:?}");
+    assert!(log.contains("Sending 'setenv board fake-7'"), "{log}");
+    assert!(
+        log.contains("Sending 'echo seen fake-7 from 10.0.2.2'"),
+        "{log}"
+    );
+    assert!(board.path("state/power-off").exists());
+}
+
+#[test]
+fn monitors_read_the_kernel_self_test() {
+    if !prerequisites() {
+        return;
+    }
+    let board = Board::new();
+    let (code, log, _) = board.run_with("monitor-job.yaml", "", "u-boot", "");
+    let found = results(&log);
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        has(&found, "fake-selftest", "crc32", "pass"),
+        "{found:?}\n{log}"
+    );
+    assert!(has(&found, "fake-selftest", "dma", "fail"), "{found:?}");
+    assert!(log.contains("ok: end string found, lava test monitoring stopped"));
+    assert!(
+        has(&found, "lava", "lava-test-monitor", "pass"),
+        "{found:?}"
     );
 }

@@ -318,8 +318,8 @@ impl Action for SendRebootCommands {
         "Issue a reboot command on the device",
         "Issue a reboot command on the device"
     );
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        crate::runtime::bootloader::soft_reboot(ctx).await
     }
 }
 

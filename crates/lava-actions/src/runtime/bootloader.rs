@@ -371,3 +371,51 @@ pub async fn wait_for_kernel_start(ctx: &mut RunContext, method: &str) -> LavaRe
         Ok(())
     })
 }
+
+/// LAVA's `REBOOT_COMMAND_LIST`: the soft reboot commands when neither the job nor the
+/// device gives any.
+pub const REBOOT_COMMAND_LIST: [&str; 3] = ["reboot", "reboot -n", "reboot -nf"];
+
+/// `send-reboot-commands`: send the block's `soft_reboot` commands (else the device's
+/// `commands.soft_reboot`, else [`REBOOT_COMMAND_LIST`]) on the console and wait for the
+/// shutdown message (block `parameters.shutdown-message`, else the device constant).
+pub async fn soft_reboot(ctx: &mut RunContext) -> LavaResult<()> {
+    let commands = match ctx.meta().param("soft_reboot") {
+        Some(value) => strings(Some(value)),
+        None => {
+            let device = ctx.job.device.soft_reboot_command();
+            if device.is_empty() {
+                ctx.logger
+                    .warning("No soft reboot command defined in the test job. Using defaults.");
+                REBOOT_COMMAND_LIST.iter().map(|c| c.to_string()).collect()
+            } else {
+                device
+            }
+        }
+    };
+    let message = ctx
+        .meta()
+        .param("parameters")
+        .and_then(|p| p.get("shutdown-message"))
+        .and_then(scalar_string)
+        .map(Ok)
+        .unwrap_or_else(|| {
+            ctx.job
+                .device
+                .get_constant("shutdown-message", None)
+                .map(|v| scalar_string(v).unwrap_or_default())
+        })?;
+    on_console!(ctx, console => async {
+        for command in &commands {
+            console.session().sendline(command).await?;
+        }
+        let deadline = ctx.deadline();
+        wait_logged(ctx, console, std::slice::from_ref(&message), deadline).await?;
+        Ok::<(), LavaError>(())
+    })?;
+    ctx.set_result(
+        "commands",
+        Value::Sequence(commands.iter().map(|c| Value::from(c.as_str())).collect()),
+    );
+    Ok(())
+}

@@ -11,6 +11,8 @@ pub mod bootloader;
 pub mod console;
 pub mod image_download;
 pub mod image_overlay;
+pub mod interactive;
+pub mod monitor;
 pub mod multinode;
 pub mod qemu;
 pub mod ramdisk_overlay;

@@ -3,8 +3,8 @@
 
 use super::shell::check_required;
 use lava_pipeline::{
-    Action, ActionMeta, Declared, ErrorKind, LavaResult, PipelineBuilder, Runnable,
-    StrategyRegistry, action_identity, async_trait,
+    Action, ActionMeta, Declared, ErrorKind, LavaResult, Pipeline, PipelineBuilder, RunContext,
+    Runnable, StrategyRegistry, action_identity, async_trait,
 };
 
 /// `lava-test-interactive-retry`: the interactive test (retried).
@@ -42,8 +42,18 @@ impl Action for TestInteractiveAction {
     fn timeout_kind(&self) -> ErrorKind {
         ErrorKind::Timeout
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    /// Scripts using MultiNode commands (`lava-send`, `lava-wait`...) are not run yet.
+    fn runnable(&self, meta: &ActionMeta) -> Runnable {
+        if crate::runtime::interactive::uses_multinode(meta.param("interactive")) {
+            Runnable::NotYet {
+                missing: Some("MultiNode commands"),
+            }
+        } else {
+            Runnable::Yes
+        }
+    }
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        crate::runtime::interactive::run_scripts(ctx).await
     }
 }
 

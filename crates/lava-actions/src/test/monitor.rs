@@ -3,7 +3,7 @@
 
 use super::shell::check_required;
 use lava_pipeline::{
-    Action, ActionMeta, Declared, ErrorKind, LavaResult, PipelineBuilder, Runnable,
+    Action, Declared, ErrorKind, LavaResult, Pipeline, PipelineBuilder, RunContext,
     StrategyRegistry, action_identity, async_trait,
 };
 
@@ -42,8 +42,8 @@ impl Action for TestMonitorAction {
     fn timeout_kind(&self) -> ErrorKind {
         ErrorKind::Timeout
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        crate::runtime::monitor::run_monitors(ctx).await
     }
 }
 
