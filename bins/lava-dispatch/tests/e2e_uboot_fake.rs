@@ -28,7 +28,7 @@ impl Board {
             .tempdir_in("/tmp")
             .unwrap();
         let root = tmp.path().to_path_buf();
-        for dir in ["state", "tftp", "images", "scratch"] {
+        for dir in ["state", "tftp", "images", "www/tmp"] {
             std::fs::create_dir_all(root.join(dir)).unwrap();
         }
         Board { _tmp: tmp, root }
@@ -60,7 +60,12 @@ impl Board {
 
     /// The device dictionary and the dispatcher configuration (TFTP root, scratch, the
     /// worker's address).
-    fn write_config(&self, fake_args: &str, ramdisk_format: &str) -> (PathBuf, PathBuf) {
+    fn write_config(
+        &self,
+        fake_args: &str,
+        ramdisk_format: &str,
+        extra_dispatcher: &str,
+    ) -> (PathBuf, PathBuf) {
         let device = self.path("uboot-fake01.jinja2");
         std::fs::write(
             &device,
@@ -84,9 +89,8 @@ impl Board {
         std::fs::write(
             &dispatcher,
             format!(
-                "dispatcher_ip: 10.0.2.2\ntftp_dir: {}\ntmp_dir: {}\n",
+                "dispatcher_ip: 10.0.2.2\ntftp_dir: {}\n{extra_dispatcher}",
                 self.path("tftp").display(),
-                self.path("scratch").display()
             ),
         )
         .unwrap();
@@ -119,8 +123,22 @@ impl Board {
         ramdisk_format: &str,
         timeouts: &str,
     ) -> (Option<i32>, String, String) {
+        self.run_full(job, fake_args, ramdisk_format, timeouts, "")
+    }
+
+    /// [`Board::run_with`] with more dispatcher configuration lines.
+    fn run_full(
+        &self,
+        job: &str,
+        fake_args: &str,
+        ramdisk_format: &str,
+        timeouts: &str,
+        extra_dispatcher: &str,
+    ) -> (Option<i32>, String, String) {
         self.write_images();
-        let (device, dispatcher) = self.write_config(fake_args, ramdisk_format);
+        let scratch = format!("tmp_dir: {}\n", self.path("www/tmp").display());
+        let (device, dispatcher) =
+            self.write_config(fake_args, ramdisk_format, &(scratch + extra_dispatcher));
         let job = self.job(job, timeouts);
         let output = self.path("output");
         let status = Command::new(lava_run())
@@ -328,5 +346,45 @@ fn monitors_read_the_kernel_self_test() {
     assert!(
         has(&found, "lava", "lava-test-monitor", "pass"),
         "{found:?}"
+    );
+}
+
+#[test]
+fn the_board_fetches_the_overlay_over_http() {
+    if !prerequisites() || !require_tool("curl", "curl") || !require_tool("python3", "python3") {
+        return;
+    }
+    let board = Board::new();
+    // The lab's web server: the dispatcher's scratch root published as /tmp.
+    let port = lava_test_support::paths::free_loopback_port();
+    let mut server = Command::new("python3")
+        .args(["-m", "http.server", "--bind", "127.0.0.1"])
+        .arg(port.to_string())
+        .arg("--directory")
+        .arg(board.path("www"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (code, log, _) = board.run_full(
+        "transfer-job.yaml",
+        "",
+        "u-boot",
+        "",
+        &format!("dispatcher_http_ip: 127.0.0.1:{port}\n"),
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    let found = results(&log);
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains(&format!(
+            "curl -sSfO http://127.0.0.1:{port}/tmp/7/compress-overlay-"
+        )),
+        "{log}"
+    );
+    assert!(
+        has(&found, "0_transferred", "transferred-echo", "pass"),
+        "{found:?}\n{log}"
     );
 }

@@ -236,7 +236,22 @@ impl Action for OverlayUnpack {
         }
         Ok(())
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    /// The http and nfs transfers run; zmodem is not written yet.
+    fn runnable(&self, meta: &ActionMeta) -> Runnable {
+        let method = meta
+            .param("transfer_overlay")
+            .and_then(|t| t.get("transfer_method"))
+            .and_then(Value::as_str)
+            .unwrap_or("http");
+        if matches!(method, "http" | "nfs") {
+            Runnable::Yes
+        } else {
+            Runnable::NotYet {
+                missing: Some("zmodem transfer"),
+            }
+        }
+    }
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        crate::runtime::overlay_transfer::transfer_overlay(ctx).await
     }
 }
