@@ -388,3 +388,22 @@ fn the_board_fetches_the_overlay_over_http() {
         "{found:?}\n{log}"
     );
 }
+
+#[test]
+fn a_second_console_from_the_device_connections() {
+    if !prerequisites() {
+        return;
+    }
+    let board = Board::new();
+    let (code, log, _) = board.run_with("second-console-job.yaml", "", "u-boot", "");
+    let found = results(&log);
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("[second] connect-shell Connecting to shell using '/bin/sh -c"),
+        "{log}"
+    );
+    assert!(
+        has(&found, "0_second-console", "arithmetic", "pass"),
+        "{found:?}\n{log}"
+    );
+}

@@ -5,8 +5,8 @@ use super::run_host_commands;
 use lava_pipeline::device::CommandList;
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
-    Action, ActionMeta, Device, ErrorKind, LavaError, LavaResult, Pipeline, PipelineBuilder,
-    RunContext, Runnable, ValidateContext, action_identity, async_trait,
+    Action, Device, ErrorKind, LavaError, LavaResult, Pipeline, PipelineBuilder, RunContext,
+    ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::Value;
 
@@ -607,7 +607,23 @@ impl Action for ConnectShell {
         ctx.add_errors(errors);
         result.map(|_| ())
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        let mut errors = Vec::new();
+        let found = resolve_connection(
+            &ctx.job.device,
+            false,
+            self.hardware.as_deref(),
+            &mut errors,
+        )?
+        .filter(|c| !c.command.is_empty())
+        .ok_or_else(|| {
+            LavaError::job(
+                errors
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "Unable to identify connection command".into()),
+            )
+        })?;
+        crate::runtime::console::connect_shell(ctx, &found.command).await
     }
 }

@@ -307,6 +307,26 @@ pub async fn connect_device(ctx: &mut RunContext, command: &str) -> LavaResult<(
     Ok(())
 }
 
+/// `connect-shell`: a secondary console (`commands.connections.<name>`) as the
+/// namespace's connection, then an empty line to make its prompt appear.
+pub async fn connect_shell(ctx: &mut RunContext, command: &str) -> LavaResult<()> {
+    if ctx.connection_as::<ConsoleConnection>().is_some() {
+        ctx.logger.debug("Already connected");
+        return Ok(());
+    }
+    let namespace = ctx.connection_namespace();
+    ctx.logger.info(format!(
+        "[{namespace}] {} Connecting to shell using '{command}'",
+        ctx.meta().name
+    ));
+    let config = boot_session_config(ctx);
+    let mut connection = ConsoleConnection::spawn(command, ctx.logger.clone(), &namespace, config)?;
+    ctx.logger.debug("Forcing a prompt");
+    connection.session.sendline("").await?;
+    ctx.set_connection(Box::new(connection));
+    Ok(())
+}
+
 /// The session settings of a console opened by a boot action: the boot character
 /// delay, the device's `spawn_maxread`, the block's `prompts`.
 pub fn boot_session_config(ctx: &RunContext) -> SessionConfig {
