@@ -237,10 +237,13 @@ fn tftp_uboot_ramdisk_job_runs_the_test_shell_on_the_board() {
         !board.path("tftp/7").exists(),
         "the job's TFTP directory is removed"
     );
-    assert!(
-        !lines_with(&log, "Override tmp directory removed").is_empty(),
-        "{log}"
-    );
+    // As LAVA: after finalize, before the scratch directory.
+    let position = |needle: &str| {
+        log.find(needle)
+            .unwrap_or_else(|| panic!("{needle}\n{log}"))
+    };
+    assert!(position("end: 4 finalize") < position("Override tmp directory removed"));
+    assert!(position("Override tmp directory removed") < position("Root tmp directory removed"));
 }
 
 #[test]

@@ -164,6 +164,7 @@ pub async fn cleanup(pipeline: &mut Pipeline, ctx: &mut RunContext) {
     if failed {
         ctx.logger.error("Failed to clean after job");
     }
+    remove_override_dirs(ctx);
     remove_scratch_dir(ctx);
     ctx.logger.flush();
 }
@@ -173,6 +174,23 @@ fn create_scratch_dir(ctx: &RunContext) -> Result<(), LavaError> {
     let dir = &ctx.job.scratch_dir;
     crate::scratch::create_private_dir_all(dir)
         .map_err(|e| LavaError::infrastructure(format!("Unable to create {}: {e}", dir.display())))
+}
+
+/// LAVA's cleanup of `base_overrides`: the job's directories outside the scratch
+/// directory (under the TFTP root) removed.
+fn remove_override_dirs(ctx: &RunContext) {
+    for dir in ctx.override_dirs() {
+        ctx.logger.info(format!(
+            "Override tmp directory removed at {}",
+            dir.display()
+        ));
+        match std::fs::remove_dir_all(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => ctx
+                .logger
+                .error(format!("Unable to remove the directory: {e}")),
+            _ => {}
+        }
+    }
 }
 
 /// LAVA's last cleanup step: the job's scratch directory and all below it removed.

@@ -67,6 +67,10 @@ pub struct RunContext {
     pub started: bool,
     /// The job's protocols (set up before the first action, finalised by `finalize`).
     pub protocols: Protocols,
+    /// Per-job directories outside the scratch directory (LAVA's `base_overrides`: the
+    /// job's directory under the TFTP root), removed after finalize with the scratch
+    /// directory. Added with [`RunContext::add_override_dir`].
+    override_dirs: Vec<std::path::PathBuf>,
     stack: Vec<CurrentAction>,
     job_deadline: Instant,
 }
@@ -84,9 +88,24 @@ impl RunContext {
             cancel_again: CancellationToken::new(),
             started: false,
             protocols: Protocols::new(),
+            override_dirs: Vec::new(),
             stack: Vec::new(),
             job_deadline,
         }
+    }
+
+    /// Registers a per-job directory outside the scratch directory (LAVA's
+    /// `Job.mkdtemp(override=...)` base), removed by the job's cleanup after finalize.
+    pub fn add_override_dir(&mut self, dir: impl Into<std::path::PathBuf>) {
+        let dir = dir.into();
+        if !self.override_dirs.contains(&dir) {
+            self.override_dirs.push(dir);
+        }
+    }
+
+    /// The per-job directories registered with [`RunContext::add_override_dir`].
+    pub fn override_dirs(&self) -> &[std::path::PathBuf] {
+        &self.override_dirs
     }
 
     /// Restart the job deadline from now (when the run begins).

@@ -209,12 +209,6 @@ impl Action for TftpAction {
         children.run_actions(ctx).await?;
         tftp::finish_deploy(ctx, &layout)
     }
-    async fn cleanup(&mut self, ctx: &mut RunContext) -> LavaResult<()> {
-        if let Some(layout) = &self.layout {
-            tftp::remove_job_dir(ctx, layout);
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@
 //! names them relative to the root (`download-action/file/<key>`, `compress-ramdisk/file/
 //! ramdisk`: `<prefix><job id>/tftp-deploy-<level>/<key>/<file>`), as LAVA records them.
 //! Directories are made 0755 and files 0644 once the deployment is done, since tftpd-hpa
-//! serves as its own user; the per-job directory is removed by the deployment's cleanup.
+//! serves as its own user; the per-job directory is removed by the job's cleanup after
+//! finalize (`RunContext::add_override_dir`).
 //!
 //! Preparation, one function per action: [`extract_nfsrootfs`] (GNU `tar` unpacks the
 //! root filesystem, device nodes and owners included), [`extract_modules`],
@@ -83,10 +84,12 @@ fn create_dir_0755(dir: &Path) -> LavaResult<()> {
         .map_err(|e| io_error("Unable to set permissions of", dir, e))
 }
 
-/// `tftp-deploy` before its downloads: create the directories and record
+/// `tftp-deploy` before its downloads: create the directories (the job's directory is
+/// removed by the job's cleanup, after finalize) and record
 /// `tftp-deploy/tftp/{tftp_dir,suffix,ramdisk}`.
 pub fn start_deploy(ctx: &mut RunContext, layout: &TftpLayout) -> LavaResult<()> {
     create_dir_0755(&layout.job_dir)?;
+    ctx.add_override_dir(&layout.job_dir);
     create_dir_0755(&layout.deploy_dir)?;
     ctx.set_data(
         "tftp-deploy",
@@ -166,20 +169,6 @@ pub fn finish_deploy(ctx: &mut RunContext, layout: &TftpLayout) -> LavaResult<()
         }
     }
     Ok(())
-}
-
-/// The deployment's cleanup: the job's directory under the TFTP root removed.
-pub fn remove_job_dir(ctx: &RunContext, layout: &TftpLayout) {
-    match std::fs::remove_dir_all(&layout.job_dir) {
-        Ok(()) => ctx.logger.info(format!(
-            "Override tmp directory removed at {}",
-            layout.job_dir.display()
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => ctx
-            .logger
-            .error(format!("Unable to remove the directory: {e}")),
-    }
 }
 
 /// `params[key].get(flag, True)` of an image entry.
