@@ -2,7 +2,7 @@
 //!
 //! A lab learns it at submission: [`Pipeline::check_runnable`] turns every such action into
 //! one JobError naming the job block, the action and the method, e.g.
-//! `actions[1].boot: action 'bootloader-commands' (method u-boot) cannot run in lava-rs yet`.
+//! `actions[1].boot: action 'wait-device-path' (method u-boot) cannot run in lava-rs yet`.
 //! `lava-run --validate` reports it and a full run refuses before anything is powered; the
 //! executor also refuses such an action should one be run anyway.
 //!
