@@ -47,6 +47,9 @@ pub struct CurrentAction {
     pub deadline: Instant,
     /// Extra results recorded by the action (LAVA's `extra` of its result).
     pub results: Mapping,
+    /// Errors the action recorded while running without raising (LAVA's `self.errors`
+    /// set in `run()`): its result is `fail`, the job goes on.
+    pub errors: Vec<String>,
 }
 
 /// Everything an action can reach while running.
@@ -106,6 +109,14 @@ impl RunContext {
     /// The per-job directories registered with [`RunContext::add_override_dir`].
     pub fn override_dirs(&self) -> &[std::path::PathBuf] {
         &self.override_dirs
+    }
+
+    /// Records an error of the running action without raising (LAVA's `self.errors = ...`
+    /// in `run()`): the action's result is `fail`, the job goes on.
+    pub fn add_run_error(&mut self, message: impl Into<String>) {
+        if let Some(current) = self.stack.last_mut() {
+            current.errors.push(message.into());
+        }
     }
 
     /// Restart the job deadline from now (when the run begins).
@@ -249,6 +260,7 @@ pub async fn run_node(
         meta: node.meta.clone(),
         deadline,
         results: Mapping::new(),
+        errors: Vec::new(),
     });
 
     let cancel = ctx.cancel.clone();
@@ -273,7 +285,7 @@ pub async fn run_node(
     };
 
     let mut current = ctx.stack.pop().expect("pushed above");
-    let mut failed = false;
+    let mut failed = !current.errors.is_empty();
     let result = match outcome {
         Ok(()) => Ok(()),
         Err(err) if err.kind == ErrorKind::Timeout => {

@@ -4,7 +4,8 @@
 //! For each monitor of the block (`name`, `start`, `end`, `pattern`, optional
 //! `fixupdict`): wait for `start`, then match `end` (monitoring stops, `status: passed`)
 //! or `pattern` (a test case) until the connection timeout passes without either
-//! (`status: failed`, monitoring stops) or the console closes (ConnectionClosedError).
+//! (`status: failed`, the action's result `fail`, monitoring stops) or the console closes
+//! (ConnectionClosedError).
 //! A `pattern` match with named groups `test_case_id` and `result` (mapped through
 //! `fixupdict`, then one of pass/fail/skip/unknown) is a test case of the suite named
 //! after the monitor (lower case, spaces as `-`), with `measurement` and `units` when
@@ -227,6 +228,7 @@ async fn monitor_all(
                 {
                     ctx.logger
                         .warning("err: lava test monitoring has timed out");
+                    ctx.add_run_error("lava test monitoring has timed out");
                     ctx.set_result("status", "failed");
                     break;
                 }
