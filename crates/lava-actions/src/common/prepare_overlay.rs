@@ -637,8 +637,8 @@ impl Action for PrepareFITAction {
         ctx.add_errors(errors);
         Ok(())
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        crate::runtime::tftp::prepare_fit(ctx).await
     }
 }
 

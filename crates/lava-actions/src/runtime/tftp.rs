@@ -626,6 +626,131 @@ pub async fn prepare_kernel(ctx: &mut RunContext, plan: &KernelPreparation) -> L
     Ok(())
 }
 
+/// The inputs of a depthcharge FIT image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FitInputs {
+    /// `mkimage -A` (`mkimage_arch` of the device deploy parameters).
+    pub arch: String,
+    /// The kernel (lzma-compressed for arm64).
+    pub kernel: String,
+    /// The kernel's compression (`none`, `lzma`).
+    pub compression: String,
+    /// The load address (`parameters.load_address`).
+    pub load_address: String,
+    /// The DTB, if deployed.
+    pub dtb: Option<String>,
+    /// The ramdisk (with the overlay when rebuilt), if deployed.
+    pub ramdisk: Option<String>,
+    /// The FIT image written (`image.itb` beside the kernel).
+    pub fit: String,
+}
+
+/// LAVA's `mkimage -f auto` command line of a FIT image (the `-D` argument is passed to
+/// dtc through mkimage's shell, quotes included).
+pub fn fit_command(mkimage: &str, inputs: &FitInputs) -> Vec<String> {
+    let mut argv: Vec<String> = [
+        mkimage,
+        "-D",
+        "\"-I dts -O dtb -p 2048\"",
+        "-f",
+        "auto",
+        "-A",
+        &inputs.arch,
+        "-O",
+        "linux",
+        "-T",
+        "kernel",
+        "-C",
+        &inputs.compression,
+        "-d",
+        &inputs.kernel,
+        "-a",
+        &inputs.load_address,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if let Some(dtb) = &inputs.dtb {
+        argv.extend(["-b".to_string(), dtb.clone()]);
+    }
+    if let Some(ramdisk) = &inputs.ramdisk {
+        argv.extend(["-i".to_string(), ramdisk.clone()]);
+    }
+    argv.push(inputs.fit.clone());
+    argv
+}
+
+/// `prepare-fit`: kernel, DTB and ramdisk packed into `image.itb` beside the kernel (an
+/// arm64 kernel compressed with `lzma` first), recorded as `prepare-fit/file/fit`
+/// relative to the TFTP root. Without `mkimage_arch` no FIT is made.
+pub async fn prepare_fit(ctx: &mut RunContext) -> LavaResult<()> {
+    let device = &ctx.job.device;
+    let arch = device
+        .lookup(&["actions", "deploy", "parameters", "mkimage_arch"])
+        .and_then(scalar_string);
+    let load_address = device
+        .lookup(&["parameters", "load_address"])
+        .and_then(scalar_string)
+        .unwrap_or_default();
+    let Some(arch) = arch else {
+        ctx.logger.info("No mkimage arch provided, not using FIT.");
+        return Ok(());
+    };
+    let kernel = data_path(ctx, "download-action", "kernel", "file")
+        .ok_or_else(|| LavaError::bug("Unable to find the downloaded kernel"))?;
+    let dir = kernel.parent().map(Path::to_path_buf).unwrap_or_default();
+    let deadline = ctx.deadline();
+    let (kernel_file, compression) = if arch == "arm64" {
+        let argv = vec![
+            require_tool("lzma")?.display().to_string(),
+            "--keep".into(),
+            kernel.display().to_string(),
+        ];
+        run_command(
+            &ctx.logger,
+            &argv,
+            None,
+            deadline,
+            ErrorKind::Infrastructure,
+            false,
+        )
+        .await?;
+        let name = kernel.file_name().unwrap_or_default().to_string_lossy();
+        (dir.join(format!("{name}.lzma")), "lzma")
+    } else {
+        (kernel.clone(), "none")
+    };
+    let inputs = FitInputs {
+        arch,
+        kernel: kernel_file.display().to_string(),
+        compression: compression.into(),
+        load_address,
+        dtb: data_path(ctx, "download-action", "dtb", "file").map(|p| p.display().to_string()),
+        ramdisk: data_path(ctx, "compress-ramdisk", "file", "full-path")
+            .or_else(|| data_path(ctx, "download-action", "ramdisk", "file"))
+            .map(|p| p.display().to_string()),
+        fit: dir.join("image.itb").display().to_string(),
+    };
+    let mkimage = require_tool("mkimage")?.display().to_string();
+    run_command(
+        &ctx.logger,
+        &fit_command(&mkimage, &inputs),
+        None,
+        deadline,
+        ErrorKind::Infrastructure,
+        false,
+    )
+    .await
+    .map_err(|_| LavaError::infrastructure("FIT image creation failed"))?;
+    let kernel_tftp = data_string(ctx, "download-action", "file", "kernel").unwrap_or_default();
+    let fit_tftp = Path::new(&kernel_tftp)
+        .parent()
+        .unwrap_or(Path::new(""))
+        .join("image.itb");
+    ctx.set_data("prepare-fit", "file", "fit", fit_tftp.display().to_string());
+    Ok(())
+}
+
 /// A load address as Python's `int(text, 16)` reads it (`0x` prefix optional).
 pub fn parse_address(text: &str) -> Option<u64> {
     let text = text.trim();
@@ -790,6 +915,24 @@ mod tests {
             "lab-42/tftp-deploy-1-2/ramdisk/ramdisk.cpio.gz.uboot"
         );
         assert_eq!(join_relative("", &["ramdisk", "r"]), "ramdisk/r");
+    }
+
+    #[test]
+    fn fit_command_as_lava() {
+        let inputs = FitInputs {
+            arch: "arm64".into(),
+            kernel: "/t/kernel/Image.lzma".into(),
+            compression: "lzma".into(),
+            load_address: "0x80080000".into(),
+            dtb: Some("/t/dtb/board.dtb".into()),
+            ramdisk: None,
+            fit: "/t/kernel/image.itb".into(),
+        };
+        assert_eq!(
+            fit_command("mkimage", &inputs).join(" "),
+            "mkimage -D \"-I dts -O dtb -p 2048\" -f auto -A arm64 -O linux -T kernel -C lzma \
+             -d /t/kernel/Image.lzma -a 0x80080000 -b /t/dtb/board.dtb /t/kernel/image.itb"
+        );
     }
 
     #[test]
