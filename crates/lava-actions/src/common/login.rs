@@ -136,17 +136,19 @@ impl Action for AutoLoginAction {
                 .param("method")
                 .and_then(lava_pipeline::value::scalar_string)
                 .unwrap_or_default();
-            let deprecated = ctx
+            let boot_message = ctx
                 .job
                 .device
                 .boot_method_params(&method)
-                .is_some_and(|p| truthy(p.get("boot_message")));
-            if deprecated {
+                .and_then(|p| p.get("boot_message"))
+                .filter(|v| truthy(Some(v)))
+                .and_then(lava_pipeline::value::scalar_string);
+            if boot_message.is_some() {
                 ctx.logger.warning(
                     "boot_message is being deprecated in favour of kernel-start-message in constants",
                 );
             }
-            crate::runtime::bootloader::wait_for_kernel_start(ctx, &method).await?;
+            crate::runtime::bootloader::wait_for_kernel_start(ctx, &method, boot_message).await?;
         }
         children.run_actions(ctx).await
     }

@@ -340,9 +340,14 @@ async fn commands_inner(
 }
 
 /// The booting part of `auto-login-action`: wait for the kernel start message (the
-/// block's `parameters.kernel-start-message`, else the device constant) or one of the
-/// boot method's `error-messages`. Nothing to wait for when neither is set.
-pub async fn wait_for_kernel_start(ctx: &mut RunContext, method: &str) -> LavaResult<()> {
+/// block's `parameters.kernel-start-message`, else the device constant; the method's
+/// deprecated `boot_message` instead when given) or one of the boot method's
+/// `error-messages`. Nothing to wait for without a kernel start message.
+pub async fn wait_for_kernel_start(
+    ctx: &mut RunContext,
+    method: &str,
+    boot_message: Option<String>,
+) -> LavaResult<()> {
     let message = ctx
         .meta()
         .param("parameters")
@@ -360,7 +365,7 @@ pub async fn wait_for_kernel_start(ctx: &mut RunContext, method: &str) -> LavaRe
     let Some(message) = message else {
         return Ok(());
     };
-    let mut patterns = vec![message];
+    let mut patterns = vec![boot_message.unwrap_or(message)];
     patterns.extend(error_messages(ctx, method));
     on_console!(ctx, console => async {
         let deadline = ctx.deadline();
