@@ -129,11 +129,13 @@ fn a_method_lava_rs_cannot_run_yet_fails_validation_and_the_run_refuses_before_p
     let job = dir.path().join("uboot.yaml");
     std::fs::write(
         &job,
-        "job_name: u-boot\nvisibility: public\ntimeouts: {job: {minutes: 2}}\nactions:\n- deploy: {to: overlay}\n- boot: {method: u-boot, commands: ramdisk, prompts: ['# ']}\n",
+        "job_name: u-boot\nvisibility: public\ntimeouts: {job: {minutes: 2}}\nactions:\n- deploy: {to: overlay}\n\
+         - boot: {method: u-boot, commands: ramdisk, prompts: ['# '], transfer_overlay: {transfer_method: zmodem, unpack_command: tar -xzf}}\n\
+         - test: {definitions: [{from: inline, name: smoke, path: inline/smoke.yaml, repository: {metadata: {name: smoke}}}]}\n",
     )
     .unwrap();
-    let expected =
-        "actions[1].boot: action 'bootloader-commands' (method u-boot) cannot run in lava-rs yet";
+    // The zmodem overlay transfer is not written yet.
+    let expected = "actions[1].boot: action 'overlay-unpack' (method u-boot) (zmodem transfer) cannot run in lava-rs yet";
 
     let validated = validate_job(&job, &device, "9105");
     assert_eq!(validated.code, 1, "{}", validated.log);
