@@ -89,6 +89,9 @@ pub struct ConsoleConnection {
     process_is_device: bool,
     /// The character sent to provoke a prompt (`#`).
     pub check_char: String,
+    /// The timeout of the action that opened the connection (LAVA's pexpect spawn
+    /// timeout, which its plain `wait()` and test connections use).
+    pub spawn_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for ConsoleConnection {
@@ -136,6 +139,7 @@ impl ConsoleConnection {
             pid,
             process_is_device: false,
             check_char: CHECK_CHAR.to_string(),
+            spawn_timeout: None,
         })
     }
 
@@ -302,7 +306,8 @@ pub async fn connect_device(ctx: &mut RunContext, command: &str) -> LavaResult<(
         ctx.meta().name
     ));
     let config = boot_session_config(ctx);
-    let connection = ConsoleConnection::spawn(command, ctx.logger.clone(), &namespace, config)?;
+    let mut connection = ConsoleConnection::spawn(command, ctx.logger.clone(), &namespace, config)?;
+    connection.spawn_timeout = Some(Duration::from_secs(ctx.meta().timeout));
     ctx.set_connection(Box::new(connection));
     Ok(())
 }
@@ -321,6 +326,7 @@ pub async fn connect_shell(ctx: &mut RunContext, command: &str) -> LavaResult<()
     ));
     let config = boot_session_config(ctx);
     let mut connection = ConsoleConnection::spawn(command, ctx.logger.clone(), &namespace, config)?;
+    connection.spawn_timeout = Some(Duration::from_secs(ctx.meta().timeout));
     ctx.logger.debug("Forcing a prompt");
     connection.session.sendline("").await?;
     ctx.set_connection(Box::new(connection));

@@ -3,7 +3,9 @@
 //!
 //! For each monitor of the block (`name`, `start`, `end`, `pattern`, optional
 //! `fixupdict`): wait for `start`, then match `end` (monitoring stops, `status: passed`)
-//! or `pattern` (a test case) until the connection timeout passes without either
+//! or `pattern` (a test case) until the console's timeout (as in LAVA, that of the action
+//! which opened the console, e.g. `connect-device`; within the action's own deadline)
+//! passes without either
 //! (`status: failed`, the action's result `fail`, monitoring stops) or the console closes
 //! (ConnectionClosedError).
 //! A `pattern` match with named groups `test_case_id` and `result` (mapped through
@@ -11,11 +13,13 @@
 //! after the monitor (lower case, spaces as `-`), with `measurement` and `units` when
 //! matched; without `result`, a `test_case_id` with a `measurement` is a passing case.
 
-use super::console::{ConsoleConnection, on_console, wait_deadline, wait_error};
+use super::console::{ConsoleConnection, on_console, wait_error};
 use lava_connection::{ErrorKind as ConnErrorKind, Patterns};
+use lava_pipeline::timeout::deadline_in;
 use lava_pipeline::value::scalar_string;
 use lava_pipeline::{ErrorKind, LavaError, LavaResult, RunContext};
 use serde_yaml::{Mapping, Value};
+use std::time::Duration;
 
 /// One monitor of a `monitors` test block.
 #[derive(Debug, Clone, PartialEq)]
@@ -167,6 +171,11 @@ async fn monitor_all(
     console: &mut ConsoleConnection,
     monitors: &[Monitor],
 ) -> LavaResult<()> {
+    // LAVA waits with the console's own timeout: that of the action which opened it.
+    let timeout = console
+        .spawn_timeout
+        .unwrap_or_else(|| Duration::from_secs(ctx.meta().connection_timeout.max(1)));
+    let wait_deadline = |ctx: &RunContext| deadline_in(timeout).min(ctx.deadline());
     for monitor in monitors {
         ctx.logger
             .info(format!("Waiting for start message: {}", monitor.start));
@@ -188,7 +197,7 @@ async fn monitor_all(
         loop {
             ctx.logger.debug(format!(
                 "test monitoring timeout: {} seconds",
-                ctx.meta().connection_timeout
+                timeout.as_secs()
             ));
             let deadline = wait_deadline(ctx);
             match console.session().wait_for(&patterns, deadline).await {
