@@ -61,9 +61,15 @@ fn data_string(ctx: &RunContext, action: &str, label: &str, key: &str) -> Option
 
 /// What `bootloader-overlay` reads from the namespace data, the device and the
 /// dispatcher configuration.
-pub fn overlay_inputs(ctx: &RunContext, method: &str, lava_mac: Option<String>) -> OverlayInputs {
+/// No dispatcher address configured and no default route: LAVA's InfrastructureError.
+pub fn overlay_inputs(
+    ctx: &RunContext,
+    method: &str,
+    lava_mac: Option<String>,
+) -> LavaResult<OverlayInputs> {
     let dispatcher = ctx.job.parameters.get("dispatcher");
-    let server_ip = dispatcher_ip(dispatcher, None).unwrap_or_else(|| "None".into());
+    let server_ip = dispatcher_ip(dispatcher, None)
+        .ok_or_else(|| LavaError::infrastructure("Unable to find dispatcher 'default' gateway"))?;
     let bootcommand = data_string(ctx, "uboot-prepare-kernel", "bootcommand", "bootcommand");
     let device_params = ctx.job.device.lookup(&["parameters"]);
     let add_header = ctx
@@ -87,7 +93,7 @@ pub fn overlay_inputs(ctx: &RunContext, method: &str, lava_mac: Option<String>) 
             }
         })
     };
-    OverlayInputs {
+    Ok(OverlayInputs {
         server_ip,
         preseed_config: data_string(ctx, "download-action", "file", "preseed"),
         preseed_local: data_string(ctx, "compress-ramdisk", "file", "preseed_local"),
@@ -109,7 +115,7 @@ pub fn overlay_inputs(ctx: &RunContext, method: &str, lava_mac: Option<String>) 
         nfs,
         root_uuid: data_string(ctx, "bootloader-from-media", "uuid", "root"),
         root_part: data_string(ctx, "bootloader-from-media", "uuid", "boot_part"),
-    }
+    })
 }
 
 /// `bootloader-overlay`: substitute the job's data into `commands` for boot method
@@ -121,7 +127,7 @@ pub fn prepare_commands(
     commands: &[String],
     lava_mac: Option<String>,
 ) -> LavaResult<Vec<String>> {
-    let inputs = overlay_inputs(ctx, method, lava_mac);
+    let inputs = overlay_inputs(ctx, method, lava_mac)?;
     if inputs.boot_addresses.is_none() && ctx.meta().parameters.contains_key("type") {
         return Err(LavaError::job("Kernel image type can't be determined"));
     }

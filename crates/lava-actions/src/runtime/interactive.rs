@@ -123,7 +123,9 @@ pub async fn run_scripts(ctx: &mut RunContext) -> LavaResult<()> {
         }
     }
     if !table.iter().any(|(k, _)| k == "{SERVER_IP}") {
-        let ip = dispatcher_ip(ctx.job.parameters.get("dispatcher"), None).unwrap_or_default();
+        let ip = dispatcher_ip(ctx.job.parameters.get("dispatcher"), None).ok_or_else(|| {
+            LavaError::infrastructure("Unable to find dispatcher 'default' gateway")
+        })?;
         table.push(("{SERVER_IP}".into(), ip));
     }
     set(&mut table, "{JOB_ID}".into(), ctx.job.id.clone());

@@ -79,6 +79,11 @@ fn publish(root: &Path, file: &Path) -> LavaResult<()> {
     Ok(())
 }
 
+/// LAVA's error when no dispatcher address is configured and there is no default route.
+fn no_gateway() -> LavaError {
+    LavaError::infrastructure("Unable to find dispatcher 'default' gateway")
+}
+
 /// `overlay-unpack`: the device fetches and unpacks the overlay.
 pub async fn transfer_overlay(ctx: &mut RunContext) -> LavaResult<()> {
     let transfer = ctx
@@ -106,7 +111,7 @@ pub async fn transfer_overlay(ctx: &mut RunContext) -> LavaResult<()> {
                 .parent()
                 .map(Path::to_path_buf)
                 .unwrap_or_default();
-            let ip = dispatcher_ip(dispatcher.as_ref(), Some("http")).unwrap_or_default();
+            let ip = dispatcher_ip(dispatcher.as_ref(), Some("http")).ok_or_else(no_gateway)?;
             let commands = http_commands(&download, &unpack, &ip, &overlay, &root)?;
             publish(&root, &overlay)?;
             commands
@@ -116,7 +121,7 @@ pub async fn transfer_overlay(ctx: &mut RunContext) -> LavaResult<()> {
                 .get_data("test", "shared", "location")
                 .and_then(scalar_string)
                 .ok_or_else(|| LavaError::job("Test location not defined."))?;
-            let ip = dispatcher_ip(dispatcher.as_ref(), Some("nfs")).unwrap_or_default();
+            let ip = dispatcher_ip(dispatcher.as_ref(), Some("nfs")).ok_or_else(no_gateway)?;
             nfs_commands(&download, &unpack, &ip, &location)
         }
         other => {
