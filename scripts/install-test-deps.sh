@@ -174,6 +174,7 @@ install_board_rig() {
     fi
 }
 install_board_rig
+
 # The TFTP / U-Boot runtime (lava-actions' tftp deploy and u-boot boot, tested on the fake
 # board of fixtures/uboot-fake): tftpd-hpa (`in.tftpd`, which LAVA's tftp deploy checks
 # for), u-boot-tools (`mkimage`: uImage kernels and U-Boot ramdisk headers), cpio and

@@ -91,7 +91,6 @@ fn scratch() -> tempfile::TempDir {
 }
 
 #[test]
-#[ignore = "needs the u-boot runtime (branch bruntime)"]
 fn ramdisk_job_gives_lavas_result_set() {
     let Some(board) = Board::up() else { return };
     let dir = scratch();
@@ -123,7 +122,6 @@ fn ramdisk_job_gives_lavas_result_set() {
 }
 
 #[test]
-#[ignore = "needs the u-boot runtime (branch bruntime)"]
 fn nfs_job_runs_its_tests_on_the_nfs_root() {
     let Some(board) = Board::up() else { return };
     let dir = scratch();
@@ -145,7 +143,6 @@ fn nfs_job_runs_its_tests_on_the_nfs_root() {
 }
 
 #[test]
-#[ignore = "needs the u-boot runtime (branch bruntime)"]
 fn interactive_at_the_u_boot_prompt() {
     let Some(board) = Board::up() else { return };
     let dir = scratch();
@@ -170,7 +167,6 @@ fn interactive_at_the_u_boot_prompt() {
 }
 
 #[test]
-#[ignore = "needs the u-boot runtime (branch bruntime)"]
 fn monitors_read_the_boards_boot_checks() {
     let Some(board) = Board::up() else { return };
     let dir = scratch();
@@ -192,7 +188,6 @@ fn monitors_read_the_boards_boot_checks() {
 }
 
 #[test]
-#[ignore = "needs the u-boot runtime (branch bruntime)"]
 fn a_failing_u_boot_command_is_named_and_finalize_powers_off() {
     let Some(board) = Board::up() else { return };
     let dir = scratch();
@@ -221,7 +216,6 @@ fn a_failing_u_boot_command_is_named_and_finalize_powers_off() {
 }
 
 #[test]
-#[ignore = "needs the u-boot runtime (branch bruntime)"]
 fn a_hung_board_is_recovered_by_the_boot_retry() {
     let Some(board) = Board::up() else { return };
     let status = Command::new(board.bin("board-fault"))
