@@ -12,7 +12,6 @@ use crate::error::{LavaError, LavaResult};
 use crate::job::Job;
 use crate::timeout::{DEFAULT_ACTION_TIMEOUT, parse_override, parse_timeout};
 use crate::value::{lookup, truthy};
-use serde::Serialize;
 use serde_yaml::{Mapping, Value};
 use std::sync::Arc;
 
@@ -304,50 +303,7 @@ fn as_count(value: &Value, what: &str) -> LavaResult<u32> {
         .ok_or_else(|| LavaError::job(format!("Invalid {what}: expected a whole number")))
 }
 
-/// One entry of `description.yaml`, keys in LAVA's order.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
-pub struct DescribedAction {
-    /// LAVA's class name of the action.
-    pub class: String,
-    /// LAVA's action name.
-    pub name: String,
-    /// The action's level (`"1"`, `"2.1"`, ...).
-    pub level: String,
-    /// Attempts a retry action makes (`failure_retry`).
-    pub max_retries: u32,
-    /// The action's one-line description.
-    pub description: String,
-    /// The action's short summary.
-    pub summary: String,
-    /// The configured timeout in seconds.
-    pub timeout: u64,
-    /// The resource URL of a download action; absent otherwise.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub url: Option<String>,
-    /// The action's children; absent when it has none.
-    #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    pub pipeline: Vec<DescribedAction>,
-}
-
 impl Pipeline {
-    /// LAVA's `describe()`: the tree as data.
-    pub fn describe(&self) -> Vec<DescribedAction> {
-        self.actions
-            .iter()
-            .map(|node| DescribedAction {
-                class: node.meta.class.clone(),
-                name: node.meta.name.clone(),
-                level: node.meta.level.clone(),
-                max_retries: node.meta.max_retries,
-                description: node.meta.description.clone(),
-                summary: node.meta.summary.clone(),
-                timeout: node.meta.timeout,
-                url: node.meta.url.clone(),
-                pipeline: node.pipeline.describe(),
-            })
-            .collect()
-    }
-
     /// Depth-first iteration over every node.
     pub fn walk(&self) -> Vec<&ActionNode> {
         let mut out = Vec::new();
@@ -362,16 +318,4 @@ impl Pipeline {
     pub fn find(&self, name: &str) -> Option<&ActionNode> {
         self.walk().into_iter().find(|n| n.meta.name == name)
     }
-}
-
-/// `description.yaml`: `{pipeline: [...]}` as block YAML.
-pub fn description_yaml(pipeline: &Pipeline) -> String {
-    #[derive(Serialize)]
-    struct Description {
-        pipeline: Vec<DescribedAction>,
-    }
-    serde_yaml::to_string(&Description {
-        pipeline: pipeline.describe(),
-    })
-    .expect("a description always serialises")
 }
