@@ -2,8 +2,8 @@
 //! commands, connect, reset, interrupt U-Boot, send the commands and log in.
 
 use crate::common::bootloader::{
-    BootloaderCommandOverlay, BootloaderCommandsAction, BootloaderCommandsActionAltBank,
-    BootloaderInterruptAction, BootloaderSecondaryMedia, add_login_tail, secondary_media_commands,
+    BootloaderCommandOverlay, BootloaderCommandsAction, BootloaderInterruptAction,
+    BootloaderSecondaryMedia, add_login_tail, secondary_media_commands,
 };
 use crate::common::power::{ConnectDevice, ResetDevice, require_tool};
 use crate::common::prepare_overlay::map_kernel_uboot;
@@ -136,7 +136,7 @@ impl Action for UBootCommandsAction {
                 pipeline.add(ResetDevice::new())?;
             }
             UBootFlow::AltBank => {
-                pipeline.add(BootloaderCommandsActionAltBank::new(false))?;
+                pipeline.add(BootloaderCommandsAction::altbank(false))?;
                 pipeline.add(BootloaderInterruptAction::new())?;
                 pipeline.add(BootloaderCommandsAction::new())?;
             }

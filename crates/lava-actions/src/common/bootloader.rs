@@ -422,32 +422,58 @@ impl LineSeparator {
     }
 }
 
-/// `bootloader-commands`: send the substituted boot commands, waiting for the prompt
-/// between them and for the final message after the last one.
+/// LAVA's three bootloader-commands actions: the same behaviour under different names
+/// and line endings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BootloaderCommandsFlavour {
+    /// `bootloader-commands` (`BootloaderCommandsAction`).
+    #[default]
+    Standard,
+    /// `bootloader-commands` for UEFI shells (`UefiBootloaderCommandsAction`): DOS line
+    /// endings.
+    Uefi,
+    /// `bootloader-commands-altbank` (`BootloaderCommandsActionAltBank`): U-Boot switched
+    /// to the alternate bank (`uboot_altbank_cmd`) instead of the normal boot commands.
+    AltBank,
+}
+
+impl BootloaderCommandsFlavour {
+    /// What ends each command line sent.
+    pub fn line_separator(self) -> LineSeparator {
+        match self {
+            Self::Standard | Self::AltBank => LineSeparator::Unix,
+            Self::Uefi => LineSeparator::Dos,
+        }
+    }
+}
+
+/// `bootloader-commands` (and its UEFI and alternate-bank flavours): send the substituted
+/// boot commands, waiting for the prompt between them and for the final message after the
+/// last one.
 #[derive(Debug, Clone)]
 pub struct BootloaderCommandsAction {
     /// The boot method whose commands are sent; the job block's `method` when unset.
     pub method: Option<String>,
     /// Wait for the method's `final-message` after the last command.
     pub expect_final: bool,
-    /// What ends each command line sent.
-    pub line_separator: LineSeparator,
+    /// Which of LAVA's actions this is (name, class, line separator, commands).
+    pub flavour: BootloaderCommandsFlavour,
 }
 
 impl Default for BootloaderCommandsAction {
     fn default() -> Self {
-        BootloaderCommandsAction {
-            method: None,
-            expect_final: true,
-            line_separator: LineSeparator::Unix,
-        }
+        Self::new()
     }
 }
 
 impl BootloaderCommandsAction {
     /// Creates the `bootloader-commands` action.
     pub fn new() -> Self {
-        Self::default()
+        BootloaderCommandsAction {
+            method: None,
+            expect_final: true,
+            flavour: BootloaderCommandsFlavour::Standard,
+        }
     }
 
     /// Sends the commands of `method`, waiting for its final message when `expect_final`.
@@ -455,7 +481,7 @@ impl BootloaderCommandsAction {
         BootloaderCommandsAction {
             method: Some(method.into()),
             expect_final,
-            line_separator: LineSeparator::Unix,
+            ..Self::new()
         }
     }
 
@@ -463,16 +489,30 @@ impl BootloaderCommandsAction {
     pub fn without_final() -> Self {
         BootloaderCommandsAction {
             expect_final: false,
-            ..Self::default()
+            ..Self::new()
         }
     }
 
     /// The UEFI shell variant (`UefiBootloaderCommandsAction`): DOS line endings.
     pub fn uefi() -> Self {
         BootloaderCommandsAction {
-            line_separator: LineSeparator::Dos,
-            ..Self::default()
+            flavour: BootloaderCommandsFlavour::Uefi,
+            ..Self::new()
         }
+    }
+
+    /// `bootloader-commands-altbank`, waiting for the final message when `expect_final`.
+    pub fn altbank(expect_final: bool) -> Self {
+        BootloaderCommandsAction {
+            expect_final,
+            flavour: BootloaderCommandsFlavour::AltBank,
+            ..Self::new()
+        }
+    }
+
+    /// What ends each command line sent.
+    pub fn line_separator(&self) -> LineSeparator {
+        self.flavour.line_separator()
     }
 }
 
@@ -486,19 +526,31 @@ fn method_of<'a>(own: &'a Option<String>, params: &'a Mapping) -> &'a str {
 #[async_trait]
 impl Action for BootloaderCommandsAction {
     fn name(&self) -> &str {
-        "bootloader-commands"
+        match self.flavour {
+            BootloaderCommandsFlavour::Standard | BootloaderCommandsFlavour::Uefi => {
+                "bootloader-commands"
+            }
+            BootloaderCommandsFlavour::AltBank => "bootloader-commands-altbank",
+        }
     }
     fn class_name(&self) -> &str {
-        match self.line_separator {
-            LineSeparator::Unix => "BootloaderCommandsAction",
-            LineSeparator::Dos => "UefiBootloaderCommandsAction",
+        match self.flavour {
+            BootloaderCommandsFlavour::Standard => "BootloaderCommandsAction",
+            BootloaderCommandsFlavour::Uefi => "UefiBootloaderCommandsAction",
+            BootloaderCommandsFlavour::AltBank => "BootloaderCommandsActionAltBank",
         }
     }
     fn description(&self) -> &str {
-        "send commands to bootloader"
+        match self.flavour {
+            BootloaderCommandsFlavour::AltBank => "send commands to bootloader altbank",
+            _ => "send commands to bootloader",
+        }
     }
     fn summary(&self) -> &str {
-        "interactive bootloader"
+        match self.flavour {
+            BootloaderCommandsFlavour::AltBank => "interactive bootloader altbank",
+            _ => "interactive bootloader",
+        }
     }
     fn default_timeout(&self) -> u64 {
         BOOTLOADER_DEFAULT_CMD_TIMEOUT
@@ -515,8 +567,20 @@ impl Action for BootloaderCommandsAction {
     }
     async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
         let settings =
-            commands_settings(ctx, &self.method, self.expect_final, self.line_separator)?;
-        crate::runtime::bootloader::send_commands(ctx, &settings, None).await
+            commands_settings(ctx, &self.method, self.expect_final, self.line_separator())?;
+        // The alternate bank's one command replaces the method's boot commands.
+        let commands = match self.flavour {
+            BootloaderCommandsFlavour::AltBank => Some(vec![
+                ctx.job
+                    .device
+                    .require_boot_method_params(&settings.method)?
+                    .get("uboot_altbank_cmd")
+                    .and_then(lava_pipeline::value::scalar_string)
+                    .unwrap_or_default(),
+            ]),
+            BootloaderCommandsFlavour::Standard | BootloaderCommandsFlavour::Uefi => None,
+        };
+        crate::runtime::bootloader::send_commands(ctx, &settings, commands).await
     }
 }
 
@@ -540,61 +604,6 @@ fn commands_settings(
         expect_final,
         line_separator: line_separator.as_str().to_string(),
     })
-}
-
-/// `bootloader-commands-altbank`: switch U-Boot to the alternate bank
-/// (`uboot_altbank_cmd`) before the normal boot commands.
-#[derive(Debug, Clone)]
-pub struct BootloaderCommandsActionAltBank {
-    /// The boot method whose commands are sent; the job block's `method` when unset.
-    pub method: Option<String>,
-    /// Wait for the method's `final-message` after the last command.
-    pub expect_final: bool,
-}
-
-impl BootloaderCommandsActionAltBank {
-    /// The action, waiting for the final message when `expect_final`.
-    pub fn new(expect_final: bool) -> Self {
-        BootloaderCommandsActionAltBank {
-            method: None,
-            expect_final,
-        }
-    }
-}
-
-#[async_trait]
-impl Action for BootloaderCommandsActionAltBank {
-    action_identity!(
-        "bootloader-commands-altbank",
-        "BootloaderCommandsActionAltBank",
-        "send commands to bootloader altbank",
-        "interactive bootloader altbank"
-    );
-    fn default_timeout(&self) -> u64 {
-        BOOTLOADER_DEFAULT_CMD_TIMEOUT
-    }
-    fn timeout_kind(&self) -> ErrorKind {
-        ErrorKind::Infrastructure
-    }
-    fn validate(&self, ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
-        let method = method_of(&self.method, &ctx.meta.parameters);
-        ctx.job
-            .device
-            .require_boot_method_params(method)
-            .map(|_| ())
-    }
-    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        let settings =
-            commands_settings(ctx, &self.method, self.expect_final, LineSeparator::Unix)?;
-        let command = ctx
-            .job
-            .device
-            .require_boot_method_params(&settings.method)?
-            .get("uboot_altbank_cmd")
-            .and_then(lava_pipeline::value::scalar_string)
-            .unwrap_or_default();
-        crate::runtime::bootloader::send_commands(ctx, &settings, Some(vec![command])).await
-    }
 }
 
 /// The `commands` of a boot block when they name an entry of `parameters.media` of the
