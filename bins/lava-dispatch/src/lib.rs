@@ -11,6 +11,8 @@
 
 #![warn(missing_docs)]
 
+#[path = "../../cli.rs"]
+mod cli;
 pub mod local;
 mod multinode;
 mod render_device;
@@ -136,13 +138,9 @@ pub fn tune_process_allocator() {
 /// Parse `args` and run; returns the process exit code (0 ok, 1 failure, 2 usage, 3 a failed
 /// test case with `--fail-on-test-failure`).
 pub fn main_with_args<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
+    let cli: Cli = match cli::parse(args) {
         Ok(cli) => cli,
-        Err(err) => {
-            let code = if err.use_stderr() { 2 } else { 0 };
-            let _ = err.print();
-            return code;
-        }
+        Err(code) => return code,
     };
     match cli.command {
         Some(Command::RenderDevice(args)) => report(render_device::run(&args)),
