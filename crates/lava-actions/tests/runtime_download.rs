@@ -8,10 +8,10 @@ use lava_artefacts::newc::{CpioEntry, read_newc, write_newc};
 use lava_artefacts::ramdisk::{merge_overlay, repack_with_overlay};
 use lava_artefacts::tar::{TarMember, read_tar};
 use lava_pipeline::{Device, ErrorKind, JobLogger, LavaResult, RunContext};
+use lava_test_support::artefacts::{compress, cpio_entry, gunzip, sample};
 use lava_test_support::runtime::{ActionSpec, StepAction, StepFn, capturing_context, step};
 use serde_yaml::{Mapping, Value};
 use sha2::Digest;
-use std::io::Write;
 use std::path::Path;
 
 fn context() -> RunContext {
@@ -26,29 +26,12 @@ async fn run_step(ctx: &mut RunContext, f: StepFn) -> LavaResult<()> {
         .await
 }
 
-fn sample(len: usize) -> Vec<u8> {
-    // Compressible but not trivial.
-    let mut x: u32 = 12345;
-    (0..len)
-        .map(|i| {
-            x = x.wrapping_mul(1103515245).wrapping_add(12345);
-            if i % 7 == 0 {
-                (x >> 16) as u8
-            } else {
-                b'a' + (i % 26) as u8
-            }
-        })
-        .collect()
+fn gzip(data: &[u8]) -> Vec<u8> {
+    compress(lava_artefacts::Compression::Gz, data)
 }
 
 fn sha256(data: &[u8]) -> String {
     format!("{:x}", sha2::Sha256::digest(data))
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
 }
 
 fn dir_is_empty(dir: &Path) -> bool {
@@ -266,23 +249,6 @@ async fn ramdisk_key_is_kept_compressed() {
     );
 }
 
-fn entry(name: &str, mode: u32, ino: u32, data: &[u8]) -> CpioEntry {
-    CpioEntry {
-        name: name.into(),
-        ino,
-        mode,
-        uid: 0,
-        gid: 0,
-        nlink: 1,
-        mtime: 1_700_000_000,
-        devmajor: 0,
-        devminor: 0,
-        rdevmajor: 0,
-        rdevminor: 0,
-        data: data.to_vec(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_overlay_step_points_the_namespace_at_the_repacked_ramdisk() {
     let tmp = tempfile::tempdir().unwrap();
@@ -321,10 +287,10 @@ async fn the_overlay_step_points_the_namespace_at_the_repacked_ramdisk() {
 async fn overlay_is_merged_into_a_gzip_ramdisk() {
     let tmp = tempfile::tempdir().unwrap();
     let entries = vec![
-        entry(".", 0o40755, 1, b""),
-        entry("bin", 0o40755, 2, b""),
-        entry("bin/sh", 0o100755, 3, b"shell"),
-        entry("init", 0o100755, 4, b"old init"),
+        cpio_entry(".", 0o40755, 1, b""),
+        cpio_entry("bin", 0o40755, 2, b""),
+        cpio_entry("bin/sh", 0o100755, 3, b"shell"),
+        cpio_entry("init", 0o100755, 4, b"old init"),
     ];
     let ramdisk = tmp.path().join("initrd.cpio.gz");
     std::fs::write(&ramdisk, gzip(&write_newc(&entries))).unwrap();
@@ -384,18 +350,4 @@ async fn overlay_is_merged_into_a_gzip_ramdisk() {
         merge_overlay(&mut merged, &evil).unwrap_err().fault(),
         lava_artefacts::Fault::Input
     );
-}
-
-fn gunzip(path: &Path) -> Vec<u8> {
-    let out = std::process::Command::new("gzip")
-        .arg("-dc")
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
 }

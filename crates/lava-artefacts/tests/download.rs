@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-mod common;
-use common::{compress, sample};
+use lava_test_support::artefacts::{compress, sample};
 
 fn sha256(data: &[u8]) -> String {
     format!("{:x}", sha2::Sha256::digest(data))

@@ -1,53 +1,20 @@
 //! cpio newc archives and the ramdisk repacked with an overlay.
 
-use lava_artefacts::newc::{CpioEntry, checked_member, read_newc, write_newc};
+use lava_artefacts::newc::{checked_member, read_newc, write_newc};
 use lava_artefacts::ramdisk::{merge_overlay, repack_with_overlay};
 use lava_artefacts::tar::{TarMember, read_tar};
 use lava_artefacts::{Compression, Fault};
-use std::path::Path;
 
-mod common;
-use common::{compress, sample};
-
-fn entry(name: &str, mode: u32, ino: u32, data: &[u8]) -> CpioEntry {
-    CpioEntry {
-        name: name.into(),
-        ino,
-        mode,
-        uid: 0,
-        gid: 0,
-        nlink: 1,
-        mtime: 1_700_000_000,
-        devmajor: 0,
-        devminor: 0,
-        rdevmajor: 0,
-        rdevminor: 0,
-        data: data.to_vec(),
-    }
-}
-
-fn gunzip(path: &Path) -> Vec<u8> {
-    let out = std::process::Command::new("gzip")
-        .arg("-dc")
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
+use lava_test_support::artefacts::{compress, cpio_entry, gunzip, sample};
 
 #[test]
 fn cpio_round_trip_and_traversal_refusal() {
     let entries = vec![
-        entry(".", 0o40755, 1, b""),
-        entry("bin", 0o40755, 2, b""),
-        entry("bin/busybox", 0o100755, 3, &sample(1001)),
-        entry("bin/sh", 0o120777, 4, b"busybox"),
-        entry("init", 0o100755, 5, b"#!/bin/sh\nexec sh\n"),
+        cpio_entry(".", 0o40755, 1, b""),
+        cpio_entry("bin", 0o40755, 2, b""),
+        cpio_entry("bin/busybox", 0o100755, 3, &sample(1001)),
+        cpio_entry("bin/sh", 0o120777, 4, b"busybox"),
+        cpio_entry("init", 0o100755, 5, b"#!/bin/sh\nexec sh\n"),
     ];
     let bytes = write_newc(&entries);
     assert_eq!(bytes.len() % 512, 0);
@@ -56,7 +23,7 @@ fn cpio_round_trip_and_traversal_refusal() {
     assert_eq!(write_newc(&back), bytes);
     // Two archives back to back (as in initramfs images with early firmware).
     let mut two = bytes.clone();
-    two.extend(write_newc(&[entry("extra", 0o100644, 9, b"x")]));
+    two.extend(write_newc(&[cpio_entry("extra", 0o100644, 9, b"x")]));
     assert_eq!(read_newc(&two).unwrap().len(), 6);
     // Interoperates with the system cpio when present.
     if let Ok(out) = std::process::Command::new("cpio").arg("--version").output()
@@ -75,7 +42,7 @@ fn cpio_round_trip_and_traversal_refusal() {
     }
 
     for evil in ["../etc/passwd", "/etc/passwd", "a/../../b"] {
-        let bytes = write_newc(&[entry(evil, 0o100644, 1, b"x")]);
+        let bytes = write_newc(&[cpio_entry(evil, 0o100644, 1, b"x")]);
         let err = read_newc(&bytes).unwrap_err();
         assert_eq!(err.fault(), Fault::Input, "{evil}");
         assert!(
@@ -93,9 +60,9 @@ fn cpio_round_trip_and_traversal_refusal() {
 #[test]
 fn overlay_members_replace_files_and_traversals_are_refused() {
     let mut merged = vec![
-        entry(".", 0o40755, 1, b""),
-        entry("bin", 0o40755, 2, b""),
-        entry("init", 0o100755, 4, b"old init"),
+        cpio_entry(".", 0o40755, 1, b""),
+        cpio_entry("bin", 0o40755, 2, b""),
+        cpio_entry("init", 0o100755, 4, b"old init"),
     ];
     let added = merge_overlay(
         &mut merged,
@@ -141,17 +108,17 @@ async fn repack_without_overlay_keeps_every_byte_and_archive_boundary() {
     // An early-firmware archive, then the main one; the main one ends its members on
     // every alignment (0..3 bytes of padding) and has a member larger than any buffer.
     let early = write_newc(&[
-        entry("kernel", 0o40755, 1, b""),
-        entry("kernel/x86/microcode.bin", 0o100644, 2, &sample(333)),
+        cpio_entry("kernel", 0o40755, 1, b""),
+        cpio_entry("kernel/x86/microcode.bin", 0o100644, 2, &sample(333)),
     ]);
     let main = write_newc(&[
-        entry(".", 0o40755, 1, b""),
-        entry("a", 0o100644, 2, b"1"),
-        entry("bb", 0o100644, 3, b"22"),
-        entry("ccc", 0o100644, 4, b"333"),
-        entry("dddd", 0o100644, 5, b"4444"),
-        entry("big", 0o100755, 6, &sample(300_000)),
-        entry("link", 0o120777, 7, b"big"),
+        cpio_entry(".", 0o40755, 1, b""),
+        cpio_entry("a", 0o100644, 2, b"1"),
+        cpio_entry("bb", 0o100644, 3, b"22"),
+        cpio_entry("ccc", 0o100644, 4, b"333"),
+        cpio_entry("dddd", 0o100644, 5, b"4444"),
+        cpio_entry("big", 0o100755, 6, &sample(300_000)),
+        cpio_entry("link", 0o120777, 7, b"big"),
     ]);
     let mut cpio = early.clone();
     cpio.extend(&main);
@@ -180,12 +147,12 @@ async fn repack_without_overlay_keeps_every_byte_and_archive_boundary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_repack_merges_the_overlay_into_the_last_archive() {
     let tmp = tempfile::tempdir().unwrap();
-    let early = write_newc(&[entry("early", 0o100644, 1, b"fw")]);
+    let early = write_newc(&[cpio_entry("early", 0o100644, 1, b"fw")]);
     let main = write_newc(&[
-        entry(".", 0o40755, 1, b""),
-        entry("./bin", 0o40700, 2, b""),
-        entry("./init", 0o100755, 3, b"old init"),
-        entry("./etc", 0o40755, 4, b""),
+        cpio_entry(".", 0o40755, 1, b""),
+        cpio_entry("./bin", 0o40700, 2, b""),
+        cpio_entry("./init", 0o100755, 3, b"old init"),
+        cpio_entry("./etc", 0o40755, 4, b""),
     ]);
     let mut cpio = early.clone();
     cpio.extend(&main);
@@ -264,11 +231,11 @@ async fn streaming_repack_merges_the_overlay_into_the_last_archive() {
 async fn a_broken_ramdisk_is_an_input_fault_and_leaves_no_file() {
     let tmp = tempfile::tempdir().unwrap();
     let cpio = write_newc(&[
-        entry(".", 0o40755, 1, b""),
-        entry("big", 0o100644, 2, &sample(200_000)),
+        cpio_entry(".", 0o40755, 1, b""),
+        cpio_entry("big", 0o100644, 2, &sample(200_000)),
     ]);
     let gz = compress(Compression::Gz, &cpio);
-    let evil = write_newc(&[entry("../escape", 0o100644, 1, b"x")]);
+    let evil = write_newc(&[cpio_entry("../escape", 0o100644, 1, b"x")]);
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("truncated-gzip", gz[..gz.len() / 2].to_vec(), ""),
         ("truncated-cpio", compress(Compression::Gz, &cpio[..100_000]), "Truncated cpio archive"),

@@ -3,8 +3,9 @@
 //! ([`paths`]), owned child processes ([`process`]: a dispatcher in its own process group,
 //! stopped with TERM then KILL), a private OpenSSH server ([`sshd`]), LAVA's own
 //! coordinator daemon ([`coordinator`]), a real lab with Debian's lava-server ([`lab`],
-//! also `cargo xtask lab`) and the harness that runs a run-time function as one pipeline
-//! action ([`runtime`]).
+//! also `cargo xtask lab`), the harness that runs a run-time function as one pipeline
+//! action ([`runtime`]), and the artefact tests' sample data, compressions and cpio
+//! entries ([`artefacts`]).
 //!
 //! Dev-only: a dev-dependency of the crates whose tests use it (and a dependency of
 //! xtask); never published.
@@ -19,6 +20,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod artefacts;
 pub mod ci;
 pub mod coordinator;
 pub mod lab;
