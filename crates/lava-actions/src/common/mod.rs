@@ -54,7 +54,9 @@ pub async fn run_host_commands(
 mod tests {
     //! Pipeline shapes of the shared actions, on small jobs and devices.
 
-    use lava_pipeline::{DescribedAction, Device, JobParser, ParseOptions};
+    use lava_pipeline::{
+        DescribedAction, Device, Job, JobParser, LavaResult, ParseOptions, Pipeline,
+    };
 
     const DEVICE: &str = r#"
 constants:
@@ -80,13 +82,29 @@ commands:
   hard_reset: pdu reset 1
 "#;
 
-    fn describe(job: &str, device: &str) -> Vec<DescribedAction> {
+    /// `job` parsed by the built-in registry on `device`.
+    fn parse(job: &str, device: &str) -> LavaResult<(Job, Pipeline)> {
         let registry = crate::registry();
         let device = Device::from_yaml(device, None).expect("device");
-        let (_job, pipeline) = JobParser::new(&registry, &crate::FIXED)
-            .parse(job, device, &ParseOptions::default())
-            .expect("job parses");
-        pipeline.describe()
+        JobParser::new(&registry, &crate::FIXED).parse(job, device, &ParseOptions::default())
+    }
+
+    /// The pipeline the built-in registry builds for `job` on `device`.
+    fn pipeline(job: &str, device: &str) -> Pipeline {
+        parse(job, device).expect("job parses").1
+    }
+
+    fn describe(job: &str, device: &str) -> Vec<DescribedAction> {
+        pipeline(job, device).describe()
+    }
+
+    /// Why each action of `job` on `device` cannot run here, as lava-run reports it.
+    fn not_runnable(job: &str, device: &str) -> Vec<String> {
+        pipeline(job, device)
+            .not_runnable()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     fn names(actions: &[DescribedAction]) -> Vec<&str> {
@@ -166,16 +184,12 @@ commands:
 
     #[test]
     fn unsupported_scheme_is_a_job_error() {
-        let registry = crate::registry();
-        let device = Device::from_yaml(DEVICE, None).unwrap();
         let text = job("
 - deploy:
     to: tmpfs
     images: {disk: {url: 'gopher://example.invalid/disk'}}
 ");
-        let err = JobParser::new(&registry, &crate::FIXED)
-            .parse(&text, device, &ParseOptions::default())
-            .unwrap_err();
+        let err = parse(&text, DEVICE).unwrap_err();
         assert!(
             err.message
                 .contains("Unsupported url protocol scheme: gopher")
@@ -269,11 +283,7 @@ actions:
     }
 
     fn validation_errors(job: &str, device: &str) -> String {
-        let registry = crate::registry();
-        let device = Device::from_yaml(device, None).expect("device");
-        let (job, mut pipeline) = JobParser::new(&registry, &crate::FIXED)
-            .parse(job, device, &ParseOptions::default())
-            .expect("job parses");
+        let (job, mut pipeline) = parse(job, device).expect("job parses");
         match pipeline.validate(&job) {
             Ok(()) => String::new(),
             Err(e) => e.message,
@@ -341,20 +351,11 @@ actions:
             "      minimal:\n",
             "      minimal:\n      u-boot:\n        parameters: {bootloader_prompt: '=>', boot_message: Starting kernel, uboot_ums_flash: true, uboot_mass_storage_device: /dev/sdz}\n        ramdisk:\n          commands: [boot]\n",
         );
-        let registry = crate::registry();
-        let device = Device::from_yaml(&uboot_device, None).expect("device");
         let text = job("
 - deploy: {to: tmpfs, images: {disk: {url: 'downloads://disk.img'}}}
 - boot: {method: u-boot, commands: ramdisk, prompts: ['# ']}
 ");
-        let (_job, pipeline) = JobParser::new(&registry, &crate::FIXED)
-            .parse(&text, device, &ParseOptions::default())
-            .expect("job parses");
-        let reasons: Vec<String> = pipeline
-            .not_runnable()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let reasons = not_runnable(&text, &uboot_device);
         assert!(
             reasons.contains(
                 &"actions[1].boot: action 'wait-device-path' (method u-boot) cannot run in lava-rs yet"
@@ -366,24 +367,13 @@ actions:
             reasons.iter().all(|r| r.starts_with("actions[")),
             "{reasons:?}"
         );
-        let error = pipeline.check_runnable().unwrap_err();
+        let error = pipeline(&text, &uboot_device).check_runnable().unwrap_err();
         assert_eq!(error.kind, lava_pipeline::ErrorKind::Job);
     }
 
     #[test]
     fn qemu_image_jobs_can_run_here_but_not_a_tar_image_with_overlays() {
-        let registry = crate::registry();
-        let parse = |text: &str| {
-            let device = Device::from_yaml(DEVICE, None).expect("device");
-            let (_job, pipeline) = JobParser::new(&registry, &crate::FIXED)
-                .parse(&job(text), device, &ParseOptions::default())
-                .expect("job parses");
-            pipeline
-                .not_runnable()
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<String>>()
-        };
+        let refused = |text: &str| not_runnable(&job(text), DEVICE);
         let test = "
 - test:
     definitions:
@@ -392,7 +382,7 @@ actions:
         let ramdisk = "
 - deploy: {to: tmpfs, images: {kernel: {url: 'file:///k'}, ramdisk: {url: 'file:///r'}}}
 - boot: {method: qemu, media: tmpfs, prompts: ['# ']}";
-        assert_eq!(parse(&format!("{ramdisk}{test}")), Vec::<String>::new());
+        assert_eq!(refused(&format!("{ramdisk}{test}")), Vec::<String>::new());
         let appended = "
 - deploy:
     to: tmpfs
@@ -400,16 +390,16 @@ actions:
       kernel: {url: 'file:///k'}
       ramdisk: {url: 'file:///r', format: cpio.newc, overlays: {lava: true}}
 - boot: {method: qemu, media: tmpfs, prompts: ['# ']}";
-        assert_eq!(parse(&format!("{appended}{test}")), Vec::<String>::new());
+        assert_eq!(refused(&format!("{appended}{test}")), Vec::<String>::new());
         let disk_only = "\n- deploy: {to: tmpfs, images: {disk: {url: 'file:///d'}}}";
-        assert_eq!(parse(&format!("{disk_only}{test}")), Vec::<String>::new());
+        assert_eq!(refused(&format!("{disk_only}{test}")), Vec::<String>::new());
         let tar_image = "
 - deploy:
     to: tmpfs
     images:
       rootfs: {url: 'file:///r', format: tar, overlays: {lava: true}}";
         assert_eq!(
-            parse(&format!("{tar_image}{test}")),
+            refused(&format!("{tar_image}{test}")),
             [
                 "actions[0].deploy: action 'append-overlays' (method tmpfs) (tar and ext4 images) cannot run in lava-rs yet"
             ]
@@ -454,16 +444,7 @@ actions:
                 "export-device-env"
             ]
         );
-        let registry = crate::registry();
-        let device = Device::from_yaml(DEVICE, None).expect("device");
-        let (_job, pipeline) = JobParser::new(&registry, &crate::FIXED)
-            .parse(&text, device, &ParseOptions::default())
-            .expect("job parses");
-        let refused: Vec<String> = pipeline
-            .not_runnable()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let refused = not_runnable(&text, DEVICE);
         assert!(
             refused.contains(
                 &"actions[1].boot: action 'execute-installer-command' (method qemu-iso) cannot run in lava-rs yet"
