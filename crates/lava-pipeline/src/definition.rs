@@ -620,7 +620,7 @@ impl Checker {
         let from_git = def.get("from").and_then(Value::as_str) == Some("git");
         if from_git
             && let Some(repository) = def.get("repository").and_then(Value::as_str)
-            && (repository.is_empty() || repository.starts_with('-'))
+            && repository_problem(repository).is_some()
         {
             self.push(
                 format!("{at}.repository"),
@@ -680,7 +680,11 @@ fn too_long(seconds: f64) -> String {
     )
 }
 
-/// Why `path` cannot name a file inside a repository (empty, absolute, `..`), if it cannot.
+// The rules below are the one copy for the tree: lava-shell applies them again where a
+// definition is fetched and its files are written.
+
+/// Why `path` cannot name a file inside a repository (empty, absolute, `..`, only `.`
+/// parts), if it cannot.
 pub fn relative_path_problem(path: &str) -> Option<&'static str> {
     if path.is_empty() {
         Some("the path is empty")
@@ -690,6 +694,20 @@ pub fn relative_path_problem(path: &str) -> Option<&'static str> {
         Some("absolute paths are not allowed")
     } else if path.split('/').any(|part| part == "..") {
         Some("'..' is not allowed")
+    } else if path.split('/').all(|part| part.is_empty() || part == ".") {
+        Some("the path names no file")
+    } else {
+        None
+    }
+}
+
+/// Why `repository` cannot be a git or url repository, if it cannot: empty, or starting
+/// with `-` (git would read it as an option).
+pub fn repository_problem(repository: &str) -> Option<&'static str> {
+    if repository.is_empty() {
+        Some("it is empty")
+    } else if repository.starts_with('-') {
+        Some("it starts with '-' and would be read as an option")
     } else {
         None
     }

@@ -171,7 +171,7 @@ fn deeply_nested_jobs_are_refused_before_parsing() {
 fn test_definition_entries_that_would_fail_the_run_are_refused() {
     let long = "n".repeat(199);
     let job = format!(
-        "{HEAD}timeouts: {{job: {{minutes: 1}}}}\nactions:\n- test:\n    definitions:\n    - {{from: git, repository: 'https://x/y.git', path: ../../etc/passwd, name: a, revision: '--upload-pack=touch /tmp/x'}}\n    - {{from: git, repository: '--upload-pack=x', path: /abs.yaml, name: b, branch: -x}}\n    - {{from: inline, repository: {{}}, path: ok.yaml, name: c, parameters: {{'A;reboot': 1, GOOD_1: 2, 9x: 3}}}}\n    - {{from: inline, repository: {{}}, path: ok.yaml, name: {long}}}\n"
+        "{HEAD}timeouts: {{job: {{minutes: 1}}}}\nactions:\n- test:\n    definitions:\n    - {{from: git, repository: 'https://x/y.git', path: ../../etc/passwd, name: a, revision: '--upload-pack=touch /tmp/x'}}\n    - {{from: git, repository: '--upload-pack=x', path: /abs.yaml, name: b, branch: -x}}\n    - {{from: inline, repository: {{}}, path: ok.yaml, name: c, parameters: {{'A;reboot': 1, GOOD_1: 2, 9x: 3}}}}\n    - {{from: inline, repository: {{}}, path: ok.yaml, name: {long}}}\n    - {{from: inline, repository: {{}}, path: ./, name: e}}\n"
     );
     let d = shown(&job);
     let at = "job.yaml: actions[0].test.definitions";
@@ -190,6 +190,7 @@ fn test_definition_entries_that_would_fail_the_run_are_refused() {
         format!("{at}[2].parameters.A;reboot: invalid parameter name 'A;reboot'"),
         format!("{at}[2].parameters.9x: invalid parameter name '9x'"),
         format!("{at}[3].name: test definition name of 199 characters is too long"),
+        format!("{at}[4].path: invalid test definition path './': the path names no file"),
     ];
     for e in &expect {
         assert!(

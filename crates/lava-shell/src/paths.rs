@@ -5,6 +5,7 @@ use std::fs;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Result, ShellError};
+use lava_pipeline::definition::relative_path_problem;
 
 fn unsafe_path(path: &str, reason: &str) -> ShellError {
     ShellError::UnsafePath {
@@ -13,30 +14,20 @@ fn unsafe_path(path: &str, reason: &str) -> ShellError {
     }
 }
 
-/// Checks that `relative` is a relative path that stays below its base: not empty,
-/// not absolute, no `..`. `.` components are dropped.
+/// Checks that `relative` is a relative path that stays below its base and names a file
+/// (lava-pipeline's [`relative_path_problem`], the rule the job checks apply first). `.`
+/// components are dropped.
 pub fn checked_relative(relative: &str) -> Result<PathBuf> {
-    if relative.is_empty() {
-        return Err(unsafe_path(relative, "empty path"));
+    if let Some(problem) = relative_path_problem(relative) {
+        return Err(unsafe_path(relative, problem));
     }
-    if relative.contains('\0') {
-        return Err(unsafe_path(relative, "NUL byte in path"));
-    }
-    let mut clean = PathBuf::new();
-    for component in Path::new(relative).components() {
-        match component {
-            Component::Normal(part) => clean.push(part),
-            Component::CurDir => {}
-            Component::ParentDir => return Err(unsafe_path(relative, "'..' is not allowed")),
-            Component::RootDir | Component::Prefix(_) => {
-                return Err(unsafe_path(relative, "absolute paths are not allowed"));
-            }
-        }
-    }
-    if clean.as_os_str().is_empty() {
-        return Err(unsafe_path(relative, "path names no file"));
-    }
-    Ok(clean)
+    Ok(Path::new(relative)
+        .components()
+        .filter_map(|component| match component {
+            Component::Normal(part) => Some(part),
+            _ => None,
+        })
+        .collect())
 }
 
 /// Checks that `name` is one plain path component (a directory name), as

@@ -8,13 +8,12 @@ use serde_yaml::Value;
 use std::sync::LazyLock;
 
 use crate::error::{Result, ShellError};
+use lava_pipeline::definition::{git_ref_problem, is_shell_variable_name, repository_problem};
 
 /// LAVA's `DEFAULT_TEST_NAME_CLASS`: the names the dispatcher accepts.
 pub const TEST_NAME_PATTERN: &str = r"^[\w\d\_\-]+$";
 
 static TEST_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(TEST_NAME_PATTERN).unwrap());
-static SHELL_NAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").unwrap());
 
 /// Checks a definition name against [`TEST_NAME_PATTERN`] and the reserved `lava`.
 pub fn check_test_name(name: &str) -> Result<()> {
@@ -30,7 +29,7 @@ pub fn check_test_name(name: &str) -> Result<()> {
 
 /// Checks that `name` can be a shell variable name (parameters, environment).
 pub fn check_variable_name(name: &str, place: &str) -> Result<()> {
-    if SHELL_NAME.is_match(name) {
+    if is_shell_variable_name(name) {
         Ok(())
     } else {
         Err(ShellError::InvalidVariableName {
@@ -214,18 +213,18 @@ impl DefinitionSource {
                 let url = self.repository_url().ok_or_else(|| {
                     ShellError::InvalidEntry(format!("{}: repository must be a string", self.name))
                 })?;
-                if url.is_empty() || url.starts_with('-') {
+                if let Some(problem) = repository_problem(url) {
                     return Err(ShellError::InvalidEntry(format!(
-                        "{}: invalid repository '{url}'",
+                        "{}: invalid repository '{url}': {problem}",
                         self.name
                     )));
                 }
             }
         }
         for value in [&self.branch, &self.revision].into_iter().flatten() {
-            if value.is_empty() || value.starts_with('-') || value.chars().any(char::is_control) {
+            if let Some(problem) = git_ref_problem(value) {
                 return Err(ShellError::InvalidEntry(format!(
-                    "{}: invalid branch or revision '{value}'",
+                    "{}: invalid branch or revision '{value}': {problem}",
                     self.name
                 )));
             }
