@@ -116,26 +116,33 @@ fn count(actions: &[DescribedAction]) -> usize {
 /// Writes `actions` as a block sequence whose `-` stands at column `indent`; `None` when a
 /// string needs more than one line.
 fn write_actions(out: &mut String, actions: &[DescribedAction], indent: usize) -> Option<()> {
+    let keys = indent + 2;
     for action in actions {
         push_indent(out, indent);
         out.push_str("- ");
-        let keys = indent + 2;
-        push_str_value(out, "class", &action.class)?;
-        push_key(out, keys, "name");
-        push_str_value(out, "", &action.name)?;
-        push_key(out, keys, "level");
-        push_str_value(out, "", &action.level)?;
-        push_key(out, keys, "max_retries");
-        let _ = writeln!(out, "{}", action.max_retries);
-        push_key(out, keys, "description");
-        push_str_value(out, "", &action.description)?;
-        push_key(out, keys, "summary");
-        push_str_value(out, "", &action.summary)?;
-        push_key(out, keys, "timeout");
-        let _ = writeln!(out, "{}", action.timeout);
-        if let Some(url) = &action.url {
-            push_key(out, keys, "url");
-            push_str_value(out, "", url)?;
+        let fields = [
+            ("class", Field::Text(&action.class)),
+            ("name", Field::Text(&action.name)),
+            ("level", Field::Text(&action.level)),
+            ("max_retries", Field::Number(action.max_retries.into())),
+            ("description", Field::Text(&action.description)),
+            ("summary", Field::Text(&action.summary)),
+            ("timeout", Field::Number(action.timeout)),
+        ];
+        let url = action.url.as_deref().map(|url| ("url", Field::Text(url)));
+        for (i, (key, value)) in fields.into_iter().chain(url).enumerate() {
+            if i > 0 {
+                push_indent(out, keys);
+            }
+            out.push_str(key);
+            out.push_str(": ");
+            match value {
+                Field::Text(text) => out.push_str(&scalar(text)?),
+                Field::Number(n) => {
+                    let _ = write!(out, "{n}");
+                }
+            }
+            out.push('\n');
         }
         if !action.pipeline.is_empty() {
             push_indent(out, keys);
@@ -146,26 +153,14 @@ fn write_actions(out: &mut String, actions: &[DescribedAction], indent: usize) -
     Some(())
 }
 
+/// The value of one key of a described action.
+enum Field<'a> {
+    Text(&'a str),
+    Number(u64),
+}
+
 fn push_indent(out: &mut String, indent: usize) {
     out.extend(std::iter::repeat_n(' ', indent));
-}
-
-/// `key: ` at column `indent`.
-fn push_key(out: &mut String, indent: usize, key: &str) {
-    push_indent(out, indent);
-    out.push_str(key);
-    out.push_str(": ");
-}
-
-/// `key: value` and a line break (no key when `key` is empty: already written).
-fn push_str_value(out: &mut String, key: &str, value: &str) -> Option<()> {
-    if !key.is_empty() {
-        out.push_str(key);
-        out.push_str(": ");
-    }
-    out.push_str(&scalar(value)?);
-    out.push('\n');
-    Some(())
 }
 
 /// `value` as serde_yaml writes a string mapping value: plain, `'1.1'`-style quoted, or
