@@ -14,7 +14,7 @@ use crate::signals::JobSignals;
 use crate::upload::LogUpload;
 use crate::{RunError, StderrStyle};
 use lava_actions::protocols::multinode::{CoordinatorSettings, DEFAULT_COORDINATOR_CONFIG};
-use lava_pipeline::definition::check_job;
+use lava_pipeline::definition::{check_job_value, parse_job_text};
 use lava_pipeline::execute::{JobResult, finish, run_job};
 use lava_pipeline::{
     Device, Job, JobLogger, JobParser, LavaError, ParseOptions, Pipeline, RunContext,
@@ -413,19 +413,30 @@ impl JobRun {
         let (text, name, source) = self.job.read()?;
         let device = self.load_device(&text)?;
 
-        let diagnostics = check_job(&text, &name, Some(&device), registry);
-        if !diagnostics.is_empty() {
-            for d in &diagnostics {
-                logger.error(d.to_string());
+        // Parsed once: checked, then built.
+        let parsed = parse_job_text(&text, &name).and_then(|value| {
+            let diagnostics = check_job_value(&value, &name, Some(&device), registry);
+            if diagnostics.is_empty() {
+                Ok(value)
+            } else {
+                Err(diagnostics)
             }
-            let list: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
-            return Err(LavaError::job(format!(
-                "Invalid job definition: {} error{}:\n{}",
-                list.len(),
-                if list.len() == 1 { "" } else { "s" },
-                list.join("\n")
-            )));
-        }
+        });
+        let parsed = match parsed {
+            Ok(value) => value,
+            Err(diagnostics) => {
+                for d in &diagnostics {
+                    logger.error(d.to_string());
+                }
+                let list: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+                return Err(LavaError::job(format!(
+                    "Invalid job definition: {} error{}:\n{}",
+                    list.len(),
+                    if list.len() == 1 { "" } else { "s" },
+                    list.join("\n")
+                )));
+            }
+        };
 
         let options = ParseOptions {
             job_id: job_id.to_string(),
@@ -434,7 +445,7 @@ impl JobRun {
             env_dut: read_optional(&self.env_dut)?,
         };
         let (job, pipeline) =
-            JobParser::new(registry, &lava_actions::FIXED).parse(&text, device, &options)?;
+            JobParser::new(registry, &lava_actions::FIXED).parse_value(parsed, device, &options)?;
         if let Some(secrets) = job.parameters.get("secrets").and_then(|s| s.as_mapping()) {
             for value in secrets.values().filter_map(|v| v.as_str()) {
                 logger.add_secret(value);

@@ -132,28 +132,44 @@ pub fn check_job(
     device: Option<&Device>,
     registry: &StrategyRegistry,
 ) -> Vec<Diagnostic> {
+    match parse_job_text(text, file) {
+        Ok(value) => check_job_value(&value, file, device, registry),
+        Err(diagnostics) => diagnostics,
+    }
+}
+
+/// The job text within `lava_yaml`'s limits and parsed, or the diagnostic saying why not
+/// (the first step of [`check_job`], for a caller that keeps the parsed job).
+pub fn parse_job_text(text: &str, file: &str) -> Result<Value, Vec<Diagnostic>> {
     let mut out = Checker {
         file: file.to_string(),
         diagnostics: Vec::new(),
     };
     if let Err(e) = lava_yaml::check(text) {
         out.push("", e.to_string());
-        return out.diagnostics;
+        return Err(out.diagnostics);
     }
-    let value: Value = match serde_yaml::from_str(text) {
-        Ok(v) => v,
-        Err(e) => {
-            out.push("", format!("not valid YAML: {e}"));
-            return out.diagnostics;
-        }
+    serde_yaml::from_str(text).map_err(|e| {
+        out.push("", format!("not valid YAML: {e}"));
+        out.diagnostics
+    })
+}
+
+/// [`check_job`] on a job already parsed by [`parse_job_text`].
+pub fn check_job_value(
+    value: &Value,
+    file: &str,
+    device: Option<&Device>,
+    registry: &StrategyRegistry,
+) -> Vec<Diagnostic> {
+    let mut out = Checker {
+        file: file.to_string(),
+        diagnostics: Vec::new(),
     };
     let Some(job) = value.as_mapping() else {
         out.push(
             "",
-            format!(
-                "expected a mapping of job keys, found {}",
-                type_name(&value)
-            ),
+            format!("expected a mapping of job keys, found {}", type_name(value)),
         );
         return out.diagnostics;
     };

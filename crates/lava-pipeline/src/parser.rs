@@ -58,6 +58,17 @@ impl<'r> JobParser<'r> {
             .map_err(|e| LavaError::job(format!("Unable to parse the job definition: {e}")))?;
         let data: Value = serde_yaml::from_str(text)
             .map_err(|e| LavaError::job(format!("Unable to parse the job definition: {e}")))?;
+        self.parse_value(data, device, options)
+    }
+
+    /// [`JobParser::parse`] on a job definition already parsed (by
+    /// [`crate::definition::parse_job_text`], within `lava_yaml`'s limits).
+    pub fn parse_value(
+        &self,
+        data: Value,
+        device: Device,
+        options: &ParseOptions,
+    ) -> LavaResult<(Job, Pipeline)> {
         let mut data = match data {
             Value::Mapping(m) => m,
             other => {
