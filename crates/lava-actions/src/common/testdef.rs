@@ -113,34 +113,29 @@ impl Action for TestDefinitionAction {
                     .and_then(lava_pipeline::value::scalar_string)
                     .unwrap_or_default();
                 let test_name = format!("{}_{}", names.len(), name);
-                let params = handler_params(testdef, &test_name, &block);
+                // One parameter mapping shared by the definition's four actions.
+                let params = Some(Arc::new(handler_params(testdef, &test_name, &block)));
                 let repo = RepoAction {
                     kind,
                     test_name: test_name.clone(),
                     stage,
                 };
-                pipeline.add_with_params(repo, params.clone())?;
+                pipeline.add_boxed(Box::new(repo), params.clone(), None)?;
                 names.push(name.clone());
-                pipeline.add_with_params(
-                    TestOverlayAction {
-                        test_name: test_name.clone(),
-                    },
-                    params.clone(),
-                )?;
-                pipeline.add_with_params(
-                    TestInstallAction {
-                        test_name: test_name.clone(),
-                    },
-                    params.clone(),
-                )?;
-                pipeline.add_with_params(
-                    TestRunnerAction {
-                        test_name: test_name.clone(),
-                        name,
-                        index: index.clone(),
-                    },
-                    params,
-                )?;
+                let overlay = TestOverlayAction {
+                    test_name: test_name.clone(),
+                };
+                pipeline.add_boxed(Box::new(overlay), params.clone(), None)?;
+                let install = TestInstallAction {
+                    test_name: test_name.clone(),
+                };
+                pipeline.add_boxed(Box::new(install), params.clone(), None)?;
+                let runner = TestRunnerAction {
+                    test_name: test_name.clone(),
+                    name,
+                    index: index.clone(),
+                };
+                pipeline.add_boxed(Box::new(runner), params, None)?;
                 self.test_names.push(test_name);
             }
         }
