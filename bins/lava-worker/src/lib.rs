@@ -17,6 +17,9 @@
 //! Debian's unit does.
 #![warn(missing_docs)]
 
+#[path = "../../cli.rs"]
+mod cli;
+
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -142,13 +145,9 @@ impl Cli {
 /// after a clean stop (or a version mismatch with --exit-on-version-mismatch), 1 with the
 /// error printed as one message on standard error, 2 for a bad command line.
 pub fn main_with_args<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
+    let cli: Cli = match cli::parse(args) {
         Ok(cli) => cli,
-        Err(err) => {
-            let code = if err.use_stderr() { 2 } else { 0 };
-            let _ = err.print();
-            return code;
-        }
+        Err(code) => return code,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

@@ -270,9 +270,9 @@ async fn append_overlays_places_each_overlay_and_recompresses_in_place() {
     use lava_artefacts::ramdisk::{OverlaySource, append_overlays};
     let tmp = tempfile::tempdir().unwrap();
     let cpio = write_newc(&[
-        entry(".", 0o40755, 1, b""),
-        entry("etc", 0o40755, 2, b""),
-        entry("etc/motd", 0o100644, 3, b"old"),
+        cpio_entry(".", 0o40755, 1, b""),
+        cpio_entry("etc", 0o40755, 2, b""),
+        cpio_entry("etc/motd", 0o100644, 3, b"old"),
     ]);
     let image = tmp.path().join("rootfs.cpio.xz");
     std::fs::write(&image, compress(Compression::Xz, &cpio)).unwrap();
