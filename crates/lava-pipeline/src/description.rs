@@ -229,8 +229,14 @@ fn simple_style(value: &str) -> Option<Style> {
     (!resolves_to_other).then_some(Style::Plain)
 }
 
-/// `value` rendered by serde_yaml as a mapping value, when that fits on one line.
+/// `value` rendered by serde_yaml as a mapping value, when that fits on one line: never for
+/// a value holding a YAML line break (`\n`, `\r`, U+0085, U+2028, U+2029), which libyaml
+/// writes over several lines indented by the value's depth.
 fn serde_yaml_scalar(value: &str) -> Option<String> {
+    let line_break = |c| matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}');
+    if value.contains(line_break) {
+        return None;
+    }
     #[derive(Serialize)]
     struct One<'a> {
         v: &'a str,
@@ -332,6 +338,10 @@ mod tests {
             "-1",
             "https://example.com/x:y",
             "\u{feff}x",
+            "\u{2028}  ",
+            "a\u{2029}b",
+            "a\u{85}b",
+            "a\rb",
             "\u{7f}",
         ] {
             let actions = vec![action(value, value, Some(value))];
