@@ -3,8 +3,7 @@
 //! themselves are tested in lava-artefacts.
 
 use lava_actions::runtime::image_download::{Checksums, download_image, stream_download};
-use lava_actions::runtime::ramdisk_overlay::apply_overlay_to_ramdisk;
-use lava_artefacts::newc::{CpioEntry, read_newc, write_newc};
+use lava_artefacts::newc::{read_newc, write_newc};
 use lava_artefacts::ramdisk::repack_with_overlay;
 use lava_pipeline::{Device, ErrorKind, JobLogger, LavaResult, RunContext};
 use lava_test_support::artefacts::{compress, cpio_entry, gunzip, sample};
@@ -246,40 +245,6 @@ async fn ramdisk_key_is_kept_compressed() {
             .get("common", "download-action", "ramdisk", "decompressed"),
         Some(&Value::Bool(false))
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_overlay_step_points_the_namespace_at_the_repacked_ramdisk() {
-    let tmp = tempfile::tempdir().unwrap();
-    let ramdisk = tmp.path().join("initrd.cpio.gz");
-    std::fs::write(&ramdisk, gzip(&b"not a cpio archive, ".repeat(10))).unwrap();
-    let mut ctx = context();
-    ctx.set_data(
-        "download-action",
-        "ramdisk",
-        "file",
-        ramdisk.display().to_string(),
-    );
-    // A broken ramdisk is the job's fault.
-    let err = apply_overlay_to_ramdisk(&mut ctx).await.unwrap_err();
-    assert_eq!(err.kind, ErrorKind::Job, "{err}");
-    assert!(err.message.contains("Not a cpio newc archive"), "{err}");
-
-    let cpio = write_newc(&[CpioEntry::new(
-        "init".into(),
-        lava_artefacts::newc::S_IFREG | 0o755,
-        b"#!/bin/sh\n".to_vec(),
-    )]);
-    std::fs::write(&ramdisk, gzip(&cpio)).unwrap();
-    let output = apply_overlay_to_ramdisk(&mut ctx).await.unwrap();
-    assert_eq!(output, tmp.path().join("ramdisk.cpio.gz"));
-    assert_eq!(read_newc(&gunzip(&output)).unwrap().len(), 1);
-    for (ns_key, key) in [("ramdisk", "file"), ("file", "ramdisk")] {
-        assert_eq!(
-            ctx.data.get_str("common", "download-action", ns_key, key),
-            Some(output.to_str().unwrap())
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

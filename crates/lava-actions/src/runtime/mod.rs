@@ -16,7 +16,6 @@ pub mod monitor;
 pub mod multinode;
 pub mod overlay_transfer;
 pub mod qemu;
-pub mod ramdisk_overlay;
 pub mod schroot;
 pub mod ssh;
 pub mod test_overlay;
