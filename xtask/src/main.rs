@@ -10,6 +10,7 @@ mod coordinator;
 mod deb;
 mod deb_test;
 mod deploy_bench;
+mod fuzz;
 mod job_bench;
 mod lab;
 mod layering;
@@ -66,6 +67,8 @@ enum Command {
     /// A U-Boot board rig for LAVA jobs: QEMU arm64 + U-Boot, tftpd-hpa, ser2net, power
     /// scripts (target/board-u-boot). Prints the device file and the artefacts' URLs.
     TestBoard(board::Args),
+    /// Fuzz the parsers of untrusted input for a bounded time (docs/fuzzing.md).
+    Fuzz(fuzz::Args),
     /// Check that no crate reaches a crate above it (the design card's arrows).
     Layering,
     /// Build the Debian packages lava-rs-dispatcher and lava-rs-coordinator (target/debian).
@@ -125,6 +128,7 @@ fn main() -> Result<()> {
         Command::TestSystem(args) => test_system::run(args),
         Command::TestBoard(args) => board::run(args),
         Command::Layering => layering::check(),
+        Command::Fuzz(args) => fuzz::run(args),
         Command::Deb { args } => {
             if args.iter().any(|a| a == "--install-test") {
                 deb_test::run()

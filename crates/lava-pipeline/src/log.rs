@@ -416,11 +416,40 @@ fn write_mapping(out: &mut String, map: &Mapping) {
         if i > 0 {
             out.push_str(", ");
         }
-        write_value(out, k);
-        out.push_str(": ");
+        if is_simple_key(k) {
+            write_value(out, k);
+            out.push_str(": ");
+        } else {
+            out.push_str("? ");
+            write_value(out, k);
+            out.push_str(" : ");
+        }
         write_value(out, v);
     }
     out.push('}');
+}
+
+/// The longest key libyaml writes as an implicit (`key: value`) flow key, in bytes of the
+/// scalar (a tag's handle counts too); a YAML reader refuses implicit keys of more than
+/// 1024 characters, so longer keys need the explicit form.
+const MAX_SIMPLE_KEY_BYTES: usize = 128;
+
+/// Whether libyaml's emitter (LAVA's `yaml.CDumper`) writes `key` as an implicit key;
+/// otherwise it writes the explicit `? key : value`: a key longer than
+/// [`MAX_SIMPLE_KEY_BYTES`], one spanning lines, or a non-empty sequence or mapping.
+fn is_simple_key(key: &Value) -> bool {
+    match key {
+        Value::String(s) => {
+            s.len() <= MAX_SIMPLE_KEY_BYTES
+                && !s.contains(['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}'])
+        }
+        // Written `! "text"`: the tag handle `!` counts.
+        Value::Number(n) => n.to_string().len() < MAX_SIMPLE_KEY_BYTES,
+        Value::Null | Value::Bool(_) => true,
+        Value::Sequence(items) => items.is_empty(),
+        Value::Mapping(map) => map.is_empty(),
+        Value::Tagged(tagged) => is_simple_key(&tagged.value),
+    }
 }
 
 fn write_value(out: &mut String, value: &Value) {
@@ -490,6 +519,50 @@ mod tests {
         assert_eq!(dump_flow(&Value::Bool(true)), "! \"true\"");
         assert_eq!(dump_flow(&Value::Number(1.0.into())), "! \"1.0\"");
         assert_eq!(dump_flow(&Value::Number(1e17.into())), "! \"1.0e+17\"");
+    }
+
+    /// Found by `cargo xtask fuzz log`: a 1254-byte key written as an implicit key made a
+    /// line no YAML reader accepts. The expected lines are LAVA's (`lava_common.log.dump`).
+    #[test]
+    fn long_multiline_and_collection_keys_are_explicit_like_libyaml() {
+        let record = |key: Value| {
+            let mut msg = Mapping::new();
+            msg.insert(key, Value::Number(1.into()));
+            let mut map = Mapping::new();
+            map.insert("msg".into(), Value::Mapping(msg));
+            dump_flow_mapping(&map)
+        };
+        let k128 = "k".repeat(128);
+        assert_eq!(
+            record(k128.clone().into()),
+            format!("{{\"msg\": {{\"{k128}\": ! \"1\"}}}}")
+        );
+        let k129 = "k".repeat(129);
+        assert_eq!(
+            record(k129.clone().into()),
+            format!("{{\"msg\": {{? \"{k129}\" : ! \"1\"}}}}")
+        );
+        // Bytes, not characters: 65 two-byte characters are 130 bytes.
+        assert!(record("\u{e9}".repeat(64).into()).contains("{\"\\xE9"));
+        assert!(record("\u{e9}".repeat(65).into()).contains("{? \"\\xE9"));
+        assert_eq!(
+            record("x\u{85}y".into()),
+            "{\"msg\": {? \"x\\Ny\" : ! \"1\"}}"
+        );
+        assert_eq!(record("x\ry".into()), "{\"msg\": {? \"x\\ry\" : ! \"1\"}}");
+        assert_eq!(
+            record(Value::Number(5.into())),
+            "{\"msg\": {! \"5\": ! \"1\"}}"
+        );
+        let seq = Value::Sequence(vec!["a".into()]);
+        assert_eq!(record(seq), "{\"msg\": {? [\"a\"] : ! \"1\"}}");
+        // Every form reads back.
+        for key in [k129, "x\ny".to_string(), "\u{e9}".repeat(700)] {
+            let line = record(key.clone().into());
+            let read: Mapping = serde_yaml::from_str(&line).unwrap();
+            let msg = read.get("msg").and_then(Value::as_mapping).unwrap();
+            assert!(msg.contains_key(key.as_str()), "{line}");
+        }
     }
 
     #[test]
