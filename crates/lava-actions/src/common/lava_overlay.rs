@@ -125,6 +125,9 @@ impl Action for CreateOverlay {
 pub struct OverlayAction {
     /// Whether a test of the namespace needs the overlay (decided when populated).
     pub needed: bool,
+    /// The results directory unpacked on a `local_overlay` device (the worker's own file
+    /// system), removed by cleanup: a real device loses it when it is powered off.
+    unpacked_results: Option<std::path::PathBuf>,
 }
 
 impl OverlayAction {
@@ -178,8 +181,30 @@ impl Action for OverlayAction {
         {
             // A device whose file system is the worker's (the local-shell device):
             // the dispatcher unpacks the overlay in place instead of transferring it.
+            let results = ctx
+                .get_data("test", "results", "lava_test_results_dir")
+                .and_then(Value::as_str)
+                .filter(|dir| dir.starts_with('/') && dir.len() > 1)
+                .map(std::path::PathBuf::from);
+            self.unpacked_results = results;
             crate::runtime::test_overlay::unpack_overlay_locally(ctx, std::path::Path::new("/"))
                 .await?;
+        }
+        Ok(())
+    }
+    async fn cleanup(&mut self, ctx: &mut RunContext) -> LavaResult<()> {
+        if let Some(dir) = self.unpacked_results.take() {
+            match tokio::fs::remove_dir_all(&dir).await {
+                Ok(()) => ctx.logger.debug(format!(
+                    "Removed the local results directory {}",
+                    dir.display()
+                )),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => ctx.logger.warning(format!(
+                    "Cannot remove the local results directory {}: {e}",
+                    dir.display()
+                )),
+            }
         }
         Ok(())
     }
