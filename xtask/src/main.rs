@@ -17,6 +17,7 @@ mod layering;
 mod main_job;
 mod pipeline;
 mod shared;
+mod soak;
 mod supply_chain;
 mod templates;
 mod test_system;
@@ -69,6 +70,8 @@ enum Command {
     TestBoard(board::Args),
     /// Fuzz the parsers of untrusted input for a bounded time (docs/fuzzing.md).
     Fuzz(fuzz::Args),
+    /// Run jobs back to back through lava-run and check nothing leaks (docs/fuzzing.md).
+    Soak(soak::Args),
     /// Check that no crate reaches a crate above it (the design card's arrows).
     Layering,
     /// Build the Debian packages lava-rs-dispatcher and lava-rs-coordinator (target/debian).
@@ -129,6 +132,7 @@ fn main() -> Result<()> {
         Command::TestBoard(args) => board::run(args),
         Command::Layering => layering::check(),
         Command::Fuzz(args) => fuzz::run(args),
+        Command::Soak(args) => soak::run(args),
         Command::Deb { args } => {
             if args.iter().any(|a| a == "--install-test") {
                 deb_test::run()
