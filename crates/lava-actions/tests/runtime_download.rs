@@ -293,3 +293,91 @@ async fn overlay_is_merged_into_a_gzip_ramdisk() {
     // Replacement of same-path files and refusal of traversals by merge_overlay itself are
     // lava-artefacts' tests (tests/ramdisk.rs).
 }
+
+/// A tmpfs of `size` mounted on a fresh directory, unmounted on drop; `None` (skipped,
+/// or failed under CI) when this process may not mount.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status();
+        match status {
+            Ok(s) if s.success() => Some(SmallDisk { dir }),
+            _ => {
+                lava_test_support::ci::skip_or_fail(
+                    "cannot mount a tmpfs here (needs root and mount permission): \
+                     the full-disk download test is skipped",
+                );
+                None
+            }
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Chaos: the disk fills during a download. The job gets an InfrastructureError naming
+/// the file, and the partial file is gone (the space is given back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_during_a_download_is_an_infrastructure_error_and_leaves_nothing() {
+    let Some(disk) = SmallDisk::mount("1m") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = sample(4 * 1024 * 1024);
+    for (name, body, compression) in [
+        ("vmlinuz", data.clone(), None),
+        ("rootfs.img.gz", gzip(&data), Some("gz")),
+    ] {
+        let src = tmp.path().join(name);
+        std::fs::write(&src, &body).unwrap();
+        let url = format!("file://{}", src.display());
+        let extra: Vec<(&str, &str)> = compression.iter().map(|c| ("compression", *c)).collect();
+        let p = params(&url, &extra);
+        let out = disk.dir.path().join("kernel");
+        let mut ctx = context();
+        let out2 = out.clone();
+        let error = run_step(
+            &mut ctx,
+            step(move |ctx| {
+                let p = p.clone();
+                let out = out2.clone();
+                Box::pin(async move { download_image(ctx, "kernel", &out, &p).await.map(|_| ()) })
+            }),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Infrastructure, "{error}");
+        let message = error.to_string();
+        let expected_file = out.join(name.trim_end_matches(".gz"));
+        assert!(
+            message.contains(&expected_file.display().to_string()),
+            "the error names the file: {message}"
+        );
+        assert!(message.contains("No space left on device"), "{message}");
+        assert!(
+            dir_is_empty(&out),
+            "partial file left: {:?}",
+            std::fs::read_dir(&out).map(|d| d.count())
+        );
+    }
+}

@@ -199,8 +199,14 @@ pub async fn download(
             });
         }
         Err(WriteError::Io(e)) => {
+            // The partial file is removed when `partial` drops (a full disk gets its space
+            // back); the message names the file the job asked for.
             return Err(ArtefactError::io(
-                format!("Unable to write {}", partial.path.display()),
+                format!(
+                    "Unable to write {} (downloading {url}, partial file {} removed)",
+                    target.display(),
+                    partial.path.display()
+                ),
                 e,
             ));
         }
