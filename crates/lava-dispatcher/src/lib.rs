@@ -32,6 +32,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod device_claim;
 mod error;
 pub mod outcome;
 pub mod run;

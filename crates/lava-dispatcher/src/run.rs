@@ -9,6 +9,7 @@
 //! kind, exactly like a job that fails while running; only a run that cannot write its
 //! output files is a [`RunError`].
 
+use crate::device_claim::DeviceClaim;
 use crate::outcome::{JobFailure, JobStatus, Outcome, OutputFiles, read_results};
 use crate::signals::JobSignals;
 use crate::upload::LogUpload;
@@ -392,6 +393,15 @@ impl JobRun {
             Ok(protocols) => protocols,
             Err(err) => return (finish(logger, Some(err)), true),
         };
+        // A job that runs claims its device, ending what killed dispatchers left on it.
+        let _claim = (!self.validate_only)
+            .then(|| {
+                let device = job.device.hostname.as_deref().unwrap_or("unnamed");
+                DeviceClaim::acquire(&job.scratch_dir, device, job_id, logger)
+                    .map_err(|e| logger.warning(format!("Cannot claim device {device}: {e}")))
+                    .ok()
+            })
+            .flatten();
         let mut ctx = RunContext::new(Arc::new(job), logger.clone());
         ctx.protocols = protocols;
         ctx.cancel = self.cancel.clone();
