@@ -43,7 +43,12 @@ impl Drop for Broker {
 }
 
 async fn broker() -> Broker {
-    std::thread::spawn(|| {
+    broker_at("127.0.0.1:0".parse().unwrap()).await
+}
+
+/// [`broker`] on `listen` (a coordinator restarted on the address of one that died).
+async fn broker_at(listen: SocketAddr) -> Broker {
+    std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -51,7 +56,7 @@ async fn broker() -> Broker {
             .unwrap();
         let handle = runtime.block_on(async {
             let settings = BrokerSettings {
-                listen: "127.0.0.1:0".parse().unwrap(),
+                listen,
                 ..BrokerSettings::default()
             };
             Coordinator::bind(settings, 1).await.unwrap().spawn()
@@ -485,6 +490,111 @@ async fn a_shell_wait_that_times_out_fails_its_case() {
     );
     assert!(quiet.take_failure().unwrap().is_timeout());
     drop(server);
+}
+
+/// Chaos: the coordinator stops mid-group (its runtime shut down without waiting, so a
+/// held request's connection is neither answered nor closed at once, as with a frozen or
+/// partitioned coordinator) while a member waits for a message. The wait ends within its
+/// timeout with LAVA's MultiNode timeout error, never hangs (it did, for the I/O timeout
+/// and the hold, before the poll deadline bounded the exchange in flight).
+#[tokio::test]
+async fn a_coordinator_killed_mid_group_ends_waits_within_their_timeout() {
+    let server = broker().await;
+    let nodes = group(
+        "server-client.yaml",
+        "chaos-killed",
+        server.local_addr(),
+        true,
+    );
+    set_up_all(&nodes).await;
+    nodes[1].set_poll_timeout(Duration::from_secs(2));
+    // The clear_group sent after a timeout (LAVA's) is bounded by the system timeout.
+    nodes[1].set_system_timeout(Duration::from_secs(1));
+    let waiting = nodes[1].clone();
+    let started = Instant::now();
+    let wait = tokio::spawn(async move { waiting.wait("never-sent").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(server);
+    let result = tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .expect("the wait ends on its own")
+        .unwrap();
+    let elapsed = started.elapsed();
+    let error = result.expect_err("no coordinator, no answer");
+    assert!(error.is_timeout(), "{error}");
+    assert_eq!(error.class(), ErrorClass::MultinodeTimeout);
+    assert!(
+        error
+            .to_string()
+            .starts_with("protocol lava-multinode timed out: lava_wait"),
+        "{error}"
+    );
+    assert!(elapsed < Duration::from_secs(6), "{elapsed:?}");
+}
+
+/// Chaos: the coordinator is killed and a new one (knowing no group) starts on the same
+/// address while members wait. Each call ends within its timeout with a MultiNode error
+/// naming the operation (the group is gone with the old coordinator), and a new group
+/// on the restarted coordinator works.
+#[tokio::test]
+async fn a_restarted_coordinator_ends_old_groups_calls_and_serves_new_groups() {
+    let server = broker().await;
+    let address = server.local_addr();
+    let nodes = group("server-client.yaml", "chaos-restarted", address, true);
+    set_up_all(&nodes).await;
+    for node in &nodes {
+        node.set_poll_timeout(Duration::from_secs(2));
+        node.set_system_timeout(Duration::from_secs(1));
+    }
+    let started = Instant::now();
+    let waiting = nodes[1].clone();
+    let wait = tokio::spawn(async move { waiting.wait("never-sent").await });
+    let syncing = nodes[2].clone();
+    let sync = tokio::spawn(async move { syncing.sync("after-restart").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(server);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let restarted = broker_at(address).await;
+    for (operation, call) in [("lava_wait", wait), ("lava_sync", sync)] {
+        let result = tokio::time::timeout(Duration::from_secs(10), call)
+            .await
+            .expect("the call ends on its own")
+            .unwrap();
+        match result {
+            // The new coordinator does not know the group: the call fails, named.
+            Err(error) => {
+                assert!(error.to_string().contains(operation), "{error}");
+                assert!(
+                    matches!(
+                        error.class(),
+                        ErrorClass::MultinodeTimeout | ErrorClass::Job
+                    ),
+                    "{error}"
+                );
+            }
+            Ok(reply) => assert_eq!(reply, CallReply::Word("nack"), "{operation}"),
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    // A new group on the restarted coordinator runs.
+    let fresh = group(
+        "server-client.yaml",
+        "chaos-fresh",
+        restarted.local_addr(),
+        true,
+    );
+    set_up_all(&fresh).await;
+    fresh[0]
+        .send("ready", lava_multinode::Payload::empty())
+        .await
+        .unwrap();
+    let reply = fresh[1].wait("ready").await.unwrap();
+    assert!(matches!(reply, CallReply::Senders(_)), "{reply:?}");
+    drop(restarted);
 }
 
 fn assert_send<T: Send>(_: &T) {}

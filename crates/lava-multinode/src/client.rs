@@ -10,7 +10,9 @@
 //!   once). LAVA's coordinator ignores the field and answers a plain `wait`;
 //!   the client then sleeps `poll_delay` like LAVA's own client.
 //! * Connection failures back off (poll_delay, then +2 s per failure, capped)
-//!   and, unlike LAVA's client, are bounded by the same wall-clock deadline.
+//!   and, unlike LAVA's client, are bounded by the same wall-clock deadline,
+//!   which also ends an exchange in flight (a coordinator that stops answering
+//!   without closing its connections).
 //! * The client never sends `clear_group` by itself; the caller decides when
 //!   (LAVA's client double-sends it on a timeout, which tears groups down early).
 
@@ -313,7 +315,18 @@ impl CoordinatorClient {
                 attempt.hold_ms = Some(hold.as_millis() as u64);
             }
             attempts += 1;
-            let pause = match self.exchange(&attempt).await {
+            // The deadline bounds the exchange in flight too: a coordinator that stops
+            // answering without closing (frozen, partitioned, its runtime gone) must not
+            // keep the caller past its timeout for the I/O timeout and hold on top.
+            let Ok(result) = tokio::time::timeout_at(deadline, self.exchange(&attempt)).await
+            else {
+                return Err(ClientError::Timeout {
+                    operation,
+                    waited: started.elapsed(),
+                    attempts,
+                });
+            };
+            let pause = match result {
                 Ok(Response::Wait { held: true }) => {
                     failures = 0;
                     Duration::ZERO
