@@ -7,7 +7,7 @@
 //! run thousands of times a second, so a mutation loop with a LAVA-shaped dictionary and
 //! *behavioural* feedback (an input that ends in an outcome not seen before — a new error
 //! message shape, a new kind of success — joins the pool) reaches the interesting states
-//! of these formats without coverage counters. See `docs/fuzzing.md`.
+//! of these formats without coverage counters. See `docs/hardening.md`.
 //!
 //! Shape: the parent (`cargo xtask fuzz`) runs one worker process per target (this binary
 //! again, with `--worker`). The worker writes each input to `target/fuzz/TARGET/current`

@@ -69,8 +69,9 @@ enum Command {
     /// scripts (target/board-u-boot). Prints the device file and the artefacts' URLs.
     TestBoard(board::Args),
     /// Fuzz the parsers of untrusted input for a bounded time (docs/fuzzing.md).
+    /// Fuzz the parsers of untrusted input for a bounded time (docs/hardening.md).
     Fuzz(fuzz::Args),
-    /// Run jobs back to back through lava-run and check nothing leaks (docs/fuzzing.md).
+    /// Run jobs back to back through lava-run and check nothing leaks (docs/hardening.md).
     Soak(soak::Args),
     /// Check that no crate reaches a crate above it (the design card's arrows).
     Layering,
