@@ -1,11 +1,12 @@
-//! Chaos: `lava-run` SIGKILLed in the middle of a job. What it started keeps running
-//! (here a test shell's `setsid sleep`, as a QEMU would); the next job on the same device
-//! ends it (the device claim, lava_dispatcher::device_claim), removes the dead job's
-//! scratch directory, and completes.
+//! Chaos: `lava-run` SIGKILLed in the middle of a job. What it started keeps running (a
+//! test shell's `setsid sleep` on the local-shell device, QEMU on the embedded QEMU
+//! device); the next job on the same device ends it (the device claim,
+//! lava_dispatcher::device_claim), removes the dead job's scratch directory, and completes.
 
 mod common;
 
 use common::lava_run;
+use lava_test_support::ci::skip_or_fail;
 use lava_test_support::paths::workspace;
 
 use std::path::Path;
@@ -21,7 +22,8 @@ fn token_of(pid: u32) -> Option<String> {
     })
 }
 
-/// Live processes whose command line is `command` and whose run token starts `prefix`.
+/// Live processes whose command line contains `command` and whose run token starts
+/// with `prefix`.
 fn marked(command: &str, prefix: &str) -> Vec<u32> {
     std::fs::read_dir("/proc")
         .unwrap()
@@ -29,7 +31,9 @@ fn marked(command: &str, prefix: &str) -> Vec<u32> {
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            String::from_utf8_lossy(&cmdline).replace('\0', " ").trim() == command
+            String::from_utf8_lossy(&cmdline)
+                .replace('\0', " ")
+                .contains(command)
                 && token_of(*pid).is_some_and(|t| t.starts_with(prefix))
                 && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
                     .unwrap_or_default()
@@ -39,11 +43,11 @@ fn marked(command: &str, prefix: &str) -> Vec<u32> {
 }
 
 /// Kills what a failed test left (the test's own processes only).
-struct Leftovers(String);
+struct Leftovers(&'static str, String);
 
 impl Drop for Leftovers {
     fn drop(&mut self) {
-        for pid in marked("sleep 597", &self.0) {
+        for pid in marked(self.0, &self.1) {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
     }
@@ -72,43 +76,55 @@ actions:
           - sleep 120
 ";
 
-#[test]
-fn the_next_job_on_a_device_ends_what_a_killed_dispatcher_left() {
-    let dir = tempfile::tempdir().unwrap();
-    // A device of this test's own (its hostname names the claim).
-    let hostname = format!("chaos-kill-{}", std::process::id());
-    let device_text = std::fs::read_to_string(workspace().join("fixtures/local-shell/device.yaml"))
-        .unwrap()
-        .replace(
-            "hostname: lava-rs-local-shell01",
-            &format!("hostname: {hostname}"),
-        );
-    assert!(device_text.contains(&hostname));
-    let device = dir.path().join("device.yaml");
-    std::fs::write(&device, device_text).unwrap();
-    let job = dir.path().join("killed.yaml");
-    std::fs::write(&job, KILLED_JOB).unwrap();
-    let first_id = format!("{}1", std::process::id());
-    let out1 = dir.path().join("out1");
+/// A copy of `device` (a rendered device file) under `dir` whose hostname is `hostname`.
+fn device_named(dir: &Path, device: &Path, hostname: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(device).unwrap();
+    let old = text
+        .lines()
+        .find(|l| l.starts_with("hostname: "))
+        .expect("the device file has a hostname")
+        .to_string();
+    let copy = dir.join("device.yaml");
+    std::fs::write(&copy, text.replace(&old, &format!("hostname: {hostname}"))).unwrap();
+    copy
+}
+
+/// Start `killed_job` on `device`, SIGKILL `lava-run` once `ready` holds for its log and a
+/// process starting with `stale` carries its token, then run `next_job` on the same
+/// device: it ends the stale process, removes the dead job's scratch directory, passes.
+/// The jobs' ids end with `tag` and 1 or 2 (the tests of this file run at once). A
+/// process that `survives_hangup` (its console gone with the dispatcher) must be named in
+/// the next job's log as ended; one that does not may be gone by itself before.
+fn kill_then_run_again(
+    tag: u32,
+    survives_hangup: bool,
+    dir: &Path,
+    device: &Path,
+    killed_job: &Path,
+    ready: &str,
+    stale: &'static str,
+    next_job: &Path,
+) {
+    let first_id = format!("{}{tag}1", std::process::id());
+    let out1 = dir.join("out1");
     let mut first = Command::new(lava_run())
         .args(["--job-id", &first_id, "--output-dir"])
         .arg(&out1)
         .arg("--device")
-        .arg(&device)
-        .arg(&job)
+        .arg(device)
+        .arg(killed_job)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let prefix = format!("{}.", first.id());
-    let _leftovers = Leftovers(prefix.clone());
-    // Wait for the test shell to have started its background sleep.
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let _leftovers = Leftovers(stale, prefix.clone());
+    let deadline = Instant::now() + Duration::from_secs(300);
     let log = out1.join("logs.yaml");
     loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains("\"case\": \"started\"") && !marked("sleep 597", &prefix).is_empty() {
+        if text.contains(ready) && !marked(stale, &prefix).is_empty() {
             break;
         }
         assert!(
@@ -117,29 +133,30 @@ fn the_next_job_on_a_device_ends_what_a_killed_dispatcher_left() {
         );
         assert!(
             Instant::now() < deadline,
-            "the first job never started its test:\n{text}"
+            "the first job never got ready:\n{text}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
     first.kill().unwrap();
     first.wait().unwrap();
-    let stale = marked("sleep 597", &prefix);
-    assert_eq!(stale.len(), 1, "the killed dispatcher's sleep outlives it");
+    let left = marked(stale, &prefix);
+    if survives_hangup {
+        assert_eq!(left.len(), 1, "the killed dispatcher's {stale} outlives it");
+    }
     let stale_scratch = Path::new(lava_pipeline::scratch::DISPATCHER_DOWNLOAD_DIR);
     let stale_scratch = lava_pipeline::scratch::root_or_fallback(stale_scratch).join(&first_id);
 
-    // The next job on the device.
-    let out2 = dir.path().join("out2");
+    let out2 = dir.join("out2");
     let second = Command::new(lava_run())
         .args([
             "--job-id",
-            &format!("{}2", std::process::id()),
+            &format!("{}{tag}2", std::process::id()),
             "--output-dir",
         ])
         .arg(&out2)
         .arg("--device")
-        .arg(&device)
-        .arg(workspace().join("fixtures/local-shell/inline-job.yaml"))
+        .arg(device)
+        .arg(next_job)
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -150,18 +167,76 @@ fn the_next_job_on_a_device_ends_what_a_killed_dispatcher_left() {
             .unwrap()
             .contains("result: pass")
     );
+    if survives_hangup {
+        assert!(
+            log.contains(&format!("Ending stale process {}", left[0])),
+            "the stale process is named in the log:\n{log}"
+        );
+        assert!(log.contains(&format!("by job {first_id}")), "{log}");
+    }
     assert!(
-        log.contains(&format!("Ending stale process {}", stale[0])),
-        "the stale process is named in the log:\n{log}"
-    );
-    assert!(log.contains(&format!("by job {first_id}")), "{log}");
-    assert!(
-        marked("sleep 597", &prefix).is_empty(),
-        "the stale sleep is gone"
+        marked(stale, &prefix).is_empty(),
+        "the stale {stale} is gone"
     );
     assert!(
         !stale_scratch.exists(),
         "the killed job's scratch directory {} is removed",
         stale_scratch.display()
+    );
+}
+
+#[test]
+fn the_next_job_on_a_device_ends_what_a_killed_dispatcher_left() {
+    let dir = tempfile::tempdir().unwrap();
+    // A device of this test's own (its hostname names the claim).
+    let fixtures = workspace().join("fixtures/local-shell");
+    let hostname = format!("chaos-kill-{}", std::process::id());
+    let device = device_named(dir.path(), &fixtures.join("device.yaml"), &hostname);
+    let job = dir.path().join("killed.yaml");
+    std::fs::write(&job, KILLED_JOB).unwrap();
+    kill_then_run_again(
+        1,
+        true,
+        dir.path(),
+        &device,
+        &job,
+        "\"case\": \"started\"",
+        "sleep 597",
+        &fixtures.join("inline-job.yaml"),
+    );
+}
+
+#[test]
+fn the_next_qemu_job_starts_clean_after_a_killed_dispatcher() {
+    let root = workspace();
+    let job = root.join("target/test-system/qemu-smoke.yaml");
+    let qemu = Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !qemu || !job.exists() {
+        skip_or_fail("QEMU or target/test-system is missing (run `cargo xtask test-system`)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let hostname = format!("chaos-qemu-{}", std::process::id());
+    let device = device_named(
+        dir.path(),
+        &root.join("fixtures/qemu/device.yaml"),
+        &hostname,
+    );
+    // Killed as soon as QEMU runs; the next job boots the same device.
+    kill_then_run_again(
+        2,
+        // QEMU's console is its pty: it ends on the hang-up when lava-run dies, or is
+        // ended by the next job if it is still there.
+        false,
+        dir.path(),
+        &device,
+        &job,
+        "execute-qemu",
+        // The guest itself, not the `--version` query before it.
+        "qemu-system-x86_64 -nographic",
+        &job,
     );
 }
