@@ -89,22 +89,35 @@ fn device_named(dir: &Path, device: &Path, hostname: &str) -> std::path::PathBuf
     copy
 }
 
-/// Start `killed_job` on `device`, SIGKILL `lava-run` once `ready` holds for its log and a
-/// process starting with `stale` carries its token, then run `next_job` on the same
-/// device: it ends the stale process, removes the dead job's scratch directory, passes.
-/// The jobs' ids end with `tag` and 1 or 2 (the tests of this file run at once). A
-/// process that `survives_hangup` (its console gone with the dispatcher) must be named in
-/// the next job's log as ended; one that does not may be gone by itself before.
-fn kill_then_run_again(
+/// One kill-and-rerun case: the jobs' ids end with `tag` and 1 or 2 (the tests of this
+/// file run at once). A process that `survives_hangup` (its console gone with the
+/// dispatcher) must be named in the next job's log as ended; one that does not may be
+/// gone by itself before.
+struct KillCase<'a> {
     tag: u32,
     survives_hangup: bool,
-    dir: &Path,
-    device: &Path,
-    killed_job: &Path,
-    ready: &str,
+    device: &'a Path,
+    killed_job: &'a Path,
+    /// Text of the killed job's log once it is far enough.
+    ready: &'a str,
+    /// Text of the command line of the process that outlives the dispatcher.
     stale: &'static str,
-    next_job: &Path,
-) {
+    next_job: &'a Path,
+}
+
+/// Start `killed_job` on `device`, SIGKILL `lava-run` once `ready` is in its log and a
+/// process whose command line holds `stale` carries its token, then run `next_job` on the
+/// same device: it ends the stale process, removes the dead job's scratch directory, passes.
+fn kill_then_run_again(dir: &Path, case: KillCase<'_>) {
+    let KillCase {
+        tag,
+        survives_hangup,
+        device,
+        killed_job,
+        ready,
+        stale,
+        next_job,
+    } = case;
     let first_id = format!("{}{tag}1", std::process::id());
     let out1 = dir.join("out1");
     let mut first = Command::new(lava_run())
@@ -195,14 +208,16 @@ fn the_next_job_on_a_device_ends_what_a_killed_dispatcher_left() {
     let job = dir.path().join("killed.yaml");
     std::fs::write(&job, KILLED_JOB).unwrap();
     kill_then_run_again(
-        1,
-        true,
         dir.path(),
-        &device,
-        &job,
-        "\"case\": \"started\"",
-        "sleep 597",
-        &fixtures.join("inline-job.yaml"),
+        KillCase {
+            tag: 1,
+            survives_hangup: true,
+            device: &device,
+            killed_job: &job,
+            ready: "\"case\": \"started\"",
+            stale: "sleep 597",
+            next_job: &fixtures.join("inline-job.yaml"),
+        },
     );
 }
 
@@ -227,16 +242,18 @@ fn the_next_qemu_job_starts_clean_after_a_killed_dispatcher() {
     );
     // Killed as soon as QEMU runs; the next job boots the same device.
     kill_then_run_again(
-        2,
-        // QEMU's console is its pty: it ends on the hang-up when lava-run dies, or is
-        // ended by the next job if it is still there.
-        false,
         dir.path(),
-        &device,
-        &job,
-        "execute-qemu",
-        // The guest itself, not the `--version` query before it.
-        "qemu-system-x86_64 -nographic",
-        &job,
+        KillCase {
+            tag: 2,
+            // QEMU's console is its pty: it ends on the hang-up when lava-run dies, or is
+            // ended by the next job if it is still there.
+            survives_hangup: false,
+            device: &device,
+            killed_job: &job,
+            ready: "execute-qemu",
+            // The guest itself, not the `--version` query before it.
+            stale: "qemu-system-x86_64 -nographic",
+            next_job: &job,
+        },
     );
 }
