@@ -68,7 +68,6 @@ enum Command {
     /// A U-Boot board rig for LAVA jobs: QEMU arm64 + U-Boot, tftpd-hpa, ser2net, power
     /// scripts (target/board-u-boot). Prints the device file and the artefacts' URLs.
     TestBoard(board::Args),
-    /// Fuzz the parsers of untrusted input for a bounded time (docs/fuzzing.md).
     /// Fuzz the parsers of untrusted input for a bounded time (docs/hardening.md).
     Fuzz(fuzz::Args),
     /// Run jobs back to back through lava-run and check nothing leaks (docs/hardening.md).
