@@ -1,7 +1,7 @@
 //! `cargo xtask test`: the project's whole test command, as the README and `.ci/run` use it:
 //! formatting, the crate layering (`layering`), clippy with warnings denied, every workspace
 //! test, `cargo deny check`, the Debian packages installed and removed again (`deb_test`),
-//! and the conformance corpora.
+//! a bounded fuzz run and a short soak (`fuzz`, `soak`), and the conformance corpora.
 
 use crate::shared::workspace_root;
 use anyhow::{Result, bail};
@@ -40,6 +40,15 @@ pub fn test(args: &[String]) -> Result<()> {
         fresh_machine()?;
         timed("supply chain (cargo deny)", crate::supply_chain::check)?;
         timed("packages (build, install, remove)", crate::deb_test::run)?;
+        // Bounded: every fuzz target 10 s, and a short soak (docs/hardening.md).
+        run_step(
+            "fuzz (every target, 10 s each)",
+            Command::new(cargo).args(["xtask", "fuzz", "--seconds", "10"]),
+        )?;
+        run_step(
+            "soak (20 local-shell jobs, 2 QEMU jobs: nothing leaks)",
+            Command::new(cargo).args(["xtask", "soak", "20"]),
+        )?;
         let pipeline_ok = crate::pipeline::conformance(None)?;
         let templates_ok = crate::templates::conformance(None)?;
         println!(
