@@ -205,13 +205,14 @@ async fn round(
         ),
     )?;
     fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755))?;
+    // Before the worker starts: it would pick up what an interrupted round left.
+    let api = Api::new(info)?;
+    let stale = api.fail_unfinished().await?;
+    if stale > 0 {
+        println!("    failed {stale} unfinished jobs left on the server");
+    }
     let mut worker = Worker::start(info, worker, Some(&wrapper), &dir.join("worker"))?;
     let worker_pid = worker.id().context("the worker runs")?;
-    let api = Api::new(info)?;
-    let stale = api.cancel_unfinished().await?;
-    if stale > 0 {
-        println!("    cancelled {stale} unfinished jobs left on the server");
-    }
     let job = job.replace(
         "job_name: local-shell inline smoke",
         &format!("job_name: bench worker {name}"),

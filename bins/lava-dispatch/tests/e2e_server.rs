@@ -111,9 +111,9 @@ fn scenarios(program: &Path) {
     let api = Api::new(lab.info()).unwrap();
     // Jobs an interrupted run left queued (a benchmark's, on its own devices of the same
     // worker) would be started by this test's worker and outlive it.
-    let stale = runtime.block_on(api.cancel_unfinished()).unwrap();
+    let stale = runtime.block_on(api.fail_unfinished()).unwrap();
     if stale > 0 {
-        eprintln!("cancelled {stale} unfinished jobs left on the server");
+        eprintln!("failed {stale} unfinished jobs left on the server");
     }
     let dir = tempfile::tempdir().unwrap();
     let mut worker = Worker::start(

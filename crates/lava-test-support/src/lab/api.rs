@@ -170,22 +170,35 @@ impl Api {
         }
     }
 
-    /// Cancels every job not finished yet (left over by an interrupted run: it would take a
-    /// device, or run first); how many.
-    pub async fn cancel_unfinished(&self) -> Result<usize> {
-        let mut cancelled = 0;
-        for state in ["Submitted", "Scheduling", "Scheduled", "Running"] {
+    /// Ends every job not finished yet, left over by an interrupted run (it would hold a
+    /// device, or be started by the next worker and outlive its test): `lava-server manage
+    /// jobs fail`, which finishes it as Incomplete and frees its device at once. A REST
+    /// cancel would leave it Canceling until a worker reports it, and LAVA's worker does not
+    /// report a job it never ran. How many.
+    pub async fn fail_unfinished(&self) -> Result<usize> {
+        let mut ids = Vec::new();
+        for state in [
+            "Submitted",
+            "Scheduling",
+            "Scheduled",
+            "Running",
+            "Canceling",
+        ] {
             let page = self
                 .get_json(&format!("api/v0.2/jobs/?state={state}&limit=1000"))
                 .await?;
-            for job in page["results"].as_array().into_iter().flatten() {
-                if let Some(id) = job["id"].as_u64() {
-                    self.cancel(id).await?;
-                    cancelled += 1;
-                }
-            }
+            ids.extend(
+                page["results"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|job| job["id"].as_u64()),
+            );
         }
-        Ok(cancelled)
+        for id in &ids {
+            super::manage(&["jobs", "fail", &id.to_string()])?;
+        }
+        Ok(ids.len())
     }
 
     /// Cancels job `id` (`/api/v0.2/jobs/<id>/cancel/`).
