@@ -160,8 +160,8 @@ struct Package {
     binaries: Vec<PathBuf>,
     entries: Vec<Entry>,
     postinst: &'static str,
-    prerm: &'static str,
-    postrm_extra: &'static str,
+    prerm: String,
+    postrm_extra: String,
 }
 
 fn dispatcher_package() -> Result<Package> {
@@ -199,8 +199,8 @@ fn dispatcher_package() -> Result<Package> {
         binaries: vec![run, worker],
         entries,
         postinst: WORKER_POSTINST,
-        prerm: WORKER_PRERM,
-        postrm_extra: WORKER_POSTRM,
+        prerm: service_prerm("lava-worker.service"),
+        postrm_extra: service_postrm("lava-worker.service"),
     })
 }
 
@@ -221,7 +221,13 @@ fn worker_entries(worker: PathBuf) -> Result<Vec<Entry>> {
         .diverting("/etc/lava-dispatcher/lava-worker.lava"),
         Entry::file(
             "/etc/logrotate.d/lava-worker-log",
-            Content::Bytes(WORKER_LOGROTATE.as_bytes().to_vec()),
+            Content::Bytes(
+                service_logrotate(
+                    "/var/log/lava-dispatcher/lava-worker.log",
+                    "lava-worker.service",
+                )
+                .into_bytes(),
+            ),
         )
         .conffile()
         .diverting("/etc/logrotate.d/lava-worker-log.disabled"),
@@ -279,22 +285,6 @@ const WORKER_DEFAULTS: &str = "\
 # JOB_LOG_INTERVAL=\"--job-log-interval 5\"
 ";
 
-/// LAVA's rotation of the worker log, plus the SIGHUP that makes the worker reopen it.
-const WORKER_LOGROTATE: &str = "\
-/var/log/lava-dispatcher/lava-worker.log {
-\tweekly
-\trotate 12
-\tcompress
-\tdelaycompress
-\tmissingok
-\tnotifempty
-\tcreate 644 root root
-\tpostrotate
-\t\tif [ -d /run/systemd/system ]; then systemctl kill --kill-whom=main --signal=HUP lava-worker.service >/dev/null 2>&1 || true; fi
-\tendscript
-}
-";
-
 /// Enable and (re)start the worker as Debian's lava-dispatcher does, where systemd runs,
 /// except where the administrator disabled the worker (a dispatcher-only host stays one).
 const WORKER_POSTINST: &str = "\
@@ -309,28 +299,6 @@ if [ \"$1\" = configure ] && command -v deb-systemd-helper >/dev/null; then
     else
         deb-systemd-helper update-state lava-worker.service >/dev/null || true
     fi
-fi
-";
-
-const WORKER_PRERM: &str = "\
-if [ \"$1\" = remove ] && [ -d /run/systemd/system ]; then
-    deb-systemd-invoke stop lava-worker.service >/dev/null || true
-fi
-";
-
-/// After the diversions are gone: LAVA's worker (if back) is started again where it is
-/// enabled; without it, the unit's enablement state is purged.
-const WORKER_POSTRM: &str = "\
-if [ -d /run/systemd/system ]; then
-    systemctl --system daemon-reload >/dev/null || true
-fi
-if [ \"$1\" = remove ] && [ -e /lib/systemd/system/lava-worker.service ] \\
-        && [ -d /run/systemd/system ]; then
-    deb-systemd-invoke start lava-worker.service >/dev/null || true
-fi
-if [ \"$1\" = purge ] && [ ! -e /lib/systemd/system/lava-worker.service ] \\
-        && command -v deb-systemd-helper >/dev/null; then
-    deb-systemd-helper purge lava-worker.service >/dev/null || true
 fi
 ";
 
@@ -356,7 +324,10 @@ fn coordinator_package() -> Result<Package> {
         // twice while ours is installed.
         Entry::file(
             "/etc/logrotate.d/lava-coordinator-log",
-            Content::Bytes(COORDINATOR_LOGROTATE.as_bytes().to_vec()),
+            Content::Bytes(
+                service_logrotate("/var/log/lava-coordinator.log", "lava-coordinator.service")
+                    .into_bytes(),
+            ),
         )
         .conffile()
         .diverting("/etc/logrotate.d/lava-coordinator-log.disabled"),
@@ -381,9 +352,61 @@ fn coordinator_package() -> Result<Package> {
         binaries: vec![coordinator],
         entries,
         postinst: COORDINATOR_POSTINST,
-        prerm: COORDINATOR_PRERM,
-        postrm_extra: COORDINATOR_POSTRM,
+        prerm: service_prerm("lava-coordinator.service"),
+        postrm_extra: service_postrm("lava-coordinator.service"),
     })
+}
+
+/// LAVA's rotation of a daemon's log file, plus the SIGHUP (to the unit's main process)
+/// that makes the daemon reopen it.
+fn service_logrotate(log: &str, unit: &str) -> String {
+    format!(
+        "\
+{log} {{
+\tweekly
+\trotate 12
+\tcompress
+\tdelaycompress
+\tmissingok
+\tnotifempty
+\tcreate 644 root root
+\tpostrotate
+\t\tif [ -d /run/systemd/system ]; then systemctl kill --kill-whom=main --signal=HUP {unit} >/dev/null 2>&1 || true; fi
+\tendscript
+}}
+"
+    )
+}
+
+/// Stop the unit before its program is removed, where systemd runs.
+fn service_prerm(unit: &str) -> String {
+    format!(
+        "\
+if [ \"$1\" = remove ] && [ -d /run/systemd/system ]; then
+    deb-systemd-invoke stop {unit} >/dev/null || true
+fi
+"
+    )
+}
+
+/// After the diversions are gone: LAVA's unit (if back) is started again where it is
+/// enabled; without it, the unit's enablement state is purged.
+fn service_postrm(unit: &str) -> String {
+    format!(
+        "\
+if [ -d /run/systemd/system ]; then
+    systemctl --system daemon-reload >/dev/null || true
+fi
+if [ \"$1\" = remove ] && [ -e /lib/systemd/system/{unit} ] \\
+        && [ -d /run/systemd/system ]; then
+    deb-systemd-invoke start {unit} >/dev/null || true
+fi
+if [ \"$1\" = purge ] && [ ! -e /lib/systemd/system/{unit} ] \\
+        && command -v deb-systemd-helper >/dev/null; then
+    deb-systemd-helper purge {unit} >/dev/null || true
+fi
+"
+    )
 }
 
 /// `lava-dispatch`: the same program as `lava-run` under its other name.
@@ -424,22 +447,6 @@ const COORDINATOR_CONF: &str = "\
 }
 ";
 
-/// LAVA's rotation, plus the SIGHUP that makes the daemon reopen its log file.
-const COORDINATOR_LOGROTATE: &str = "\
-/var/log/lava-coordinator.log {
-\tweekly
-\trotate 12
-\tcompress
-\tdelaycompress
-\tmissingok
-\tnotifempty
-\tcreate 644 root root
-\tpostrotate
-\t\tif [ -d /run/systemd/system ]; then systemctl kill --kill-whom=main --signal=HUP lava-coordinator.service >/dev/null 2>&1 || true; fi
-\tendscript
-}
-";
-
 /// Enable and (re)start the unit as Debian's lava-coordinator does, where systemd runs.
 const COORDINATOR_POSTINST: &str = "\
 if [ \"$1\" = configure ]; then
@@ -451,28 +458,6 @@ if [ \"$1\" = configure ]; then
         systemctl --system daemon-reload >/dev/null || true
         deb-systemd-invoke restart lava-coordinator.service >/dev/null || true
     fi
-fi
-";
-
-const COORDINATOR_PRERM: &str = "\
-if [ \"$1\" = remove ] && [ -d /run/systemd/system ]; then
-    deb-systemd-invoke stop lava-coordinator.service >/dev/null || true
-fi
-";
-
-/// After the diversions are gone: LAVA's unit (if back) is started again where it is
-/// enabled; without it, the unit's enablement state is purged.
-const COORDINATOR_POSTRM: &str = "\
-if [ -d /run/systemd/system ]; then
-    systemctl --system daemon-reload >/dev/null || true
-fi
-if [ \"$1\" = remove ] && [ -e /lib/systemd/system/lava-coordinator.service ] \\
-        && [ -d /run/systemd/system ]; then
-    deb-systemd-invoke start lava-coordinator.service >/dev/null || true
-fi
-if [ \"$1\" = purge ] && [ ! -e /lib/systemd/system/lava-coordinator.service ] \\
-        && command -v deb-systemd-helper >/dev/null; then
-    deb-systemd-helper purge lava-coordinator.service >/dev/null || true
 fi
 ";
 
@@ -632,7 +617,7 @@ impl Package {
         for (name, script) in [
             ("preinst", self.preinst()),
             ("postinst", self.script("postinst", self.postinst)),
-            ("prerm", self.script("prerm", self.prerm)),
+            ("prerm", self.script("prerm", &self.prerm)),
             ("postrm", self.postrm()),
         ] {
             if let Some(script) = script {
