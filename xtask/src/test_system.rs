@@ -266,22 +266,15 @@ pub fn build(dir: &Path, force: bool) -> Result<TestSystem> {
         let started = Instant::now();
         let _ = std::fs::remove_file(&stamp_path);
         let kdir = dir.join("kernel");
-        if kdir.exists() {
-            std::fs::remove_dir_all(&kdir)?;
-        }
-        std::fs::create_dir_all(&kdir)?;
-        let modroot = format!("./lib/modules/{release}");
-        let mut members = vec![
-            format!("./boot/vmlinuz-{release}"),
-            format!("./boot/config-{release}"),
-            format!("{modroot}/modules.order"),
-            format!("{modroot}/modules.builtin"),
-        ];
-        members.extend(MODULE_DIRS.iter().map(|d| format!("{modroot}/{d}")));
         eprintln!("test-system: unpacking {}", file_name(&kernel_deb));
-        extract(&kernel_deb, &kdir, &members)?;
-        let moddir = kdir.join(&modroot);
-        let modules = resolve_modules(&kernel_deb, &kdir, &moddir, &modroot, ROOT_MODULES)?;
+        let (moddir, modules) = unpack_kernel(
+            &kernel_deb,
+            &kdir,
+            &release,
+            &["vmlinuz", "config"],
+            MODULE_DIRS,
+            ROOT_MODULES,
+        )?;
         eprintln!(
             "test-system: kernel {release}, modules: {}",
             modules
@@ -775,6 +768,35 @@ pub(crate) struct Module {
 
 fn mod_name(s: &str) -> String {
     s.replace('-', "_")
+}
+
+/// A Debian kernel package unpacked into `kdir` (emptied first): `boot/<name>-<release>`
+/// for each of `boot_files`, the `module_dirs` (under `lib/modules/<release>/`) and the
+/// modules `roots` need ([`resolve_modules`]). Returns the modules' directory and the modules.
+pub(crate) fn unpack_kernel(
+    deb: &Path,
+    kdir: &Path,
+    release: &str,
+    boot_files: &[&str],
+    module_dirs: &[&str],
+    roots: &[&str],
+) -> Result<(PathBuf, Vec<Module>)> {
+    if kdir.exists() {
+        std::fs::remove_dir_all(kdir)?;
+    }
+    std::fs::create_dir_all(kdir)?;
+    let modroot = format!("./lib/modules/{release}");
+    let mut members: Vec<String> = boot_files
+        .iter()
+        .map(|name| format!("./boot/{name}-{release}"))
+        .collect();
+    members.push(format!("{modroot}/modules.order"));
+    members.push(format!("{modroot}/modules.builtin"));
+    members.extend(module_dirs.iter().map(|d| format!("{modroot}/{d}")));
+    extract(deb, kdir, &members)?;
+    let moddir = kdir.join(&modroot);
+    let modules = resolve_modules(deb, kdir, &moddir, &modroot, roots)?;
+    Ok((moddir, modules))
 }
 
 /// The closure of `roots` under `depends=`, dependencies first. Modules built into the

@@ -16,7 +16,7 @@ use anyhow::{Context, Result, ensure};
 
 use crate::test_system::{
     Initramfs, extract, extract_file, fetch_debs, file_name, fnv1a, gzip_to, kernel_package_of,
-    resolve_modules, run_captured,
+    run_captured, unpack_kernel,
 };
 
 /// Printed by the root's `/init` just before the shell starts.
@@ -178,21 +178,15 @@ pub fn prepare(rig: &Path, force: bool) -> Result<Artefacts> {
 
     // The kernel and the modules the root needs.
     let kdir = rig.join("kernel");
-    if kdir.exists() {
-        std::fs::remove_dir_all(&kdir)?;
-    }
-    std::fs::create_dir_all(&kdir)?;
-    let modroot = format!("./lib/modules/{release}");
-    let mut members = vec![
-        format!("./boot/vmlinuz-{release}"),
-        format!("{modroot}/modules.order"),
-        format!("{modroot}/modules.builtin"),
-    ];
-    members.extend(MODULE_DIRS.iter().map(|d| format!("{modroot}/{d}")));
     eprintln!("test-board: unpacking {}", file_name(&kernel_deb));
-    extract(&kernel_deb, &kdir, &members)?;
-    let moddir = kdir.join(&modroot);
-    let modules = resolve_modules(&kernel_deb, &kdir, &moddir, &modroot, NFS_MODULES)?;
+    let (moddir, modules) = unpack_kernel(
+        &kernel_deb,
+        &kdir,
+        &release,
+        &["vmlinuz"],
+        MODULE_DIRS,
+        NFS_MODULES,
+    )?;
     std::fs::copy(kdir.join(format!("boot/vmlinuz-{release}")), &a.kernel)?;
     let mut magic = [0u8; 4];
     std::io::Read::read_exact(&mut std::fs::File::open(&a.kernel)?, &mut magic)?;
