@@ -87,10 +87,12 @@ impl Drop for OwnedDispatcher {
     }
 }
 
-/// The processes whose command line contains `marker`, as "pid: command line".
+/// The processes whose command line contains `marker`, as "pid: command line"; never the
+/// calling (test) process itself.
 pub fn processes_with(marker: &str) -> Vec<String> {
+    let me = std::process::id();
     command_lines()
-        .filter(|(_, line)| line.contains(marker))
+        .filter(|(pid, line)| *pid != me && line.contains(marker))
         .map(|(pid, line)| format!("{pid}: {line}"))
         .collect()
 }

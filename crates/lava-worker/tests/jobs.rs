@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lava_test_support::paths::{fixture, lava_run};
+use lava_test_support::process::processes_with;
 use lava_worker::test_server::{FakeLava, JobState};
 use lava_worker::{Exit, TokenSource, WorkerConfig};
 use tokio::sync::oneshot;
@@ -135,26 +136,6 @@ fn state_jobs(worker_dir: &Path) -> usize {
 
 fn alive(pid: i32) -> bool {
     lava_worker::process::start_ticks(pid).is_some_and(|(_, zombie)| !zombie)
-}
-
-/// Processes whose command line contains `marker` (other than this test's).
-fn processes_with(marker: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if pid == std::process::id() {
-            continue;
-        }
-        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
-            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if text.contains(marker) {
-                found.push(format!("{pid}: {text}"));
-            }
-        }
-    }
-    found
 }
 
 fn has_record(logs: &[String], needle: &str) -> bool {
