@@ -242,6 +242,18 @@ fn running(pid: u32) -> bool {
 mod tests {
     use super::*;
 
+    /// Poll `condition` every 20 ms until it holds (true) or `limit` has passed (false).
+    fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if condition() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        condition()
+    }
+
     #[test]
     fn this_process_is_alive_and_a_reused_pid_is_not() {
         let own = process_token();
@@ -271,6 +283,14 @@ mod tests {
             .env(RUN_TOKEN_ENV, stale)
             .spawn()
             .unwrap();
+        // The parent may resume before the child's new environment is readable in /proc
+        // (the exec's vfork release comes before its stack is laid out): wait for it.
+        wait_for(Duration::from_secs(10), || {
+            std::fs::read(format!("/proc/{}/environ", child.id())).is_ok_and(|env| {
+                env.split(|b| *b == 0)
+                    .any(|v| v.ends_with(stale.as_bytes()))
+            })
+        });
         let stale_scratch = root.path().join("lava-41");
         std::fs::create_dir(&stale_scratch).unwrap();
         std::fs::write(
@@ -283,8 +303,14 @@ mod tests {
         let logger = JobLogger::capturing();
         let scratch = root.path().join("lava-42");
         let claim = DeviceClaim::acquire(&scratch, "dev1", "42", &logger).unwrap();
-        let status = child.wait().unwrap();
-        assert!(!status.success(), "the stale sleep was ended");
+        let ended = wait_for(Duration::from_secs(10), || {
+            child.try_wait().unwrap().is_some()
+        });
+        if !ended {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        assert!(ended, "the stale sleep was ended");
         assert!(!dir.join(stale).exists());
         assert_eq!(claim.path(), dir.join(&live));
         assert!(
