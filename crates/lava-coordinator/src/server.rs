@@ -509,9 +509,13 @@ async fn answer(
         }
         tokio::select! {
             changed = tokio::time::timeout_at(release_at, changes.changed()) => match changed {
-                // Changed, or the group was deleted: look again.
-                Ok(_) => continue,
-                Err(_) => return Outcome::Reply(Response::Wait { held: true }),
+                // Changed: look again.
+                Ok(Ok(())) => continue,
+                // The group was deleted (its members cleared it, or it expired): the held
+                // request is not applied again, which would bring the group back from a
+                // request its client may have abandoned (a registration that timed out,
+                // then cleared). A client still waiting asks again.
+                Ok(Err(_)) | Err(_) => return Outcome::Reply(Response::Wait { held: true }),
             },
             () = &mut gone => {
                 shared.counters.departed.fetch_add(1, Ordering::Relaxed);

@@ -135,3 +135,33 @@ async fn a_held_request_ends_when_its_client_goes() {
     .await;
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_held_registration_does_not_bring_its_cleared_group_back() {
+    let server = start_ours(|s| s.max_hold = Duration::from_secs(60)).await;
+    let address = server.local_addr();
+    // A registration held by the server (the group needs two members), its client still
+    // connected: as when our client's registration times out and the client clears.
+    let body = br#"{"request": "group_data", "group_name": "gone", "client_name": "1", "role": "r", "hostname": "h", "group_size": 2, "lava_rs_hold_ms": 60000}"#;
+    let mut held = TcpStream::connect(address).await.unwrap();
+    let mut frame = format!("{:08X}", body.len()).into_bytes();
+    frame.extend_from_slice(body);
+    held.write_all(&frame).await.unwrap();
+    wait_for(&server, "the registration is held", |s| s.held >= 1).await;
+    // The member leaves the group: the group is deleted.
+    client(address, "gone", "1", "r", false)
+        .clear_group(2, T)
+        .await
+        .unwrap();
+    // The held request is answered (wait: ask again) instead of being applied again,
+    // which would make the group anew from a registration its client gave up.
+    let mut reply = Vec::new();
+    tokio::time::timeout(T, held.read_to_end(&mut reply))
+        .await
+        .expect("the held registration is answered when its group goes")
+        .unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.contains("\"wait\""), "{reply}");
+    assert_eq!(server.stats().groups.groups, 0);
+    server.shutdown().await.unwrap();
+}
