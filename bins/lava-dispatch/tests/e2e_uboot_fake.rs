@@ -19,6 +19,8 @@ use std::process::{Command, Stdio};
 struct Board {
     _tmp: tempfile::TempDir,
     root: PathBuf,
+    /// More lines for the device dictionary (`{% set … %}`).
+    device_lines: String,
 }
 
 impl Board {
@@ -31,7 +33,11 @@ impl Board {
         for dir in ["state", "tftp", "images", "www/tmp"] {
             std::fs::create_dir_all(root.join(dir)).unwrap();
         }
-        Board { _tmp: tmp, root }
+        Board {
+            _tmp: tmp,
+            root,
+            device_lines: String::new(),
+        }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -76,7 +82,8 @@ impl Board {
                  {{% set fake_uboot = '{fake}' %}}\n\
                  {{% set fake_args = '{fake_args}' %}}\n\
                  {{% set uboot_ramdisk_format = '{ramdisk_format}' %}}\n\
-                 {{% set boot_character_delay = 1 %}}\n",
+                 {{% set boot_character_delay = 1 %}}\n{device_lines}",
+                device_lines = self.device_lines,
                 state = self.path("state").display(),
                 tftp = self.path("tftp").display(),
                 fake = workspace()
@@ -244,6 +251,43 @@ fn tftp_uboot_ramdisk_job_runs_the_test_shell_on_the_board() {
     };
     assert!(position("end: 4 finalize") < position("Override tmp directory removed"));
     assert!(position("Override tmp directory removed") < position("Root tmp directory removed"));
+}
+
+#[test]
+fn the_feedback_window_is_read_while_a_slow_power_off_runs() {
+    if !prerequisites() {
+        return;
+    }
+    // A PDU taking 3 s to power the board off, and read-feedback's default 1 s window:
+    // finalize listens to the console while the power-off runs, so read-feedback has no
+    // window left to wait out afterwards (LAVA listens 1 s more after the power-off).
+    let mut board = Board::new();
+    board.device_lines = "{% set power_off_seconds = 3 %}\n".to_string();
+    let (code, log, _) = board.run("", "u-boot");
+    assert_eq!(code, Some(0), "{log}");
+    assert!(board.path("state/power-off").exists(), "{log}");
+    let ended = |action: &str| -> f64 {
+        let line = lines_with(&log, "\"msg\": \"end: ")
+            .into_iter()
+            .find(|l| l.contains(&format!(" {action} (")))
+            .unwrap_or_else(|| panic!("{action} did not end\n{log}"));
+        let duration = line
+            .split("duration ")
+            .nth(1)
+            .and_then(|d| d.split(')').next())
+            .unwrap_or_else(|| panic!("no duration in {line}"));
+        duration
+            .split(':')
+            .try_fold(0.0, |total, part| {
+                part.parse::<f64>().map(|p| total * 60.0 + p)
+            })
+            .unwrap_or_else(|e| panic!("{duration}: {e}"))
+    };
+    assert!(ended("power-off") >= 3.0, "{log}");
+    assert!(
+        ended("read-feedback") < 1.0,
+        "read-feedback waited after the power-off\n{log}"
+    );
 }
 
 #[test]

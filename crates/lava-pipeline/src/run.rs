@@ -27,6 +27,11 @@ pub trait Connection: Send + Any {
     async fn drain(&mut self, _budget: Duration) -> Vec<String> {
         Vec::new()
     }
+    /// Opens the feedback window early (finalize's `power-off`, while the power-off
+    /// commands run): output read until `until` (or end of file) is kept for the next
+    /// [`Connection::drain`], which then listens only for what is left of the window and
+    /// returns everything read in it. The default reads nothing.
+    async fn listen_ahead(&mut self, _until: Instant) {}
     /// Close the connection and end any process behind it.
     async fn finalise(&mut self) {}
     /// Powers the device off when the process behind the connection *is* the device

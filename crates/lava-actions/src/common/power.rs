@@ -3,12 +3,14 @@
 
 use super::run_host_commands;
 use lava_pipeline::device::CommandList;
+use lava_pipeline::timeout::deadline_in;
 use lava_pipeline::value::truthy;
 use lava_pipeline::{
     Action, Device, ErrorKind, LavaError, LavaResult, Pipeline, PipelineBuilder, RunContext,
     ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::Value;
+use std::time::Duration;
 
 /// Connection tags LAVA knows how to disconnect.
 pub const RECOGNIZED_TAGS: [&str; 3] = ["telnet", "ssh", "shell"];
@@ -504,10 +506,42 @@ impl Action for PowerOff {
             return Ok(());
         }
         let commands = ctx.job.device.command_vec("power_off");
-        run_host_commands(ctx, &commands, ErrorKind::Infrastructure).await?;
+        if self.ends_device_processes && !ctx.connections.is_empty() {
+            // `read-feedback` follows: its listening window opens now, while the power-off
+            // commands run, instead of after them (the same window, read in parallel).
+            let until = deadline_in(feedback_budget(ctx)?);
+            let mut connections = std::mem::take(&mut ctx.connections);
+            let listen = async {
+                for connection in connections.values_mut() {
+                    connection.listen_ahead(until).await;
+                }
+            };
+            let (powered_off, ()) = tokio::join!(
+                run_host_commands(ctx, &commands, ErrorKind::Infrastructure),
+                listen
+            );
+            ctx.connections = connections;
+            powered_off?;
+        } else {
+            run_host_commands(ctx, &commands, ErrorKind::Infrastructure).await?;
+        }
         ctx.set_result("status", "success");
         Ok(())
     }
+}
+
+/// The `timeouts: connections: read-feedback` of the job (1 s by default): how long
+/// `read-feedback` listens to each connection.
+fn feedback_budget(ctx: &RunContext) -> LavaResult<Duration> {
+    let seconds = ctx
+        .job
+        .parameters
+        .get("timeouts")
+        .and_then(|t| lava_pipeline::value::lookup(t, &["connections", "read-feedback"]))
+        .map(lava_pipeline::timeout::parse_timeout)
+        .transpose()?
+        .unwrap_or(1);
+    Ok(Duration::from_secs(seconds))
 }
 
 /// `read-feedback`: drain pending output of the other namespaces' connections.
@@ -535,14 +569,7 @@ impl Action for ReadFeedback {
         "Read from other namespaces"
     );
     async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
-        let budget = ctx
-            .job
-            .parameters
-            .get("timeouts")
-            .and_then(|t| lava_pipeline::value::lookup(t, &["connections", "read-feedback"]))
-            .map(lava_pipeline::timeout::parse_timeout)
-            .transpose()?
-            .unwrap_or(1);
+        let budget = feedback_budget(ctx)?;
         let own = ctx.namespace();
         let namespaces: Vec<String> = ctx.connections.keys().cloned().collect();
         for ns in namespaces {
@@ -552,9 +579,7 @@ impl Action for ReadFeedback {
             let Some(connection) = ctx.connections.get_mut(&ns) else {
                 continue;
             };
-            let lines = connection
-                .drain(std::time::Duration::from_secs(budget))
-                .await;
+            let lines = connection.drain(budget).await;
             for line in lines {
                 ctx.logger.debug(format!("[{ns}] {line}"));
             }

@@ -43,6 +43,10 @@ pub struct JobConsoleLog {
     logger: JobLogger,
     /// Lines read by [`Connection::drain`], handed back to its caller.
     drained: Mutex<Vec<String>>,
+    /// Feedback read ahead of its action ([`Connection::listen_ahead`]): held, with its
+    /// namespace, until the drain that ends the window logs it, so the log keeps LAVA's
+    /// order (feedback inside `read-feedback`).
+    held: Mutex<Option<Vec<(String, String)>>>,
 }
 
 impl JobConsoleLog {
@@ -51,11 +55,26 @@ impl JobConsoleLog {
         JobConsoleLog {
             logger,
             drained: Mutex::new(Vec::new()),
+            held: Mutex::new(None),
         }
     }
 
     fn take_drained(&self) -> Vec<String> {
         std::mem::take(&mut *self.drained.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// From now on feedback lines are held instead of logged.
+    fn hold_feedback(&self) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.get_or_insert_with(Vec::new);
+    }
+
+    /// Logs the held feedback lines and stops holding.
+    fn release_feedback(&self) {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner()).take();
+        for (line, namespace) in held.into_iter().flatten() {
+            self.logger.feedback(&line, &namespace);
+        }
     }
 }
 
@@ -70,7 +89,11 @@ impl ConsoleLog for JobConsoleLog {
         self.logger.debug(message);
     }
     fn feedback_line(&self, line: &str, namespace: Option<&str>) {
-        self.logger.feedback(line, namespace.unwrap_or("common"));
+        let namespace = namespace.unwrap_or("common");
+        match self.held.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            Some(held) => held.push((line.to_string(), namespace.to_string())),
+            None => self.logger.feedback(line, namespace),
+        }
         self.drained
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -92,6 +115,8 @@ pub struct ConsoleConnection {
     /// The timeout of the action that opened the connection (LAVA's pexpect spawn
     /// timeout, which its plain `wait()` and test connections use).
     pub spawn_timeout: Option<Duration>,
+    /// The end of a feedback window opened by [`Connection::listen_ahead`].
+    feedback_until: Option<Instant>,
 }
 
 impl std::fmt::Debug for ConsoleConnection {
@@ -140,6 +165,7 @@ impl ConsoleConnection {
             process_is_device: false,
             check_char: CHECK_CHAR.to_string(),
             spawn_timeout: None,
+            feedback_until: None,
         })
     }
 
@@ -180,11 +206,22 @@ impl Connection for ConsoleConnection {
 
     async fn drain(&mut self, budget: Duration) -> Vec<String> {
         let ns = self.namespace.clone();
-        let _ = self
-            .session
-            .listen_feedback(deadline_in(budget), Some(&ns))
-            .await;
+        // A window opened ahead ends where it was set; a read past its end still takes
+        // what is already pending.
+        let until = self
+            .feedback_until
+            .take()
+            .unwrap_or_else(|| deadline_in(budget));
+        self.log.release_feedback();
+        let _ = self.session.listen_feedback(until, Some(&ns)).await;
         self.log.take_drained()
+    }
+
+    async fn listen_ahead(&mut self, until: Instant) {
+        let ns = self.namespace.clone();
+        self.feedback_until = Some(until);
+        self.log.hold_feedback();
+        let _ = self.session.listen_feedback(until, Some(&ns)).await;
     }
 
     fn power_off_device(&mut self) -> Option<String> {
@@ -196,6 +233,8 @@ impl Connection for ConsoleConnection {
     }
 
     async fn finalise(&mut self) {
+        // Feedback read ahead for a drain that never came is logged, not lost.
+        self.log.release_feedback();
         if self.session.is_connected() {
             let _ = self.session.disconnect("finalise").await;
         }
