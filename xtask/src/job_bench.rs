@@ -248,6 +248,8 @@ fn rounds_and_report(
     let mut runs_lava: Vec<JobRun> = Vec::new();
     let mut overhead_ours = Vec::new();
     let mut overhead_lava = Vec::new();
+    let mut cycle_overhead_ours = Vec::new();
+    let mut cycle_overhead_lava = Vec::new();
     for round in 0..rounds {
         let mut order = [None, Some(Dispatcher::LavaRs), Some(Dispatcher::Lava)];
         order.rotate_left(round % 3);
@@ -285,6 +287,8 @@ fn rounds_and_report(
         };
         overhead_ours.push(o.wall.as_secs_f64() - b.prompt);
         overhead_lava.push(l.wall.as_secs_f64() - b.prompt);
+        cycle_overhead_ours.push(o.wall.as_secs_f64() - b.total);
+        cycle_overhead_lava.push(l.wall.as_secs_f64() - b.total);
         bare.push(b);
         runs_ours.push(o);
         runs_lava.push(l);
@@ -303,43 +307,59 @@ fn rounds_and_report(
             .collect::<Vec<_>>()
     };
     let rss = |runs: &[JobRun]| runs.iter().map(|r| mib(r.peak_rss_kib)).collect::<Vec<_>>();
-    let row = |name: &str, wall: &str, overhead: &str, own: &str, rss: &str| {
-        println!("{name:<28}{wall:>20}{overhead:>20}{own:>20}{rss:>12}");
+    let row = |name: &str, wall: &str, overhead: &str, cycle: &str, own: &str, rss: &str| {
+        println!("{name:<28}{wall:>20}{overhead:>20}{cycle:>20}{own:>20}{rss:>12}");
     };
     println!();
     row(
         "seconds: min/median/max",
         "wall",
         "overhead",
+        "beyond the cycle",
         "outside the boot",
         "RSS MiB",
     );
-    row(target.bare_label, &triple(&bare_prompt), "", "", "");
-    row("  (and to power-off)", &triple(&bare_total), "", "", "");
-    for (which, runs, overhead) in [
-        (Dispatcher::LavaRs, &runs_ours, &overhead_ours),
-        (Dispatcher::Lava, &runs_lava, &overhead_lava),
+    row(target.bare_label, &triple(&bare_prompt), "", "", "", "");
+    row("  (and to power-off)", &triple(&bare_total), "", "", "", "");
+    for (which, runs, overhead, cycle) in [
+        (
+            Dispatcher::LavaRs,
+            &runs_ours,
+            &overhead_ours,
+            &cycle_overhead_ours,
+        ),
+        (
+            Dispatcher::Lava,
+            &runs_lava,
+            &overhead_lava,
+            &cycle_overhead_lava,
+        ),
     ] {
         row(
             label(which),
             &triple(&wall(runs)),
             &triple(overhead),
+            &triple(cycle),
             &triple(&own_time(runs)),
             &format!("{:.1}", median(&rss(runs))),
         );
     }
     println!(
-        "overhead: wall minus the bare boot to the prompt of the same round; outside the boot: \
-         wall minus the job's own boot ({} start to {} end); RSS: the dispatcher process's \
-         VmHWM, median",
+        "overhead: wall minus the bare boot to the prompt of the same round; beyond the cycle: \
+         wall minus the bare cycle of the same round (power-on, boot, one command at the \
+         shell, power-off: the device's own time, which both dispatchers spend too); outside \
+         the boot: wall minus the job's own boot ({} start to {} end); RSS: the dispatcher \
+         process's VmHWM, median",
         target.boot.0, target.boot.1
     );
     let overhead_ratio = median(&overhead_ours) / median(&overhead_lava);
+    let cycle_ratio = median(&cycle_overhead_ours) / median(&cycle_overhead_lava);
     let own_ratio = median(&own_time(&runs_ours)) / median(&own_time(&runs_lava));
     let rss_ratio = median(&rss(&runs_ours)) / median(&rss(&runs_lava));
     println!();
     for (what, ratio) in [
         ("overhead", overhead_ratio),
+        ("overhead beyond the cycle", cycle_ratio),
         ("time outside the boot", own_ratio),
         ("peak RSS", rss_ratio),
     ] {
