@@ -21,6 +21,8 @@ struct Board {
     root: PathBuf,
     /// More lines for the device dictionary (`{% set … %}`).
     device_lines: String,
+    /// Text replacements in the job file (from, to).
+    job_edits: Vec<(String, String)>,
 }
 
 impl Board {
@@ -37,6 +39,7 @@ impl Board {
             _tmp: tmp,
             root,
             device_lines: String::new(),
+            job_edits: Vec::new(),
         }
     }
 
@@ -105,8 +108,13 @@ impl Board {
     }
 
     fn job(&self, name: &str, timeouts: &str) -> PathBuf {
-        let text = std::fs::read_to_string(workspace().join("fixtures/uboot-fake").join(name))
-            .unwrap()
+        let mut text =
+            std::fs::read_to_string(workspace().join("fixtures/uboot-fake").join(name)).unwrap();
+        for (from, to) in &self.job_edits {
+            assert!(text.contains(from.as_str()), "{from} is not in {name}");
+            text = text.replace(from.as_str(), to);
+        }
+        let text = text
             .replace("IMAGES", &self.path("images").display().to_string())
             .replace(
                 "  connection: {seconds: 30}\n",
@@ -288,6 +296,43 @@ fn the_feedback_window_is_read_while_a_slow_power_off_runs() {
         ended("read-feedback") < 1.0,
         "read-feedback waited after the power-off\n{log}"
     );
+}
+
+#[test]
+fn the_rebuilt_ramdisk_keeps_the_jobs_compression() {
+    if !prerequisites() || !require_tool("xz", "xz-utils") {
+        return;
+    }
+    // An xz ramdisk: unpacked, the overlay added, compressed again with xz and named as
+    // LAVA names it (ramdisk.cpio.xz, then .uboot with the header).
+    let mut board = Board::new();
+    board.job_edits = vec![
+        ("ramdisk.cpio.gz".into(), "ramdisk.cpio.xz".into()),
+        ("compression: gz".into(), "compression: xz".into()),
+    ];
+    board.write_images();
+    let images = board.path("images");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg("gzip -dc ramdisk.cpio.gz | xz -T1 --check=crc32 > ramdisk.cpio.xz")
+        .current_dir(&images)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (code, log, _) = board.run("", "u-boot");
+    let found = results(&log);
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        has(&found, "0_smoke", "board-echo", "pass"),
+        "{found:?}\n{log}"
+    );
+    assert!(
+        log.contains("- tftp 0x82000000 7/tftp-deploy-1/ramdisk/ramdisk.cpio.xz.uboot"),
+        "{log}"
+    );
+    let loaded = std::fs::read(board.path("state/loaded/0x82000000")).unwrap();
+    assert_eq!(&loaded[64..70], b"\xfd7zXZ\0", "xz after the U-Boot header");
+    assert!(board.path("state/lava-7/bin/lava-test-runner").is_file());
 }
 
 #[test]

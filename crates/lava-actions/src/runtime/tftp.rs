@@ -17,7 +17,7 @@
 //! `extract-overlay-ramdisk` strips a U-Boot header if the job says there is one and
 //! records the input, `extract-modules` and `apply-overlay-tftp` record what to merge, and
 //! `compress-ramdisk` streams the ramdisk once per addition through lava-artefacts'
-//! repack (the result is always gzip-compressed newc) before `mkimage` adds the U-Boot
+//! repack (compressed as the job's ramdisk `compression` says) before `mkimage` adds the U-Boot
 //! header the device asks for.
 
 use crate::common::power::require_tool;
@@ -779,48 +779,55 @@ pub async fn compress_ramdisk(ctx: &mut RunContext, uboot_arch: Option<&str>) ->
         .unwrap_or_default();
     let modules = data_path(ctx, "extract-modules", "ramdisk", "modules");
     let overlay = data_path(ctx, "apply-overlay-tftp", "ramdisk", "overlay");
+    // As LAVA: compressed again as the job's `ramdisk: compression:` says (none: a plain
+    // cpio), named `ramdisk.cpio` with that compression's suffix.
+    let compression_name = ctx
+        .meta()
+        .param("ramdisk")
+        .and_then(|r| r.get("compression"))
+        .and_then(scalar_string)
+        .filter(|c| !c.is_empty());
+    let compression = match compression_name.as_deref() {
+        None => None,
+        Some(name) => Some(lava_artefacts::Compression::from_name(name).ok_or_else(|| {
+            LavaError::job(format!("Cannot find shell command to compress: {name}"))
+        })?),
+    };
+    let mut final_file = dir.join(match &compression_name {
+        Some(name) => format!("ramdisk.cpio.{name}"),
+        None => "ramdisk.cpio".to_string(),
+    });
     ctx.logger.info(format!(
         "Building ramdisk {} containing {}",
-        dir.join("ramdisk.cpio.gz").display(),
+        final_file.display(),
         input.display()
     ));
-    let mut current = input;
-    let mut step = 0;
-    for addition in [modules.map(|m| (m, true)), overlay.map(|o| (o, false))]
-        .into_iter()
-        .flatten()
-    {
-        let (archive, is_modules) = addition;
-        let archive = if is_modules {
-            plain_tar(ctx, &archive, &dir).await?
-        } else {
-            archive
-        };
-        step += 1;
-        let output = dir.join(format!("ramdisk-step{step}.cpio.gz"));
-        let done =
-            lava_artefacts::ramdisk::repack_with_overlay(current.clone(), Some(archive), output)
-                .await?;
-        ctx.logger.debug(format!(
-            ">> {} members ({} added)",
-            done.entries, done.added
-        ));
-        if step > 1 {
-            let _ = std::fs::remove_file(&current);
-        }
-        current = done.path;
+    // One streaming pass: the ramdisk's members, then the modules', then the overlay's.
+    let mut additions = Vec::new();
+    if let Some(modules) = modules {
+        additions.push(lava_artefacts::ramdisk::OverlaySource::Tarball {
+            archive: plain_tar(ctx, &modules, &dir).await?,
+            at: "/".into(),
+        });
     }
-    let mut final_file = dir.join("ramdisk.cpio.gz");
-    if step == 0 {
-        // Nothing to merge: still recompressed as gzip newc, as the rebuild always is.
-        lava_artefacts::ramdisk::repack_with_overlay(current.clone(), None, final_file.clone())
+    if let Some(overlay) = overlay {
+        additions.push(lava_artefacts::ramdisk::OverlaySource::Tarball {
+            archive: overlay,
+            at: "/".into(),
+        });
+    }
+    let done =
+        lava_artefacts::ramdisk::append_overlays(input, additions, compression, final_file.clone())
             .await?;
-    } else {
-        std::fs::rename(&current, &final_file)
-            .map_err(|e| io_error("Unable to rename", &current, e))?;
-    }
+    ctx.logger.debug(format!(
+        ">> {} members ({} added)",
+        done.entries, done.added
+    ));
     if let Some(arch) = uboot_arch {
-        let with_header = dir.join("ramdisk.cpio.gz.uboot");
+        let with_header = final_file.with_file_name(format!(
+            "{}.uboot",
+            final_file.file_name().unwrap_or_default().to_string_lossy()
+        ));
         ctx.logger.debug("Adding RAMdisk u-boot header.");
         let argv = vec![
             require_tool("mkimage")?.display().to_string(),
