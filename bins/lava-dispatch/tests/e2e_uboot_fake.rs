@@ -183,6 +183,24 @@ fn prerequisites() -> bool {
         && require_tool("bash", "bash")
 }
 
+/// Asserts the job ended with exit code 0 and recorded each (definition, case, result);
+/// returns every result it recorded.
+fn assert_passed_with(
+    code: Option<i32>,
+    log: &str,
+    expected: &[(&str, &str, &str)],
+) -> Vec<(String, String, String)> {
+    assert_eq!(code, Some(0), "{log}");
+    let found = results(log);
+    for (definition, case, outcome) in expected {
+        assert!(
+            has(&found, definition, case, outcome),
+            "{definition} {case} {outcome}: {found:?}\n{log}"
+        );
+    }
+    found
+}
+
 fn lines_with<'a>(log: &'a str, needle: &str) -> Vec<&'a str> {
     log.lines().filter(|l| l.contains(needle)).collect()
 }
@@ -194,13 +212,14 @@ fn tftp_uboot_ramdisk_job_runs_the_test_shell_on_the_board() {
     }
     let board = Board::new();
     let (code, log, _) = board.run("", "u-boot");
-    let found = results(&log);
-    assert_eq!(code, Some(0), "{log}");
-    assert!(
-        has(&found, "0_smoke", "board-echo", "pass"),
-        "{found:?}\n{log}"
+    let found = assert_passed_with(
+        code,
+        &log,
+        &[
+            ("0_smoke", "board-echo", "pass"),
+            ("0_smoke", "board-false", "fail"),
+        ],
     );
-    assert!(has(&found, "0_smoke", "board-false", "fail"), "{found:?}");
     for action in [
         "tftp-deploy",
         "uboot-prepare-kernel",
@@ -320,12 +339,7 @@ fn the_rebuilt_ramdisk_keeps_the_jobs_compression() {
         .unwrap();
     assert!(status.success());
     let (code, log, _) = board.run("", "u-boot");
-    let found = results(&log);
-    assert_eq!(code, Some(0), "{log}");
-    assert!(
-        has(&found, "0_smoke", "board-echo", "pass"),
-        "{found:?}\n{log}"
-    );
+    assert_passed_with(code, &log, &[("0_smoke", "board-echo", "pass")]);
     assert!(
         log.contains("- tftp 0x82000000 7/tftp-deploy-1/ramdisk/ramdisk.cpio.xz.uboot"),
         "{log}"
@@ -397,21 +411,18 @@ fn interactive_tests_at_the_uboot_prompt() {
     }
     let board = Board::new();
     let (code, log, _) = board.run_with("interactive-job.yaml", "", "u-boot", "");
-    let found = results(&log);
-    assert_eq!(code, Some(0), "{log}");
-    for (case, outcome) in [
-        ("setenv", "pass"),
-        ("printenv", "pass"),
-        ("substituted", "pass"),
-        ("tftp-missing", "fail"),
-        ("dhcp", "pass"),
-    ] {
-        assert!(
-            has(&found, "0_uboot-env", case, outcome),
-            "{case} {outcome}: {found:?}\n{log}"
-        );
-    }
-    assert!(has(&found, "lava", "0_uboot-env", "pass"), "{found:?}");
+    assert_passed_with(
+        code,
+        &log,
+        &[
+            ("0_uboot-env", "setenv", "pass"),
+            ("0_uboot-env", "printenv", "pass"),
+            ("0_uboot-env", "substituted", "pass"),
+            ("0_uboot-env", "tftp-missing", "fail"),
+            ("0_uboot-env", "dhcp", "pass"),
+            ("lava", "0_uboot-env", "pass"),
+        ],
+    );
     assert!(log.contains("Sending 'setenv board fake-7'"), "{log}");
     assert!(
         log.contains("Sending 'echo seen fake-7 from 10.0.2.2'"),
@@ -427,18 +438,16 @@ fn monitors_read_the_kernel_self_test() {
     }
     let board = Board::new();
     let (code, log, _) = board.run_with("monitor-job.yaml", "", "u-boot", "");
-    let found = results(&log);
-    assert_eq!(code, Some(0), "{log}");
-    assert!(
-        has(&found, "fake-selftest", "crc32", "pass"),
-        "{found:?}\n{log}"
+    assert_passed_with(
+        code,
+        &log,
+        &[
+            ("fake-selftest", "crc32", "pass"),
+            ("fake-selftest", "dma", "fail"),
+            ("lava", "lava-test-monitor", "pass"),
+        ],
     );
-    assert!(has(&found, "fake-selftest", "dma", "fail"), "{found:?}");
     assert!(log.contains("ok: end string found, lava test monitoring stopped"));
-    assert!(
-        has(&found, "lava", "lava-test-monitor", "pass"),
-        "{found:?}\n{log}"
-    );
 }
 
 #[test]
@@ -467,17 +476,12 @@ fn the_board_fetches_the_overlay_over_http() {
     );
     let _ = server.kill();
     let _ = server.wait();
-    let found = results(&log);
-    assert_eq!(code, Some(0), "{log}");
+    assert_passed_with(code, &log, &[("0_transferred", "transferred-echo", "pass")]);
     assert!(
         log.contains(&format!(
             "curl -sSfO http://127.0.0.1:{port}/tmp/7/compress-overlay-"
         )),
         "{log}"
-    );
-    assert!(
-        has(&found, "0_transferred", "transferred-echo", "pass"),
-        "{found:?}\n{log}"
     );
 }
 
@@ -488,14 +492,9 @@ fn a_second_console_from_the_device_connections() {
     }
     let board = Board::new();
     let (code, log, _) = board.run_with("second-console-job.yaml", "", "u-boot", "");
-    let found = results(&log);
-    assert_eq!(code, Some(0), "{log}");
+    assert_passed_with(code, &log, &[("0_second-console", "arithmetic", "pass")]);
     assert!(
         log.contains("[second] connect-shell Connecting to shell using '/bin/sh -c"),
         "{log}"
-    );
-    assert!(
-        has(&found, "0_second-console", "arithmetic", "pass"),
-        "{found:?}\n{log}"
     );
 }
