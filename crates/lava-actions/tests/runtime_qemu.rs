@@ -5,7 +5,7 @@
 use lava_actions::runtime::console::ConsoleConnection;
 use lava_actions::runtime::image_download::download_image;
 use lava_actions::runtime::qemu::{
-    GuestDrive, ImageArg, QemuInputs, deployed_image_keys, qemu_argv, start_qemu,
+    GuestDrive, ImageArg, NfsRoot, QemuInputs, deployed_image_keys, qemu_argv, start_qemu,
     wait_for_kernel_start, wait_for_prompt_watching_panic,
 };
 use lava_pipeline::{Device, ErrorKind, Job, JobLogger, LavaResult, RunContext};
@@ -55,6 +55,7 @@ fn command_line_from_the_device_and_images() {
         ],
         uefi_dir: None,
         guest: None,
+        ..QemuInputs::default()
     };
     let argv = qemu_argv(&device(), &inputs).unwrap();
     assert_eq!(
@@ -91,6 +92,7 @@ fn command_line_from_the_device_and_images() {
             interface: "ide".into(),
             driveid: "lavatest".into(),
         }),
+        ..QemuInputs::default()
     };
     let argv = qemu_argv(&device(), &inputs).unwrap();
     assert_eq!(
@@ -114,6 +116,99 @@ fn command_line_from_the_device_and_images() {
     .unwrap();
     assert_eq!(
         qemu_argv(&bare, &inputs).unwrap_err().kind,
+        ErrorKind::Configuration
+    );
+}
+
+/// `method: qemu-nfs`: the kernel command line of the NFS root as LAVA builds it from the
+/// device's `qemu-nfs` `append` parameters (LAVA's own test of kvm02 expects `--append`
+/// and the quoted `console=… root=/dev/nfs nfsroot=…,tcp,hard rw ip=dhcp`), with
+/// `{NFS_SERVER_IP}` also replaced in the image arguments; the overlay drive is not added.
+#[test]
+fn qemu_nfs_command_line_points_the_kernel_at_the_nfs_root() {
+    let device = Device::from_yaml(
+        r#"
+actions:
+  boot:
+    methods:
+      qemu-nfs:
+        parameters:
+          command: qemu-system-x86_64
+          options: [-nographic, '-m 256']
+          append:
+            console: ttyS0
+            root: /dev/nfs
+            nfsrootargs: 'nfsroot={NFS_SERVER_IP}:{NFSROOTFS},tcp,hard,vers=3'
+            ipargs: ip=dhcp
+"#,
+        None,
+    )
+    .unwrap();
+    let nfs =
+        NfsRoot::from_device(&device, Some("/var/lib/lava/dispatcher/tmp/7/root".into())).unwrap();
+    let inputs = QemuInputs {
+        images: vec![
+            ImageArg {
+                label: "kernel".into(),
+                image_arg: "-kernel {kernel}".into(),
+                file: "/j/vmlinux".into(),
+            },
+            ImageArg {
+                label: "initrd".into(),
+                image_arg: "-initrd {initrd} -fw_cfg name=opt/server,string={NFS_SERVER_IP}".into(),
+                file: "/j/initrd.gz".into(),
+            },
+        ],
+        guest: Some(GuestDrive {
+            file: "/j/lava-guest.qcow2".into(),
+            interface: "ide".into(),
+            driveid: "lavatest".into(),
+        }),
+        nfs_server_ip: Some("10.0.2.2".into()),
+        nfs: Some(nfs.clone()),
+        ..QemuInputs::default()
+    };
+    let words = lava_actions::runtime::qemu::qemu_words(&device, &inputs).unwrap();
+    assert_eq!(
+        &words[3..],
+        [
+            "-kernel /j/vmlinux",
+            "-initrd /j/initrd.gz -fw_cfg name=opt/server,string=10.0.2.2",
+            "--append",
+            "\"console=ttyS0 root=/dev/nfs \
+             nfsroot=10.0.2.2:/var/lib/lava/dispatcher/tmp/7/root,tcp,hard,vers=3 rw ip=dhcp\"",
+        ]
+    );
+    let argv = qemu_argv(&device, &inputs).unwrap();
+    assert_eq!(
+        argv.last().unwrap(),
+        "console=ttyS0 root=/dev/nfs \
+         nfsroot=10.0.2.2:/var/lib/lava/dispatcher/tmp/7/root,tcp,hard,vers=3 rw ip=dhcp"
+    );
+    // No root unpacked yet: the placeholder stays, as LAVA leaves it.
+    let inputs = QemuInputs {
+        nfs: Some(NfsRoot {
+            root_dir: None,
+            ..nfs
+        }),
+        ..inputs
+    };
+    let words = lava_actions::runtime::qemu::qemu_words(&device, &inputs).unwrap();
+    assert!(
+        words
+            .last()
+            .unwrap()
+            .contains("nfsroot=10.0.2.2:{NFSROOTFS},tcp"),
+        "{words:?}"
+    );
+    // A qemu-nfs method without its append parameters is the device's fault.
+    let bare = Device::from_yaml(
+        "actions: {boot: {methods: {qemu-nfs: {parameters: {command: qemu-system-x86_64}}}}}",
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        NfsRoot::from_device(&bare, None).unwrap_err().kind,
         ErrorKind::Configuration
     );
 }

@@ -14,6 +14,7 @@ pub mod nbd;
 pub mod nfs;
 pub mod overlay;
 pub mod qdl;
+pub mod qemu_nfs;
 pub mod recovery;
 pub mod removable;
 pub mod ssh;
@@ -34,6 +35,7 @@ pub fn register(registry: &mut StrategyRegistry) {
     downloads::register(registry);
     ssh::register(registry);
     nfs::register(registry);
+    qemu_nfs::register(registry);
     tftp::register(registry);
     removable::register(registry);
     nbd::register(registry);

@@ -5,7 +5,13 @@
 //! `command` (found in `$PATH`), its `options` and `extra`, then the `image_arg` of every
 //! downloaded image of the namespace with `{<label>}` replaced by that image's file, then
 //! `-L <uefi_dir> -monitor none` when a UEFI firmware was deployed, and the qcow2 test
-//! overlay drive when `apply-overlay-guest` made one. The job `context` (arch, machine,
+//! overlay drive when `apply-overlay-guest` made one. With `method: qemu-nfs` the overlay
+//! drive gives way to the kernel command line of an NFS root: `--append` with the
+//! device's `qemu-nfs` `append` parameters (`console=…`, `root=/dev/nfs`, the
+//! `nfsrootargs` with `{NFS_SERVER_IP}` and `{NFSROOTFS}` replaced, then `rw`, and the
+//! `ipargs`), quoted as one word ([`NfsRoot`]). `{NFS_SERVER_IP}` is the dispatcher's
+//! address for NFS (`dispatcher_nfs_ip`, `dispatcher_ip`, else the default route's) and
+//! is replaced in the `image_arg`s too. The job `context` (arch, machine,
 //! cpu, memory, no_kvm, extra_options, guestfs_*...) reaches this command line through
 //! the device-type template, which the server (or `lava-device`) renders before the
 //! dispatcher sees the device; at run time LAVA uses only `context.arch` (the
@@ -51,6 +57,59 @@ pub struct GuestDrive {
     pub driveid: String,
 }
 
+/// The NFS root of a `qemu-nfs` boot: the device's `append` parameters and what
+/// replaces their placeholders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NfsRoot {
+    /// `append.console` (`ttyS0,115200`…).
+    pub console: String,
+    /// `append.nfsrootargs`, with `{NFS_SERVER_IP}` and `{NFSROOTFS}` placeholders.
+    pub nfsrootargs: String,
+    /// `append.ipargs` (`ip=dhcp`…).
+    pub ipargs: String,
+    /// The unpacked root (`extract-rootfs/file/nfsroot`), when a deployment made one.
+    pub root_dir: Option<String>,
+}
+
+impl NfsRoot {
+    /// The device's `qemu-nfs` `append` parameters; a ConfigurationError naming the
+    /// missing key otherwise.
+    pub fn from_device(device: &Device, root_dir: Option<String>) -> LavaResult<NfsRoot> {
+        let append = device
+            .boot_methods()
+            .and_then(|m| m.get("qemu-nfs"))
+            .and_then(|m| m.get("parameters"))
+            .and_then(|p| p.get("append"));
+        let field = |key: &str| {
+            append
+                .and_then(|a| a.get(key))
+                .and_then(scalar_string)
+                .ok_or_else(|| {
+                    LavaError::configuration(format!(
+                        "Invalid device configuration - missing \
+                         actions.boot.methods.qemu-nfs.parameters.append.{key}"
+                    ))
+                })
+        };
+        Ok(NfsRoot {
+            console: field("console")?,
+            nfsrootargs: field("nfsrootargs")?,
+            ipargs: field("ipargs")?,
+            root_dir,
+        })
+    }
+}
+
+/// LAVA's `substitute`: every key with a non-empty value replaced in `text`.
+fn substitute(text: &str, substitutions: &[(String, String)]) -> String {
+    substitutions
+        .iter()
+        .filter(|(_, value)| !value.is_empty())
+        .fold(text.to_string(), |line, (key, value)| {
+            line.replace(key, value)
+        })
+}
+
 /// Everything the QEMU command line is made of, besides the device.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QemuInputs {
@@ -60,6 +119,10 @@ pub struct QemuInputs {
     pub uefi_dir: Option<String>,
     /// The test overlay drive, when the job has one.
     pub guest: Option<GuestDrive>,
+    /// The dispatcher's address for NFS (`{NFS_SERVER_IP}`), when known.
+    pub nfs_server_ip: Option<String>,
+    /// The NFS root, for `method: qemu-nfs`.
+    pub nfs: Option<NfsRoot>,
 }
 
 fn string_list(value: Option<&Value>) -> Vec<String> {
@@ -101,13 +164,19 @@ pub fn qemu_words(device: &Device, inputs: &QemuInputs) -> LavaResult<Vec<String
     let mut words = vec![binary];
     words.extend(string_list(params.get("options")));
     words.extend(string_list(params.get("extra")));
+    // Every `{label}` of every image with an image_arg, and `{NFS_SERVER_IP}`, as LAVA's
+    // `substitute`.
+    let mut substitutions: Vec<(String, String)> = inputs
+        .images
+        .iter()
+        .map(|image| (format!("{{{}}}", image.label), image.file.clone()))
+        .collect();
+    substitutions.push((
+        "{NFS_SERVER_IP}".into(),
+        inputs.nfs_server_ip.clone().unwrap_or_default(),
+    ));
     for image in &inputs.images {
-        let mut arg = image.image_arg.clone();
-        // Every `{label}` of every image with an image_arg, as LAVA's `substitute`.
-        for other in &inputs.images {
-            arg = arg.replace(&format!("{{{}}}", other.label), &other.file);
-        }
-        words.push(arg);
+        words.push(substitute(&image.image_arg, &substitutions));
     }
     if let Some(uefi) = &inputs.uefi_dir {
         words.extend([
@@ -117,7 +186,20 @@ pub fn qemu_words(device: &Device, inputs: &QemuInputs) -> LavaResult<Vec<String
             "none".into(),
         ]);
     }
-    if let Some(guest) = &inputs.guest {
+    if let Some(nfs) = &inputs.nfs {
+        substitutions.push((
+            "{NFSROOTFS}".into(),
+            nfs.root_dir.clone().unwrap_or_default(),
+        ));
+        let append = [
+            format!("console={}", nfs.console),
+            "root=/dev/nfs".to_string(),
+            format!("{} rw", substitute(&nfs.nfsrootargs, &substitutions)),
+            nfs.ipargs.clone(),
+        ];
+        words.push("--append".into());
+        words.push(format!("\"{}\"", append.join(" ")));
+    } else if let Some(guest) = &inputs.guest {
         words.push(format!(
             "-drive format=qcow2,file={},media=disk,if={},id={}",
             guest.file, guest.interface, guest.driveid
@@ -263,13 +345,25 @@ pub async fn start_qemu(ctx: &mut RunContext) -> LavaResult<()> {
     if let Some(mut previous) = ctx.take_connection() {
         previous.finalise().await;
     }
-    let inputs = inputs_from_context(ctx);
+    let mut inputs = inputs_from_context(ctx);
+    let dispatcher = ctx.job.parameters.get("dispatcher").cloned();
+    inputs.nfs_server_ip =
+        crate::runtime::boot_commands::dispatcher_ip(dispatcher.as_ref(), Some("nfs"));
+    if ctx.meta().param("method").and_then(Value::as_str) == Some("qemu-nfs") {
+        ctx.logger
+            .debug("Adding NFS arguments to kernel command line.");
+        let root_dir = ctx
+            .get_data("extract-rootfs", "file", "nfsroot")
+            .and_then(scalar_string)
+            .filter(|s| !s.is_empty());
+        inputs.nfs = Some(NfsRoot::from_device(&ctx.job.device, root_dir)?);
+    }
     let mut words = qemu_words(&ctx.job.device, &inputs)?;
     let binary = find_in_path(&words[0]).ok_or_else(|| {
         LavaError::infrastructure(format!("Cannot find command '{}' in $PATH", words[0]))
     })?;
     words[0] = binary.display().to_string();
-    if inputs.guest.is_some() {
+    if inputs.guest.is_some() && inputs.nfs.is_none() {
         ctx.logger
             .info("Extending command line for qcow2 test overlay");
         let mountpoint = ctx

@@ -230,6 +230,30 @@ pub async fn extract_nfsrootfs(ctx: &mut RunContext) -> LavaResult<()> {
     Ok(())
 }
 
+/// `qemu-nfs-deploy`: unpack the downloaded `nfsrootfs` image into
+/// `<job tmp>/qemu-nfs-deploy-<level>` (plus its `prefix`, when given) and record it as
+/// `extract-rootfs/file/nfsroot`, the directory `{NFSROOTFS}` names on QEMU's kernel
+/// command line. The job's scratch directory lies under the directory the worker exports.
+pub async fn extract_qemu_nfsrootfs(ctx: &mut RunContext, prefix: Option<&str>) -> LavaResult<()> {
+    let archive = data_path(ctx, "download-action", "nfsrootfs", "file")
+        .ok_or_else(|| LavaError::job("no file specified extract as nfsrootfs"))?;
+    let level = ctx.meta().level.replace('.', "-");
+    let root = super::test_overlay::job_tmp_dir(ctx).join(format!("qemu-nfs-deploy-{level}"));
+    create_dir_0755(&root)?;
+    untar(ctx, &archive, &root).await?;
+    ctx.logger
+        .debug(format!("Extracted nfsroot to {}", root.display()));
+    let mut root_text = root.display().to_string();
+    if let Some(prefix) = prefix {
+        ctx.logger.warning(format!(
+            "Adding '{prefix}' prefix, any other content will not be visible."
+        ));
+        root_text = root.join(prefix).display().to_string();
+    }
+    ctx.set_data("extract-rootfs", "file", "nfsroot", root_text);
+    Ok(())
+}
+
 /// `parse-persistent-nfs`: record the server and directory of `persistent_nfs.address`
 /// (`persistent-nfs-overlay/nfs_address/{nfsroot,serverip}`).
 pub fn parse_persistent_nfs(ctx: &mut RunContext, server: &str, directory: &str) {
@@ -386,6 +410,29 @@ pub async fn apply_overlay(ctx: &mut RunContext) -> LavaResult<()> {
     };
     if params.get("nfsrootfs").is_some_and(|v| !v.is_null()) {
         if !image_flag(&params, "nfsrootfs", "install_overlay") {
+            skip(ctx, "NFS");
+            return Ok(());
+        }
+        let Some(overlay) = overlay else {
+            return Ok(());
+        };
+        let root = data_path(ctx, "extract-rootfs", "file", "nfsroot")
+            .ok_or_else(|| LavaError::bug("Unable to find the unpacked nfsroot"))?;
+        ctx.logger
+            .info(format!("[{namespace}] Applying overlay to NFS"));
+        return unpack_overlay(ctx, &overlay, &root).await;
+    }
+    // A QEMU NFS deployment names its root among the block's `images`.
+    if let Some(entry) = params
+        .get("images")
+        .and_then(|images| images.get("nfsrootfs"))
+        .filter(|v| !v.is_null())
+    {
+        if !entry
+            .get("install_overlay")
+            .map(|v| truthy(Some(v)))
+            .unwrap_or(true)
+        {
             skip(ctx, "NFS");
             return Ok(());
         }
