@@ -19,7 +19,7 @@
 //! address, which the board reaches through QEMU's user-mode NAT) and ser2net (`-n`, a telnet
 //! accepter on 127.0.0.1:<console port>), and for NFS roots nfs-ganesha (`-F`, NFSv3 over TCP,
 //! exporting LAVA's `/var/lib/lava/dispatcher/tmp`) with rpcbind (`-f`; not started when
-//! the host runs one). If one of them exits, the supervisor ends the others
+//! the host runs one), see `nfs_server`. If one of them exits, the supervisor ends the others
 //! and exits with an error (`run/failed`); `run/ready` says the console port answers.
 
 use std::io::{Read, Write};
@@ -35,7 +35,8 @@ use anyhow::{Context, Result, bail};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::termios::{FlushArg, SetArg, cfmakeraw, tcflush, tcgetattr, tcsetattr};
 
-use super::rig::{NFS_EXPORT, Rig, TFTP_ROOT};
+use super::nfs_server;
+use super::rig::{Rig, TFTP_ROOT};
 
 /// How long board output may wait for the console server to read it before it is dropped.
 const STALL_LIMIT: Duration = Duration::from_secs(2);
@@ -74,6 +75,8 @@ fn supervise(rig: &Rig) -> Result<()> {
         slave_name.display()
     );
 
+    // nfs-ganesha cannot run twice: held until the supervisor exits.
+    let _nfs_lock = nfs_server::lock(START_LIMIT)?;
     let mut children = start_servers(rig)?;
     let ready = wait_for_port(2049, &mut children)
         .and_then(|()| wait_for_port(rig.console_port, &mut children));
@@ -152,37 +155,15 @@ fn start_servers(rig: &Rig) -> Result<Vec<(String, Child)>> {
             .args(["-L", "-u", "root", "-s", TFTP_ROOT, "-a"])
             .arg(format!("{}:69", rig.host_ip)),
     )?;
-    // NFS (NFSv3 over TCP) for LAVA's NFS deploy, which extracts roots under NFS_EXPORT:
-    // nfs-ganesha in the foreground, and rpcbind (NFSv3's port mapper: the board's mount
-    // asks it for mountd) unless the host already runs one.
-    if TcpStream::connect_timeout(&([127, 0, 0, 1], 111).into(), Duration::from_secs(1)).is_err() {
-        spawn("rpcbind", Command::new("rpcbind").args(["-f", "-w"]))?;
-    }
-    std::fs::create_dir_all(NFS_EXPORT).with_context(|| format!("creating {NFS_EXPORT}"))?;
-    let ganesha_conf = run.join("ganesha.conf");
-    std::fs::write(
-        &ganesha_conf,
-        format!(
-            "# The board's NFS server (written by `cargo xtask test-board u-boot`).\n\
-             NFS_CORE_PARAM {{\n    Protocols = 3;\n    NFS_Port = 2049;\n    \
-             MNT_Port = 20048;\n    Enable_NLM = false;\n    Enable_RQUOTA = false;\n    \
-             Enable_UDP = false;\n}}\n\
-             NFSV4 {{ Graceless = true; }}\n\
-             EXPORT {{\n    Export_Id = 1;\n    Path = {NFS_EXPORT};\n    \
-             Pseudo = {NFS_EXPORT};\n    Access_Type = RW;\n    Squash = No_Root_Squash;\n    \
-             SecType = sys;\n    Protocols = 3;\n    Transports = TCP;\n    \
-             FSAL {{ Name = VFS; }}\n}}\n"
-        ),
-    )?;
-    spawn(
-        "ganesha",
-        Command::new("ganesha.nfsd")
-            .args(["-F", "-N", "NIV_EVENT", "-f"])
-            .arg(&ganesha_conf)
-            .arg("-L")
-            .arg(run.join("ganesha.log"))
-            .arg("-p")
-            .arg(run.join("ganesha.pid")),
+    // NFS (NFSv3 over TCP) for LAVA's NFS deploy, which extracts roots under NFS_EXPORT.
+    nfs_server::start(
+        &run,
+        "the U-Boot board rig (`cargo xtask test-board u-boot`)",
+        nfs_server::Ports {
+            nfs: 2049,
+            mount: 20048,
+        },
+        &mut spawn,
     )?;
     spawn(
         "ser2net",

@@ -18,6 +18,7 @@
 pub mod artefacts;
 pub mod boot_check;
 mod cable;
+pub mod nfs_server;
 pub mod rig;
 
 use std::process::Command;

@@ -29,8 +29,6 @@ pub const DEVICE_TYPE: &str = "lava-rs-uboot-board";
 pub const HOSTNAME: &str = "lava-rs-board01";
 /// LAVA's TFTP directory, served by the rig's tftpd-hpa.
 pub const TFTP_ROOT: &str = "/srv/tftp";
-/// What LAVA's NFS deploy extracts under, exported by the rig's NFS server (nfs-ganesha).
-pub const NFS_EXPORT: &str = "/var/lib/lava/dispatcher/tmp";
 /// The device-type template, kept in the repository.
 const TEMPLATE: &str =
     include_str!("../../../fixtures/board/device-types/lava-rs-uboot-board.jinja2");
