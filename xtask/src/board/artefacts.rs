@@ -288,7 +288,7 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
 }
 
 /// `tar -czf out -C dir members`, root-owned members.
-fn tar_gz(dir: &Path, members: &[&str], out: &Path) -> Result<()> {
+pub(super) fn tar_gz(dir: &Path, members: &[&str], out: &Path) -> Result<()> {
     run_captured(
         Command::new("tar")
             .args(["--numeric-owner", "--owner=0", "--group=0", "--sort=name"])
@@ -303,7 +303,7 @@ fn tar_gz(dir: &Path, members: &[&str], out: &Path) -> Result<()> {
 
 /// The staged root as a newc archive (sorted, root-owned, zero times), plus the two device
 /// nodes the kernel needs before `/init` mounts devtmpfs.
-fn cpio_of(root: &Path) -> Result<Vec<u8>> {
+pub(super) fn cpio_of(root: &Path) -> Result<Vec<u8>> {
     let mut cpio = Initramfs::default();
     let mut paths = BTreeSet::new();
     collect(root, root, &mut paths)?;

@@ -19,6 +19,7 @@ pub mod artefacts;
 pub mod boot_check;
 mod cable;
 pub mod nfs_server;
+pub mod qemu_nfs;
 pub mod rig;
 
 use std::process::Command;
@@ -32,7 +33,7 @@ const CONSOLE_PORT: u16 = 52_011;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The board: `u-boot` (the only one so far).
+    /// The board: `u-boot`, or `qemu-nfs` (a QEMU x86_64 guest with its root on NFS).
     pub board: String,
     /// Prepare the artefacts and write the rig's files, without starting it.
     #[arg(long)]
@@ -63,9 +64,12 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if args.board == "qemu-nfs" {
+        return qemu_nfs::run(&args);
+    }
     ensure!(
         args.board == "u-boot",
-        "unknown board {:?}: the rig has `u-boot`",
+        "unknown board {:?}: the rigs are `u-boot` and `qemu-nfs`",
         args.board
     );
     let rig = rig::Rig {

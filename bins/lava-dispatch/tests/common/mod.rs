@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses a part
 
 pub mod board;
+pub mod qemu_nfs;
 pub mod reference;
 
 use std::path::PathBuf;
