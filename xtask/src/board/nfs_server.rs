@@ -36,22 +36,27 @@ pub struct NfsLock {
 
 /// Take [`LOCK_FILE`], waiting up to `wait` for another rig's server to end.
 pub fn lock(wait: Duration) -> Result<NfsLock> {
+    lock_at(Path::new(LOCK_FILE), wait)
+}
+
+fn lock_at(path: &Path, wait: Duration) -> Result<NfsLock> {
     let deadline = Instant::now() + wait;
     loop {
         let file = File::options()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(LOCK_FILE)
-            .with_context(|| format!("opening {LOCK_FILE}"))?;
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => return Ok(NfsLock { _lock: lock }),
             Err((_, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(250));
             }
             Err((_, e)) => bail!(
-                "another rig's NFS server holds {LOCK_FILE} ({e}); nfs-ganesha cannot run \
-                 twice: stop that rig first"
+                "another rig's NFS server holds {} ({e}); nfs-ganesha cannot run twice: stop \
+                 that rig first",
+                path.display()
             ),
         }
     }
@@ -99,4 +104,25 @@ pub fn start(
             .arg("-p")
             .arg(run.join("ganesha.pid")),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_server_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nfs.lock");
+        let held = lock_at(&path, Duration::ZERO).unwrap();
+        let started = Instant::now();
+        let err = lock_at(&path, Duration::from_millis(600)).err().unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(600), "it waited");
+        assert!(
+            err.to_string().contains("another rig's NFS server holds"),
+            "{err}"
+        );
+        drop(held);
+        lock_at(&path, Duration::ZERO).unwrap();
+    }
 }
