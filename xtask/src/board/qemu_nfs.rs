@@ -258,9 +258,9 @@ if [ -n "$nfsroot" ] && [ "$(stat -f -c %T /)" != nfs ]; then
         insmod "/lib/modules/{release}/$module" || echo "lava-rs qemu-nfs: could not load $module"
     done < /etc/lava-rs/modules
     ifconfig lo 127.0.0.1 up
-    if grep -q 'ip=dhcp' /proc/cmdline; then
-        udhcpc -i eth0 -n -q -t 10 -s /etc/lava-rs/udhcpc.script
-    else
+    if ! grep -q 'ip=dhcp' /proc/cmdline ||
+        ! udhcpc -i eth0 -n -q -t 10 -s /etc/lava-rs/udhcpc.script; then
+        echo "lava-rs qemu-nfs: eth0 set to QEMU's user-mode address 10.0.2.15"
         ifconfig eth0 10.0.2.15 netmask 255.255.255.0 up
         route add default gw 10.0.2.2
     fi
