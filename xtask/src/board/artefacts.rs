@@ -156,25 +156,7 @@ pub fn prepare(rig: &Path, force: bool) -> Result<Artefacts> {
     }
     let _ = std::fs::remove_file(&stamp_path);
 
-    // LAVA's device-type templates, as Debian's lava-server ships them (not installed).
-    let unpacked = rig.join("lava-server");
-    if unpacked.exists() {
-        std::fs::remove_dir_all(&unpacked)?;
-    }
-    std::fs::create_dir_all(&unpacked)?;
-    extract(
-        &lava_server_deb,
-        &unpacked,
-        &["./usr/share/lava-server/device-types".to_string()],
-    )?;
-    if a.device_types.exists() {
-        std::fs::remove_dir_all(&a.device_types)?;
-    }
-    std::fs::rename(
-        unpacked.join("usr/share/lava-server/device-types"),
-        &a.device_types,
-    )?;
-    std::fs::remove_dir_all(&unpacked)?;
+    unpack_lava_device_types(&lava_server_deb, rig, &a.device_types)?;
 
     // The kernel and the modules the root needs.
     let kdir = rig.join("kernel");
@@ -420,4 +402,25 @@ cd /
         ("etc/group", 0o644, "root:x:0:\n".to_string()),
         ("etc/lava-rs/modules", 0o644, list),
     ]
+}
+
+/// LAVA's device-type templates, as Debian's `lava-server` package ships them (unpacked with
+/// `dpkg-deb`, not installed), into `dest` (replaced); `scratch` holds the unpacking.
+pub fn unpack_lava_device_types(lava_server_deb: &Path, scratch: &Path, dest: &Path) -> Result<()> {
+    let unpacked = scratch.join("lava-server");
+    if unpacked.exists() {
+        std::fs::remove_dir_all(&unpacked)?;
+    }
+    std::fs::create_dir_all(&unpacked)?;
+    extract(
+        lava_server_deb,
+        &unpacked,
+        &["./usr/share/lava-server/device-types".to_string()],
+    )?;
+    if dest.exists() {
+        std::fs::remove_dir_all(dest)?;
+    }
+    std::fs::rename(unpacked.join("usr/share/lava-server/device-types"), dest)?;
+    std::fs::remove_dir_all(&unpacked)?;
+    Ok(())
 }

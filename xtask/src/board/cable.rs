@@ -1,4 +1,4 @@
-//! The rig's supervisor (`xtask test-board u-boot --serve`, started by `bin/rig-up` in a
+//! The rig's supervisor (`xtask test-board <board> --serve`, started by `bin/rig-up` in a
 //! process group of its own, ended by `bin/rig-down`): it owns the serial cable and the rig's
 //! servers as foreground children.
 //!
@@ -17,9 +17,9 @@
 //!
 //! The servers: tftpd-hpa (`in.tftpd -L`, LAVA's `/srv/tftp`, on port 69 of the host's own
 //! address, which the board reaches through QEMU's user-mode NAT) and ser2net (`-n`, a telnet
-//! accepter on 127.0.0.1:<console port>), and for NFS roots nfs-ganesha (`-F`, NFSv3 over TCP,
-//! exporting LAVA's `/var/lib/lava/dispatcher/tmp`) with rpcbind (`-f`; not started when
-//! the host runs one), see `nfs_server`. If one of them exits, the supervisor ends the others
+//! accepter on 127.0.0.1:<console port>), and for NFS roots (a rig with `nfs`) nfs-ganesha
+//! (`-F`, NFSv3 over TCP, exporting LAVA's `/var/lib/lava/dispatcher/tmp`) with rpcbind
+//! (`-f`; not started when the host runs one), see `nfs_server`. If one of them exits, the supervisor ends the others
 //! and exits with an error (`run/failed`); `run/ready` says the console port answers.
 
 use std::io::{Read, Write};
@@ -76,10 +76,18 @@ fn supervise(rig: &Rig) -> Result<()> {
     );
 
     // nfs-ganesha cannot run twice: held until the supervisor exits.
-    let _nfs_lock = nfs_server::lock(START_LIMIT)?;
+    let _nfs_lock = if rig.nfs {
+        Some(nfs_server::lock(START_LIMIT)?)
+    } else {
+        None
+    };
     let mut children = start_servers(rig)?;
-    let ready = wait_for_port(2049, &mut children)
-        .and_then(|()| wait_for_port(rig.console_port, &mut children));
+    let nfs_ready = if rig.nfs {
+        wait_for_port(2049, &mut children)
+    } else {
+        Ok(())
+    };
+    let ready = nfs_ready.and_then(|()| wait_for_port(rig.console_port, &mut children));
     if let Err(e) = ready {
         end(&mut children);
         return Err(e);
@@ -119,11 +127,12 @@ fn start_servers(rig: &Rig) -> Result<Vec<(String, Child)>> {
     std::fs::write(
         &ser2net_conf,
         format!(
-            "# The board's console (written by `cargo xtask test-board u-boot`).\n\
+            "# The board's console (written by `cargo xtask test-board {board}`).\n\
              connection: &board\n  \
              accepter: telnet(rfc2217=false),tcp,127.0.0.1,{port}\n  \
              connector: serialdev,{console},115200n81,local\n  \
              options:\n    kickolduser: true\n",
+            board = rig.board,
             port = rig.console_port,
             console = run.join("console").display(),
         ),
@@ -156,15 +165,17 @@ fn start_servers(rig: &Rig) -> Result<Vec<(String, Child)>> {
             .arg(format!("{}:69", rig.host_ip)),
     )?;
     // NFS (NFSv3 over TCP) for LAVA's NFS deploy, which extracts roots under NFS_EXPORT.
-    nfs_server::start(
-        &run,
-        "the U-Boot board rig (`cargo xtask test-board u-boot`)",
-        nfs_server::Ports {
-            nfs: 2049,
-            mount: 20048,
-        },
-        &mut spawn,
-    )?;
+    if rig.nfs {
+        nfs_server::start(
+            &run,
+            "the U-Boot board rig (`cargo xtask test-board u-boot`)",
+            nfs_server::Ports {
+                nfs: 2049,
+                mount: 20048,
+            },
+            &mut spawn,
+        )?;
+    }
     spawn(
         "ser2net",
         Command::new("ser2net")

@@ -73,6 +73,8 @@ pub fn run(args: Args) -> Result<()> {
         args.board
     );
     let rig = rig::Rig {
+        board: "u-boot",
+        nfs: true,
         dir: workspace_root().join("target").join("board-u-boot"),
         console_port: args.console_port,
         host_ip: match args.host_ip {
@@ -134,6 +136,8 @@ pub struct PreparedRig {
 /// Prepare the artefacts and write the rig's files, as `test-board u-boot --prepare`.
 pub fn prepared() -> Result<PreparedRig> {
     let rig = rig::Rig {
+        board: "u-boot",
+        nfs: true,
         dir: workspace_root().join("target").join("board-u-boot"),
         console_port: CONSOLE_PORT,
         host_ip: rig::host_ip()?,

@@ -1,6 +1,7 @@
 //! The lab around the board: the scripts a lab admin would write (power control like a PDU,
-//! the rig's services up and down), the device dictionary, its rendered device YAML, a
-//! dispatcher configuration, and the lines `test-board u-boot` prints.
+//! the rig's services up and down: `write_scripts`, shared by every board of `test-board`),
+//! the device dictionary, its rendered device YAML, a dispatcher configuration, and the lines
+//! `test-board u-boot` prints.
 //!
 //! Layout under `<target>/board-u-boot/`:
 //! - `bin/power-on`, `bin/power-off`, `bin/hard-reset`: the board's power commands. The board
@@ -9,7 +10,7 @@
 //!   `run/power.log`, which tests read. `bin/board-fault hang` makes the next power-on start a
 //!   board that stays silent (QEMU started with `-S`: a hung board), for retry tests.
 //! - `bin/rig-up`, `bin/rig-down`: start and stop the rig's services (the supervisor
-//!   `xtask test-board u-boot --serve`, see `cable.rs`, in a process group of its own, with
+//!   `xtask test-board <board> --serve`, see `cable.rs`, in a process group of its own, with
 //!   tftpd-hpa, ser2net and the NFS server as its children); `rig-down` also powers the
 //!   board off. Tests run them around their jobs.
 //! - `devices/lava-rs-board01.jinja2` (the dictionary), `devices/lava-rs-board01.yaml`
@@ -33,11 +34,15 @@ pub const TFTP_ROOT: &str = "/srv/tftp";
 const TEMPLATE: &str =
     include_str!("../../../fixtures/board/device-types/lava-rs-uboot-board.jinja2");
 
-/// The rig's paths.
+/// The rig's paths and wiring.
 #[derive(Debug, Clone)]
 pub struct Rig {
-    /// `<target>/board-u-boot`.
+    /// The board's name on the command line (`test-board NAME --serve` starts its supervisor).
+    pub board: &'static str,
+    /// `<target>/board-<name>`.
     pub dir: PathBuf,
+    /// Whether the rig serves NFS roots (nfs-ganesha and rpcbind next to tftpd and ser2net).
+    pub nfs: bool,
     /// The TCP port of ser2net's telnet accepter (the board's console).
     pub console_port: u16,
     /// The host's address as the board reaches it: tftpd-hpa listens there; the dispatcher
@@ -88,17 +93,77 @@ impl Rig {
 /// Write scripts, dictionary, device YAML and dispatcher configuration for `a`; return the
 /// summary lines.
 pub fn write(rig: &Rig, a: &Artefacts, xtask: &Path) -> Result<String> {
+    let machine = artefacts::machine_args(&a.u_boot);
+    write_scripts(
+        rig,
+        xtask,
+        "docs/board-u-boot.md",
+        "qemu-system-aarch64",
+        &machine,
+    )?;
+
+    // The device type next to LAVA's templates; the dictionary as a lab admin writes it.
+    std::fs::write(
+        a.device_types.join(format!("{DEVICE_TYPE}.jinja2")),
+        TEMPLATE,
+    )?;
+    let dictionary = dictionary(rig);
+    std::fs::write(rig.dictionary(), &dictionary)?;
+    let renderer = lava_device::Renderer::new([a.device_types.clone()]);
+    let rendered = renderer
+        .render_file(&rig.dictionary(), &Default::default())
+        .with_context(|| format!("rendering {}", rig.dictionary().display()))?;
+    std::fs::write(rig.device(), rendered)?;
+    std::fs::write(
+        rig.dispatcher(),
+        format!(
+            "# The board reaches this host at its own address through QEMU's user-mode\n\
+             # network (10.0.2.2 is QEMU's built-in TFTP server): LAVA's {{SERVER_IP}} and\n\
+             # {{NFS_SERVER_IP}}.\ndispatcher_ip: {}\n",
+            rig.host_ip
+        ),
+    )?;
+
+    let url = |p: &Path| format!("file://{}", p.display());
+    let mut out = String::new();
+    writeln!(out, "device_type: {DEVICE_TYPE}")?;
+    writeln!(out, "device: {}", rig.device().display())?;
+    writeln!(out, "dispatcher: {}", rig.dispatcher().display())?;
+    writeln!(out, "prompt: {}", artefacts::PROMPT)?;
+    writeln!(out, "kernel: {}", url(&a.kernel))?;
+    writeln!(out, "ramdisk: {}", url(&a.ramdisk))?;
+    writeln!(out, "dtb: {}", url(&a.dtb))?;
+    writeln!(out, "modules: {}", url(&a.modules))?;
+    writeln!(out, "nfsrootfs: {}", url(&a.nfsrootfs))?;
+    std::fs::write(rig.summary_file(), &out)?;
+    Ok(out)
+}
+
+/// The rig's power and service scripts under `bin/` (see the module doc): power-on starts
+/// `qemu` with `machine` (the board's hardware) daemonized, its serial port on the cable.
+/// `doc` names the board's documentation in the scripts' headers.
+pub fn write_scripts(
+    rig: &Rig,
+    xtask: &Path,
+    doc: &str,
+    qemu: &str,
+    machine: &[String],
+) -> Result<()> {
     for d in ["bin", "run", "devices"] {
         std::fs::create_dir_all(rig.dir.join(d))?;
     }
     let run = rig.run();
     let q = |p: &Path| lava_python::shlex_quote(&p.display().to_string());
-    let machine: Vec<String> = artefacts::machine_args(&a.u_boot)
+    let machine: Vec<String> = machine
         .iter()
         .map(|s| lava_python::shlex_quote(s))
         .collect();
-    let header =
-        "# Written by `cargo xtask test-board u-boot`; see docs/board-u-boot.md.\nset -eu\n";
+    // /proc/PID/comm holds the first 15 bytes of the program's name.
+    let comm: String = qemu.chars().take(15).collect();
+    let header = format!(
+        "# Written by `cargo xtask test-board {}`; see {doc}.\nset -eu\n",
+        rig.board
+    );
 
     let power_on = format!(
         r#"#!/bin/sh
@@ -118,7 +183,7 @@ if [ -f "$RUN/fault-hang" ]; then
     hang=-S
     echo "$(date -u +%FT%T.%NZ) power-on: hung board (fault injected)" >> "$RUN/power.log"
 fi
-exec qemu-system-aarch64 {machine} $hang \
+exec {qemu} {machine} $hang \
     -display none -monitor none \
     -chardev socket,id=cable,path="$RUN/cable.sock" -serial chardev:cable \
     -daemonize -pidfile "$RUN/qemu.pid" 2>>"$RUN/qemu.log"
@@ -133,7 +198,7 @@ exec qemu-system-aarch64 {machine} $hang \
 echo "$(date -u +%FT%T.%NZ) power-off" >> "$RUN/power.log"
 [ -f "$RUN/qemu.pid" ] || exit 0
 pid=$(cat "$RUN/qemu.pid")
-if [ "$(cat /proc/"$pid"/comm 2>/dev/null)" != qemu-system-aar ]; then
+if [ "$(cat /proc/"$pid"/comm 2>/dev/null)" != {comm} ]; then
     rm -f "$RUN/qemu.pid"
     exit 0
 fi
@@ -178,7 +243,7 @@ if [ -f "$RUN/rig.pid" ] && kill -0 "$(cat "$RUN/rig.pid")" 2>/dev/null; then
     exit 0
 fi
 rm -f "$RUN/ready" "$RUN/failed"
-setsid {xtask} test-board u-boot --serve --console-port {port} --host-ip {ip} </dev/null >>"$RUN/rig.log" 2>&1 &
+setsid {xtask} test-board {board} --serve --console-port {port} --host-ip {ip} </dev/null >>"$RUN/rig.log" 2>&1 &
 echo $! > "$RUN/rig.pid"
 i=0
 while [ ! -f "$RUN/ready" ]; do
@@ -194,6 +259,7 @@ done
 "#,
         run = q(&run),
         xtask = q(xtask),
+        board = rig.board,
         port = rig.console_port,
         ip = rig.host_ip,
     );
@@ -227,42 +293,7 @@ rm -f "$RUN/rig.pid" "$RUN/ready" "$RUN/cable.sock" "$RUN/console"
         std::fs::write(&path, text)?;
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     }
-
-    // The device type next to LAVA's templates; the dictionary as a lab admin writes it.
-    std::fs::write(
-        a.device_types.join(format!("{DEVICE_TYPE}.jinja2")),
-        TEMPLATE,
-    )?;
-    let dictionary = dictionary(rig);
-    std::fs::write(rig.dictionary(), &dictionary)?;
-    let renderer = lava_device::Renderer::new([a.device_types.clone()]);
-    let rendered = renderer
-        .render_file(&rig.dictionary(), &Default::default())
-        .with_context(|| format!("rendering {}", rig.dictionary().display()))?;
-    std::fs::write(rig.device(), rendered)?;
-    std::fs::write(
-        rig.dispatcher(),
-        format!(
-            "# The board reaches this host at its own address through QEMU's user-mode\n\
-             # network (10.0.2.2 is QEMU's built-in TFTP server): LAVA's {{SERVER_IP}} and\n\
-             # {{NFS_SERVER_IP}}.\ndispatcher_ip: {}\n",
-            rig.host_ip
-        ),
-    )?;
-
-    let url = |p: &Path| format!("file://{}", p.display());
-    let mut out = String::new();
-    writeln!(out, "device_type: {DEVICE_TYPE}")?;
-    writeln!(out, "device: {}", rig.device().display())?;
-    writeln!(out, "dispatcher: {}", rig.dispatcher().display())?;
-    writeln!(out, "prompt: {}", artefacts::PROMPT)?;
-    writeln!(out, "kernel: {}", url(&a.kernel))?;
-    writeln!(out, "ramdisk: {}", url(&a.ramdisk))?;
-    writeln!(out, "dtb: {}", url(&a.dtb))?;
-    writeln!(out, "modules: {}", url(&a.modules))?;
-    writeln!(out, "nfsrootfs: {}", url(&a.nfsrootfs))?;
-    std::fs::write(rig.summary_file(), &out)?;
-    Ok(out)
+    Ok(())
 }
 
 /// The device dictionary, as a lab admin writes one: the device type, and how this lab wired
@@ -309,6 +340,8 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         let rig = Rig {
+            board: "u-boot",
+            nfs: true,
             dir: dir.path().to_path_buf(),
             console_port: 4321,
             host_ip: "192.0.2.7".parse().unwrap(),
