@@ -19,12 +19,13 @@ pub mod artefacts;
 pub mod boot_check;
 mod cable;
 pub mod nfs_server;
+pub mod pc;
 pub mod qemu_nfs;
 pub mod rig;
 
 use std::process::Command;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, bail};
 
 use crate::shared::workspace_root;
 
@@ -33,7 +34,8 @@ const CONSOLE_PORT: u16 = 52_011;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The board: `u-boot`, or `qemu-nfs` (a QEMU x86_64 guest with its root on NFS).
+    /// The board: `u-boot`, `qemu-nfs` (a QEMU x86_64 guest with its root on NFS), or the PC
+    /// booting through `ipxe` or `grub` (one rig, `pc`).
     pub board: String,
     /// Prepare the artefacts and write the rig's files, without starting it.
     #[arg(long)]
@@ -51,9 +53,9 @@ pub struct Args {
     /// Rebuild the artefacts even when they are up to date.
     #[arg(long)]
     pub force: bool,
-    /// The console's TCP port on 127.0.0.1.
-    #[arg(long, default_value_t = CONSOLE_PORT)]
-    pub console_port: u16,
+    /// The console's TCP port on 127.0.0.1 (default: 52011 for u-boot, 52100 for the PC).
+    #[arg(long)]
+    pub console_port: Option<u16>,
     /// The host address the board reaches (default: this host's address on its default
     /// route).
     #[arg(long)]
@@ -64,19 +66,19 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    if args.board == "qemu-nfs" {
-        return qemu_nfs::run(&args);
+    match args.board.as_str() {
+        "u-boot" => {}
+        "qemu-nfs" => return qemu_nfs::run(&args),
+        "ipxe" | "grub" | pc::RIG_NAME => return pc::run(&args),
+        other => bail!(
+            "unknown board {other:?}: the rigs are `u-boot`, `qemu-nfs`, `ipxe` and `grub`"
+        ),
     }
-    ensure!(
-        args.board == "u-boot",
-        "unknown board {:?}: the rigs are `u-boot` and `qemu-nfs`",
-        args.board
-    );
     let rig = rig::Rig {
         board: "u-boot",
         nfs: true,
         dir: workspace_root().join("target").join("board-u-boot"),
-        console_port: args.console_port,
+        console_port: args.console_port.unwrap_or(CONSOLE_PORT),
         host_ip: match args.host_ip {
             Some(ip) => ip,
             None => rig::host_ip()?,

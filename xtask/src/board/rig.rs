@@ -167,9 +167,10 @@ pub fn write_scripts(
 
     let power_on = format!(
         r#"#!/bin/sh
-# power-on: switch the board on, like a PDU outlet. The board is QEMU in the background; its
-# serial port plugs into the rig's cable, which ser2net exports (the console stays connected
-# across power cycles).
+# power-on [QEMU ARGUMENT…]: switch the board on, like a PDU outlet. The board is QEMU in the
+# background; its serial port plugs into the rig's cable, which ser2net exports (the console
+# stays connected across power cycles). Arguments are the board's firmware settings for this
+# power-on (extra QEMU arguments), which a device dictionary may give.
 {header}RUN={run}
 echo "$(date -u +%FT%T.%NZ) power-on" >> "$RUN/power.log"
 if [ -f "$RUN/qemu.pid" ] && kill -0 "$(cat "$RUN/qemu.pid")" 2>/dev/null; then
@@ -183,7 +184,7 @@ if [ -f "$RUN/fault-hang" ]; then
     hang=-S
     echo "$(date -u +%FT%T.%NZ) power-on: hung board (fault injected)" >> "$RUN/power.log"
 fi
-exec {qemu} {machine} $hang \
+exec {qemu} {machine} $hang "$@" \
     -display none -monitor none \
     -chardev socket,id=cable,path="$RUN/cable.sock" -serial chardev:cable \
     -daemonize -pidfile "$RUN/qemu.pid" 2>>"$RUN/qemu.log"
@@ -215,11 +216,11 @@ rm -f "$RUN/qemu.pid"
     );
     let hard_reset = format!(
         r#"#!/bin/sh
-# hard-reset: power-cycle the board.
+# hard-reset [QEMU ARGUMENT…]: power-cycle the board (arguments as for power-on).
 {header}BIN=$(dirname "$0")
 echo "$(date -u +%FT%T.%NZ) hard-reset" >> {run}/power.log
 "$BIN/power-off"
-exec "$BIN/power-on"
+exec "$BIN/power-on" "$@"
 "#,
         run = q(&run),
     );
