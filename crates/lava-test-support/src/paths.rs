@@ -26,6 +26,14 @@ pub fn board_rig() -> PathBuf {
         .unwrap_or_else(|| workspace().join("target/board-u-boot"))
 }
 
+/// The x86 PC board rig (`cargo xtask test-board ipxe --prepare` writes it):
+/// `$LAVA_RS_PC_BOARD_RIG`, else `target/board-pc` in the workspace.
+pub fn pc_board_rig() -> PathBuf {
+    std::env::var_os("LAVA_RS_PC_BOARD_RIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/board-pc"))
+}
+
 /// The embedded QEMU device's test system (`cargo xtask test-system` builds it):
 /// `$LAVA_RS_TEST_SYSTEM`, else `target/test-system` in the workspace.
 pub fn test_system() -> PathBuf {

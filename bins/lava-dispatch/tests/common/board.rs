@@ -1,6 +1,8 @@
-//! The U-Boot board rig (`cargo xtask test-board u-boot --prepare`) for the board tests:
-//! started for a test and ended after it ([`Board`]), its jobs written from
-//! `fixtures/board/` with the rig's artefact URLs, and the result set its ramdisk job gives.
+//! The board rigs for the board tests, the U-Boot board (`cargo xtask test-board u-boot
+//! --prepare`) and the x86 PC (`cargo xtask test-board ipxe --prepare`, booting through iPXE
+//! or GRUB): started for a test and ended after it ([`Board`]), their jobs written from
+//! `fixtures/board/` with the rig's artefact URLs, and the result set the U-Boot ramdisk job
+//! gives.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 
 use lava_test_support::ci::{require_tool, skip_or_fail};
-use lava_test_support::paths::{board_rig, fixture};
+use lava_test_support::paths::{board_rig, fixture, pc_board_rig};
 
 /// One board: tests of a binary take turns.
 static BOARD: Mutex<()> = Mutex::new(());
@@ -39,30 +41,55 @@ impl Board {
     /// The rig, started; `None` (after saying why, or failing under `CI=true`) when it is not
     /// prepared or its tools are missing.
     pub fn up() -> Option<Board> {
+        Board::start(
+            board_rig(),
+            "rig.txt",
+            "u-boot",
+            &[
+                "qemu-system-aarch64",
+                "ser2net",
+                "in.tftpd",
+                "telnet",
+                "mkimage",
+                "ganesha.nfsd",
+                "rpcbind",
+            ],
+        )
+    }
+
+    /// The x86 PC rig, started, as the device booting through `firmware` (`ipxe` or `grub`);
+    /// `None` as for [`Board::up`].
+    pub fn pc(firmware: &str) -> Option<Board> {
+        Board::start(
+            pc_board_rig(),
+            &format!("rig-{firmware}.txt"),
+            firmware,
+            &[
+                "qemu-system-x86_64",
+                "ser2net",
+                "in.tftpd",
+                "telnet",
+                "grub-mknetdir",
+            ],
+        )
+    }
+
+    fn start(dir: PathBuf, summary_file: &str, name: &str, tools: &[&str]) -> Option<Board> {
         let turn = BOARD
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for tool in [
-            "qemu-system-aarch64",
-            "ser2net",
-            "in.tftpd",
-            "telnet",
-            "mkimage",
-            "ganesha.nfsd",
-            "rpcbind",
-        ] {
-            if !require_tool(tool, "scripts/install-test-deps.sh installs the board rig") {
+        for tool in tools {
+            if !require_tool(tool, "scripts/install-test-deps.sh installs the board rigs") {
                 return None;
             }
         }
-        let dir = board_rig();
-        let summary = match std::fs::read_to_string(dir.join("rig.txt")) {
+        let summary = match std::fs::read_to_string(dir.join(summary_file)) {
             Ok(text) => text,
             Err(e) => {
                 skip_or_fail(format!(
-                    "the board rig is not prepared ({}: {e}; run `cargo xtask test-board u-boot \
+                    "the board rig is not prepared ({}: {e}; run `cargo xtask test-board {name} \
                      --prepare`)",
-                    dir.join("rig.txt").display()
+                    dir.join(summary_file).display()
                 ));
                 return None;
             }
@@ -101,7 +128,9 @@ impl Board {
             ("@MODULES_URL@", "modules"),
             ("@NFSROOTFS_URL@", "nfsrootfs"),
         ] {
-            text = text.replace(placeholder, &self.urls[key]);
+            if let Some(url) = self.urls.get(key) {
+                text = text.replace(placeholder, url);
+            }
         }
         let path = scratch.join(format!("{name}.yaml"));
         std::fs::write(&path, text).expect("writing the job");
