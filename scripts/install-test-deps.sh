@@ -199,3 +199,30 @@ install_uboot_runtime() {
     fi
 }
 install_uboot_runtime
+
+# The x86 PC board rig (`cargo xtask test-board ipxe|grub`, docs/board-pc.md): Debian's iPXE
+# ROMs for QEMU (ipxe-qemu: the virtio card's efi-virtio.rom, the PC's network boot firmware),
+# GRUB 2's BIOS modules and grub-mknetdir (grub-pc-bin: GRUB's PXE image; files only, nothing
+# is installed to a disk), and like the U-Boot board tftpd-hpa, ser2net and telnet (the
+# rig's own TFTP server and console). qemu-system-x86 and SeaBIOS come from install-qemu.sh.
+install_pc_board_rig() {
+    local packages=(ipxe-qemu grub-pc-bin tftpd-hpa ser2net telnet)
+    local missing=()
+    local p
+    for p in "${packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+            missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" != 0 ]; then
+        say "not root: cannot install ${missing[*]} (the PC board tests will skip)"
+        return 0
+    fi
+    say "apt-get install ${missing[*]}"
+    if ! out=$($APT install -y -q --no-install-recommends "${missing[@]}" 2>&1); then
+        echo "$out" >&2
+        say "apt-get install of the PC board rig's tools failed (above)"
+        exit 1
+    fi
+}
+install_pc_board_rig

@@ -65,8 +65,9 @@ enum Command {
     },
     /// Build the embedded QEMU device's kernel and initramfs (target/test-system).
     TestSystem(test_system::Args),
-    /// A U-Boot board rig for LAVA jobs: QEMU arm64 + U-Boot, tftpd-hpa, ser2net, power
-    /// scripts (target/board-u-boot). Prints the device file and the artefacts' URLs.
+    /// A board rig for LAVA jobs: `u-boot` (QEMU arm64 + U-Boot, target/board-u-boot) or the
+    /// x86 PC booting through `ipxe` or `grub` (target/board-pc), with tftpd-hpa, ser2net and
+    /// power scripts. Prints the device file and the artefacts' URLs.
     TestBoard(board::Args),
     /// Fuzz the parsers of untrusted input for a bounded time (docs/hardening.md).
     Fuzz(fuzz::Args),

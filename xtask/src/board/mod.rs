@@ -14,6 +14,9 @@
 //! cargo xtask test-board u-boot --stop     # power off, end every rig process
 //! cargo xtask test-board u-boot --boot-check  # the bare boot, timed (no dispatcher)
 //! ```
+//!
+//! `test-board ipxe` and `test-board grub` are an x86 PC built the same way from the same
+//! pieces (`pc`, docs/board-pc.md): one PC rig under `target/board-pc`, two devices.
 
 pub mod artefacts;
 pub mod boot_check;

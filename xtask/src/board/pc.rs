@@ -143,7 +143,8 @@ pub fn prepare(rig: &Rig, force: bool) -> Result<Artefacts> {
              install_pc_board_rig)"
         );
     }
-    let ts = test_system::build(&test_system::cache_dir(), force)?;
+    // test-system's own outputs, rebuilt by `cargo xtask test-system --force`, not here.
+    let ts = test_system::build(&test_system::cache_dir(), false)?;
     let debs = rig.dir.join("debs");
     std::fs::create_dir_all(&debs)?;
     let lava_server = fetch_debs(&debs, &["lava-server"])?.remove(0);
