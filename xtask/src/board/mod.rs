@@ -73,9 +73,9 @@ pub fn run(args: Args) -> Result<()> {
         "u-boot" => {}
         "qemu-nfs" => return qemu_nfs::run(&args),
         "ipxe" | "grub" | pc::RIG_NAME => return pc::run(&args),
-        other => bail!(
-            "unknown board {other:?}: the rigs are `u-boot`, `qemu-nfs`, `ipxe` and `grub`"
-        ),
+        other => {
+            bail!("unknown board {other:?}: the rigs are `u-boot`, `qemu-nfs`, `ipxe` and `grub`")
+        }
     }
     let rig = rig::Rig {
         board: "u-boot",
