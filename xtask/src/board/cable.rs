@@ -157,7 +157,15 @@ fn start_servers(rig: &Rig) -> Result<Vec<(String, Child)>> {
         Ok(())
     };
     // TFTP: foreground (-L), LAVA's directory as root (-s), files read as root (LAVA's job
-    // directories are 0700), on the address the board reaches.
+    // directories are 0700), on the address the board reaches. One TFTP server can hold that
+    // port: another rig's (every rig serves LAVA's /srv/tftp there) is named, not guessed at.
+    if let Err(e) = std::net::UdpSocket::bind((rig.host_ip, 69)) {
+        bail!(
+            "port 69 of {} is taken ({e}): another TFTP server runs there, such as another \
+             board rig's (`ss -ulpn sport = :69` names it); one rig at a time can serve TFTP",
+            rig.host_ip
+        );
+    }
     spawn(
         "tftpd",
         Command::new("in.tftpd")
