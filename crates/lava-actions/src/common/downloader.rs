@@ -362,6 +362,7 @@ impl Action for DownloadHandler {
         // LAVA's TFTP deployments name the file relative to the TFTP root.
         let to = ctx.meta().param("to").and_then(Value::as_str);
         if matches!(to, Some("tftp" | "nbd"))
+            && Path::new(&self.path).is_absolute()
             && let Some(suffix) = ctx
                 .get_data("tftp-deploy", "tftp", "suffix")
                 .and_then(Value::as_str)

@@ -1,11 +1,13 @@
 //! The job protocols `lava-run` hands the executor (see `lava_pipeline::protocol`): built from
 //! the job's top-level `protocols:` block.
 //!
-//! `lava-multinode` is run for real ([`multinode::MultinodeJobProtocol`]). `lava-vland`,
-//! `lava-xnbd` and `lava-lxc` are described and validated by their actions but have no run-time
-//! object here: a job using them fails where their actions would need them.
+//! `lava-multinode` ([`multinode::MultinodeJobProtocol`]) and `lava-xnbd`
+//! ([`xnbd::XnbdProtocol`]: the NBD port and the job's nbd-server) are run for real.
+//! `lava-vland` and `lava-lxc` are described and validated by their actions but have no
+//! run-time object here: a job using them fails where their actions would need them.
 
 pub mod multinode;
+pub mod xnbd;
 
 use lava_pipeline::{Job, LavaResult, Protocols};
 use multinode::{CoordinatorSettings, MultinodeJobProtocol, ProtocolParams};
@@ -35,6 +37,12 @@ pub fn job_protocols(job: &Job, options: &ProtocolOptions) -> LavaResult<Protoco
             &options.hostname,
             options.coordinator.clone(),
         )));
+    }
+    if xnbd::XnbdProtocol::accepts(blocks) {
+        protocols.push(Arc::new(xnbd::XnbdProtocol::from_job(
+            blocks,
+            job.parameters.get("dispatcher"),
+        )?));
     }
     Ok(protocols)
 }

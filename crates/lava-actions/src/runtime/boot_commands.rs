@@ -118,6 +118,10 @@ impl Substitutions {
             }
             None => {}
         }
+        if let Some(nbd) = &inputs.nbd {
+            table.set("{NBDSERVERIP}", Some(nbd.ip.clone()));
+            table.set("{NBDSERVERPORT}", Some(nbd.port.clone()));
+        }
         table.set("{ROOT}", inputs.root_uuid.clone());
         table.set("{ROOT_PART}", inputs.root_part.clone());
         table
@@ -175,6 +179,15 @@ pub enum NfsRoot {
     },
 }
 
+/// The NBD server of an `nbd` deployment, as the bootloader commands name it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NbdAddress {
+    /// `nbd-deploy/nbd/nbd_server_ip` (`None` when unset, Python's `str(None)`).
+    pub ip: String,
+    /// `nbd-deploy/nbd/nbd_server_port` (`None` when unset).
+    pub port: String,
+}
+
 /// What `bootloader-overlay` reads from the job: plain values, so the table is testable.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OverlayInputs {
@@ -186,7 +199,8 @@ pub struct OverlayInputs {
     pub preseed_local: Option<String>,
     /// `download-action/file/dtb`.
     pub dtb: Option<String>,
-    /// `compress-ramdisk/file/ramdisk` (also `{INITRD}`).
+    /// `compress-ramdisk/file/ramdisk`, or `download-action/file/initrd` after an `nbd`
+    /// deployment (also `{INITRD}`).
     pub ramdisk: Option<String>,
     /// `download-action/file/kernel`.
     pub kernel: Option<String>,
@@ -209,6 +223,8 @@ pub struct OverlayInputs {
     pub has_tee: bool,
     /// The NFS root.
     pub nfs: Option<NfsRoot>,
+    /// The job has a `lava-xnbd` protocol: `{NBDSERVERIP}` and `{NBDSERVERPORT}`.
+    pub nbd: Option<NbdAddress>,
     /// `bootloader-from-media/uuid/root`.
     pub root_uuid: Option<String>,
     /// `bootloader-from-media/uuid/boot_part`.
@@ -341,6 +357,45 @@ mod tests {
             ramdisk_has_uboot_header: true,
             ..OverlayInputs::default()
         }
+    }
+
+    #[test]
+    fn nbd_boot_names_the_server_and_the_initrd() {
+        let inputs = OverlayInputs {
+            ramdisk: Some("12/nbd-deploy-1/initrd/initrd.cpio.gz".into()),
+            has_initrd: true,
+            nbd: Some(NbdAddress {
+                ip: "192.168.0.2".into(),
+                port: "52350".into(),
+            }),
+            ..booti_inputs()
+        };
+        let table = Substitutions::from_inputs(&inputs);
+        let commands = lines(&[
+            "tftp {RAMDISK_ADDR} {RAMDISK}",
+            "setenv bootargs 'console=ttyAMA0,115200n8 rw nbd.server={NBDSERVERIP} \
+             nbd.port={NBDSERVERPORT} root=/dev/ram0'",
+            "{BOOTX}",
+        ]);
+        assert_eq!(
+            substitute(&commands, &table),
+            lines(&[
+                "tftp 0x82000000 12/nbd-deploy-1/initrd/initrd.cpio.gz",
+                "setenv bootargs 'console=ttyAMA0,115200n8 rw nbd.server=192.168.0.2 \
+                 nbd.port=52350 root=/dev/ram0'",
+                "booti 0x80000000 0x82000000:${initrd_size} 0x81000000",
+            ])
+        );
+        // Without the protocol the placeholders are not in the table and stay as written.
+        let without = Substitutions::from_inputs(&OverlayInputs {
+            nbd: None,
+            ..inputs
+        });
+        assert_eq!(without.get("{NBDSERVERPORT}"), None);
+        assert!(
+            substitute(&commands, &without)[1].contains("nbd.port={NBDSERVERPORT}"),
+            "{without:?}"
+        );
     }
 
     #[test]

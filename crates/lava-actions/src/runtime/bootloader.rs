@@ -13,7 +13,7 @@
 //! the action's deadline, which is then the action's own timeout error.
 
 use super::boot_commands::{
-    BootAddresses, NfsRoot, OverlayInputs, Substitutions, dispatcher_ip, substitute,
+    BootAddresses, NbdAddress, NfsRoot, OverlayInputs, Substitutions, dispatcher_ip, substitute,
 };
 use super::console::{ConsoleConnection, on_console, wait_error};
 use lava_connection::{Match, Patterns};
@@ -93,12 +93,27 @@ pub fn overlay_inputs(
             }
         })
     };
+    // An `nbd` deployment's initrd is the ramdisk the commands load (`{RAMDISK}`).
+    let ramdisk = if has("nbd-deploy", "nbd", "initrd") {
+        data_string(ctx, "download-action", "file", "initrd")
+    } else {
+        data_string(ctx, "compress-ramdisk", "file", "ramdisk")
+    };
+    let nbd = ctx.meta().parameters.contains_key("lava-xnbd").then(|| {
+        let value = |key: &str| {
+            data_string(ctx, "nbd-deploy", "nbd", key).unwrap_or_else(|| "None".into())
+        };
+        NbdAddress {
+            ip: value("nbd_server_ip"),
+            port: value("nbd_server_port"),
+        }
+    });
     Ok(OverlayInputs {
         server_ip,
         preseed_config: data_string(ctx, "download-action", "file", "preseed"),
         preseed_local: data_string(ctx, "compress-ramdisk", "file", "preseed_local"),
         dtb: data_string(ctx, "download-action", "file", "dtb"),
-        ramdisk: data_string(ctx, "compress-ramdisk", "file", "ramdisk"),
+        ramdisk,
         kernel: data_string(ctx, "download-action", "file", "kernel"),
         prepared_kernel: data_string(ctx, "prepare-kernel", "file", "kernel"),
         lava_mac,
@@ -113,6 +128,7 @@ pub fn overlay_inputs(
         has_initrd: has("download-action", "file", "initrd"),
         has_tee: has("download-action", "file", "tee"),
         nfs,
+        nbd,
         root_uuid: data_string(ctx, "bootloader-from-media", "uuid", "root"),
         root_part: data_string(ctx, "bootloader-from-media", "uuid", "boot_part"),
     })

@@ -14,6 +14,7 @@ pub mod image_overlay;
 pub mod interactive;
 pub mod monitor;
 pub mod multinode;
+pub mod nbd;
 pub mod overlay_transfer;
 pub mod qemu;
 pub mod schroot;
