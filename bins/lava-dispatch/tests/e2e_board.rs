@@ -12,7 +12,10 @@
 //! - a failing U-Boot command ends the boot with LAVA's named error, and finalize powers the
 //!   board off (the rig's power log says so);
 //! - a hung board (no output after power-on) is recovered by the boot's `failure_retry`
-//!   through the device's `hard_reset` command.
+//!   through the device's `hard_reset` command;
+//! - the NBD job boots into its root on `/dev/nbd0`, served by the job's nbd-server on a
+//!   port from the dispatcher's range, fetches its overlay over http (`transfer_overlay`)
+//!   and runs the same cases, and no nbd-server of the job is left after it.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -59,8 +62,18 @@ impl Run {
 
 /// Run `fixtures/board/<name>.yaml` on the board with our `lava-run`.
 fn run(board: &Board, name: &str, scratch: &Path) -> Run {
+    run_with(board, name, scratch, &board.dispatcher)
+}
+
+/// The job id of `fixtures/board/<name>.yaml`'s run in this test process.
+fn job_id(name: &str) -> String {
+    format!("{}", std::process::id() * 100 + name.len() as u32)
+}
+
+/// [`run`] with another dispatcher configuration.
+fn run_with(board: &Board, name: &str, scratch: &Path, dispatcher: &Path) -> Run {
     let job = board.job(name, scratch);
-    let job_id = format!("{}", std::process::id() * 100 + name.len() as u32);
+    let job_id = job_id(name);
     let out = scratch.join(format!("out-{name}"));
     let mut ours = Command::new(lava_run());
     ours.arg("--job-id")
@@ -70,7 +83,7 @@ fn run(board: &Board, name: &str, scratch: &Path) -> Run {
         .arg("--device")
         .arg(&board.device)
         .arg("--dispatcher")
-        .arg(&board.dispatcher)
+        .arg(dispatcher)
         .arg(&job)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -246,5 +259,115 @@ fn a_hung_board_is_recovered_by_the_boot_retry() {
     assert!(
         events[hung..].iter().filter(|e| *e == "hard-reset").count() >= 1,
         "the retry hard-reset the board: {events:?}"
+    );
+}
+
+/// The NBD job's ports (this test's range, 52350–52399): nbd-server's are drawn from
+/// `[NBD_PORT_MIN, NBD_PORT_MAX)`, the lab's web server listens on `WEB_PORT`.
+const NBD_PORT_MIN: u16 = 52350;
+const NBD_PORT_MAX: u16 = 52390;
+const WEB_PORT: u16 = 52399;
+
+/// The lab's web server for `transfer_overlay`: the dispatcher's scratch root published as
+/// `/tmp` (LAVA's Apache configuration), on loopback, which the board reaches as 10.0.2.2.
+/// Ended when dropped.
+struct WebServer(std::process::Child);
+
+impl WebServer {
+    fn start(dir: &Path) -> WebServer {
+        let www = dir.join("www");
+        std::fs::create_dir_all(&www).unwrap();
+        std::os::unix::fs::symlink(lava_pipeline::scratch::usable_root(), www.join("tmp")).unwrap();
+        let child = Command::new("/usr/bin/python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1"])
+            .arg(WEB_PORT.to_string())
+            .arg("--directory")
+            .arg(&www)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting python3 -m http.server");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", WEB_PORT)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the web server did not listen on port {WEB_PORT}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        WebServer(child)
+    }
+}
+
+impl Drop for WebServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn nbd_job_runs_its_tests_on_the_nbd_root() {
+    let Some(board) = Board::up() else { return };
+    if !lava_test_support::ci::require_tool(
+        "nbd-server",
+        "scripts/install-test-deps.sh installs it",
+    ) {
+        return;
+    }
+    if !board.has_artefact("nbdroot") {
+        lava_test_support::ci::skip_or_fail(
+            "the board rig has no NBD artefacts (run `cargo xtask test-board u-boot --prepare`)",
+        );
+        return;
+    }
+    let dir = scratch();
+    let _web = WebServer::start(dir.path());
+    let dispatcher = dir.path().join("dispatcher.yaml");
+    let mut config = std::fs::read_to_string(&board.dispatcher).unwrap();
+    config.push_str(&format!(
+        "nbd_server_port_min: {NBD_PORT_MIN}\nnbd_server_port_max: {NBD_PORT_MAX}\n\
+         dispatcher_http_ip: 10.0.2.2:{WEB_PORT}\n"
+    ));
+    std::fs::write(&dispatcher, config).unwrap();
+    let run = run_with(&board, "uboot-nbd", dir.path(), &dispatcher);
+    let servers = lava_test_support::process::processes_with(&format!(
+        "/{}/nbd-server-",
+        job_id("uboot-nbd")
+    ));
+    assert!(servers.is_empty(), "nbd-server left running: {servers:?}");
+    assert!(run.success, "our lava-run failed\n{}", tail(&run.log));
+    let mut expected: Vec<(String, String)> = RAMDISK_CASES
+        .iter()
+        .map(|(case, result, ..)| (case.to_string(), result.to_string()))
+        .chain([("root-on-nbd".to_string(), "pass".to_string())])
+        .collect();
+    expected.sort();
+    assert_eq!(run.cases_of("0_board-nbd"), expected, "{}", tail(&run.log));
+    assert_eq!(
+        run.results.job.as_deref(),
+        Some("pass"),
+        "{}",
+        tail(&run.log)
+    );
+    // The port came from the dispatcher's range and reached the kernel's command line.
+    let port: u16 = run
+        .log
+        .lines()
+        .find_map(|l| l.split("Set_port ").nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no Set_port line\n{}", tail(&run.log)));
+    assert!((NBD_PORT_MIN..NBD_PORT_MAX).contains(&port), "port {port}");
+    assert!(
+        run.log
+            .contains(&format!(" nbd.port={port} root=/dev/ram0")),
+        "{}",
+        tail(&run.log)
+    );
+    assert!(
+        run.log.contains(&format!("clean NBD port {port}")),
+        "finalize ended the server\n{}",
+        tail(&run.log)
     );
 }

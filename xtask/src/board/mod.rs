@@ -21,6 +21,7 @@
 pub mod artefacts;
 pub mod boot_check;
 mod cable;
+pub mod nbd;
 pub mod nfs_server;
 pub mod pc;
 pub mod qemu_nfs;
@@ -99,7 +100,8 @@ pub fn run(args: Args) -> Result<()> {
     }
     let artefacts = artefacts::prepare(&rig.dir, args.force)?;
     let xtask = std::env::current_exe().context("the xtask binary's path")?;
-    let summary = rig::write(&rig, &artefacts, &xtask)?;
+    let mut summary = rig::write(&rig, &artefacts, &xtask)?;
+    summary.push_str(&nbd::publish(&rig, args.force)?);
     if args.boot_check {
         let prepared = PreparedRig { rig, artefacts };
         let up = prepared.up()?;
@@ -150,6 +152,7 @@ pub fn prepared() -> Result<PreparedRig> {
     let artefacts = artefacts::prepare(&rig.dir, false)?;
     let xtask = std::env::current_exe().context("the xtask binary's path")?;
     rig::write(&rig, &artefacts, &xtask)?;
+    nbd::publish(&rig, false)?;
     Ok(PreparedRig { rig, artefacts })
 }
 

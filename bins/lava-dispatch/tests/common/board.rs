@@ -127,14 +127,26 @@ impl Board {
             ("@DTB_URL@", "dtb"),
             ("@MODULES_URL@", "modules"),
             ("@NFSROOTFS_URL@", "nfsrootfs"),
+            ("@INITRD_NBD_URL@", "initrd-nbd"),
+            ("@NBDROOT_URL@", "nbdroot"),
         ] {
             if let Some(url) = self.urls.get(key) {
                 text = text.replace(placeholder, url);
             }
         }
+        assert!(
+            !text.contains("_URL@"),
+            "{name}: a placeholder the rig's summary has no URL for (prepare the rig again)"
+        );
         let path = scratch.join(format!("{name}.yaml"));
         std::fs::write(&path, text).expect("writing the job");
         path
+    }
+
+    /// Whether the rig's summary lists artefact `key` (a rig prepared before it existed
+    /// does not).
+    pub fn has_artefact(&self, key: &str) -> bool {
+        self.urls.contains_key(key)
     }
 
     /// One of the rig's scripts (`power-off`, `board-fault`, …).

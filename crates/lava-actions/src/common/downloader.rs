@@ -359,10 +359,15 @@ impl Action for DownloadHandler {
         let file =
             crate::runtime::image_download::download_image(ctx, &self.key, &dir, &self.params)
                 .await?;
-        // LAVA's TFTP deployments name the file relative to the TFTP root.
+        // LAVA's TFTP deployments name the file relative to the TFTP root (an `nbd`
+        // deployment's `nbdroot` is not under it).
         let to = ctx.meta().param("to").and_then(Value::as_str);
+        let served = ctx
+            .get_data("tftp-deploy", "tftp", "tftp_dir")
+            .and_then(Value::as_str)
+            .is_some_and(|tftp_dir| Path::new(&self.path).starts_with(tftp_dir));
         if matches!(to, Some("tftp" | "nbd"))
-            && Path::new(&self.path).is_absolute()
+            && served
             && let Some(suffix) = ctx
                 .get_data("tftp-deploy", "tftp", "suffix")
                 .and_then(Value::as_str)

@@ -93,12 +93,21 @@ impl Action for NbdAction {
         let layout = tftp_layout(pipeline, "nbd-deploy");
         let dir_text = layout.deploy_dir.display().to_string();
         self.layout = Some(layout);
+        // The image is served by nbd-server, not TFTP: it goes to the job's scratch directory.
+        let image_dir = pipeline
+            .job()
+            .scratch_dir
+            .join("downloads")
+            .display()
+            .to_string();
         let params = pipeline.params();
         for key in NBD_IMAGE_KEYS {
             if let Some(value) = params.get(key) {
-                // The image is served by nbd-server, not TFTP: it goes to the job's scratch
-                // directory (a relative download path).
-                let dir = if key == "nbdroot" { "" } else { &dir_text };
+                let dir = if key == "nbdroot" {
+                    &image_dir
+                } else {
+                    &dir_text
+                };
                 pipeline.add(DownloaderAction::new(key, dir, image_params(value)))?;
             }
         }
@@ -214,7 +223,8 @@ impl Action for XnbdAction {
             ));
         }
         nbd::start(&ctx.logger, &server, &ctx.job.id, ctx.deadline()).await?;
-        ctx.logger.debug(format!("{name}: starting nbd-server done"));
+        ctx.logger
+            .debug(format!("{name}: starting nbd-server done"));
         Ok(())
     }
 }

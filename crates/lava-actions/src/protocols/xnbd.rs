@@ -164,8 +164,7 @@ mod tests {
             serde_yaml::from_str("{nbd_server_port_min: 52370, nbd_server_port_max: 52380}")
                 .unwrap();
         let protocol =
-            XnbdProtocol::from_job(&block("{lava-xnbd: {port: auto}}"), Some(&dispatcher))
-                .unwrap();
+            XnbdProtocol::from_job(&block("{lava-xnbd: {port: auto}}"), Some(&dispatcher)).unwrap();
         let logger = JobLogger::capturing();
         protocol.set_up(&logger).await.unwrap();
         assert_eq!(protocol.assigned_port(), None);

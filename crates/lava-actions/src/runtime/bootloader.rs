@@ -100,9 +100,8 @@ pub fn overlay_inputs(
         data_string(ctx, "compress-ramdisk", "file", "ramdisk")
     };
     let nbd = ctx.meta().parameters.contains_key("lava-xnbd").then(|| {
-        let value = |key: &str| {
-            data_string(ctx, "nbd-deploy", "nbd", key).unwrap_or_else(|| "None".into())
-        };
+        let value =
+            |key: &str| data_string(ctx, "nbd-deploy", "nbd", key).unwrap_or_else(|| "None".into());
         NbdAddress {
             ip: value("nbd_server_ip"),
             port: value("nbd_server_port"),

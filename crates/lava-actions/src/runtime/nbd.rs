@@ -337,7 +337,9 @@ mod tests {
             PortChoice::from_dispatcher(Some(&fixed)).unwrap().fixed,
             Some(12345)
         );
-        let auto = dispatcher("{nbd_server_port: auto, nbd_server_port_min: 52350, nbd_server_port_max: 52400}");
+        let auto = dispatcher(
+            "{nbd_server_port: auto, nbd_server_port_min: 52350, nbd_server_port_max: 52400}",
+        );
         assert_eq!(
             PortChoice::from_dispatcher(Some(&auto)).unwrap(),
             PortChoice {
@@ -349,7 +351,10 @@ mod tests {
         let bad = dispatcher("{nbd_server_port_min: 9000, nbd_server_port_max: 8000}");
         let err = PortChoice::from_dispatcher(Some(&bad)).unwrap_err();
         assert_eq!(err.kind, ErrorKind::Configuration);
-        assert!(err.message.contains("nbd_server_port_min (9000)"), "{err:?}");
+        assert!(
+            err.message.contains("nbd_server_port_min (9000)"),
+            "{err:?}"
+        );
         let not_port = dispatcher("{nbd_server_port: '99999'}");
         assert!(PortChoice::from_dispatcher(Some(&not_port)).is_err());
     }
@@ -434,10 +439,12 @@ mod tests {
         assert!(server.processes().is_empty());
         assert!(!server.dir.exists());
         for pid in pids {
-            assert!(!Path::new(&format!("/proc/{pid}/cmdline")).exists() || {
-                // A zombie of a daemon reparented elsewhere has an empty command line.
-                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.is_empty())
-            });
+            assert!(
+                !Path::new(&format!("/proc/{pid}/cmdline")).exists() || {
+                    // A zombie of a daemon reparented elsewhere has an empty command line.
+                    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.is_empty())
+                }
+            );
         }
     }
 
