@@ -226,3 +226,29 @@ install_pc_board_rig() {
     fi
 }
 install_pc_board_rig
+
+# The NBD root (deploy to: nbd, docs/nbd.md): Debian's nbd-server, which the job's
+# xnbd-server-deploy starts (LAVA's xnbd-server is not in bookworm), and readelf (binutils),
+# with which the board rig finds the libraries of its arm64 nbd-client. The rig's root image
+# is written by mke2fs (install_qemu_overlay_tools installs e2fsprogs).
+install_nbd_rig() {
+    local missing=()
+    command -v nbd-server >/dev/null 2>&1 || [ -x /usr/bin/nbd-server ] || missing+=(nbd-server)
+    command -v readelf >/dev/null 2>&1 || missing+=(binutils)
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" != 0 ]; then
+        say "not root: cannot install ${missing[*]} (the NBD tests will skip)"
+        return 0
+    fi
+    say "apt-get install ${missing[*]}"
+    if ! out=$($APT install -y -q --no-install-recommends "${missing[@]}" 2>&1); then
+        echo "$out" >&2
+        say "apt-get install ${missing[*]} failed (above)"
+        exit 1
+    fi
+    if ! command -v nbd-server >/dev/null 2>&1 || ! command -v readelf >/dev/null 2>&1; then
+        say "nbd-server or readelf is still missing after apt-get install"
+        exit 1
+    fi
+}
+install_nbd_rig
