@@ -24,8 +24,9 @@ use crate::test_system::{
     unpack_kernel,
 };
 
-/// Modules the initrd loads, with their dependencies, before it connects.
-const NBD_MODULES: &[&str] = &["virtio_pci", "virtio_net", "nbd", "ext4"];
+/// Modules the initrd loads, with their dependencies, before it connects (ext4 asks the
+/// crypto API for `crc32c` when it mounts: `crc32c_generic` provides it).
+const NBD_MODULES: &[&str] = &["virtio_pci", "virtio_net", "nbd", "crc32c_generic", "ext4"];
 /// Module directories unpacked in the first pass (dependencies outside are fetched later).
 const MODULE_DIRS: &[&str] = &[
     "kernel/drivers/net",
@@ -93,7 +94,8 @@ pub fn prepare(rig: &Path, force: bool) -> Result<NbdArtefacts> {
         .to_string();
 
     let mut stamp = format!(
-        "format {FORMAT_VERSION}\nkernel {}\nimage size {IMAGE_SIZE}\ninit {:016x}\nroot {:016x}\n",
+        "format {FORMAT_VERSION}\nkernel {}\nmodules {NBD_MODULES:?}\nimage size {IMAGE_SIZE}\n\
+         init {:016x}\nroot {:016x}\n",
         file_name(&kernel_deb),
         fnv1a(init_script(&release).as_bytes()),
         tree_hash(&root)?,
