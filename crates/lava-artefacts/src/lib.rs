@@ -4,7 +4,8 @@
 //! bz2, by name or by magic), checksums ([`checksum`]: md5, sha256, sha512), the cpio
 //! `newc` format of initramfs images ([`newc`]), tar members ([`tar`]) and the ramdisk
 //! repacked with a test overlay merged in, or a cpio image with a job's `overlays:`
-//! appended and recompressed ([`ramdisk`]); [`compression::Encoder`] writes every format.
+//! appended and recompressed ([`ramdisk`]), the same for a tar image ([`tar_image`]);
+//! [`compression::Encoder`] writes every format.
 //!
 //! Every failure is an [`ArtefactError`] whose [`Fault`] says whose fault it is (the
 //! submitted input, the environment, or a bug): callers map that onto their own error
@@ -30,6 +31,7 @@ mod error;
 pub mod newc;
 pub mod ramdisk;
 pub mod tar;
+pub mod tar_image;
 
 pub use checksum::{Algorithm, Checksums, Digests};
 pub use compression::Compression;

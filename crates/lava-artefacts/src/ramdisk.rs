@@ -47,8 +47,8 @@ pub struct Repacked {
 /// would. Feed every ramdisk member to [`OverlayMerge::keep`] in order (it says whether
 /// the member stays), then [`OverlayMerge::additions`] gives the members to append:
 /// overlay members replace ramdisk members of the same path (a directory keeps the
-/// ramdisk's entry), missing parent directories are created (mode 0755), and new members
-/// get fresh inode numbers. When the overlay names a path twice, the last one wins.
+/// ramdisk's entry), missing parent directories are created (mode 0755, root's), new members
+/// keep their owners and times and get fresh inode numbers. When the overlay names a path twice, the last one wins.
 pub struct OverlayMerge {
     /// The overlay's members with their checked paths, last occurrence of each path only.
     members: Vec<(String, TarMember)>,
@@ -98,19 +98,25 @@ impl OverlayMerge {
 
     /// Records a ramdisk member; false when the overlay replaces it.
     pub fn keep(&mut self, entry: &CpioEntry) -> Result<bool> {
-        let path = checked_member(&entry.name)?;
         self.max_ino = self.max_ino.max(entry.ino);
+        self.keep_path(&entry.name, entry.is_dir())
+    }
+
+    /// Records an image member by its name as written and whether it is a directory
+    /// (archives without inode numbers, such as tar); false when the overlay replaces it.
+    pub fn keep_path(&mut self, name: &str, is_dir: bool) -> Result<bool> {
+        let path = checked_member(name)?;
         if path != "." {
-            self.dot_prefix = entry.name.starts_with("./");
+            self.dot_prefix = name.starts_with("./");
         }
         if !self.wanted.contains(&path) {
             return Ok(true);
         }
         let keep = match self.by_path.get(&path) {
             None => true,
-            Some(&member_is_dir) => entry.is_dir() && member_is_dir,
+            Some(&member_is_dir) => is_dir && member_is_dir,
         };
-        self.present.insert(path, entry.is_dir());
+        self.present.insert(path, is_dir);
         Ok(keep)
     }
 
@@ -122,16 +128,20 @@ impl OverlayMerge {
         // Paths added so far, and whether each is a directory.
         let mut emitted: BTreeMap<String, bool> = BTreeMap::new();
         let mut added = 0;
-        let mut push = |out: &mut Vec<CpioEntry>, path: &str, mode: u32, data: Vec<u8>| {
-            let mut entry = CpioEntry::new(format!("{prefix}{path}"), mode, data);
+        let mut push = |out: &mut Vec<CpioEntry>, path: &str, member: TarMember| {
+            let mut entry = CpioEntry::new(format!("{prefix}{path}"), member.mode, member.data);
             entry.ino = next_ino;
+            entry.uid = member.uid;
+            entry.gid = member.gid;
+            entry.mtime = u32::try_from(member.mtime).unwrap_or(u32::MAX);
             next_ino += 1;
             out.push(entry);
         };
         for (path, member) in self.members {
             for parent in parents(&path) {
                 if !self.present.contains_key(&parent) && !emitted.contains_key(&parent) {
-                    push(&mut out, &parent, S_IFDIR | 0o755, Vec::new());
+                    let dir = TarMember::new(parent.clone(), S_IFDIR | 0o755, Vec::new());
+                    push(&mut out, &parent, dir);
                     emitted.insert(parent, true);
                     added += 1;
                 }
@@ -143,7 +153,7 @@ impl OverlayMerge {
                 Some(_) => {}
                 None => added += 1,
             }
-            push(&mut out, &path, member.mode, member.data);
+            push(&mut out, &path, member);
             emitted.insert(path, is_dir);
         }
         (out, added)
@@ -239,11 +249,11 @@ pub fn overlay_members(overlays: &[OverlaySource]) -> Result<Vec<TarMember>> {
                     std::fs::metadata(file).map_err(read)?.permissions().mode() & 0o100 != 0
                 };
                 let perm = if executable { 0o755 } else { 0o644 };
-                members.push(TarMember {
-                    name: placed(at, ""),
-                    mode: crate::newc::S_IFREG | perm,
+                members.push(TarMember::new(
+                    placed(at, ""),
+                    crate::newc::S_IFREG | perm,
                     data,
-                });
+                ));
             }
         }
     }

@@ -1,7 +1,7 @@
 //! Tar archives as test overlays are: the regular files, directories and symlinks of an
-//! uncompressed archive (ustar, GNU long names, pax `path`/`linkpath` records), read into
-//! memory (an overlay is a few kilobytes of scripts). Member paths that leave the archive
-//! root are refused.
+//! uncompressed archive (ustar, GNU long names, pax `path`/`linkpath` records), with their
+//! owners and times, read into memory (an overlay is a few kilobytes of scripts). Member
+//! paths that leave the archive root are refused.
 
 use crate::ArtefactError;
 use crate::newc::{S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, checked_member};
@@ -21,9 +21,27 @@ pub struct TarMember {
     pub mode: u32,
     /// Contents (regular files) or link target (symlinks).
     pub data: Vec<u8>,
+    /// Owner (numeric).
+    pub uid: u32,
+    /// Group (numeric).
+    pub gid: u32,
+    /// Modification time (seconds since the epoch).
+    pub mtime: u64,
 }
 
 impl TarMember {
+    /// A member owned by root with a zero time.
+    pub fn new(name: impl Into<String>, mode: u32, data: Vec<u8>) -> Self {
+        TarMember {
+            name: name.into(),
+            mode,
+            data,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+        }
+    }
+
     /// Whether the member is a directory.
     pub fn is_dir(&self) -> bool {
         self.mode & S_IFMT == S_IFDIR
@@ -114,25 +132,16 @@ pub fn read_tar(data: &[u8]) -> Result<Vec<TarMember>> {
             link = l;
         }
         let perm = (octal(&h[100..108])? as u32) & 0o7777;
-        let member = match typeflag {
-            b'0' | 0 | b'7' => TarMember {
-                name,
-                mode: S_IFREG | perm,
-                data: body.to_vec(),
-            },
-            b'5' => TarMember {
-                name,
-                mode: S_IFDIR | perm,
-                data: Vec::new(),
-            },
-            b'2' => TarMember {
-                name,
-                mode: S_IFLNK | 0o777,
-                data: link.into_bytes(),
-            },
+        let mut member = match typeflag {
+            b'0' | 0 | b'7' => TarMember::new(name, S_IFREG | perm, body.to_vec()),
+            b'5' => TarMember::new(name, S_IFDIR | perm, Vec::new()),
+            b'2' => TarMember::new(name, S_IFLNK | 0o777, link.into_bytes()),
             // Hard links, devices and fifos are not part of test overlays.
             _ => continue,
         };
+        member.uid = u32::try_from(octal(&h[108..116])?).unwrap_or(u32::MAX);
+        member.gid = u32::try_from(octal(&h[116..124])?).unwrap_or(u32::MAX);
+        member.mtime = octal(&h[136..148])?;
         checked_member(&member.name)?;
         members.push(member);
     }

@@ -67,16 +67,8 @@ fn overlay_members_replace_files_and_traversals_are_refused() {
     let added = merge_overlay(
         &mut merged,
         &[
-            TarMember {
-                name: "init".into(),
-                mode: 0o100755,
-                data: b"new init".to_vec(),
-            },
-            TarMember {
-                name: "lava-1/bin/lava-test-runner".into(),
-                mode: 0o100755,
-                data: b"#!/bin/sh\n".to_vec(),
-            },
+            TarMember::new("init", 0o100755, b"new init".to_vec()),
+            TarMember::new("lava-1/bin/lava-test-runner", 0o100755, b"#!/bin/sh\n".to_vec()),
         ],
     )
     .unwrap();
@@ -91,11 +83,7 @@ fn overlay_members_replace_files_and_traversals_are_refused() {
     inos.dedup();
     assert_eq!(inos.len(), merged.len(), "inode numbers stay unique");
 
-    let evil = vec![TarMember {
-        name: "../../etc/passwd".into(),
-        mode: 0o100644,
-        data: b"x".to_vec(),
-    }];
+    let evil = vec![TarMember::new("../../etc/passwd", 0o100644, b"x".to_vec())];
     assert_eq!(
         merge_overlay(&mut merged, &evil).unwrap_err().fault(),
         Fault::Input
