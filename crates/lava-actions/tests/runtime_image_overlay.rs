@@ -212,3 +212,294 @@ async fn gpt_partitions_count_in_table_order_and_a_filesystem_image_takes_it_who
     let err = partition_offset(&rootfs, 0).unwrap_err();
     assert!(err.message.contains("no partition table"), "{err}");
 }
+
+/// Runs `append-overlays` on image `key` as job `job_id`, the downloads (`key`, and
+/// `<key>.<name>` for other overlays) and the test overlay recorded as the deploy records
+/// them. Returns the result and whether `append-overlays/guest/applied` was set.
+async fn append(
+    job_id: &str,
+    key: &str,
+    params: &str,
+    downloads: &[(&str, &Path)],
+    overlay: &Path,
+) -> (LavaResult<()>, bool) {
+    let params: Mapping = serde_yaml::from_str(params).unwrap();
+    let device = Device::from_yaml("constants: {failure_retry: 1}", None).unwrap();
+    let job_id = format!("{}{job_id}", std::process::id());
+    let mut ctx: RunContext = capturing_context(&job_id, Mapping::new(), device, 120);
+    for (label, file) in downloads {
+        ctx.set_data("download-action", label, "file", file.display().to_string());
+    }
+    ctx.set_data(
+        "compress-overlay",
+        "output",
+        "file",
+        overlay.display().to_string(),
+    );
+    let spec = ActionSpec::new("append-overlays", "deploy", "1.3")
+        .timeout(60)
+        .timeout_kind(ErrorKind::Infrastructure);
+    let key = key.to_string();
+    let action = StepAction::new(
+        spec.name(),
+        step(move |ctx| {
+            let (key, params) = (key.clone(), params.clone());
+            Box::pin(async move {
+                lava_actions::runtime::image_overlay::append_overlays(ctx, &key, &params).await
+            })
+        }),
+    );
+    let result = spec.run(&mut ctx, Box::new(action)).await;
+    let applied = lava_actions::runtime::image_overlay::overlay_applied(&ctx);
+    let scratch = ctx.job.scratch_dir.clone();
+    let _ = std::fs::remove_dir_all(scratch);
+    (result, applied)
+}
+
+/// A tarball of `modules/extra.ko` (0600, owner 1234:5678) and a symlink to it.
+fn modules_tarball(dir: &Path) -> PathBuf {
+    let tree = dir.join("modules-tree");
+    std::fs::create_dir_all(tree.join("modules")).unwrap();
+    std::fs::write(tree.join("modules/extra.ko"), "module\n").unwrap();
+    std::os::unix::fs::symlink("extra.ko", tree.join("modules/latest.ko")).unwrap();
+    let status = Command::new("chmod")
+        .args(["0600"])
+        .arg(tree.join("modules/extra.ko"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let tarball = dir.join("modules.tar");
+    let status = Command::new("tar")
+        .args(["--numeric-owner", "--owner=1234", "--group=5678", "-cf"])
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&tree)
+        .arg("modules")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tarball
+}
+
+/// An ext4 filesystem image with `/etc/issue` ("image") and `/lib`.
+fn ext4_rootfs(dir: &Path, name: &str) -> PathBuf {
+    let tree = dir.join(format!("{name}-tree"));
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::create_dir_all(tree.join("lib")).unwrap();
+    std::fs::write(tree.join("etc/issue"), "image\n").unwrap();
+    let image = dir.join(name);
+    let status = Command::new(MKE2FS)
+        .args(["-q", "-F", "-t", "ext4", "-E", "root_owner=0:0", "-d"])
+        .arg(&tree)
+        .arg(&image)
+        .arg("8M")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    image
+}
+
+const EXT4_OVERLAYS: &str = "
+format: ext4
+overlays:
+  lava: true
+  modules: {url: 'file:///m.tar', format: tar, path: /lib/firmware/extra}
+  issue: {url: 'file:///issue', format: file, path: /etc/issue}
+";
+
+fn assert_ext4_overlays(image: &Path, offset: u64) {
+    assert_overlay_in(image, offset);
+    assert_eq!(debugfs(image, offset, "cat /etc/issue"), "overlay issue\n");
+    assert_eq!(
+        debugfs(image, offset, "cat /lib/firmware/extra/modules/extra.ko"),
+        "module\n"
+    );
+    let stat = debugfs(image, offset, "stat /lib/firmware/extra/modules/extra.ko");
+    assert!(stat.contains("Mode:  0600"), "{stat}");
+    assert!(stat.contains("User:  1234   Group:  5678"), "{stat}");
+    let link = debugfs(image, offset, "stat /lib/firmware/extra/modules/latest.ko");
+    assert!(
+        link.contains("Type: symlink") && link.contains("Fast link dest: \"extra.ko\""),
+        "{link}"
+    );
+    let dir = debugfs(image, offset, "stat /lib/firmware");
+    assert!(dir.contains("Type: directory"), "{dir}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_overlays_writes_every_overlay_into_an_ext4_image() {
+    if !tools() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let overlay = overlay(tmp.path());
+    let modules = modules_tarball(tmp.path());
+    let issue = tmp.path().join("issue");
+    std::fs::write(&issue, "overlay issue\n").unwrap();
+    let rootfs = ext4_rootfs(tmp.path(), "rootfs.ext4");
+    let downloads = [
+        ("rootfs", rootfs.as_path()),
+        ("rootfs.modules", modules.as_path()),
+        ("rootfs.issue", issue.as_path()),
+    ];
+    let (result, applied) = append("3", "rootfs", EXT4_OVERLAYS, &downloads, &overlay).await;
+    result.unwrap();
+    assert!(applied, "append-overlays/guest/applied is set");
+    assert_ext4_overlays(&rootfs, 0);
+    let fsck = Command::new("/usr/sbin/e2fsck")
+        .args(["-fn"])
+        .arg(&rootfs)
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "e2fsck: {}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
+
+    // Not a filesystem: debugfs' complaint is the job's error, naming the image key.
+    let junk = tmp.path().join("junk.img");
+    std::fs::write(&junk, vec![0u8; 65536]).unwrap();
+    let (result, _) = append("3", "rootfs", EXT4_OVERLAYS, &[("rootfs", &junk)], &overlay).await;
+    let err = result.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Job, "{err}");
+    assert!(
+        err.message.starts_with("Unable to update image rootfs in "),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_overlays_on_a_sparse_ext4_partition() {
+    if !tools()
+        || !require_tool(
+            "simg2img",
+            "android-sdk-libsparse-utils: scripts/install-test-deps.sh",
+        )
+        || !require_tool(
+            "img2simg",
+            "android-sdk-libsparse-utils: scripts/install-test-deps.sh",
+        )
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let overlay = overlay(tmp.path());
+    let modules = modules_tarball(tmp.path());
+    let issue = tmp.path().join("issue");
+    std::fs::write(&issue, "overlay issue\n").unwrap();
+    let raw = tmp.path().join("disk.raw");
+    mbr_image(&raw, 16384, &[(2048, 2048), (4096, 12288)]);
+    mkfs(&raw, 4096 * SECTOR, "6M");
+    let sparse = tmp.path().join("disk.img");
+    let status = Command::new("img2simg")
+        .arg(&raw)
+        .arg(&sparse)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let params = format!("{EXT4_OVERLAYS}partition: 1\nsparse: true\n");
+    let downloads = [
+        ("rootfs", sparse.as_path()),
+        ("rootfs.modules", modules.as_path()),
+        ("rootfs.issue", issue.as_path()),
+    ];
+    let (result, _) = append("4", "rootfs", &params, &downloads, &overlay).await;
+    result.unwrap();
+    let magic = std::fs::read(&sparse).unwrap()[..4].to_vec();
+    assert_eq!(magic, [0x3a, 0xff, 0x26, 0xed], "sparse again");
+    let back = tmp.path().join("back.raw");
+    let status = Command::new("simg2img")
+        .arg(&sparse)
+        .arg(&back)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_ext4_overlays(&back, 4096 * SECTOR);
+    assert!(
+        !tmp.path().join("disk.img.non-sparse").exists()
+            && !tmp.path().join("disk.img.sparse").exists(),
+        "no conversion left beside the image"
+    );
+
+    let params = format!("{EXT4_OVERLAYS}partition: 5\nsparse: true\n");
+    let (result, _) = append("4", "rootfs", &params, &downloads, &overlay).await;
+    let err = result.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Job, "{err}");
+    assert!(
+        err.message
+            .contains("Unable to update image rootfs: Unable to find partition 5"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_overlays_merges_into_a_tar_image_kept_compressed() {
+    if !tools() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let overlay = overlay(tmp.path());
+    let tree = tmp.path().join("image-tree");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::write(tree.join("etc/issue"), "image\n").unwrap();
+    let image = tmp.path().join("ramdisk.tar.gz");
+    let status = Command::new("tar")
+        .arg("-czf")
+        .arg(&image)
+        .arg("-C")
+        .arg(&tree)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let params: &str = "{format: tar, compression: gz, overlays: {lava: true}}";
+    let params_map: Mapping = serde_yaml::from_str(params).unwrap();
+    let device = Device::from_yaml("constants: {failure_retry: 1}", None).unwrap();
+    let mut ctx: RunContext = capturing_context(
+        &format!("{}5", std::process::id()),
+        Mapping::new(),
+        device,
+        120,
+    );
+    ctx.set_data(
+        "download-action",
+        "ramdisk",
+        "file",
+        image.display().to_string(),
+    );
+    ctx.set_data("download-action", "ramdisk", "compression", "gz");
+    ctx.set_data("download-action", "ramdisk", "decompressed", false);
+    ctx.set_data(
+        "compress-overlay",
+        "output",
+        "file",
+        overlay.display().to_string(),
+    );
+    let spec = ActionSpec::new("append-overlays", "deploy", "1.3").timeout(60);
+    let action = StepAction::new(
+        spec.name(),
+        step(move |ctx| {
+            let params = params_map.clone();
+            Box::pin(async move {
+                lava_actions::runtime::image_overlay::append_overlays(ctx, "ramdisk", &params).await
+            })
+        }),
+    );
+    spec.run(&mut ctx, Box::new(action)).await.unwrap();
+    let _ = std::fs::remove_dir_all(ctx.job.scratch_dir.clone());
+    let list = Command::new("tar")
+        .arg("-tzvf")
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(list.status.success(), "still gzip: {list:?}");
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.contains("./etc/issue"), "{list}");
+    assert!(list.contains("lava-5/bin/lava-test-runner"), "{list}");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("-rwxr-xr-x") && l.ends_with("lava-5/bin/lava-test-runner")),
+        "{list}"
+    );
+}

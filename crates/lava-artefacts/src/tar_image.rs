@@ -50,7 +50,10 @@ fn read_error(image: &Path, error: std::io::Error) -> ArtefactError {
     if error.raw_os_error().is_some() {
         ArtefactError::io(format!("Unable to read {}", image.display()), error)
     } else {
-        bad(format!("Unable to read the tar image {}: {error}", image.display()))
+        bad(format!(
+            "Unable to read the tar image {}: {error}",
+            image.display()
+        ))
     }
 }
 
@@ -215,7 +218,10 @@ fn write_merged(
 }
 
 /// One overlay member as a ustar member (GNU long names when a path needs one).
-fn append_member<W: Write>(builder: &mut tar::Builder<W>, entry: &CpioEntry) -> std::io::Result<()> {
+fn append_member<W: Write>(
+    builder: &mut tar::Builder<W>,
+    entry: &CpioEntry,
+) -> std::io::Result<()> {
     let mut header = tar::Header::new_ustar();
     header.set_mode(entry.mode & 0o7777);
     header.set_uid(entry.uid.into());

@@ -68,7 +68,11 @@ fn overlay_members_replace_files_and_traversals_are_refused() {
         &mut merged,
         &[
             TarMember::new("init", 0o100755, b"new init".to_vec()),
-            TarMember::new("lava-1/bin/lava-test-runner", 0o100755, b"#!/bin/sh\n".to_vec()),
+            TarMember::new(
+                "lava-1/bin/lava-test-runner",
+                0o100755,
+                b"#!/bin/sh\n".to_vec(),
+            ),
         ],
     )
     .unwrap();

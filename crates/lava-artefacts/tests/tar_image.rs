@@ -114,8 +114,7 @@ fn overlays_are_merged_into_a_tar_image_and_read_back_by_gnu_tar() {
             at: "/opt/extra/file.bin".into(),
         },
     ];
-    let done =
-        append_overlays_blocking(&image, &overlays, Some(Compression::Gz), &image).unwrap();
+    let done = append_overlays_blocking(&image, &overlays, Some(Compression::Gz), &image).unwrap();
     assert_eq!(done.path, image);
     assert!(!image.with_extension("partial").exists());
 
@@ -123,11 +122,18 @@ fn overlays_are_merged_into_a_tar_image_and_read_back_by_gnu_tar() {
     std::fs::create_dir(&out).unwrap();
     run(&out, &["tar", "-xzf", image.to_str().unwrap()]);
     let read = |p: &str| std::fs::read_to_string(out.join(p)).unwrap();
-    assert_eq!(read("etc/issue"), "overlay issue\n", "the overlay wins a path");
+    assert_eq!(
+        read("etc/issue"),
+        "overlay issue\n",
+        "the overlay wins a path"
+    );
     assert_eq!(read(LONG), "long\n", "a GNU long name is kept");
     assert_eq!(read("lava-7/bin/lava-test-runner"), "#!/bin/sh\n");
     assert_eq!(read("opt/extra/file.bin"), "extra\n");
-    assert_eq!(std::fs::read(out.join("bin/busybox")).unwrap(), vec![7u8; 5000]);
+    assert_eq!(
+        std::fs::read(out.join("bin/busybox")).unwrap(),
+        vec![7u8; 5000]
+    );
     assert_eq!(
         std::fs::read_link(out.join("bin/sh")).unwrap(),
         Path::new("busybox")

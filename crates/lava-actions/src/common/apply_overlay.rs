@@ -257,15 +257,6 @@ impl Action for AppendOverlays {
     fn validate(&self, _ctx: &mut ValidateContext<'_>) -> LavaResult<()> {
         self.check()
     }
-    /// A `cpio.newc` image is modified here; `tar` and `ext4` images are not yet.
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        match self.params.get("format").and_then(Value::as_str) {
-            Some("cpio.newc") => Runnable::Yes,
-            _ => Runnable::NotYet {
-                missing: Some("tar and ext4 images"),
-            },
-        }
-    }
     async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
         crate::runtime::image_overlay::append_overlays(ctx, &self.key, &self.params).await
     }

@@ -372,7 +372,7 @@ actions:
     }
 
     #[test]
-    fn qemu_image_jobs_can_run_here_but_not_a_tar_image_with_overlays() {
+    fn qemu_image_jobs_with_appended_overlays_can_run_here() {
         let refused = |text: &str| not_runnable(&job(text), DEVICE);
         let test = "
 - test:
@@ -393,17 +393,20 @@ actions:
         assert_eq!(refused(&format!("{appended}{test}")), Vec::<String>::new());
         let disk_only = "\n- deploy: {to: tmpfs, images: {disk: {url: 'file:///d'}}}";
         assert_eq!(refused(&format!("{disk_only}{test}")), Vec::<String>::new());
-        let tar_image = "
+        for format in ["tar", "ext4"] {
+            let image = format!(
+                "
 - deploy:
     to: tmpfs
     images:
-      rootfs: {url: 'file:///r', format: tar, overlays: {lava: true}}";
-        assert_eq!(
-            refused(&format!("{tar_image}{test}")),
-            [
-                "actions[0].deploy: action 'append-overlays' (method tmpfs) (tar and ext4 images) cannot run in lava-rs yet"
-            ]
-        );
+      rootfs: {{url: 'file:///r', format: {format}, overlays: {{lava: true}}}}"
+            );
+            assert_eq!(
+                refused(&format!("{image}{test}")),
+                Vec::<String>::new(),
+                "{format}"
+            );
+        }
     }
 
     #[test]
