@@ -252,3 +252,19 @@ install_nbd_rig() {
     fi
 }
 install_nbd_rig
+# append-overlays on sparse ext4 images (docs/qemu-overlays.md): simg2img and img2simg from
+# android-sdk-libsparse-utils (bookworm main), for lava-actions' runtime_image_overlay tests.
+install_sparse_image_tools() {
+    [ -x /usr/bin/simg2img ] && [ -x /usr/bin/img2simg ] && return 0
+    if [ "$(id -u)" != 0 ]; then
+        say "not root: cannot install android-sdk-libsparse-utils (the sparse image test will skip)"
+        return 0
+    fi
+    say "apt-get install android-sdk-libsparse-utils"
+    if ! out=$($APT install -y -q --no-install-recommends android-sdk-libsparse-utils 2>&1); then
+        echo "$out" >&2
+        say "apt-get install android-sdk-libsparse-utils failed (above)"
+        exit 1
+    fi
+}
+install_sparse_image_tools
