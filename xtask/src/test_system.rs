@@ -76,8 +76,9 @@ const MODULE_DIRS: &[&str] = &[
     "kernel/drivers/virtio",
 ];
 /// Bump when the layout of the outputs changes in a way the stamp would not notice (2: the
-/// initramfs written by lava-artefacts' newc writer).
-const FORMAT_VERSION: u32 = 2;
+/// initramfs written by lava-artefacts' newc writer; 3: its init switches to a disk root
+/// given as `lava_rs_root=`).
+const FORMAT_VERSION: u32 = 3;
 /// Module directories (under `lib/modules/<release>`) unpacked for libguestfs' appliance: its
 /// minimal initrd loads disk, virtio and crc modules, its root loads filesystems and device
 /// mapper ones. Leaving out networking, sound and the other drivers keeps the tree at ~95 MB
@@ -998,10 +999,32 @@ done < /etc/lava-rs/modules
 # No udev here: /dev/disk/by-uuid links (LAVA mounts its overlay disk by UUID) for the disks
 # present now, and for later ones through the mdev netlink daemon (/etc/mdev.conf).
 /lib/lava-rs/disk-links
-mdev -d
 echo
 echo "{BANNER} ($(uname -sr), $(busybox | head -n 1 | cut -d ' ' -f 1-2))"
 echo
+# A root filesystem on a disk (lava_rs_root=/dev/sdX on the kernel command line, as a LAVA
+# job booting a rootfs image asks): mounted, given busybox's links, and switched to; its own
+# busybox init then runs.
+root=
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in lava_rs_root=*) root="${{arg#lava_rs_root=}}" ;; esac
+done
+if [ -n "$root" ]; then
+    tries=0
+    while [ ! -b "$root" ] && [ "$tries" -lt 20 ]; do sleep 1; tries=$((tries + 1)); done
+    mkdir -p /newroot
+    if mount -t ext4 "$root" /newroot; then
+        echo "lava-rs: switching to the root filesystem on $root"
+        chroot /newroot /bin/busybox --install -s
+        for fs in /proc /sys /dev /tmp /run; do
+            mkdir -p "/newroot$fs"
+            mount --move "$fs" "/newroot$fs"
+        done
+        exec switch_root /newroot /sbin/init
+    fi
+    echo "lava-rs: could not mount $root, staying in the initramfs"
+fi
+mdev -d
 exec /sbin/init
 "#
     );

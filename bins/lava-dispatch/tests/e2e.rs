@@ -367,6 +367,52 @@ fn qemu_jobs_in_lavas_overlay_shapes_run_their_tests() {
 }
 
 #[test]
+fn qemu_ext4_rootfs_with_appended_overlay_runs_its_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = workspace().join("fixtures/qemu/device.yaml");
+    let job = match qemu_fixture_job("qemu-ext4-overlays.yaml", dir.path()) {
+        Ok(job) => job,
+        Err(why) => {
+            skip_or_fail(format!("the QEMU ext4 overlay job cannot run: {why}"));
+            return;
+        }
+    };
+    // `overlays: lava: true` on a `format: ext4` image: the overlay is written into the
+    // root filesystem the guest switches to.
+    let o = run_job(&job, &device, "9113");
+    let tail = o.log.lines().rev().take(20).collect::<Vec<_>>().join("\n");
+    assert_eq!(o.code, 0, "{tail}");
+    let r = results(&o.log);
+    for (case, outcome) in [
+        ("always-pass", "pass"),
+        ("always-fail", "fail"),
+        ("root-is-ext4", "pass"),
+        ("runner-on-rootfs", "pass"),
+        ("no-overlay-disk", "pass"),
+        ("rootfs-missing-file", "fail"),
+    ] {
+        assert!(has(&r, "0_ext4-overlays", case, outcome), "{case}: {r:?}");
+    }
+    assert!(
+        o.log.contains("append-overlays") && o.log.contains("Calling: debugfs -w -f "),
+        "append-overlays wrote the overlay with debugfs"
+    );
+    assert!(
+        o.log.contains("Overlay already applied"),
+        "apply-overlay-guest skipped"
+    );
+    assert!(
+        o.log
+            .contains("switching to the root filesystem on /dev/sda"),
+        "the guest runs from the ext4 image"
+    );
+    assert!(
+        !boot_command(&o.log).contains("lavatest"),
+        "no overlay disk attached"
+    );
+}
+
+#[test]
 fn a_qemu_boot_in_docker_is_refused_at_validation_never_run_on_the_host() {
     let root = workspace();
     let dir = tempfile::tempdir().unwrap();

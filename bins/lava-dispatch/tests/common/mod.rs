@@ -38,9 +38,10 @@ pub fn has(
 pub const ROOTFS_UUID: &str = "4c415641-2d72-4f6f-a474-66732d646973";
 
 /// The QEMU job fixture `fixtures/qemu/<fixture>` made runnable in `dir`:
-/// `@TEST_SYSTEM_DIR@` replaced by `target/test-system`, and `@ROOTFS@` by an ext2 image
+/// `@TEST_SYSTEM_DIR@` replaced by `target/test-system`, `@ROOTFS@` by an ext2 image
 /// built here with `mke2fs -d` (UUID [`ROOTFS_UUID`], `/etc/issue` saying "lava-rs
-/// rootfs"). `Err` names what is missing (the test system, QEMU, mke2fs).
+/// rootfs"), and `@ROOTFS_EXT4@` by an ext4 root filesystem made of the test system's
+/// initramfs tree. `Err` names what is missing (the test system, QEMU, mke2fs, cpio).
 pub fn qemu_fixture_job(fixture: &str, dir: &std::path::Path) -> Result<PathBuf, String> {
     use std::process::{Command, Stdio};
     let root = lava_test_support::paths::workspace();
@@ -82,7 +83,57 @@ pub fn qemu_fixture_job(fixture: &str, dir: &std::path::Path) -> Result<PathBuf,
     } else {
         text
     };
+    let text = if text.contains("@ROOTFS_EXT4@") {
+        let image = ext4_root_from_initramfs(&test_system, dir)?;
+        text.replace("@ROOTFS_EXT4@", &image.display().to_string())
+    } else {
+        text
+    };
     let job = dir.join(fixture);
     std::fs::write(&job, text).map_err(|e| e.to_string())?;
     Ok(job)
+}
+
+/// An ext4 root filesystem image holding the test system's initramfs tree (without its
+/// kernel modules, which the initramfs has loaded, and device nodes), as `dir/rootfs.ext4`:
+/// unpacked with `cpio`, made with `mke2fs -d`.
+fn ext4_root_from_initramfs(
+    test_system: &std::path::Path,
+    dir: &std::path::Path,
+) -> Result<PathBuf, String> {
+    use std::process::{Command, Stdio};
+    let tree = dir.join("ext4-root-tree");
+    std::fs::create_dir_all(&tree).map_err(|e| e.to_string())?;
+    let unpack = format!(
+        "gzip -dc '{}' | cpio -id --quiet --no-absolute-filenames -f 'dev/*' 'lib/modules/*'",
+        test_system.join("initramfs.cpio.gz").display()
+    );
+    let unpacked = Command::new("sh")
+        .args(["-c", &unpack])
+        .current_dir(&tree)
+        .status()
+        .map_err(|e| format!("cpio: {e}"))?;
+    if !unpacked.success() {
+        return Err(format!(
+            "unpacking the initramfs with cpio failed: {unpacked}"
+        ));
+    }
+    std::fs::create_dir_all(tree.join("dev")).map_err(|e| e.to_string())?;
+    let image = dir.join("rootfs.ext4");
+    let mke2fs = ["/usr/sbin/mke2fs", "/sbin/mke2fs"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).is_file())
+        .ok_or("mke2fs is missing (e2fsprogs)")?;
+    let made = Command::new(mke2fs)
+        .args(["-q", "-F", "-t", "ext4", "-E", "root_owner=0:0", "-d"])
+        .arg(&tree)
+        .arg(&image)
+        .arg("32M")
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("mke2fs: {e}"))?;
+    if !made.success() {
+        return Err(format!("mke2fs failed: {made}"));
+    }
+    Ok(image)
 }
