@@ -19,6 +19,7 @@ mod pipeline;
 mod shared;
 mod soak;
 mod supply_chain;
+mod support_matrix;
 mod templates;
 mod test_system;
 mod worker_bench;
@@ -91,6 +92,12 @@ enum Command {
     /// `cargo deny check`: advisories (when the database can be fetched), licences, bans,
     /// sources.
     Deny,
+    /// Write docs/support-matrix.md: which methods run, what stops the others, their proofs
+    /// (`--fixtures-only` without ../shared).
+    SupportMatrix {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -143,5 +150,6 @@ fn main() -> Result<()> {
         }
         Command::Lab { args } => lab::run(&args),
         Command::Deny => supply_chain::check(),
+        Command::SupportMatrix { args } => support_matrix::run(&args),
     }
 }

@@ -87,7 +87,7 @@ pub fn conformance(filter: Option<&str>) -> Result<bool> {
 /// Some cases need host tools LAVA looks up in `$PATH` while building the pipeline
 /// (`host_tools_looked_up_at_parse` in their meta.yaml: uuu, bcu, ...). As in LAVA's own
 /// tests, stand-ins are enough: they are looked up, never run. Returns their directory.
-fn host_tool_stubs(conformance: &Path) -> Result<std::path::PathBuf> {
+pub(crate) fn host_tool_stubs(conformance: &Path) -> Result<std::path::PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let dir = std::env::temp_dir().join("lava-rs-conformance-tools");
     std::fs::create_dir_all(&dir)?;
