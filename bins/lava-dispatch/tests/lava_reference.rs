@@ -4,16 +4,18 @@
 //! units, and the `lava` suite's `job` result. The jobs: `target/test-system/qemu-smoke.yaml`
 //! (kernel and ramdisk, the overlay on LAVA's overlay disk), `fixtures/qemu/
 //! qemu-ramdisk-overlays.yaml` (`overlays: lava: true`: the overlay appended to the ramdisk)
-//! and `fixtures/qemu/qemu-disk-image.yaml` (a rootfs disk image attached, the overlay on its
-//! own disk). One job runs at a time (QEMU under TCG on a loaded machine).
+//! `fixtures/qemu/qemu-disk-image.yaml` (a rootfs disk image attached, the overlay on its
+//! own disk) and `fixtures/qemu/qemu-ext4-overlays.yaml` (`overlays: lava: true` on an ext4
+//! root filesystem image: LAVA writes it with libguestfs, lava-rs with debugfs). One job
+//! runs at a time (QEMU under TCG on a loaded machine).
 //!
 //! Where each dispatcher puts its results: ours writes `logs.yaml` to `--output-dir`. LAVA's,
 //! run without `--url` (as here), writes only `description.yaml` and `result.yaml` there; its
 //! log, one YAML flow mapping per line with the `lvl: results` records among them, goes to
 //! stderr, which this test keeps in a file.
 //!
-//! LAVA builds the test overlay disk with libguestfs (not needed for the
-//! `overlays: lava: true` job), which needs a kernel for its appliance;
+//! LAVA builds the test overlay disk, and writes into an ext4 image, with libguestfs (not
+//! needed for the ramdisk `overlays: lava: true` job), which needs a kernel for its appliance;
 //! `cargo xtask test-system` prepares one and writes the environment for it to
 //! `target/test-system/libguestfs.env`. With `CI=true` every prerequisite must be present;
 //! elsewhere the test says which one is missing and skips.
@@ -210,6 +212,19 @@ fn the_disk_image_job_gives_the_same_results_under_lava_and_lava_rs() {
     let dir = tempfile::tempdir().unwrap();
     match common::qemu_fixture_job("qemu-disk-image.yaml", dir.path()) {
         Ok(job) => compare(&setup, &job, 2),
+        Err(missing) => skip_or_fail(format!("the LAVA reference run cannot run: {missing}")),
+    }
+}
+
+#[test]
+fn the_ext4_overlays_job_gives_the_same_results_under_lava_and_lava_rs() {
+    // LAVA writes the overlay into the ext4 image with libguestfs; lava-rs with debugfs.
+    let Some(setup) = setup_or_skip(true) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    match common::qemu_fixture_job("qemu-ext4-overlays.yaml", dir.path()) {
+        Ok(job) => compare(&setup, &job, 3),
         Err(missing) => skip_or_fail(format!("the LAVA reference run cannot run: {missing}")),
     }
 }
