@@ -16,6 +16,7 @@ mod lab;
 mod layering;
 mod main_job;
 mod pipeline;
+mod runnable_share;
 mod shared;
 mod soak;
 mod supply_chain;
@@ -38,7 +39,8 @@ struct Cli {
 enum Command {
     /// Run LAVA's conformance checkers (../shared/conformance) against our binaries.
     Conformance {
-        /// Which corpus: pipeline, templates or all.
+        /// Which corpus: pipeline, templates or all; `runnable`: how many pipeline corpus
+        /// jobs would run here, and what stops the others.
         #[arg(default_value = "all")]
         corpus: String,
         /// Only cases whose name contains this.
@@ -109,12 +111,15 @@ fn main() -> Result<()> {
             match corpus.as_str() {
                 "pipeline" => ok &= pipeline::conformance(filter)?,
                 "templates" => ok &= templates::conformance(filter)?,
+                "runnable" => ok &= runnable_share::report(filter)?,
                 "all" => {
                     ok &= pipeline::conformance(filter)?;
                     ok &= templates::conformance(filter)?;
                 }
                 other => {
-                    anyhow::bail!("unknown corpus {other:?}: expected pipeline, templates or all")
+                    anyhow::bail!(
+                        "unknown corpus {other:?}: expected pipeline, templates, runnable or all"
+                    )
                 }
             }
             if !ok {

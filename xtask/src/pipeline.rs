@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-const CORPORA: &[&str] = &["pipeline-cases", "pipeline-cases-extra"];
+pub(crate) const CORPORA: &[&str] = &["pipeline-cases", "pipeline-cases-extra"];
 
 /// Run LAVA's checker over both public pipeline corpora with our `lava-run --validate`.
 /// Prints the checker's `N passed, M failed` per corpus, a total, and failures by family.
