@@ -95,6 +95,18 @@ pub const PROOFS: &[Proof] = &[
         rig: "U-Boot board rig",
     },
     Proof {
+        section: "deploy",
+        strategy: "qemu-nfs",
+        test: "bins/lava-dispatch/tests/e2e_qemu_nfs.rs::qemu_nfs_job_runs_its_tests_on_the_nfs_root",
+        rig: "qemu-nfs rig (QEMU, NFS root)",
+    },
+    Proof {
+        section: "boot",
+        strategy: "qemu-nfs",
+        test: "bins/lava-dispatch/tests/e2e_qemu_nfs.rs::qemu_nfs_job_runs_its_tests_on_the_nfs_root",
+        rig: "qemu-nfs rig (QEMU, NFS root)",
+    },
+    Proof {
         section: "boot",
         strategy: "qemu",
         test: "bins/lava-dispatch/tests/e2e.rs::qemu_job_boots_the_guest_and_runs_its_test_shell",
@@ -219,7 +231,36 @@ struct Shape {
     env_dut: Option<String>,
 }
 
-/// The fixture jobs of every fixture directory holding a rendered `device.yaml`.
+/// `@NAME@` placeholders (filled in by the tests that run a fixture) as plain paths, and
+/// `@NAME_URL@` ones as `file://` URLs, so that the job parses.
+fn without_placeholders(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find('@') {
+        let after = &rest[start + 1..];
+        let name_len = after
+            .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(after.len());
+        if name_len > 0 && after[name_len..].starts_with('@') {
+            let name = &after[..name_len];
+            out.push_str(&rest[..start]);
+            if name.ends_with("_URL") {
+                out.push_str("file://");
+            }
+            out.push_str(&format!("/lava-rs-placeholder/{name}"));
+            rest = &after[name_len + 1..];
+        } else {
+            out.push_str(&rest[..=start]);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The fixture jobs (files with a top-level `job_name`) of every fixture directory holding
+/// rendered devices (`device.yaml`, then `device-*.yaml`): each job with the first of them
+/// its pipeline builds on.
 fn fixture_shapes() -> Result<Vec<Shape>> {
     let fixtures = workspace_root().join("fixtures");
     let mut shapes = Vec::new();
@@ -228,21 +269,39 @@ fn fixture_shapes() -> Result<Vec<Shape>> {
         .filter(|d| d.join("device.yaml").is_file())
         .collect();
     dirs.sort();
+    let registry = lava_actions::registry();
     for dir in dirs {
-        let device = std::fs::read_to_string(dir.join("device.yaml"))?;
-        let mut jobs: Vec<PathBuf> = std::fs::read_dir(&dir)?
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
             .filter_map(|e| Some(e.ok()?.path()))
-            .filter(|p| {
-                p.extension().is_some_and(|e| e == "yaml")
-                    && p.file_name().is_some_and(|n| n != "device.yaml")
-            })
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
             .collect();
-        jobs.sort();
-        for job in jobs {
-            let text = std::fs::read_to_string(&job)?;
-            if !text.contains("\nactions:") {
+        files.sort();
+        let is_device = |p: &PathBuf| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n == "device.yaml" || n.starts_with("device-"))
+        };
+        let mut devices: Vec<String> = Vec::new();
+        devices.push(std::fs::read_to_string(dir.join("device.yaml"))?);
+        for device in files
+            .iter()
+            .filter(|p| is_device(p) && !p.ends_with("device.yaml"))
+        {
+            devices.push(std::fs::read_to_string(device)?);
+        }
+        for job in files.iter().filter(|p| !is_device(p)) {
+            let text = without_placeholders(&std::fs::read_to_string(job)?);
+            if !text.lines().any(|l| l.starts_with("job_name:")) {
                 continue;
             }
+            let builds = |device: &String| {
+                Device::from_yaml(device, None).is_ok_and(|device| {
+                    JobParser::new(&registry, &lava_actions::FIXED)
+                        .parse(&text, device, &ParseOptions::default())
+                        .is_ok()
+                })
+            };
+            let device = devices.iter().find(|d| builds(d)).unwrap_or(&devices[0]);
             shapes.push(Shape {
                 name: job.strip_prefix(workspace_root())?.display().to_string(),
                 job: text,
@@ -687,6 +746,14 @@ mod tests {
                 proof.strategy
             );
         }
+    }
+
+    #[test]
+    fn placeholders_become_paths() {
+        assert_eq!(
+            without_placeholders("url: @KERNEL_URL@ # a@b, @x@ @@ file://@A1@/k"),
+            "url: file:///lava-rs-placeholder/KERNEL_URL # a@b, @x@ @@ file:///lava-rs-placeholder/A1/k"
+        );
     }
 
     #[test]
