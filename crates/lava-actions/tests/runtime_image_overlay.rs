@@ -422,6 +422,20 @@ async fn append_overlays_on_a_sparse_ext4_partition() {
         "no conversion left beside the image"
     );
 
+    // Not a sparse image: simg2img's refusal is the job's error, and the image is kept.
+    let before = std::fs::read(&raw).unwrap();
+    let params = format!("{EXT4_OVERLAYS}partition: 1\nsparse: true\n");
+    let downloads_raw = [
+        ("rootfs", raw.as_path()),
+        ("rootfs.modules", modules.as_path()),
+        ("rootfs.issue", issue.as_path()),
+    ];
+    let (result, _) = append("4", "rootfs", &params, &downloads_raw, &overlay).await;
+    let err = result.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Job, "{err}");
+    assert!(err.message.starts_with("simg2img failed for "), "{err}");
+    assert_eq!(std::fs::read(&raw).unwrap(), before);
+
     let params = format!("{EXT4_OVERLAYS}partition: 5\nsparse: true\n");
     let (result, _) = append("4", "rootfs", &params, &downloads, &overlay).await;
     let err = result.unwrap_err();

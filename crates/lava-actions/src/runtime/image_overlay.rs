@@ -221,8 +221,12 @@ async fn append_to_ext4(
         resparse(ctx, simg2img, image, "non-sparse").await?;
     }
     let offset = match partition {
-        Some(index) => partition_offset(image, index)
-            .map_err(|e| LavaError::job(format!("Unable to update image {key}: {}", e.message)))?,
+        Some(index) => partition_offset(image, index).map_err(|e| {
+            LavaError::new(
+                e.kind,
+                format!("Unable to update image {key}: {}", e.message),
+            )
+        })?,
         None => 0,
     };
     ctx.logger.debug("Overlays:");
@@ -271,14 +275,18 @@ async fn resparse(ctx: &mut RunContext, tool: &Path, image: &Path, suffix: &str)
     .await;
     if let Err(e) = done {
         let _ = std::fs::remove_file(&converted);
-        return Err(LavaError::job(format!(
-            "{} failed for {}: {}",
-            tool.file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("conversion"),
-            image.display(),
-            e.message
-        )));
+        // The tool's failure keeps its kind (a timeout stays a timeout).
+        return Err(LavaError::new(
+            e.kind,
+            format!(
+                "{} failed for {}: {}",
+                tool.file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("conversion"),
+                image.display(),
+                e.message
+            ),
+        ));
     }
     std::fs::rename(&converted, image).map_err(|e| {
         LavaError::infrastructure(format!("Unable to replace {}: {e}", image.display()))
