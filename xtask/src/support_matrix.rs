@@ -6,8 +6,9 @@
 //! - **Capability** is each action's [`Action::runnable`](lava_pipeline::Action), the same
 //!   answer `lava-run --validate` gives. Actions only exist in built pipelines, so every
 //!   job shape we have is built (never validated or run): the repository's fixture jobs
-//!   with their devices and, when `../shared` is present, every case of LAVA's pipeline
-//!   corpora. Each job block is credited to the strategy the registry selects for it, with
+//!   with their devices (`fixtures/support-matrix/` holds shapes for strategies no other
+//!   fixture or corpus job builds) and, when `../shared` is present, every case of LAVA's
+//!   pipeline corpora. Each job block is credited to the strategy the registry selects for it, with
 //!   every action of its subtree and whether that action runs (and, for actions that run
 //!   in some forms only, the missing form).
 //! - **The census** (`docs/support-matrix.yaml`, generated) keeps that per strategy, so the
@@ -123,12 +124,6 @@ pub const PROOFS: &[Proof] = &[
         strategy: "ssh",
         test: "bins/lava-dispatch/tests/e2e_ssh.rs::ssh_job_deploys_boots_and_runs_its_test_shell_over_ssh",
         rig: "private sshd",
-    },
-    Proof {
-        section: "boot",
-        strategy: "schroot",
-        test: "bins/lava-dispatch/tests/e2e_schroot.rs::two_jobs_run_in_fresh_sessions_of_a_disposable_chroot",
-        rig: "busybox chroot",
     },
     Proof {
         section: "boot",
