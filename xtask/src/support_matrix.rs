@@ -115,6 +115,18 @@ pub const PROOFS: &[Proof] = &[
     },
     Proof {
         section: "boot",
+        strategy: "ipxe",
+        test: "bins/lava-dispatch/tests/e2e_pc_board.rs::ipxe_ramdisk_job_runs_its_tests",
+        rig: "PC board rig (QEMU pc, iPXE)",
+    },
+    Proof {
+        section: "boot",
+        strategy: "grub",
+        test: "bins/lava-dispatch/tests/e2e_pc_board.rs::grub_ramdisk_job_runs_its_tests",
+        rig: "PC board rig (QEMU pc, GRUB over PXE; ramdisk form)",
+    },
+    Proof {
+        section: "boot",
         strategy: "minimal",
         test: "bins/lava-dispatch/tests/e2e.rs::local_shell_job_runs_its_test_shell",
         rig: "local-shell device",
