@@ -108,6 +108,12 @@ pub const PROOFS: &[Proof] = &[
         rig: "qemu-nfs rig (QEMU, NFS root)",
     },
     Proof {
+        section: "deploy",
+        strategy: "nbd",
+        test: "bins/lava-dispatch/tests/e2e_board.rs::nbd_job_runs_its_tests_on_the_nbd_root",
+        rig: "U-Boot board rig, root over NBD (nbd-server)",
+    },
+    Proof {
         section: "boot",
         strategy: "qemu",
         test: "bins/lava-dispatch/tests/e2e.rs::qemu_job_boots_the_guest_and_runs_its_test_shell",
