@@ -1,7 +1,7 @@
 //! The `grub` and `grub-efi` boot methods: interrupt GRUB (through the UEFI menu for
 //! grub-efi) and type the commands, or follow the device's grub `sequence`.
 
-use crate::boot::uefi::{UEFIMenuInterrupt, check_uefi_menu_selector};
+use crate::boot::uefi::{UEFIMenuInterrupt, UefiMenuSelector, check_uefi_menu_selector};
 use crate::common::bootloader::{
     BootloaderCommandOverlay, BootloaderCommandsAction, BootloaderInterruptAction,
     BootloaderSecondaryMedia, add_login_tail, has_boot_finished, has_prompts,
@@ -12,8 +12,8 @@ use crate::common::power::{ConnectDevice, PowerOff, ResetDevice};
 use lava_pipeline::BlockLookups;
 use lava_pipeline::value::{scalar_string, truthy};
 use lava_pipeline::{
-    Action, ActionMeta, Declared, Device, LavaResult, PipelineBuilder, Runnable, StrategyRegistry,
-    ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, Declared, Device, LavaResult, Pipeline, PipelineBuilder, RunContext,
+    Runnable, StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
@@ -213,8 +213,8 @@ impl Action for GrubMenuSelector {
         ctx.add_errors(errors);
         Ok(())
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        UefiMenuSelector::run_grub(ctx).await
     }
 }
 

@@ -3,15 +3,18 @@
 //! share with `grub-efi`.
 
 use crate::common::bootloader::{
-    BootloaderCommandOverlay, BootloaderCommandsAction, add_login_tail,
+    BootloaderCommandOverlay, BootloaderCommandsAction, LineSeparator, add_login_tail,
 };
 use crate::common::env::ExportDeviceEnvironment;
 use crate::common::login::AutoLoginAction;
 use crate::common::power::{ConnectDevice, ResetDevice};
-use lava_pipeline::value::{python_repr, truthy};
+use crate::runtime::boot_commands::{Substitutions, dispatcher_ip};
+use crate::runtime::console::{connect_device, device_connect_command};
+use crate::runtime::menu::{self, MenuParameters, MenuSelection, MenuStep};
+use lava_pipeline::value::{python_repr, scalar_string, truthy};
 use lava_pipeline::{
-    Action, ActionMeta, Declared, Device, ErrorKind, LavaResult, PipelineBuilder, Runnable,
-    StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, Declared, Device, ErrorKind, LavaError, LavaResult, Pipeline, PipelineBuilder,
+    RunContext, StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use lava_python::str_repr;
 use serde_yaml::{Mapping, Value};
@@ -149,9 +152,163 @@ impl Action for UefiSubstituteCommands {
         ctx.add_errors(errors);
         Ok(())
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        let name = ctx
+            .meta()
+            .param("commands")
+            .and_then(scalar_string)
+            .unwrap_or_default();
+        let sequence = ctx
+            .job
+            .device
+            .boot_method("uefi-menu")
+            .and_then(|m| m.get(name.as_str()))
+            .cloned()
+            .ok_or_else(|| LavaError::job(format!("Missing commands for {name}")))?;
+        let table = menu_substitutions(ctx, &name)?;
+        let substituted = substitute_menu(&sequence, &table);
+        ctx.set_data(
+            SUBSTITUTED_MENU.0,
+            SUBSTITUTED_MENU.1,
+            SUBSTITUTED_MENU.2,
+            substituted,
+        );
+        Ok(())
     }
+}
+
+/// Where `uefi-commands` leaves the menu sequence with the job's values substituted, for
+/// `uefi-menu-selector` (LAVA changes the device configuration in place instead).
+const SUBSTITUTED_MENU: (&str, &str, &str) = ("uefi-commands", "menu", "sequence");
+
+/// The table `uefi-commands` substitutes into the menu entries of the sequence `name`:
+/// the dispatcher's address, the deployed kernel, ramdisk and DTB, the entry's name
+/// (`TEST_MENU_NAME`, "LAVA <name> test image") and the NFS root with its server.
+fn menu_substitutions(ctx: &RunContext, name: &str) -> LavaResult<Substitutions> {
+    let dispatcher = ctx.job.parameters.get("dispatcher");
+    let server_ip = dispatcher_ip(dispatcher, None)
+        .ok_or_else(|| LavaError::infrastructure("Unable to find dispatcher 'default' gateway"))?;
+    let data = |action: &str, label: &str, key: &str| {
+        ctx.get_data(action, label, key)
+            .and_then(scalar_string)
+            .filter(|s| !s.is_empty())
+    };
+    let mut table = Substitutions::default();
+    table.set("{SERVER_IP}", Some(server_ip));
+    table.set("{RAMDISK}", data("compress-ramdisk", "file", "ramdisk"));
+    table.set("{KERNEL}", data("download-action", "file", "kernel"));
+    table.set("{DTB}", data("download-action", "file", "dtb"));
+    // LAVA's key has no braces, so the device types' `{TEST_MENU_NAME}` became
+    // `{LAVA nfs test image}`, a label no menu shows: both spellings are replaced here.
+    let menu_name = format!("LAVA {name} test image");
+    table.set("{TEST_MENU_NAME}", Some(menu_name.clone()));
+    table.set("TEST_MENU_NAME", Some(menu_name));
+    if truthy(ctx.get_data("download-action", "file", "nfsrootfs")) {
+        table.set("{NFSROOTFS}", data("extract-rootfs", "file", "nfsroot"));
+        table.set("{NFS_SERVER_IP}", dispatcher_ip(dispatcher, Some("nfs")));
+    } else if let Some(address) = data("persistent-nfs-overlay", "nfs_address", "nfsroot") {
+        table.set("{NFSROOTFS}", Some(address));
+        table.set(
+            "{NFS_SERVER_IP}",
+            data("persistent-nfs-overlay", "nfs_address", "serverip"),
+        );
+    }
+    Ok(table)
+}
+
+/// The menu sequence with `table` applied to each step's `enter` text and `items`.
+fn substitute_menu(sequence: &Value, table: &Substitutions) -> Value {
+    let mut sequence = sequence.clone();
+    for step in sequence.as_sequence_mut().into_iter().flatten() {
+        let Some(select) = step.get_mut("select").and_then(Value::as_mapping_mut) else {
+            continue;
+        };
+        if let Some(Value::String(enter)) = select.get_mut("enter") {
+            *enter = table.apply(enter);
+        }
+        if let Some(Value::Sequence(items)) = select.get_mut("items") {
+            for item in items.iter_mut() {
+                if let Value::String(text) = item {
+                    *text = table.apply(text);
+                }
+            }
+        }
+    }
+    sequence
+}
+
+/// The `parameters` of device boot method `method`, as a ConfigurationError naming the
+/// key when absent.
+fn method_parameters(device: &Device, method: &str) -> LavaResult<Mapping> {
+    Ok(device.require_boot_method_params(method)?.clone())
+}
+
+/// A string of the `parameters` of boot method `method`; a ConfigurationError naming the
+/// key when absent.
+fn method_string(params: &Mapping, method: &str, key: &str) -> LavaResult<String> {
+    params.get(key).and_then(scalar_string).ok_or_else(|| {
+        LavaError::configuration(format!(
+            "actions.boot.methods.{method}.parameters.{key}: expected a string, found {}",
+            params
+                .get(key)
+                .map(python_repr)
+                .unwrap_or_else(|| "nothing".into())
+        ))
+    })
+}
+
+/// Which menu sequence a selector follows and how it ends.
+struct SelectorPlan {
+    /// The device boot method holding the menu's parameters and sequences.
+    method: &'static str,
+    /// The sequence (already substituted, or as the device gives it).
+    sequence: Option<Value>,
+    /// The prompt under the first menu, when not the method's `bootloader_prompt`.
+    prompt: Option<String>,
+    /// The message awaited after the last step, when not the method's `boot_message`
+    /// (`Some(None)`: none).
+    boot_message: Option<Option<String>>,
+}
+
+/// Runs a menu selector: the method's menu parameters, the block's (else the method's,
+/// else `dos`) line separator, the steps of `plan.sequence`.
+async fn run_selector(ctx: &mut RunContext, plan: SelectorPlan) -> LavaResult<()> {
+    let method = plan.method;
+    let params = method_parameters(&ctx.job.device, method)?;
+    let mut parameters =
+        MenuParameters::from_params(&params, &format!("actions.boot.methods.{method}.parameters"))?;
+    if let Some(prompt) = plan.prompt {
+        parameters.prompt = prompt;
+    }
+    if let Some(message) = plan.boot_message {
+        parameters.boot_message = message;
+    }
+    let separator = ctx
+        .meta()
+        .param("line_separator")
+        .or_else(|| {
+            ctx.job
+                .device
+                .boot_method(method)
+                .and_then(|m| m.get("line_separator"))
+        })
+        .and_then(scalar_string)
+        .unwrap_or_else(|| "dos".into());
+    let line_separator = match separator.as_str() {
+        "dos" => LineSeparator::Dos,
+        "unix" => LineSeparator::Unix,
+        _ => return Err(LavaError::job("Unrecognised line separator configuration.")),
+    };
+    let steps = match &plan.sequence {
+        Some(sequence) => MenuStep::parse_sequence(sequence)?,
+        None => Vec::new(),
+    };
+    let selection = MenuSelection {
+        parameters,
+        steps,
+        line_separator: line_separator.as_str().to_string(),
+    };
+    menu::select(ctx, &selection).await
 }
 
 /// `menu-connect`: connect for menu operations (no prompt is awaited).
@@ -175,8 +332,11 @@ impl Action for MenuConnect {
         }
         Ok(())
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    /// Connects (no prompt awaited: the board may still be off) and sends an empty line.
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        let command = device_connect_command(ctx)?;
+        connect_device(ctx, &command).await?;
+        menu::poke(ctx).await
     }
 }
 
@@ -199,8 +359,12 @@ impl Action for MenuReset {
         // A ConnectDevice: the same connection checks.
         ConnectDevice::new().validate(ctx)
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    /// The menu's connection goes on as the shell's ("Already connected"), poked with an
+    /// empty line.
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        let command = device_connect_command(ctx)?;
+        connect_device(ctx, &command).await?;
+        menu::poke(ctx).await
     }
 }
 
@@ -270,8 +434,11 @@ impl Action for UEFIMenuInterrupt {
         ctx.add_errors(errors);
         Ok(())
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        let params = method_parameters(&ctx.job.device, self.method)?;
+        let prompt = method_string(&params, self.method, "interrupt_prompt")?;
+        let interrupt = method_string(&params, self.method, "interrupt_string")?;
+        menu::interrupt(ctx, &prompt, &interrupt).await
     }
 }
 
@@ -451,8 +618,95 @@ impl Action for UefiMenuSelector {
         ctx.add_errors(errors);
         Ok(())
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        let plan = if self.shell {
+            Self::shell_plan(ctx)?
+        } else {
+            // The sequence `uefi-commands` substituted, else the device's as it is.
+            let sequence = match ctx.get_data(
+                SUBSTITUTED_MENU.0,
+                SUBSTITUTED_MENU.1,
+                SUBSTITUTED_MENU.2,
+            ) {
+                Some(sequence) => Some(sequence.clone()),
+                None => ctx
+                    .meta()
+                    .param("commands")
+                    .and_then(Value::as_str)
+                    .and_then(|name| {
+                        ctx.job
+                            .device
+                            .boot_method("uefi-menu")
+                            .and_then(|m| m.get(name))
+                    })
+                    .cloned(),
+            };
+            SelectorPlan {
+                method: "uefi-menu",
+                sequence,
+                prompt: None,
+                boot_message: None,
+            }
+        };
+        run_selector(ctx, plan).await
+    }
+}
+
+impl UefiMenuSelector {
+    /// The UEFI shell's menu: the sequence named by `shell_menu` (block, else method
+    /// parameter, else `shell`), the method's `menu_prompt` and `menu_boot_message` when
+    /// given.
+    fn shell_plan(ctx: &RunContext) -> LavaResult<SelectorPlan> {
+        let params = method_parameters(&ctx.job.device, "uefi")?;
+        let name = ctx
+            .meta()
+            .param("shell_menu")
+            .or_else(|| params.get("shell_menu"))
+            .and_then(scalar_string)
+            .unwrap_or_else(|| "shell".into());
+        let sequence = ctx
+            .job
+            .device
+            .boot_method("uefi")
+            .and_then(|m| m.get(name.as_str()))
+            .cloned()
+            .ok_or_else(|| LavaError::job(format!("Missing menu commands for {name}")))?;
+        let boot_message = params
+            .get("menu_boot_message")
+            .and_then(scalar_string)
+            .map(Some);
+        Ok(SelectorPlan {
+            method: "uefi",
+            sequence: Some(sequence),
+            prompt: params.get("menu_prompt").and_then(scalar_string),
+            boot_message,
+        })
+    }
+
+    /// The GRUB entry of `grub-efi`: the `uefi-menu` sequence named by its `menu_options`,
+    /// no boot message awaited (GRUB's own prompt follows).
+    pub(crate) async fn run_grub(ctx: &mut RunContext) -> LavaResult<()> {
+        let method = ctx.job.device.boot_method("uefi-menu");
+        let sequence = method
+            .and_then(|m| m.get("menu_options"))
+            .and_then(scalar_string)
+            .and_then(|name| method.and_then(|m| m.get(name.as_str())))
+            .cloned()
+            .ok_or_else(|| {
+                LavaError::configuration(
+                    "actions.boot.methods.uefi-menu.menu_options: expected the name of a menu sequence of uefi-menu",
+                )
+            })?;
+        run_selector(
+            ctx,
+            SelectorPlan {
+                method: "uefi-menu",
+                sequence: Some(sequence),
+                prompt: None,
+                boot_message: Some(None),
+            },
+        )
+        .await
     }
 }
 
@@ -468,8 +722,11 @@ impl Action for UefiShellInterrupt {
         "interrupt uefi menu to get to a shell",
         "first uefi interrupt"
     );
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        let params = method_parameters(&ctx.job.device, "uefi")?;
+        let prompt = method_string(&params, "uefi", "shell_interrupt_prompt")?;
+        let interrupt = method_string(&params, "uefi", "shell_interrupt_string")?;
+        menu::interrupt(ctx, &prompt, &interrupt).await
     }
 }
 

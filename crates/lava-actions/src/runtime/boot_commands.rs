@@ -65,6 +65,19 @@ impl Substitutions {
             .collect()
     }
 
+    /// LAVA's `substitute([line], table)` without dropping: each placeholder with a
+    /// non-empty value is replaced, the others are left as written (the UEFI menu's
+    /// entries).
+    pub fn apply(&self, line: &str) -> String {
+        let mut line = line.to_string();
+        for (key, value) in &self.entries {
+            if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+                line = line.replace(key.as_str(), value);
+            }
+        }
+        line
+    }
+
     /// LAVA's table from what the job recorded (see [`OverlayInputs`]), in LAVA's order.
     pub fn from_inputs(inputs: &OverlayInputs) -> Substitutions {
         let mut table = Substitutions::default();
@@ -419,6 +432,15 @@ mod tests {
             ])
         );
         assert_eq!(table.get("{TEE_ADDR}"), Some("0x83000000"));
+    }
+
+    #[test]
+    fn apply_keeps_lines_with_placeholders_without_value() {
+        let mut table = Substitutions::default();
+        table.set("{SERVER_IP}", Some("10.0.2.2".into()));
+        table.set("{DTB}", None);
+        table.set("{RAMDISK}", Some(String::new()));
+        assert_eq!(table.apply("{SERVER_IP}:{DTB} {RAMDISK}"), "10.0.2.2:{DTB} {RAMDISK}");
     }
 
     #[test]
