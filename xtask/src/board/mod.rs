@@ -21,6 +21,7 @@
 pub mod artefacts;
 pub mod boot_check;
 mod cable;
+pub mod grub_efi;
 pub mod nbd;
 pub mod nfs_server;
 pub mod pc;
@@ -38,8 +39,9 @@ const CONSOLE_PORT: u16 = 52_011;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The board: `u-boot`, `qemu-nfs` (a QEMU x86_64 guest with its root on NFS), or the PC
-    /// booting through `ipxe` or `grub` (one rig, `pc`).
+    /// The board: `u-boot`, `qemu-nfs` (a QEMU x86_64 guest with its root on NFS), the PC
+    /// booting through `ipxe` or `grub` (one rig, `pc`), or `grub-efi` (QEMU x86_64 with
+    /// OVMF: a network GRUB, or OVMF's UEFI shell; see `board::grub_efi`).
     pub board: String,
     /// Prepare the artefacts and write the rig's files, without starting it.
     #[arg(long)]
@@ -74,9 +76,10 @@ pub fn run(args: Args) -> Result<()> {
         "u-boot" => {}
         "qemu-nfs" => return qemu_nfs::run(&args),
         "ipxe" | "grub" | pc::RIG_NAME => return pc::run(&args),
-        other => {
-            bail!("unknown board {other:?}: the rigs are `u-boot`, `qemu-nfs`, `ipxe` and `grub`")
-        }
+        "grub-efi" => return grub_efi::run(args.prepare, args.stop, args.force),
+        other => bail!(
+            "unknown board {other:?}: the rigs are `u-boot`, `qemu-nfs`, `ipxe`, `grub` and `grub-efi`"
+        ),
     }
     let rig = rig::Rig {
         board: "u-boot",
