@@ -32,7 +32,10 @@ impl RigUp {
             .stdin(Stdio::null())
             .status()
             .expect("running the rig's rig-up");
-        assert!(status.success(), "the grub-efi rig did not come up ({status})");
+        assert!(
+            status.success(),
+            "the grub-efi rig did not come up ({status})"
+        );
         RigUp { dir }
     }
 }
@@ -48,7 +51,10 @@ impl Drop for RigUp {
 #[test]
 fn grub_efi_job_boots_through_ovmf_and_grub_and_runs_its_tests() {
     for tool in ["qemu-system-x86_64", "telnet", "grub-mkimage"] {
-        if !require_tool(tool, "scripts/install-test-deps.sh installs the grub-efi rig") {
+        if !require_tool(
+            tool,
+            "scripts/install-test-deps.sh installs the grub-efi rig",
+        ) {
             return;
         }
     }
@@ -83,7 +89,10 @@ fn grub_efi_job_boots_through_ovmf_and_grub_and_runs_its_tests() {
         ("always-fail", "fail"),
         ("efi-firmware", "pass"),
     ] {
-        assert!(has(&found, "0_grub-efi-smoke", case, result), "{case}: {found:?}\n{log}");
+        assert!(
+            has(&found, "0_grub-efi-smoke", case, result),
+            "{case}: {found:?}\n{log}"
+        );
     }
     for seen in [
         "NBP file downloaded successfully",

@@ -156,7 +156,10 @@ fn uefi_menu_job_adds_its_boot_entry_boots_it_and_runs_the_test_shell() {
     let (code, log, _) = board.run("uefi-menu-job.yaml", "", "");
     let found = results(&log);
     assert_eq!(code, Some(0), "{log}");
-    assert!(has(&found, "0_smoke", "uefi-echo", "pass"), "{found:?}\n{log}");
+    assert!(
+        has(&found, "0_smoke", "uefi-echo", "pass"),
+        "{found:?}\n{log}"
+    );
     assert!(has(&found, "0_smoke", "uefi-false", "fail"), "{found:?}");
     assert_ended(
         &log,
@@ -191,7 +194,14 @@ fn uefi_menu_job_adds_its_boot_entry_boots_it_and_runs_the_test_shell() {
     assert_eq!(lines.len(), 2, "{nvram}");
     assert!(lines[0].starts_with("LAVA PXE Grub\t"), "{nvram}");
     let entry: Vec<&str> = lines[1].split('\t').collect();
-    assert_eq!(entry[..3], ["LAVA nfs test image", "7/tftp-deploy-1/kernel/Image", "7/tftp-deploy-1/dtb/board.dtb"]);
+    assert_eq!(
+        entry[..3],
+        [
+            "LAVA nfs test image",
+            "7/tftp-deploy-1/kernel/Image",
+            "7/tftp-deploy-1/dtb/board.dtb"
+        ]
+    );
     assert!(entry[3].contains("nfsroot=10.0.2.2:/"), "{nvram}");
     assert!(entry[3].contains("/extract-nfsrootfs-"), "{nvram}");
     // The overlay came through the NFS root.
@@ -209,7 +219,10 @@ fn grub_efi_job_selects_grub_in_the_uefi_menu_and_types_its_commands() {
     let (code, log, _) = board.run("grub-efi-job.yaml", "", "");
     let found = results(&log);
     assert_eq!(code, Some(0), "{log}");
-    assert!(has(&found, "0_smoke", "grub-echo", "pass"), "{found:?}\n{log}");
+    assert!(
+        has(&found, "0_smoke", "grub-echo", "pass"),
+        "{found:?}\n{log}"
+    );
     assert!(has(&found, "0_smoke", "grub-false", "fail"), "{found:?}");
     assert_ended(
         &log,
@@ -227,7 +240,10 @@ fn grub_efi_job_selects_grub_in_the_uefi_menu_and_types_its_commands() {
     );
     assert!(log.contains("Selecting option 1"), "{log}");
     // No ramdisk deployed: its GRUB line is dropped; the NFS root substituted.
-    assert!(log.contains("- linux (tftp,10.0.2.2)/7/tftp-deploy-1/kernel/Image "), "{log}");
+    assert!(
+        log.contains("- linux (tftp,10.0.2.2)/7/tftp-deploy-1/kernel/Image "),
+        "{log}"
+    );
     assert!(!log.contains("- initrd"), "{log}");
     assert!(log.contains("- boot\""), "{log}");
     assert!(board.path("state/lava-7/bin/lava-test-runner").is_file());

@@ -45,8 +45,18 @@ const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 const GRUB_MODULES_DIR: &str = "/usr/lib/grub/x86_64-efi";
 /// The modules built into the network GRUB.
 const GRUB_MODULES: &[&str] = &[
-    "efinet", "tftp", "net", "linux", "normal", "serial", "terminal", "echo", "gzio", "boot",
-    "configfile", "test",
+    "efinet",
+    "tftp",
+    "net",
+    "linux",
+    "normal",
+    "serial",
+    "terminal",
+    "echo",
+    "gzio",
+    "boot",
+    "configfile",
+    "test",
 ];
 /// The shell prompt of the test system's initramfs.
 pub const PROMPT: &str = "/ # ";
@@ -156,10 +166,11 @@ pub fn prepare(rig: &Rig, force: bool) -> Result<String> {
         ),
     )?;
     let url = |p: &Path| format!("file://{}", p.display());
-    let job = std::fs::read_to_string(workspace_root().join("fixtures/board-uefi/grub-efi-job.yaml"))
-        .context("reading fixtures/board-uefi/grub-efi-job.yaml")?
-        .replace("@KERNEL_URL@", &url(&kernel))
-        .replace("@RAMDISK_URL@", &url(&ramdisk));
+    let job =
+        std::fs::read_to_string(workspace_root().join("fixtures/board-uefi/grub-efi-job.yaml"))
+            .context("reading fixtures/board-uefi/grub-efi-job.yaml")?
+            .replace("@KERNEL_URL@", &url(&kernel))
+            .replace("@RAMDISK_URL@", &url(&ramdisk));
     std::fs::write(rig.path("grub-efi-job.yaml"), job)?;
     let mut out = String::new();
     writeln!(out, "device_type: {DEVICE_TYPE}")?;

@@ -275,8 +275,10 @@ struct SelectorPlan {
 async fn run_selector(ctx: &mut RunContext, plan: SelectorPlan) -> LavaResult<()> {
     let method = plan.method;
     let params = method_parameters(&ctx.job.device, method)?;
-    let mut parameters =
-        MenuParameters::from_params(&params, &format!("actions.boot.methods.{method}.parameters"))?;
+    let mut parameters = MenuParameters::from_params(
+        &params,
+        &format!("actions.boot.methods.{method}.parameters"),
+    )?;
     if let Some(prompt) = plan.prompt {
         parameters.prompt = prompt;
     }
@@ -623,24 +625,21 @@ impl Action for UefiMenuSelector {
             Self::shell_plan(ctx)?
         } else {
             // The sequence `uefi-commands` substituted, else the device's as it is.
-            let sequence = match ctx.get_data(
-                SUBSTITUTED_MENU.0,
-                SUBSTITUTED_MENU.1,
-                SUBSTITUTED_MENU.2,
-            ) {
-                Some(sequence) => Some(sequence.clone()),
-                None => ctx
-                    .meta()
-                    .param("commands")
-                    .and_then(Value::as_str)
-                    .and_then(|name| {
-                        ctx.job
-                            .device
-                            .boot_method("uefi-menu")
-                            .and_then(|m| m.get(name))
-                    })
-                    .cloned(),
-            };
+            let sequence =
+                match ctx.get_data(SUBSTITUTED_MENU.0, SUBSTITUTED_MENU.1, SUBSTITUTED_MENU.2) {
+                    Some(sequence) => Some(sequence.clone()),
+                    None => ctx
+                        .meta()
+                        .param("commands")
+                        .and_then(Value::as_str)
+                        .and_then(|name| {
+                            ctx.job
+                                .device
+                                .boot_method("uefi-menu")
+                                .and_then(|m| m.get(name))
+                        })
+                        .cloned(),
+                };
             SelectorPlan {
                 method: "uefi-menu",
                 sequence,

@@ -440,7 +440,10 @@ mod tests {
         table.set("{SERVER_IP}", Some("10.0.2.2".into()));
         table.set("{DTB}", None);
         table.set("{RAMDISK}", Some(String::new()));
-        assert_eq!(table.apply("{SERVER_IP}:{DTB} {RAMDISK}"), "10.0.2.2:{DTB} {RAMDISK}");
+        assert_eq!(
+            table.apply("{SERVER_IP}:{DTB} {RAMDISK}"),
+            "10.0.2.2:{DTB} {RAMDISK}"
+        );
     }
 
     #[test]

@@ -116,15 +116,15 @@ pub struct MenuParameters {
 
 /// A required string in `params`, else a ConfigurationError naming `path.key`.
 fn required_string(params: &Mapping, path: &str, key: &str) -> LavaResult<String> {
-    params
-        .get(key)
-        .and_then(scalar_string)
-        .ok_or_else(|| {
-            LavaError::configuration(format!(
-                "{path}.{key}: expected a string, found {}",
-                params.get(key).map(python_repr).unwrap_or_else(|| "nothing".into())
-            ))
-        })
+    params.get(key).and_then(scalar_string).ok_or_else(|| {
+        LavaError::configuration(format!(
+            "{path}.{key}: expected a string, found {}",
+            params
+                .get(key)
+                .map(python_repr)
+                .unwrap_or_else(|| "nothing".into())
+        ))
+    })
 }
 
 impl MenuParameters {
@@ -193,7 +193,9 @@ impl MenuStep {
                 };
                 let text = |k: &str| select.get(k).and_then(scalar_string);
                 let items = match select.get("items") {
-                    Some(Value::Sequence(items)) => items.iter().filter_map(scalar_string).collect(),
+                    Some(Value::Sequence(items)) => {
+                        items.iter().filter_map(scalar_string).collect()
+                    }
                     Some(item) => scalar_string(item).into_iter().collect(),
                     None => Vec::new(),
                 };
@@ -375,9 +377,12 @@ mod tests {
         // The whole label, not a prefix of it.
         assert_eq!(menu.select(BDS, "Boot").unwrap(), None);
         assert_eq!(
-            menu.select("[12] TFTP on MAC Address: 00:01:73:69:5A:EF  \n", "TFTP on MAC Address: 00:01:73:69:5A:EF")
-                .unwrap()
-                .as_deref(),
+            menu.select(
+                "[12] TFTP on MAC Address: 00:01:73:69:5A:EF  \n",
+                "TFTP on MAC Address: 00:01:73:69:5A:EF"
+            )
+            .unwrap()
+            .as_deref(),
             Some("12")
         );
     }
@@ -386,18 +391,29 @@ mod tests {
     fn the_latest_copy_of_a_redrawn_menu_wins() {
         let menu = SelectorMenu::new("[", "]", "0-9", " ", None);
         let text = format!("{BDS}Start: 3\r\n[1] Add Boot Device Entry\r\n[7] Boot Manager\r\n");
-        assert_eq!(menu.select(&text, "Boot Manager").unwrap().as_deref(), Some("7"));
+        assert_eq!(
+            menu.select(&text, "Boot Manager").unwrap().as_deref(),
+            Some("7")
+        );
     }
 
     #[test]
     fn other_markup_and_separators() {
         // GRUB-like `1) Label` entries, a label class without spaces.
         let menu = SelectorMenu::new("", ")", "0-9", r"\s+", Some("a-z"));
-        assert_eq!(menu.select("1)  debian\n2) rescue\n", "rescue").unwrap().as_deref(), Some("2"));
+        assert_eq!(
+            menu.select("1)  debian\n2) rescue\n", "rescue")
+                .unwrap()
+                .as_deref(),
+            Some("2")
+        );
         let broken = SelectorMenu::new("[", "]", "9-0", " ", None);
         let error = broken.select(BDS, "Shell").unwrap_err();
         assert_eq!(error.kind, lava_pipeline::ErrorKind::Configuration);
-        assert!(error.message.contains("Invalid menu item pattern"), "{error:?}");
+        assert!(
+            error.message.contains("Invalid menu item pattern"),
+            "{error:?}"
+        );
     }
 
     #[test]
@@ -446,7 +462,10 @@ mod tests {
         assert_eq!(steps[4].items, ["Shell"]);
         let error = MenuStep::parse_sequence(&serde_yaml::from_str("- {noselect: 1}\n").unwrap())
             .unwrap_err();
-        assert_eq!(error.message, "Unable to recognise selection {'noselect': 1}");
+        assert_eq!(
+            error.message,
+            "Unable to recognise selection {'noselect': 1}"
+        );
         assert_eq!(error.kind, lava_pipeline::ErrorKind::Job);
     }
 }
