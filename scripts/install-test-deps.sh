@@ -271,11 +271,12 @@ install_sparse_image_tools
 
 # The UEFI rig (docs/board-uefi.md, `cargo xtask test-board grub-efi`): Debian's OVMF
 # (the x86_64 EDK2 firmware QEMU boots from pflash), grub-efi-amd64-bin (the x86_64-efi
-# modules the rig's network GRUB is built from) with grub-common (`grub-mkimage`), and
-# telnet (the console). Bookworm's own packages; QEMU comes from install-qemu.sh.
+# modules the rig's network GRUB is built from) with grub-common (`grub-mkimage`), mtools
+# (`mformat`: the FAT disk the UEFI shell fetches the kernel onto) and telnet (the
+# console). Bookworm's own packages; QEMU comes from install-qemu.sh.
 install_uefi_rig() {
     local files=(/usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_VARS_4M.fd
-        /usr/lib/grub/x86_64-efi/efinet.mod /usr/bin/grub-mkimage /usr/bin/telnet)
+        /usr/lib/grub/x86_64-efi/efinet.mod /usr/bin/grub-mkimage /usr/bin/mformat /usr/bin/telnet)
     local missing=() file
     for file in "${files[@]}"; do
         [ -e "$file" ] || missing+=("$file")
@@ -289,8 +290,8 @@ install_uefi_rig() {
         say "not root: cannot install ${missing[*]} (the grub-efi rig test will skip)"
         return 0
     fi
-    say "apt-get install ovmf grub-efi-amd64-bin grub-common telnet"
-    if ! out=$($APT install -y -q --no-install-recommends ovmf grub-efi-amd64-bin grub-common telnet 2>&1); then
+    say "apt-get install ovmf grub-efi-amd64-bin grub-common mtools telnet"
+    if ! out=$($APT install -y -q --no-install-recommends ovmf grub-efi-amd64-bin grub-common mtools telnet 2>&1); then
         echo "$out" >&2
         say "apt-get install of the UEFI rig failed (above)"
         exit 1

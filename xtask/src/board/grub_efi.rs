@@ -19,6 +19,12 @@
 //! starts PXE), so `uefi-menu-interrupt` and `grub-efi-menu-selector` run with nothing to
 //! select; GRUB's interrupt and commands, the kernel, login and test shell are real.
 //!
+//! `bin/rig-up shell` starts the same board for OVMF's built-in UEFI shell instead: a
+//! blank FAT disk (made with `mformat`) first in the boot order and no PXE boot file, so
+//! OVMF falls through to "EFI Internal Shell"; the `uefi` device (`device-shell.yaml`)
+//! brings up the NIC (`connect -r`, `ifconfig -s eth0 dhcp`), fetches the kernel and
+//! initramfs onto the disk with the shell's `tftp` and starts the kernel's EFI stub.
+//!
 //! ```text
 //! cargo xtask test-board grub-efi            # prepare (target/board-grub-efi), start, print
 //! cargo xtask test-board grub-efi --prepare  # prepare and print only (tests start the rig)
@@ -122,6 +128,7 @@ pub fn prepare(rig: &Rig, force: bool) -> Result<String> {
     require(GRUB_MODULES_DIR, "grub-efi-amd64-bin")?;
     require("/usr/bin/grub-mkimage", "grub-common")?;
     require("/usr/bin/qemu-system-x86_64", "qemu-system-x86")?;
+    require("/usr/bin/mformat", "mtools")?;
     let system = workspace_root().join("target").join("test-system");
     let kernel = system.join("vmlinuz");
     let ramdisk = system.join("initramfs.cpio.gz");
@@ -154,8 +161,21 @@ pub fn prepare(rig: &Rig, force: bool) -> Result<String> {
          menuentry 'lava-rs grub-efi rig: the job types the boot commands' {\n\
          \x20 echo 'press c for the command line'\n}\n",
     )?;
+    let blank = rig.path("firmware/esp-blank.img");
+    if force || !blank.is_file() {
+        // 32 MiB FAT: where the UEFI shell's `tftp` writes the kernel and initramfs.
+        let _ = std::fs::remove_file(&blank);
+        let status = Command::new("mformat")
+            .args(["-C", "-h", "16", "-t", "64", "-s", "63", "-i"])
+            .arg(&blank)
+            .arg("::")
+            .status()
+            .context("running mformat (mtools)")?;
+        ensure!(status.success(), "mformat failed ({status})");
+    }
     write_scripts(rig)?;
     std::fs::write(rig.path("device.yaml"), device(rig))?;
+    std::fs::write(rig.path("device-shell.yaml"), shell_device(rig))?;
     std::fs::write(
         rig.path("dispatcher.yaml"),
         format!(
@@ -172,6 +192,12 @@ pub fn prepare(rig: &Rig, force: bool) -> Result<String> {
             .replace("@KERNEL_URL@", &url(&kernel))
             .replace("@RAMDISK_URL@", &url(&ramdisk));
     std::fs::write(rig.path("grub-efi-job.yaml"), job)?;
+    let shell_job =
+        std::fs::read_to_string(workspace_root().join("fixtures/board-uefi/uefi-shell-job.yaml"))
+            .context("reading fixtures/board-uefi/uefi-shell-job.yaml")?
+            .replace("@KERNEL_URL@", &url(&kernel))
+            .replace("@RAMDISK_URL@", &url(&ramdisk));
+    std::fs::write(rig.path("uefi-shell-job.yaml"), shell_job)?;
     let mut out = String::new();
     writeln!(out, "device_type: {DEVICE_TYPE}")?;
     writeln!(out, "device: {}", rig.path("device.yaml").display())?;
@@ -181,6 +207,16 @@ pub fn prepare(rig: &Rig, force: bool) -> Result<String> {
     writeln!(out, "kernel: {}", url(&kernel))?;
     writeln!(out, "ramdisk: {}", url(&ramdisk))?;
     writeln!(out, "console: telnet 127.0.0.1 {CONSOLE_PORT}")?;
+    writeln!(
+        out,
+        "shell-device: {}",
+        rig.path("device-shell.yaml").display()
+    )?;
+    writeln!(
+        out,
+        "shell-job: {}",
+        rig.path("uefi-shell-job.yaml").display()
+    )?;
     std::fs::write(rig.path("rig.txt"), &out)?;
     Ok(out)
 }
@@ -209,14 +245,24 @@ fn write_scripts(rig: &Rig) -> Result<()> {
         &rig.bin("rig-up"),
         &format!(
             "#!/bin/bash\n# Starts the board (QEMU + OVMF) paused: the first hard reset powers it on.\n\
+             # `rig-up` boots GRUB by PXE; `rig-up shell` boots OVMF's UEFI shell instead: a\n\
+             # blank FAT disk first in the boot order (nothing to boot on it), no PXE boot file.\n\
              set -eu\n\
              if [ -s {pid} ] && kill -0 \"$(cat {pid})\" 2>/dev/null; then echo 'rig-up: already up'; exit 0; fi\n\
              cp {vars} {fw}/vars.fd\n\
+             net=tftp={tftp},bootfile=grubx64.efi\n\
+             disk=()\n\
+             if [ \"${{1:-}}\" = shell ]; then\n\
+             \x20 cp {fw}/esp-blank.img {fw}/esp.img\n\
+             \x20 net=tftp={tftp}\n\
+             \x20 disk=(-drive if=none,id=esp,format=raw,file={fw}/esp.img -device virtio-blk-pci,drive=esp,bootindex=1)\n\
+             fi\n\
              exec qemu-system-x86_64 -machine q35 -m 768 -smp 1 -no-user-config -nodefaults \\\n\
              \x20 -display none -vga none -daemonize -pidfile {pid} -S \\\n\
              \x20 -drive if=pflash,format=raw,unit=0,readonly=on,file={code} \\\n\
              \x20 -drive if=pflash,format=raw,unit=1,file={fw}/vars.fd \\\n\
-             \x20 -netdev user,id=n0,tftp={tftp},bootfile=grubx64.efi \\\n\
+             \x20 \"${{disk[@]}}\" \\\n\
+             \x20 -netdev user,id=n0,$net \\\n\
              \x20 -device virtio-net-pci,netdev=n0,romfile= \\\n\
              \x20 -chardev socket,id=console,host=127.0.0.1,port={console},server=on,wait=off,telnet=on \\\n\
              \x20 -serial chardev:console \\\n\
@@ -348,6 +394,92 @@ timeouts:
       minutes: 1
     bootloader-commands:
       minutes: 3
+"#,
+        console = CONSOLE_PORT,
+        reset = rig.bin("hard-reset").display(),
+        off = rig.bin("power-off").display(),
+    )
+}
+
+/// The device configuration of the same board started by `rig-up shell`: OVMF's UEFI
+/// shell (`method: uefi`, no menu), which brings up the NIC, fetches the kernel and
+/// initramfs with its `tftp` onto the FAT disk and starts the kernel's EFI stub.
+fn shell_device(rig: &Rig) -> String {
+    format!(
+        r#"# The lava-rs UEFI shell rig (written by `cargo xtask test-board grub-efi`, started with
+# `bin/rig-up shell`): QEMU q35 with Debian's OVMF booting its built-in UEFI shell.
+hostname: ovmf-uefi-shell01
+device_type: ovmf-uefi-shell
+constants:
+  posix:
+    lava_test_sh_cmd: /bin/sh
+    lava_test_results_dir: /lava-%s
+    lava_test_shell_file: ~/.bashrc
+  uefi:
+    error-messages:
+    - 'No network interface card found'
+    - 'is not recognized as an internal or external command'
+    - 'tftp: .*failed'
+  default-shell-prompt: 'lava-test: # '
+  kernel-start-message: 'Linux version [0-9]'
+  spawn_maxread: '4092'
+  shutdown-message: 'reboot: Restarting system'
+  failure_retry: 1
+  boot_retry: 1
+commands:
+  connections:
+    uart0:
+      connect: telnet 127.0.0.1 {console}
+      tags:
+      - primary
+  hard_reset: {reset}
+  power_off: {off}
+character_delays:
+  boot: 100
+  test: 0
+actions:
+  deploy:
+    connections:
+      serial:
+    methods:
+      tftp:
+  boot:
+    connections:
+      serial:
+    methods:
+      uefi:
+        parameters:
+          # The shell colours "ESC" (escape sequences inside "Press ESC in"): the file name is plain.
+          shell_interrupt_prompt: 'startup.nsh'
+          shell_interrupt_string: ' '
+          # The shell's prompt, and the one after `fs0:`.
+          bootloader_prompt: '(Shell|FS0:.)> '
+          shell_menu: ''
+        ramdisk:
+          commands:
+          - connect -r
+          - ifconfig -s eth0 dhcp
+          # DHCP completes in the background: wait 3 s before the first transfer.
+          - stall 3000000
+          - 'fs0:'
+          - 'tftp {{SERVER_IP}} {{KERNEL}} vmlinuz'
+          - 'tftp {{SERVER_IP}} {{RAMDISK}} initrd'
+          - 'vmlinuz initrd=initrd console=ttyS0,115200'
+timeouts:
+  actions:
+    uefi-shell-interrupt:
+      minutes: 2
+    bootloader-commands:
+      minutes: 3
+    auto-login-action:
+      minutes: 3
+    power-off:
+      seconds: 10
+  connections:
+    uefi-shell-interrupt:
+      minutes: 2
+    bootloader-commands:
+      minutes: 2
 "#,
         console = CONSOLE_PORT,
         reset = rig.bin("hard-reset").display(),
