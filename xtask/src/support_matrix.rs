@@ -133,6 +133,30 @@ pub const PROOFS: &[Proof] = &[
     },
     Proof {
         section: "boot",
+        strategy: "grub-efi",
+        test: "bins/lava-dispatch/tests/e2e_grub_efi_board.rs::grub_efi_job_boots_through_ovmf_and_grub_and_runs_its_tests",
+        rig: "OVMF rig (QEMU q35, OVMF PXE-booting a network GRUB; no numbered menu)",
+    },
+    Proof {
+        section: "boot",
+        strategy: "grub-efi",
+        test: "bins/lava-dispatch/tests/e2e_uefi_fake.rs::grub_efi_job_selects_grub_in_the_uefi_menu_and_types_its_commands",
+        rig: "fake EDK2 BDS board (menu selection)",
+    },
+    Proof {
+        section: "boot",
+        strategy: "uefi",
+        test: "bins/lava-dispatch/tests/e2e_grub_efi_board.rs::uefi_shell_job_fetches_the_kernel_with_the_shells_tftp_and_runs_its_tests",
+        rig: "OVMF rig (OVMF's UEFI shell, no shell menu)",
+    },
+    Proof {
+        section: "boot",
+        strategy: "uefi-menu",
+        test: "bins/lava-dispatch/tests/e2e_uefi_fake.rs::uefi_menu_job_adds_its_boot_entry_boots_it_and_runs_the_test_shell",
+        rig: "fake EDK2 BDS board",
+    },
+    Proof {
+        section: "boot",
         strategy: "minimal",
         test: "bins/lava-dispatch/tests/e2e.rs::local_shell_job_runs_its_test_shell",
         rig: "local-shell device",
