@@ -11,7 +11,7 @@ use lava_pipeline::BlockLookups;
 use lava_pipeline::params::namespace;
 use lava_pipeline::value::{scalar_string, truthy};
 use lava_pipeline::{
-    Action, ActionMeta, Declared, Device, LavaResult, PipelineBuilder, Runnable, StrategyRegistry,
+    Action, Declared, Device, LavaResult, Pipeline, PipelineBuilder, RunContext, StrategyRegistry,
     ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
@@ -142,7 +142,7 @@ impl Action for MassStorage {
 }
 
 /// `dd-image`: on the device, pipe the image from the dispatcher into dd (or a writer
-/// tool) targeting the media's `/dev/disk/by-id` path.
+/// tool) targeting the media's `/dev/disk/by-id` path (`runtime::removable`).
 #[derive(Debug, Default)]
 pub struct DDAction;
 
@@ -254,8 +254,8 @@ impl Action for DDAction {
         ctx.add_errors(errors);
         Ok(())
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        crate::runtime::removable::dd_image(ctx).await
     }
 }
 

@@ -18,6 +18,7 @@ pub mod multinode;
 pub mod nbd;
 pub mod overlay_transfer;
 pub mod qemu;
+pub mod removable;
 pub mod schroot;
 pub mod ssh;
 pub mod test_overlay;

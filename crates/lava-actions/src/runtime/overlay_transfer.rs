@@ -56,7 +56,7 @@ pub fn nfs_commands(download: &str, unpack: &str, ip: &str, location: &str) -> V
 
 /// Opens `file` and the directories from `root` down to it to other users (the web
 /// server): the file 0644, the directories gain `o+x` (searchable, not listable).
-fn publish(root: &Path, file: &Path) -> LavaResult<()> {
+pub(crate) fn publish(root: &Path, file: &Path) -> LavaResult<()> {
     use std::os::unix::fs::PermissionsExt;
     let set = |path: &Path, mode: u32| {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| {

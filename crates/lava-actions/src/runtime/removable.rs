@@ -1,0 +1,305 @@
+//! Run-time: `dd-image`, a removable deployment's image written to the device's secondary
+//! media (`to: usb | sata | sd`) by the system the first deployment booted, as LAVA's
+//! `DDAction` does.
+//!
+//! The dispatcher has already downloaded (and decompressed) the image into the job's scratch
+//! directory; the device fetches it from the dispatcher's web server, which a lab publishes
+//! as `http://<dispatcher_http_ip>/tmp/` over the scratch root (LAVA's
+//! `DISPATCHER_DOWNLOAD_DIR`, served by Apache on a LAVA worker), and writes it straight to
+//! the media without caching it on the device. One command line is sent on the console:
+//!
+//! - `download.tool download.options | dd of='<device>' bs=4M [tool.flags]`, or
+//! - `download.tool download.options | writer.tool writer.options [tool.flags]`, or, with a
+//!   writer and no download tool, `writer.tool writer.options [tool.flags]`,
+//!
+//! where the options' `{DOWNLOAD_URL}` is the image's URL and `{DEVICE}` the media's
+//! `/dev/disk/by-id/<uuid>` path from the device's `parameters.media.<to>.<device>.uuid`.
+//! LAVA resolves that path with `realpath` on the *dispatcher*, which only changes it when
+//! the dispatcher happens to have a disk of that id; lava-rs sends the by-id path as it is,
+//! the name the device's udev (or the lab's equivalent) gives the media.
+//!
+//! Then it waits for the download (or writer) tool's `prompt`, which says the transfer
+//! started, and then for one of the tool prompts (`tool.prompts`, else LAVA's
+//! [`DD_PROMPTS`](crate::deploy::removable::DD_PROMPTS): dd's closing statistics). Each wait
+//! is bounded by the connection timeout and the action's deadline. Without a downloaded
+//! image the action does nothing.
+
+use super::boot_commands::dispatcher_ip;
+use super::console::{ConsoleConnection, on_console, wait_deadline, wait_error};
+use super::overlay_transfer::publish;
+use lava_pipeline::value::{python_repr, scalar_string};
+use lava_pipeline::{LavaError, LavaResult, RunContext};
+use serde_yaml::{Mapping, Value};
+use std::path::{Path, PathBuf};
+
+/// A tool of the job's `download:` or `writer:` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tool {
+    /// The absolute path of the program on the device.
+    pub tool: String,
+    /// Its options, with `{DOWNLOAD_URL}` and `{DEVICE}` placeholders.
+    pub options: String,
+    /// What the device prints once the tool has started.
+    pub prompt: Option<String>,
+}
+
+impl Tool {
+    fn from_value(value: Option<&Value>) -> Option<Tool> {
+        let value = value.filter(|v| lava_pipeline::value::truthy(Some(v)))?;
+        let get = |k: &str| value.get(k).and_then(scalar_string);
+        Some(Tool {
+            tool: get("tool").unwrap_or_default(),
+            options: get("options").unwrap_or_default(),
+            prompt: get("prompt"),
+        })
+    }
+}
+
+/// What `dd-image` sends and waits for, read from the deploy block (already validated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteSpec {
+    /// `download:`: the tool fetching the image, its output piped to the writer.
+    pub download: Option<Tool>,
+    /// `writer:`: the tool writing the media, instead of dd.
+    pub writer: Option<Tool>,
+    /// `tool.flags`: appended to the writer's command.
+    pub flags: Option<String>,
+    /// `tool.prompts`, else LAVA's dd statistics patterns.
+    pub tool_prompts: Vec<String>,
+}
+
+impl WriteSpec {
+    /// The spec of a deploy block's parameters.
+    pub fn from_params(params: &Mapping) -> WriteSpec {
+        let tool = params.get("tool");
+        let tool_prompts = match tool.and_then(|t| t.get("prompts")) {
+            Some(Value::Sequence(items)) => items.iter().filter_map(scalar_string).collect(),
+            _ => crate::deploy::removable::DD_PROMPTS
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+        };
+        WriteSpec {
+            download: Tool::from_value(params.get("download")),
+            writer: Tool::from_value(params.get("writer")),
+            flags: tool
+                .and_then(|t| t.get("flags"))
+                .and_then(scalar_string)
+                .filter(|f| !f.is_empty()),
+            tool_prompts,
+        }
+    }
+
+    /// The command line sent to the device, for the image at `url` and the media `device`.
+    pub fn command_line(&self, url: &str, device: &str) -> String {
+        let fill = |options: &str| {
+            options
+                .replace("{DOWNLOAD_URL}", url)
+                .replace("{DEVICE}", device)
+        };
+        let mut writer = match &self.writer {
+            Some(w) => format!("{} {}", w.tool, fill(&w.options)),
+            // busybox's dd takes no other flags.
+            None => format!("dd of='{device}' bs=4M"),
+        };
+        if let Some(flags) = &self.flags {
+            writer.push(' ');
+            writer.push_str(flags);
+        }
+        match &self.download {
+            Some(d) => format!("{} {} | {writer}", d.tool, fill(&d.options)),
+            None => writer,
+        }
+    }
+
+    /// The prompt that says the transfer started: the download tool's, else the writer's.
+    pub fn start_prompt(&self) -> Option<&str> {
+        self.download
+            .as_ref()
+            .or(self.writer.as_ref())
+            .and_then(|t| t.prompt.as_deref())
+    }
+}
+
+/// The media's path on the device: `/dev/disk/by-id/<uuid>` of
+/// `parameters.media.<to>.<media_device>`.
+pub fn media_path(media: Option<&Value>, to: &str, media_device: &str) -> LavaResult<String> {
+    media
+        .and_then(|m| m.get(to))
+        .and_then(|m| m.get(media_device))
+        .and_then(|d| d.get("uuid"))
+        .and_then(scalar_string)
+        .map(|uuid| format!("/dev/disk/by-id/{uuid}"))
+        .ok_or_else(|| LavaError::job(format!("Unable to find disk by id for {media_device}")))
+}
+
+/// The image's URL on the dispatcher's web server: `http://<ip>/tmp/<file relative to the
+/// scratch root>`.
+pub fn image_url(ip: &str, file: &Path, root: &Path) -> LavaResult<String> {
+    let relative = file.strip_prefix(root).map_err(|_| {
+        LavaError::configuration(format!(
+            "the image {} is not under the dispatcher's download directory {}",
+            file.display(),
+            root.display()
+        ))
+    })?;
+    Ok(format!("http://{ip}/tmp/{}", relative.display()))
+}
+
+/// `dd-image`: the device downloads the image and writes it to the media.
+pub async fn dd_image(ctx: &mut RunContext) -> LavaResult<()> {
+    let Some(file) = ctx
+        .get_data("download-action", "image", "file")
+        .and_then(scalar_string)
+        .filter(|f| !f.is_empty())
+        .map(PathBuf::from)
+    else {
+        ctx.logger
+            .debug(format!("Skipping {} - nothing downloaded", ctx.meta().name));
+        return Ok(());
+    };
+    let params = ctx.meta().parameters.clone();
+    let to = params.get("to").and_then(scalar_string).unwrap_or_default();
+    let media_device = params
+        .get("device")
+        .and_then(scalar_string)
+        .unwrap_or_default();
+    let device = media_path(ctx.job.device.parameter("media"), &to, &media_device)?;
+    let root = ctx
+        .job
+        .scratch_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let dispatcher = ctx.job.parameters.get("dispatcher").cloned();
+    let ip = dispatcher_ip(dispatcher.as_ref(), Some("http"))
+        .ok_or_else(|| LavaError::infrastructure("Unable to find dispatcher 'default' gateway"))?;
+    let url = image_url(&ip, &file, &root)?;
+    publish(&root, &file)?;
+    let spec = WriteSpec::from_params(&params);
+    let line = spec.command_line(&url, &device);
+    on_console!(ctx, console => write_media(ctx, console, &spec, &line))
+}
+
+async fn write_media(
+    ctx: &mut RunContext,
+    console: &mut ConsoleConnection,
+    spec: &WriteSpec,
+    line: &str,
+) -> LavaResult<()> {
+    let start = spec
+        .start_prompt()
+        .ok_or_else(|| LavaError::job("missing prompt for download tool"))?
+        .to_string();
+    wait_after(ctx, console, Some(line), &[start]).await?;
+    wait_after(ctx, console, None, &spec.tool_prompts).await?;
+    ctx.logger.debug("Changing prompt back to the shell's");
+    Ok(())
+}
+
+/// Sends `line` (if any), then waits for one of `prompts`.
+async fn wait_after(
+    ctx: &mut RunContext,
+    console: &mut ConsoleConnection,
+    line: Option<&str>,
+    prompts: &[String],
+) -> LavaResult<()> {
+    let compiled = lava_connection::Patterns::new(prompts)?;
+    ctx.logger.debug(format!(
+        "Changing prompt to {}",
+        python_repr(&Value::Sequence(
+            prompts.iter().map(|p| Value::String(p.clone())).collect()
+        ))
+    ));
+    if let Some(line) = line {
+        console.session().sendline(line).await?;
+    }
+    console
+        .session()
+        .wait_for(&compiled, wait_deadline(ctx))
+        .await
+        .map_err(|e| wait_error(ctx, e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapping(yaml: &str) -> Mapping {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn download_piped_into_dd() {
+        let spec = WriteSpec::from_params(&mapping(
+            "to: usb\ndevice: SanDisk\ndownload:\n  tool: /usr/bin/wget\n  prompt: HTTP request sent\n  \
+             options: -S --progress=dot:giga -O - {DOWNLOAD_URL}\n",
+        ));
+        assert_eq!(spec.start_prompt(), Some("HTTP request sent"));
+        assert_eq!(
+            spec.tool_prompts,
+            [r"[0-9]+\+[0-9]+ records out", r"[0-9]+ bytes \(.*\) copied"]
+        );
+        assert_eq!(
+            spec.command_line(
+                "http://10.0.0.1/tmp/7/downloads/image/disk.img",
+                "/dev/disk/by-id/usb-SanDisk-0:0"
+            ),
+            "/usr/bin/wget -S --progress=dot:giga -O - http://10.0.0.1/tmp/7/downloads/image/disk.img \
+             | dd of='/dev/disk/by-id/usb-SanDisk-0:0' bs=4M"
+        );
+    }
+
+    #[test]
+    fn a_writer_replaces_dd_and_flags_follow_it() {
+        let writer = "writer:\n  tool: /usr/bin/bmaptool\n  options: copy {DOWNLOAD_URL} {DEVICE}\n  prompt: 'bmaptool: info'\n";
+        let spec = WriteSpec::from_params(&mapping(&format!(
+            "{writer}tool:\n  prompts: [copied]\n  flags: --nobmap\n"
+        )));
+        assert_eq!(spec.start_prompt(), Some("bmaptool: info"));
+        assert_eq!(spec.tool_prompts, ["copied"]);
+        assert_eq!(
+            spec.command_line("http://h/tmp/i.img", "/dev/disk/by-id/x"),
+            "/usr/bin/bmaptool copy http://h/tmp/i.img /dev/disk/by-id/x --nobmap"
+        );
+        // With a download tool too, the download's prompt is the one awaited.
+        let spec = WriteSpec::from_params(&mapping(&format!(
+            "{writer}download:\n  tool: /bin/wget\n  options: -O- {{DOWNLOAD_URL}}\n  prompt: Connecting\n"
+        )));
+        assert_eq!(spec.start_prompt(), Some("Connecting"));
+        assert_eq!(
+            spec.command_line("http://h/tmp/i.img", "/dev/sda"),
+            "/bin/wget -O- http://h/tmp/i.img | /usr/bin/bmaptool copy http://h/tmp/i.img /dev/sda"
+        );
+    }
+
+    #[test]
+    fn media_path_and_url() {
+        let media: Value = serde_yaml::from_str(
+            "usb: {SanDisk: {uuid: 'usb-SanDisk_Ultra_2006-0:0', device_id: 0}}",
+        )
+        .unwrap();
+        assert_eq!(
+            media_path(Some(&media), "usb", "SanDisk").unwrap(),
+            "/dev/disk/by-id/usb-SanDisk_Ultra_2006-0:0"
+        );
+        let err = media_path(Some(&media), "sata", "SanDisk").unwrap_err();
+        assert_eq!(err.kind, lava_pipeline::ErrorKind::Job);
+        assert_eq!(
+            image_url(
+                "10.0.0.1:8080",
+                Path::new("/var/lib/lava/dispatcher/tmp/7/downloads/image/d.img"),
+                Path::new("/var/lib/lava/dispatcher/tmp"),
+            )
+            .unwrap(),
+            "http://10.0.0.1:8080/tmp/7/downloads/image/d.img"
+        );
+        assert_eq!(
+            image_url("h", Path::new("/elsewhere/d.img"), Path::new("/var"))
+                .unwrap_err()
+                .kind,
+            lava_pipeline::ErrorKind::Configuration
+        );
+    }
+}
