@@ -15,7 +15,10 @@
 //!   through the device's `hard_reset` command;
 //! - the NBD job boots into its root on `/dev/nbd0`, served by the job's nbd-server on a
 //!   port from the dispatcher's range, fetches its overlay over http (`transfer_overlay`)
-//!   and runs the same cases, and no nbd-server of the job is left after it.
+//!   and runs the same cases, and no nbd-server of the job is left after it;
+//! - removable media: from the ramdisk, `deploy: to: usb` (dd-image) writes a disk image to
+//!   the board's blank USB stick, U-Boot boots kernel, ramdisk and DTB from it
+//!   (`commands: usb`) and the tests run on the stick's root.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -324,7 +327,14 @@ fn nbd_job_runs_its_tests_on_the_nbd_root() {
     let dir = scratch();
     let _web = WebServer::start(dir.path());
     let dispatcher = dir.path().join("dispatcher.yaml");
-    let mut config = std::fs::read_to_string(&board.dispatcher).unwrap();
+    // The rig's own dispatcher_http_ip (its web server for removable media) gives way to
+    // this test's.
+    let mut config: String = std::fs::read_to_string(&board.dispatcher)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("dispatcher_http_ip:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     config.push_str(&format!(
         "nbd_server_port_min: {NBD_PORT_MIN}\nnbd_server_port_max: {NBD_PORT_MAX}\n\
          dispatcher_http_ip: 10.0.2.2:{WEB_PORT}\n"
@@ -369,5 +379,70 @@ fn nbd_job_runs_its_tests_on_the_nbd_root() {
         run.log.contains(&format!("clean NBD port {port}")),
         "finalize ended the server\n{}",
         tail(&run.log)
+    );
+}
+
+#[test]
+fn usb_job_writes_the_stick_and_boots_from_it() {
+    let Some(board) = Board::up() else { return };
+    board.blank_stick();
+    let dir = scratch();
+    let run = run(&board, "uboot-usb", dir.path());
+    assert!(run.success, "our lava-run failed\n{}", tail(&run.log));
+    let mut cases = run.cases_of("0_board-usb");
+    cases.sort();
+    let mut expected: Vec<(String, String)> = [
+        ("always-pass", "pass"),
+        ("always-fail", "fail"),
+        ("root-on-stick", "pass"),
+        ("root-is-ext2", "pass"),
+        ("stick-by-id", "pass"),
+        ("declared-fail", "fail"),
+    ]
+    .iter()
+    .map(|(case, result)| (case.to_string(), result.to_string()))
+    .collect();
+    expected.sort();
+    assert_eq!(cases, expected, "{}", tail(&run.log));
+    assert_eq!(
+        run.results.job.as_deref(),
+        Some("pass"),
+        "{}",
+        tail(&run.log)
+    );
+    // The board's own words, in order: dd's statistics for a non-empty write, then U-Boot
+    // reading the kernel from the stick, then the kernel booting the stick's root.
+    let target: Vec<String> = run
+        .log
+        .lines()
+        .filter(|l| l.contains("\"lvl\": \"target\""))
+        .filter_map(|l| serde_yaml::from_str::<Value>(l.trim_start_matches("- ")).ok())
+        .filter_map(|v| v.get("msg").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    let at = |from: usize, what: &dyn Fn(&str) -> bool, name: &str| -> usize {
+        from + target[from..]
+            .iter()
+            .position(|l| what(l))
+            .unwrap_or_else(|| panic!("no {name} on the console\n{}", tail(&run.log)))
+    };
+    let written = at(
+        0,
+        &|l| l.ends_with(" records out") && !l.starts_with("0+0 "),
+        "dd statistics",
+    );
+    let loaded = at(
+        written,
+        &|l| l.starts_with("=> load usb 0:1 ") && l.ends_with(" /boot/Image"),
+        "load from the stick",
+    );
+    at(
+        loaded,
+        &|l| l.contains(" bytes read in ") && !l.starts_with("0 "),
+        "bytes read from the stick",
+    );
+    at(
+        loaded,
+        &|l| l.starts_with("lava-rs board: root LABEL=lava-rs-media (/dev/sda1)"),
+        "the stick's root mounted",
     );
 }

@@ -39,7 +39,7 @@ const MODULE_DIRS: &[&str] = &[
     "kernel/fs/lockd",
 ];
 /// Bump when the outputs change in a way the stamp would not notice.
-const FORMAT_VERSION: u32 = 2;
+const FORMAT_VERSION: u32 = 3;
 
 /// The prepared artefacts, as a lab would publish them.
 #[derive(Debug, Clone)]
@@ -58,6 +58,9 @@ pub struct Artefacts {
     pub modules: PathBuf,
     /// The busybox root as a gzip-compressed tar.
     pub nfsrootfs: PathBuf,
+    /// A disk image for the board's USB stick: the root and the boot files on one ext2
+    /// partition, gzip-compressed (`media.rs`).
+    pub usb_image: PathBuf,
     /// LAVA 2023.01's device-type templates (from Debian's `lava-server` package), where the
     /// board's own template is written next to `base-uboot.jinja2`.
     pub device_types: PathBuf,
@@ -122,6 +125,7 @@ pub fn prepare(rig: &Path, force: bool) -> Result<Artefacts> {
         dtb: out.join("qemu-arm64-virt.dtb"),
         modules: out.join("modules.tar.gz"),
         nfsrootfs: out.join("nfsrootfs.tar.gz"),
+        usb_image: out.join("usb-image.img.gz"),
         device_types: rig.join("device-types"),
         u_boot,
     };
@@ -145,6 +149,7 @@ pub fn prepare(rig: &Path, force: bool) -> Result<Artefacts> {
         &a.dtb,
         &a.modules,
         &a.nfsrootfs,
+        &a.usb_image,
     ];
     if !force
         && outputs.iter().all(|p| p.is_file())
@@ -210,6 +215,7 @@ pub fn prepare(rig: &Path, force: bool) -> Result<Artefacts> {
         std::fs::create_dir_all(to.parent().expect("a module path"))?;
         std::fs::copy(moddir.join(&m.rel), &to)?;
     }
+    super::media::install_modules(&kernel_deb, &kdir, &moddir, &release, &root)?;
     std::fs::remove_dir_all(&kdir)?;
 
     let cpio = cpio_of(&root)?;
@@ -229,6 +235,9 @@ pub fn prepare(rig: &Path, force: bool) -> Result<Artefacts> {
     let _ = std::fs::remove_file(&a.dtb);
     let mut args = machine_args(&a.u_boot);
     args[1] = format!("virt,dumpdtb={}", a.dtb.display());
+    let blank_stick = out.join("dtb-dump-stick.img");
+    std::fs::File::create(&blank_stick)?.set_len(1 << 20)?;
+    args.extend(super::media::qemu_args(&blank_stick));
     run_captured(
         Command::new("qemu-system-aarch64")
             .args(&args)
@@ -236,6 +245,8 @@ pub fn prepare(rig: &Path, force: bool) -> Result<Artefacts> {
     )
     .context("dumping the board's DTB with qemu-system-aarch64")?;
     ensure!(a.dtb.is_file(), "QEMU wrote no DTB to {}", a.dtb.display());
+    std::fs::remove_file(&blank_stick)?;
+    super::media::build_image(&root, &[&a.kernel, &a.ramdisk_u_boot, &a.dtb], &a.usb_image)?;
 
     std::fs::write(&stamp_path, stamp)?;
     eprintln!(
@@ -334,6 +345,7 @@ fn root_files(release: &str, modules: &[String]) -> Vec<(&'static str, u32, Stri
 /bin/busybox mount -t devtmpfs devtmpfs /dev 2>/dev/null
 /bin/busybox --install -s
 export PATH=/sbin:/usr/sbin:/bin:/usr/bin
+. /etc/lava-rs/media.sh
 nfsroot=$(sed -n 's/.*nfsroot=\([^ ]*\).*/\1/p' /proc/cmdline)
 if [ -n "$nfsroot" ] && [ "$(stat -f -c %T /)" != nfs ]; then
     while read -r module; do
@@ -401,6 +413,11 @@ cd /
         ),
         ("etc/group", 0o644, "root:x:0:\n".to_string()),
         ("etc/lava-rs/modules", 0o644, list),
+        (
+            "etc/lava-rs/media.sh",
+            0o644,
+            super::media::init_script(release),
+        ),
     ]
 }
 

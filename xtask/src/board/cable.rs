@@ -184,6 +184,9 @@ fn start_servers(rig: &Rig) -> Result<Vec<(String, Child)>> {
             &mut spawn,
         )?;
     }
+    if rig.board == "u-boot" {
+        spawn("http", &mut super::media::http_server())?;
+    }
     spawn(
         "ser2net",
         Command::new("ser2net")

@@ -22,6 +22,7 @@ pub mod artefacts;
 pub mod boot_check;
 mod cable;
 pub mod grub_efi;
+pub mod media;
 pub mod nbd;
 pub mod nfs_server;
 pub mod pc;
@@ -172,6 +173,7 @@ impl PreparedRig {
             ("@DTB_URL@", &a.dtb),
             ("@MODULES_URL@", &a.modules),
             ("@NFSROOTFS_URL@", &a.nfsrootfs),
+            ("@USB_IMAGE_URL@", &a.usb_image),
         ] {
             text = text.replace(placeholder, &format!("file://{}", file.display()));
         }

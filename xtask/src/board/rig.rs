@@ -93,7 +93,11 @@ impl Rig {
 /// Write scripts, dictionary, device YAML and dispatcher configuration for `a`; return the
 /// summary lines.
 pub fn write(rig: &Rig, a: &Artefacts, xtask: &Path) -> Result<String> {
-    let machine = artefacts::machine_args(&a.u_boot);
+    let mut machine = artefacts::machine_args(&a.u_boot);
+    std::fs::create_dir_all(rig.run())?;
+    let stick = super::media::disk(&rig.run());
+    super::media::plug_stick(&stick)?;
+    machine.extend(super::media::qemu_args(&stick));
     write_scripts(
         rig,
         xtask,
@@ -119,8 +123,9 @@ pub fn write(rig: &Rig, a: &Artefacts, xtask: &Path) -> Result<String> {
         format!(
             "# The board reaches this host at its own address through QEMU's user-mode\n\
              # network (10.0.2.2 is QEMU's built-in TFTP server): LAVA's {{SERVER_IP}} and\n\
-             # {{NFS_SERVER_IP}}.\ndispatcher_ip: {}\n",
-            rig.host_ip
+             # {{NFS_SERVER_IP}}.\ndispatcher_ip: {}\n{}",
+            rig.host_ip,
+            super::media::dispatcher_line()
         ),
     )?;
 
@@ -135,6 +140,7 @@ pub fn write(rig: &Rig, a: &Artefacts, xtask: &Path) -> Result<String> {
     writeln!(out, "dtb: {}", url(&a.dtb))?;
     writeln!(out, "modules: {}", url(&a.modules))?;
     writeln!(out, "nfsrootfs: {}", url(&a.nfsrootfs))?;
+    writeln!(out, "usb_image: {}", url(&a.usb_image))?;
     std::fs::write(rig.summary_file(), &out)?;
     Ok(out)
 }
@@ -309,11 +315,12 @@ fn dictionary(rig: &Rig) -> String {
 {{% set power_on_command = '{on}' %}}
 {{% set power_off_command = '{off}' %}}
 {{% set hard_reset_command = '{reset}' %}}
-"#,
+{media}"#,
         port = rig.console_port,
         on = rig.bin("power-on").display(),
         off = rig.bin("power-off").display(),
         reset = rig.bin("hard-reset").display(),
+        media = super::media::dictionary_lines(),
     )
 }
 

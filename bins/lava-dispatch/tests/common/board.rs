@@ -129,6 +129,7 @@ impl Board {
             ("@NFSROOTFS_URL@", "nfsrootfs"),
             ("@INITRD_NBD_URL@", "initrd-nbd"),
             ("@NBDROOT_URL@", "nbdroot"),
+            ("@USB_IMAGE_URL@", "usb_image"),
         ] {
             if let Some(url) = self.urls.get(key) {
                 text = text.replace(placeholder, url);
@@ -152,6 +153,17 @@ impl Board {
     /// One of the rig's scripts (`power-off`, `board-fault`, …).
     pub fn bin(&self, name: &str) -> PathBuf {
         self.dir.join("bin").join(name)
+    }
+
+    /// Blanks the board's USB stick (`run/usb-disk.img`, zeroed in place, same size): a job
+    /// booting from it must have written it.
+    pub fn blank_stick(&self) {
+        let path = self.dir.join("run/usb-disk.img");
+        let size = std::fs::metadata(&path)
+            .unwrap_or_else(|e| panic!("the board's stick {}: {e}", path.display()))
+            .len();
+        let file = std::fs::File::create(&path).expect("truncating the board's stick");
+        file.set_len(size).expect("sizing the board's stick");
     }
 
     /// Whether the board is powered (QEMU's pid file, which `power-off` removes).

@@ -192,9 +192,22 @@ async fn write_media(
         .ok_or_else(|| LavaError::job("missing prompt for download tool"))?
         .to_string();
     wait_after(ctx, console, Some(line), &[start]).await?;
-    wait_after(ctx, console, None, &spec.tool_prompts).await?;
+    let done = wait_after(ctx, console, None, &spec.tool_prompts).await?;
     ctx.logger.debug("Changing prompt back to the shell's");
+    if spec.writer.is_none() && wrote_nothing(&done.matched) {
+        return Err(LavaError::infrastructure(format!(
+            "dd-image: dd wrote nothing to the media ('{}'): the download failed",
+            done.matched.trim()
+        )));
+    }
     Ok(())
+}
+
+/// dd's statistics for an empty input (`0+0 records out`, `0 bytes (0B) copied`): the
+/// download gave nothing. LAVA takes them as success and fails later, at the boot from the
+/// empty media; lava-rs stops here, naming the cause.
+pub fn wrote_nothing(statistics: &str) -> bool {
+    statistics.starts_with("0+0 records") || statistics.starts_with("0 bytes")
 }
 
 /// Sends `line` (if any), then waits for one of `prompts`.
@@ -203,7 +216,7 @@ async fn wait_after(
     console: &mut ConsoleConnection,
     line: Option<&str>,
     prompts: &[String],
-) -> LavaResult<()> {
+) -> LavaResult<lava_connection::Match> {
     let compiled = lava_connection::Patterns::new(prompts)?;
     ctx.logger.debug(format!(
         "Changing prompt to {}",
@@ -218,8 +231,7 @@ async fn wait_after(
         .session()
         .wait_for(&compiled, wait_deadline(ctx))
         .await
-        .map_err(|e| wait_error(ctx, e))?;
-    Ok(())
+        .map_err(|e| wait_error(ctx, e))
 }
 
 #[cfg(test)]
@@ -272,6 +284,14 @@ mod tests {
             spec.command_line("http://h/tmp/i.img", "/dev/sda"),
             "/bin/wget -O- http://h/tmp/i.img | /usr/bin/bmaptool copy http://h/tmp/i.img /dev/sda"
         );
+    }
+
+    #[test]
+    fn empty_statistics_mean_nothing_was_written() {
+        assert!(wrote_nothing("0+0 records out"));
+        assert!(wrote_nothing("0 bytes (0B) copied"));
+        assert!(!wrote_nothing("10+0 records out"));
+        assert!(!wrote_nothing("41943040 bytes (40.0MB) copied"));
     }
 
     #[test]
