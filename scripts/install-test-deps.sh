@@ -175,6 +175,31 @@ install_board_rig() {
 }
 install_board_rig
 
+# The board rig's USB stick (docs/board-u-boot.md, "Removable media"): the stick's disk image
+# is built with sfdisk (fdisk) and mke2fs -d (e2fsprogs), and the rig serves the dispatcher's
+# tmp directory to the board with Debian's python3 (http.server), as a lab's Apache does.
+install_media_rig() {
+    if [ "$(id -u)" != 0 ]; then
+        say "not root: cannot install the board's USB stick tools (the board tests will skip)"
+        return 0
+    fi
+    local packages=(fdisk e2fsprogs python3)
+    local missing=()
+    local p
+    for p in "${packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+            missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    say "apt-get install ${missing[*]}"
+    if ! out=$($APT install -y -q --no-install-recommends "${missing[@]}" 2>&1); then
+        echo "$out" >&2
+        say "apt-get install of the board's USB stick tools failed (above)"
+        exit 1
+    fi
+}
+install_media_rig
+
 # The TFTP / U-Boot runtime (lava-actions' tftp deploy and u-boot boot, tested on the fake
 # board of fixtures/uboot-fake): tftpd-hpa (`in.tftpd`, which LAVA's tftp deploy checks
 # for), u-boot-tools (`mkimage`: uImage kernels and U-Boot ramdisk headers), cpio and

@@ -214,14 +214,12 @@ pub fn build_image(root: &Path, boot: &[&Path], out: &Path) -> Result<()> {
     }
     copy_tree(root, &staging)?;
     std::fs::create_dir_all(staging.join("boot"))?;
-    let mut bytes = 0u64;
     for file in boot {
         let name = file.file_name().context("a boot file name")?;
-        bytes += std::fs::copy(file, staging.join("boot").join(name))?;
+        std::fs::copy(file, staging.join("boot").join(name))?;
     }
-    bytes += tree_size(&staging)?;
     // Room for the filesystem's own structures and the test overlay.
-    let fs_mib = bytes / (1 << 20) * 5 / 4 + 16;
+    let fs_mib = tree_size(&staging)? / (1 << 20) * 11 / 10 + 8;
     let raw = out.with_extension("");
     let _ = std::fs::remove_file(&raw);
     let file = std::fs::File::create(&raw)?;

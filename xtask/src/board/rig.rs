@@ -373,6 +373,16 @@ mod tests {
         let power_on = format!("{}", dir.path().join("bin/power-on").display());
         assert_eq!(at(&["commands", "power_on"]), power_on.as_str());
         assert_eq!(at(&["parameters", "booti", "kernel"]), "0x40400000");
+        assert_eq!(
+            at(&[
+                "parameters",
+                "media",
+                "usb",
+                super::super::media::USB_LABEL,
+                "uuid"
+            ]),
+            super::super::media::USB_BY_ID
+        );
         assert_eq!(at(&["parameters", "booti", "ramdisk"]), "0x48000000");
         assert_eq!(at(&["parameters", "booti", "dtb"]), "0x47000000");
         assert_eq!(

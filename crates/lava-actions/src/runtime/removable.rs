@@ -23,6 +23,10 @@
 //! [`DD_PROMPTS`](crate::deploy::removable::DD_PROMPTS): dd's closing statistics). Each wait
 //! is bounded by the connection timeout and the action's deadline. Without a downloaded
 //! image the action does nothing.
+//!
+//! One difference from LAVA: when dd reports that it wrote nothing (`0+0 records out`: the
+//! download failed), LAVA carries on and the boot from the empty media fails later; lava-rs
+//! ends the action with an InfrastructureError naming the cause ([`wrote_nothing`]).
 
 use super::boot_commands::dispatcher_ip;
 use super::console::{ConsoleConnection, on_console, wait_deadline, wait_error};
