@@ -21,15 +21,16 @@
 //! Then it waits for the download (or writer) tool's `prompt`, which says the transfer
 //! started, and then for one of the tool prompts (`tool.prompts`, else LAVA's
 //! [`DD_PROMPTS`](crate::deploy::removable::DD_PROMPTS): dd's closing statistics). Each wait
-//! is bounded by the connection timeout and the action's deadline. Without a downloaded
-//! image the action does nothing.
+//! is bounded by the action's deadline, as LAVA's. Without a downloaded image the action does
+//! nothing. The console is the namespace's, else the job's only live connection (LAVA's
+//! removable jobs boot the first system in another namespace).
 //!
 //! One difference from LAVA: when dd reports that it wrote nothing (`0+0 records out`: the
 //! download failed), LAVA carries on and the boot from the empty media fails later; lava-rs
 //! ends the action with an InfrastructureError naming the cause ([`wrote_nothing`]).
 
 use super::boot_commands::dispatcher_ip;
-use super::console::{ConsoleConnection, on_console, wait_deadline, wait_error};
+use super::console::{ConsoleConnection, take_console, wait_error};
 use super::overlay_transfer::publish;
 use lava_pipeline::value::{python_repr, scalar_string};
 use lava_pipeline::{LavaError, LavaResult, RunContext};
@@ -182,7 +183,34 @@ pub async fn dd_image(ctx: &mut RunContext) -> LavaResult<()> {
     publish(&root, &file)?;
     let spec = WriteSpec::from_params(&params);
     let line = spec.command_line(&url, &device);
-    on_console!(ctx, console => write_media(ctx, console, &spec, &line))
+    let key = console_namespace(ctx);
+    let Some(mut connection) = ctx.connections.remove(&key) else {
+        return take_console(ctx).map(|_| ());
+    };
+    let result = match connection.as_any_mut().downcast_mut::<ConsoleConnection>() {
+        Some(console) => write_media(ctx, console, &spec, &line).await,
+        None => Err(LavaError::bug(
+            "the namespace's connection is not a console connection",
+        )),
+    };
+    ctx.connections.insert(key, connection);
+    result
+}
+
+/// Whose console the device is written from: the namespace's connection, else the job's only
+/// live connection. LAVA hands one connection from block to block whatever their namespaces,
+/// so LAVA's removable jobs boot the first system in one namespace (`boot1`) and deploy to
+/// the media in another (`boot2`); with several live connections the job must say which
+/// (`connection-namespace`).
+fn console_namespace(ctx: &RunContext) -> String {
+    let own = ctx.connection_namespace();
+    if ctx.connections.contains_key(&own) || ctx.connections.len() != 1 {
+        return own;
+    }
+    let only = ctx.connections.keys().next().cloned().unwrap_or(own);
+    ctx.logger
+        .debug(format!("Using the connection of namespace '{only}'"));
+    only
 }
 
 async fn write_media(
@@ -231,9 +259,11 @@ async fn wait_after(
     if let Some(line) = line {
         console.session().sendline(line).await?;
     }
+    // As LAVA's: bounded by the action's deadline, not the connection timeout (dd prints
+    // nothing until it is done).
     console
         .session()
-        .wait_for(&compiled, wait_deadline(ctx))
+        .wait_for(&compiled, ctx.deadline())
         .await
         .map_err(|e| wait_error(ctx, e))
 }
