@@ -114,6 +114,12 @@ pub const PROOFS: &[Proof] = &[
         rig: "U-Boot board rig, root over NBD (nbd-server)",
     },
     Proof {
+        section: "deploy",
+        strategy: "usb",
+        test: "bins/lava-dispatch/tests/e2e_board.rs::usb_job_writes_the_stick_and_boots_from_it",
+        rig: "U-Boot board rig, USB stick written by dd-image",
+    },
+    Proof {
         section: "boot",
         strategy: "qemu",
         test: "bins/lava-dispatch/tests/e2e.rs::qemu_job_boots_the_guest_and_runs_its_test_shell",
