@@ -1,14 +1,14 @@
 //! The `qemu-iso` boot method: run the installer from the ISO deployed by
 //! `iso-installer`, watch it to the end, reboot into the installed system and log in.
 //!
-//! lava-rs describes and validates it as LAVA does; the installer command, its
-//! monitoring and the reboot are not written yet ([`Runnable::NOT_YET`]), so a job using
-//! it is refused at submission.
+//! The run-time behaviour (the installer started with the preseed URL, watched to its
+//! end message, the installed disk booted) is in [`crate::runtime::iso`];
+//! `docs/qemu-iso.md` describes the whole flow.
 
 use crate::common::env::ExportDeviceEnvironment;
 use crate::common::login::{AutoLoginAction, ExpectShellSession};
 use lava_pipeline::{
-    Action, ActionMeta, BlockLookups, Declared, LavaResult, PipelineBuilder, Runnable,
+    Action, BlockLookups, Declared, LavaResult, Pipeline, PipelineBuilder, RunContext,
     StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::Value;
@@ -65,8 +65,8 @@ impl Action for IsoCommandLine {
         "add dynamic data values to command line and execute",
         "include downloaded locations and call qemu"
     );
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        crate::runtime::iso::start_installer(ctx).await
     }
 }
 
@@ -88,8 +88,8 @@ impl Action for MonitorInstallerSession {
         }
         Ok(())
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        crate::runtime::iso::monitor_installer(ctx).await
     }
 }
 
@@ -119,7 +119,7 @@ impl Action for IsoRebootAction {
         }
         Ok(())
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        crate::runtime::iso::reboot_into_installed(ctx).await
     }
 }

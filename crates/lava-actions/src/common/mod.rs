@@ -410,7 +410,7 @@ actions:
     }
 
     #[test]
-    fn iso_installer_jobs_describe_and_are_refused_at_submission() {
+    fn iso_installer_jobs_describe_and_run_here() {
         let text = job("
 - deploy:
     to: iso-installer
@@ -447,21 +447,7 @@ actions:
                 "export-device-env"
             ]
         );
-        let refused = not_runnable(&text, DEVICE);
-        assert!(
-            refused.contains(
-                &"actions[1].boot: action 'execute-installer-command' (method qemu-iso) cannot run in lava-rs yet"
-                    .to_string()
-            ),
-            "{refused:?}"
-        );
-        assert!(
-            refused.contains(
-                &"actions[0].deploy: action 'prepare-empty-image' (method iso-installer) cannot run in lava-rs yet"
-                    .to_string()
-            ),
-            "{refused:?}"
-        );
+        assert_eq!(not_runnable(&text, DEVICE), Vec::<String>::new());
         let bad_size = text.replace("installation_size: 2G", "installation_size: 2T");
         let errors = validation_errors(&bad_size, DEVICE);
         assert!(

@@ -2,17 +2,17 @@
 //! file downloaded, the kernel and initrd pulled out of the ISO and the QEMU command line
 //! prepared for the installer boot (`method: qemu-iso`).
 //!
-//! lava-rs describes and validates it as LAVA does; creating the image, pulling files out
-//! of the ISO and the installer command line are not written yet
-//! ([`Runnable::NOT_YET`]), so a job using it is refused at submission.
+//! The run-time behaviour (the empty disk made with `qemu-img`, the files pulled out of
+//! the ISO with `xorriso`, the preseed served over TFTP, the installer command line) is
+//! in [`crate::runtime::iso`]; `docs/qemu-iso.md` describes the whole flow.
 
 use crate::common::apply_overlay::ApplyOverlayGuest;
 use crate::common::downloader::{DownloaderAction, download_dir};
 use crate::common::env::DeployDeviceEnvironment;
 use crate::common::lava_overlay::OverlayAction;
 use lava_pipeline::{
-    Action, ActionMeta, BlockLookups, BlockParams, Declared, LavaResult, ParamError,
-    PipelineBuilder, Runnable, StrategyRegistry, ValidateContext, action_identity, async_trait,
+    Action, ActionMeta, BlockLookups, BlockParams, Declared, LavaResult, ParamError, Pipeline,
+    PipelineBuilder, RunContext, StrategyRegistry, ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::{Mapping, Value};
 
@@ -147,8 +147,15 @@ impl Action for IsoEmptyImage {
         }
         Ok(())
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        let size = installation_size(
+            ctx.meta()
+                .param("iso")
+                .and_then(|iso| iso.get("installation_size")),
+        )
+        .map_err(lava_pipeline::LavaError::job)?;
+        crate::runtime::iso::create_empty_image(ctx, size).await?;
+        Ok(())
     }
 }
 
@@ -192,9 +199,25 @@ impl Action for IsoPullInstaller {
         }
         Ok(())
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        let files = iso_files(ctx.meta());
+        crate::runtime::iso::pull_installer_files(ctx, &files).await
     }
+}
+
+/// The `(key, path in the ISO)` of the job's `iso.kernel` and `iso.initrd`, in that order.
+pub fn iso_files(meta: &ActionMeta) -> Vec<(String, String)> {
+    let iso = meta.param("iso");
+    ISO_FILE_KEYS
+        .iter()
+        .filter_map(|key| {
+            let name = iso.and_then(|iso| iso.get(*key))?;
+            Some((
+                key.to_string(),
+                lava_pipeline::value::scalar_string(name).unwrap_or_default(),
+            ))
+        })
+        .collect()
 }
 
 /// Whether the device's `qemu` boot method names the QEMU command and the installer's
@@ -230,10 +253,26 @@ impl Action for QemuCommandLine {
         if !qemu_installer_parameters_set(&ctx.job.device) {
             ctx.error("Invalid parameters for prepare-qemu-commands");
         }
+        if let Some(data) = ctx.meta.param("deployment_data") {
+            let missing: Vec<&str> = crate::runtime::iso::INSTALLER_DATA_KEYS
+                .into_iter()
+                .filter(|key| data.get(*key).is_none())
+                .collect();
+            if !missing.is_empty() {
+                ctx.error(format!(
+                    "The deployment data of this 'os' has no installer {}: use os: debian_installer",
+                    missing.join(", ")
+                ));
+            }
+        }
+        let dispatcher = ctx.job.parameters.get("dispatcher");
+        if let Err(error) = crate::deploy::tftp::tftp_root(dispatcher) {
+            ctx.error(error.message);
+        }
         Ok(())
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        crate::runtime::iso::prepare_installer_command(ctx).await
     }
 }
 

@@ -12,6 +12,7 @@ pub mod console;
 pub mod image_download;
 pub mod image_overlay;
 pub mod interactive;
+pub mod iso;
 pub mod menu;
 pub mod monitor;
 pub mod multinode;

@@ -134,7 +134,7 @@ fn string_list(value: Option<&Value>) -> Vec<String> {
 }
 
 /// The device's QEMU method parameters (`qemu`, else `qemu-nfs`).
-fn qemu_parameters(device: &Device) -> LavaResult<&Mapping> {
+pub(crate) fn qemu_parameters(device: &Device) -> LavaResult<&Mapping> {
     let methods = device.boot_methods().ok_or_else(|| {
         LavaError::configuration("Invalid device configuration - missing parameters")
     })?;
@@ -337,6 +337,31 @@ fn find_in_path(program: &str) -> Option<std::path::PathBuf> {
     })
 }
 
+/// The test shell's `pre-command-list` for a QEMU guest with the qcow2 test overlay
+/// disk attached: create the results directory and mount the overlay disk there (by
+/// the UUID `apply-overlay-guest` gave it).
+pub(crate) fn set_overlay_mount_commands(ctx: &mut RunContext) {
+    let mountpoint = ctx
+        .get_data("test", "results", "lava_test_results_dir")
+        .and_then(scalar_string)
+        .unwrap_or_default();
+    let uuid = ctx
+        .get_data("apply-overlay-guest", "guest", "UUID")
+        .and_then(scalar_string)
+        .unwrap_or_default();
+    let commands: Vec<Value> = vec![
+        format!("mkdir {mountpoint}").into(),
+        format!("mount /dev/disk/by-uuid/{uuid} -t ext2 {mountpoint}").into(),
+        format!("ls -la {mountpoint}/bin/lava-test-runner").into(),
+    ];
+    ctx.set_data(
+        "test",
+        "lava-test-shell",
+        "pre-command-list",
+        Value::Sequence(commands),
+    );
+}
+
 /// `execute-qemu`: build the command line from the device and the namespace data, end
 /// any previous connection of the namespace, start QEMU on a pty and install it as the
 /// namespace's connection ([`ConsoleConnection`]). The overlay drive, when attached,
@@ -366,25 +391,7 @@ pub async fn start_qemu(ctx: &mut RunContext) -> LavaResult<()> {
     if inputs.guest.is_some() && inputs.nfs.is_none() {
         ctx.logger
             .info("Extending command line for qcow2 test overlay");
-        let mountpoint = ctx
-            .get_data("test", "results", "lava_test_results_dir")
-            .and_then(scalar_string)
-            .unwrap_or_default();
-        let uuid = ctx
-            .get_data("apply-overlay-guest", "guest", "UUID")
-            .and_then(scalar_string)
-            .unwrap_or_default();
-        let commands: Vec<Value> = vec![
-            format!("mkdir {mountpoint}").into(),
-            format!("mount /dev/disk/by-uuid/{uuid} -t ext2 {mountpoint}").into(),
-            format!("ls -la {mountpoint}/bin/lava-test-runner").into(),
-        ];
-        ctx.set_data(
-            "test",
-            "lava-test-shell",
-            "pre-command-list",
-            Value::Sequence(commands),
-        );
+        set_overlay_mount_commands(ctx);
     }
     let line = words.join(" ");
     ctx.logger.info(format!("Boot command: {line}"));
