@@ -11,6 +11,7 @@ mod deb;
 mod deb_test;
 mod deploy_bench;
 mod fuzz;
+mod iso_installer;
 mod job_bench;
 mod lab;
 mod layering;
@@ -68,6 +69,9 @@ enum Command {
     },
     /// Build the embedded QEMU device's kernel and initramfs (target/test-system).
     TestSystem(test_system::Args),
+    /// A tiny installer ISO, its preseed, device and job for the qemu-iso job
+    /// (target/iso-installer; docs/qemu-iso.md).
+    IsoInstaller(iso_installer::Args),
     /// A board rig for LAVA jobs: `u-boot` (QEMU arm64 + U-Boot, target/board-u-boot) or the
     /// x86 PC booting through `ipxe` or `grub` (target/board-pc), with tftpd-hpa, ser2net and
     /// power scripts. Prints the device file and the artefacts' URLs.
@@ -142,6 +146,7 @@ fn main() -> Result<()> {
             ),
         },
         Command::TestSystem(args) => test_system::run(args),
+        Command::IsoInstaller(args) => iso_installer::run(args),
         Command::TestBoard(args) => board::run(args),
         Command::Layering => layering::check(),
         Command::Fuzz(args) => fuzz::run(args),
