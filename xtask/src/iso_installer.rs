@@ -20,9 +20,11 @@
 //!   `ERROR: Failed to retrieve the preconfiguration file`, as Debian's installer does;
 //! - `/install/boot.img.gz`: the start of the installed disk: an MBR (syslinux's `mbr.bin`)
 //!   with two partitions, the first a FAT16 boot partition with SYSLINUX, the bzImage kernel,
-//!   the same initrd and a `syslinux.cfg` that says `Loading initial ramdisk` (what LAVA's
-//!   `reboot-into-installed` waits for) and boots with `lava_rs.root=/dev/sda2`, on which the
-//!   same `/init` mounts the installed root and `switch_root`s into it;
+//!   the same initrd and a `syslinux.cfg` whose kernel command line says `Loading initial
+//!   ramdisk` (what LAVA's `reboot-into-installed` waits for, see [`SYSLINUX_CFG`]) and
+//!   `lava_rs.root=LABEL=installed-root`, on which the same `/init` finds the installed root
+//!   by its label (disks are named in the order they are probed), mounts it and
+//!   `switch_root`s into it;
 //! - `/install/base.cpio.gz`: the base system (the test system's initramfs), unpacked by the
 //!   installer onto the root partition, then given a login on the serial line (busybox
 //!   `getty`/`login`), the preseed's hostname and root password.
@@ -153,8 +155,11 @@ pub fn build(dir: &Path, force: bool) -> Result<IsoInstaller> {
         std::fs::read_to_string(crate::test_system::cache_dir().join("stamp")).unwrap_or_default();
     let init = installer_init();
     let stamp = format!(
-        "format {FORMAT_VERSION}\n{ts_stamp}init {:016x}\nmodules {}\nboot {BOOT_MB} root {ROOT_MB}\n",
+        "format {FORMAT_VERSION}\n{ts_stamp}init {:016x}\nsyslinux {:016x}\nudhcpc {:016x}\n\
+         modules {}\nboot {BOOT_MB} root {ROOT_MB}\n",
         fnv1a(init.as_bytes()),
+        fnv1a(SYSLINUX_CFG.as_bytes()),
+        fnv1a(UDHCPC_SCRIPT.as_bytes()),
         MODULES.join(",")
     );
     let fresh = !force
@@ -412,17 +417,20 @@ fn partition_entry(bootable: bool, kind: u8, start: u32, sectors: u32) -> [u8; 1
     entry
 }
 
-/// The installed disk's bootloader configuration (SYSLINUX on the serial line).
+/// The installed disk's bootloader configuration. SYSLINUX reaches the serial line only
+/// through SeaBIOS's serial console (QEMU sets it up for `-nographic`), which interleaves
+/// cursor escapes into the text at random places (`Loading initial ramdis\e[11;22Hk`), and
+/// its `SAY` text never reaches the UART itself. So the installed boot entry announces
+/// itself the way GRUB does on a Debian install, with LAVA's `Loading initial ramdisk`,
+/// in its kernel command line, which the kernel prints on the serial console first thing.
 const SYSLINUX_CFG: &str = "\
-SERIAL 0 115200
 PROMPT 0
 TIMEOUT 0
 DEFAULT installed
-SAY Loading initial ramdisk and kernel of the installed system
 LABEL installed
   KERNEL /vmlinuz
   INITRD /initrd.gz
-  APPEND console=ttyS0,115200 lava_rs.root=/dev/sda2
+  APPEND console=ttyS0,115200 lava_rs.root=LABEL=installed-root lava_rs.boot=\"Loading initial ramdisk of the installed system\"
 ";
 
 /// busybox udhcpc's event script: configure the leased address.
@@ -438,7 +446,7 @@ fn installer_init() -> String {
     format!(
         r#"#!/bin/sh
 # /init of the lava-rs tiny installer (written by `cargo xtask iso-installer`).
-# With lava_rs.root=DEV on the kernel command line: the installed system's first stage
+# With lava_rs.root=LABEL=... on the kernel command line: the installed system's first stage
 # (mount DEV, switch_root). Otherwise: install as the preseed file says.
 /bin/busybox mkdir -p /proc /sys /dev /tmp
 /bin/busybox mount -t proc proc /proc
@@ -468,9 +476,17 @@ fail() {{ echo "ERROR: Installation step failed: $*"; halt_now; }}
 
 root=$(arg lava_rs.root)
 if [ -n "$root" ]; then
-    echo "lava-rs installed system: root on $root"
-    wait_for "$root" || {{ echo "lava-rs: no $root"; exec sh; }}
-    mount -t ext4 "$root" /target || {{ echo "lava-rs: cannot mount $root"; exec sh; }}
+    # Disks are named in the order they are probed: find the root by its label.
+    echo "lava-rs installed system: root $root"
+    n=0
+    dev=$(findfs "$root" 2>/dev/null)
+    while [ -z "$dev" ] && [ $n -lt 100 ]; do
+        sleep 0.2
+        n=$((n + 1))
+        dev=$(findfs "$root" 2>/dev/null)
+    done
+    [ -n "$dev" ] || {{ echo "lava-rs: no disk holds $root"; halt_now; }}
+    mount -t ext4 "$dev" /target || {{ echo "lava-rs: cannot mount $dev"; halt_now; }}
     umount /sys /proc
     umount /dev 2>/dev/null
     exec switch_root /target /init
@@ -573,7 +589,7 @@ mod tests {
         ] {
             assert!(init.contains(message), "{message}");
         }
-        assert!(SYSLINUX_CFG.contains("SAY Loading initial ramdisk"));
+        assert!(SYSLINUX_CFG.contains("lava_rs.boot=\"Loading initial ramdisk "));
     }
 
     #[test]
