@@ -326,3 +326,30 @@ install_uefi_rig() {
     done
 }
 install_uefi_rig
+
+# The installer ISO rig (cargo xtask iso-installer, bins/lava-dispatch/tests/e2e_iso.rs,
+# docs/qemu-iso.md): xorriso (the ISO is made with it and lava-run's pull-installer-files
+# copies the kernel and initrd out of it), syslinux and syslinux-common (the installed disk's
+# bootloader and MBR), mtools and dosfstools (its FAT boot partition, written without a loop
+# mount). In CI a failed install is a failure.
+install_iso_rig() {
+    local missing=()
+    command -v xorriso >/dev/null 2>&1 || missing+=(xorriso)
+    command -v syslinux >/dev/null 2>&1 || missing+=(syslinux)
+    [ -f /usr/lib/syslinux/mbr/mbr.bin ] || missing+=(syslinux-common)
+    command -v mcopy >/dev/null 2>&1 || missing+=(mtools)
+    command -v mkfs.fat >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.fat ] || [ -x /sbin/mkfs.fat ] ||
+        missing+=(dosfstools)
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" != 0 ]; then
+        say "not root: cannot install ${missing[*]} (the installer ISO tests will skip)"
+        return 0
+    fi
+    say "apt-get install ${missing[*]}"
+    if ! out=$($APT install -y -q --no-install-recommends "${missing[@]}" 2>&1); then
+        echo "$out" >&2
+        say "apt-get install of the installer ISO tools failed (above)"
+        exit 1
+    fi
+}
+install_iso_rig
