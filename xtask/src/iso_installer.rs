@@ -153,7 +153,7 @@ pub fn build(dir: &Path, force: bool) -> Result<IsoInstaller> {
     let stamp_path = dir.join("stamp");
     let ts_stamp =
         std::fs::read_to_string(crate::test_system::cache_dir().join("stamp")).unwrap_or_default();
-    let init = installer_init();
+    let init = INSTALLER_INIT;
     let stamp = format!(
         "format {FORMAT_VERSION}\n{ts_stamp}init {:016x}\nsyslinux {:016x}\nudhcpc {:016x}\n\
          modules {}\nboot {BOOT_MB} root {ROOT_MB}\n",
@@ -170,7 +170,7 @@ pub fn build(dir: &Path, force: bool) -> Result<IsoInstaller> {
     } else {
         let _ = std::fs::remove_file(&stamp_path);
         let started = std::time::Instant::now();
-        build_iso(&dir, &ts, &init, &iso)?;
+        build_iso(&dir, &ts, init, &iso)?;
         std::fs::write(&stamp_path, &stamp)?;
         eprintln!(
             "iso-installer: built {} in {:.1}s",
@@ -442,9 +442,7 @@ esac
 ";
 
 /// The installer initrd's `/init`, installer and installed system's first stage in one.
-fn installer_init() -> String {
-    format!(
-        r#"#!/bin/sh
+const INSTALLER_INIT: &str = r#"#!/bin/sh
 # /init of the lava-rs tiny installer (written by `cargo xtask iso-installer`).
 # With lava_rs.root=LABEL=... on the kernel command line: the installed system's first stage
 # (mount DEV, switch_root). Otherwise: install as the preseed file says.
@@ -459,20 +457,20 @@ while read -r module; do
 done < /etc/lava-rs/modules
 
 # The value of NAME=VALUE on the kernel command line.
-arg() {{
+arg() {
     for word in $(cat /proc/cmdline); do
-        case "$word" in "$1"=*) echo "${{word#*=}}"; return ;; esac
+        case "$word" in "$1"=*) echo "${word#*=}"; return ;; esac
     done
-}}
+}
 # Wait up to 20 s for a block device to appear.
-wait_for() {{
+wait_for() {
     n=0
     while [ ! -b "$1" ] && [ $n -lt 100 ]; do sleep 0.2; n=$((n + 1)); done
     [ -b "$1" ]
-}}
-say() {{ echo "lava-rs-installer: $*"; }}
-halt_now() {{ sync; sleep 1; poweroff -f; }}
-fail() {{ echo "ERROR: Installation step failed: $*"; halt_now; }}
+}
+say() { echo "lava-rs-installer: $*"; }
+halt_now() { sync; sleep 1; poweroff -f; }
+fail() { echo "ERROR: Installation step failed: $*"; halt_now; }
 
 root=$(arg lava_rs.root)
 if [ -n "$root" ]; then
@@ -485,8 +483,8 @@ if [ -n "$root" ]; then
         n=$((n + 1))
         dev=$(findfs "$root" 2>/dev/null)
     done
-    [ -n "$dev" ] || {{ echo "lava-rs: no disk holds $root"; halt_now; }}
-    mount -t ext4 "$dev" /target || {{ echo "lava-rs: cannot mount $dev"; halt_now; }}
+    [ -n "$dev" ] || { echo "lava-rs: no disk holds $root"; halt_now; }
+    mount -t ext4 "$dev" /target || { echo "lava-rs: cannot mount $dev"; halt_now; }
     umount /sys /proc
     umount /dev 2>/dev/null
     exec switch_root /target /init
@@ -496,7 +494,7 @@ say "starting (kernel $(uname -r))"
 url=$(arg preseed/url)
 say "preseed location: $url"
 case "$url" in
-tftp://*/*) rest=${{url#tftp://}}; host=${{rest%%/*}}; path=${{rest#*/}} ;;
+tftp://*/*) rest=${url#tftp://}; host=${rest%%/*}; path=${rest#*/} ;;
 *) echo "ERROR: Failed to retrieve the preconfiguration file (no tftp:// preseed/url)"; halt_now ;;
 esac
 say "configuring the network with DHCP"
@@ -509,18 +507,18 @@ if ! tftp -g -r "$path" -l /tmp/preseed.cfg "$host" || [ ! -s /tmp/preseed.cfg ]
 fi
 say "preseed retrieved from $host"
 # The value of a d-i question of the preseed (the last answer wins).
-answer() {{
+answer() {
     value=
     while read -r owner question kind rest; do
         [ "$owner" = d-i ] && [ "$question" = "$1" ] && value=$rest
     done < /tmp/preseed.cfg
     echo "$value"
-}}
+}
 disk=$(answer partman-auto/disk)
 hostname=$(answer netcfg/get_hostname)
 password=$(answer passwd/root-password-crypted)
 [ -n "$disk" ] || fail "the preseed names no disk (partman-auto/disk)"
-say "installing to $disk, hostname ${{hostname:-unset}}"
+say "installing to $disk, hostname ${hostname:-unset}"
 
 wait_for /dev/sr0 || fail "no installation CD"
 mkdir -p /cdrom
@@ -530,16 +528,16 @@ say "partitioning $disk and writing the boot loader"
 zcat /cdrom/install/boot.img.gz > "$disk" || fail "writing $disk"
 sync
 blockdev --rereadpt "$disk" || fail "re-reading the partition table of $disk"
-wait_for "${{disk}}2" || fail "no root partition ${{disk}}2"
-say "formatting ${{disk}}2"
-mke2fs -q -L installed-root "${{disk}}2" >/dev/null || fail "formatting ${{disk}}2"
-mount -t ext4 "${{disk}}2" /target || fail "mounting ${{disk}}2"
+wait_for "${disk}2" || fail "no root partition ${disk}2"
+say "formatting ${disk}2"
+mke2fs -q -L installed-root "${disk}2" >/dev/null || fail "formatting ${disk}2"
+mount -t ext4 "${disk}2" /target || fail "mounting ${disk}2"
 say "installing the base system"
 (cd /target && zcat /cdrom/install/base.cpio.gz | cpio -i -d -m 2>/dev/null) || fail "unpacking the base system"
 say "configuring the installed system"
 [ -z "$hostname" ] || echo "$hostname" > /target/etc/hostname
 echo "root:x:0:0:root:/root:/bin/sh" > /target/etc/passwd
-echo "root:${{password:-*}}:19000:0:99999:7:::" > /target/etc/shadow
+echo "root:${password:-*}:19000:0:99999:7:::" > /target/etc/shadow
 chmod 600 /target/etc/shadow
 # LAVA runs Debian's test shell with /bin/bash (the debian_installer deployment data):
 # busybox's ash stands in for it.
@@ -556,14 +554,12 @@ EOF
 # The hostname the preseed chose, set at every boot.
 sed -i "s/^hostname .*/hostname \$(cat \/etc\/hostname)/" /target/init
 echo "installed by the lava-rs tiny installer from $url" > /target/etc/lava-rs/installed
-umount /target || fail "unmounting ${{disk}}2"
+umount /target || fail "unmounting ${disk}2"
 umount /cdrom
 sync
 say "Installation complete"
 halt_now
-"#
-    )
-}
+"#;
 
 #[cfg(test)]
 mod tests {
@@ -581,7 +577,7 @@ mod tests {
 
     #[test]
     fn the_installer_prints_what_lava_waits_for() {
-        let init = installer_init();
+        let init = INSTALLER_INIT;
         for message in [
             "ERROR: Installation step failed",
             "ERROR: Failed to retrieve the preconfiguration file",
@@ -601,7 +597,7 @@ mod tests {
         ] {
             assert!(PRESEED.contains(&format!("d-i {question} ")), "{question}");
             assert!(
-                installer_init().contains(&format!("answer {question}")),
+                INSTALLER_INIT.contains(&format!("answer {question}")),
                 "{question}"
             );
         }
