@@ -16,7 +16,7 @@
 //!   unpacks the base system from the CD, configures it, prints its progress and finally
 //!   `Installation complete` and powers off (the kernel's `reboot: Power down`, the end
 //!   message LAVA's `debian_installer` deployment data waits for). A failing step prints
-//!   `ERROR: Installation step failed`, a preseed it cannot fetch
+//!   its reason, then `ERROR: Installation step failed`, a preseed it cannot fetch
 //!   `ERROR: Failed to retrieve the preconfiguration file`, as Debian's installer does;
 //! - `/install/boot.img.gz`: the start of the installed disk: an MBR (syslinux's `mbr.bin`)
 //!   with two partitions, the first a FAT16 boot partition with SYSLINUX, the bzImage kernel,
@@ -470,7 +470,8 @@ wait_for() {
 }
 say() { echo "lava-rs-installer: $*"; }
 halt_now() { sync; sleep 1; poweroff -f; }
-fail() { echo "ERROR: Installation step failed: $*"; halt_now; }
+# The reason first: the dispatcher may end the installer as soon as the error line shows.
+fail() { say "$*"; echo "ERROR: Installation step failed"; halt_now; }
 
 root=$(arg lava_rs.root)
 if [ -n "$root" ]; then

@@ -32,7 +32,7 @@
 
 use crate::common::power::which;
 use crate::runtime::console::{ConsoleConnection, action_timeout};
-use crate::runtime::qemu::{inputs_from_context, qemu_parameters, set_overlay_mount_commands};
+use crate::runtime::qemu::{guest_drive, qemu_parameters, set_overlay_mount_commands};
 use crate::runtime::tftp::TftpLayout;
 use lava_connection::{ErrorKind as ConnErrorKind, Patterns, SessionConfig};
 use lava_pipeline::command::run_command;
@@ -524,7 +524,7 @@ pub async fn reboot_into_installed(ctx: &mut RunContext) -> LavaResult<()> {
         .ok_or_else(|| LavaError::job("Unable to find the installed image."))?;
     let mut words = installed_words(&ctx.job.device, &disk)?;
     binary_in_path(&mut words)?;
-    if let Some(guest) = inputs_from_context(ctx).guest {
+    if let Some(guest) = guest_drive(ctx) {
         ctx.logger
             .info("Extending command line for qcow2 test overlay");
         words.push(format!(

@@ -282,6 +282,14 @@ pub fn inputs_from_context(ctx: &RunContext) -> QemuInputs {
         .get_data("deployimages", "image", "uefi_dir")
         .and_then(scalar_string)
         .filter(|s| !s.is_empty());
+    inputs.guest = guest_drive(ctx);
+    inputs
+}
+
+/// The qcow2 test overlay drive `apply-overlay-guest` made, unless the overlay went into an
+/// image (`append-overlays`): its file and the interface and id from the device's `guest`
+/// settings (IDE on x86, else virtio, by default).
+pub(crate) fn guest_drive(ctx: &RunContext) -> Option<GuestDrive> {
     let guest = ctx
         .get_data("apply-overlay-guest", "guest", "filename")
         .and_then(scalar_string)
@@ -316,13 +324,13 @@ pub fn inputs_from_context(ctx: &RunContext) -> QemuInputs {
         let file = std::fs::canonicalize(&file)
             .map(|p| p.display().to_string())
             .unwrap_or(file);
-        inputs.guest = Some(GuestDrive {
+        return Some(GuestDrive {
             file,
             interface: field("interface", fallback),
             driveid: field("driveid", "lavatest"),
         });
     }
-    inputs
+    None
 }
 
 fn find_in_path(program: &str) -> Option<std::path::PathBuf> {
