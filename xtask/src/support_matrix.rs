@@ -55,6 +55,18 @@ pub struct Proof {
 pub const PROOFS: &[Proof] = &[
     Proof {
         section: "deploy",
+        strategy: "iso-installer",
+        test: "bins/lava-dispatch/tests/e2e_iso.rs::the_installer_installs_and_the_tests_run_on_the_installed_disk",
+        rig: "installer ISO rig (tiny installer, preseed over TFTP)",
+    },
+    Proof {
+        section: "boot",
+        strategy: "qemu-iso",
+        test: "bins/lava-dispatch/tests/e2e_iso.rs::the_installer_installs_and_the_tests_run_on_the_installed_disk",
+        rig: "installer ISO rig (tiny installer, preseed over TFTP)",
+    },
+    Proof {
+        section: "deploy",
         strategy: "tmpfs",
         test: "bins/lava-dispatch/tests/e2e.rs::qemu_jobs_in_lavas_overlay_shapes_run_their_tests",
         rig: "embedded QEMU device",
