@@ -15,8 +15,8 @@ use std::process::Command;
 use anyhow::{Context, Result, ensure};
 
 use crate::test_system::{
-    Initramfs, extract, extract_file, fetch_debs, file_name, fnv1a, gzip_to, kernel_package_of,
-    run_captured, unpack_kernel,
+    Initramfs, Module, extract, extract_file, fetch_debs, file_name, fnv1a, gzip_to,
+    kernel_package_of, run_captured, unpack_kernel,
 };
 
 /// Printed by the root's `/init` just before the shell starts.
@@ -187,34 +187,14 @@ pub fn prepare(rig: &Path, force: bool) -> Result<Artefacts> {
     // The root tree, staged on disk: the ramdisk, the NFS root and the modules come from it.
     let module_rels: Vec<String> = modules.iter().map(|m| m.rel.clone()).collect();
     let root = rig.join("root");
-    if root.exists() {
-        std::fs::remove_dir_all(&root)?;
-    }
-    for d in [
-        "bin", "dev", "etc", "lib", "mnt", "proc", "root", "run", "sbin", "sys", "tmp", "usr/bin",
-        "usr/sbin", "var", "newroot",
-    ] {
-        std::fs::create_dir_all(root.join(d))?;
-    }
-    std::fs::write(
-        root.join("bin/busybox"),
-        extract_file(&busybox_deb, "./bin/busybox")?,
+    stage_busybox_root(
+        &root,
+        &busybox_deb,
+        root_files(&release, &module_rels),
+        &release,
+        &moddir,
+        &modules,
     )?;
-    set_mode(&root.join("bin/busybox"), 0o755)?;
-    std::os::unix::fs::symlink("busybox", root.join("bin/sh"))?;
-    std::os::unix::fs::symlink("../bin/busybox", root.join("sbin/init"))?;
-    for (path, mode, content) in root_files(&release, &module_rels) {
-        let file = root.join(path);
-        std::fs::create_dir_all(file.parent().expect("a file in the root"))?;
-        std::fs::write(&file, content)?;
-        set_mode(&file, mode)?;
-    }
-    let target_moddir = root.join(format!("lib/modules/{release}"));
-    for m in &modules {
-        let to = target_moddir.join(&m.rel);
-        std::fs::create_dir_all(to.parent().expect("a module path"))?;
-        std::fs::copy(moddir.join(&m.rel), &to)?;
-    }
     super::media::install_modules(&kernel_deb, &kdir, &moddir, &release, &root)?;
     std::fs::remove_dir_all(&kdir)?;
 
@@ -252,11 +232,7 @@ pub fn prepare(rig: &Path, force: bool) -> Result<Artefacts> {
     eprintln!(
         "test-board: artefacts ready in {} (kernel {release}, modules: {})",
         out.display(),
-        modules
-            .iter()
-            .map(|m| m.name.as_str())
-            .collect::<Vec<_>>()
-            .join(" ")
+        module_names(&modules)
     );
     Ok(a)
 }
@@ -278,6 +254,57 @@ pub(super) fn set_mode(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("chmod {}", path.display()))
+}
+
+/// Stage a busybox root under `root` (replaced): the usual top directories, `bin/busybox`
+/// from `busybox_deb` with `bin/sh` and `sbin/init` linked to it, `files` (`(path in the
+/// root, mode, content)`), and `modules` copied from `moddir` to `lib/modules/<release>/`.
+pub(super) fn stage_busybox_root(
+    root: &Path,
+    busybox_deb: &Path,
+    files: Vec<(&str, u32, String)>,
+    release: &str,
+    moddir: &Path,
+    modules: &[Module],
+) -> Result<()> {
+    if root.exists() {
+        std::fs::remove_dir_all(root)?;
+    }
+    for d in [
+        "bin", "dev", "etc", "lib", "mnt", "proc", "root", "run", "sbin", "sys", "tmp", "usr/bin",
+        "usr/sbin", "var", "newroot",
+    ] {
+        std::fs::create_dir_all(root.join(d))?;
+    }
+    std::fs::write(
+        root.join("bin/busybox"),
+        extract_file(busybox_deb, "./bin/busybox")?,
+    )?;
+    set_mode(&root.join("bin/busybox"), 0o755)?;
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh"))?;
+    std::os::unix::fs::symlink("../bin/busybox", root.join("sbin/init"))?;
+    for (path, mode, content) in files {
+        let file = root.join(path);
+        std::fs::create_dir_all(file.parent().expect("a file in the root"))?;
+        std::fs::write(&file, content)?;
+        set_mode(&file, mode)?;
+    }
+    let target_moddir = root.join(format!("lib/modules/{release}"));
+    for m in modules {
+        let to = target_moddir.join(&m.rel);
+        std::fs::create_dir_all(to.parent().expect("a module path"))?;
+        std::fs::copy(moddir.join(&m.rel), &to)?;
+    }
+    Ok(())
+}
+
+/// The modules' names, space-separated, for a progress line.
+pub(super) fn module_names(modules: &[Module]) -> String {
+    modules
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `tar -czf out -C dir members`, root-owned members.

@@ -18,7 +18,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail, ensure};
 
-use super::artefacts::{cpio_of, set_mode};
+use super::artefacts::{cpio_of, module_names, set_mode};
 use crate::test_system::{
     extract_file, fetch_debs, file_name, fnv1a, gzip_to, kernel_package_of, run_captured,
     unpack_kernel,
@@ -215,11 +215,7 @@ pub fn prepare(rig: &Path, force: bool) -> Result<NbdArtefacts> {
     eprintln!(
         "test-board: NBD initrd ({} libraries, modules: {}) and root image ready",
         libraries.len(),
-        modules
-            .iter()
-            .map(|m| m.name.as_str())
-            .collect::<Vec<_>>()
-            .join(" ")
+        module_names(&modules)
     );
     Ok(a)
 }
