@@ -137,25 +137,8 @@ fn start_servers(rig: &Rig) -> Result<Vec<(String, Child)>> {
             console = run.join("console").display(),
         ),
     )?;
-    let log = |name: &str| -> Result<Stdio> {
-        Ok(std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(run.join(format!("{name}.log")))?
-            .into())
-    };
     let mut children = Vec::new();
-    let mut spawn = |name: &str, cmd: &mut Command| -> Result<()> {
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(log(name)?)
-            .stderr(log(name)?)
-            .spawn()
-            .with_context(|| format!("starting {name} ({cmd:?})"))?;
-        eprintln!("rig: {name} started (pid {})", child.id());
-        children.push((name.to_string(), child));
-        Ok(())
-    };
+    let mut spawn = |name: &str, cmd: &mut Command| spawn_logged(&run, &mut children, name, cmd);
     // TFTP: foreground (-L), LAVA's directory as root (-s), files read as root (LAVA's job
     // directories are 0700), on the address the board reaches. One TFTP server can hold that
     // port: another rig's (every rig serves LAVA's /srv/tftp there) is named, not guessed at.
@@ -198,8 +181,35 @@ fn start_servers(rig: &Rig) -> Result<Vec<(String, Child)>> {
     Ok(children)
 }
 
-/// Wait until something accepts on the console port (a connection closed at once).
-fn wait_for_port(port: u16, children: &mut [(String, Child)]) -> Result<()> {
+/// Start `cmd` as the rig's child `name` (pushed onto `children`), stdin closed, its output
+/// appended to `<run>/<name>.log`.
+pub(super) fn spawn_logged(
+    run: &Path,
+    children: &mut Vec<(String, Child)>,
+    name: &str,
+    cmd: &mut Command,
+) -> Result<()> {
+    let log = |name: &str| -> Result<Stdio> {
+        Ok(std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(run.join(format!("{name}.log")))?
+            .into())
+    };
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(log(name)?)
+        .stderr(log(name)?)
+        .spawn()
+        .with_context(|| format!("starting {name} ({cmd:?})"))?;
+    eprintln!("rig: {name} started (pid {})", child.id());
+    children.push((name.to_string(), child));
+    Ok(())
+}
+
+/// Wait until something accepts on `port` of the loopback (a connection closed at once),
+/// failing when one of `children` exits first or after [`START_LIMIT`].
+pub(super) fn wait_for_port(port: u16, children: &mut [(String, Child)]) -> Result<()> {
     let deadline = Instant::now() + START_LIMIT;
     loop {
         if TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1))
@@ -219,7 +229,8 @@ fn wait_for_port(port: u16, children: &mut [(String, Child)]) -> Result<()> {
     }
 }
 
-fn end(children: &mut [(String, Child)]) {
+/// Kill and reap every child.
+pub(super) fn end(children: &mut [(String, Child)]) {
     for (_, child) in children.iter_mut() {
         let _ = child.kill();
         let _ = child.wait();

@@ -385,20 +385,9 @@ pub fn run(args: &super::Args) -> Result<()> {
 mod tests {
     use super::*;
 
-    /// LAVA's device-type templates: the rig's copy when prepared, else the conformance
-    /// corpus next to the workspace.
-    fn lava_templates() -> Option<PathBuf> {
-        let rig = crate::shared::workspace_root().join("target/board-pc/device-types");
-        if rig.join("x86.jinja2").is_file() {
-            return Some(rig);
-        }
-        crate::shared::shared_dir()
-            .map(|d| d.join("conformance/templates"))
-            .filter(|d| d.join("x86.jinja2").is_file())
-    }
-
     fn render(firmware: Firmware) -> Option<(serde_yaml::Value, String)> {
-        let Some(lava) = lava_templates() else {
+        let Some(lava) = super::super::rig::lava_templates_for_tests("board-pc", "x86.jinja2")
+        else {
             eprintln!("skipping: no LAVA templates (cargo xtask test-board ipxe --prepare)");
             return None;
         };

@@ -21,19 +21,16 @@
 //! artefact URLs and files the tests read). The device is `fixtures/qemu/device-nfs.yaml`.
 
 use std::fmt::Write as _;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::artefacts::{cpio_of, tar_gz};
-use super::nfs_server;
+use super::artefacts::{cpio_of, module_names, set_mode, stage_busybox_root, tar_gz};
+use super::{cable, nfs_server, rig};
 use crate::shared::workspace_root;
-use crate::test_system::{
-    self, extract_file, fetch_debs, file_name, fnv1a, gzip_to, unpack_kernel,
-};
+use crate::test_system::{self, fetch_debs, file_name, fnv1a, gzip_to, unpack_kernel};
 
 /// The NFS server's port (the rig's range is 52200–52249).
 pub const NFS_PORT: u16 = 52_200;
@@ -59,8 +56,6 @@ const MODULE_DIRS: &[&str] = &[
 const FORMAT_VERSION: u32 = 1;
 /// How long a second rig waits for another rig's NFS server to end.
 const LOCK_WAIT: Duration = Duration::from_secs(600);
-/// How long the NFS server may take to answer after its start.
-const START_LIMIT: Duration = Duration::from_secs(30);
 
 /// The rig's directory.
 pub fn dir() -> PathBuf {
@@ -186,55 +181,25 @@ fn build_root(
         NFS_MODULES,
     )?;
     let root = dir.join("root");
-    if root.exists() {
-        std::fs::remove_dir_all(&root)?;
-    }
-    for d in [
-        "bin", "dev", "etc", "lib", "mnt", "proc", "root", "run", "sbin", "sys", "tmp", "usr/bin",
-        "usr/sbin", "var", "newroot",
-    ] {
-        std::fs::create_dir_all(root.join(d))?;
-    }
-    std::fs::write(
-        root.join("bin/busybox"),
-        extract_file(busybox_deb, "./bin/busybox")?,
-    )?;
-    set_mode(&root.join("bin/busybox"), 0o755)?;
-    set_mode(&root.join("tmp"), 0o1777)?;
-    std::os::unix::fs::symlink("busybox", root.join("bin/sh"))?;
-    std::os::unix::fs::symlink("../bin/busybox", root.join("sbin/init"))?;
     let rels: Vec<String> = modules.iter().map(|m| m.rel.clone()).collect();
-    for (path, mode, content) in root_files(release, &rels) {
-        let file = root.join(path);
-        std::fs::create_dir_all(file.parent().expect("a file in the root"))?;
-        std::fs::write(&file, content)?;
-        set_mode(&file, mode)?;
-    }
-    let target = root.join(format!("lib/modules/{release}"));
-    for m in &modules {
-        let to = target.join(&m.rel);
-        std::fs::create_dir_all(to.parent().expect("a module path"))?;
-        std::fs::copy(moddir.join(&m.rel), &to)?;
-    }
+    stage_busybox_root(
+        &root,
+        busybox_deb,
+        root_files(release, &rels),
+        release,
+        &moddir,
+        &modules,
+    )?;
+    set_mode(&root.join("tmp"), 0o1777)?;
     std::fs::remove_dir_all(&kdir)?;
     gzip_to(&cpio_of(&root)?, initrd)?;
     tar_gz(&root, &["."], nfsrootfs)?;
     eprintln!(
         "test-board qemu-nfs: initrd and NFS root built in {:.1}s (kernel {release}, modules: {})",
         started.elapsed().as_secs_f64(),
-        modules
-            .iter()
-            .map(|m| m.name.as_str())
-            .collect::<Vec<_>>()
-            .join(" ")
+        module_names(&modules)
     );
     Ok(())
-}
-
-fn set_mode(path: &Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("chmod {}", path.display()))
 }
 
 /// `(path in the root, mode, content)` of the files written for the guest's tree.
@@ -338,48 +303,20 @@ cd /
 fn write_scripts(dir: &Path, xtask: &Path) -> Result<()> {
     let q = |p: &Path| lava_python::shlex_quote(&p.display().to_string());
     let header = "# Written by `cargo xtask test-board qemu-nfs`; see docs/qemu-nfs.md.\nset -eu\n";
-    let rig_up = format!(
-        r#"#!/bin/sh
-# rig-up: start the rig's NFS server under one supervisor in a process group of its own;
-# wait until it answers (it first waits, bounded, for another rig's NFS server to end).
-{header}RUN={run}
-if [ -f "$RUN/rig.pid" ] && kill -0 "$(cat "$RUN/rig.pid")" 2>/dev/null; then
-    exit 0
-fi
-rm -f "$RUN/ready" "$RUN/failed"
-setsid {xtask} test-board qemu-nfs --serve </dev/null >>"$RUN/rig.log" 2>&1 &
-echo $! > "$RUN/rig.pid"
-i=0
-while [ ! -f "$RUN/ready" ]; do
-    i=$((i + 1))
-    if [ -f "$RUN/failed" ] || [ $i -gt 6600 ] || ! kill -0 "$(cat "$RUN/rig.pid")" 2>/dev/null; then
-        echo "rig-up: the rig did not come up; its log ($RUN/rig.log) ends:" >&2
-        tail -n 20 "$RUN/rig.log" >&2
-        "$(dirname "$0")/rig-down" || true
-        exit 1
-    fi
-    sleep 0.1
-done
-"#,
-        run = q(&dir.join("run")),
-        xtask = q(xtask),
+    let rig_up = rig::rig_up_script(
+        "start the rig's NFS server under one supervisor in a process group of its own;\n\
+         # wait until it answers (it first waits, bounded, for another rig's NFS server to end).",
+        header,
+        &q(&dir.join("run")),
+        &format!("{} test-board qemu-nfs --serve", q(xtask)),
+        6600,
     );
-    let rig_down = format!(
-        r#"#!/bin/sh
-# rig-down: end the rig's supervisor and its servers (the supervisor's process group).
-{header}RUN={run}
-[ -f "$RUN/rig.pid" ] || exit 0
-pid=$(cat "$RUN/rig.pid")
-kill -TERM "-$pid" 2>/dev/null || true
-i=0
-while kill -0 "-$pid" 2>/dev/null; do
-    i=$((i + 1))
-    [ $i -eq 50 ] && kill -KILL "-$pid" 2>/dev/null
-    sleep 0.1
-done
-rm -f "$RUN/rig.pid" "$RUN/ready"
-"#,
-        run = q(&dir.join("run")),
+    let rig_down = rig::rig_down_script(
+        "end the rig's supervisor and its servers (the supervisor's process group).",
+        header,
+        &q(&dir.join("run")),
+        "",
+        "",
     );
     for (name, text) in [("rig-up", rig_up), ("rig-down", rig_down)] {
         let path = dir.join("bin").join(name);
@@ -394,24 +331,8 @@ rm -f "$RUN/rig.pid" "$RUN/ready"
 fn serve(run: &Path) -> Result<()> {
     let _lock = nfs_server::lock(LOCK_WAIT)?;
     let mut children: Vec<(String, Child)> = Vec::new();
-    let log = |name: &str| -> Result<Stdio> {
-        Ok(std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(run.join(format!("{name}.log")))?
-            .into())
-    };
-    let mut spawn = |name: &str, cmd: &mut Command| -> Result<()> {
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(log(name)?)
-            .stderr(log(name)?)
-            .spawn()
-            .with_context(|| format!("starting {name} ({cmd:?})"))?;
-        eprintln!("rig: {name} started (pid {})", child.id());
-        children.push((name.to_string(), child));
-        Ok(())
-    };
+    let mut spawn =
+        |name: &str, cmd: &mut Command| cable::spawn_logged(run, &mut children, name, cmd);
     let started = nfs_server::start(
         run,
         "the qemu-nfs rig (`cargo xtask test-board qemu-nfs`)",
@@ -422,24 +343,12 @@ fn serve(run: &Path) -> Result<()> {
         &mut spawn,
     );
     let result = started.and_then(|()| supervise(run, &mut children));
-    for (_, child) in children.iter_mut() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    cable::end(&mut children);
     result
 }
 
 fn supervise(run: &Path, children: &mut [(String, Child)]) -> Result<()> {
-    let deadline = Instant::now() + START_LIMIT;
-    while TcpStream::connect_timeout(&([127, 0, 0, 1], NFS_PORT).into(), Duration::from_secs(1))
-        .is_err()
-    {
-        exited(children)?;
-        if Instant::now() > deadline {
-            bail!("nothing answers on 127.0.0.1:{NFS_PORT} after {START_LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    cable::wait_for_port(NFS_PORT, children)?;
     std::fs::write(run.join("ready"), "")?;
     eprintln!("rig: ready (NFS on port {NFS_PORT}, mount on {MOUNT_PORT})");
     loop {

@@ -241,52 +241,26 @@ esac
 "#,
         run = q(&run),
     );
-    let rig_up = format!(
-        r#"#!/bin/sh
-# rig-up: start the rig's services (cable, ser2net, tftpd-hpa, NFS server) under one
-# supervisor in a process group of its own; wait until the console port answers.
-{header}RUN={run}
-if [ -f "$RUN/rig.pid" ] && kill -0 "$(cat "$RUN/rig.pid")" 2>/dev/null; then
-    exit 0
-fi
-rm -f "$RUN/ready" "$RUN/failed"
-setsid {xtask} test-board {board} --serve --console-port {port} --host-ip {ip} </dev/null >>"$RUN/rig.log" 2>&1 &
-echo $! > "$RUN/rig.pid"
-i=0
-while [ ! -f "$RUN/ready" ]; do
-    i=$((i + 1))
-    if [ -f "$RUN/failed" ] || [ $i -gt 300 ] || ! kill -0 "$(cat "$RUN/rig.pid")" 2>/dev/null; then
-        echo "rig-up: the rig did not come up; its log ($RUN/rig.log) ends:" >&2
-        tail -n 20 "$RUN/rig.log" >&2
-        "$(dirname "$0")/rig-down" || true
-        exit 1
-    fi
-    sleep 0.1
-done
-"#,
-        run = q(&run),
-        xtask = q(xtask),
-        board = rig.board,
-        port = rig.console_port,
-        ip = rig.host_ip,
+    let rig_up = rig_up_script(
+        "start the rig's services (cable, ser2net, tftpd-hpa, NFS server) under one\n\
+         # supervisor in a process group of its own; wait until the console port answers.",
+        &header,
+        &q(&run),
+        &format!(
+            "{xtask} test-board {board} --serve --console-port {port} --host-ip {ip}",
+            xtask = q(xtask),
+            board = rig.board,
+            port = rig.console_port,
+            ip = rig.host_ip,
+        ),
+        300,
     );
-    let rig_down = format!(
-        r#"#!/bin/sh
-# rig-down: power the board off and end the rig's services (the supervisor's process group).
-{header}RUN={run}
-"$(dirname "$0")/power-off"
-[ -f "$RUN/rig.pid" ] || exit 0
-pid=$(cat "$RUN/rig.pid")
-kill -TERM "-$pid" 2>/dev/null || true
-i=0
-while kill -0 "-$pid" 2>/dev/null; do
-    i=$((i + 1))
-    [ $i -eq 50 ] && kill -KILL "-$pid" 2>/dev/null
-    sleep 0.1
-done
-rm -f "$RUN/rig.pid" "$RUN/ready" "$RUN/cable.sock" "$RUN/console"
-"#,
-        run = q(&run),
+    let rig_down = rig_down_script(
+        "power the board off and end the rig's services (the supervisor's process group).",
+        &header,
+        &q(&run),
+        "\"$(dirname \"$0\")/power-off\"\n",
+        " \"$RUN/cable.sock\" \"$RUN/console\"",
     );
     for (name, text) in [
         ("power-on", power_on),
@@ -301,6 +275,71 @@ rm -f "$RUN/rig.pid" "$RUN/ready" "$RUN/cable.sock" "$RUN/console"
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     }
     Ok(())
+}
+
+/// `bin/rig-up`: start `serve` (the rig's supervisor, a shell command line) with `setsid` in a
+/// process group of its own, its output in `$RUN/rig.log`, and wait (`ticks` tenths of a
+/// second at most) for it to write `$RUN/ready`; on failure show its log and run `rig-down`.
+/// `purpose` follows `# rig-up: ` in the script's comment; `header` and `run` (shell-quoted)
+/// as [`write_scripts`] makes them.
+pub(super) fn rig_up_script(
+    purpose: &str,
+    header: &str,
+    run: &str,
+    serve: &str,
+    ticks: u32,
+) -> String {
+    format!(
+        r#"#!/bin/sh
+# rig-up: {purpose}
+{header}RUN={run}
+if [ -f "$RUN/rig.pid" ] && kill -0 "$(cat "$RUN/rig.pid")" 2>/dev/null; then
+    exit 0
+fi
+rm -f "$RUN/ready" "$RUN/failed"
+setsid {serve} </dev/null >>"$RUN/rig.log" 2>&1 &
+echo $! > "$RUN/rig.pid"
+i=0
+while [ ! -f "$RUN/ready" ]; do
+    i=$((i + 1))
+    if [ -f "$RUN/failed" ] || [ $i -gt {ticks} ] || ! kill -0 "$(cat "$RUN/rig.pid")" 2>/dev/null; then
+        echo "rig-up: the rig did not come up; its log ($RUN/rig.log) ends:" >&2
+        tail -n 20 "$RUN/rig.log" >&2
+        "$(dirname "$0")/rig-down" || true
+        exit 1
+    fi
+    sleep 0.1
+done
+"#
+    )
+}
+
+/// `bin/rig-down`: run `first` (shell lines, may be empty), then end the supervisor's process
+/// group (TERM, KILL after five seconds) and remove its pid file, `ready` and `extra_rm`
+/// (shell words, each preceded by a space). `purpose` follows `# rig-down: `.
+pub(super) fn rig_down_script(
+    purpose: &str,
+    header: &str,
+    run: &str,
+    first: &str,
+    extra_rm: &str,
+) -> String {
+    format!(
+        r#"#!/bin/sh
+# rig-down: {purpose}
+{header}RUN={run}
+{first}[ -f "$RUN/rig.pid" ] || exit 0
+pid=$(cat "$RUN/rig.pid")
+kill -TERM "-$pid" 2>/dev/null || true
+i=0
+while kill -0 "-$pid" 2>/dev/null; do
+    i=$((i + 1))
+    [ $i -eq 50 ] && kill -KILL "-$pid" 2>/dev/null
+    sleep 0.1
+done
+rm -f "$RUN/rig.pid" "$RUN/ready"{extra_rm}
+"#
+    )
 }
 
 /// The device dictionary, as a lab admin writes one: the device type, and how this lab wired
@@ -324,20 +363,29 @@ fn dictionary(rig: &Rig) -> String {
     )
 }
 
+/// LAVA's device-type templates for unit tests: the copy (from Debian's lava-server) in the
+/// rig `target/<rig_dir>` when prepared, else the conformance corpus next to the workspace;
+/// `None` when neither holds `template`.
+#[cfg(test)]
+pub(super) fn lava_templates_for_tests(rig_dir: &str, template: &str) -> Option<PathBuf> {
+    let rig = crate::shared::workspace_root()
+        .join("target")
+        .join(rig_dir)
+        .join("device-types");
+    if rig.join(template).is_file() {
+        return Some(rig);
+    }
+    crate::shared::shared_dir()
+        .map(|d| d.join("conformance/templates"))
+        .filter(|d| d.join(template).is_file())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// LAVA's device-type templates: the rig's copy (from Debian's lava-server) when prepared,
-    /// else the conformance corpus next to the workspace.
     fn lava_templates() -> Option<PathBuf> {
-        let rig = crate::shared::workspace_root().join("target/board-u-boot/device-types");
-        if rig.join("base-uboot.jinja2").is_file() {
-            return Some(rig);
-        }
-        crate::shared::shared_dir()
-            .map(|d| d.join("conformance/templates"))
-            .filter(|d| d.join("base-uboot.jinja2").is_file())
+        lava_templates_for_tests("board-u-boot", "base-uboot.jinja2")
     }
 
     #[test]
