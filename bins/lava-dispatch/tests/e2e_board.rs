@@ -26,9 +26,8 @@ use std::time::Duration;
 
 mod common;
 
-use common::board::{Board, RAMDISK_CASES};
-use common::lava_run;
-use common::reference::{ResultSet, TestCase, result_set, spawn, tail, wait};
+use common::board::{Board, RAMDISK_CASES, ramdisk_cases};
+use common::reference::{JobOnDevice, ResultSet, result_set, tail};
 use serde_yaml::Value;
 
 /// Bound on one whole run (the jobs' own timeouts are at most 15 minutes).
@@ -77,21 +76,12 @@ fn job_id(name: &str) -> String {
 fn run_with(board: &Board, name: &str, scratch: &Path, dispatcher: &Path) -> Run {
     let job = board.job(name, scratch);
     let job_id = job_id(name);
-    let out = scratch.join(format!("out-{name}"));
-    let mut ours = Command::new(lava_run());
-    ours.arg("--job-id")
-        .arg(&job_id)
-        .arg("--output-dir")
-        .arg(&out)
-        .arg("--device")
-        .arg(&board.device)
-        .arg("--dispatcher")
-        .arg(dispatcher)
-        .arg(&job)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let status = wait(spawn(ours, format!("lava-rs-{job_id}/")), RUN_LIMIT);
-    let log = std::fs::read_to_string(out.join("logs.yaml")).unwrap_or_default();
+    let run = JobOnDevice {
+        job: &job,
+        device: &board.device,
+        dispatcher,
+    };
+    let (status, log) = run.run_ours(&job_id, &scratch.join(format!("out-{name}")), RUN_LIMIT);
     Run {
         success: status.success(),
         results: result_set(&log),
@@ -112,17 +102,12 @@ fn ramdisk_job_gives_lavas_result_set() {
     let dir = scratch();
     let run = run(&board, "uboot-ramdisk", dir.path());
     assert!(run.success, "our lava-run failed\n{}", tail(&run.log));
-    let expected: Vec<TestCase> = RAMDISK_CASES
-        .iter()
-        .map(|(case, result, measurement, units)| TestCase {
-            suite: "0_board-smoke".into(),
-            case: case.to_string(),
-            result: result.to_string(),
-            measurement: measurement.map(str::to_string),
-            units: units.map(str::to_string),
-        })
-        .collect();
-    assert_eq!(run.results.cases, expected, "{}", tail(&run.log));
+    assert_eq!(
+        run.results.cases,
+        ramdisk_cases("0_board-smoke"),
+        "{}",
+        tail(&run.log)
+    );
     assert_eq!(
         run.results.job.as_deref(),
         Some("pass"),

@@ -7,14 +7,12 @@
 //! busybox ramdisk's shell, tests with passing and failing cases, finalize powering off.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 mod common;
 
-use common::board::{Board, RAMDISK_CASES};
-use common::lava_run;
-use common::reference::{TestCase, result_set, spawn, tail, wait};
+use common::board::{Board, ramdisk_cases};
+use common::reference::{JobOnDevice, result_set, tail};
 
 /// Bound on one whole run (the jobs' own timeout is 15 minutes).
 const RUN_LIMIT: Duration = Duration::from_secs(16 * 60);
@@ -34,34 +32,15 @@ fn ramdisk_job(firmware: &str, prompt: &str, kernel_fetch: &str) {
     let name = format!("{firmware}-ramdisk");
     let job = board.job(&name, scratch.path());
     let job_id = format!("{}", std::process::id() * 100 + firmware.len() as u32);
-    let out = scratch.path().join("out");
-    let mut ours = Command::new(lava_run());
-    ours.arg("--job-id")
-        .arg(&job_id)
-        .arg("--output-dir")
-        .arg(&out)
-        .arg("--device")
-        .arg(&board.device)
-        .arg("--dispatcher")
-        .arg(&board.dispatcher)
-        .arg(&job)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let status = wait(spawn(ours, format!("lava-rs-{job_id}/")), RUN_LIMIT);
-    let log = std::fs::read_to_string(out.join("logs.yaml")).unwrap_or_default();
+    let run = JobOnDevice {
+        job: &job,
+        device: &board.device,
+        dispatcher: &board.dispatcher,
+    };
+    let (status, log) = run.run_ours(&job_id, &scratch.path().join("out"), RUN_LIMIT);
     assert!(status.success(), "our lava-run failed\n{}", tail(&log));
     let results = result_set(&log);
-    let expected: Vec<TestCase> = RAMDISK_CASES
-        .iter()
-        .map(|(case, result, measurement, units)| TestCase {
-            suite: "0_pc-smoke".into(),
-            case: case.to_string(),
-            result: result.to_string(),
-            measurement: measurement.map(str::to_string),
-            units: units.map(str::to_string),
-        })
-        .collect();
-    assert_eq!(results.cases, expected, "{}", tail(&log));
+    assert_eq!(results.cases, ramdisk_cases("0_pc-smoke"), "{}", tail(&log));
     assert_eq!(results.job.as_deref(), Some("pass"), "{}", tail(&log));
     assert!(
         log.contains(prompt),

@@ -11,15 +11,12 @@
 //!   result set.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 mod common;
 
-use common::lava_run;
 use common::qemu_nfs::{NFS_CASES, QemuNfsRig};
-use common::reference::{LAVA_RUN, LAVA_WORK_DIR, ResultSet, result_set, spawn, tail, wait};
-use lava_test_support::ci::skip_or_fail;
+use common::reference::{JobOnDevice, LAVA_WORK_DIR, ResultSet, lava_installed, result_set, tail};
 
 /// Bound on one whole run (the job's own timeout is 10 minutes).
 const RUN_LIMIT: Duration = Duration::from_secs(11 * 60);
@@ -53,21 +50,12 @@ fn qemu_nfs_job_runs_its_tests_on_the_nfs_root() {
     let dir = scratch();
     let job = rig.job(dir.path());
     let job_id = format!("{}", std::process::id() * 10 + 1);
-    let out = dir.path().join("out");
-    let mut ours = Command::new(lava_run());
-    ours.arg("--job-id")
-        .arg(&job_id)
-        .arg("--output-dir")
-        .arg(&out)
-        .arg("--device")
-        .arg(&rig.device)
-        .arg("--dispatcher")
-        .arg(&rig.dispatcher)
-        .arg(&job)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let status = wait(spawn(ours, format!("lava-rs-{job_id}/")), RUN_LIMIT);
-    let log = std::fs::read_to_string(out.join("logs.yaml")).unwrap_or_default();
+    let run = JobOnDevice {
+        job: &job,
+        device: &rig.device,
+        dispatcher: &rig.dispatcher,
+    };
+    let (status, log) = run.run_ours(&job_id, &dir.path().join("out"), RUN_LIMIT);
     assert!(status.success(), "our lava-run failed\n{}", tail(&log));
     let results = result_set(&log);
     assert_eq!(cases(&results), expected(), "{}", tail(&log));
@@ -90,31 +78,18 @@ fn qemu_nfs_job_runs_its_tests_on_the_nfs_root() {
 
 #[test]
 fn lava_gives_the_same_result_set_on_the_rig() {
-    if !Path::new(LAVA_RUN).is_file() {
-        skip_or_fail(format!(
-            "{LAVA_RUN} is missing (Debian's lava-dispatcher: scripts/install-test-deps.sh)"
-        ));
+    if !lava_installed() {
         return;
     }
     let Some(rig) = QemuNfsRig::up() else { return };
     let dir = scratch();
     let job = rig.job(dir.path());
-    let job_id = std::process::id() * 10 + 2;
-    let log_path = dir.path().join("lava-stderr.log");
-    let mut lava = Command::new(LAVA_RUN);
-    lava.arg("--job-id")
-        .arg(job_id.to_string())
-        .arg("--output-dir")
-        .arg(dir.path().join("lava"))
-        .arg("--device")
-        .arg(&rig.device)
-        .arg("--dispatcher")
-        .arg(&rig.dispatcher)
-        .arg(&job)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap());
-    let status = wait(spawn(lava, format!("{LAVA_WORK_DIR}/{job_id}/")), RUN_LIMIT);
-    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let run = JobOnDevice {
+        job: &job,
+        device: &rig.device,
+        dispatcher: &rig.dispatcher,
+    };
+    let (status, log) = run.run_lava(std::process::id() * 10 + 2, dir.path(), RUN_LIMIT);
     assert!(
         status.success(),
         "LAVA's lava-run: {status}\n{}",

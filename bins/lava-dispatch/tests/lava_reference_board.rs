@@ -9,25 +9,19 @@
 //! The rig comes from `cargo xtask test-board u-boot --prepare`; with `CI=true` it and LAVA
 //! must be there, elsewhere the test says what is missing and skips.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 mod common;
 
-use common::board::{Board, RAMDISK_CASES};
-use common::reference::{LAVA_RUN, LAVA_WORK_DIR, TestCase, result_set, spawn, tail, wait};
-use lava_test_support::ci::skip_or_fail;
+use common::board::{Board, ramdisk_cases};
+use common::reference::{JobOnDevice, lava_installed, result_set, tail};
 
 /// Bound on the whole run; the job's own timeout is 15 minutes.
 const RUN_LIMIT: Duration = Duration::from_secs(16 * 60);
 
 #[test]
 fn lava_runs_the_u_boot_ramdisk_job_on_the_board_rig() {
-    if !Path::new(LAVA_RUN).is_file() {
-        skip_or_fail(format!(
-            "{LAVA_RUN} is missing (Debian's lava-dispatcher: scripts/install-test-deps.sh)"
-        ));
+    if !lava_installed() {
         return;
     }
     let Some(board) = Board::up() else { return };
@@ -36,22 +30,12 @@ fn lava_runs_the_u_boot_ramdisk_job_on_the_board_rig() {
         .tempdir()
         .unwrap();
     let job = board.job("uboot-ramdisk", scratch.path());
-    let job_id = std::process::id() * 10 + 3;
-    let log_path = scratch.path().join("lava-stderr.log");
-    let mut lava = Command::new(LAVA_RUN);
-    lava.arg("--job-id")
-        .arg(job_id.to_string())
-        .arg("--output-dir")
-        .arg(scratch.path().join("lava"))
-        .arg("--device")
-        .arg(&board.device)
-        .arg("--dispatcher")
-        .arg(&board.dispatcher)
-        .arg(&job)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap());
-    let status = wait(spawn(lava, format!("{LAVA_WORK_DIR}/{job_id}/")), RUN_LIMIT);
-    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let run = JobOnDevice {
+        job: &job,
+        device: &board.device,
+        dispatcher: &board.dispatcher,
+    };
+    let (status, log) = run.run_lava(std::process::id() * 10 + 3, scratch.path(), RUN_LIMIT);
     assert!(
         status.success(),
         "LAVA's lava-run: {status}\n{}",
@@ -60,23 +44,12 @@ fn lava_runs_the_u_boot_ramdisk_job_on_the_board_rig() {
 
     let results = result_set(&log);
     eprintln!("LAVA's result set on the board: {results:#?}");
-    let expected: Vec<TestCase> = RAMDISK_CASES
-        .iter()
-        .map(|(case, result, measurement, units)| TestCase {
-            suite: "0_board-smoke".into(),
-            case: case.to_string(),
-            result: result.to_string(),
-            measurement: measurement.map(str::to_string),
-            units: units.map(str::to_string),
-        })
-        .collect();
-    assert_eq!(results.cases, expected, "LAVA's cases on the board");
+    assert_eq!(
+        results.cases,
+        ramdisk_cases("0_board-smoke"),
+        "LAVA's cases on the board"
+    );
     assert_eq!(results.job.as_deref(), Some("pass"), "{}", tail(&log));
     // LAVA powered the board on (through hard_reset) and off (finalize).
-    let events = board.power_events();
-    assert!(
-        events.iter().any(|e| e == "hard-reset")
-            && events.last().map(String::as_str) == Some("power-off"),
-        "power events: {events:?}"
-    );
+    board.assert_reset_then_powered_off();
 }

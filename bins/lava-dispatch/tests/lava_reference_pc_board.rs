@@ -9,24 +9,18 @@
 //! The rig comes from `cargo xtask test-board ipxe --prepare`; with `CI=true` it and LAVA
 //! must be there, elsewhere the test says what is missing and skips.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 mod common;
 
-use common::board::{Board, RAMDISK_CASES};
-use common::reference::{LAVA_RUN, LAVA_WORK_DIR, TestCase, result_set, spawn, tail, wait};
-use lava_test_support::ci::skip_or_fail;
+use common::board::{Board, ramdisk_cases};
+use common::reference::{JobOnDevice, lava_installed, result_set, tail};
 
 /// Bound on the whole run; the job's own timeout is 15 minutes.
 const RUN_LIMIT: Duration = Duration::from_secs(16 * 60);
 
 fn lava_runs(firmware: &str) {
-    if !Path::new(LAVA_RUN).is_file() {
-        skip_or_fail(format!(
-            "{LAVA_RUN} is missing (Debian's lava-dispatcher: scripts/install-test-deps.sh)"
-        ));
+    if !lava_installed() {
         return;
     }
     let Some(board) = Board::pc(firmware) else {
@@ -37,52 +31,28 @@ fn lava_runs(firmware: &str) {
         .tempdir()
         .unwrap();
     let job = board.job(&format!("{firmware}-ramdisk"), scratch.path());
+    let run = JobOnDevice {
+        job: &job,
+        device: &board.device,
+        dispatcher: &board.dispatcher,
+    };
     let job_id = std::process::id() * 10 + firmware.len() as u32;
-    let log_path = scratch.path().join("lava-stderr.log");
-    let mut lava = Command::new(LAVA_RUN);
-    lava.arg("--job-id")
-        .arg(job_id.to_string())
-        .arg("--output-dir")
-        .arg(scratch.path().join("lava"))
-        .arg("--device")
-        .arg(&board.device)
-        .arg("--dispatcher")
-        .arg(&board.dispatcher)
-        .arg(&job)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap());
-    let status = wait(spawn(lava, format!("{LAVA_WORK_DIR}/{job_id}/")), RUN_LIMIT);
-    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let (status, log) = run.run_lava(job_id, scratch.path(), RUN_LIMIT);
     assert!(
         status.success(),
         "LAVA's lava-run: {status}\n{}",
         tail(&log)
     );
     let results = result_set(&log);
-    let expected: Vec<TestCase> = RAMDISK_CASES
-        .iter()
-        .map(|(case, result, measurement, units)| TestCase {
-            suite: "0_pc-smoke".into(),
-            case: case.to_string(),
-            result: result.to_string(),
-            measurement: measurement.map(str::to_string),
-            units: units.map(str::to_string),
-        })
-        .collect();
     assert_eq!(
         results.cases,
-        expected,
+        ramdisk_cases("0_pc-smoke"),
         "LAVA's cases on the PC\n{}",
         tail(&log)
     );
     assert_eq!(results.job.as_deref(), Some("pass"), "{}", tail(&log));
     // LAVA powered the PC on (through hard_reset) and off (finalize).
-    let events = board.power_events();
-    assert!(
-        events.iter().any(|e| e == "hard-reset")
-            && events.last().map(String::as_str) == Some("power-off"),
-        "power events: {events:?}"
-    );
+    board.assert_reset_then_powered_off();
 }
 
 #[test]

@@ -6,11 +6,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 
-use lava_test_support::ci::{require_tool, skip_or_fail};
 use lava_test_support::paths::{board_rig, fixture, pc_board_rig};
+
+use super::rig::RigUp;
 
 /// One board: tests of a binary take turns.
 static BOARD: Mutex<()> = Mutex::new(());
@@ -26,6 +26,23 @@ pub const RAMDISK_CASES: &[(&str, &str, Option<&str>, Option<&str>)] = &[
     ("measured", "pass", Some("42.0"), Some("widgets")),
 ];
 
+/// [`RAMDISK_CASES`] as the result set names them, in `suite` (`0_board-smoke` on the U-Boot
+/// board, `0_pc-smoke` on the PC).
+pub fn ramdisk_cases(suite: &str) -> Vec<super::reference::TestCase> {
+    RAMDISK_CASES
+        .iter()
+        .map(
+            |(case, result, measurement, units)| super::reference::TestCase {
+                suite: suite.into(),
+                case: case.to_string(),
+                result: result.to_string(),
+                measurement: measurement.map(str::to_string),
+                units: units.map(str::to_string),
+            },
+        )
+        .collect()
+}
+
 /// The rig, up for as long as this value lives (`bin/rig-up` … `bin/rig-down`).
 pub struct Board {
     dir: PathBuf,
@@ -34,6 +51,8 @@ pub struct Board {
     /// The dispatcher configuration (`dispatcher_ip`).
     pub dispatcher: PathBuf,
     urls: BTreeMap<String, String>,
+    /// Declared before the turn: the rig is down before the next test's turn.
+    _rig: RigUp,
     _turn: MutexGuard<'static, ()>,
 }
 
@@ -78,32 +97,14 @@ impl Board {
         let turn = BOARD
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for tool in tools {
-            if !require_tool(tool, "scripts/install-test-deps.sh installs the board rigs") {
-                return None;
-            }
-        }
-        let summary = match std::fs::read_to_string(dir.join(summary_file)) {
-            Ok(text) => text,
-            Err(e) => {
-                skip_or_fail(format!(
-                    "the board rig is not prepared ({}: {e}; run `cargo xtask test-board {name} \
-                     --prepare`)",
-                    dir.join(summary_file).display()
-                ));
-                return None;
-            }
-        };
-        let urls: BTreeMap<String, String> = summary
-            .lines()
-            .filter_map(|l| l.split_once(": "))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let status = Command::new(dir.join("bin/rig-up"))
-            .stdin(Stdio::null())
-            .status()
-            .expect("running the rig's rig-up");
-        assert!(status.success(), "the board rig did not come up ({status})");
+        let (rig, urls) = RigUp::start(
+            &dir,
+            summary_file,
+            tools,
+            "scripts/install-test-deps.sh installs the board rigs",
+            "the board rig",
+            &format!("cargo xtask test-board {name} --prepare"),
+        )?;
         // The power log is read per test: start each from an empty one.
         let _ = std::fs::remove_file(dir.join("run/power.log"));
         let _ = std::fs::remove_file(dir.join("run/fault-hang"));
@@ -112,6 +113,7 @@ impl Board {
             dispatcher: PathBuf::from(&urls["dispatcher"]),
             dir,
             urls,
+            _rig: rig,
             _turn: turn,
         })
     }
@@ -180,15 +182,15 @@ impl Board {
             .filter_map(|l| l.split_once(' ').map(|(_, event)| event.to_string()))
             .collect()
     }
-}
 
-impl Drop for Board {
-    fn drop(&mut self) {
-        let status = Command::new(self.dir.join("bin/rig-down"))
-            .stdin(Stdio::null())
-            .status();
-        if !matches!(status, Ok(s) if s.success()) {
-            eprintln!("the board rig's rig-down failed: {status:?}");
-        }
+    /// Assert that the job powered the board on through `hard-reset` and that finalize
+    /// powered it off last.
+    pub fn assert_reset_then_powered_off(&self) {
+        let events = self.power_events();
+        assert!(
+            events.iter().any(|e| e == "hard-reset")
+                && events.last().map(String::as_str) == Some("power-off"),
+            "power events: {events:?}"
+        );
     }
 }

@@ -5,6 +5,7 @@
 pub mod board;
 pub mod qemu_nfs;
 pub mod reference;
+pub mod rig;
 
 use std::path::PathBuf;
 

@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 
-use lava_test_support::ci::{require_tool, skip_or_fail};
 use lava_test_support::paths::{fixture, workspace};
+
+use super::rig::RigUp;
 
 /// One NFS server: tests of a binary take turns (rigs of other binaries and processes wait
 /// for the server's lock in the rig's supervisor).
@@ -32,12 +32,13 @@ pub fn rig_dir() -> PathBuf {
 
 /// The rig's NFS server, up until this value drops (`bin/rig-up` … `bin/rig-down`).
 pub struct QemuNfsRig {
-    dir: PathBuf,
     /// The device file (`fixtures/qemu/device-nfs.yaml`).
     pub device: PathBuf,
     /// The dispatcher configuration (`dispatcher_nfs_ip: 10.0.2.2`).
     pub dispatcher: PathBuf,
     urls: BTreeMap<String, String>,
+    /// Declared before the turn: the rig is down before the next test's turn.
+    _rig: RigUp,
     _turn: MutexGuard<'static, ()>,
 }
 
@@ -46,44 +47,19 @@ impl QemuNfsRig {
     /// not prepared or its tools are missing.
     pub fn up() -> Option<QemuNfsRig> {
         let turn = RIG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        for tool in ["qemu-system-x86_64", "ganesha.nfsd", "rpcbind"] {
-            if !require_tool(
-                tool,
-                "scripts/install-test-deps.sh installs the qemu-nfs rig",
-            ) {
-                return None;
-            }
-        }
-        let dir = rig_dir();
-        let summary = match std::fs::read_to_string(dir.join("rig.txt")) {
-            Ok(text) => text,
-            Err(e) => {
-                skip_or_fail(format!(
-                    "the qemu-nfs rig is not prepared ({}: {e}; run `cargo xtask test-board \
-                     qemu-nfs --prepare`)",
-                    dir.join("rig.txt").display()
-                ));
-                return None;
-            }
-        };
-        let urls: BTreeMap<String, String> = summary
-            .lines()
-            .filter_map(|l| l.split_once(": "))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let status = Command::new(dir.join("bin/rig-up"))
-            .stdin(Stdio::null())
-            .status()
-            .expect("running the rig's rig-up");
-        assert!(
-            status.success(),
-            "the qemu-nfs rig did not come up ({status})"
-        );
+        let (rig, urls) = RigUp::start(
+            &rig_dir(),
+            "rig.txt",
+            &["qemu-system-x86_64", "ganesha.nfsd", "rpcbind"],
+            "scripts/install-test-deps.sh installs the qemu-nfs rig",
+            "the qemu-nfs rig",
+            "cargo xtask test-board qemu-nfs --prepare",
+        )?;
         Some(QemuNfsRig {
             device: PathBuf::from(&urls["device"]),
             dispatcher: PathBuf::from(&urls["dispatcher"]),
-            dir,
             urls,
+            _rig: rig,
             _turn: turn,
         })
     }
@@ -102,16 +78,5 @@ impl QemuNfsRig {
         let path = scratch.join("qemu-nfs.yaml");
         std::fs::write(&path, text).expect("writing the job");
         path
-    }
-}
-
-impl Drop for QemuNfsRig {
-    fn drop(&mut self) {
-        let status = Command::new(self.dir.join("bin/rig-down"))
-            .stdin(Stdio::null())
-            .status();
-        if !matches!(status, Ok(s) if s.success()) {
-            eprintln!("the qemu-nfs rig's rig-down failed: {status:?}");
-        }
     }
 }

@@ -1,11 +1,13 @@
 //! The reference runs' shared parts: LAVA's `lava-run` where Debian installs it, the result
 //! set of a run read from either dispatcher's log, and an owned, bounded wait for a run.
 
-use std::process::{Command, ExitStatus};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_yaml::Value;
 
+use lava_test_support::ci::skip_or_fail;
 use lava_test_support::process::OwnedDispatcher;
 
 /// LAVA's dispatcher, as Debian's `lava-dispatcher` installs it.
@@ -100,4 +102,70 @@ pub fn wait(mut dispatcher: OwnedDispatcher, limit: Duration) -> ExitStatus {
 pub fn spawn(mut command: Command, marker: String) -> OwnedDispatcher {
     OwnedDispatcher::spawn(&mut command, marker)
         .unwrap_or_else(|e| panic!("starting {command:?}: {e}"))
+}
+
+/// Whether Debian's `lava-run` is installed; when not, says so (a failure under `CI=true`).
+pub fn lava_installed() -> bool {
+    if Path::new(LAVA_RUN).is_file() {
+        return true;
+    }
+    skip_or_fail(format!(
+        "{LAVA_RUN} is missing (Debian's lava-dispatcher: scripts/install-test-deps.sh)"
+    ));
+    false
+}
+
+/// A job for a rig's device: the job file, the rendered device file and the dispatcher
+/// configuration, as both dispatchers take them.
+pub struct JobOnDevice<'a> {
+    /// The job definition.
+    pub job: &'a Path,
+    /// The rendered device file (`--device`).
+    pub device: &'a Path,
+    /// The dispatcher configuration (`--dispatcher`).
+    pub dispatcher: &'a Path,
+}
+
+impl JobOnDevice<'_> {
+    fn command(&self, program: &Path, job_id: &str, output_dir: &Path) -> Command {
+        let mut command = Command::new(program);
+        command
+            .arg("--job-id")
+            .arg(job_id)
+            .arg("--output-dir")
+            .arg(output_dir)
+            .arg("--device")
+            .arg(self.device)
+            .arg("--dispatcher")
+            .arg(self.dispatcher)
+            .arg(self.job)
+            .stdout(Stdio::null());
+        command
+    }
+
+    /// Run it with our `lava-run`, output under `out`, bounded by `limit`: its exit status
+    /// and its log (`out/logs.yaml`, empty when missing).
+    pub fn run_ours(&self, job_id: &str, out: &Path, limit: Duration) -> (ExitStatus, String) {
+        let mut ours = self.command(&super::lava_run(), job_id, out);
+        ours.stderr(Stdio::null());
+        let status = wait(spawn(ours, format!("lava-rs-{job_id}/")), limit);
+        let log = std::fs::read_to_string(out.join("logs.yaml")).unwrap_or_default();
+        (status, log)
+    }
+
+    /// Run it with Debian's `lava-run` ([`LAVA_RUN`]), output under `scratch/lava`, its log
+    /// (stderr, as run without `--url`) kept in `scratch/lava-stderr.log`, bounded by `limit`:
+    /// its exit status and that log.
+    pub fn run_lava(&self, job_id: u32, scratch: &Path, limit: Duration) -> (ExitStatus, String) {
+        let log_path = scratch.join("lava-stderr.log");
+        let mut lava = self.command(
+            Path::new(LAVA_RUN),
+            &job_id.to_string(),
+            &scratch.join("lava"),
+        );
+        lava.stderr(std::fs::File::create(&log_path).unwrap());
+        let status = wait(spawn(lava, format!("{LAVA_WORK_DIR}/{job_id}/")), limit);
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        (status, log)
+    }
 }
