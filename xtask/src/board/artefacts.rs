@@ -406,46 +406,61 @@ echo
 exec /sbin/init
 "#
     );
-    let inittab = "\
-# busybox init: one interactive shell on the console's real tty (cttyhack finds ttyAMA0).
-::respawn:/bin/cttyhack /bin/sh -l
-::ctrlaltdel:/sbin/reboot
-::shutdown:/bin/sync
-"
-    .to_string();
-    let profile = format!(
-        r#"# /etc/profile of the lava-rs board.
-export PATH=/sbin:/usr/sbin:/bin:/usr/bin
-export HOME=/root
-export PS1='{PROMPT}'
-# A serial line reports no size: wide lines keep busybox's line editor from redrawing.
-stty cols 1024 rows 40 2>/dev/null
-cd /
-"#
-    );
-    let mut list = String::new();
-    for m in modules {
-        list.push_str(m);
-        list.push('\n');
-    }
+    let inittab = busybox_inittab("ttyAMA0");
+    let profile = busybox_profile("the lava-rs board", PROMPT);
     vec![
         ("init", 0o755, init),
         ("etc/inittab", 0o644, inittab),
         ("etc/profile", 0o644, profile),
         ("etc/hostname", 0o644, format!("{HOSTNAME}\n")),
-        (
-            "etc/passwd",
-            0o644,
-            "root:x:0:0:root:/root:/bin/sh\n".to_string(),
-        ),
-        ("etc/group", 0o644, "root:x:0:\n".to_string()),
-        ("etc/lava-rs/modules", 0o644, list),
+        ("etc/passwd", 0o644, ROOT_PASSWD.to_string()),
+        ("etc/group", 0o644, ROOT_GROUP.to_string()),
+        ("etc/lava-rs/modules", 0o644, module_list(modules)),
         (
             "etc/lava-rs/media.sh",
             0o644,
             super::media::init_script(release),
         ),
     ]
+}
+
+/// `/etc/passwd` of a busybox root: root alone, with busybox's shell.
+pub(super) const ROOT_PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n";
+/// `/etc/group` of a busybox root.
+pub(super) const ROOT_GROUP: &str = "root:x:0:\n";
+
+/// `/etc/inittab` of a busybox root: one interactive shell on the console's real tty
+/// (`tty`, the console's name, is named in the comment).
+pub(super) fn busybox_inittab(tty: &str) -> String {
+    format!(
+        "\
+# busybox init: one interactive shell on the console's real tty (cttyhack finds {tty}).
+::respawn:/bin/cttyhack /bin/sh -l
+::ctrlaltdel:/sbin/reboot
+::shutdown:/bin/sync
+"
+    )
+}
+
+/// `/etc/profile` of a busybox root (`whose`: "the lava-rs board", …): the path, the
+/// prompt `prompt`, and a wide terminal for a serial console.
+pub(super) fn busybox_profile(whose: &str, prompt: &str) -> String {
+    format!(
+        r#"# /etc/profile of {whose}.
+export PATH=/sbin:/usr/sbin:/bin:/usr/bin
+export HOME=/root
+export PS1='{prompt}'
+# A serial line reports no size: wide lines keep busybox's line editor from redrawing.
+stty cols 1024 rows 40 2>/dev/null
+cd /
+"#
+    )
+}
+
+/// `/etc/lava-rs/modules`: the module paths (under `/lib/modules/<release>`), one a line,
+/// in load order.
+pub(super) fn module_list(modules: &[String]) -> String {
+    modules.iter().map(|m| format!("{m}\n")).collect()
 }
 
 /// LAVA's device-type templates, as Debian's `lava-server` package ships them (unpacked with

@@ -27,7 +27,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::artefacts::{cpio_of, module_names, set_mode, stage_busybox_root, tar_gz};
+use super::artefacts::{
+    ROOT_GROUP, ROOT_PASSWD, busybox_inittab, busybox_profile, cpio_of, module_list, module_names,
+    set_mode, stage_busybox_root, tar_gz,
+};
 use super::{cable, nfs_server, rig};
 use crate::shared::workspace_root;
 use crate::test_system::{self, fetch_debs, file_name, fnv1a, gzip_to, unpack_kernel};
@@ -262,40 +265,17 @@ esac
 exit 0
 "#
     .to_string();
-    let inittab = "\
-# busybox init: one interactive shell on the console's real tty (cttyhack finds ttyS0).
-::respawn:/bin/cttyhack /bin/sh -l
-::ctrlaltdel:/sbin/reboot
-::shutdown:/bin/sync
-"
-    .to_string();
-    let profile = r#"# /etc/profile of the lava-rs qemu-nfs guest.
-export PATH=/sbin:/usr/sbin:/bin:/usr/bin
-export HOME=/root
-export PS1='/ # '
-# A serial line reports no size: wide lines keep busybox's line editor from redrawing.
-stty cols 1024 rows 40 2>/dev/null
-cd /
-"#
-    .to_string();
-    let mut list = String::new();
-    for m in modules {
-        list.push_str(m);
-        list.push('\n');
-    }
+    let inittab = busybox_inittab("ttyS0");
+    let profile = busybox_profile("the lava-rs qemu-nfs guest", "/ # ");
     vec![
         ("init", 0o755, init),
         ("etc/inittab", 0o644, inittab),
         ("etc/profile", 0o644, profile),
         ("etc/hostname", 0o644, format!("{HOSTNAME}\n")),
-        (
-            "etc/passwd",
-            0o644,
-            "root:x:0:0:root:/root:/bin/sh\n".to_string(),
-        ),
-        ("etc/group", 0o644, "root:x:0:\n".to_string()),
+        ("etc/passwd", 0o644, ROOT_PASSWD.to_string()),
+        ("etc/group", 0o644, ROOT_GROUP.to_string()),
         ("etc/lava-rs/udhcpc.script", 0o755, udhcpc),
-        ("etc/lava-rs/modules", 0o644, list),
+        ("etc/lava-rs/modules", 0o644, module_list(modules)),
     ]
 }
 
