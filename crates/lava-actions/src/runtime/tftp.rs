@@ -408,26 +408,18 @@ pub async fn apply_overlay(ctx: &mut RunContext) -> LavaResult<()> {
         ctx.logger
             .info(format!("[{namespace}] Skipping applying overlay to {what}"));
     };
-    if params.get("nfsrootfs").is_some_and(|v| !v.is_null()) {
-        if !image_flag(&params, "nfsrootfs", "install_overlay") {
-            skip(ctx, "NFS");
-            return Ok(());
-        }
-        let Some(overlay) = overlay else {
-            return Ok(());
-        };
-        let root = data_path(ctx, "extract-rootfs", "file", "nfsroot")
-            .ok_or_else(|| LavaError::bug("Unable to find the unpacked nfsroot"))?;
-        ctx.logger
-            .info(format!("[{namespace}] Applying overlay to NFS"));
-        return unpack_overlay(ctx, &overlay, &root).await;
-    }
-    // A QEMU NFS deployment names its root among the block's `images`.
-    if let Some(entry) = params
-        .get("images")
-        .and_then(|images| images.get("nfsrootfs"))
+    // The NFS root: a TFTP deployment's `nfsrootfs`, or one among a QEMU NFS deployment's
+    // `images`.
+    let nfsrootfs = params
+        .get("nfsrootfs")
         .filter(|v| !v.is_null())
-    {
+        .or_else(|| {
+            params
+                .get("images")
+                .and_then(|images| images.get("nfsrootfs"))
+                .filter(|v| !v.is_null())
+        });
+    if let Some(entry) = nfsrootfs {
         if !entry
             .get("install_overlay")
             .map(|v| truthy(Some(v)))
