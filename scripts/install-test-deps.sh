@@ -12,6 +12,24 @@ export DEBIAN_FRONTEND=noninteractive
 APT="apt-get -o DPkg::Lock::Timeout=600"
 say() { echo "install-test-deps: $*" >&2; }
 
+# apt_install_for TESTS PACKAGE...: install the packages (none given: nothing to do). Not
+# root: says that TESTS ("the NBD tests") will skip and returns 1. apt's error ends the script.
+apt_install_for() {
+    local tests=$1
+    shift
+    [ $# -eq 0 ] && return 0
+    if [ "$(id -u)" != 0 ]; then
+        say "not root: cannot install $* ($tests will skip)"
+        return 1
+    fi
+    say "apt-get install $*"
+    if ! out=$($APT install -y -q --no-install-recommends "$@" 2>&1); then
+        echo "$out" >&2
+        say "apt-get install $* for $tests failed (above)"
+        exit 1
+    fi
+}
+
 if [ "$(id -u)" != 0 ]; then
     if [ "${CI:-}" = true ]; then
         say "CI=true but not root: cannot install the test tools"
@@ -238,17 +256,7 @@ install_pc_board_rig() {
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
             missing+=("$p")
     done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    if [ "$(id -u)" != 0 ]; then
-        say "not root: cannot install ${missing[*]} (the PC board tests will skip)"
-        return 0
-    fi
-    say "apt-get install ${missing[*]}"
-    if ! out=$($APT install -y -q --no-install-recommends "${missing[@]}" 2>&1); then
-        echo "$out" >&2
-        say "apt-get install of the PC board rig's tools failed (above)"
-        exit 1
-    fi
+    apt_install_for "the PC board tests" "${missing[@]}" || true
 }
 install_pc_board_rig
 
@@ -261,16 +269,7 @@ install_nbd_rig() {
     command -v nbd-server >/dev/null 2>&1 || [ -x /usr/bin/nbd-server ] || missing+=(nbd-server)
     command -v readelf >/dev/null 2>&1 || missing+=(binutils)
     [ ${#missing[@]} -eq 0 ] && return 0
-    if [ "$(id -u)" != 0 ]; then
-        say "not root: cannot install ${missing[*]} (the NBD tests will skip)"
-        return 0
-    fi
-    say "apt-get install ${missing[*]}"
-    if ! out=$($APT install -y -q --no-install-recommends "${missing[@]}" 2>&1); then
-        echo "$out" >&2
-        say "apt-get install ${missing[*]} failed (above)"
-        exit 1
-    fi
+    apt_install_for "the NBD tests" "${missing[@]}" || return 0
     if ! command -v nbd-server >/dev/null 2>&1 || ! command -v readelf >/dev/null 2>&1; then
         say "nbd-server or readelf is still missing after apt-get install"
         exit 1
