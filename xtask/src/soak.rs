@@ -1,6 +1,8 @@
-//! `cargo xtask soak [N] [--qemu M]`: N local-shell jobs (`fixtures/local-shell/inline-job.yaml`)
-//! and M QEMU jobs (the embedded device's job, when QEMU and `target/test-system` are there)
-//! run back to back through `lava-run`, each checked for what it leaves behind:
+//! `cargo xtask soak [N] [--qemu M] [--worker]`: N local-shell jobs
+//! (`fixtures/local-shell/inline-job.yaml`) and M QEMU jobs (the embedded device's job, when
+//! QEMU and `target/test-system` are there) run back to back through `lava-run`, or with
+//! `--worker` through `lava-worker` and a fake lava-server ([`worker`], which adds the
+//! worker's own checks), each checked for what it leaves behind:
 //!
 //! - **processes**: this process is the child subreaper (`PR_SET_CHILD_SUBREAPER`), so every
 //!   process a job started and did not end (a console shell on a pty in its own session, a
@@ -16,7 +18,11 @@
 //!   the local-shell jobs may exceed the first decile's by at most 10 % (and 2 MiB);
 //! - **results**: every `result.yaml` exists and records the job complete (`result: pass`).
 //!
-//! A summary with the figures is printed; any leak or failed job fails the command.
+//! Everything is under `target/soak/lava-run` (`target/soak/worker` with `--worker`). The
+//! debug `lava-run` (and `lava-worker`) are built and copied to its `bin` first, so a rebuild during a long soak does not change the programs under test. A
+//! summary with the figures is printed; any leak or failed job fails the command.
+
+mod worker;
 
 use std::collections::BTreeSet;
 use std::os::unix::process::CommandExt;
@@ -26,8 +32,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::shared::{target_dir, workspace_root};
+use crate::shared::{build_bin, target_dir, workspace_root};
 use crate::test_system;
+use worker::WorkerRig;
 
 /// The dispatcher's scratch root (LAVA's `/var/lib/lava/dispatcher/tmp`).
 const SCRATCH_ROOT: &str = "/var/lib/lava/dispatcher/tmp";
@@ -48,17 +55,29 @@ pub struct Args {
     /// QEMU jobs to run after them (default: 2 when QEMU and the test system are there).
     #[arg(long)]
     qemu: Option<usize>,
+    /// Run the jobs through `lava-worker` (our daemon, with our `lava-run`) against a fake
+    /// lava-server, instead of starting `lava-run` directly.
+    #[arg(long)]
+    worker: bool,
+}
+
+/// How the jobs are run.
+enum Runner {
+    /// `lava-run` started by the soak.
+    Direct { lava_run: PathBuf },
+    /// Submitted to a fake lava-server, run by `lava-worker`.
+    Worker(WorkerRig),
 }
 
 /// One finished job.
-struct JobReport {
+pub(crate) struct JobReport {
     wall: Duration,
     peak_rss_kib: u64,
 }
 
 /// What went wrong across the soak.
 #[derive(Default)]
-struct Problems(Vec<String>);
+pub(crate) struct Problems(Vec<String>);
 
 impl Problems {
     fn add(&mut self, job: &str, what: String) {
@@ -69,7 +88,23 @@ impl Problems {
 
 /// Entry point of `cargo xtask soak`.
 pub fn run(args: Args) -> Result<()> {
-    let lava_run = build_lava_run()?;
+    // One directory per mode: a direct soak and a worker soak can run at the same time.
+    let root = target_dir()
+        .join("soak")
+        .join(if args.worker { "worker" } else { "lava-run" });
+    if root.exists() {
+        std::fs::remove_dir_all(&root).with_context(|| format!("removing {}", root.display()))?;
+    }
+    let bin = root.join("bin");
+    let lava_run = install(&build_bin("lava-dispatch", "lava-run")?, &bin)?;
+    let lava_worker = if args.worker {
+        Some(install(
+            &build_bin("lava-worker-bin", "lava-worker")?,
+            &bin,
+        )?)
+    } else {
+        None
+    };
     become_subreaper()?;
     let qemu_jobs = match args.qemu {
         Some(n) => n,
@@ -88,13 +123,21 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         None
     };
-    let root = target_dir().join("soak");
-    if root.exists() {
-        std::fs::remove_dir_all(&root).with_context(|| format!("removing {}", root.display()))?;
-    }
     let tmp = root.join("tmp");
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    // Before the count: a tokio runtime opens descriptors of its own, and one socket pair
+    // for signals that lives as long as the process.
+    let runtime = lava_worker
+        .as_ref()
+        .map(|_| WorkerRig::runtime())
+        .transpose()?;
     let fds_before = open_descriptors()?;
+    let mut runner = match (&lava_worker, &runtime) {
+        (Some(lava_worker), Some(runtime)) => {
+            Runner::Worker(WorkerRig::start(runtime, &root, lava_worker, &bin, &tmp)?)
+        }
+        _ => Runner::Direct { lava_run },
+    };
     let base_id = u64::from(std::process::id()) * 100_000;
     let mut problems = Problems::default();
     let mut local = Vec::new();
@@ -113,10 +156,18 @@ pub fn run(args: Args) -> Result<()> {
                 .expect("built when QEMU jobs are asked for");
             (test_system::device_yaml(), job, &mut qemu)
         };
-        if let Some(report) = run_job(&lava_run, &device, &job, &id, &root, &mut problems)? {
-            reports.push(report);
-        }
-        check_leftovers(&id, &tmp, &mut problems)?;
+        let (id, report, worker_pid) = match &mut runner {
+            Runner::Direct { lava_run } => {
+                let report = run_job(lava_run, &device, &job, &id, &root, &mut problems)?;
+                (id, report, None)
+            }
+            Runner::Worker(rig) => {
+                let (id, report) = rig.run_job(&device, &job, &mut problems)?;
+                (id, report, Some(rig.pid()))
+            }
+        };
+        reports.extend(report);
+        check_leftovers(&id, &tmp, worker_pid, &mut problems)?;
         if (i + 1) % (total / 10).max(1) == 0 || i + 1 == total {
             println!(
                 "soak: {}/{total} jobs, {:.0} s, {} problem(s)",
@@ -126,18 +177,42 @@ pub fn run(args: Args) -> Result<()> {
             );
         }
     }
-    let fds_after = open_descriptors()?;
+    println!();
+    println!("soak summary ({:.0} s)", started.elapsed().as_secs_f64());
+    let (via, rss_source) = if let Runner::Worker(rig) = runner {
+        // Stopped first: its server's connections and runtime are the soak's descriptors.
+        rig.finish(&mut problems)?;
+        (" through lava-worker", "VmHWM polled")
+    } else {
+        ("", "wait4")
+    };
+    // The fake server's connections end on the runtime's thread: give it a moment.
+    let mut fds_after = open_descriptors()?;
+    let settle = Instant::now();
+    while fds_after != fds_before && settle.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(50));
+        fds_after = open_descriptors()?;
+    }
     if fds_after != fds_before {
         problems.add(
             "(all)",
-            format!("the soak's open descriptors went from {fds_before} to {fds_after}"),
+            format!(
+                "the soak's open descriptors went from {fds_before} to {fds_after}: {:?}",
+                lava_procfs::descriptors(std::process::id())?
+            ),
         );
     }
-    println!();
-    println!("soak summary ({:.0} s)", started.elapsed().as_secs_f64());
-    summarise("local-shell", args.jobs, &local, true, &mut problems);
+    summarise(
+        &format!("local-shell{via}"),
+        args.jobs,
+        &local,
+        rss_source,
+        true,
+        &mut problems,
+    );
     if qemu_jobs > 0 {
-        summarise("qemu", qemu_jobs, &qemu, false, &mut problems);
+        let kind = format!("qemu{via}");
+        summarise(&kind, qemu_jobs, &qemu, rss_source, false, &mut problems);
     }
     println!("  descriptors of the soak process: {fds_before} before, {fds_after} after");
     println!(
@@ -153,8 +228,16 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Print one kind of job's figures; for `flat`, check the peak RSS does not grow.
-fn summarise(kind: &str, asked: usize, reports: &[JobReport], flat: bool, problems: &mut Problems) {
+/// Print one kind of job's figures (the peak RSS as `rss_source` measured it); for `flat`,
+/// check the peak RSS does not grow.
+fn summarise(
+    kind: &str,
+    asked: usize,
+    reports: &[JobReport],
+    rss_source: &str,
+    flat: bool,
+    problems: &mut Problems,
+) {
     if reports.is_empty() {
         println!("  {kind}: 0 of {asked} jobs complete");
         return;
@@ -175,17 +258,13 @@ fn summarise(kind: &str, asked: usize, reports: &[JobReport], flat: bool, proble
         walls[walls.len() - 1]
     );
     println!(
-        "  {kind}: peak RSS (wait4) first decile {:.1} MiB, last decile {:.1} MiB ({:+.1} %), max {:.1} MiB",
+        "  {kind}: peak RSS ({rss_source}) first decile {:.1} MiB, last decile {:.1} MiB ({:+.1} %), max {:.1} MiB",
         first / 1024.0,
         last / 1024.0,
         (last / first - 1.0) * 100.0,
         max / 1024.0
     );
-    if flat
-        && reports.len() >= 10
-        && last > first * RSS_GROWTH_RATIO
-        && last - first > RSS_GROWTH_SLACK_KIB
-    {
+    if flat && reports.len() >= 10 && grew(first, last) {
         problems.add(
             "(all)",
             format!(
@@ -197,22 +276,20 @@ fn summarise(kind: &str, asked: usize, reports: &[JobReport], flat: bool, proble
     }
 }
 
-/// Build the debug `lava-run` (what the tests use) and return its path.
-fn build_lava_run() -> Result<PathBuf> {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "lava-dispatch",
-            "--bin",
-            "lava-run",
-        ])
-        .current_dir(workspace_root())
-        .status()
-        .context("running cargo build")?;
-    ensure!(status.success(), "building lava-run failed");
-    Ok(target_dir().join("debug/lava-run"))
+/// Whether a mean RSS grew from `first` to `last` (KiB) beyond the soak's allowance:
+/// 10 % and 2 MiB.
+pub(crate) fn grew(first: f64, last: f64) -> bool {
+    last > first * RSS_GROWTH_RATIO && last - first > RSS_GROWTH_SLACK_KIB
+}
+
+/// Copy the program `built` into `bin` (the programs under test stay the same however long
+/// the soak runs) and return the copy's path.
+fn install(built: &Path, bin: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(bin).with_context(|| format!("creating {}", bin.display()))?;
+    let copy = bin.join(built.file_name().context("a program's file name")?);
+    std::fs::copy(built, &copy)
+        .with_context(|| format!("copying {} to {}", built.display(), copy.display()))?;
+    Ok(copy)
 }
 
 /// Orphaned descendants of the jobs are reparented to this process, where they are seen.
@@ -313,31 +390,48 @@ fn wait4(pid: libc::pid_t, options: libc::c_int) -> Result<Option<(libc::c_int, 
     }
 }
 
-/// After a job: no child of ours alive (orphans of the job), nothing in the job's TMPDIR,
-/// no entry naming the job id in the scratch and results roots.
-fn check_leftovers(id: &str, tmp: &Path, problems: &mut Problems) -> Result<()> {
+/// After a job: no child of ours alive but the worker (orphans of the job), nothing in the
+/// job's TMPDIR, no entry naming the job id in the scratch and results roots.
+fn check_leftovers(
+    id: &str,
+    tmp: &Path,
+    worker: Option<u32>,
+    problems: &mut Problems,
+) -> Result<()> {
+    let orphans = || -> Vec<(u32, String)> {
+        lava_procfs::children(std::process::id())
+            .into_iter()
+            .filter(|child| Some(child.pid) != worker)
+            .map(|child| {
+                (
+                    child.pid,
+                    lava_procfs::cmdline(child.pid).unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
     // Orphans may take a moment to be reparented after the dispatcher's exit.
-    let mut orphans = children_of(std::process::id());
+    let mut left = orphans();
     for _ in 0..10 {
-        if orphans.is_empty() {
+        if left.is_empty() {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
-        orphans = children_of(std::process::id());
+        left = orphans();
     }
-    for (pid, command) in &orphans {
+    for (pid, command) in &left {
         problems.add(id, format!("left process {pid} running: {command}"));
         // SAFETY: kill(2) on a process reparented to us (a leftover of the job).
         unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
         let _ = wait4(*pid as libc::pid_t, 0);
     }
-    let left: Vec<String> = list(tmp)?;
-    if !left.is_empty() {
+    let files: Vec<String> = list(tmp)?;
+    if !files.is_empty() {
         problems.add(
             id,
-            format!("left files in its TMPDIR {}: {left:?}", tmp.display()),
+            format!("left files in its TMPDIR {}: {files:?}", tmp.display()),
         );
-        for name in &left {
+        for name in &files {
             let path = tmp.join(name);
             let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
         }
@@ -375,50 +469,9 @@ fn list(dir: &Path) -> Result<Vec<String>> {
     }
 }
 
-/// Live children of `parent`: pid and command line.
-fn children_of(parent: u32) -> Vec<(u32, String)> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // The fields after the command's closing parenthesis: state, ppid, ...
-        let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
-            continue;
-        };
-        let mut fields = rest.split_whitespace();
-        let _state = fields.next();
-        if fields.next().and_then(|p| p.parse::<u32>().ok()) != Some(parent) {
-            continue;
-        }
-        let command = std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|c| {
-                String::from_utf8_lossy(&c)
-                    .replace('\0', " ")
-                    .trim()
-                    .to_string()
-            })
-            .unwrap_or_default();
-        out.push((pid, command));
-    }
-    out
-}
-
 /// This process's open descriptors.
 fn open_descriptors() -> Result<usize> {
-    Ok(std::fs::read_dir("/proc/self/fd")
-        .context("listing /proc/self/fd")?
-        .count())
+    Ok(lava_procfs::open_descriptors(std::process::id())?)
 }
 
 #[cfg(test)]

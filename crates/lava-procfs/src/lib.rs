@@ -7,7 +7,7 @@
 //! since boot) tells a process from a later one that reuses its pid. [`processes`] lists
 //! every process (those that end during the walk are left out), [`children`] and
 //! [`descendants`] follow parents, [`is_running`] tells a live process from a zombie or a
-//! gone one. [`cmdline`], [`environ`], [`open_descriptors`] and [`memory`] read the other
+//! gone one. [`cmdline`], [`environ`], [`descriptors`] and [`memory`] read the other
 //! files of a process. Errors ([`ProcError`]) name the file and what was wrong in it;
 //! [`ProcError::is_gone`] tells a process that has ended.
 //!
@@ -222,20 +222,31 @@ pub fn environment_variable(pid: u32, name: &str) -> Option<OsString> {
 /// How many descriptors `pid` has open (the entries of `/proc/<pid>/fd`; for this
 /// process, the listing's own descriptor is counted too).
 pub fn open_descriptors(pid: u32) -> Result<usize, ProcError> {
+    Ok(descriptors(pid)?.len())
+}
+
+/// The descriptors `pid` has open, in numeric order, each with what it refers to (a path,
+/// or the kernel's `socket:[inode]`, `pipe:[inode]`, `anon_inode:[eventpoll]`, ...; empty
+/// when it closed while being read).
+pub fn descriptors(pid: u32) -> Result<Vec<(u32, PathBuf)>, ProcError> {
     let path = proc_file(pid, "fd");
     let entries = std::fs::read_dir(&path).map_err(|source| ProcError::Read {
         path: path.clone(),
         source,
     })?;
-    let mut count = 0;
+    let mut found = Vec::new();
     for entry in entries {
-        entry.map_err(|source| ProcError::Read {
+        let entry = entry.map_err(|source| ProcError::Read {
             path: path.clone(),
             source,
         })?;
-        count += 1;
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        found.push((fd, std::fs::read_link(entry.path()).unwrap_or_default()));
     }
-    Ok(count)
+    found.sort();
+    Ok(found)
 }
 
 /// A process's resident memory, from `/proc/<pid>/status`.
@@ -448,6 +459,9 @@ mod tests {
         let free = (3..=9).find(|n| !fds.contains(&n.to_string())).unwrap();
         let more = sleeping(&format!("exec {free}</dev/null; exec sleep 4715"));
         assert_eq!(open_descriptors(more.0.id()).unwrap(), fds.len() + 1);
+        let listed = descriptors(more.0.id()).unwrap();
+        assert!(listed.contains(&(free, PathBuf::from("/dev/null"))), "{listed:?}");
+        assert!(listed.contains(&(0, PathBuf::from("/dev/null"))), "{listed:?}");
         assert!(open_descriptors(u32::MAX - 1).unwrap_err().is_gone());
     }
 }
