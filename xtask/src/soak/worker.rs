@@ -17,7 +17,8 @@
 //!
 //! and across the soak: the worker's resident set (`VmRSS` after each job) in the last
 //! decile within 10 % (and 2 MiB) of the first decile's, its open descriptors (after each
-//! job) in the last decile no more than in the first, a clean exit (status 0) on SIGTERM, and no `ERROR`
+//! job) in the last decile no more than in the first (sockets: at most [`SOCKET_SLACK`]
+//! more, its HTTP client's idle connections), a clean exit (status 0) on SIGTERM, and no `ERROR`
 //! line in its log. lava-run's peak RSS is its `VmHWM`, polled while it runs.
 
 use std::os::unix::process::CommandExt;
@@ -43,11 +44,19 @@ const STOP_LIMIT: Duration = Duration::from_secs(30);
 /// How often the soak looks at the job, the worker and lava-run's memory.
 const POLL: Duration = Duration::from_millis(20);
 
+/// How many more sockets the worker may hold in the last decile than in the first: its
+/// HTTP client keeps idle connections to the server, one or two more depending on when a
+/// response was last read; a leak grows by one per job.
+const SOCKET_SLACK: usize = 2;
+
 /// The worker's resident set and descriptors after one job.
 #[derive(Debug, Clone, Copy)]
 struct Sample {
     rss_kib: u64,
-    descriptors: usize,
+    /// Descriptors other than sockets (files, pipes, event queues).
+    files: usize,
+    /// Sockets (the connections to the server).
+    sockets: usize,
 }
 
 /// A fake lava-server and our `lava-worker` serving it; the worker is killed with its
@@ -305,7 +314,8 @@ impl WorkerRig {
             );
         }
         let rss: Vec<f64> = self.samples.iter().map(|s| s.rss_kib as f64).collect();
-        let fds: Vec<usize> = self.samples.iter().map(|s| s.descriptors).collect();
+        let files: Vec<usize> = self.samples.iter().map(|s| s.files).collect();
+        let sockets: Vec<usize> = self.samples.iter().map(|s| s.sockets).collect();
         if rss.is_empty() {
             println!("  lava-worker: no job ran");
             return Ok(());
@@ -314,8 +324,16 @@ impl WorkerRig {
         let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
         let (first, last) = (mean(&rss[..decile]), mean(&rss[rss.len() - decile..]));
         let max = rss.iter().copied().fold(0.0, f64::max);
-        let first_fds = fds[..decile].iter().max().copied().unwrap_or(0);
-        let last_fds = fds[fds.len() - decile..].iter().max().copied().unwrap_or(0);
+        let deciles = |xs: &[usize]| {
+            (
+                xs[..decile].iter().max().copied().unwrap_or(0),
+                xs[xs.len() - decile..].iter().max().copied().unwrap_or(0),
+                xs.iter().min().copied().unwrap_or(0),
+                xs.iter().max().copied().unwrap_or(0),
+            )
+        };
+        let (first_files, last_files, min_files, max_files) = deciles(&files);
+        let (first_sockets, last_sockets, min_sockets, max_sockets) = deciles(&sockets);
         println!(
             "  lava-worker: RSS (VmRSS after each job) first decile {:.1} MiB, last decile {:.1} MiB ({:+.1} %), max {:.1} MiB",
             first / 1024.0,
@@ -324,9 +342,7 @@ impl WorkerRig {
             max / 1024.0
         );
         println!(
-            "  lava-worker: open descriptors after each job: at most {first_fds} in the first decile, {last_fds} in the last ({}..{} over the soak)",
-            fds.iter().min().unwrap_or(&0),
-            fds.iter().max().unwrap_or(&0),
+            "  lava-worker: open descriptors after each job: files {first_files} at most in the first decile, {last_files} in the last ({min_files}..{max_files}); sockets {first_sockets}, {last_sockets} ({min_sockets}..{max_sockets})"
         );
         println!(
             "  lava-worker: {acknowledged} of {} jobs acknowledged in its state, {} owned at the end; exit on SIGTERM: {}; log: {errors} ERROR, {warnings} WARN line(s)",
@@ -356,11 +372,14 @@ impl WorkerRig {
                 ),
             );
         }
-        if fds.len() >= 10 && last_fds > first_fds {
+        if files.len() >= 10
+            && (last_files > first_files || last_sockets > first_sockets + SOCKET_SLACK)
+        {
             problems.add(
                 "(worker)",
                 format!(
-                    "lava-worker's open descriptors grew from at most {first_fds} (first decile) to {last_fds} (last decile)"
+                    "lava-worker's open descriptors grew: files {first_files} -> {last_files}, sockets {first_sockets} -> {last_sockets} (first decile -> last); now {:?}",
+                    lava_procfs::descriptors(pid.as_raw_nonzero().get() as u32).unwrap_or_default()
                 ),
             );
         }
@@ -372,16 +391,23 @@ impl WorkerRig {
     /// its state (the new file and the directory it syncs), which a single look can catch.
     fn sample(&mut self) -> Result<()> {
         let pid = self.pid();
-        let mut descriptors = usize::MAX;
+        let (mut files, mut sockets) = (usize::MAX, usize::MAX);
         for look in 0..5 {
             if look > 0 {
                 std::thread::sleep(POLL);
             }
-            descriptors = descriptors.min(lava_procfs::open_descriptors(pid)?);
+            let open = lava_procfs::descriptors(pid)?;
+            let socket_count = open
+                .iter()
+                .filter(|(_, target)| target.to_string_lossy().starts_with("socket:"))
+                .count();
+            files = files.min(open.len() - socket_count);
+            sockets = sockets.min(socket_count);
         }
         self.samples.push(Sample {
             rss_kib: lava_procfs::memory(pid)?.rss_kib,
-            descriptors,
+            files,
+            sockets,
         });
         Ok(())
     }
