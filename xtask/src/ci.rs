@@ -1,7 +1,8 @@
 //! `cargo xtask test`: the project's whole test command, as the README and `.ci/run` use it:
 //! formatting, the crate layering (`layering`), clippy with warnings denied, every workspace
 //! test, `cargo deny check`, the Debian packages installed and removed again (`deb_test`),
-//! a bounded fuzz run and a short soak (`fuzz`, `soak`), and the conformance corpora.
+//! a bounded fuzz run and a short soak, direct and through lava-worker (`fuzz`, `soak`), and
+//! the conformance corpora.
 
 use crate::shared::workspace_root;
 use anyhow::{Result, bail};
@@ -48,6 +49,10 @@ pub fn test(args: &[String]) -> Result<()> {
         run_step(
             "soak (20 local-shell jobs, 2 QEMU jobs: nothing leaks)",
             Command::new(cargo).args(["xtask", "soak", "20"]),
+        )?;
+        run_step(
+            "soak through lava-worker (10 local-shell jobs: nothing leaks in the worker)",
+            Command::new(cargo).args(["xtask", "soak", "10", "--worker", "--qemu", "0"]),
         )?;
         let pipeline_ok = crate::pipeline::conformance(None)?;
         let templates_ok = crate::templates::conformance(None)?;
