@@ -8,7 +8,8 @@
 //! RUNNING state posted again). Every check interval (1 s by default) each owned job is
 //! looked at: a lava-run that ended is reaped and its process group's leftovers killed; a
 //! cancelled one is escalated (SIGTERM to its group at the cancel, SIGTERM again after
-//! 60 s, SIGKILL to the group after 120 s); a finished one is reported (`FINISHED` with
+//! 60 s, SIGKILL to the group after 120 s); a finished one is reported, in the same check
+//! that saw it end (`FINISHED` with
 //! `result.yaml`'s result, `stderr`, `description.yaml`), retried with a back-off while the
 //! server is away, then its directories are removed and the job forgotten.
 //!
@@ -347,7 +348,18 @@ impl Supervisor {
                 continue;
             };
             match record.status {
-                JobStatus::Running | JobStatus::Canceling => self.follow(record)?,
+                JobStatus::Running | JobStatus::Canceling => {
+                    self.follow(record)?;
+                    // A job seen ended is reported now, not a check period later.
+                    if let Some(ended) = self
+                        .state
+                        .job(id)
+                        .filter(|job| job.status == JobStatus::Finished)
+                        .cloned()
+                    {
+                        self.report(ended).await?;
+                    }
+                }
                 JobStatus::Finished => self.report(record).await?,
             }
         }
