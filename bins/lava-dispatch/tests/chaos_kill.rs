@@ -13,31 +13,16 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The run token (`LAVA_RS_RUN_TOKEN`) in `pid`'s environment.
-fn token_of(pid: u32) -> Option<String> {
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-    environ.split(|b| *b == 0).find_map(|var| {
-        let var = String::from_utf8_lossy(var);
-        var.strip_prefix("LAVA_RS_RUN_TOKEN=").map(str::to_string)
-    })
-}
-
-/// Live processes whose command line contains `command` and whose run token starts
-/// with `prefix`.
+/// Live processes whose command line contains `command` and whose run token
+/// (`LAVA_RS_RUN_TOKEN`) starts with `prefix`.
 fn marked(command: &str, prefix: &str) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    lava_procfs::pids()
+        .into_iter()
         .filter(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            String::from_utf8_lossy(&cmdline)
-                .replace('\0', " ")
-                .contains(command)
-                && token_of(*pid).is_some_and(|t| t.starts_with(prefix))
-                && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .unwrap_or_default()
-                    .contains(") Z ")
+            lava_procfs::cmdline(*pid).is_some_and(|c| c.contains(command))
+                && lava_procfs::environment_variable(*pid, "LAVA_RS_RUN_TOKEN")
+                    .is_some_and(|t| t.to_string_lossy().starts_with(prefix))
+                && lava_procfs::is_running(*pid)
         })
         .collect()
 }

@@ -116,8 +116,7 @@ async fn missing_command_is_an_infrastructure_error() {
 
 /// Processes (pid, state) whose process group is `pgid`, from /proc.
 fn group_members(pgid: u32) -> BTreeSet<(u32, char)> {
-    // Fields after the ")" that closes the command name: state ppid pgrp session ...
-    proc_stat_matching(|fields| fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid))
+    proc_stat_matching(|p| p.pgrp == pgid)
 }
 
 async fn wait_until(mut condition: impl FnMut() -> bool) -> bool {
@@ -207,25 +206,13 @@ async fn session_drop_leaves_no_child() {
 
 /// Processes (pid, state) whose session is `sid`, from /proc.
 fn session_members(sid: u32) -> BTreeSet<(u32, char)> {
-    proc_stat_matching(|fields| fields.get(3).and_then(|g| g.parse::<u32>().ok()) == Some(sid))
+    proc_stat_matching(|p| p.session == sid)
 }
 
-fn proc_stat_matching(keep: impl Fn(&[&str]) -> bool) -> BTreeSet<(u32, char)> {
-    let mut members = BTreeSet::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-            continue;
-        };
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        if keep(&fields) {
-            members.insert((pid, fields[0].chars().next().unwrap_or('?')));
-        }
-    }
-    members
+fn proc_stat_matching(keep: impl Fn(&lava_procfs::ProcessStat) -> bool) -> BTreeSet<(u32, char)> {
+    lava_procfs::processes()
+        .iter()
+        .filter(|p| keep(p))
+        .map(|p| (p.pid, p.state))
+        .collect()
 }

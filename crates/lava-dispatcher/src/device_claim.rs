@@ -44,7 +44,7 @@ pub const TERM_GRACE: Duration = Duration::from_secs(3);
 /// time tells a dead dispatcher from a new process that reuses its pid).
 pub fn process_token() -> String {
     let pid = std::process::id();
-    format!("{pid}.{}", start_time(pid).unwrap_or(0))
+    format!("{pid}.{}", lava_procfs::start_ticks(pid).unwrap_or(0))
 }
 
 /// Put this process's run token in its environment, for every child to inherit.
@@ -161,52 +161,19 @@ fn is_alive(token: &str) -> bool {
     let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else {
         return false;
     };
-    start_time(pid) == Some(start)
-}
-
-/// Field 22 of `/proc/<pid>/stat`: the process's start time in clock ticks since boot.
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command (field 2) may hold spaces and parentheses: count from its last ')'.
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(19)?.parse().ok()
+    lava_procfs::start_ticks(pid) == Some(start)
 }
 
 /// Live processes whose environment carries `token`: pid and command line.
 fn processes_with_token(token: &str) -> Vec<(u32, String)> {
-    let wanted = format!("{RUN_TOKEN_ENV}={token}");
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut found = Vec::new();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        if !environ
-            .split(|b| *b == 0)
-            .any(|var| var == wanted.as_bytes())
-        {
-            continue;
-        }
-        let command = std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|c| {
-                String::from_utf8_lossy(&c)
-                    .replace('\0', " ")
-                    .trim()
-                    .to_string()
-            })
-            .unwrap_or_default();
-        found.push((pid, command));
-    }
-    found
+    lava_procfs::pids()
+        .into_iter()
+        .filter(|pid| {
+            lava_procfs::environment_variable(*pid, RUN_TOKEN_ENV)
+                .is_some_and(|value| value == token)
+        })
+        .map(|pid| (pid, lava_procfs::cmdline(pid).unwrap_or_default()))
+        .collect()
 }
 
 /// SIGTERM, then SIGKILL once [`TERM_GRACE`] has passed.
@@ -219,23 +186,12 @@ fn end_process(pid: u32) {
     }
     let deadline = Instant::now() + TERM_GRACE;
     while Instant::now() < deadline {
-        if !running(pid) {
+        if !lava_procfs::is_running(pid) {
             return;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = kill_process(target, Signal::KILL);
-}
-
-/// Whether `pid` exists and is not a zombie.
-fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let (_, rest) = stat.rsplit_once(')')?;
-            rest.split_whitespace().next().map(|state| state != "Z")
-        })
-        .unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -286,10 +242,8 @@ mod tests {
         // The parent may resume before the child's new environment is readable in /proc
         // (the exec's vfork release comes before its stack is laid out): wait for it.
         wait_for(Duration::from_secs(10), || {
-            std::fs::read(format!("/proc/{}/environ", child.id())).is_ok_and(|env| {
-                env.split(|b| *b == 0)
-                    .any(|v| v.ends_with(stale.as_bytes()))
-            })
+            lava_procfs::environment_variable(child.id(), RUN_TOKEN_ENV)
+                .is_some_and(|value| value == stale)
         });
         let stale_scratch = root.path().join("lava-41");
         std::fs::create_dir(&stale_scratch).unwrap();

@@ -870,12 +870,7 @@ fn process_alive(pid: i32) -> bool {
         return false;
     }
     // A zombie answers kill(0) too.
-    fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero()))
-        .map(|stat| {
-            stat.rsplit_once(')')
-                .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
+    lava_procfs::is_running(pid.as_raw_nonzero().get() as u32)
 }
 
 /// Reaps `pid` if it is our exited child (the guard's process started it).

@@ -7,7 +7,7 @@
 //! session of its own, out of the group's reach, and is found by it. Used by
 //! `cargo xtask bench job` and lava-dispatch's `lava_reference` test.
 //!
-//! [`processes_with`] and [`descendants`] read `/proc`.
+//! [`processes_with`] finds processes by their command line (read by lava-procfs).
 
 use std::io;
 use std::os::unix::process::CommandExt;
@@ -99,58 +99,15 @@ pub fn processes_with(marker: &str) -> Vec<String> {
 
 /// Every process's id and command line (arguments joined by spaces), from `/proc`.
 fn command_lines() -> impl Iterator<Item = (u32, String)> {
-    std::fs::read_dir("/proc")
+    lava_procfs::pids()
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
-            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-            Some((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")))
-        })
-}
-
-/// Every process below `root` (children, grandchildren...), from `/proc`.
-pub fn descendants(root: u32) -> Vec<u32> {
-    let mut parents = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid ...: comm may hold spaces and parentheses.
-        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        if let Some(ppid) = after
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse::<u32>().ok())
-        {
-            parents.push((pid, ppid));
-        }
-    }
-    let mut found = vec![root];
-    let mut i = 0;
-    while i < found.len() {
-        let parent = found[i];
-        found.extend(
-            parents
-                .iter()
-                .filter(|(_, p)| *p == parent)
-                .map(|(c, _)| *c),
-        );
-        i += 1;
-    }
-    found.remove(0);
-    found
+        .filter_map(|pid| Some((pid, lava_procfs::cmdline(pid)?)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lava_procfs::descendants;
 
     #[test]
     fn a_dispatcher_is_stopped_with_its_group_and_found_by_its_marker() {

@@ -14,7 +14,7 @@
 
 use crate::ci::{require_tool, skip_or_fail};
 use crate::paths::free_loopback_port;
-use crate::process::descendants;
+use lava_procfs::descendants;
 use std::io::Read;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

@@ -204,9 +204,7 @@ fn spawn(
     // The Child handle is dropped without waiting: the supervisor reaps the pid
     // (process::probe), also after a restart of the worker.
     drop(child);
-    let ticks = crate::process::start_ticks(pid)
-        .map(|(ticks, _)| ticks)
-        .unwrap_or(0);
+    let ticks = lava_procfs::start_ticks(pid as u32).unwrap_or(0);
     Ok((pid, ticks))
 }
 

@@ -2,10 +2,10 @@
 //! ([`terminate`], [`kill_group`]).
 //!
 //! A process is known by its pid and its start time (`/proc/<pid>/stat` field 22, clock
-//! ticks since boot), so a pid reused after the worker restarted is never taken for the
-//! job. A child of this process is reaped with a non-blocking `waitpid`; a lava-run that
-//! outlived a previous worker process is someone else's child (init reaps it) and is
-//! followed through `/proc` alone.
+//! ticks since boot, read by lava-procfs), so a pid reused after the worker restarted is
+//! never taken for the job. A child of this process is reaped with a non-blocking
+//! `waitpid`; a lava-run that outlived a previous worker process is someone else's child
+//! (init reaps it) and is followed through `/proc` alone.
 
 use rustix::process::{Pid, Signal, WaitOptions};
 
@@ -18,17 +18,9 @@ pub enum Liveness {
     Gone,
 }
 
-/// The start time of `pid` and whether it is a zombie, from `/proc/<pid>/stat`.
-pub fn start_ticks(pid: i32) -> Option<(u64, bool)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces: fields after it
-    // are counted from the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // rest starts at field 3 (state); field 22 is starttime.
-    let zombie = fields.first().is_some_and(|s| *s == "Z" || *s == "X");
-    let ticks = fields.get(19)?.parse().ok()?;
-    Some((ticks, zombie))
+/// `/proc/<pid>/stat` of `pid`, `None` when there is no such process.
+fn stat(pid: i32) -> Option<lava_procfs::ProcessStat> {
+    lava_procfs::ProcessStat::read(u32::try_from(pid).ok()?).ok()
 }
 
 /// Is the process `pid` started at `ticks` still running? Reaps it when it was our child.
@@ -36,8 +28,8 @@ pub fn probe(pid: i32, ticks: u64) -> Liveness {
     let Some(pid_t) = Pid::from_raw(pid) else {
         return Liveness::Gone;
     };
-    match start_ticks(pid) {
-        Some((found, _)) if found == ticks => {}
+    match stat(pid) {
+        Some(found) if found.start_ticks == ticks => {}
         // Gone, or the pid now names another process.
         _ => return Liveness::Gone,
     }
@@ -45,8 +37,8 @@ pub fn probe(pid: i32, ticks: u64) -> Liveness {
         Ok(Some(_)) => Liveness::Gone,
         Ok(None) => Liveness::Alive,
         // Not our child (it outlived the worker that started it): /proc tells.
-        Err(_) => match start_ticks(pid) {
-            Some((found, zombie)) if found == ticks && !zombie => Liveness::Alive,
+        Err(_) => match stat(pid) {
+            Some(found) if found.start_ticks == ticks && !found.is_zombie() => Liveness::Alive,
             _ => Liveness::Gone,
         },
     }
@@ -66,29 +58,14 @@ pub fn kill_group(pid: i32) {
     }
 }
 
-/// Whether any process is still in the job's process group.
+/// Whether any process is still in the job's process group (zombies aside).
 pub fn group_has_members(pgid: i32) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
+    let Ok(pgid) = u32::try_from(pgid) else {
         return false;
     };
-    entries.flatten().any(|entry| {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            return false;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            return false;
-        };
-        let Some(rest) = stat.rfind(')').map(|at| &stat[at + 1..]) else {
-            return false;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // field 3 state, 4 ppid, 5 pgrp.
-        fields.first() != Some(&"Z") && fields.get(2).and_then(|g| g.parse().ok()) == Some(pgid)
-    })
+    lava_procfs::processes()
+        .iter()
+        .any(|p| p.pgrp == pgid && !p.is_zombie())
 }
 
 #[cfg(test)]
@@ -106,8 +83,9 @@ mod tests {
         let pid = child.id() as i32;
         // Reaped by probe(), as the supervisor reaps lava-run.
         drop(child);
-        let (ticks, zombie) = start_ticks(pid).unwrap();
-        assert!(!zombie);
+        let found = stat(pid).unwrap();
+        assert!(!found.is_zombie());
+        let ticks = found.start_ticks;
         assert_eq!(probe(pid, ticks), Liveness::Alive);
         assert_eq!(probe(pid, ticks + 1), Liveness::Gone, "another start time");
         assert!(group_has_members(pid));
@@ -121,7 +99,7 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         // Reaped: no zombie left behind.
-        assert!(start_ticks(pid).is_none());
+        assert!(stat(pid).is_none());
         assert!(!group_has_members(pid));
     }
 }

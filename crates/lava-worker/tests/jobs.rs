@@ -135,7 +135,7 @@ fn state_jobs(worker_dir: &Path) -> usize {
 }
 
 fn alive(pid: i32) -> bool {
-    lava_worker::process::start_ticks(pid).is_some_and(|(_, zombie)| !zombie)
+    lava_procfs::is_running(pid as u32)
 }
 
 fn has_record(logs: &[String], needle: &str) -> bool {

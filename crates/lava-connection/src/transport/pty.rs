@@ -265,19 +265,13 @@ impl PtyTransport {
 
 /// The processes whose session id is `sid` (Linux `/proc`; empty elsewhere).
 fn session_members(sid: Pid) -> Vec<Pid> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
+    let Ok(sid) = u32::try_from(sid.as_raw()) else {
         return Vec::new();
     };
-    entries
-        .flatten()
-        .filter_map(|entry| {
-            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-            // After the ")" closing the command name: state ppid pgrp session ...
-            let fields = &stat[stat.rfind(')')? + 1..];
-            let session: i32 = fields.split_whitespace().nth(3)?.parse().ok()?;
-            (session == sid.as_raw()).then(|| Pid::from_raw(pid))
-        })
+    lava_procfs::processes()
+        .into_iter()
+        .filter(|p| p.session == sid)
+        .filter_map(|p| i32::try_from(p.pid).ok().map(Pid::from_raw))
         .collect()
 }
 
