@@ -437,18 +437,13 @@ fn run_dispatcher(
     let started = Instant::now();
     let mut guard = OwnedDispatcher::spawn(&mut command, marker)
         .with_context(|| format!("starting {}", program.display()))?;
-    let status_path = PathBuf::from(format!("/proc/{}/status", guard.id()));
     let mut peak_rss_kib = 0;
     let status: ExitStatus = loop {
         if let Some(status) = guard.try_wait()? {
             break status;
         }
-        if let Some(hwm) = std::fs::read_to_string(&status_path)
-            .ok()
-            .as_deref()
-            .and_then(vm_hwm_kib)
-        {
-            peak_rss_kib = peak_rss_kib.max(hwm);
+        if let Ok(memory) = lava_procfs::memory(guard.id()) {
+            peak_rss_kib = peak_rss_kib.max(memory.peak_kib);
         }
         if started.elapsed() > limit {
             guard.stop();
@@ -561,15 +556,6 @@ fn field<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
 // A log record's time as seconds since the epoch (ours with `+00:00`, LAVA's without).
 use lava_dispatcher::outcome::parse_log_time as parse_utc;
 
-/// `VmHWM` (peak resident set size, KiB) from the text of `/proc/<pid>/status`.
-fn vm_hwm_kib(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-}
-
 fn label(which: Dispatcher) -> &'static str {
     match which {
         Dispatcher::LavaRs => "lava-rs lava-run (release)",
@@ -642,23 +628,8 @@ mod tests {
     }
 
     #[test]
-    fn vm_hwm_is_read_from_proc_status() {
-        let status =
-            "Name:\tlava-run\nVmPeak:\t  20000 kB\nVmHWM:\t    9876 kB\nVmRSS:\t 9000 kB\n";
-        assert_eq!(vm_hwm_kib(status), Some(9876));
-        assert_eq!(vm_hwm_kib("Name:\tx\n"), None);
-        let own = std::fs::read_to_string("/proc/self/status").unwrap();
-        assert!(vm_hwm_kib(&own).is_some_and(|k| k > 0));
-    }
-
-    #[test]
     fn a_stopped_dispatcher_takes_its_group_and_stragglers_along() {
-        let alive = |marker: &str| {
-            std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-                std::fs::read(e.path().join("cmdline"))
-                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
-            })
-        };
+        let alive = |marker: &str| !lava_test_support::process::processes_with(marker).is_empty();
         // One sleeper in the group, one in a session of its own (as QEMU on a pty).
         let mut owned = OwnedDispatcher::spawn(
             Command::new("sh").args(["-c", "setsid sleep 4713.25 & sleep 4713.5 & wait"]),

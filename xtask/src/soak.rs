@@ -169,8 +169,15 @@ pub fn run(args: Args) -> Result<()> {
         reports.extend(report);
         check_leftovers(&id, &tmp, worker_pid, &mut problems)?;
         if (i + 1) % (total / 10).max(1) == 0 || i + 1 == total {
+            let last_peak = reports
+                .last()
+                .map_or(0.0, |r| r.peak_rss_kib as f64 / 1024.0);
+            let worker = match &runner {
+                Runner::Worker(rig) => rig.progress(),
+                Runner::Direct { .. } => String::new(),
+            };
             println!(
-                "soak: {}/{total} jobs, {:.0} s, {} problem(s)",
+                "soak: {}/{total} jobs, {:.0} s, {} problem(s); last job's peak RSS {last_peak:.1} MiB{worker}",
                 i + 1,
                 started.elapsed().as_secs_f64(),
                 problems.0.len()

@@ -304,23 +304,10 @@ fn server_duration(job: &serde_json::Value) -> Option<f64> {
 /// A live process's peak RSS (`VmHWM`, KiB) and user + system CPU seconds (its own, not
 /// its children's).
 fn process_usage(pid: u32) -> Result<(u64, f64)> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let hwm = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmHWM in /proc/<pid>/status")?;
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = stat.rsplit_once(')').context("/proc/<pid>/stat")?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // After "(comm)": state is field 3 of stat(5), so utime (14) and stime (15) are 11, 12.
-    let ticks = |i: usize| -> Result<f64> {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .context("utime/stime in /proc/<pid>/stat")
-    };
-    Ok((hwm, (ticks(11)? + ticks(12)?) / USER_HZ))
+    let memory = lava_procfs::memory(pid)?;
+    let stat = lava_procfs::ProcessStat::read(pid)?;
+    let ticks = (stat.utime_ticks + stat.stime_ticks) as f64;
+    Ok((memory.peak_kib, ticks / USER_HZ))
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> f64 {

@@ -263,19 +263,23 @@ impl WorkerRig {
     /// figures.
     pub fn finish(mut self, problems: &mut Problems) -> Result<()> {
         let mut worker = self.worker.take().expect("the worker runs until finish");
-        let pid = Pid::from_raw(worker.id() as i32).context("the worker's pid")?;
-        kill_process(pid, Signal::TERM).context("SIGTERM to lava-worker")?;
+        let pid = Pid::from_raw(worker.id() as i32);
+        if let Some(pid) = pid {
+            let _ = kill_process(pid, Signal::TERM);
+        }
         let deadline = Instant::now() + STOP_LIMIT;
         let status = loop {
-            if let Some(status) = worker.try_wait()? {
-                break Some(status);
+            match worker.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if Instant::now() <= deadline => std::thread::sleep(POLL),
+                _ => {
+                    if let Some(pid) = pid {
+                        let _ = kill_process_group(pid, Signal::KILL);
+                    }
+                    let _ = worker.wait();
+                    break None;
+                }
             }
-            if Instant::now() > deadline {
-                let _ = kill_process_group(pid, Signal::KILL);
-                let _ = worker.wait();
-                break None;
-            }
-            std::thread::sleep(POLL);
         };
         match status {
             Some(status) if status.success() => {}
@@ -378,8 +382,7 @@ impl WorkerRig {
             problems.add(
                 "(worker)",
                 format!(
-                    "lava-worker's open descriptors grew: files {first_files} -> {last_files}, sockets {first_sockets} -> {last_sockets} (first decile -> last); now {:?}",
-                    lava_procfs::descriptors(pid.as_raw_nonzero().get() as u32).unwrap_or_default()
+                    "lava-worker's open descriptors grew: files {first_files} -> {last_files}, sockets {first_sockets} -> {last_sockets} (first decile -> last)"
                 ),
             );
         }
@@ -410,6 +413,18 @@ impl WorkerRig {
             sockets,
         });
         Ok(())
+    }
+
+    /// The worker's figures after the last job, for the progress lines.
+    pub fn progress(&self) -> String {
+        self.samples.last().map_or(String::new(), |s| {
+            format!(
+                "; lava-worker RSS {:.1} MiB, {} files, {} sockets open",
+                s.rss_kib as f64 / 1024.0,
+                s.files,
+                s.sockets
+            )
+        })
     }
 
     /// The jobs the worker's state file owns.
