@@ -460,8 +460,14 @@ mod tests {
         let more = sleeping(&format!("exec {free}</dev/null; exec sleep 4715"));
         assert_eq!(open_descriptors(more.0.id()).unwrap(), fds.len() + 1);
         let listed = descriptors(more.0.id()).unwrap();
-        assert!(listed.contains(&(free, PathBuf::from("/dev/null"))), "{listed:?}");
-        assert!(listed.contains(&(0, PathBuf::from("/dev/null"))), "{listed:?}");
+        assert!(
+            listed.contains(&(free, PathBuf::from("/dev/null"))),
+            "{listed:?}"
+        );
+        assert!(
+            listed.contains(&(0, PathBuf::from("/dev/null"))),
+            "{listed:?}"
+        );
         assert!(open_descriptors(u32::MAX - 1).unwrap_err().is_gone());
     }
 }
