@@ -19,7 +19,8 @@
 //! - **results**: every `result.yaml` exists and records the job complete (`result: pass`).
 //!
 //! Everything is under `target/soak/lava-run` (`target/soak/worker` with `--worker`). The
-//! debug `lava-run` (and `lava-worker`) are built and copied to its `bin` first, so a rebuild during a long soak does not change the programs under test. A
+//! debug `lava-run` and `lava-worker` are built (in one cargo run) and copied to its `bin`
+//! first, so a rebuild during a long soak does not change the programs under test. A
 //! summary with the figures is printed; any leak or failed job fails the command.
 
 mod worker;
@@ -32,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::shared::{build_bin, target_dir, workspace_root};
+use crate::shared::{target_dir, workspace_root};
 use crate::test_system;
 use worker::WorkerRig;
 
@@ -96,12 +97,11 @@ pub fn run(args: Args) -> Result<()> {
         std::fs::remove_dir_all(&root).with_context(|| format!("removing {}", root.display()))?;
     }
     let bin = root.join("bin");
-    let lava_run = install(&build_bin("lava-dispatch", "lava-run")?, &bin)?;
+    build_programs()?;
+    let built = target_dir().join("debug");
+    let lava_run = install(&built.join("lava-run"), &bin)?;
     let lava_worker = if args.worker {
-        Some(install(
-            &build_bin("lava-worker-bin", "lava-worker")?,
-            &bin,
-        )?)
+        Some(install(&built.join("lava-worker"), &bin)?)
     } else {
         None
     };
@@ -287,6 +287,27 @@ fn summarise(
 /// 10 % and 2 MiB.
 pub(crate) fn grew(first: f64, last: f64) -> bool {
     last > first * RSS_GROWTH_RATIO && last - first > RSS_GROWTH_SLACK_KIB
+}
+
+/// Build the debug `lava-run` and `lava-worker` in one cargo run, whichever mode: their
+/// dependencies are then built once with one set of features, and the second soak of
+/// `cargo xtask test` (through the worker) builds nothing.
+fn build_programs() -> Result<()> {
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--quiet",
+            "--package",
+            "lava-dispatch",
+            "--bin",
+            "lava-run",
+        ])
+        .args(["--package", "lava-worker-bin", "--bin", "lava-worker"])
+        .current_dir(workspace_root())
+        .status()
+        .context("running cargo build")?;
+    ensure!(status.success(), "building lava-run and lava-worker failed");
+    Ok(())
 }
 
 /// Copy the program `built` into `bin` (the programs under test stay the same however long
