@@ -363,6 +363,14 @@ fn rounds_and_report(
         ("time outside the boot", own_ratio),
         ("peak RSS", rss_ratio),
     ] {
+        // A negative ratio means a baseline longer than a run (the bare cycle's power-off
+        // waits for a guest shutdown a dispatcher does not wait for): no comparison.
+        if ratio <= 0.0 || !ratio.is_finite() {
+            println!(
+                "{what} lava-rs/LAVA: {ratio:.3}: not comparable (a baseline longer than a run)"
+            );
+            continue;
+        }
         println!(
             "{what} lava-rs/LAVA: {ratio:.3} (1/{:.1}; target <= {TARGET_RATIO}) {}",
             1.0 / ratio,
