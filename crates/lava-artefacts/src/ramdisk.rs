@@ -289,8 +289,20 @@ pub fn append_overlays_blocking(
     output: &Path,
 ) -> Result<Repacked> {
     let merge = OverlayMerge::new(overlay_members(overlays)?)?;
+    replace_when_written(output, |partial| {
+        write_merged(image, merge, compression, partial)
+    })
+}
+
+/// Writes `output` through `write` (given a `.partial` path beside it, returning (members,
+/// added)), then renames it into place: `output` changes only once the new archive is
+/// complete, and on error nothing is left beside it.
+pub(crate) fn replace_when_written(
+    output: &Path,
+    write: impl FnOnce(&Path) -> Result<(usize, usize)>,
+) -> Result<Repacked> {
     let partial = output.with_extension("partial");
-    let written = write_merged(image, merge, compression, &partial).and_then(|done| {
+    let written = write(&partial).and_then(|done| {
         std::fs::rename(&partial, output)
             .map_err(|e| ArtefactError::io(format!("Unable to write {}", output.display()), e))?;
         Ok(done)

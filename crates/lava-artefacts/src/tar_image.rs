@@ -29,7 +29,9 @@ use std::path::{Path, PathBuf};
 use crate::ArtefactError;
 use crate::compression::{Compression, Encoder, open_decompressed};
 use crate::newc::{CpioEntry, S_IFDIR, S_IFLNK, S_IFMT};
-use crate::ramdisk::{OverlayMerge, OverlaySource, Repacked, overlay_members};
+use crate::ramdisk::{
+    OverlayMerge, OverlaySource, Repacked, overlay_members, replace_when_written,
+};
 
 type Result<T> = std::result::Result<T, ArtefactError>;
 
@@ -93,20 +95,8 @@ pub fn append_overlays_blocking(
     output: &Path,
 ) -> Result<Repacked> {
     let merge = OverlayMerge::new(overlay_members(overlays)?)?;
-    let partial = output.with_extension("partial");
-    let written = write_merged(image, merge, compression, &partial).and_then(|done| {
-        std::fs::rename(&partial, output)
-            .map_err(|e| ArtefactError::io(format!("Unable to write {}", output.display()), e))?;
-        Ok(done)
-    });
-    if written.is_err() {
-        let _ = std::fs::remove_file(&partial);
-    }
-    let (entries, added) = written?;
-    Ok(Repacked {
-        path: output.to_path_buf(),
-        entries,
-        added,
+    replace_when_written(output, |partial| {
+        write_merged(image, merge, compression, partial)
     })
 }
 
