@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{has, lava_run, results};
+use common::{has, results, run_job_on_device};
 use lava_test_support::ci::require_tool;
 use lava_test_support::paths::workspace;
 use std::path::PathBuf;
@@ -155,24 +155,13 @@ impl Board {
         let (device, dispatcher) =
             self.write_config(fake_args, ramdisk_format, &(scratch + extra_dispatcher));
         let job = self.job(job, timeouts);
-        let output = self.path("output");
-        let status = Command::new(lava_run())
-            .args(["--job-id", "7", "--output-dir"])
-            .arg(&output)
-            .arg("--device")
-            .arg(&device)
-            .arg("--device-types")
-            .arg(workspace().join("fixtures/uboot-fake/device-types"))
-            .arg("--dispatcher")
-            .arg(&dispatcher)
-            .arg(&job)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        let read = |name: &str| std::fs::read_to_string(output.join(name)).unwrap_or_default();
-        (status.code(), read("logs.yaml"), read("result.yaml"))
+        run_job_on_device(
+            &self.path("output"),
+            &device,
+            &workspace().join("fixtures/uboot-fake/device-types"),
+            &dispatcher,
+            &job,
+        )
     }
 }
 

@@ -14,6 +14,35 @@ pub fn lava_run() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_lava-run"))
 }
 
+/// Runs `job` as job 7 through our `lava-run` on the device dictionary `device` (its
+/// templates in `device_types`) with the dispatcher configuration `dispatcher`, writing
+/// into `output`; returns (exit code, logs.yaml text, result.yaml text).
+pub fn run_job_on_device(
+    output: &std::path::Path,
+    device: &std::path::Path,
+    device_types: &std::path::Path,
+    dispatcher: &std::path::Path,
+    job: &std::path::Path,
+) -> (Option<i32>, String, String) {
+    let status = std::process::Command::new(lava_run())
+        .args(["--job-id", "7", "--output-dir"])
+        .arg(output)
+        .arg("--device")
+        .arg(device)
+        .arg("--device-types")
+        .arg(device_types)
+        .arg("--dispatcher")
+        .arg(dispatcher)
+        .arg(job)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    let read = |name: &str| std::fs::read_to_string(output.join(name)).unwrap_or_default();
+    (status.code(), read("logs.yaml"), read("result.yaml"))
+}
+
 /// Every `results` record of a log's text, as (definition, case, result).
 pub fn results(log: &str) -> Vec<(String, String, String)> {
     lava_dispatch::results::parse_results(log)
