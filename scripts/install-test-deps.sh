@@ -30,6 +30,16 @@ apt_install_for() {
     fi
 }
 
+# missing_packages PACKAGE...: prints (space-separated) those dpkg does not have installed.
+missing_packages() {
+    local p missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+            missing+=("$p")
+    done
+    echo "${missing[*]}"
+}
+
 if [ "$(id -u)" != 0 ]; then
     if [ "${CI:-}" = true ]; then
         say "CI=true but not root: cannot install the test tools"
@@ -164,12 +174,8 @@ install_board_rig() {
     fi
     local packages=(u-boot-qemu u-boot-tools tftpd-hpa ser2net telnet nfs-ganesha
         nfs-ganesha-vfs rpcbind)
-    local missing=()
-    local p
-    for p in "${packages[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
-            missing+=("$p")
-    done
+    local missing
+    read -ra missing <<< "$(missing_packages "${packages[@]}")"
     [ ${#missing[@]} -eq 0 ] && return 0
     say "apt-get install ${missing[*]}"
     if ! out=$($APT install -y -q --no-install-recommends "${missing[@]}" 2>&1); then
@@ -197,24 +203,10 @@ install_board_rig
 # is built with sfdisk (fdisk) and mke2fs -d (e2fsprogs), and the rig serves the dispatcher's
 # tmp directory to the board with Debian's python3 (http.server), as a lab's Apache does.
 install_media_rig() {
-    if [ "$(id -u)" != 0 ]; then
-        say "not root: cannot install the board's USB stick tools (the board tests will skip)"
-        return 0
-    fi
     local packages=(fdisk e2fsprogs python3)
-    local missing=()
-    local p
-    for p in "${packages[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
-            missing+=("$p")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    say "apt-get install ${missing[*]}"
-    if ! out=$($APT install -y -q --no-install-recommends "${missing[@]}" 2>&1); then
-        echo "$out" >&2
-        say "apt-get install of the board's USB stick tools failed (above)"
-        exit 1
-    fi
+    local missing
+    read -ra missing <<< "$(missing_packages "${packages[@]}")"
+    apt_install_for "the board's USB stick tests" "${missing[@]}" || true
 }
 install_media_rig
 
@@ -250,12 +242,8 @@ install_uboot_runtime
 # rig's own TFTP server and console). qemu-system-x86 and SeaBIOS come from install-qemu.sh.
 install_pc_board_rig() {
     local packages=(ipxe-qemu grub-pc-bin tftpd-hpa ser2net telnet)
-    local missing=()
-    local p
-    for p in "${packages[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
-            missing+=("$p")
-    done
+    local missing
+    read -ra missing <<< "$(missing_packages "${packages[@]}")"
     apt_install_for "the PC board tests" "${missing[@]}" || true
 }
 install_pc_board_rig
@@ -280,16 +268,7 @@ install_nbd_rig
 # android-sdk-libsparse-utils (bookworm main), for lava-actions' runtime_image_overlay tests.
 install_sparse_image_tools() {
     [ -x /usr/bin/simg2img ] && [ -x /usr/bin/img2simg ] && return 0
-    if [ "$(id -u)" != 0 ]; then
-        say "not root: cannot install android-sdk-libsparse-utils (the sparse image test will skip)"
-        return 0
-    fi
-    say "apt-get install android-sdk-libsparse-utils"
-    if ! out=$($APT install -y -q --no-install-recommends android-sdk-libsparse-utils 2>&1); then
-        echo "$out" >&2
-        say "apt-get install android-sdk-libsparse-utils failed (above)"
-        exit 1
-    fi
+    apt_install_for "the sparse image test" android-sdk-libsparse-utils || true
 }
 install_sparse_image_tools
 
