@@ -1,6 +1,6 @@
 //! `cargo xtask test`: the project's whole test command, as the README and `.ci/run` use it:
 //! formatting, the crate layering (`layering`), clippy with warnings denied, every workspace
-//! test, `cargo deny check`, the Debian packages installed and removed again (`deb_test`),
+//! test (and no rig left running after them), `cargo deny check`, the Debian packages installed and removed again (`deb_test`),
 //! a bounded fuzz run and a short soak, direct and through lava-worker (`fuzz`, `soak`), and
 //! the conformance corpora.
 
@@ -37,6 +37,7 @@ pub fn test(args: &[String]) -> Result<()> {
     for (name, cargo_args) in steps {
         run_step(name, Command::new(cargo).args(&cargo_args))?;
     }
+    timed("no rig left running by the tests", no_rig_left)?;
     if !quick {
         fresh_machine()?;
         timed("supply chain (cargo deny)", crate::supply_chain::check)?;
@@ -91,6 +92,22 @@ fn fresh_machine() -> Result<()> {
         "fresh-machine",
         Command::new("bash").args(["scripts/test-fresh-machine.sh", "--main-job"]),
     )
+}
+
+/// Every test ends the rigs it started (their guards run `rig-down`, even on a panic):
+/// after the tests, no rig port is held and no rig process runs (`board::quiet`).
+fn no_rig_left() -> Result<()> {
+    let left = crate::board::quiet::leftovers();
+    for l in &left {
+        println!("left running: pid {} ({}): {}", l.pid, l.program, l.why);
+    }
+    if !left.is_empty() {
+        bail!(
+            "the tests left {} rig process(es) running (above)",
+            left.len()
+        );
+    }
+    Ok(())
 }
 
 fn run_step(name: &str, command: &mut Command) -> Result<()> {

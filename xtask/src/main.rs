@@ -76,6 +76,12 @@ enum Command {
     /// x86 PC booting through `ipxe` or `grub` (target/board-pc), with tftpd-hpa, ser2net and
     /// power scripts. Prints the device file and the artefacts' URLs.
     TestBoard(board::Args),
+    /// Name what holds the rigs' ports and every rig process left running by any clone
+    /// (`--kill`: end them; fails when another program holds a rig port).
+    QuietHost {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Fuzz the parsers of untrusted input for a bounded time (docs/hardening.md).
     Fuzz(fuzz::Args),
     /// Run jobs back to back through lava-run and check nothing leaks (docs/hardening.md).
@@ -148,6 +154,7 @@ fn main() -> Result<()> {
         Command::TestSystem(args) => test_system::run(args),
         Command::IsoInstaller(args) => iso_installer::run(args),
         Command::TestBoard(args) => board::run(args),
+        Command::QuietHost { args } => board::quiet::run(&args),
         Command::Layering => layering::check(),
         Command::Fuzz(args) => fuzz::run(args),
         Command::Soak(args) => soak::run(args),

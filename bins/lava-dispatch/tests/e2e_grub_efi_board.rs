@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
+use common::rig::RigUp;
 use common::{has, lava_run, results};
 use lava_test_support::ci::{require_tool, skip_or_fail};
 use lava_test_support::paths::workspace;
@@ -26,35 +27,6 @@ fn rig_dir() -> PathBuf {
 
 /// One rig (one console port): the tests take turns.
 static RIG: Mutex<()> = Mutex::new(());
-
-/// The rig's QEMU, up until dropped (`bin/rig-down`, also on a panic).
-struct RigUp {
-    dir: PathBuf,
-}
-
-impl RigUp {
-    /// `rig-up` with `mode` (`shell`: the UEFI shell instead of GRUB by PXE).
-    fn start(dir: PathBuf, mode: &str) -> RigUp {
-        let status = Command::new(dir.join("bin/rig-up"))
-            .arg(mode)
-            .stdin(Stdio::null())
-            .status()
-            .expect("running the rig's rig-up");
-        assert!(
-            status.success(),
-            "the grub-efi rig did not come up ({status})"
-        );
-        RigUp { dir }
-    }
-}
-
-impl Drop for RigUp {
-    fn drop(&mut self) {
-        let _ = Command::new(self.dir.join("bin/rig-down"))
-            .stdin(Stdio::null())
-            .status();
-    }
-}
 
 /// The prepared rig's directory, or `None` (after saying why, or failing under CI).
 fn prepared_rig() -> Option<PathBuf> {
@@ -88,7 +60,8 @@ fn run_on_rig(
 ) -> (bool, String) {
     let _turn = RIG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let output = tempfile::tempdir().unwrap();
-    let _rig = RigUp::start(dir.to_path_buf(), mode);
+    // `shell`: the UEFI shell instead of GRUB by PXE.
+    let _rig = RigUp::up(dir, &[mode], "the grub-efi rig");
     let status = Command::new(lava_run())
         .args(["--job-id", id, "--output-dir"])
         .arg(output.path())

@@ -7,9 +7,11 @@
 //! since boot) tells a process from a later one that reuses its pid. [`processes`] lists
 //! every process (those that end during the walk are left out), [`children`] and
 //! [`descendants`] follow parents, [`is_running`] tells a live process from a zombie or a
-//! gone one. [`cmdline`], [`environ`], [`descriptors`] and [`memory`] read the other
-//! files of a process. Errors ([`ProcError`]) name the file and what was wrong in it;
-//! [`ProcError::is_gone`] tells a process that has ended.
+//! gone one. [`cmdline`], [`arguments`], [`environ`], [`descriptors`] and [`memory`] read
+//! the other files of a process; [`processes_with_argument`] finds processes by one
+//! argument, and [`tcp_listening`] tells whether a server listens on a port. Errors
+//! ([`ProcError`]) name the file and what was wrong in it; [`ProcError::is_gone`] tells a
+//! process that has ended.
 //!
 //! ```
 //! let me = std::process::id();
@@ -195,6 +197,55 @@ pub fn cmdline(pid: u32) -> Option<String> {
     let raw = std::fs::read(proc_file(pid, "cmdline")).ok()?;
     let text = String::from_utf8_lossy(&raw);
     Some(text.strip_suffix('\0').unwrap_or(&text).replace('\0', " "))
+}
+
+/// The arguments of `pid` one by one (`argv`, as the process was started); `None` when
+/// the process is gone, empty for kernel threads and zombies.
+pub fn arguments(pid: u32) -> Option<Vec<OsString>> {
+    let raw = std::fs::read(proc_file(pid, "cmdline")).ok()?;
+    let raw = raw.strip_suffix(b"\0").unwrap_or(&raw);
+    if raw.is_empty() {
+        return Some(Vec::new());
+    }
+    Some(
+        raw.split(|b| *b == 0)
+            .map(|arg| OsString::from_vec(arg.to_vec()))
+            .collect(),
+    )
+}
+
+/// The pids (this process left out) started with `argument` as one whole argument.
+pub fn processes_with_argument(argument: &str) -> Vec<u32> {
+    let own = std::process::id();
+    let mut found: Vec<u32> = pids()
+        .into_iter()
+        .filter(|pid| *pid != own)
+        .filter(|pid| arguments(*pid).is_some_and(|args| args.iter().any(|arg| arg == argument)))
+        .collect();
+    found.sort_unstable();
+    found
+}
+
+/// Whether a TCP socket of this network namespace listens on `port` (any address, IPv4
+/// or IPv6), from `/proc/net/tcp` and `/proc/net/tcp6`: a server's readiness seen without
+/// connecting to it.
+pub fn tcp_listening(port: u16) -> bool {
+    ["net/tcp", "net/tcp6"].iter().any(|table| {
+        std::fs::read_to_string(Path::new(PROC).join(table))
+            .is_ok_and(|text| listening_in_table(&text, port))
+    })
+}
+
+/// Whether the text of a `/proc/net/tcp{,6}` table has a socket in state LISTEN (`0A`)
+/// whose local address ends in `:port` (hexadecimal).
+fn listening_in_table(text: &str, port: u16) -> bool {
+    let port = format!("{port:04X}");
+    text.lines().skip(1).any(|line| {
+        let mut fields = line.split_whitespace();
+        let local = fields.nth(1);
+        let state = fields.nth(1);
+        state == Some("0A") && local.and_then(|l| l.rsplit(':').next()) == Some(port.as_str())
+    })
 }
 
 /// The environment of `pid` as `NAME=value` entries. Reading another user's process
@@ -469,5 +520,43 @@ mod tests {
             "{listed:?}"
         );
         assert!(open_descriptors(u32::MAX - 1).unwrap_err().is_gone());
+    }
+
+    #[test]
+    fn arguments_are_read_one_by_one_and_found() {
+        let child = Owned(
+            Command::new("sleep")
+                .args(["4716", "0.25"])
+                .stdin(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let pid = child.0.id();
+        assert!(wait_for(Duration::from_secs(10), || {
+            arguments(pid).is_some_and(|args| args.len() == 3)
+        }));
+        let expected: Vec<OsString> = ["sleep", "4716", "0.25"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert_eq!(arguments(pid).unwrap(), expected);
+        assert_eq!(processes_with_argument("0.25"), vec![pid]);
+        assert!(processes_with_argument("0.2").is_empty());
+        assert!(arguments(u32::MAX - 1).is_none());
+    }
+
+    #[test]
+    fn listening_sockets_are_read_from_the_tables() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+           0: 0100007F:CCEC 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1\n\
+           1: 0100007F:D2F0 0100007F:CCEC 01 00000000:00000000 00:00000000 00000000     0        0 2 1\n";
+        assert!(listening_in_table(table, 0xCCEC));
+        // Only as the remote end of a connection, or established: not listening.
+        assert!(!listening_in_table(table, 0xD2F0));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(tcp_listening(port));
+        drop(listener);
+        assert!(!tcp_listening(port));
     }
 }

@@ -27,6 +27,7 @@ pub mod nbd;
 pub mod nfs_server;
 pub mod pc;
 pub mod qemu_nfs;
+pub mod quiet;
 pub mod rig;
 
 use std::process::Command;

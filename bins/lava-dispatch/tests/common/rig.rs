@@ -1,5 +1,6 @@
 //! What every rig of the end-to-end tests shares: its tools checked, its summary (`key: value`
-//! lines, written by `cargo xtask test-board <name> --prepare`) read, and `bin/rig-up` run,
+//! lines, written by `cargo xtask test-board <name> --prepare`) read, and `bin/rig-up` run
+//! ([`RigUp::up`], which names what holds the host's ports when the rig does not come up),
 //! with `bin/rig-down` run when the [`RigUp`] guard drops, even on a panic.
 
 use std::collections::BTreeMap;
@@ -48,18 +49,37 @@ impl RigUp {
             .filter_map(|l| l.split_once(": "))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let status = Command::new(dir.join("bin/rig-up"))
+        Some((RigUp::up(dir, &[], what), urls))
+    }
+
+    /// Run the rig's `bin/rig-up` with `args` and return its guard. A rig that does not come
+    /// up fails the test with what rig-up printed and the sockets this host has listening
+    /// (another rig, or a leftover of one, holding a port is the usual cause).
+    pub fn up(dir: &Path, args: &[&str], what: &'static str) -> RigUp {
+        let output = Command::new(dir.join("bin/rig-up"))
+            .args(args)
             .stdin(Stdio::null())
-            .status()
+            .output()
             .expect("running the rig's rig-up");
-        assert!(status.success(), "{what} did not come up ({status})");
-        Some((
-            RigUp {
-                dir: dir.to_path_buf(),
-                what,
-            },
-            urls,
-        ))
+        let guard = RigUp {
+            dir: dir.to_path_buf(),
+            what,
+        };
+        if !output.status.success() {
+            let listening = Command::new("ss")
+                .args(["-Hltunp"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_else(|e| format!("(ss: {e})"));
+            panic!(
+                "{what} did not come up ({}); rig-up printed:\n{}{}\nlistening sockets \
+                 of this host:\n{listening}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr),
+            );
+        }
+        guard
     }
 }
 

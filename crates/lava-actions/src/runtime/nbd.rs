@@ -34,6 +34,8 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// How long a started nbd-server may take to listen on its port.
+const START_LIMIT: Duration = Duration::from_secs(10);
 /// NBD's IANA-registered port: LAVA's choice when no port in the range is free.
 pub const NBD_DEFAULT_PORT: u16 = 10809;
 /// LAVA's `XNBD_PORT_RANGE_MIN`: the lowest port drawn (inclusive).
@@ -201,9 +203,9 @@ impl NbdServer {
 
     /// The pids of this server's processes: every process whose command line names its
     /// configuration file (the daemon and its per-client children).
-    pub fn processes(&self) -> Vec<i32> {
+    pub fn processes(&self) -> Vec<u32> {
         let config = self.config_file().display().to_string();
-        processes_with_argument(&config)
+        lava_procfs::processes_with_argument(&config)
     }
 
     /// Ends the server (SIGTERM, SIGKILL after [`STOP_GRACE`]) and removes its files; each
@@ -243,33 +245,12 @@ impl NbdServer {
     }
 }
 
-fn signal(pid: i32, signal: i32) {
+fn signal(pid: u32, signal: i32) {
+    let Ok(pid) = i32::try_from(pid) else { return };
     // SAFETY: kill(2) with a pid read from /proc; a process gone meanwhile gives ESRCH.
     unsafe {
         libc::kill(pid, signal);
     }
-}
-
-/// The pids (other than this process) whose NUL-separated `/proc/<pid>/cmdline` holds
-/// `argument` as one whole argument.
-pub fn processes_with_argument(argument: &str) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let own = std::process::id() as i32;
-    let mut pids: Vec<i32> = entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| *pid != own)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
-                cmdline
-                    .split(|b| *b == 0)
-                    .any(|arg| arg == argument.as_bytes())
-            })
-        })
-        .collect();
-    pids.sort_unstable();
-    pids
 }
 
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> LavaError {
@@ -300,13 +281,17 @@ pub async fn start(
     if output.status != 0 || text.to_lowercase().contains("error") {
         return Err(LavaError::job(format!("nbd-server: {text}")));
     }
-    // The daemon writes its pid file before it accepts clients.
-    let until = tokio::time::Instant::now() + Duration::from_secs(5);
-    while server.processes().is_empty() {
-        if tokio::time::Instant::now() >= until {
+    // nbd-server forks into the background before it listens: the server is up once its
+    // port listens (read from /proc, without a connection the server would serve).
+    let until = tokio::time::Instant::now() + START_LIMIT;
+    while !lava_procfs::tcp_listening(server.port) {
+        if server.processes().is_empty() || tokio::time::Instant::now() >= until {
             return Err(LavaError::infrastructure(format!(
-                "nbd-server on port {} exited after starting: {text}",
-                server.port
+                "nbd-server on port {} is not listening {} s after starting (its processes: \
+                 {:?}): {text}",
+                server.port,
+                START_LIMIT.as_secs(),
+                server.processes()
             )));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
