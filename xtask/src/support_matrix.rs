@@ -127,6 +127,12 @@ pub const PROOFS: &[Proof] = &[
     },
     Proof {
         section: "deploy",
+        strategy: "flasher",
+        test: "bins/lava-dispatch/tests/e2e_board.rs::flasher_job_writes_the_stick_from_the_worker_and_boots_from_it",
+        rig: "U-Boot board rig, USB stick written by the dictionary's flasher command",
+    },
+    Proof {
+        section: "deploy",
         strategy: "usb",
         test: "bins/lava-dispatch/tests/e2e_board.rs::usb_job_writes_the_stick_and_boots_from_it",
         rig: "U-Boot board rig, USB stick written by dd-image",

@@ -18,7 +18,10 @@
 //!   and runs the same cases, and no nbd-server of the job is left after it;
 //! - removable media: from the ramdisk, `deploy: to: usb` (dd-image) writes a disk image to
 //!   the board's blank USB stick, U-Boot boots kernel, ramdisk and DTB from it
-//!   (`commands: usb`) and the tests run on the stick's root.
+//!   (`commands: usb`) and the tests run on the stick's root;
+//! - a flasher (`deploy: to: flasher`): the device dictionary's flasher command writes the
+//!   downloaded image onto the board's stick from the worker, U-Boot boots it with the job's
+//!   own commands and the board fetches its overlay (`transfer_overlay`).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -430,4 +433,58 @@ fn usb_job_writes_the_stick_and_boots_from_it() {
         &|l| l.starts_with("lava-rs board: root LABEL=lava-rs-media (/dev/sda1)"),
         "the stick's root mounted",
     );
+}
+
+#[test]
+fn flasher_job_writes_the_stick_from_the_worker_and_boots_from_it() {
+    let Some(board) = Board::up() else { return };
+    board.blank_stick();
+    let dir = scratch();
+    // The lab's flasher: the downloaded image written onto the stick while the board is off.
+    let device = board.device_with(
+        &format!(
+            "{{% set flasher_deploy_commands = ['dd if={{IMAGE}} of={} conv=notrunc,fsync \
+             status=none'] %}}",
+            board.stick().display()
+        ),
+        dir.path(),
+    );
+    let job = board.job("uboot-flasher", dir.path());
+    let on = JobOnDevice {
+        job: &job,
+        device: &device,
+        dispatcher: &board.dispatcher,
+    };
+    let (status, log) = on.run_ours(&job_id("uboot-flasher"), &dir.path().join("out"), RUN_LIMIT);
+    let results = result_set(&log);
+    assert!(status.success(), "our lava-run failed\n{}", tail(&log));
+    let mut cases: Vec<(String, String)> = results
+        .cases
+        .iter()
+        .filter(|c| c.suite == "0_board-flasher")
+        .map(|c| (c.case.clone(), c.result.clone()))
+        .collect();
+    cases.sort();
+    let mut expected: Vec<(String, String)> = [
+        ("always-fail", "fail"),
+        ("always-pass", "pass"),
+        ("declared-fail", "fail"),
+        ("root-on-stick", "pass"),
+    ]
+    .iter()
+    .map(|(case, result)| (case.to_string(), result.to_string()))
+    .collect();
+    expected.sort();
+    assert_eq!(cases, expected, "{}", tail(&log));
+    assert_eq!(results.job.as_deref(), Some("pass"), "{}", tail(&log));
+    // The flasher ran on the worker with the downloaded, decompressed image, before the
+    // board was powered on; then U-Boot loaded the kernel from the stick.
+    let flashed = log
+        .find("Calling: ['dd', 'if=image/")
+        .unwrap_or_else(|| panic!("no flasher command in the log\n{}", tail(&log)));
+    let loaded = log
+        .find("load usb 0:1 ")
+        .unwrap_or_else(|| panic!("no load from the stick\n{}", tail(&log)));
+    assert!(flashed < loaded, "{}", tail(&log));
+    board.assert_reset_then_powered_off();
 }

@@ -146,6 +146,29 @@ impl Board {
         path
     }
 
+    /// The board's device file rendered again from the rig's dictionary with `settings`
+    /// (`{% set … %}` lines, as a lab admin adds them to the dictionary) after its own, with
+    /// the rig's device-type templates; written under `scratch`.
+    pub fn device_with(&self, settings: &str, scratch: &Path) -> PathBuf {
+        let name = self
+            .device
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("the device file's name")
+            .to_string();
+        let dictionary = self.dir.join("devices").join(format!("{name}.jinja2"));
+        let text = std::fs::read_to_string(&dictionary)
+            .unwrap_or_else(|e| panic!("the rig's dictionary {}: {e}", dictionary.display()));
+        let extended = scratch.join(format!("{name}.jinja2"));
+        std::fs::write(&extended, format!("{text}{settings}\n")).expect("writing the dictionary");
+        let rendered = lava_device::Renderer::new([self.dir.join("device-types")])
+            .render_file(&extended, &Default::default())
+            .unwrap_or_else(|e| panic!("rendering {}: {e}", extended.display()));
+        let device = scratch.join(format!("{name}.yaml"));
+        std::fs::write(&device, rendered).expect("writing the device file");
+        device
+    }
+
     /// Whether the rig's summary lists artefact `key` (a rig prepared before it existed
     /// does not).
     pub fn has_artefact(&self, key: &str) -> bool {
@@ -157,10 +180,15 @@ impl Board {
         self.dir.join("bin").join(name)
     }
 
+    /// The board's USB stick: the disk image QEMU attaches at power-on.
+    pub fn stick(&self) -> PathBuf {
+        self.dir.join("run/usb-disk.img")
+    }
+
     /// Blanks the board's USB stick (`run/usb-disk.img`, zeroed in place, same size): a job
     /// booting from it must have written it.
     pub fn blank_stick(&self) {
-        let path = self.dir.join("run/usb-disk.img");
+        let path = self.stick();
         let size = std::fs::metadata(&path)
             .unwrap_or_else(|e| panic!("the board's stick {}: {e}", path.display()))
             .len();

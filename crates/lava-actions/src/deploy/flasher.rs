@@ -1,5 +1,5 @@
 //! The `flasher` deployment: download the images, then run the device's own flashing
-//! commands on the dispatcher.
+//! commands on the dispatcher (`runtime::flasher`).
 
 use crate::common::downloader::{DownloaderAction, download_dir};
 use crate::common::env::DeployDeviceEnvironment;
@@ -8,7 +8,7 @@ use crate::deploy::tftp::image_params;
 use lava_pipeline::BlockLookups;
 use lava_pipeline::value::{scalar_string, truthy};
 use lava_pipeline::{
-    Action, ActionMeta, Declared, LavaResult, PipelineBuilder, Runnable, StrategyRegistry,
+    Action, Declared, LavaResult, Pipeline, PipelineBuilder, RunContext, StrategyRegistry,
     ValidateContext, action_identity, async_trait,
 };
 use serde_yaml::Value;
@@ -112,7 +112,8 @@ impl Action for FlasherAction {
         }
         Ok(())
     }
-    fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+    async fn run(&mut self, ctx: &mut RunContext, children: &mut Pipeline) -> LavaResult<()> {
+        children.run_actions(ctx).await?;
+        crate::runtime::flasher::flash(ctx).await
     }
 }

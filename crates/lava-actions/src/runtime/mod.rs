@@ -9,6 +9,7 @@
 pub mod boot_commands;
 pub mod bootloader;
 pub mod console;
+pub mod flasher;
 pub mod image_download;
 pub mod image_overlay;
 pub mod interactive;
