@@ -18,7 +18,10 @@
 //!   and runs the same cases, and no nbd-server of the job is left after it;
 //! - removable media: from the ramdisk, `deploy: to: usb` (dd-image) writes a disk image to
 //!   the board's blank USB stick, U-Boot boots kernel, ramdisk and DTB from it
-//!   (`commands: usb`) and the tests run on the stick's root;
+//!   (`commands: usb`) and the tests run on the stick's root; `deploy: to: sata` does the
+//!   same with the board's SATA disk (`commands: sata`: `scsi scan`, `load scsi 0:1 …`);
+//!   `deploy: to: sd` writes the board's SD card, which the ramdisk then reads (the rig's
+//!   U-Boot has no MMC support: no boot from the card);
 //! - a flasher (`deploy: to: flasher`): the device dictionary's flasher command writes the
 //!   downloaded image onto the board's stick from the worker, U-Boot boots it with the job's
 //!   own commands and the board fetches its overlay (`transfer_overlay`).
@@ -373,7 +376,7 @@ fn nbd_job_runs_its_tests_on_the_nbd_root() {
 #[test]
 fn usb_job_writes_the_stick_and_boots_from_it() {
     let Some(board) = Board::up() else { return };
-    board.blank_stick();
+    board.blank_media();
     let dir = scratch();
     let run = run(&board, "uboot-usb", dir.path());
     assert!(run.success, "our lava-run failed\n{}", tail(&run.log));
@@ -400,45 +403,153 @@ fn usb_job_writes_the_stick_and_boots_from_it() {
     );
     // The board's own words, in order: dd's statistics for a non-empty write, then U-Boot
     // reading the kernel from the stick, then the kernel booting the stick's root.
-    let target: Vec<String> = run
-        .log
-        .lines()
+    let target = target_lines(&run.log);
+    let written = after(&target, 0, "dd statistics", &run.log, &|l| {
+        l.ends_with(" records out") && !l.starts_with("0+0 ")
+    });
+    let loaded = after(&target, written, "load from the stick", &run.log, &|l| {
+        l.starts_with("=> load usb 0:1 ") && l.ends_with(" /boot/Image")
+    });
+    after(
+        &target,
+        loaded,
+        "bytes read from the stick",
+        &run.log,
+        &|l| l.contains(" bytes read in ") && !l.starts_with("0 "),
+    );
+    after(
+        &target,
+        loaded,
+        "the stick's root mounted",
+        &run.log,
+        &|l| l.starts_with("lava-rs board: root LABEL=lava-rs-media (/dev/sd"),
+    );
+}
+
+#[test]
+fn sata_job_writes_the_disk_and_boots_from_it() {
+    let Some(board) = Board::up() else { return };
+    board.blank_media();
+    let dir = scratch();
+    let run = run(&board, "uboot-sata", dir.path());
+    assert!(run.success, "our lava-run failed\n{}", tail(&run.log));
+    let mut cases = run.cases_of("0_board-sata");
+    cases.sort();
+    let mut expected: Vec<(String, String)> = [
+        ("always-pass", "pass"),
+        ("always-fail", "fail"),
+        ("root-on-sata-disk", "pass"),
+        ("root-is-ext2", "pass"),
+        ("sata-by-id", "pass"),
+        ("declared-fail", "fail"),
+    ]
+    .iter()
+    .map(|(case, result)| (case.to_string(), result.to_string()))
+    .collect();
+    expected.sort();
+    assert_eq!(cases, expected, "{}", tail(&run.log));
+    assert_eq!(
+        run.results.job.as_deref(),
+        Some("pass"),
+        "{}",
+        tail(&run.log)
+    );
+    // In order: dd wrote the disk; U-Boot's AHCI scan found it and U-Boot read the kernel
+    // from its first partition; the kernel booted the disk's root.
+    let target = target_lines(&run.log);
+    let written = after(&target, 0, "dd statistics", &run.log, &|l| {
+        l.ends_with(" records out") && !l.starts_with("0+0 ")
+    });
+    let scanned = after(&target, written, "scsi scan", &run.log, &|l| {
+        l == "=> scsi scan"
+    });
+    after(
+        &target,
+        scanned,
+        "the disk on the AHCI bus",
+        &run.log,
+        &|l| l.contains("Device 0: (0:0) Vendor: ATA Prod.: QEMU HARDDISK"),
+    );
+    let loaded = after(&target, scanned, "load from the disk", &run.log, &|l| {
+        l.starts_with("=> load scsi 0:1 ") && l.ends_with(" /boot/Image")
+    });
+    after(
+        &target,
+        loaded,
+        "bytes read from the disk",
+        &run.log,
+        &|l| l.contains(" bytes read in ") && !l.starts_with("0 "),
+    );
+    after(&target, loaded, "the disk's root mounted", &run.log, &|l| {
+        l.starts_with("lava-rs board: root LABEL=lava-rs-media (/dev/sd")
+    });
+}
+
+#[test]
+fn sd_job_writes_the_card_the_ramdisk_reads() {
+    let Some(board) = Board::up() else { return };
+    board.blank_media();
+    let dir = scratch();
+    let run = run(&board, "uboot-sd", dir.path());
+    assert!(run.success, "our lava-run failed\n{}", tail(&run.log));
+    let mut cases = run.cases_of("0_board-sd");
+    cases.sort();
+    let mut expected: Vec<(String, String)> = [
+        ("card-by-id", "pass"),
+        ("card-partition", "pass"),
+        ("card-label", "pass"),
+        ("card-has-kernel", "pass"),
+        ("declared-fail", "fail"),
+    ]
+    .iter()
+    .map(|(case, result)| (case.to_string(), result.to_string()))
+    .collect();
+    expected.sort();
+    assert_eq!(cases, expected, "{}", tail(&run.log));
+    assert_eq!(
+        run.results.job.as_deref(),
+        Some("pass"),
+        "{}",
+        tail(&run.log)
+    );
+    // dd-image wrote to the card's by-id name, and dd wrote something.
+    let target = target_lines(&run.log);
+    let sent = after(&target, 0, "the dd-image command", &run.log, &|l| {
+        l.contains("| dd of='/dev/disk/by-id/mmc-QEMU!_0xdeadbeef' bs=4M")
+    });
+    after(&target, sent, "dd statistics", &run.log, &|l| {
+        l.ends_with(" records out") && !l.starts_with("0+0 ")
+    });
+}
+
+/// The board's console lines (`target` records) of a job's log, in order.
+fn target_lines(log: &str) -> Vec<String> {
+    log.lines()
         .filter(|l| l.contains("\"lvl\": \"target\""))
         .filter_map(|l| serde_yaml::from_str::<Value>(l.trim_start_matches("- ")).ok())
         .filter_map(|v| v.get("msg").and_then(Value::as_str).map(str::to_string))
-        .collect();
-    let at = |from: usize, what: &dyn Fn(&str) -> bool, name: &str| -> usize {
-        from + target[from..]
-            .iter()
-            .position(|l| what(l))
-            .unwrap_or_else(|| panic!("no {name} on the console\n{}", tail(&run.log)))
-    };
-    let written = at(
-        0,
-        &|l| l.ends_with(" records out") && !l.starts_with("0+0 "),
-        "dd statistics",
-    );
-    let loaded = at(
-        written,
-        &|l| l.starts_with("=> load usb 0:1 ") && l.ends_with(" /boot/Image"),
-        "load from the stick",
-    );
-    at(
-        loaded,
-        &|l| l.contains(" bytes read in ") && !l.starts_with("0 "),
-        "bytes read from the stick",
-    );
-    at(
-        loaded,
-        &|l| l.starts_with("lava-rs board: root LABEL=lava-rs-media (/dev/sda1)"),
-        "the stick's root mounted",
-    );
+        .collect()
+}
+
+/// The index of the first of `target`'s lines from `from` on that `what` accepts; a failure
+/// naming `name` (with the log's tail) when there is none.
+fn after(
+    target: &[String],
+    from: usize,
+    name: &str,
+    log: &str,
+    what: &dyn Fn(&str) -> bool,
+) -> usize {
+    from + target[from..]
+        .iter()
+        .position(|l| what(l))
+        .unwrap_or_else(|| panic!("no {name} on the console\n{}", tail(log)))
 }
 
 #[test]
 fn flasher_job_writes_the_stick_from_the_worker_and_boots_from_it() {
     let Some(board) = Board::up() else { return };
-    board.blank_stick();
+    board.blank_media();
     let dir = scratch();
     // The lab's flasher: the downloaded image written onto the stick while the board is off.
     let device = board.device_with(

@@ -39,7 +39,7 @@ const MODULE_DIRS: &[&str] = &[
     "kernel/fs/lockd",
 ];
 /// Bump when the outputs change in a way the stamp would not notice.
-const FORMAT_VERSION: u32 = 3;
+const FORMAT_VERSION: u32 = 4;
 
 /// The prepared artefacts, as a lab would publish them.
 #[derive(Debug, Clone)]
@@ -215,9 +215,12 @@ pub fn prepare(rig: &Path, force: bool) -> Result<Artefacts> {
     let _ = std::fs::remove_file(&a.dtb);
     let mut args = machine_args(&a.u_boot);
     args[1] = format!("virt,dumpdtb={}", a.dtb.display());
-    let blank_stick = out.join("dtb-dump-stick.img");
-    std::fs::File::create(&blank_stick)?.set_len(1 << 20)?;
-    args.extend(super::media::qemu_args(&blank_stick));
+    // The media plugged in as on every power-on (blank ones: PCI devices are not in the DTB,
+    // but the machine is the same).
+    let blank_media = out.join("dtb-dump-media");
+    std::fs::create_dir_all(&blank_media)?;
+    super::media::plug_media(&blank_media)?;
+    args.extend(super::media::qemu_args(&blank_media));
     run_captured(
         Command::new("qemu-system-aarch64")
             .args(&args)
@@ -225,7 +228,7 @@ pub fn prepare(rig: &Path, force: bool) -> Result<Artefacts> {
     )
     .context("dumping the board's DTB with qemu-system-aarch64")?;
     ensure!(a.dtb.is_file(), "QEMU wrote no DTB to {}", a.dtb.display());
-    std::fs::remove_file(&blank_stick)?;
+    std::fs::remove_dir_all(&blank_media)?;
     super::media::build_image(&root, &[&a.kernel, &a.ramdisk_u_boot, &a.dtb], &a.usb_image)?;
 
     std::fs::write(&stamp_path, stamp)?;

@@ -95,9 +95,8 @@ impl Rig {
 pub fn write(rig: &Rig, a: &Artefacts, xtask: &Path) -> Result<String> {
     let mut machine = artefacts::machine_args(&a.u_boot);
     std::fs::create_dir_all(rig.run())?;
-    let stick = super::media::disk(&rig.run());
-    super::media::plug_stick(&stick)?;
-    machine.extend(super::media::qemu_args(&stick));
+    super::media::plug_media(&rig.run())?;
+    machine.extend(super::media::qemu_args(&rig.run()));
     write_scripts(
         rig,
         xtask,
@@ -421,15 +420,30 @@ mod tests {
         let power_on = format!("{}", dir.path().join("bin/power-on").display());
         assert_eq!(at(&["commands", "power_on"]), power_on.as_str());
         assert_eq!(at(&["parameters", "booti", "kernel"]), "0x40400000");
-        assert_eq!(
-            at(&[
+        for medium in &super::super::media::MEDIA {
+            assert_eq!(
+                at(&["parameters", "media", medium.kind, medium.label, "uuid"]),
+                medium.by_id
+            );
+            let id = at(&[
                 "parameters",
                 "media",
-                "usb",
-                super::super::media::USB_LABEL,
-                "uuid"
-            ]),
-            super::super::media::USB_BY_ID
+                medium.kind,
+                medium.label,
+                "device_id",
+            ]);
+            assert!(id == 0 || id == "0", "{}: device_id {id:?}", medium.kind);
+        }
+        let sata: Vec<&str> = at(&["actions", "boot", "methods", "u-boot", "sata", "commands"])
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c.as_str())
+            .collect();
+        assert!(
+            sata.first() == Some(&"scsi scan")
+                && sata.contains(&"load scsi {ROOT_PART} {KERNEL_ADDR} {KERNEL}"),
+            "{sata:?}"
         );
         assert_eq!(at(&["parameters", "booti", "ramdisk"]), "0x48000000");
         assert_eq!(at(&["parameters", "booti", "dtb"]), "0x47000000");

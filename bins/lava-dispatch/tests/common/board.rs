@@ -185,15 +185,23 @@ impl Board {
         self.dir.join("run/usb-disk.img")
     }
 
-    /// Blanks the board's USB stick (`run/usb-disk.img`, zeroed in place, same size): a job
-    /// booting from it must have written it.
-    pub fn blank_stick(&self) {
-        let path = self.stick();
-        let size = std::fs::metadata(&path)
-            .unwrap_or_else(|e| panic!("the board's stick {}: {e}", path.display()))
-            .len();
-        let file = std::fs::File::create(&path).expect("truncating the board's stick");
-        file.set_len(size).expect("sizing the board's stick");
+    /// Blanks the board's removable media (the USB stick, the SATA disk and the SD card under
+    /// `run/`, zeroed in place, same size): a job booting from one of them, or reading what
+    /// it wrote, must have written it, and no other medium carries the image's label.
+    pub fn blank_media(&self) {
+        for file in ["usb-disk.img", "sata-disk.img", "sd-card.img"] {
+            let path = self.dir.join("run").join(file);
+            let size = std::fs::metadata(&path)
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "the board's medium {}: {e} (cargo xtask test-board u-boot --prepare)",
+                        path.display()
+                    )
+                })
+                .len();
+            let file = std::fs::File::create(&path).expect("truncating the board's medium");
+            file.set_len(size).expect("sizing the board's medium");
+        }
     }
 
     /// Whether the board is powered (QEMU's pid file, which `power-off` removes).
