@@ -138,6 +138,18 @@ pub const PROOFS: &[Proof] = &[
         rig: "U-Boot board rig, USB stick written by dd-image",
     },
     Proof {
+        section: "deploy",
+        strategy: "sata",
+        test: "bins/lava-dispatch/tests/e2e_board.rs::sata_job_writes_the_disk_and_boots_from_it",
+        rig: "U-Boot board rig, SATA disk (AHCI) written by dd-image, booted with `commands: sata`",
+    },
+    Proof {
+        section: "deploy",
+        strategy: "sd",
+        test: "bins/lava-dispatch/tests/e2e_board.rs::sd_job_writes_the_card_the_ramdisk_reads",
+        rig: "U-Boot board rig, SD card written by dd-image and read back; not booted (the rig's U-Boot has no MMC)",
+    },
+    Proof {
         section: "boot",
         strategy: "qemu",
         test: "bins/lava-dispatch/tests/e2e.rs::qemu_job_boots_the_guest_and_runs_its_test_shell",
