@@ -5,6 +5,10 @@
 //! recorded in `common::board::RAMDISK_CASES` (which `e2e_board.rs` holds our `lava-run`
 //! to). The point is the rig: a board that LAVA itself drives like a lab's.
 //!
+//! `fixtures/board/uboot-sd.yaml` (the ramdisk writes the board's SD card with `dd-image`,
+//! `deploy: to: sd`, and its tests read the card back) completes under LAVA too, with the
+//! result set in `common::board::SD_CASES`, which `e2e_board.rs` holds ours to.
+//!
 //! LAVA's log goes to stderr (run without `--url`), kept in a file and read for its results.
 //! The rig comes from `cargo xtask test-board u-boot --prepare`; with `CI=true` it and LAVA
 //! must be there, elsewhere the test says what is missing and skips.
@@ -13,7 +17,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::board::{Board, ramdisk_cases};
+use common::board::{Board, ramdisk_cases, sd_cases};
 use common::reference::{JobOnDevice, lava_installed, result_set, tail};
 
 /// Bound on the whole run; the job's own timeout is 15 minutes.
@@ -52,4 +56,32 @@ fn lava_runs_the_u_boot_ramdisk_job_on_the_board_rig() {
     assert_eq!(results.job.as_deref(), Some("pass"), "{}", tail(&log));
     // LAVA powered the board on (through hard_reset) and off (finalize).
     board.assert_reset_then_powered_off();
+}
+
+#[test]
+fn lava_writes_the_sd_card_on_the_board_rig() {
+    if !lava_installed() {
+        return;
+    }
+    let Some(board) = Board::up() else { return };
+    board.blank_media();
+    let scratch = tempfile::Builder::new()
+        .prefix("lava-reference-board-")
+        .tempdir()
+        .unwrap();
+    let job = board.job("uboot-sd", scratch.path());
+    let run = JobOnDevice {
+        job: &job,
+        device: &board.device,
+        dispatcher: &board.dispatcher,
+    };
+    let (status, log) = run.run_lava(std::process::id() * 10 + 4, scratch.path(), RUN_LIMIT);
+    assert!(
+        status.success(),
+        "LAVA's lava-run: {status}\n{}",
+        tail(&log)
+    );
+    let results = result_set(&log);
+    assert_eq!(results.cases, sd_cases(), "LAVA's cases on the board");
+    assert_eq!(results.job.as_deref(), Some("pass"), "{}", tail(&log));
 }

@@ -434,7 +434,8 @@ mod tests {
             ]);
             assert!(id == 0 || id == "0", "{}: device_id {id:?}", medium.kind);
         }
-        let sata: Vec<&str> = at(&["actions", "boot", "methods", "u-boot", "sata", "commands"])
+        let sata_commands = at(&["actions", "boot", "methods", "u-boot", "sata", "commands"]);
+        let sata: Vec<&str> = sata_commands
             .as_sequence()
             .unwrap()
             .iter()

@@ -43,6 +43,31 @@ pub fn ramdisk_cases(suite: &str) -> Vec<super::reference::TestCase> {
         .collect()
 }
 
+/// The SD job's test cases (`fixtures/board/uboot-sd.yaml`: the card the ramdisk wrote, read
+/// back), as LAVA 2023.01 reports them on this rig: (case, result) of suite `0_board-sd`,
+/// sorted as a result set sorts them.
+pub const SD_CASES: &[(&str, &str)] = &[
+    ("card-by-id", "pass"),
+    ("card-has-kernel", "pass"),
+    ("card-label", "pass"),
+    ("card-partition", "pass"),
+    ("declared-fail", "fail"),
+];
+
+/// [`SD_CASES`] as the result set names them.
+pub fn sd_cases() -> Vec<super::reference::TestCase> {
+    SD_CASES
+        .iter()
+        .map(|(case, result)| super::reference::TestCase {
+            suite: "0_board-sd".into(),
+            case: case.to_string(),
+            result: result.to_string(),
+            measurement: None,
+            units: None,
+        })
+        .collect()
+}
+
 /// The rig, up for as long as this value lives (`bin/rig-up` … `bin/rig-down`).
 pub struct Board {
     dir: PathBuf,
