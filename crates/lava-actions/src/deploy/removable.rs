@@ -296,6 +296,37 @@ mod tests {
         );
     }
 
+    /// A SATA disk as LAVA's `base.jinja2` renders `sata_uuid`: `UUID-required: True`.
+    fn sata_device(extra: &str) -> Device {
+        Device::from_yaml(
+            &format!(
+                "parameters:\n  media:\n    sata:\n      UUID-required: True\n      disk0:\n        \
+                 uuid: ata-QEMU_HARDDISK_LAVA-RS-SATA0\n        device_id: 0\n        \
+                 uboot_interface: scsi\n        grub_interface: hd0\n        boot_part: 1\n{extra}"
+            ),
+            None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_sata_disk_needs_its_uuid_and_no_root_part() {
+        let sata = crate::strategy(lava_pipeline::Section::Deploy, "sata");
+        let job = "{to: sata, device: disk0, image: {url: x}, download: {tool: /usr/bin/wget, options: -O-, prompt: HTTP}}";
+        assert!(sata.accepts(&sata_device(""), &mapping(job)).is_ok());
+        let mut errors = Vec::new();
+        DDAction::check(&sata_device(""), &mapping(job), &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        // UUID-required: a partition number in the dictionary is refused (the uuid names
+        // the whole disk).
+        DDAction::check(
+            &sata_device("        root_part: 1\n"),
+            &mapping(job),
+            &mut errors,
+        );
+        assert_eq!(errors, ["'root_part' is not valid as a UUID is required"]);
+    }
+
     #[test]
     fn dd_checks_tools_and_media() {
         let mut errors = Vec::new();
