@@ -32,7 +32,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::board::{Board, RAMDISK_CASES, ramdisk_cases, sd_cases};
+use common::board::{Board, RAMDISK_CASES, flasher_cases, ramdisk_cases, sd_cases};
 use common::reference::{JobOnDevice, ResultSet, result_set, tail};
 use serde_yaml::Value;
 
@@ -539,15 +539,7 @@ fn flasher_job_writes_the_stick_from_the_worker_and_boots_from_it() {
     let Some(board) = Board::up() else { return };
     board.blank_media();
     let dir = scratch();
-    // The lab's flasher: the downloaded image written onto the stick while the board is off.
-    let device = board.device_with(
-        &format!(
-            "{{% set flasher_deploy_commands = ['dd if={{IMAGE}} of={} conv=notrunc,fsync \
-             status=none'] %}}",
-            board.stick().display()
-        ),
-        dir.path(),
-    );
+    let device = board.flasher_device(dir.path());
     let job = board.job("uboot-flasher", dir.path());
     let on = JobOnDevice {
         job: &job,
@@ -557,24 +549,7 @@ fn flasher_job_writes_the_stick_from_the_worker_and_boots_from_it() {
     let (status, log) = on.run_ours(&job_id("uboot-flasher"), &dir.path().join("out"), RUN_LIMIT);
     let results = result_set(&log);
     assert!(status.success(), "our lava-run failed\n{}", tail(&log));
-    let mut cases: Vec<(String, String)> = results
-        .cases
-        .iter()
-        .filter(|c| c.suite == "0_board-flasher")
-        .map(|c| (c.case.clone(), c.result.clone()))
-        .collect();
-    cases.sort();
-    let mut expected: Vec<(String, String)> = [
-        ("always-fail", "fail"),
-        ("always-pass", "pass"),
-        ("declared-fail", "fail"),
-        ("root-on-stick", "pass"),
-    ]
-    .iter()
-    .map(|(case, result)| (case.to_string(), result.to_string()))
-    .collect();
-    expected.sort();
-    assert_eq!(cases, expected, "{}", tail(&log));
+    assert_eq!(results.cases, flasher_cases(), "{}", tail(&log));
     assert_eq!(results.job.as_deref(), Some("pass"), "{}", tail(&log));
     // The flasher ran on the worker with the downloaded, decompressed image, before the
     // board was powered on; then U-Boot loaded the kernel from the stick.

@@ -9,6 +9,11 @@
 //! `deploy: to: sd`, and its tests read the card back) completes under LAVA too, with the
 //! result set in `common::board::SD_CASES`, which `e2e_board.rs` holds ours to.
 //!
+//! `fixtures/board/uboot-flasher.yaml` (the dictionary's flasher writes the board's stick from
+//! the worker, U-Boot boots it with the job's commands, the board fetches its overlay) completes
+//! under LAVA with the result set in `common::board::FLASHER_CASES`, which `e2e_board.rs` holds
+//! ours to.
+//!
 //! LAVA's log goes to stderr (run without `--url`), kept in a file and read for its results.
 //! The rig comes from `cargo xtask test-board u-boot --prepare`; with `CI=true` it and LAVA
 //! must be there, elsewhere the test says what is missing and skips.
@@ -17,7 +22,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::board::{Board, ramdisk_cases, sd_cases};
+use common::board::{Board, flasher_cases, ramdisk_cases, sd_cases};
 use common::reference::{JobOnDevice, lava_installed, result_set, tail};
 
 /// Bound on the whole run; the job's own timeout is 15 minutes.
@@ -84,4 +89,34 @@ fn lava_writes_the_sd_card_on_the_board_rig() {
     let results = result_set(&log);
     assert_eq!(results.cases, sd_cases(), "LAVA's cases on the board");
     assert_eq!(results.job.as_deref(), Some("pass"), "{}", tail(&log));
+}
+
+#[test]
+fn lava_flashes_the_stick_and_boots_it_on_the_board_rig() {
+    if !lava_installed() {
+        return;
+    }
+    let Some(board) = Board::up() else { return };
+    board.blank_media();
+    let scratch = tempfile::Builder::new()
+        .prefix("lava-reference-board-")
+        .tempdir()
+        .unwrap();
+    let device = board.flasher_device(scratch.path());
+    let job = board.job("uboot-flasher", scratch.path());
+    let run = JobOnDevice {
+        job: &job,
+        device: &device,
+        dispatcher: &board.dispatcher,
+    };
+    let (status, log) = run.run_lava(std::process::id() * 10 + 5, scratch.path(), RUN_LIMIT);
+    assert!(
+        status.success(),
+        "LAVA's lava-run: {status}\n{}",
+        tail(&log)
+    );
+    let results = result_set(&log);
+    assert_eq!(results.cases, flasher_cases(), "LAVA's cases on the board");
+    assert_eq!(results.job.as_deref(), Some("pass"), "{}", tail(&log));
+    board.assert_reset_then_powered_off();
 }

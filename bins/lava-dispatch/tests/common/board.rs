@@ -68,6 +68,29 @@ pub fn sd_cases() -> Vec<super::reference::TestCase> {
         .collect()
 }
 
+/// The flasher job's test cases (`fixtures/board/uboot-flasher.yaml`, suite
+/// `0_board-flasher`) as LAVA 2023.01 reports them on this rig.
+pub const FLASHER_CASES: &[(&str, &str)] = &[
+    ("always-fail", "fail"),
+    ("always-pass", "pass"),
+    ("declared-fail", "fail"),
+    ("root-on-stick", "pass"),
+];
+
+/// [`FLASHER_CASES`] as the result set names them.
+pub fn flasher_cases() -> Vec<super::reference::TestCase> {
+    FLASHER_CASES
+        .iter()
+        .map(|(case, result)| super::reference::TestCase {
+            suite: "0_board-flasher".into(),
+            case: case.to_string(),
+            result: result.to_string(),
+            measurement: None,
+            units: None,
+        })
+        .collect()
+}
+
 /// The rig, up for as long as this value lives (`bin/rig-up` … `bin/rig-down`).
 pub struct Board {
     dir: PathBuf,
@@ -192,6 +215,20 @@ impl Board {
         let device = scratch.join(format!("{name}.yaml"));
         std::fs::write(&device, rendered).expect("writing the device file");
         device
+    }
+
+    /// The board's device file with a flasher (`flasher_deploy_commands`, as a lab admin
+    /// writes it in the dictionary): `dd` of the downloaded image onto the board's stick,
+    /// from the worker, while the board is off. Written under `scratch`.
+    pub fn flasher_device(&self, scratch: &Path) -> PathBuf {
+        self.device_with(
+            &format!(
+                "{{% set flasher_deploy_commands = ['dd if={{IMAGE}} of={} \
+                 conv=notrunc,fsync status=none'] %}}",
+                self.stick().display()
+            ),
+            scratch,
+        )
     }
 
     /// Whether the rig's summary lists artefact `key` (a rig prepared before it existed
