@@ -208,12 +208,17 @@ if [ "$(cat /proc/"$pid"/comm 2>/dev/null)" != {comm} ]; then
     rm -f "$RUN/qemu.pid"
     exit 0
 fi
+# QEMU daemonized: its parent is whichever process adopts orphans, which may collect it a
+# second or two after it ended. A zombie (state Z) is off: only running counts.
+running() {{
+    kill -0 "$pid" 2>/dev/null && [ "$(cut -d' ' -f3 /proc/"$pid"/stat 2>/dev/null)" != Z ]
+}}
 kill -TERM "$pid" 2>/dev/null || true
 i=0
-while kill -0 "$pid" 2>/dev/null; do
+while running; do
     i=$((i + 1))
-    [ $i -eq 50 ] && kill -KILL "$pid" 2>/dev/null
-    sleep 0.1
+    [ $i -eq 250 ] && kill -KILL "$pid" 2>/dev/null
+    sleep 0.02
 done
 rm -f "$RUN/qemu.pid"
 "#,
