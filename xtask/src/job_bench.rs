@@ -100,10 +100,13 @@ struct Target {
     bare_label: &'static str,
 }
 
-/// A bare boot's wall times (seconds): to the prompt, and to the end of the check.
+/// A bare boot's wall times (seconds): to the prompt, and to the end of the check; and,
+/// where the device can do it without a dispatcher, the job's own device work (its cycle:
+/// the job's bootloader commands, its test definition run by hand, the power-off).
 struct Bare {
     prompt: f64,
     total: f64,
+    job_cycle: Option<f64>,
 }
 
 /// Which dispatcher a run used.
@@ -193,14 +196,16 @@ pub fn bench(args: &[String]) -> Result<()> {
         Ok(Bare {
             prompt: report.prompt.as_secs_f64(),
             total: report.total.as_secs_f64(),
+            job_cycle: None,
         })
     })
 }
 
 /// `bench job --board`: the U-Boot board rig's ramdisk job (`fixtures/board/uboot-ramdisk.yaml`
-/// on the rig's device file), against the rig's own scripted boot to the shell
-/// (`test-board u-boot --boot-check`'s code). The rig is started for the bench and stopped
-/// after.
+/// on the rig's device file), against two references without a dispatcher: the rig's own
+/// scripted boot to the shell (`test-board u-boot --boot-check`'s code) and the job's cycle
+/// (`board::job_cycle`: the job's files, U-Boot commands and test definition). The rig is
+/// started for the bench and stopped after.
 fn bench_board(rounds: usize, limit: Duration) -> Result<()> {
     ensure!(
         Path::new(LAVA_RUN).is_file(),
@@ -211,7 +216,14 @@ fn bench_board(rounds: usize, limit: Duration) -> Result<()> {
     std::fs::create_dir_all(&out)?;
     let rig = crate::board::prepared()?;
     let job = out.join("board-job.yaml");
-    std::fs::write(&job, rig.job("uboot-ramdisk")?)?;
+    let job_text = rig.job("uboot-ramdisk")?;
+    std::fs::write(&job, &job_text)?;
+    let cycle = crate::board::job_cycle::JobCycle::prepare(&rig.rig, &rig.artefacts, &job_text)?;
+    println!(
+        "job bench: the job's cycle types {} U-Boot commands ({})",
+        cycle.commands().len(),
+        cycle.commands().join("; ")
+    );
     let target = Target {
         device: rig.rig.device(),
         job,
@@ -223,9 +235,20 @@ fn bench_board(rounds: usize, limit: Duration) -> Result<()> {
     let _up = rig.up()?;
     rounds_and_report(rounds, &ours, &target, &out, limit, &mut || {
         let report = crate::board::boot_check::run(&rig.rig, &rig.artefacts, limit)?;
+        let job = cycle.run(limit, &out.join("job-cycle-console.txt"))?;
+        eprintln!(
+            "  job cycle: U-Boot prompt {:.2}s, kernel {:.2}s, shell {:.2}s, tests done {:.2}s, \
+             powered off {:.2}s",
+            job.bootloader.as_secs_f64(),
+            job.kernel.as_secs_f64(),
+            job.shell.as_secs_f64(),
+            job.tests.as_secs_f64(),
+            job.total.as_secs_f64()
+        );
         Ok(Bare {
             prompt: report.shell.as_secs_f64(),
             total: report.total.as_secs_f64(),
+            job_cycle: Some(job.total.as_secs_f64()),
         })
     })
 }
@@ -250,6 +273,8 @@ fn rounds_and_report(
     let mut overhead_lava = Vec::new();
     let mut cycle_overhead_ours = Vec::new();
     let mut cycle_overhead_lava = Vec::new();
+    let mut job_overhead_ours = Vec::new();
+    let mut job_overhead_lava = Vec::new();
     for round in 0..rounds {
         let mut order = [None, Some(Dispatcher::LavaRs), Some(Dispatcher::Lava)];
         order.rotate_left(round % 3);
@@ -289,6 +314,10 @@ fn rounds_and_report(
         overhead_lava.push(l.wall.as_secs_f64() - b.prompt);
         cycle_overhead_ours.push(o.wall.as_secs_f64() - b.total);
         cycle_overhead_lava.push(l.wall.as_secs_f64() - b.total);
+        if let Some(job_cycle) = b.job_cycle {
+            job_overhead_ours.push(o.wall.as_secs_f64() - job_cycle);
+            job_overhead_lava.push(l.wall.as_secs_f64() - job_cycle);
+        }
         bare.push(b);
         runs_ours.push(o);
         runs_lava.push(l);
@@ -296,6 +325,7 @@ fn rounds_and_report(
 
     let bare_prompt: Vec<f64> = bare.iter().map(|b| b.prompt).collect();
     let bare_total: Vec<f64> = bare.iter().map(|b| b.total).collect();
+    let bare_job: Vec<f64> = bare.iter().filter_map(|b| b.job_cycle).collect();
     let wall = |runs: &[JobRun]| {
         runs.iter()
             .map(|r| r.wall.as_secs_f64())
@@ -307,41 +337,68 @@ fn rounds_and_report(
             .collect::<Vec<_>>()
     };
     let rss = |runs: &[JobRun]| runs.iter().map(|r| mib(r.peak_rss_kib)).collect::<Vec<_>>();
-    let row = |name: &str, wall: &str, overhead: &str, cycle: &str, own: &str, rss: &str| {
-        println!("{name:<28}{wall:>20}{overhead:>20}{cycle:>20}{own:>20}{rss:>12}");
+    let with_job = !bare_job.is_empty();
+    let row = |name: &str, columns: [&str; 6]| {
+        let [wall, overhead, cycle, job, own, rss] = columns;
+        let job = if with_job {
+            format!("{job:>20}")
+        } else {
+            String::new()
+        };
+        println!("{name:<28}{wall:>20}{overhead:>20}{cycle:>20}{job}{own:>20}{rss:>12}");
     };
     println!();
     row(
         "seconds: min/median/max",
-        "wall",
-        "overhead",
-        "beyond the cycle",
-        "outside the boot",
-        "RSS MiB",
+        [
+            "wall",
+            "overhead",
+            "beyond the cycle",
+            "beyond the job's",
+            "outside the boot",
+            "RSS MiB",
+        ],
     );
-    row(target.bare_label, &triple(&bare_prompt), "", "", "", "");
-    row("  (and to power-off)", &triple(&bare_total), "", "", "", "");
-    for (which, runs, overhead, cycle) in [
+    row(
+        target.bare_label,
+        [&triple(&bare_prompt), "", "", "", "", ""],
+    );
+    row(
+        "  (and to power-off)",
+        [&triple(&bare_total), "", "", "", "", ""],
+    );
+    if with_job {
+        row(
+            "the job's cycle, no dispatcher",
+            [&triple(&bare_job), "", "", "", "", ""],
+        );
+    }
+    for (which, runs, overhead, cycle, job) in [
         (
             Dispatcher::LavaRs,
             &runs_ours,
             &overhead_ours,
             &cycle_overhead_ours,
+            &job_overhead_ours,
         ),
         (
             Dispatcher::Lava,
             &runs_lava,
             &overhead_lava,
             &cycle_overhead_lava,
+            &job_overhead_lava,
         ),
     ] {
         row(
             label(which),
-            &triple(&wall(runs)),
-            &triple(overhead),
-            &triple(cycle),
-            &triple(&own_time(runs)),
-            &format!("{:.1}", median(&rss(runs))),
+            [
+                &triple(&wall(runs)),
+                &triple(overhead),
+                &triple(cycle),
+                &triple(job),
+                &triple(&own_time(runs)),
+                &format!("{:.1}", median(&rss(runs))),
+            ],
         );
     }
     println!(
@@ -352,17 +409,35 @@ fn rounds_and_report(
          process's VmHWM, median",
         target.boot.0, target.boot.1
     );
+    if with_job {
+        println!(
+            "beyond the job's cycle: wall minus the job's cycle of the same round, the device's \
+             work for this very job done without a dispatcher (the job's ramdisk with its test \
+             overlay, the device's hard reset, the job's U-Boot commands typed after each \
+             prompt with the device's boot character delay, the job's kernel command line, \
+             the test definition's runner at the shell, the power-off): purely dispatcher time"
+        );
+    }
     let overhead_ratio = median(&overhead_ours) / median(&overhead_lava);
     let cycle_ratio = median(&cycle_overhead_ours) / median(&cycle_overhead_lava);
+    let job_ratio = median(&job_overhead_ours) / median(&job_overhead_lava);
     let own_ratio = median(&own_time(&runs_ours)) / median(&own_time(&runs_lava));
     let rss_ratio = median(&rss(&runs_ours)) / median(&rss(&runs_lava));
     println!();
-    for (what, ratio) in [
-        ("overhead", overhead_ratio),
-        ("overhead beyond the cycle", cycle_ratio),
-        ("time outside the boot", own_ratio),
-        ("peak RSS", rss_ratio),
-    ] {
+    let ratios = [
+        ("overhead", Some(overhead_ratio)),
+        ("overhead beyond the cycle", Some(cycle_ratio)),
+        (
+            "overhead beyond the job's cycle",
+            with_job.then_some(job_ratio),
+        ),
+        ("time outside the boot", Some(own_ratio)),
+        ("peak RSS", Some(rss_ratio)),
+    ];
+    for (what, ratio) in ratios {
+        let Some(ratio) = ratio else {
+            continue;
+        };
         // A negative ratio means a baseline longer than a run (the bare cycle's power-off
         // waits for a guest shutdown a dispatcher does not wait for): no comparison.
         if ratio <= 0.0 || !ratio.is_finite() {

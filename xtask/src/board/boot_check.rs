@@ -97,15 +97,16 @@ fn boot(rig: &Rig, a: &Artefacts, limit: Duration) -> Result<BootReport> {
 }
 
 /// The board's console as a dispatcher sees it: ser2net's telnet port, read into `seen`.
-struct Console {
+pub(super) struct Console {
     stream: TcpStream,
-    seen: String,
+    /// Everything received, as ASCII.
+    pub(super) seen: String,
     /// Where the next match starts: each wait consumes what it matched.
     from: usize,
 }
 
 impl Console {
-    fn connect(port: u16) -> Result<Console> {
+    pub(super) fn connect(port: u16) -> Result<Console> {
         let stream = TcpStream::connect(("127.0.0.1", port))
             .with_context(|| format!("connecting to the board's console on port {port}"))?;
         stream.set_read_timeout(Some(Duration::from_millis(200)))?;
@@ -116,12 +117,12 @@ impl Console {
         })
     }
 
-    fn send(&mut self, text: &str) -> Result<()> {
+    pub(super) fn send(&mut self, text: &str) -> Result<()> {
         self.stream.write_all(text.as_bytes())?;
         Ok(())
     }
 
-    fn wait_for(&mut self, pattern: &str, deadline: Instant) -> Result<()> {
+    pub(super) fn wait_for(&mut self, pattern: &str, deadline: Instant) -> Result<()> {
         let mut buf = [0u8; 4096];
         loop {
             if let Some(at) = self.seen[self.from..].find(pattern) {
@@ -154,7 +155,7 @@ impl Console {
         }
     }
 
-    fn tail(&self) -> String {
+    pub(super) fn tail(&self) -> String {
         let lines: Vec<&str> = self.seen.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
     }

@@ -22,6 +22,7 @@ pub mod artefacts;
 pub mod boot_check;
 mod cable;
 pub mod grub_efi;
+pub mod job_cycle;
 pub mod media;
 pub mod nbd;
 pub mod nfs_server;
