@@ -15,7 +15,11 @@
 //! (≤ 1/10 each), and where each dispatcher's time went, from the timestamps of its log.
 //!
 //! `--board`: the same for the U-Boot board rig (`cargo xtask test-board u-boot`): its ramdisk
-//! job against the rig's own scripted boot to the shell, the rig started for the bench.
+//! job against the rig's own scripted boot to the shell, and against the job's cycle
+//! ([`crate::board::job_cycle`]: the job's files, U-Boot commands, kernel command line and
+//! test definition, done by a script), whose difference with a run is purely dispatcher
+//! time; the rig started for the bench (docs/board-u-boot.md, "What `bench job --board`
+//! compares").
 //!
 //! Every run must end with the job passing. For the smoke job LAVA gets libguestfs'
 //! environment from [`test_system::guestfs_env`]; its appliance is built once (one untimed
