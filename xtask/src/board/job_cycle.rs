@@ -380,3 +380,78 @@ fn make_servable(file: &Path) -> Result<()> {
     std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644))
         .with_context(|| format!("making {} readable", file.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn fixture_job() -> Value {
+        let path = crate::shared::workspace_root().join("fixtures/board/uboot-ramdisk.yaml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let text = ["@KERNEL_URL@", "@RAMDISK_URL@", "@DTB_URL@"]
+            .iter()
+            .fold(text, |t, p| t.replace(p, "file:///nowhere"));
+        serde_yaml::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn the_overlay_holds_the_jobs_definition_and_its_runner() {
+        let job = fixture_job();
+        let scratch = tempfile::tempdir().unwrap();
+        let overlay = build_overlay(block(&job, "test").unwrap(), scratch.path()).unwrap();
+        assert_eq!(
+            overlay.runner,
+            "/lava-cycle/bin/lava-test-runner /lava-cycle/0"
+        );
+        assert!(std::fs::metadata(&overlay.tarball).unwrap().len() > 0);
+        let run = walk(scratch.path())
+            .into_iter()
+            .find(|p| p.ends_with("0/tests/0_board-smoke/run.sh"))
+            .expect("the definition's run.sh in the overlay");
+        let run = std::fs::read_to_string(run).unwrap();
+        assert!(
+            run.contains("lava-test-case measured --result pass --measurement 42"),
+            "{run}"
+        );
+    }
+
+    #[test]
+    fn lines_are_typed_with_the_boot_character_delay() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cycle = JobCycle {
+            dir: PathBuf::from("/nonexistent/job-cycle-test"),
+            console_port: port,
+            hard_reset: Vec::new(),
+            power_off: Vec::new(),
+            interrupt_prompt: String::new(),
+            bootloader_prompt: String::new(),
+            commands: Vec::new(),
+            character_delay: Duration::from_millis(30),
+            runner: String::new(),
+        };
+        let mut console = Console::connect(port).unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        let started = Instant::now();
+        cycle.type_line(&mut console, "dhcp").unwrap();
+        // Five characters (the line and its carriage return), each followed by the delay.
+        assert!(started.elapsed() >= Duration::from_millis(150));
+        let mut got = [0u8; 5];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"dhcp\r");
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                found.extend(walk(&path));
+            } else {
+                found.push(path);
+            }
+        }
+        found
+    }
+}
