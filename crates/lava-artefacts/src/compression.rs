@@ -165,6 +165,104 @@ pub fn open_decompressed(path: &Path) -> Result<BufReader<Box<dyn Read + Send>>,
     Ok(BufReader::with_capacity(FILE_BUFFER, reader))
 }
 
+/// Blocking: [`open_decompressed`] with the decompression on a thread of its own, a few
+/// chunks ahead of the reader, so that a consumer compressing the stream again (a ramdisk
+/// repack) and the decompression run in parallel instead of taking turns.
+pub fn open_decompressed_ahead(path: &Path) -> Result<ReadAhead, ArtefactError> {
+    Ok(ReadAhead::spawn(open_decompressed(path)?))
+}
+
+/// Chunks of decompressed bytes the [`ReadAhead`] thread may hold ready.
+const READ_AHEAD_CHUNKS: usize = 4;
+
+/// A reader whose source is read on a thread of its own ([`open_decompressed_ahead`]).
+/// The source's first error is returned by the read that reaches it. Dropping the reader
+/// stops the thread and waits for it.
+pub struct ReadAhead {
+    chunks: Option<std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>>,
+    current: Vec<u8>,
+    consumed: usize,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ReadAhead {
+    /// Starts reading `source` on a new thread.
+    pub fn spawn(source: impl Read + Send + 'static) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD_CHUNKS);
+        let thread = std::thread::spawn(move || {
+            let mut source = source;
+            loop {
+                let mut chunk = Vec::with_capacity(FILE_BUFFER);
+                // Fills the spare capacity without initialising it first.
+                let message = match (&mut source)
+                    .take(FILE_BUFFER as u64)
+                    .read_to_end(&mut chunk)
+                {
+                    Ok(0) => return,
+                    Ok(_) => Ok(chunk),
+                    Err(e) => Err(e),
+                };
+                let failed = message.is_err();
+                // A send fails once the reader is dropped: nobody wants the rest.
+                if tx.send(message).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        ReadAhead {
+            chunks: Some(rx),
+            current: Vec::new(),
+            consumed: 0,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(out.len());
+        out[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for ReadAhead {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        while self.consumed == self.current.len() {
+            let next = self.chunks.as_ref().and_then(|rx| rx.recv().ok());
+            match next {
+                Some(Ok(chunk)) => {
+                    self.current = chunk;
+                    self.consumed = 0;
+                }
+                Some(Err(e)) => {
+                    // The thread stopped after its error: end of stream from now on.
+                    self.chunks = None;
+                    return Err(e);
+                }
+                None => return Ok(&[]),
+            }
+        }
+        Ok(&self.current[self.consumed..])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.consumed = (self.consumed + amt).min(self.current.len());
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        // Without a receiver the thread's next send fails and it returns.
+        self.chunks = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +356,44 @@ mod tests {
             );
         }
         assert_eq!(Compression::from_magic(b"070701"), None);
+    }
+
+    #[test]
+    fn read_ahead_gives_the_whole_stream_in_order_then_the_error() {
+        let data: Vec<u8> = (0..5 * FILE_BUFFER + 123)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("big.gz");
+        std::fs::write(&path, compress(Compression::Gz, &data)).unwrap();
+        let mut out = Vec::new();
+        open_decompressed_ahead(&path)
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert!(out == data, "read ahead changed the stream");
+
+        // A stream cut short: the bytes before the cut, then the decoder's error.
+        let whole = compress(Compression::Gz, &data);
+        std::fs::write(&path, &whole[..whole.len() / 2]).unwrap();
+        let mut reader = open_decompressed_ahead(&path).unwrap();
+        let mut out = Vec::new();
+        let error = reader.read_to_end(&mut out).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof, "{error}");
+        assert!(!out.is_empty() && data.starts_with(&out));
+        assert_eq!(
+            reader.read(&mut [0u8; 16]).unwrap(),
+            0,
+            "nothing after the error"
+        );
+
+        // Dropped early: the thread is stopped and joined, not left reading.
+        std::fs::write(&path, &whole).unwrap();
+        let mut reader = open_decompressed_ahead(&path).unwrap();
+        let mut first = [0u8; 10];
+        reader.read_exact(&mut first).unwrap();
+        assert_eq!(first[..], data[..10]);
+        drop(reader);
     }
 
     #[test]
