@@ -403,7 +403,9 @@ pub async fn start_qemu(ctx: &mut RunContext) -> LavaResult<()> {
     }
     let line = words.join(" ");
     ctx.logger.info(format!("Boot command: {line}"));
-    record_qemu_version(ctx, &words[0]).await;
+    // `--version` runs while QEMU itself starts (a QEMU process takes some 10 ms to load):
+    // the version is still logged and recorded before "started a shell command".
+    let version = QemuVersion::start(&words[0]);
 
     let namespace = ctx.connection_namespace();
     let mut config = SessionConfig::default();
@@ -414,47 +416,70 @@ pub async fn start_qemu(ctx: &mut RunContext) -> LavaResult<()> {
     if !prompts.is_empty() {
         config = config.with_prompts(&prompts);
     }
-    let connection = ConsoleConnection::spawn(&line, ctx.logger.clone(), &namespace, config)?
-        .process_is_device();
+    let spawned = ConsoleConnection::spawn(&line, ctx.logger.clone(), &namespace, config);
+    version.record(ctx).await;
+    let connection = spawned?.process_is_device();
     ctx.logger.debug("started a shell command");
     ctx.set_connection(Box::new(connection));
     Ok(())
 }
 
-/// LAVA's `qemu_data` results: `qemu_version`, `host_arch`, `job_arch`.
-async fn record_qemu_version(ctx: &mut RunContext, binary: &str) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    let deadline = deadline.min(ctx.deadline());
-    let output = tokio::time::timeout_at(
-        deadline,
-        tokio::process::Command::new(binary)
+/// `qemu-system-* --version`, started before QEMU itself and awaited after: LAVA's
+/// `qemu_data` results (`qemu_version`, `host_arch`, `job_arch`).
+struct QemuVersion {
+    /// The running `--version` command (killed if dropped unfinished); `None` if it could
+    /// not be started, which, as a failed run, records nothing.
+    child: Option<tokio::process::Child>,
+}
+
+impl QemuVersion {
+    /// Starts `binary --version`.
+    fn start(binary: &str) -> Self {
+        let child = tokio::process::Command::new(binary)
             .arg("--version")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
-            .output(),
-    )
-    .await;
-    let version = match output {
-        Ok(Ok(out)) => String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .nth(3)
-            .map(str::to_string),
-        _ => None,
-    };
-    let host_arch = std::env::consts::ARCH.to_string();
-    let job_arch = ctx
-        .job
-        .parameters
-        .get("context")
-        .and_then(|c| c.get("arch"))
-        .and_then(scalar_string)
-        .unwrap_or_default();
-    if let Some(version) = version {
-        ctx.logger.info(format!(
-            "qemu, installed at version: {version}, host architecture: {host_arch}"
-        ));
-        ctx.set_result("qemu_version", version);
-        ctx.set_result("host_arch", host_arch);
-        ctx.set_result("job_arch", job_arch);
+            .spawn()
+            .ok();
+        QemuVersion { child }
+    }
+
+    /// Waits for the version (at most 10 s, and not past the action's deadline), then
+    /// logs and records it.
+    async fn record(self, ctx: &mut RunContext) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        let deadline = deadline.min(ctx.deadline());
+        let output = match self.child {
+            Some(child) => tokio::time::timeout_at(deadline, child.wait_with_output())
+                .await
+                .ok()
+                .and_then(Result::ok),
+            None => None,
+        };
+        let version = output.and_then(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .nth(3)
+                .map(str::to_string)
+        });
+        let host_arch = std::env::consts::ARCH.to_string();
+        let job_arch = ctx
+            .job
+            .parameters
+            .get("context")
+            .and_then(|c| c.get("arch"))
+            .and_then(scalar_string)
+            .unwrap_or_default();
+        if let Some(version) = version {
+            ctx.logger.info(format!(
+                "qemu, installed at version: {version}, host architecture: {host_arch}"
+            ));
+            ctx.set_result("qemu_version", version);
+            ctx.set_result("host_arch", host_arch);
+            ctx.set_result("job_arch", job_arch);
+        }
     }
 }
 
