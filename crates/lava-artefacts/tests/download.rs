@@ -149,6 +149,44 @@ async fn every_compression_over_http_and_file() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_file_kept_as_it_is_is_copied_whole_and_private() {
+    use std::os::unix::fs::PermissionsExt;
+    // Several chunks and a short last one; an empty file too.
+    for len in [5 * 64 * 1024 + 17, 0] {
+        let data = sample(len);
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("vmlinux");
+        std::fs::write(&src, &data).unwrap();
+        let target = tmp.path().join("out/vmlinux");
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        let mut req = request(&format!("file://{}", src.display()), None, target.clone());
+        req.expected.sha256 = Some(sha256(&data));
+        let mut last_progress = 0;
+        let done = download(&req, |e| {
+            if let DownloadEvent::Progress { downloaded } = e {
+                last_progress = downloaded;
+            }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{len} bytes: {e}"));
+        assert_eq!((done.size, done.written), (len as u64, len as u64));
+        assert_eq!(done.sha256, sha256(&data));
+        assert_eq!(last_progress, len as u64);
+        assert!(
+            std::fs::read(&target).unwrap() == data,
+            "{len} bytes copied"
+        );
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let names: Vec<_> = std::fs::read_dir(target.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["vmlinux"], "no partial file left");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checksums_match_and_mismatch_leaves_nothing() {
     let data = sample(100_000);
     let z = compress(Compression::Xz, &data);
