@@ -256,11 +256,11 @@ fn a_hung_board_is_recovered_by_the_boot_retry() {
     );
 }
 
-/// The NBD job's ports (this test's range, 52350–52399): nbd-server's are drawn from
+/// The NBD job's ports (this test's range, 22350–22399): nbd-server's are drawn from
 /// `[NBD_PORT_MIN, NBD_PORT_MAX)`, the lab's web server listens on `WEB_PORT`.
-const NBD_PORT_MIN: u16 = 52350;
-const NBD_PORT_MAX: u16 = 52390;
-const WEB_PORT: u16 = 52399;
+const NBD_PORT_MIN: u16 = 22350;
+const NBD_PORT_MAX: u16 = 22390;
+const WEB_PORT: u16 = 22399;
 
 /// The lab's web server for `transfer_overlay`: the dispatcher's scratch root published as
 /// `/tmp` (LAVA's Apache configuration), on loopback, which the board reaches as 10.0.2.2.

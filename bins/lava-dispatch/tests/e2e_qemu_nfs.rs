@@ -64,7 +64,7 @@ fn qemu_nfs_job_runs_its_tests_on_the_nfs_root() {
     let root = format!("{LAVA_WORK_DIR}/{job_id}/qemu-nfs-deploy-1-4");
     assert!(
         log.contains(&format!(
-            "root=/dev/nfs nfsroot=10.0.2.2:{root},tcp,hard,vers=3,port=52200,mountport=52201 \
+            "root=/dev/nfs nfsroot=10.0.2.2:{root},tcp,hard,vers=3,port=22200,mountport=22201 \
              rw ip=dhcp"
         )),
         "no qemu-nfs kernel command line naming {root}\n{}",

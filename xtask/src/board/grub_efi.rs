@@ -41,9 +41,9 @@ use anyhow::{Context, Result, bail, ensure};
 use crate::shared::workspace_root;
 
 /// The console's TCP port (QEMU's telnet chardev, loopback only).
-pub const CONSOLE_PORT: u16 = 52_150;
+pub const CONSOLE_PORT: u16 = 22_150;
 /// The QEMU monitor's TCP port (the rig's PDU, loopback only).
-pub const MONITOR_PORT: u16 = 52_151;
+pub const MONITOR_PORT: u16 = 22_151;
 /// Debian's OVMF firmware (4 MiB flash layout), code and variable store template.
 const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";

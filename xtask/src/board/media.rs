@@ -30,7 +30,7 @@
 //!   `/var/lib/lava/dispatcher/tmp`. The rig's supervisor runs Debian's Python
 //!   `http.server` on `127.0.0.1:`[`HTTP_PORT`] over `/var/lib/lava/dispatcher` (so
 //!   `/tmp/…` is the scratch root), and `dispatcher.yaml` says
-//!   `dispatcher_http_ip: 10.0.2.2:52300`: QEMU's user-mode network forwards the board's TCP
+//!   `dispatcher_http_ip: 10.0.2.2:22300`: QEMU's user-mode network forwards the board's TCP
 //!   connections to 10.0.2.2 to the host's loopback (the board's Linux would not route a
 //!   loopback address, and the host's own address is shared with other rigs' servers).
 
@@ -43,7 +43,7 @@ use super::nfs_server::NFS_EXPORT;
 use crate::test_system::{Module, resolve_modules};
 
 /// The TCP port of the rig's web server (the dispatcher's `/tmp`), on the host's address.
-pub const HTTP_PORT: u16 = 52_300;
+pub const HTTP_PORT: u16 = 22_300;
 /// The USB serial number of the board's stick.
 pub const USB_SERIAL: &str = "LAVA-RS-USB0";
 /// The stick's `/dev/disk/by-id` name on the board (udev's scheme: QEMU's SCSI vendor and
@@ -465,7 +465,7 @@ mod tests {
         }
         assert_eq!(
             dispatcher_line().lines().last(),
-            Some("dispatcher_http_ip: 10.0.2.2:52300")
+            Some("dispatcher_http_ip: 10.0.2.2:22300")
         );
     }
 

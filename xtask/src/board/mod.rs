@@ -38,7 +38,7 @@ use anyhow::{Context, Result, bail};
 use crate::shared::workspace_root;
 
 /// The default TCP port of the board's console (ser2net's telnet accepter, loopback only).
-const CONSOLE_PORT: u16 = 52_011;
+const CONSOLE_PORT: u16 = 22_011;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -62,7 +62,7 @@ pub struct Args {
     /// Rebuild the artefacts even when they are up to date.
     #[arg(long)]
     pub force: bool,
-    /// The console's TCP port on 127.0.0.1 (default: 52011 for u-boot, 52100 for the PC).
+    /// The console's TCP port on 127.0.0.1 (default: 22011 for u-boot, 22100 for the PC).
     #[arg(long)]
     pub console_port: Option<u16>,
     /// The host address the board reaches (default: this host's address on its default

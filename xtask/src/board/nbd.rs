@@ -385,7 +385,7 @@ mod tests {
         assert!(init.contains("nbd-client \"$server\" \"$port\" /dev/nbd0"));
         assert!(init.contains("exec switch_root /newroot /init"));
         // The argument reader, run by this host's sh on a LAVA-shaped command line.
-        let cmdline = "console=ttyAMA0,115200n8 rw nbd.server=192.168.1.5 nbd.port=52350 \
+        let cmdline = "console=ttyAMA0,115200n8 rw nbd.server=192.168.1.5 nbd.port=22350 \
                        root=/dev/ram0 ramdisk_size=16384 rootdelay=7";
         let script = format!(
             "arg() {{ echo ' {cmdline}' | sed -n \"s/.*[ ]$1=\\([^ ]*\\).*/\\1/p\"; }}; \
@@ -394,7 +394,7 @@ mod tests {
         let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
         assert_eq!(
             String::from_utf8_lossy(&out.stdout).trim(),
-            "192.168.1.5 52350"
+            "192.168.1.5 22350"
         );
     }
 }

@@ -40,7 +40,7 @@ use super::rig::{self, Rig};
 use crate::test_system::{self, fetch_debs, file_name, run_captured};
 
 /// The default TCP port of the PC's console (ser2net's telnet accepter, loopback only).
-pub const CONSOLE_PORT: u16 = 52_100;
+pub const CONSOLE_PORT: u16 = 22_100;
 /// The rig's name on `test-board`'s command line for its own supervisor (`test-board pc
 /// --serve`): one PC serves the `ipxe` and the `grub` device.
 pub const RIG_NAME: &str = "pc";

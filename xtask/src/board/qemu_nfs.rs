@@ -35,10 +35,10 @@ use super::{cable, nfs_server, rig};
 use crate::shared::workspace_root;
 use crate::test_system::{self, fetch_debs, file_name, fnv1a, gzip_to, unpack_kernel};
 
-/// The NFS server's port (the rig's range is 52200–52249).
-pub const NFS_PORT: u16 = 52_200;
+/// The NFS server's port (the rig's range is 22200–22249).
+pub const NFS_PORT: u16 = 22_200;
 /// The NFS server's mount protocol port.
-pub const MOUNT_PORT: u16 = 52_201;
+pub const MOUNT_PORT: u16 = 22_201;
 /// Printed by the root's `/init` just before the shell starts.
 pub const BANNER: &str = "lava-rs qemu-nfs guest ready";
 /// The guest's hostname.

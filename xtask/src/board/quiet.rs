@@ -4,6 +4,12 @@
 //! removed, a run that was killed, or a process that outlived its session) makes the next
 //! run's rigs fail to come up and its timings drift.
 //!
+//! The rigs' fixed ports lie below the kernel's ephemeral range (`ip_local_port_range`,
+//! 32768–60999 by default): a port in that range is also the local port of outgoing
+//! connections, and one such connection's TIME_WAIT (60 s after any test's short-lived
+//! loopback connection) makes a listener's bind fail with "Address already in use" even
+//! with SO_REUSEADDR. A test checks it on this host.
+//!
 //! The check names what holds one of [`RIG_PORTS`] (from `ss -Hltunp`) and every process of
 //! a rig (a command line naming a `target/board-*` or `target/test-system` file, or a
 //! `test-board` supervisor), whichever clone it came from. `--kill` ends those of this
@@ -34,7 +40,7 @@ pub const RIG_PORTS: &[(&str, u16, u16)] = &[
     ),
     ("tcp", super::media::HTTP_PORT, super::media::HTTP_PORT),
     // The U-Boot rig's dispatcher range for nbd-server (bins/lava-dispatch/tests/e2e_board.rs).
-    ("tcp", 52_350, 52_400),
+    ("tcp", 22_350, 22_400),
 ];
 
 /// The programs a rig runs: the only ones `--kill` ends.
@@ -239,14 +245,14 @@ mod tests {
     #[test]
     fn holders_are_read_from_ss() {
         let ss = "udp   UNCONN 0      0        192.0.2.2:69        0.0.0.0:*    users:((\"in.tftpd\",pid=4242,fd=4))\n\
-                  tcp   LISTEN 0      5        127.0.0.1:52150     0.0.0.0:*    users:((\"qemu-system-x86\",pid=77,fd=9),(\"qemu-system-x86\",pid=78,fd=9))\n\
+                  tcp   LISTEN 0      5        127.0.0.1:22150     0.0.0.0:*    users:((\"qemu-system-x86\",pid=77,fd=9),(\"qemu-system-x86\",pid=78,fd=9))\n\
                   tcp   LISTEN 0      128           [::]:22           [::]:*\n";
         assert_eq!(
             port_holders(ss),
             vec![
                 ("udp".to_string(), 69, 4242),
-                ("tcp".to_string(), 52150, 77),
-                ("tcp".to_string(), 52150, 78),
+                ("tcp".to_string(), 22150, 77),
+                ("tcp".to_string(), 22150, 78),
             ]
         );
     }
@@ -258,7 +264,7 @@ mod tests {
             "qemu-system-x86_64 -pidfile /work/x/target/board-grub-efi/run/qemu.pid"
         )));
         assert!(is_rig_process(&args(
-            "/work/x/target/debug/xtask test-board u-boot --serve --console-port 52011"
+            "/work/x/target/debug/xtask test-board u-boot --serve --console-port 22011"
         )));
         assert!(is_rig_process(&args(
             "ganesha.nfsd -F -f /work/x/target/board-u-boot/run/ganesha.conf"
@@ -278,5 +284,23 @@ mod tests {
         assert_eq!(chain[0], std::process::id());
         assert!(chain.len() >= 2, "{chain:?}");
         assert!(leftovers().iter().all(|l| !chain.contains(&l.pid)));
+    }
+
+    #[test]
+    fn rig_ports_lie_below_the_ephemeral_range() {
+        let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .unwrap_or_else(|_| "32768 60999".to_string());
+        let bounds: Vec<u16> = range
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        let (first, last) = (bounds[0], bounds[1]);
+        for (protocol, low, high) in RIG_PORTS {
+            assert!(
+                *high < first || *low > last,
+                "{protocol} ports {low}-{high} overlap this host's ephemeral range \
+                 ({range}): outgoing connections' TIME_WAIT would block the rig's bind"
+            );
+        }
     }
 }

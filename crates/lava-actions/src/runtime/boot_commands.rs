@@ -379,7 +379,7 @@ mod tests {
             has_initrd: true,
             nbd: Some(NbdAddress {
                 ip: "192.168.0.2".into(),
-                port: "52350".into(),
+                port: "22350".into(),
             }),
             ..booti_inputs()
         };
@@ -395,7 +395,7 @@ mod tests {
             lines(&[
                 "tftp 0x82000000 12/nbd-deploy-1/initrd/initrd.cpio.gz",
                 "setenv bootargs 'console=ttyAMA0,115200n8 rw nbd.server=192.168.0.2 \
-                 nbd.port=52350 root=/dev/ram0'",
+                 nbd.port=22350 root=/dev/ram0'",
                 "booti 0x80000000 0x82000000:${initrd_size} 0x81000000",
             ])
         );

@@ -323,14 +323,14 @@ mod tests {
             Some(12345)
         );
         let auto = dispatcher(
-            "{nbd_server_port: auto, nbd_server_port_min: 52350, nbd_server_port_max: 52400}",
+            "{nbd_server_port: auto, nbd_server_port_min: 22350, nbd_server_port_max: 22400}",
         );
         assert_eq!(
             PortChoice::from_dispatcher(Some(&auto)).unwrap(),
             PortChoice {
                 fixed: None,
-                min: 52350,
-                max: 52400
+                min: 22350,
+                max: 22400
             }
         );
         let bad = dispatcher("{nbd_server_port_min: 9000, nbd_server_port_max: 8000}");
@@ -348,13 +348,13 @@ mod tests {
     fn chosen_ports_are_free_and_in_the_range() {
         let choice = PortChoice {
             fixed: None,
-            min: 52390,
-            max: 52400,
+            min: 22390,
+            max: 22400,
         };
         for _ in 0..20 {
             let port = choose_port(&choice);
             assert!(
-                (52390..52400).contains(&port) || port == NBD_DEFAULT_PORT,
+                (22390..22400).contains(&port) || port == NBD_DEFAULT_PORT,
                 "{port}"
             );
         }
@@ -379,13 +379,13 @@ mod tests {
     fn server_command_line_and_configuration() {
         let server = NbdServer::new(
             Path::new("/var/lib/lava/dispatcher/tmp/12"),
-            52350,
+            22350,
             Path::new("/var/lib/lava/dispatcher/tmp/12/downloads/nbdroot/root.ext4"),
         );
         assert_eq!(
             server.argv(Path::new("/usr/bin/nbd-server")).join(" "),
-            "/usr/bin/nbd-server -C /var/lib/lava/dispatcher/tmp/12/nbd-server-52350/nbd-server.conf \
-             -p /var/lib/lava/dispatcher/tmp/12/nbd-server-52350/nbd-server.pid 52350 \
+            "/usr/bin/nbd-server -C /var/lib/lava/dispatcher/tmp/12/nbd-server-22350/nbd-server.conf \
+             -p /var/lib/lava/dispatcher/tmp/12/nbd-server-22350/nbd-server.pid 22350 \
              /var/lib/lava/dispatcher/tmp/12/downloads/nbdroot/root.ext4"
         );
         let text = server.config_text("12");
@@ -406,8 +406,8 @@ mod tests {
         std::fs::write(&image, vec![0u8; 1 << 20]).unwrap();
         let choice = PortChoice {
             fixed: None,
-            min: 52380,
-            max: 52390,
+            min: 22380,
+            max: 22390,
         };
         let port = choose_port(&choice);
         let server = NbdServer::new(scratch.path(), port, &image);
