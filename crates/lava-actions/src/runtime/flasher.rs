@@ -13,10 +13,12 @@
 //! - `{DEVICE_INFO}`, `{STATIC_INFO}`: the device's `device_info` / `static_info` lists as
 //!   YAML (block style, keys sorted, as PyYAML's `dump` writes them).
 //!
-//! A value that is empty leaves its placeholder in the command (LAVA's `substitute`). Each
-//! command is split as a shell would (`shlex`) and run without a shell; one that fails
-//! ends the deployment with LAVA's JobError "Unable to flash the device".
+//! A value that is empty leaves its placeholder in the command (LAVA's `substitute`:
+//! `runtime::substitute_line`). Each command is split as a shell would (`shlex`) and run
+//! without a shell; one that fails ends the deployment with LAVA's JobError "Unable to flash
+//! the device".
 
+use super::substitute_line;
 use lava_pipeline::command::run_command;
 use lava_pipeline::value::{python_repr, scalar_string, truthy};
 use lava_pipeline::{ErrorKind, LavaError, LavaResult, RunContext};
@@ -36,7 +38,7 @@ pub async fn flash(ctx: &mut RunContext) -> LavaResult<()> {
     })?;
     let table = substitutions(ctx, &downloads);
     for command in &commands {
-        let line = substitute(command, &table);
+        let line = substitute_line(command, &table);
         let argv = shlex_split(&line)?;
         if argv.is_empty() {
             continue;
@@ -121,17 +123,6 @@ fn substitutions(ctx: &RunContext, downloads: &Path) -> Vec<(String, String)> {
     table
 }
 
-/// LAVA's `substitute` on one line: every placeholder with a non-empty value replaced, in
-/// the table's order.
-pub fn substitute(line: &str, table: &[(String, String)]) -> String {
-    table
-        .iter()
-        .filter(|(_, value)| !value.is_empty())
-        .fold(line.to_string(), |line, (placeholder, value)| {
-            line.replace(placeholder, value)
-        })
-}
-
 /// `file` relative to `dir` (the whole path when it is not under `dir`).
 fn relative_to(file: &Path, dir: &Path) -> String {
     file.strip_prefix(dir)
@@ -194,7 +185,7 @@ mod tests {
             ),
         ];
         assert_eq!(
-            substitute(
+            substitute_line(
                 "flash {KERNEL} && {HARD_RESET_COMMAND} {PRE_OS_COMMAND}",
                 &table
             ),

@@ -13,6 +13,7 @@
 
 use super::boot_commands::dispatcher_ip;
 use super::console::{ConsoleConnection, on_console, wait_error};
+use super::substitute_line;
 use lava_connection::Patterns;
 use lava_pipeline::value::scalar_string;
 use lava_pipeline::{ErrorKind, LavaError, LavaResult, RunContext};
@@ -41,17 +42,6 @@ fn set(table: &mut Table, key: String, value: String) {
         Some(entry) => entry.1 = value,
         None => table.push((key, value)),
     }
-}
-
-/// LAVA's `substitute` without dropping: placeholders with a value are replaced.
-pub fn substitute_line(line: &str, table: &[(String, String)]) -> String {
-    let mut out = line.to_string();
-    for (k, v) in table {
-        if !v.is_empty() {
-            out = out.replace(k.as_str(), v);
-        }
-    }
-    out
 }
 
 fn strings(value: Option<&Value>) -> Vec<String> {

@@ -26,3 +26,17 @@ pub mod ssh;
 pub mod test_overlay;
 pub mod test_shell;
 pub mod tftp;
+
+/// LAVA's `substitute` without dropping (`drop=False`): in `line`, every placeholder of
+/// `table` with a non-empty value is replaced, in the table's order; a placeholder whose
+/// value is empty stays as it is. Interactive test commands, QEMU's image and NFS
+/// arguments and flasher commands are substituted this way.
+pub fn substitute_line(line: &str, table: &[(String, String)]) -> String {
+    let mut out = line.to_string();
+    for (k, v) in table {
+        if !v.is_empty() {
+            out = out.replace(k.as_str(), v);
+        }
+    }
+    out
+}

@@ -24,6 +24,7 @@
 //! kills QEMU's whole process group and reaps it, without any fixed wait.
 
 use crate::runtime::console::{ConsoleConnection, action_timeout};
+use crate::runtime::substitute_line;
 use lava_connection::{ErrorKind as ConnErrorKind, Patterns, SessionConfig};
 use lava_pipeline::value::scalar_string;
 use lava_pipeline::{Device, ErrorKind, LavaError, LavaResult, RunContext};
@@ -100,16 +101,6 @@ impl NfsRoot {
     }
 }
 
-/// LAVA's `substitute`: every key with a non-empty value replaced in `text`.
-fn substitute(text: &str, substitutions: &[(String, String)]) -> String {
-    substitutions
-        .iter()
-        .filter(|(_, value)| !value.is_empty())
-        .fold(text.to_string(), |line, (key, value)| {
-            line.replace(key, value)
-        })
-}
-
 /// Everything the QEMU command line is made of, besides the device.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QemuInputs {
@@ -176,7 +167,7 @@ pub fn qemu_words(device: &Device, inputs: &QemuInputs) -> LavaResult<Vec<String
         inputs.nfs_server_ip.clone().unwrap_or_default(),
     ));
     for image in &inputs.images {
-        words.push(substitute(&image.image_arg, &substitutions));
+        words.push(substitute_line(&image.image_arg, &substitutions));
     }
     if let Some(uefi) = &inputs.uefi_dir {
         words.extend([
@@ -194,7 +185,7 @@ pub fn qemu_words(device: &Device, inputs: &QemuInputs) -> LavaResult<Vec<String
         let append = [
             format!("console={}", nfs.console),
             "root=/dev/nfs".to_string(),
-            format!("{} rw", substitute(&nfs.nfsrootargs, &substitutions)),
+            format!("{} rw", substitute_line(&nfs.nfsrootargs, &substitutions)),
             nfs.ipargs.clone(),
         ];
         words.push("--append".into());
