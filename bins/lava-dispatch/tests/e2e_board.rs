@@ -66,6 +66,26 @@ impl Run {
             .map(|c| (c.case.clone(), c.result.clone()))
             .collect()
     }
+
+    /// The run succeeded, suite `suite` holds exactly the `expected` (case, result) pairs
+    /// (in any order) and the job passed; failures show the log's tail.
+    fn assert_passed_with(&self, suite: &str, expected: &[(&str, &str)]) {
+        assert!(self.success, "our lava-run failed\n{}", tail(&self.log));
+        let mut expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(case, result)| (case.to_string(), result.to_string()))
+            .collect();
+        expected.sort();
+        let mut cases = self.cases_of(suite);
+        cases.sort();
+        assert_eq!(cases, expected, "{}", tail(&self.log));
+        assert_eq!(
+            self.results.job.as_deref(),
+            Some("pass"),
+            "{}",
+            tail(&self.log)
+        );
+    }
 }
 
 /// Run `fixtures/board/<name>.yaml` on the board with our `lava-run`.
@@ -80,11 +100,16 @@ fn job_id(name: &str) -> String {
 
 /// [`run`] with another dispatcher configuration.
 fn run_with(board: &Board, name: &str, scratch: &Path, dispatcher: &Path) -> Run {
+    run_on(board, name, scratch, &board.device, dispatcher)
+}
+
+/// [`run`] with another device file and dispatcher configuration.
+fn run_on(board: &Board, name: &str, scratch: &Path, device: &Path, dispatcher: &Path) -> Run {
     let job = board.job(name, scratch);
     let job_id = job_id(name);
     let run = JobOnDevice {
         job: &job,
-        device: &board.device,
+        device,
         dispatcher,
     };
     let (status, log) = run.run_ours(&job_id, &scratch.join(format!("out-{name}")), RUN_LIMIT);
@@ -133,20 +158,12 @@ fn nfs_job_runs_its_tests_on_the_nfs_root() {
     let Some(board) = Board::up() else { return };
     let dir = scratch();
     let run = run(&board, "uboot-nfs", dir.path());
-    assert!(run.success, "our lava-run failed\n{}", tail(&run.log));
-    let mut expected: Vec<(String, String)> = RAMDISK_CASES
+    let expected: Vec<(&str, &str)> = RAMDISK_CASES
         .iter()
-        .map(|(case, result, ..)| (case.to_string(), result.to_string()))
-        .chain([("root-on-nfs".to_string(), "pass".to_string())])
+        .map(|(case, result, ..)| (*case, *result))
+        .chain([("root-on-nfs", "pass")])
         .collect();
-    expected.sort();
-    assert_eq!(run.cases_of("0_board-nfs"), expected, "{}", tail(&run.log));
-    assert_eq!(
-        run.results.job.as_deref(),
-        Some("pass"),
-        "{}",
-        tail(&run.log)
-    );
+    run.assert_passed_with("0_board-nfs", &expected);
 }
 
 #[test]
@@ -337,20 +354,12 @@ fn nbd_job_runs_its_tests_on_the_nbd_root() {
         job_id("uboot-nbd")
     ));
     assert!(servers.is_empty(), "nbd-server left running: {servers:?}");
-    assert!(run.success, "our lava-run failed\n{}", tail(&run.log));
-    let mut expected: Vec<(String, String)> = RAMDISK_CASES
+    let expected: Vec<(&str, &str)> = RAMDISK_CASES
         .iter()
-        .map(|(case, result, ..)| (case.to_string(), result.to_string()))
-        .chain([("root-on-nbd".to_string(), "pass".to_string())])
+        .map(|(case, result, ..)| (*case, *result))
+        .chain([("root-on-nbd", "pass")])
         .collect();
-    expected.sort();
-    assert_eq!(run.cases_of("0_board-nbd"), expected, "{}", tail(&run.log));
-    assert_eq!(
-        run.results.job.as_deref(),
-        Some("pass"),
-        "{}",
-        tail(&run.log)
-    );
+    run.assert_passed_with("0_board-nbd", &expected);
     // The port came from the dispatcher's range and reached the kernel's command line.
     let port: u16 = run
         .log
@@ -379,27 +388,16 @@ fn usb_job_writes_the_stick_and_boots_from_it() {
     board.blank_media();
     let dir = scratch();
     let run = run(&board, "uboot-usb", dir.path());
-    assert!(run.success, "our lava-run failed\n{}", tail(&run.log));
-    let mut cases = run.cases_of("0_board-usb");
-    cases.sort();
-    let mut expected: Vec<(String, String)> = [
-        ("always-pass", "pass"),
-        ("always-fail", "fail"),
-        ("root-on-stick", "pass"),
-        ("root-is-ext2", "pass"),
-        ("stick-by-id", "pass"),
-        ("declared-fail", "fail"),
-    ]
-    .iter()
-    .map(|(case, result)| (case.to_string(), result.to_string()))
-    .collect();
-    expected.sort();
-    assert_eq!(cases, expected, "{}", tail(&run.log));
-    assert_eq!(
-        run.results.job.as_deref(),
-        Some("pass"),
-        "{}",
-        tail(&run.log)
+    run.assert_passed_with(
+        "0_board-usb",
+        &[
+            ("always-pass", "pass"),
+            ("always-fail", "fail"),
+            ("root-on-stick", "pass"),
+            ("root-is-ext2", "pass"),
+            ("stick-by-id", "pass"),
+            ("declared-fail", "fail"),
+        ],
     );
     // The board's own words, in order: dd's statistics for a non-empty write, then U-Boot
     // reading the kernel from the stick, then the kernel booting the stick's root.
@@ -432,27 +430,16 @@ fn sata_job_writes_the_disk_and_boots_from_it() {
     board.blank_media();
     let dir = scratch();
     let run = run(&board, "uboot-sata", dir.path());
-    assert!(run.success, "our lava-run failed\n{}", tail(&run.log));
-    let mut cases = run.cases_of("0_board-sata");
-    cases.sort();
-    let mut expected: Vec<(String, String)> = [
-        ("always-pass", "pass"),
-        ("always-fail", "fail"),
-        ("root-on-sata-disk", "pass"),
-        ("root-is-ext2", "pass"),
-        ("sata-by-id", "pass"),
-        ("declared-fail", "fail"),
-    ]
-    .iter()
-    .map(|(case, result)| (case.to_string(), result.to_string()))
-    .collect();
-    expected.sort();
-    assert_eq!(cases, expected, "{}", tail(&run.log));
-    assert_eq!(
-        run.results.job.as_deref(),
-        Some("pass"),
-        "{}",
-        tail(&run.log)
+    run.assert_passed_with(
+        "0_board-sata",
+        &[
+            ("always-pass", "pass"),
+            ("always-fail", "fail"),
+            ("root-on-sata-disk", "pass"),
+            ("root-is-ext2", "pass"),
+            ("sata-by-id", "pass"),
+            ("declared-fail", "fail"),
+        ],
     );
     // In order: dd wrote the disk; U-Boot's AHCI scan found it and U-Boot read the kernel
     // from its first partition; the kernel booted the disk's root.
@@ -540,25 +527,31 @@ fn flasher_job_writes_the_stick_from_the_worker_and_boots_from_it() {
     board.blank_media();
     let dir = scratch();
     let device = board.flasher_device(dir.path());
-    let job = board.job("uboot-flasher", dir.path());
-    let on = JobOnDevice {
-        job: &job,
-        device: &device,
-        dispatcher: &board.dispatcher,
-    };
-    let (status, log) = on.run_ours(&job_id("uboot-flasher"), &dir.path().join("out"), RUN_LIMIT);
-    let results = result_set(&log);
-    assert!(status.success(), "our lava-run failed\n{}", tail(&log));
-    assert_eq!(results.cases, flasher_cases(), "{}", tail(&log));
-    assert_eq!(results.job.as_deref(), Some("pass"), "{}", tail(&log));
+    let run = run_on(
+        &board,
+        "uboot-flasher",
+        dir.path(),
+        &device,
+        &board.dispatcher,
+    );
+    assert!(run.success, "our lava-run failed\n{}", tail(&run.log));
+    assert_eq!(run.results.cases, flasher_cases(), "{}", tail(&run.log));
+    assert_eq!(
+        run.results.job.as_deref(),
+        Some("pass"),
+        "{}",
+        tail(&run.log)
+    );
     // The flasher ran on the worker with the downloaded, decompressed image, before the
     // board was powered on; then U-Boot loaded the kernel from the stick.
-    let flashed = log
+    let flashed = run
+        .log
         .find("Calling: ['dd', 'if=image/")
-        .unwrap_or_else(|| panic!("no flasher command in the log\n{}", tail(&log)));
-    let loaded = log
+        .unwrap_or_else(|| panic!("no flasher command in the log\n{}", tail(&run.log)));
+    let loaded = run
+        .log
         .find("load usb 0:1 ")
-        .unwrap_or_else(|| panic!("no load from the stick\n{}", tail(&log)));
-    assert!(flashed < loaded, "{}", tail(&log));
+        .unwrap_or_else(|| panic!("no load from the stick\n{}", tail(&run.log)));
+    assert!(flashed < loaded, "{}", tail(&run.log));
     board.assert_reset_then_powered_off();
 }

@@ -18,15 +18,45 @@
 //! The rig comes from `cargo xtask test-board u-boot --prepare`; with `CI=true` it and LAVA
 //! must be there, elsewhere the test says what is missing and skips.
 
+use std::path::Path;
 use std::time::Duration;
 
 mod common;
 
 use common::board::{Board, flasher_cases, ramdisk_cases, sd_cases};
-use common::reference::{JobOnDevice, lava_installed, result_set, tail};
+use common::reference::{JobOnDevice, ResultSet, lava_installed, result_set, tail};
 
 /// Bound on the whole run; the job's own timeout is 15 minutes.
 const RUN_LIMIT: Duration = Duration::from_secs(16 * 60);
+
+/// Runs `fixtures/board/<name>.yaml` under LAVA's `lava-run` on `device` (the board's own
+/// device file when `None`) with job id `id`; asserts it exited 0 and returns its result set
+/// and log.
+fn run_lava_on_board(
+    board: &Board,
+    name: &str,
+    device: Option<&Path>,
+    id: u32,
+) -> (ResultSet, String) {
+    let scratch = tempfile::Builder::new()
+        .prefix("lava-reference-board-")
+        .tempdir()
+        .unwrap();
+    let job = board.job(name, scratch.path());
+    let device = device.unwrap_or(&board.device);
+    let run = JobOnDevice {
+        job: &job,
+        device,
+        dispatcher: &board.dispatcher,
+    };
+    let (status, log) = run.run_lava(id, scratch.path(), RUN_LIMIT);
+    assert!(
+        status.success(),
+        "LAVA's lava-run: {status}\n{}",
+        tail(&log)
+    );
+    (result_set(&log), log)
+}
 
 #[test]
 fn lava_runs_the_u_boot_ramdisk_job_on_the_board_rig() {
@@ -34,24 +64,8 @@ fn lava_runs_the_u_boot_ramdisk_job_on_the_board_rig() {
         return;
     }
     let Some(board) = Board::up() else { return };
-    let scratch = tempfile::Builder::new()
-        .prefix("lava-reference-board-")
-        .tempdir()
-        .unwrap();
-    let job = board.job("uboot-ramdisk", scratch.path());
-    let run = JobOnDevice {
-        job: &job,
-        device: &board.device,
-        dispatcher: &board.dispatcher,
-    };
-    let (status, log) = run.run_lava(std::process::id() * 10 + 3, scratch.path(), RUN_LIMIT);
-    assert!(
-        status.success(),
-        "LAVA's lava-run: {status}\n{}",
-        tail(&log)
-    );
-
-    let results = result_set(&log);
+    let (results, log) =
+        run_lava_on_board(&board, "uboot-ramdisk", None, std::process::id() * 10 + 3);
     eprintln!("LAVA's result set on the board: {results:#?}");
     assert_eq!(
         results.cases,
@@ -70,23 +84,7 @@ fn lava_writes_the_sd_card_on_the_board_rig() {
     }
     let Some(board) = Board::up() else { return };
     board.blank_media();
-    let scratch = tempfile::Builder::new()
-        .prefix("lava-reference-board-")
-        .tempdir()
-        .unwrap();
-    let job = board.job("uboot-sd", scratch.path());
-    let run = JobOnDevice {
-        job: &job,
-        device: &board.device,
-        dispatcher: &board.dispatcher,
-    };
-    let (status, log) = run.run_lava(std::process::id() * 10 + 4, scratch.path(), RUN_LIMIT);
-    assert!(
-        status.success(),
-        "LAVA's lava-run: {status}\n{}",
-        tail(&log)
-    );
-    let results = result_set(&log);
+    let (results, log) = run_lava_on_board(&board, "uboot-sd", None, std::process::id() * 10 + 4);
     assert_eq!(results.cases, sd_cases(), "LAVA's cases on the board");
     assert_eq!(results.job.as_deref(), Some("pass"), "{}", tail(&log));
 }
@@ -103,19 +101,12 @@ fn lava_flashes_the_stick_and_boots_it_on_the_board_rig() {
         .tempdir()
         .unwrap();
     let device = board.flasher_device(scratch.path());
-    let job = board.job("uboot-flasher", scratch.path());
-    let run = JobOnDevice {
-        job: &job,
-        device: &device,
-        dispatcher: &board.dispatcher,
-    };
-    let (status, log) = run.run_lava(std::process::id() * 10 + 5, scratch.path(), RUN_LIMIT);
-    assert!(
-        status.success(),
-        "LAVA's lava-run: {status}\n{}",
-        tail(&log)
+    let (results, log) = run_lava_on_board(
+        &board,
+        "uboot-flasher",
+        Some(&device),
+        std::process::id() * 10 + 5,
     );
-    let results = result_set(&log);
     assert_eq!(results.cases, flasher_cases(), "LAVA's cases on the board");
     assert_eq!(results.job.as_deref(), Some("pass"), "{}", tail(&log));
     board.assert_reset_then_powered_off();
