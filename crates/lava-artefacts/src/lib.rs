@@ -28,6 +28,7 @@ pub mod checksum;
 pub mod compression;
 pub mod download;
 mod error;
+pub mod gzip_append;
 pub mod newc;
 pub mod ramdisk;
 pub mod tar;

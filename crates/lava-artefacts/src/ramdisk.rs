@@ -19,7 +19,7 @@
 //! leaves no file behind.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufWriter, Read};
+use std::io::{BufRead, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::ArtefactError;
@@ -41,6 +41,20 @@ pub struct Repacked {
     pub entries: usize,
     /// Members the overlay added (not counting replaced ones).
     pub added: usize,
+    /// Whether the gzip output kept the image's own compressed bytes up to the added
+    /// members ([`crate::gzip_append`]) instead of compressing everything again.
+    pub spliced: bool,
+}
+
+/// What one way of writing an archive did, before the rename ([`replace_when_written`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Written {
+    /// Members in the new archive (not counting trailers).
+    pub entries: usize,
+    /// Members the overlays added.
+    pub added: usize,
+    /// Whether [`crate::gzip_append`] wrote it.
+    pub spliced: bool,
 }
 
 /// Merges an overlay into a stream of ramdisk members as untarring it at the ramdisk root
@@ -49,6 +63,7 @@ pub struct Repacked {
 /// overlay members replace ramdisk members of the same path (a directory keeps the
 /// ramdisk's entry), missing parent directories are created (mode 0755, root's), new members
 /// keep their owners and times and get fresh inode numbers. When the overlay names a path twice, the last one wins.
+#[derive(Clone)]
 pub struct OverlayMerge {
     /// The overlay's members with their checked paths, last occurrence of each path only.
     members: Vec<(String, TarMember)>,
@@ -290,16 +305,36 @@ pub fn append_overlays_blocking(
 ) -> Result<Repacked> {
     let merge = OverlayMerge::new(overlay_members(overlays)?)?;
     replace_when_written(output, |partial| {
+        if compression == Some(Compression::Gz)
+            && let Some(written) = crate::gzip_append::append(image, merge.clone(), partial)
+        {
+            return Ok(written);
+        }
         write_merged(image, merge, compression, partial)
     })
 }
 
-/// Writes `output` through `write` (given a `.partial` path beside it, returning (members,
-/// added)), then renames it into place: `output` changes only once the new archive is
-/// complete, and on error nothing is left beside it.
+/// [`append_overlays_blocking`] always by the full path: the image decompressed and
+/// compressed again as a whole, never spliced ([`crate::gzip_append`]). The reference the
+/// splice is compared with (tests, measurements).
+pub fn append_overlays_recompressed_blocking(
+    image: &Path,
+    overlays: &[OverlaySource],
+    compression: Option<Compression>,
+    output: &Path,
+) -> Result<Repacked> {
+    let merge = OverlayMerge::new(overlay_members(overlays)?)?;
+    replace_when_written(output, |partial| {
+        write_merged(image, merge, compression, partial)
+    })
+}
+
+/// Writes `output` through `write` (given a `.partial` path beside it), then renames it
+/// into place: `output` changes only once the new archive is complete, and on error
+/// nothing is left beside it.
 pub(crate) fn replace_when_written(
     output: &Path,
-    write: impl FnOnce(&Path) -> Result<(usize, usize)>,
+    write: impl FnOnce(&Path) -> Result<Written>,
 ) -> Result<Repacked> {
     let partial = output.with_extension("partial");
     let written = write(&partial).and_then(|done| {
@@ -310,34 +345,26 @@ pub(crate) fn replace_when_written(
     if written.is_err() {
         let _ = std::fs::remove_file(&partial);
     }
-    let (entries, added) = written?;
+    let written = written?;
     Ok(Repacked {
         path: output.to_path_buf(),
-        entries,
-        added,
+        entries: written.entries,
+        added: written.added,
+        spliced: written.spliced,
     })
 }
 
-/// The copy itself: ramdisk members the overlay keeps, archive boundaries as they were,
-/// then the overlay's members and the last trailer. Returns (members, added).
-fn write_merged(
-    ramdisk: &Path,
+/// The copy both ways of writing share: the ramdisk members the overlay keeps, read from
+/// the decompressed `source`, archive boundaries as they were, then the overlay's members
+/// and the last trailer, written as cpio `newc` to `out`. Returns `out` and (members,
+/// added).
+pub(crate) fn copy_merged<R: BufRead, W: Write>(
+    source: R,
     mut merge: OverlayMerge,
-    compression: Option<Compression>,
-    partial: &Path,
-) -> Result<(usize, usize)> {
-    let file = std::fs::File::create(partial)
-        .map_err(|e| ArtefactError::io(format!("Unable to write {}", partial.display()), e))?;
-    let failed =
-        |e: std::io::Error| ArtefactError::io(format!("Unable to write {}", partial.display()), e);
-    // The repacked ramdisk lives for one job: each format's fastest level (zlib-rs' gzip
-    // level 1 takes under a third of level 6's time for some 30% more bytes, and the
-    // test system's TCG guest unpacks it as fast: 0.10 s against 0.12 s for level 6).
-    let encoder =
-        Encoder::new(compression, BufWriter::with_capacity(IO_BUFFER, file)).map_err(failed)?;
-    // Decompressed on a thread of its own while this one parses and compresses again.
-    let mut reader = NewcReader::new(open_decompressed_ahead(ramdisk)?);
-    let mut writer = NewcWriter::new(encoder);
+    out: W,
+) -> Result<(W, usize, usize)> {
+    let mut reader = NewcReader::new(source);
+    let mut writer = NewcWriter::new(out);
     let mut entries = 0;
     // A trailer is written only when another archive follows, so that the overlay
     // lands inside the last archive.
@@ -361,15 +388,40 @@ fn write_merged(
         writer.write_entry(entry)?;
     }
     writer.write_trailer()?;
+    Ok((writer.into_inner()?, entries + additions.len(), added))
+}
+
+/// The full path: the image decompressed (on a thread of its own), copied by
+/// [`copy_merged`] and compressed again as `compression` says.
+fn write_merged(
+    ramdisk: &Path,
+    merge: OverlayMerge,
+    compression: Option<Compression>,
+    partial: &Path,
+) -> Result<Written> {
+    let file = std::fs::File::create(partial)
+        .map_err(|e| ArtefactError::io(format!("Unable to write {}", partial.display()), e))?;
+    let failed =
+        |e: std::io::Error| ArtefactError::io(format!("Unable to write {}", partial.display()), e);
+    // The repacked ramdisk lives for one job: each format's fastest level (zlib-rs' gzip
+    // level 1 takes under a third of level 6's time for some 30% more bytes, and the
+    // test system's TCG guest unpacks it as fast: 0.10 s against 0.12 s for level 6).
+    let encoder =
+        Encoder::new(compression, BufWriter::with_capacity(IO_BUFFER, file)).map_err(failed)?;
+    // Decompressed on a thread of its own while this one parses and compresses again.
+    let (encoder, entries, added) = copy_merged(open_decompressed_ahead(ramdisk)?, merge, encoder)?;
     // Flushed, not synced: the image lives for one job, which does not survive a crash of
     // the worker, and the rename after this makes it visible only once complete.
-    writer
-        .into_inner()?
+    encoder
         .finish()
         .map_err(failed)?
         .into_inner()
         .map_err(|e| failed(e.into_error()))?;
-    Ok((entries + additions.len(), added))
+    Ok(Written {
+        entries,
+        added,
+        spliced: false,
+    })
 }
 
 /// [`append_overlays_blocking`] on tokio's blocking pool.

@@ -30,7 +30,7 @@ use crate::ArtefactError;
 use crate::compression::{Compression, Encoder, open_decompressed};
 use crate::newc::{CpioEntry, S_IFDIR, S_IFLNK, S_IFMT};
 use crate::ramdisk::{
-    OverlayMerge, OverlaySource, Repacked, overlay_members, replace_when_written,
+    OverlayMerge, OverlaySource, Repacked, Written, overlay_members, replace_when_written,
 };
 
 type Result<T> = std::result::Result<T, ArtefactError>;
@@ -121,7 +121,7 @@ fn write_merged(
     mut merge: OverlayMerge,
     compression: Option<Compression>,
     partial: &Path,
-) -> Result<(usize, usize)> {
+) -> Result<Written> {
     let failed =
         |e: std::io::Error| ArtefactError::io(format!("Unable to write {}", partial.display()), e);
     let file = std::fs::File::create(partial).map_err(failed)?;
@@ -204,7 +204,11 @@ fn write_merged(
         .map_err(failed)?
         .into_inner()
         .map_err(|e| failed(e.into_error()))?;
-    Ok((entries + additions.len(), added))
+    Ok(Written {
+        entries: entries + additions.len(),
+        added,
+        spliced: false,
+    })
 }
 
 /// One overlay member as a ustar member (GNU long names when a path needs one).

@@ -1,0 +1,698 @@
+//! A gzip ramdisk with members appended, without compressing the whole ramdisk again.
+//!
+//! Appending a job's overlays to a gzip cpio image ([`crate::ramdisk`]) writes the image's
+//! members unchanged and adds the overlay's members before the last archive's
+//! `TRAILER!!!`. When the image is one gzip member, the new file's deflate stream can
+//! therefore start with the image's own: [`append`] copies the image's compressed bytes
+//! up to the last deflate block boundary at or before the point where the new archive
+//! first differs from the old one (the last trailer), and a fresh deflater, primed with
+//! the bits of the last copied byte that belong to the copied blocks (what zlib's
+//! `deflatePrime` is for, as in zlib's `examples/gzappend.c`) and given the 32 KiB before
+//! the boundary as its dictionary, compresses the rest: the tail of the block that held the
+//! boundary, the added members, the trailer and its padding. The gzip trailer is the CRC-32
+//! and size of all the new uncompressed bytes. Only that tail is compressed (gzip level 1,
+//! as the full path); the whole image is still inflated once, to find the block
+//! boundaries (zlib-rs' inflate with `InflateFlush::Block` reports each one in the
+//! stream's `data_type`), to parse the cpio members and to check the image's CRC-32.
+//!
+//! The new uncompressed bytes are the full path's: the same copy (`ramdisk::copy_merged`)
+//! writes them, into a sink that compares every byte with the image's own while they agree
+//! and compresses from the first difference. The splice is abandoned, and [`append`]
+//! returns `None` for the caller to take the full path, when the image is not gzip, when the
+//! new archive differs from the old one before the whole image was read (a member the
+//! overlay replaces, headers or padding written differently than this crate writes them),
+//! when the gzip member is followed by more data (a second member), and on any error
+//! (corrupt or truncated data, a bad CRC): the full path then reports it with its usual
+//! message. A corrupt image never becomes a spliced file.
+//!
+//! ```no_run
+//! # use lava_artefacts::ramdisk::{OverlaySource, append_overlays_blocking};
+//! # use lava_artefacts::Compression;
+//! # use std::path::Path;
+//! let overlay = OverlaySource::Tarball { archive: "overlay.tar.gz".into(), at: "/".into() };
+//! let image = Path::new("initramfs.cpio.gz");
+//! let done = append_overlays_blocking(image, &[overlay], Some(Compression::Gz), image)?;
+//! assert!(done.spliced, "one gzip member, members only added: spliced");
+//! # Ok::<(), lava_artefacts::ArtefactError>(())
+//! ```
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufRead, BufWriter, Read, Write};
+use std::path::Path;
+use std::rc::Rc;
+
+use zlib_rs::c_api::z_stream;
+use zlib_rs::{DeflateConfig, DeflateFlush, InflateConfig, InflateFlush, ReturnCode};
+
+use crate::ArtefactError;
+use crate::ramdisk::{OverlayMerge, Written, copy_merged};
+
+type Result<T> = std::result::Result<T, ArtefactError>;
+
+/// The history a deflate stream may refer back to, given to the new deflater.
+const WINDOW: usize = 32 * 1024;
+/// Buffer size of the file reads and writes and of the chunks handed to the cpio reader.
+const IO_BUFFER: usize = 64 * 1024;
+/// The gzip header the full path's encoder writes (flate2 at level 1): no flags, no time,
+/// XFL 4 (fastest), OS 255 (unknown).
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255];
+/// zlib's `data_type` bit: inflate stopped at a block boundary (or just after the header).
+const AT_BLOCK_BOUNDARY: i32 = 128;
+/// zlib's `data_type` bit: the block just decoded (or being decoded) is the final one; a
+/// stop at its end is no boundary to continue from.
+const IN_LAST_BLOCK: i32 = 64;
+/// zlib's `data_type` bits: how many bits of the consumed input inflate holds unused.
+const UNUSED_BITS: i32 = 63;
+
+/// Blocking: writes `image` (a gzip cpio `newc` image) with `merge`'s members appended to
+/// `partial` by splicing (see the module doc). `None` when the splice does not apply or
+/// anything failed: the caller then writes `partial` again by the full path, which
+/// reports any error in the image as it always has.
+pub(crate) fn append(image: &Path, merge: OverlayMerge, partial: &Path) -> Option<Written> {
+    splice(image, merge, partial).ok().flatten()
+}
+
+/// [`append`], with errors; `Ok(None)` when the image is not gzip.
+fn splice(image: &Path, merge: OverlayMerge, partial: &Path) -> Result<Option<Written>> {
+    let Some(core) = Core::open(image, partial)? else {
+        return Ok(None);
+    };
+    let core = Rc::new(RefCell::new(core));
+    let source = Source {
+        core: Rc::clone(&core),
+        chunk: Vec::with_capacity(IO_BUFFER),
+        consumed: 0,
+    };
+    let (sink, entries, added) = copy_merged(source, merge, Sink(Rc::clone(&core)))?;
+    drop(sink);
+    core.borrow_mut().finish()?;
+    Ok(Some(Written {
+        entries,
+        added,
+        spliced: true,
+    }))
+}
+
+/// A deflate block boundary of the image: the uncompressed offset where the next block's
+/// data starts and the bit of the image file where its header starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Boundary {
+    plain: u64,
+    bit: u64,
+}
+
+/// How the new file's bytes are being written.
+enum Mode {
+    /// The new uncompressed bytes equal the image's so far: nothing compressed yet.
+    Matching,
+    /// Past the splice point: everything written goes through the new deflater.
+    Deflating(RawDeflate),
+}
+
+/// Why the splice stopped without an error of the image (the full path takes over).
+fn declined(why: &str) -> std::io::Error {
+    std::io::Error::other(format!("gzip splice declined: {why}"))
+}
+
+/// The image being read and the new file being written, shared by the cpio reader's
+/// [`Source`] and the cpio writer's [`Sink`].
+struct Core {
+    image: File,
+    file_done: bool,
+    /// The image's compressed bytes from file offset `comp_start`; those before `written`
+    /// are dropped once copied.
+    comp: Vec<u8>,
+    comp_start: u64,
+    /// Bytes of `comp` inflate has consumed.
+    comp_used: usize,
+    inflate: GzipInflate,
+    /// Inflate returned the end of the gzip member (its CRC-32 and size checked).
+    ended: bool,
+    /// Consecutive inflate calls without progress (a guard against a stalled loop).
+    stalls: u32,
+    /// The image's uncompressed bytes from offset `plain_start`, `plain_len` of them
+    /// valid (the rest is room for inflate).
+    plain: Vec<u8>,
+    plain_start: u64,
+    plain_len: usize,
+    /// Uncompressed bytes handed to the cpio reader.
+    read: u64,
+    /// The cpio reader asked for more after the image's last byte.
+    source_done: bool,
+    /// The new file's uncompressed bytes equal the image's up to here.
+    matched: u64,
+    /// Block boundaries found after `committed`, not yet reached by `matched`.
+    boundaries: VecDeque<Boundary>,
+    /// The last boundary whose preceding blocks are copied to the new file.
+    committed: Option<Boundary>,
+    /// The image's compressed bytes before this file offset are in the new file.
+    written: u64,
+    out: BufWriter<File>,
+    /// CRC-32 and length of the new file's uncompressed bytes so far.
+    crc: u32,
+    out_len: u64,
+    mode: Mode,
+}
+
+impl Core {
+    /// The image opened and `partial` created; `None` when the image is not gzip.
+    fn open(image: &Path, partial: &Path) -> Result<Option<Core>> {
+        let failed = |e| ArtefactError::io(format!("Unable to read {}", image.display()), e);
+        let mut file = File::open(image).map_err(failed)?;
+        let mut magic = [0u8; 2];
+        if file.read_exact(&mut magic).is_err() || magic != GZIP_HEADER[..2] {
+            return Ok(None);
+        }
+        let out = File::create(partial)
+            .map_err(|e| ArtefactError::io(format!("Unable to write {}", partial.display()), e))?;
+        let mut comp = Vec::with_capacity(2 * IO_BUFFER);
+        comp.extend_from_slice(&magic);
+        Ok(Some(Core {
+            image: file,
+            file_done: false,
+            comp,
+            comp_start: 0,
+            comp_used: 0,
+            inflate: GzipInflate::new().map_err(|e| ArtefactError::Bug(e.to_string()))?,
+            ended: false,
+            stalls: 0,
+            plain: vec![0; 4 * IO_BUFFER],
+            plain_start: 0,
+            plain_len: 0,
+            read: 0,
+            source_done: false,
+            matched: 0,
+            boundaries: VecDeque::new(),
+            committed: None,
+            written: 0,
+            out: BufWriter::with_capacity(IO_BUFFER, out),
+            crc: 0,
+            out_len: 0,
+            mode: Mode::Matching,
+        }))
+    }
+
+    /// Uncompressed offset of the end of what inflate produced.
+    fn inflated(&self) -> u64 {
+        self.plain_start + self.plain_len as u64
+    }
+
+    /// One inflate call (reading more of the image first when inflate used it all),
+    /// recording the block boundary it stopped at.
+    fn inflate_step(&mut self) -> std::io::Result<()> {
+        if self.comp_used == self.comp.len() && !self.file_done {
+            self.read_image()?;
+        }
+        self.make_room();
+        let step = self.inflate.step(
+            &self.comp[self.comp_used..],
+            &mut self.plain[self.plain_len..],
+        );
+        self.comp_used += step.consumed;
+        self.plain_len += step.produced;
+        match step.code {
+            ReturnCode::StreamEnd => self.ended = true,
+            ReturnCode::Ok | ReturnCode::BufError => {}
+            code => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("corrupt gzip stream ({code:?})"),
+                ));
+            }
+        }
+        if step.consumed == 0 && step.produced == 0 && !self.ended {
+            if self.comp_used == self.comp.len() && self.file_done {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "gzip stream cut short",
+                ));
+            }
+            self.stalls += 1;
+            if self.stalls > 2 {
+                return Err(std::io::Error::other("inflate made no progress"));
+            }
+        } else {
+            self.stalls = 0;
+        }
+        if !self.ended
+            && step.data_type & AT_BLOCK_BOUNDARY != 0
+            && step.data_type & IN_LAST_BLOCK == 0
+        {
+            let consumed = self.comp_start + self.comp_used as u64;
+            let unused = (step.data_type & UNUSED_BITS) as u64;
+            let boundary = Boundary {
+                plain: self.inflated(),
+                bit: consumed * 8 - unused,
+            };
+            self.record(boundary)?;
+        }
+        Ok(())
+    }
+
+    /// A block boundary inflate stopped at. The first one is the end of the gzip header:
+    /// the new file's own header replaces the image's there.
+    fn record(&mut self, boundary: Boundary) -> std::io::Result<()> {
+        if self.committed.is_none() {
+            if boundary.plain != 0 || !boundary.bit.is_multiple_of(8) {
+                return Err(declined("no boundary at the end of the gzip header"));
+            }
+            self.out.write_all(&GZIP_HEADER)?;
+            self.written = boundary.bit / 8;
+            self.committed = Some(boundary);
+            return Ok(());
+        }
+        if self.boundaries.back().is_some_and(|b| *b == boundary) {
+            return Ok(());
+        }
+        self.boundaries.push_back(boundary);
+        self.commit_matched()
+    }
+
+    /// Copies the image's blocks that end at or before `matched` to the new file.
+    fn commit_matched(&mut self) -> std::io::Result<()> {
+        if !matches!(self.mode, Mode::Matching) {
+            return Ok(());
+        }
+        while let Some(&next) = self.boundaries.front() {
+            if next.plain > self.matched {
+                break;
+            }
+            self.boundaries.pop_front();
+            let from = (self.written - self.comp_start) as usize;
+            let to = (next.bit / 8 - self.comp_start) as usize;
+            self.out.write_all(&self.comp[from..to])?;
+            self.written = next.bit / 8;
+            self.committed = Some(next);
+        }
+        Ok(())
+    }
+
+    /// Reads the next piece of the image, first dropping compressed bytes no longer needed.
+    fn read_image(&mut self) -> std::io::Result<()> {
+        let keep_from = match self.mode {
+            Mode::Matching => self.written,
+            Mode::Deflating(_) => self.comp_start + self.comp_used as u64,
+        };
+        let drop = (keep_from - self.comp_start) as usize;
+        self.comp.drain(..drop);
+        self.comp_start = keep_from;
+        self.comp_used -= drop;
+        let len = self.comp.len();
+        self.comp.resize(len + IO_BUFFER, 0);
+        let n = loop {
+            match self.image.read(&mut self.comp[len..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.comp.truncate(len);
+                    return Err(e);
+                }
+            }
+        };
+        self.comp.truncate(len + n);
+        self.file_done = n == 0;
+        Ok(())
+    }
+
+    /// Makes room for inflate's next output: the uncompressed bytes still needed are kept
+    /// (while matching, from 32 KiB before the committed boundary: the new deflater's
+    /// dictionary and the tail it may have to compress), the buffer grows when they fill it.
+    fn make_room(&mut self) {
+        if self.plain.len() - self.plain_len >= IO_BUFFER {
+            return;
+        }
+        let keep_from = match (&self.mode, self.committed) {
+            (Mode::Matching, Some(b)) => b.plain.saturating_sub(WINDOW as u64),
+            (Mode::Matching, None) => 0,
+            (Mode::Deflating(_), _) => self.read,
+        }
+        .clamp(self.plain_start, self.read);
+        let drop = (keep_from - self.plain_start) as usize;
+        self.plain.copy_within(drop..self.plain_len, 0);
+        self.plain_len -= drop;
+        self.plain_start = keep_from;
+        if self.plain.len() - self.plain_len < IO_BUFFER {
+            self.plain.resize(self.plain.len() * 2, 0);
+        }
+    }
+
+    /// The next uncompressed bytes for the cpio reader, appended to `chunk`; nothing at the
+    /// end of the image.
+    fn take(&mut self, chunk: &mut Vec<u8>) -> std::io::Result<()> {
+        while self.read == self.inflated() {
+            if self.ended {
+                self.source_done = true;
+                return Ok(());
+            }
+            self.inflate_step()?;
+        }
+        let start = (self.read - self.plain_start) as usize;
+        let n = (self.plain_len - start).min(IO_BUFFER);
+        chunk.extend_from_slice(&self.plain[start..start + n]);
+        self.read += n as u64;
+        Ok(())
+    }
+
+    /// Bytes of the new archive: compared with the image's while they agree, compressed
+    /// from the first difference on.
+    fn put(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
+        while matches!(self.mode, Mode::Matching) && !bytes.is_empty() {
+            while self.matched == self.inflated() && !self.ended {
+                self.inflate_step()?;
+            }
+            let start = (self.matched - self.plain_start) as usize;
+            let original = &self.plain[start..self.plain_len];
+            let n = original.len().min(bytes.len());
+            let same = common_prefix(&original[..n], &bytes[..n]);
+            self.crc = zlib_rs::crc32::crc32(self.crc, &bytes[..same]);
+            self.out_len += same as u64;
+            self.matched += same as u64;
+            bytes = &bytes[same..];
+            self.commit_matched()?;
+            if same < n || n == 0 {
+                self.start_deflating()?;
+            }
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let Mode::Deflating(deflate) = &mut self.mode else {
+            unreachable!("left the loop above with bytes only when deflating");
+        };
+        self.crc = zlib_rs::crc32::crc32(self.crc, bytes);
+        self.out_len += bytes.len() as u64;
+        deflate.compress(bytes, DeflateFlush::NoFlush, &mut self.out)
+    }
+
+    /// The splice point (`matched`): the new deflater continues the copied blocks at the
+    /// committed boundary and compresses the image's bytes from there to `matched`.
+    /// Declined when the new archive differs before the cpio reader reached the image's
+    /// end (a member left out or written differently).
+    fn start_deflating(&mut self) -> std::io::Result<()> {
+        if !self.source_done {
+            return Err(declined("the archive differs before the end of the image"));
+        }
+        let Some(boundary) = self.committed else {
+            return Err(declined("no block boundary"));
+        };
+        let mut deflate = RawDeflate::new()?;
+        let bits = (boundary.bit % 8) as u8;
+        if bits != 0 {
+            let byte = self.comp[(boundary.bit / 8 - self.comp_start) as usize];
+            deflate.prime(bits, byte & ((1u8 << bits) - 1))?;
+        }
+        let from = (boundary.plain - self.plain_start) as usize;
+        let to = (self.matched - self.plain_start) as usize;
+        deflate.set_dictionary(&self.plain[from.saturating_sub(WINDOW)..from])?;
+        deflate.compress(&self.plain[from..to], DeflateFlush::NoFlush, &mut self.out)?;
+        self.mode = Mode::Deflating(deflate);
+        Ok(())
+    }
+
+    /// Ends the new file: the deflate stream finished and the gzip trailer written, once
+    /// the image is known to be one gzip member and nothing more.
+    fn finish(&mut self) -> Result<()> {
+        let failed = |e: std::io::Error| ArtefactError::io("gzip splice", e);
+        if matches!(self.mode, Mode::Matching) {
+            self.start_deflating().map_err(failed)?;
+        }
+        if !self.ended || self.comp_used < self.comp.len() {
+            return Err(failed(declined("more data after the gzip member")));
+        }
+        let mut more = [0u8; 1];
+        if self.image.read(&mut more).map_err(failed)? != 0 {
+            return Err(failed(declined("more data after the gzip member")));
+        }
+        let Mode::Deflating(deflate) = &mut self.mode else {
+            unreachable!("deflating after start_deflating");
+        };
+        deflate
+            .compress(&[], DeflateFlush::Finish, &mut self.out)
+            .map_err(failed)?;
+        self.out
+            .write_all(&self.crc.to_le_bytes())
+            .map_err(failed)?;
+        // ISIZE: the size modulo 2^32.
+        self.out
+            .write_all(&(self.out_len as u32).to_le_bytes())
+            .map_err(failed)?;
+        self.out.flush().map_err(failed)
+    }
+}
+
+/// Length of the common prefix of `a` and `b` (of equal length), compared a block at a time.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    const BLOCK: usize = 4096;
+    let mut done = 0;
+    for (x, y) in a.chunks(BLOCK).zip(b.chunks(BLOCK)) {
+        if x == y {
+            done += x.len();
+        } else {
+            return done + x.iter().zip(y).take_while(|(p, q)| p == q).count();
+        }
+    }
+    done
+}
+
+/// The image's uncompressed bytes as the cpio reader reads them.
+struct Source {
+    core: Rc<RefCell<Core>>,
+    chunk: Vec<u8>,
+    consumed: usize,
+}
+
+impl Read for Source {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(out.len());
+        out[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for Source {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.consumed == self.chunk.len() {
+            self.chunk.clear();
+            self.consumed = 0;
+            self.core.borrow_mut().take(&mut self.chunk)?;
+        }
+        Ok(&self.chunk[self.consumed..])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.consumed = (self.consumed + amt).min(self.chunk.len());
+    }
+}
+
+/// The new archive's uncompressed bytes as the cpio writer writes them.
+struct Sink(Rc<RefCell<Core>>);
+
+impl Write for Sink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().put(bytes)?;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What one inflate call did.
+struct InflateStep {
+    consumed: usize,
+    produced: usize,
+    code: ReturnCode,
+    /// zlib's `data_type`: unused bits, last block, at a block boundary.
+    data_type: i32,
+}
+
+/// zlib-rs' inflate of one gzip member (header, CRC-32 and size checked by zlib-rs),
+/// stopping at every deflate block boundary.
+struct GzipInflate {
+    /// Boxed: the stream keeps one address from `init` to `end`.
+    stream: Box<z_stream>,
+}
+
+impl GzipInflate {
+    fn new() -> std::io::Result<Self> {
+        let mut stream = Box::new(z_stream::default());
+        // 16 + 15: a gzip wrapper, a 32 KiB window.
+        let code = zlib_rs::inflate::init(
+            &mut stream,
+            InflateConfig {
+                window_bits: 16 + 15,
+            },
+        );
+        if code != ReturnCode::Ok {
+            return Err(std::io::Error::other(format!("inflate init: {code:?}")));
+        }
+        Ok(GzipInflate { stream })
+    }
+
+    /// Inflates from `input` into `output` until a block boundary, the end of the
+    /// member, or either buffer runs out.
+    fn step(&mut self, input: &[u8], output: &mut [u8]) -> InflateStep {
+        let avail_in = input.len().min(u32::MAX as usize) as u32;
+        let avail_out = output.len().min(u32::MAX as usize) as u32;
+        let stream = &mut *self.stream;
+        stream.next_in = input.as_ptr();
+        stream.avail_in = avail_in;
+        stream.next_out = output.as_mut_ptr();
+        stream.avail_out = avail_out;
+        // SAFETY: `stream` was initialised by `inflate::init` (checked in `new`) and is
+        // ended only in `drop`; its input and output pointers and lengths describe
+        // `input` and `output`, which are borrowed for the whole call and not used
+        // through any other path meanwhile.
+        let code = unsafe {
+            match zlib_rs::inflate::InflateStream::from_stream_mut(stream) {
+                Some(inflate) => zlib_rs::inflate::inflate(inflate, InflateFlush::Block),
+                None => ReturnCode::StreamError,
+            }
+        };
+        let step = InflateStep {
+            consumed: (avail_in - stream.avail_in) as usize,
+            produced: (avail_out - stream.avail_out) as usize,
+            code,
+            data_type: stream.data_type,
+        };
+        // No pointer into the caller's buffers outlives the call.
+        stream.next_in = std::ptr::null();
+        stream.avail_in = 0;
+        stream.next_out = std::ptr::null_mut();
+        stream.avail_out = 0;
+        step
+    }
+}
+
+impl Drop for GzipInflate {
+    fn drop(&mut self) {
+        // SAFETY: the stream was initialised in `new` and not ended yet (`from_stream_mut`
+        // returns `None` otherwise); no buffer pointers are left in it.
+        if let Some(inflate) =
+            unsafe { zlib_rs::inflate::InflateStream::from_stream_mut(&mut *self.stream) }
+        {
+            zlib_rs::inflate::end(inflate);
+        }
+    }
+}
+
+/// zlib-rs' raw deflate at level 1 (the full path's level), writing through an output
+/// buffer of its own.
+struct RawDeflate {
+    /// Boxed: the stream keeps one address from `init` to `end`.
+    stream: Box<z_stream>,
+    buffer: Vec<u8>,
+}
+
+impl RawDeflate {
+    fn new() -> std::io::Result<Self> {
+        let mut stream = Box::new(z_stream::default());
+        let config = DeflateConfig {
+            level: 1,
+            // Raw deflate, a 32 KiB window.
+            window_bits: -15,
+            ..DeflateConfig::default()
+        };
+        let code = zlib_rs::deflate::init(&mut stream, config);
+        if code != ReturnCode::Ok {
+            return Err(std::io::Error::other(format!("deflate init: {code:?}")));
+        }
+        Ok(RawDeflate {
+            stream,
+            buffer: vec![0; IO_BUFFER],
+        })
+    }
+
+    /// The deflate stream, for one call that leaves no buffer pointer in it.
+    fn with_stream<T>(
+        &mut self,
+        call: impl FnOnce(&mut zlib_rs::deflate::DeflateStream) -> T,
+    ) -> std::io::Result<T> {
+        // SAFETY: the stream was initialised by `deflate::init` (checked in `new`) and is
+        // ended only in `drop`; its buffer pointers are either null or set by `step` for
+        // the duration of one call on buffers it borrows.
+        match unsafe { zlib_rs::deflate::DeflateStream::from_stream_mut(&mut *self.stream) } {
+            Some(deflate) => Ok(call(deflate)),
+            None => Err(std::io::Error::other("deflate stream not initialised")),
+        }
+    }
+
+    /// Puts the low `bits` bits of `value` before the stream's first bits (zlib's
+    /// `deflatePrime`).
+    fn prime(&mut self, bits: u8, value: u8) -> std::io::Result<()> {
+        let code =
+            self.with_stream(|d| zlib_rs::deflate::prime(d, i32::from(bits), i32::from(value)))?;
+        match code {
+            ReturnCode::Ok => Ok(()),
+            code => Err(std::io::Error::other(format!("deflate prime: {code:?}"))),
+        }
+    }
+
+    /// The history the stream's first matches may refer to (zlib's `deflateSetDictionary`).
+    fn set_dictionary(&mut self, dictionary: &[u8]) -> std::io::Result<()> {
+        if dictionary.is_empty() {
+            return Ok(());
+        }
+        let code = self.with_stream(|d| zlib_rs::deflate::set_dictionary(d, dictionary))?;
+        match code {
+            ReturnCode::Ok => Ok(()),
+            code => Err(std::io::Error::other(format!(
+                "deflate dictionary: {code:?}"
+            ))),
+        }
+    }
+
+    /// Compresses all of `input` into `out`; with `DeflateFlush::Finish`, ends the stream.
+    fn compress(
+        &mut self,
+        mut input: &[u8],
+        flush: DeflateFlush,
+        out: &mut impl Write,
+    ) -> std::io::Result<()> {
+        loop {
+            let avail_in = input.len().min(u32::MAX as usize) as u32;
+            let avail_out = self.buffer.len() as u32;
+            let stream = &mut *self.stream;
+            stream.next_in = input.as_ptr();
+            stream.avail_in = avail_in;
+            stream.next_out = self.buffer.as_mut_ptr();
+            stream.avail_out = avail_out;
+            let code = self.with_stream(|d| zlib_rs::deflate::deflate(d, flush));
+            let stream = &mut *self.stream;
+            let consumed = (avail_in - stream.avail_in) as usize;
+            let produced = (avail_out - stream.avail_out) as usize;
+            stream.next_in = std::ptr::null();
+            stream.avail_in = 0;
+            stream.next_out = std::ptr::null_mut();
+            stream.avail_out = 0;
+            let code = code?;
+            input = &input[consumed..];
+            out.write_all(&self.buffer[..produced])?;
+            match code {
+                ReturnCode::StreamEnd => return Ok(()),
+                ReturnCode::Ok | ReturnCode::BufError => {}
+                code => return Err(std::io::Error::other(format!("deflate: {code:?}"))),
+            }
+            let more_output = produced == self.buffer.len();
+            if flush != DeflateFlush::Finish && input.is_empty() && !more_output {
+                return Ok(());
+            }
+            if consumed == 0 && produced == 0 && code == ReturnCode::BufError {
+                return Err(std::io::Error::other("deflate made no progress"));
+            }
+        }
+    }
+}
+
+impl Drop for RawDeflate {
+    fn drop(&mut self) {
+        let _ = self.with_stream(|d| {
+            let _ = zlib_rs::deflate::end(d);
+        });
+    }
+}
