@@ -3,7 +3,7 @@
 //! Appending a job's overlays to a gzip cpio image ([`crate::ramdisk`]) writes the image's
 //! members unchanged and adds the overlay's members before the last archive's
 //! `TRAILER!!!`. When the image is one gzip member, the new file's deflate stream can
-//! therefore start with the image's own: [`append`] copies the image's compressed bytes
+//! therefore start with the image's own: the splice copies the image's compressed bytes
 //! up to the last deflate block boundary at or before the point where the new archive
 //! first differs from the old one (the last trailer), and a fresh deflater, primed with
 //! the bits of the last copied byte that belong to the copied blocks (what zlib's
@@ -17,7 +17,7 @@
 //!
 //! The new uncompressed bytes are the full path's: the same copy (`ramdisk::copy_merged`)
 //! writes them, into a sink that compares every byte with the image's own while they agree
-//! and compresses from the first difference. The splice is abandoned, and [`append`]
+//! and compresses from the first difference. The splice is abandoned, and `append`
 //! returns `None` for the caller to take the full path, when the image is not gzip, when the
 //! new archive differs from the old one before the whole image was read (a member the
 //! overlay replaces, headers or padding written differently than this crate writes them),
@@ -694,5 +694,31 @@ impl Drop for RawDeflate {
         let _ = self.with_stream(|d| {
             let _ = zlib_rs::deflate::end(d);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_is_the_one_the_full_paths_encoder_writes() {
+        let mut encoder =
+            crate::compression::Encoder::new(Some(crate::Compression::Gz), Vec::new()).unwrap();
+        encoder.write_all(b"x").unwrap();
+        let bytes = encoder.finish().unwrap();
+        assert_eq!(bytes[..10], GZIP_HEADER);
+    }
+
+    #[test]
+    fn common_prefix_finds_the_first_difference_in_any_block() {
+        let a: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        assert_eq!(common_prefix(&a, &a), a.len());
+        assert_eq!(common_prefix(&[], &[]), 0);
+        for at in [0, 1, 4095, 4096, 4097, 9999] {
+            let mut b = a.clone();
+            b[at] ^= 1;
+            assert_eq!(common_prefix(&a, &b), at, "difference at {at}");
+        }
     }
 }

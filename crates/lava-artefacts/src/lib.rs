@@ -4,7 +4,9 @@
 //! bz2, by name or by magic), checksums ([`checksum`]: md5, sha256, sha512), the cpio
 //! `newc` format of initramfs images ([`newc`]), tar members ([`tar`]) and the ramdisk
 //! repacked with a test overlay merged in, or a cpio image with a job's `overlays:`
-//! appended and recompressed ([`ramdisk`]), the same for a tar image ([`tar_image`]);
+//! appended and recompressed ([`ramdisk`]; a single-member gzip image is spliced instead,
+//! only the appended tail compressed: [`gzip_append`]), the same for a tar image
+//! ([`tar_image`]);
 //! [`compression::Encoder`] writes every format.
 //!
 //! Every failure is an [`ArtefactError`] whose [`Fault`] says whose fault it is (the

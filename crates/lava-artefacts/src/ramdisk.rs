@@ -17,6 +17,16 @@
 //! names that are absolute or climb out with `..` are refused (an input fault), in the
 //! ramdisk and in the overlay alike. The work runs on tokio's blocking pool; a failed repack
 //! leaves no file behind.
+//!
+//! What happens when: with gzip output and an image that is one gzip member, the new file
+//! is spliced ([`crate::gzip_append`]): the image's compressed bytes are kept up to the last
+//! deflate block before the appended members and only the rest is compressed
+//! ([`Repacked::spliced`]). Every other case takes the full path: the image decompressed
+//! on a thread of its own while this one copies the members and compresses everything
+//! again (another output compression, an xz, zstd, bzip2 or plain image, several gzip
+//! members, a member the overlay replaces before the image's end, and any error, which the
+//! full path reports as it always has). Both write the same uncompressed bytes through one
+//! copy loop; [`append_overlays_recompressed_blocking`] forces the full path.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufWriter, Read, Write};
