@@ -517,3 +517,92 @@ async fn append_overlays_merges_into_a_tar_image_kept_compressed() {
         "{list}"
     );
 }
+
+/// `append-overlays` on a gzip `cpio.newc` ramdisk written by GNU cpio and gzip (the usual
+/// tools of real ramdisks): the image kept gzip, its members and the overlay's listed by
+/// Debian's cpio, and the log line's counts those of the archive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_overlays_appends_to_a_gzip_cpio_ramdisk() {
+    if !require_tool("cpio", "apt install cpio") || !require_tool("gzip", "apt install gzip") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let overlay = overlay(tmp.path());
+    let tree = tmp.path().join("ramdisk-tree");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::create_dir_all(tree.join("bin")).unwrap();
+    std::fs::write(tree.join("etc/issue"), "image\n").unwrap();
+    let busybox: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(tree.join("bin/busybox"), busybox).unwrap();
+    let image = tmp.path().join("ramdisk.cpio.gz");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg("cd \"$1\" && find . | sort | cpio -o -H newc --quiet | gzip -9 > \"$2\"")
+        .arg("sh")
+        .arg(&tree)
+        .arg(&image)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let params: Mapping =
+        serde_yaml::from_str("{format: cpio.newc, compression: gz, overlays: {lava: true}}")
+            .unwrap();
+    let device = Device::from_yaml("constants: {failure_retry: 1}", None).unwrap();
+    let mut ctx: RunContext = capturing_context(
+        &format!("{}6", std::process::id()),
+        Mapping::new(),
+        device,
+        120,
+    );
+    ctx.set_data(
+        "download-action",
+        "ramdisk",
+        "file",
+        image.display().to_string(),
+    );
+    ctx.set_data("download-action", "ramdisk", "compression", "gz");
+    ctx.set_data("download-action", "ramdisk", "decompressed", false);
+    ctx.set_data(
+        "compress-overlay",
+        "output",
+        "file",
+        overlay.display().to_string(),
+    );
+    let spec = ActionSpec::new("append-overlays", "deploy", "1.3").timeout(60);
+    let action = StepAction::new(
+        spec.name(),
+        step(move |ctx| {
+            let params = params.clone();
+            Box::pin(async move {
+                lava_actions::runtime::image_overlay::append_overlays(ctx, "ramdisk", &params).await
+            })
+        }),
+    );
+    spec.run(&mut ctx, Box::new(action)).await.unwrap();
+    let logged = ctx.logger.captured().join("\n");
+    let _ = std::fs::remove_dir_all(ctx.job.scratch_dir.clone());
+    let list = Command::new("sh")
+        .arg("-c")
+        .arg("gzip -t \"$1\" && gzip -dc \"$1\" | cpio -t --quiet")
+        .arg("sh")
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(
+        list.status.success(),
+        "still gzip cpio: {}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    let names = String::from_utf8_lossy(&list.stdout);
+    let names: Vec<&str> = names.lines().collect();
+    for name in ["etc/issue", "bin/busybox", "lava-5/bin/lava-test-runner"] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+    let added = names.iter().filter(|n| n.starts_with("lava-5")).count();
+    let line = format!(
+        "{} rewritten with {} members ({added} added by the overlays)",
+        image.display(),
+        names.len()
+    );
+    assert!(logged.contains(&line), "{line} in {logged}");
+}

@@ -174,6 +174,28 @@ fn the_splice_writes_the_full_paths_bytes_for_every_encoding_it_accepts() {
         assert_ne!(image[3] & 8, 0, "gzip wrote FNAME");
         assert!(compare(dir, "gnu-gzip", &image, &overlays).0.spliced);
     }
+    // GNU cpio's archive (initramfs-tools' and most ramdisk builders' tool) is written as
+    // this crate writes it: spliced too.
+    if require_tool("cpio", "apt install cpio") && require_tool("gzip", "apt install gzip") {
+        let tree = dir.join("gnu-tree");
+        std::fs::create_dir_all(tree.join("bin")).unwrap();
+        std::fs::create_dir_all(tree.join("etc")).unwrap();
+        std::fs::write(tree.join("bin/busybox"), sample(400_000)).unwrap();
+        std::fs::write(tree.join("etc/issue"), b"image\n").unwrap();
+        std::os::unix::fs::symlink("busybox", tree.join("bin/sh")).unwrap();
+        let image = dir.join("gnu-cpio.cpio.gz");
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("cd \"$1\" && find . | sort | cpio -o -H newc --quiet | gzip -6 > \"$2\"")
+            .arg("sh")
+            .arg(&tree)
+            .arg(&image)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let image = std::fs::read(&image).unwrap();
+        assert!(compare(dir, "gnu-cpio", &image, &overlays).0.spliced);
+    }
 }
 
 #[test]
