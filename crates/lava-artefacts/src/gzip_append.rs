@@ -11,9 +11,10 @@
 //! the boundary as its dictionary, compresses the rest: the tail of the block that held the
 //! boundary, the added members, the trailer and its padding. The gzip trailer is the CRC-32
 //! and size of all the new uncompressed bytes. Only that tail is compressed (gzip level 1,
-//! as the full path); the whole image is still inflated once, to find the block
-//! boundaries (zlib-rs' inflate with `InflateFlush::Block` reports each one in the
-//! stream's `data_type`), to parse the cpio members and to check the image's CRC-32.
+//! as the full path); the whole image is still inflated once, on a thread of its own, to
+//! find the block boundaries (zlib-rs' inflate with `InflateFlush::Block` reports each one
+//! in the stream's `data_type`), to parse the cpio members and to check the image's CRC-32;
+//! the compressed bytes are copied from the file as each block is known to be kept.
 //!
 //! The new uncompressed bytes are the full path's: the same copy (`ramdisk::copy_merged`)
 //! writes them, into a sink that compares every byte with the image's own while they agree
@@ -39,9 +40,10 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufRead, BufWriter, Read, Write};
+use std::io::{BufRead, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::mpsc::{Receiver, SyncSender};
 
 use zlib_rs::c_api::z_stream;
 use zlib_rs::{DeflateConfig, DeflateFlush, InflateConfig, InflateFlush, ReturnCode};
@@ -119,19 +121,14 @@ fn declined(why: &str) -> std::io::Error {
 /// The image being read and the new file being written, shared by the cpio reader's
 /// [`Source`] and the cpio writer's [`Sink`].
 struct Core {
+    /// The image, read again for the compressed bytes copied to the new file.
     image: File,
-    file_done: bool,
-    /// The image's compressed bytes from file offset `comp_start`; those before `written`
-    /// are dropped once copied.
-    comp: Vec<u8>,
-    comp_start: u64,
-    /// Bytes of `comp` inflate has consumed.
-    comp_used: usize,
-    inflate: GzipInflate,
-    /// Inflate returned the end of the gzip member (its CRC-32 and size checked).
+    /// The image inflated on a thread of its own.
+    inflated: InflateThread,
+    /// Inflate reached the end of the gzip member (its CRC-32 and size checked).
     ended: bool,
-    /// Consecutive inflate calls without progress (a guard against a stalled loop).
-    stalls: u32,
+    /// More data follows the gzip member.
+    trailing: bool,
     /// The image's uncompressed bytes from offset `plain_start`, `plain_len` of them
     /// valid (the rest is room for inflate).
     plain: Vec<u8>,
@@ -167,17 +164,12 @@ impl Core {
         }
         let out = File::create(partial)
             .map_err(|e| ArtefactError::io(format!("Unable to write {}", partial.display()), e))?;
-        let mut comp = Vec::with_capacity(2 * IO_BUFFER);
-        comp.extend_from_slice(&magic);
+        let inflated = InflateThread::spawn(File::open(image).map_err(failed)?);
         Ok(Some(Core {
             image: file,
-            file_done: false,
-            comp,
-            comp_start: 0,
-            comp_used: 0,
-            inflate: GzipInflate::new().map_err(|e| ArtefactError::Bug(e.to_string()))?,
+            inflated,
             ended: false,
-            stalls: 0,
+            trailing: false,
             plain: vec![0; 4 * IO_BUFFER],
             plain_start: 0,
             plain_len: 0,
@@ -199,56 +191,25 @@ impl Core {
         self.plain_start + self.plain_len as u64
     }
 
-    /// One inflate call (reading more of the image first when inflate used it all),
-    /// recording the block boundary it stopped at.
+    /// The inflate thread's next message: uncompressed bytes, a block boundary or the end.
     fn inflate_step(&mut self) -> std::io::Result<()> {
-        if self.comp_used == self.comp.len() && !self.file_done {
-            self.read_image()?;
-        }
-        self.make_room();
-        let step = self.inflate.step(
-            &self.comp[self.comp_used..],
-            &mut self.plain[self.plain_len..],
-        );
-        self.comp_used += step.consumed;
-        self.plain_len += step.produced;
-        match step.code {
-            ReturnCode::StreamEnd => self.ended = true,
-            ReturnCode::Ok | ReturnCode::BufError => {}
-            code => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("corrupt gzip stream ({code:?})"),
-                ));
+        match self.inflated.next()? {
+            Inflated::Bytes(bytes) => {
+                self.make_room(bytes.len());
+                self.plain[self.plain_len..self.plain_len + bytes.len()].copy_from_slice(&bytes);
+                self.plain_len += bytes.len();
+                Ok(())
             }
-        }
-        if step.consumed == 0 && step.produced == 0 && !self.ended {
-            if self.comp_used == self.comp.len() && self.file_done {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "gzip stream cut short",
-                ));
-            }
-            self.stalls += 1;
-            if self.stalls > 2 {
-                return Err(std::io::Error::other("inflate made no progress"));
-            }
-        } else {
-            self.stalls = 0;
-        }
-        if !self.ended
-            && step.data_type & AT_BLOCK_BOUNDARY != 0
-            && step.data_type & IN_LAST_BLOCK == 0
-        {
-            let consumed = self.comp_start + self.comp_used as u64;
-            let unused = (step.data_type & UNUSED_BITS) as u64;
-            let boundary = Boundary {
+            Inflated::Boundary { bit } => self.record(Boundary {
                 plain: self.inflated(),
-                bit: consumed * 8 - unused,
-            };
-            self.record(boundary)?;
+                bit,
+            }),
+            Inflated::End { trailing } => {
+                self.ended = true;
+                self.trailing = trailing;
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     /// A block boundary inflate stopped at. The first one is the end of the gzip header:
@@ -280,47 +241,26 @@ impl Core {
                 break;
             }
             self.boundaries.pop_front();
-            let from = (self.written - self.comp_start) as usize;
-            let to = (next.bit / 8 - self.comp_start) as usize;
-            self.out.write_all(&self.comp[from..to])?;
+            let length = next.bit / 8 - self.written;
+            self.image.seek(SeekFrom::Start(self.written))?;
+            let copied = std::io::copy(&mut (&mut self.image).take(length), &mut self.out)?;
+            if copied != length {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the image shrank while read",
+                ));
+            }
             self.written = next.bit / 8;
             self.committed = Some(next);
         }
         Ok(())
     }
 
-    /// Reads the next piece of the image, first dropping compressed bytes no longer needed.
-    fn read_image(&mut self) -> std::io::Result<()> {
-        let keep_from = match self.mode {
-            Mode::Matching => self.written,
-            Mode::Deflating(_) => self.comp_start + self.comp_used as u64,
-        };
-        let drop = (keep_from - self.comp_start) as usize;
-        self.comp.drain(..drop);
-        self.comp_start = keep_from;
-        self.comp_used -= drop;
-        let len = self.comp.len();
-        self.comp.resize(len + IO_BUFFER, 0);
-        let n = loop {
-            match self.image.read(&mut self.comp[len..]) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.comp.truncate(len);
-                    return Err(e);
-                }
-            }
-        };
-        self.comp.truncate(len + n);
-        self.file_done = n == 0;
-        Ok(())
-    }
-
-    /// Makes room for inflate's next output: the uncompressed bytes still needed are kept
+    /// Makes room for `needed` more uncompressed bytes: the bytes still needed are kept
     /// (while matching, from 32 KiB before the committed boundary: the new deflater's
     /// dictionary and the tail it may have to compress), the buffer grows when they fill it.
-    fn make_room(&mut self) {
-        if self.plain.len() - self.plain_len >= IO_BUFFER {
+    fn make_room(&mut self, needed: usize) {
+        if self.plain.len() - self.plain_len >= needed {
             return;
         }
         let keep_from = match (&self.mode, self.committed) {
@@ -333,8 +273,9 @@ impl Core {
         self.plain.copy_within(drop..self.plain_len, 0);
         self.plain_len -= drop;
         self.plain_start = keep_from;
-        if self.plain.len() - self.plain_len < IO_BUFFER {
-            self.plain.resize(self.plain.len() * 2, 0);
+        if self.plain.len() - self.plain_len < needed {
+            let grown = (self.plain_len + needed).max(self.plain.len() * 2);
+            self.plain.resize(grown, 0);
         }
     }
 
@@ -400,8 +341,10 @@ impl Core {
         let mut deflate = RawDeflate::new()?;
         let bits = (boundary.bit % 8) as u8;
         if bits != 0 {
-            let byte = self.comp[(boundary.bit / 8 - self.comp_start) as usize];
-            deflate.prime(bits, byte & ((1u8 << bits) - 1))?;
+            let mut byte = [0u8; 1];
+            self.image.seek(SeekFrom::Start(boundary.bit / 8))?;
+            self.image.read_exact(&mut byte)?;
+            deflate.prime(bits, byte[0] & ((1u8 << bits) - 1))?;
         }
         let from = (boundary.plain - self.plain_start) as usize;
         let to = (self.matched - self.plain_start) as usize;
@@ -418,11 +361,7 @@ impl Core {
         if matches!(self.mode, Mode::Matching) {
             self.start_deflating().map_err(failed)?;
         }
-        if !self.ended || self.comp_used < self.comp.len() {
-            return Err(failed(declined("more data after the gzip member")));
-        }
-        let mut more = [0u8; 1];
-        if self.image.read(&mut more).map_err(failed)? != 0 {
+        if !self.ended || self.trailing {
             return Err(failed(declined("more data after the gzip member")));
         }
         let Mode::Deflating(deflate) = &mut self.mode else {
@@ -499,6 +438,150 @@ impl Write for Sink {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// What the inflate thread sends, in stream order.
+enum Inflated {
+    /// The next uncompressed bytes.
+    Bytes(Vec<u8>),
+    /// A block boundary after the bytes sent so far (never the end of the final block),
+    /// at this bit of the image file.
+    Boundary { bit: u64 },
+    /// The end of the gzip member, its CRC-32 and size checked; whether more data follows.
+    End { trailing: bool },
+}
+
+/// Messages the inflate thread may have ready.
+const INFLATED_AHEAD: usize = 8;
+
+/// The image inflated on a thread of its own, so that parsing, comparing and checksumming
+/// run beside the inflate. Dropping it stops the thread and waits for it.
+struct InflateThread {
+    messages: Option<Receiver<std::io::Result<Inflated>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl InflateThread {
+    fn spawn(image: File) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel(INFLATED_AHEAD);
+        let thread = std::thread::spawn(move || {
+            if let Err(e) = inflate_image(image, &tx) {
+                // Nobody listening any more is no error: the splice was abandoned.
+                let _ = tx.send(Err(e));
+            }
+        });
+        InflateThread {
+            messages: Some(rx),
+            thread: Some(thread),
+        }
+    }
+
+    /// The next message; an error once the thread failed or stopped early.
+    fn next(&mut self) -> std::io::Result<Inflated> {
+        let message = self.messages.as_ref().and_then(|rx| rx.recv().ok());
+        match message {
+            Some(message) => message,
+            None => Err(std::io::Error::other("the inflate thread stopped")),
+        }
+    }
+}
+
+impl Drop for InflateThread {
+    fn drop(&mut self) {
+        // Without a receiver the thread's next send fails and it returns.
+        self.messages = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The inflate thread's work: `image` inflated as one gzip member, its bytes and block
+/// boundaries sent in order, then the end. Returns early (`Ok`) when nobody listens.
+fn inflate_image(
+    mut image: File,
+    tx: &SyncSender<std::io::Result<Inflated>>,
+) -> std::io::Result<()> {
+    let send = |message| tx.send(Ok(message)).is_ok();
+    let mut inflate = GzipInflate::new()?;
+    let mut input = vec![0u8; IO_BUFFER];
+    let (mut input_len, mut input_used) = (0, 0);
+    // Compressed bytes consumed before `input`.
+    let mut consumed_before: u64 = 0;
+    let mut file_done = false;
+    let mut output = vec![0u8; IO_BUFFER];
+    let mut produced = 0;
+    let mut stalls = 0;
+    loop {
+        if input_used == input_len && !file_done {
+            consumed_before += input_len as u64;
+            input_len = read_some(&mut image, &mut input)?;
+            input_used = 0;
+            file_done = input_len == 0;
+        }
+        let step = inflate.step(&input[input_used..input_len], &mut output[produced..]);
+        input_used += step.consumed;
+        produced += step.produced;
+        let ended = match step.code {
+            ReturnCode::StreamEnd => true,
+            ReturnCode::Ok | ReturnCode::BufError => false,
+            code => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("corrupt gzip stream ({code:?})"),
+                ));
+            }
+        };
+        let boundary = !ended
+            && step.data_type & AT_BLOCK_BOUNDARY != 0
+            && step.data_type & IN_LAST_BLOCK == 0;
+        if produced > 0 && (produced == output.len() || boundary || ended) {
+            output.truncate(produced);
+            let full = std::mem::replace(&mut output, vec![0u8; IO_BUFFER]);
+            if !send(Inflated::Bytes(full)) {
+                return Ok(());
+            }
+            produced = 0;
+        }
+        if boundary {
+            let consumed = consumed_before + input_used as u64;
+            let unused = (step.data_type & UNUSED_BITS) as u64;
+            if !send(Inflated::Boundary {
+                bit: consumed * 8 - unused,
+            }) {
+                return Ok(());
+            }
+        }
+        if ended {
+            let trailing = input_used < input_len || read_some(&mut image, &mut input)? > 0;
+            send(Inflated::End { trailing });
+            return Ok(());
+        }
+        if step.consumed == 0 && step.produced == 0 {
+            if input_used == input_len && file_done {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "gzip stream cut short",
+                ));
+            }
+            stalls += 1;
+            if stalls > 2 {
+                return Err(std::io::Error::other("inflate made no progress"));
+            }
+        } else {
+            stalls = 0;
+        }
+    }
+}
+
+/// One read of `file` into `buffer` (retried when interrupted); 0 at its end.
+fn read_some(file: &mut File, buffer: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match file.read(buffer) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            result => return result,
+        }
     }
 }
 
