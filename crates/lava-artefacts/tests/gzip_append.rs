@@ -239,6 +239,45 @@ fn a_trailer_in_the_first_block_several_archives_and_dot_names_are_spliced() {
     assert_eq!(plain.len(), single.len());
 }
 
+#[test]
+fn random_archives_levels_and_overlays_are_spliced_to_the_full_paths_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // A fixed pseudo-random sequence: member counts and sizes, gzip levels and overlay
+    // sizes vary, so the splice point falls at every kind of place in a block.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    for case in 0..24 {
+        let members = 1 + next(30) as u32;
+        let mut entries = vec![cpio_entry(".", 0o40755, 1, b"")];
+        for i in 0..members {
+            let size = match next(4) {
+                0 => next(4) as usize,
+                1 => next(600) as usize,
+                _ => next(120_000) as usize,
+            };
+            let data = sample(size + i as usize);
+            entries.push(cpio_entry(&format!("m{i}"), 0o100644, 2 + i, &data));
+        }
+        let level = next(10) as u32;
+        let overlay_size = next(50_000) as usize;
+        let overlays = vec![file_overlay(
+            dir,
+            &format!("/lava-{case}/bin/runner"),
+            &sample(overlay_size),
+        )];
+        let name = format!("random{case}-level{level}");
+        let (done, _) = compare(dir, &name, &gzip(&write_newc(&entries), level), &overlays);
+        assert!(done.spliced, "{name}");
+        assert_eq!(done.added, 3, "{name}");
+    }
+}
+
 /// A gzip member with FEXTRA, FNAME, FCOMMENT and FHCRC around `data`'s deflate stream.
 fn gzip_with_header_fields(data: &[u8]) -> Vec<u8> {
     let mut out = vec![0x1f, 0x8b, 8, 2 | 4 | 8 | 16, 1, 2, 3, 4, 0, 3];
