@@ -57,6 +57,10 @@ type Result<T> = std::result::Result<T, ArtefactError>;
 const WINDOW: usize = 32 * 1024;
 /// Buffer size of the file reads and writes and of the chunks handed to the cpio reader.
 const IO_BUFFER: usize = 64 * 1024;
+/// Most uncompressed bytes held for a possible splice point: a deflate block may be of any
+/// size (zlib's reach 4 MiB). Past this the point is given up until the next boundary, and
+/// an archive that differs from the image there takes the full path.
+const MAX_RETAINED: usize = 1024 * 1024;
 /// The gzip header the full path's encoder writes (flate2 at level 1): no flags, no time,
 /// XFL 4 (fastest), OS 255 (unknown).
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255];
@@ -258,24 +262,37 @@ impl Core {
 
     /// Makes room for `needed` more uncompressed bytes: the bytes still needed are kept
     /// (while matching, from 32 KiB before the committed boundary: the new deflater's
-    /// dictionary and the tail it may have to compress), the buffer grows when they fill it.
+    /// dictionary and the tail it may have to compress, unless that passes
+    /// [`MAX_RETAINED`]; then from `matched`), the buffer grows when they fill it.
     fn make_room(&mut self, needed: usize) {
         if self.plain.len() - self.plain_len >= needed {
             return;
         }
         let keep_from = match (&self.mode, self.committed) {
-            (Mode::Matching, Some(b)) => b.plain.saturating_sub(WINDOW as u64),
+            (Mode::Matching, Some(b)) => {
+                let wanted = b.plain.saturating_sub(WINDOW as u64);
+                let retained = self.inflated() - wanted + needed as u64;
+                if retained > MAX_RETAINED as u64 {
+                    self.matched
+                } else {
+                    wanted
+                }
+            }
             (Mode::Matching, None) => 0,
             (Mode::Deflating(_), _) => self.read,
         }
         .clamp(self.plain_start, self.read);
         let drop = (keep_from - self.plain_start) as usize;
-        self.plain.copy_within(drop..self.plain_len, 0);
-        self.plain_len -= drop;
-        self.plain_start = keep_from;
+        if drop > 0 {
+            self.plain.copy_within(drop..self.plain_len, 0);
+            self.plain_len -= drop;
+            self.plain_start = keep_from;
+        }
         if self.plain.len() - self.plain_len < needed {
-            let grown = (self.plain_len + needed).max(self.plain.len() * 2);
-            self.plain.resize(grown, 0);
+            // A quarter more at least: a large block grows the buffer a few times, not at
+            // every message.
+            let grown = (self.plain_len + needed).max(self.plain.len() * 5 / 4);
+            self.plain.resize(grown.next_multiple_of(IO_BUFFER), 0);
         }
     }
 
@@ -338,6 +355,11 @@ impl Core {
         let Some(boundary) = self.committed else {
             return Err(declined("no block boundary"));
         };
+        if boundary.plain < self.plain_start {
+            return Err(declined(
+                "the block before the splice point is too large to hold",
+            ));
+        }
         let mut deflate = RawDeflate::new()?;
         let bits = (boundary.bit % 8) as u8;
         if bits != 0 {
@@ -453,7 +475,7 @@ enum Inflated {
 }
 
 /// Messages the inflate thread may have ready.
-const INFLATED_AHEAD: usize = 8;
+const INFLATED_AHEAD: usize = 4;
 
 /// The image inflated on a thread of its own, so that parsing, comparing and checksumming
 /// run beside the inflate. Dropping it stops the thread and waits for it.

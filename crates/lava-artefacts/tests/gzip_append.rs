@@ -278,6 +278,43 @@ fn random_archives_levels_and_overlays_are_spliced_to_the_full_paths_bytes() {
     }
 }
 
+#[test]
+fn a_splice_point_in_a_block_too_large_to_hold_takes_the_full_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let overlays = vec![lava_overlay(dir)];
+    let zeros = vec![0u8; 3 << 20];
+    let mut varied = vec![cpio_entry(".", 0o40755, 1, b"")];
+    for i in 0..8 {
+        varied.push(cpio_entry(
+            &format!("v{i}"),
+            0o100644,
+            2 + i,
+            &sample(40_000),
+        ));
+    }
+    // 3 MiB of zeros deflate into one block of some 12 000 matches: early in the image it
+    // costs nothing, at its end it holds the splice point.
+    let mut early = vec![cpio_entry("zeros", 0o100644, 99, &zeros)];
+    early.extend(varied.clone());
+    let (done, _) = compare(
+        dir,
+        "large-block-early",
+        &gzip(&write_newc(&early), 9),
+        &overlays,
+    );
+    assert!(done.spliced);
+    let mut late = varied;
+    late.push(cpio_entry("zeros", 0o100644, 99, &zeros));
+    let (done, _) = compare(
+        dir,
+        "large-block-late",
+        &gzip(&write_newc(&late), 9),
+        &overlays,
+    );
+    assert!(!done.spliced);
+}
+
 /// A gzip member with FEXTRA, FNAME, FCOMMENT and FHCRC around `data`'s deflate stream.
 fn gzip_with_header_fields(data: &[u8]) -> Vec<u8> {
     let mut out = vec![0x1f, 0x8b, 8, 2 | 4 | 8 | 16, 1, 2, 3, 4, 0, 3];
