@@ -22,9 +22,10 @@
 //! returns `None` for the caller to take the full path, when the image is not gzip, when the
 //! new archive differs from the old one before the whole image was read (a member the
 //! overlay replaces, headers or padding written differently than this crate writes them),
-//! when the gzip member is followed by more data (a second member), and on any error
-//! (corrupt or truncated data, a bad CRC): the full path then reports it with its usual
-//! message. A corrupt image never becomes a spliced file.
+//! when the gzip member is followed by more data (a second member), when the block that
+//! holds the splice point is larger than the 1 MiB of uncompressed bytes the splice holds
+//! at most, and on any error (corrupt or truncated data, a bad CRC): the full path then
+//! reports it with its usual message. A corrupt image never becomes a spliced file.
 //!
 //! ```no_run
 //! # use lava_artefacts::ramdisk::{OverlaySource, append_overlays_blocking};
