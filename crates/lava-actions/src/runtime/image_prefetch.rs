@@ -236,7 +236,7 @@ fn prepare(
     let before = Stamp::of(source).ok()?;
     let mut hasher = lava_artefacts::checksum::Hasher::new(false, false);
     let mut file = std::fs::File::open(source).ok()?;
-    let mut buffer = vec![0u8; 64 * 1024];
+    let mut buffer = vec![0u8; 256 * 1024];
     loop {
         let n = file.read(&mut buffer).ok()?;
         if n == 0 {
