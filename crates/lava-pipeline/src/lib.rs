@@ -68,7 +68,7 @@ pub use params::{BlockLookups, BlockParams, ParamError};
 pub use parser::{FixedActions, JobParser, ParseOptions, deployment_data};
 pub use pipeline::{Pipeline, PipelineBuilder};
 pub use protocol::{Protocol, Protocols, with_protocol};
-pub use run::{Connection, Extensions, RunContext};
+pub use run::{Connection, RunContext};
 pub use strategy::{Section, Strategy, StrategyRegistry};
 pub use validate::ValidateContext;
 

@@ -43,36 +43,6 @@ pub trait Connection: Send + Any {
     }
 }
 
-/// Typed values actions share at run time beside LAVA's namespace data, one per type:
-/// what cannot be a YAML value (a task in flight, a handle). The type is the key, so two
-/// crates never collide on a name.
-#[derive(Default)]
-pub struct Extensions(std::collections::HashMap<std::any::TypeId, Box<dyn Any + Send>>);
-
-impl Extensions {
-    /// The value of type `T`, created with its `Default` the first time.
-    pub fn get_or_default<T: Default + Send + 'static>(&mut self) -> &mut T {
-        self.0
-            .entry(std::any::TypeId::of::<T>())
-            .or_insert_with(|| Box::new(T::default()))
-            .downcast_mut::<T>()
-            .expect("an extension is stored under its own type")
-    }
-
-    /// The value of type `T`, if one was created.
-    pub fn get_mut<T: Send + 'static>(&mut self) -> Option<&mut T> {
-        self.0
-            .get_mut(&std::any::TypeId::of::<T>())
-            .and_then(|value| value.downcast_mut::<T>())
-    }
-}
-
-impl std::fmt::Debug for Extensions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Extensions({} values)", self.0.len())
-    }
-}
-
 /// The state of the action being run.
 #[derive(Debug, Clone)]
 pub struct CurrentAction {
@@ -105,9 +75,6 @@ pub struct RunContext {
     pub started: bool,
     /// The job's protocols (set up before the first action, finalised by `finalize`).
     pub protocols: Protocols,
-    /// State an action leaves for later ones that is not LAVA namespace data (work in
-    /// flight, handles), one value per type.
-    pub extensions: Extensions,
     /// Per-job directories outside the scratch directory (LAVA's `base_overrides`: the
     /// job's directory under the TFTP root), removed after finalize with the scratch
     /// directory. Added with [`RunContext::add_override_dir`].
@@ -129,7 +96,6 @@ impl RunContext {
             cancel_again: CancellationToken::new(),
             started: false,
             protocols: Protocols::new(),
-            extensions: Extensions::default(),
             override_dirs: Vec::new(),
             stack: Vec::new(),
             job_deadline,
@@ -496,27 +462,5 @@ fn clear_descendants(pipeline: &mut Pipeline) {
         node.errors.clear();
         node.results.clear();
         clear_descendants(&mut node.pipeline);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Extensions;
-
-    #[derive(Default, Debug, PartialEq)]
-    struct Counter(u32);
-    #[derive(Default, Debug, PartialEq)]
-    struct Other(&'static str);
-
-    #[test]
-    fn extensions_keep_one_value_per_type() {
-        let mut extensions = Extensions::default();
-        assert!(extensions.get_mut::<Counter>().is_none());
-        extensions.get_or_default::<Counter>().0 += 2;
-        extensions.get_or_default::<Counter>().0 += 1;
-        extensions.get_or_default::<Other>().0 = "other";
-        assert_eq!(extensions.get_mut::<Counter>(), Some(&mut Counter(3)));
-        assert_eq!(extensions.get_mut::<Other>(), Some(&mut Other("other")));
-        assert_eq!(format!("{extensions:?}"), "Extensions(2 values)");
     }
 }

@@ -260,10 +260,6 @@ impl Action for AppendOverlays {
     async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
         crate::runtime::image_overlay::append_overlays(ctx, &self.key, &self.params).await
     }
-    async fn cleanup(&mut self, ctx: &mut RunContext) -> LavaResult<()> {
-        crate::runtime::image_prefetch::discard_prepared(ctx, &self.key).await;
-        Ok(())
-    }
 }
 
 /// `apply-overlay-avh`: the overlay into the root partition of the AVH storage file

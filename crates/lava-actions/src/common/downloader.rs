@@ -356,8 +356,6 @@ impl Action for DownloadHandler {
         } else {
             download_path(ctx, &self.key)
         };
-        // The deploy's later images get their overlays appended meanwhile.
-        crate::runtime::image_prefetch::prepare_later_images(ctx, &self.key);
         let file =
             crate::runtime::image_download::download_image(ctx, &self.key, &dir, &self.params)
                 .await?;

@@ -163,14 +163,8 @@ async fn append_to_archive(
     }
     ctx.logger.debug("Overlays:");
     let sources = overlay_sources(ctx, key, params)?;
-    let prepared =
-        crate::runtime::image_prefetch::take_prepared(ctx, key, image, &sources, compression).await;
     let (image, output) = (image.to_path_buf(), image.to_path_buf());
-    let done = if let Some(done) = prepared {
-        ctx.logger
-            .debug("Appended while the earlier images downloaded");
-        done
-    } else if params.get("format").and_then(Value::as_str) == Some("tar") {
+    let done = if params.get("format").and_then(Value::as_str) == Some("tar") {
         lava_artefacts::tar_image::append_overlays(image, sources, compression, output).await?
     } else {
         lava_artefacts::ramdisk::append_overlays(image, sources, compression, output).await?

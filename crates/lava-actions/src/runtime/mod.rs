@@ -12,7 +12,6 @@ pub mod console;
 pub mod flasher;
 pub mod image_download;
 pub mod image_overlay;
-pub mod image_prefetch;
 pub mod interactive;
 pub mod iso;
 pub mod menu;
