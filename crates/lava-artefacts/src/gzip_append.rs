@@ -134,11 +134,11 @@ struct Core {
     ended: bool,
     /// More data follows the gzip member.
     trailing: bool,
-    /// The image's uncompressed bytes from offset `plain_start`, `plain_len` of them
-    /// valid (the rest is room for inflate).
+    /// The image's uncompressed bytes kept, from offset `plain_start` (its spare capacity
+    /// is room for inflate, never written before it is used: only what is kept counts in
+    /// the dispatcher's memory).
     plain: Vec<u8>,
     plain_start: u64,
-    plain_len: usize,
     /// Uncompressed bytes handed to the cpio reader.
     read: u64,
     /// The cpio reader asked for more after the image's last byte.
@@ -175,9 +175,8 @@ impl Core {
             inflated,
             ended: false,
             trailing: false,
-            plain: vec![0; 4 * IO_BUFFER],
+            plain: Vec::with_capacity(4 * IO_BUFFER),
             plain_start: 0,
-            plain_len: 0,
             read: 0,
             source_done: false,
             matched: 0,
@@ -193,7 +192,7 @@ impl Core {
 
     /// Uncompressed offset of the end of what inflate produced.
     fn inflated(&self) -> u64 {
-        self.plain_start + self.plain_len as u64
+        self.plain_start + self.plain.len() as u64
     }
 
     /// The inflate thread's next message: uncompressed bytes, a block boundary or the end.
@@ -201,8 +200,7 @@ impl Core {
         match self.inflated.next()? {
             Inflated::Bytes(bytes) => {
                 self.make_room(bytes.len());
-                self.plain[self.plain_len..self.plain_len + bytes.len()].copy_from_slice(&bytes);
-                self.plain_len += bytes.len();
+                self.plain.extend_from_slice(&bytes);
                 Ok(())
             }
             Inflated::Boundary { bit } => self.record(Boundary {
@@ -266,7 +264,7 @@ impl Core {
     /// dictionary and the tail it may have to compress, unless that passes
     /// [`MAX_RETAINED`]; then from `matched`), the buffer grows when they fill it.
     fn make_room(&mut self, needed: usize) {
-        if self.plain.len() - self.plain_len >= needed {
+        if self.plain.capacity() - self.plain.len() >= needed {
             return;
         }
         let keep_from = match (&self.mode, self.committed) {
@@ -285,15 +283,16 @@ impl Core {
         .clamp(self.plain_start, self.read);
         let drop = (keep_from - self.plain_start) as usize;
         if drop > 0 {
-            self.plain.copy_within(drop..self.plain_len, 0);
-            self.plain_len -= drop;
+            self.plain.drain(..drop);
             self.plain_start = keep_from;
         }
-        if self.plain.len() - self.plain_len < needed {
+        let (len, capacity) = (self.plain.len(), self.plain.capacity());
+        if capacity - len < needed {
             // A quarter more at least: a large block grows the buffer a few times, not at
             // every message.
-            let grown = (self.plain_len + needed).max(self.plain.len() * 5 / 4);
-            self.plain.resize(grown.next_multiple_of(IO_BUFFER), 0);
+            let grown = (len + needed).max(capacity * 5 / 4);
+            self.plain
+                .reserve_exact(grown.next_multiple_of(IO_BUFFER) - len);
         }
     }
 
@@ -308,7 +307,7 @@ impl Core {
             self.inflate_step()?;
         }
         let start = (self.read - self.plain_start) as usize;
-        let n = (self.plain_len - start).min(IO_BUFFER);
+        let n = (self.plain.len() - start).min(IO_BUFFER);
         chunk.extend_from_slice(&self.plain[start..start + n]);
         self.read += n as u64;
         Ok(())
@@ -322,7 +321,7 @@ impl Core {
                 self.inflate_step()?;
             }
             let start = (self.matched - self.plain_start) as usize;
-            let original = &self.plain[start..self.plain_len];
+            let original = &self.plain[start..];
             let n = original.len().min(bytes.len());
             let same = common_prefix(&original[..n], &bytes[..n]);
             self.crc = zlib_rs::crc32::crc32(self.crc, &bytes[..same]);
