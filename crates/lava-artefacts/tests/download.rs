@@ -349,3 +349,55 @@ async fn truncated_or_mislabelled_archive_is_an_input_fault() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_file_copied_by_the_kernel_is_checked_like_any_download() {
+    let data = sample(3 * 64 * 1024 + 5);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("Image");
+    std::fs::write(&src, &data).unwrap();
+    let url = format!("file://{}", src.display());
+    let good = Checksums {
+        md5: Some(format!("{:x}", md5::Md5::digest(&data))),
+        sha256: Some(sha256(&data)),
+        sha512: Some(format!("{:x}", sha2::Sha512::digest(&data))),
+    };
+    let dir = tmp.path().join("ok");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut req = request(&url, None, dir.join("Image"));
+    req.expected = good.clone();
+    let mut events = Vec::new();
+    let done = download(&req, |e| {
+        events.push(match e {
+            DownloadEvent::Starting { .. } => "starting".to_string(),
+            DownloadEvent::Opened { total } => format!("opened {total:?}"),
+            DownloadEvent::Progress { .. } => "progress".to_string(),
+            DownloadEvent::Transferred { complete, .. } => format!("transferred {complete}"),
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!((done.md5, done.sha512), (good.md5, good.sha512));
+    events.dedup();
+    assert_eq!(
+        events,
+        [
+            "starting".to_string(),
+            format!("opened Some({})", data.len()),
+            "progress".to_string(),
+            "transferred true".to_string()
+        ]
+    );
+
+    let dir = tmp.path().join("bad");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut req = request(&url, None, dir.join("Image"));
+    req.expected.sha512 = Some("0".repeat(128));
+    let err = download(&req, |_| {}).await.unwrap_err();
+    assert_eq!(err.fault(), Fault::Input, "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!("sha512 for '{url}' does not match.")
+    );
+    assert!(dir_is_empty(&dir), "a file was left behind");
+}
