@@ -1,31 +1,36 @@
 //! A gzip ramdisk with members appended, without compressing the whole ramdisk again.
 //!
 //! Appending a job's overlays to a gzip cpio image ([`crate::ramdisk`]) writes the image's
-//! members unchanged and adds the overlay's members before the last archive's
-//! `TRAILER!!!`. When the image is one gzip member, the new file's deflate stream can
-//! therefore start with the image's own: the splice copies the image's compressed bytes
-//! up to the last deflate block boundary at or before the point where the new archive
-//! first differs from the old one (the last trailer), and a fresh deflater, primed with
-//! the bits of the last copied byte that belong to the copied blocks (what zlib's
-//! `deflatePrime` is for, as in zlib's `examples/gzappend.c`) and given the 32 KiB before
-//! the boundary as its dictionary, compresses the rest: the tail of the block that held the
-//! boundary, the added members, the trailer and its padding. The gzip trailer is the CRC-32
-//! and size of all the new uncompressed bytes. Only that tail is compressed (gzip level 1,
-//! as the full path); the whole image is still inflated once, on a thread of its own, to
-//! find the block boundaries (zlib-rs' inflate with `InflateFlush::Block` reports each one
-//! in the stream's `data_type`), to parse the cpio members and to check the image's CRC-32;
-//! the compressed bytes are copied from the file as each block is known to be kept.
+//! members unchanged and adds the overlay's members before the last archive's `TRAILER!!!`.
+//! When the image is one gzip member, the new file's deflate stream can therefore start
+//! with the image's own: the splice copies the image's compressed bytes up to the last
+//! deflate block boundary at or before the point where the new archive first differs from
+//! the old one (the last trailer), and a fresh deflater, primed with the bits of the last
+//! copied byte that belong to the copied blocks (what zlib's `deflatePrime` is for, as in
+//! zlib's `examples/gzappend.c`) and given the 32 KiB before the boundary as its
+//! dictionary, compresses the rest: the tail of the block that held the boundary, the added
+//! members, the trailer and its padding. That tail's old bytes are not kept while the image
+//! is read: the splice keeps only the 32 KiB before the latest boundary and the bytes the
+//! cpio reader or the comparison have not reached yet, and at the splice point inflates
+//! them again from the image file, with a raw inflater given those 32 KiB as its dictionary
+//! and primed with the bits of the boundary's byte that belong to the block (zlib's
+//! `inflateSetDictionary` and `inflatePrime`): a block of any size costs no memory. The
+//! gzip trailer is the CRC-32 and size of all the new uncompressed bytes. Only that tail is
+//! compressed (gzip level 1, as the full path); the whole image is still inflated once, on
+//! a thread of its own, to find the block boundaries (zlib-rs' inflate with
+//! `InflateFlush::Block` reports each one in the stream's `data_type`), to parse the cpio
+//! members and to check the image's CRC-32; the compressed bytes are copied from the file
+//! as each block is known to be kept.
 //!
 //! The new uncompressed bytes are the full path's: the same copy (`ramdisk::copy_merged`)
 //! writes them, into a sink that compares every byte with the image's own while they agree
-//! and compresses from the first difference. The splice is abandoned, and `append`
-//! returns `None` for the caller to take the full path, when the image is not gzip, when the
-//! new archive differs from the old one before the whole image was read (a member the
-//! overlay replaces, headers or padding written differently than this crate writes them),
-//! when the gzip member is followed by more data (a second member), when the block that
-//! holds the splice point is larger than the 1 MiB of uncompressed bytes the splice holds
-//! at most, and on any error (corrupt or truncated data, a bad CRC): the full path then
-//! reports it with its usual message. A corrupt image never becomes a spliced file.
+//! and compresses from the first difference. The splice is abandoned, and `append` returns
+//! `None` for the caller to take the full path, when the image is not gzip, when the new
+//! archive differs from the old one before the whole image was read (a member the overlay
+//! replaces, headers or padding written differently than this crate writes them), when the
+//! gzip member is followed by more data (a second member), and on any error (corrupt or
+//! truncated data, a bad CRC): the full path then reports it with its usual message. A
+//! corrupt image never becomes a spliced file.
 //!
 //! ```no_run
 //! # use lava_artefacts::ramdisk::{OverlaySource, append_overlays_blocking};
@@ -58,10 +63,9 @@ type Result<T> = std::result::Result<T, ArtefactError>;
 const WINDOW: usize = 32 * 1024;
 /// Buffer size of the file reads and writes and of the chunks handed to the cpio reader.
 const IO_BUFFER: usize = 64 * 1024;
-/// Most uncompressed bytes held for a possible splice point: a deflate block may be of any
-/// size (zlib's reach 4 MiB). Past this the point is given up until the next boundary, and
-/// an archive that differs from the image there takes the full path.
-const MAX_RETAINED: usize = 1024 * 1024;
+/// Buffer size of the compressed bytes read again when the tail of the splice point's
+/// block is inflated a second time (see [`Core::inflate_again`]).
+const AGAIN_BUFFER: usize = 16 * 1024;
 /// The gzip header the full path's encoder writes (flate2 at level 1): no flags, no time,
 /// XFL 4 (fastest), OS 255 (unknown).
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255];
@@ -134,9 +138,11 @@ struct Core {
     ended: bool,
     /// More data follows the gzip member.
     trailing: bool,
-    /// The image's uncompressed bytes kept, from offset `plain_start` (its spare capacity
-    /// is room for inflate, never written before it is used: only what is kept counts in
-    /// the dispatcher's memory).
+    /// The image's uncompressed bytes kept, from offset `plain_start`: while matching, from
+    /// the first byte the cpio reader has not read or the new archive not compared, or the
+    /// first of the 32 KiB before a boundary not yet committed, whichever comes first (see
+    /// [`Core::make_room`]). Its spare capacity is room for inflate, never written before it
+    /// is used: only what is kept counts in the dispatcher's memory.
     plain: Vec<u8>,
     plain_start: u64,
     /// Uncompressed bytes handed to the cpio reader.
@@ -149,6 +155,10 @@ struct Core {
     boundaries: VecDeque<Boundary>,
     /// The last boundary whose preceding blocks are copied to the new file.
     committed: Option<Boundary>,
+    /// The (up to) 32 KiB of uncompressed bytes before `committed`: the history the image's
+    /// next block may refer to, the dictionary of the new deflater and of the inflater that
+    /// regenerates that block's bytes.
+    window: Vec<u8>,
     /// The image's compressed bytes before this file offset are in the new file.
     written: u64,
     out: BufWriter<File>,
@@ -175,13 +185,14 @@ impl Core {
             inflated,
             ended: false,
             trailing: false,
-            plain: Vec::with_capacity(4 * IO_BUFFER),
+            plain: Vec::with_capacity(2 * IO_BUFFER),
             plain_start: 0,
             read: 0,
             source_done: false,
             matched: 0,
             boundaries: VecDeque::new(),
             committed: None,
+            window: Vec::with_capacity(WINDOW),
             written: 0,
             out: BufWriter::with_capacity(IO_BUFFER, out),
             crc: 0,
@@ -234,11 +245,13 @@ impl Core {
         self.commit_matched()
     }
 
-    /// Copies the image's blocks that end at or before `matched` to the new file.
+    /// Copies the image's blocks that end at or before `matched` to the new file, and keeps
+    /// the 32 KiB before the last of them.
     fn commit_matched(&mut self) -> std::io::Result<()> {
         if !matches!(self.mode, Mode::Matching) {
             return Ok(());
         }
+        let before = self.committed;
         while let Some(&next) = self.boundaries.front() {
             if next.plain > self.matched {
                 break;
@@ -256,31 +269,45 @@ impl Core {
             self.written = next.bit / 8;
             self.committed = Some(next);
         }
+        if let Some(committed) = self.committed.filter(|_| self.committed != before) {
+            // `make_room` kept the 32 KiB before every boundary not yet committed.
+            let from = committed.plain.saturating_sub(WINDOW as u64);
+            if from < self.plain_start {
+                return Err(std::io::Error::other(
+                    "gzip splice: the window before a block boundary was not kept",
+                ));
+            }
+            let from = (from - self.plain_start) as usize;
+            let to = (committed.plain - self.plain_start) as usize;
+            self.window.clear();
+            self.window.extend_from_slice(&self.plain[from..to]);
+        }
         Ok(())
     }
 
-    /// Makes room for `needed` more uncompressed bytes: the bytes still needed are kept
-    /// (while matching, from 32 KiB before the committed boundary: the new deflater's
-    /// dictionary and the tail it may have to compress, unless that passes
-    /// [`MAX_RETAINED`]; then from `matched`), the buffer grows when they fill it.
+    /// Makes room for `needed` more uncompressed bytes: the bytes still needed are kept,
+    /// the buffer grows when they fill it. While matching those are the bytes the cpio
+    /// reader has not read or the new archive not compared yet, and the 32 KiB before every
+    /// boundary not committed yet (the next one may be where this message ends), copied to
+    /// `window` when it is committed; the committed block's own bytes are not kept: a splice
+    /// point in it inflates them again ([`Core::inflate_again`]). Once deflating, only the
+    /// bytes the cpio reader has not read.
     fn make_room(&mut self, needed: usize) {
         if self.plain.capacity() - self.plain.len() >= needed {
             return;
         }
         let keep_from = match (&self.mode, self.committed) {
-            (Mode::Matching, Some(b)) => {
-                let wanted = b.plain.saturating_sub(WINDOW as u64);
-                let retained = self.inflated() - wanted + needed as u64;
-                if retained > MAX_RETAINED as u64 {
-                    self.matched
-                } else {
-                    wanted
-                }
+            (Mode::Matching, Some(_)) => {
+                let next_boundary = self.boundaries.front().map_or(self.inflated(), |b| b.plain);
+                next_boundary
+                    .saturating_sub(WINDOW as u64)
+                    .min(self.matched)
+                    .min(self.read)
             }
             (Mode::Matching, None) => 0,
             (Mode::Deflating(_), _) => self.read,
         }
-        .clamp(self.plain_start, self.read);
+        .max(self.plain_start);
         let drop = (keep_from - self.plain_start) as usize;
         if drop > 0 {
             self.plain.drain(..drop);
@@ -345,9 +372,10 @@ impl Core {
     }
 
     /// The splice point (`matched`): the new deflater continues the copied blocks at the
-    /// committed boundary and compresses the image's bytes from there to `matched`.
-    /// Declined when the new archive differs before the cpio reader reached the image's
-    /// end (a member left out or written differently).
+    /// committed boundary and compresses the image's bytes from there to `matched`,
+    /// inflated again from the image (they are not kept). Declined when the new archive
+    /// differs before the cpio reader reached the image's end (a member left out or
+    /// written differently).
     fn start_deflating(&mut self) -> std::io::Result<()> {
         if !self.source_done {
             return Err(declined("the archive differs before the end of the image"));
@@ -355,11 +383,6 @@ impl Core {
         let Some(boundary) = self.committed else {
             return Err(declined("no block boundary"));
         };
-        if boundary.plain < self.plain_start {
-            return Err(declined(
-                "the block before the splice point is too large to hold",
-            ));
-        }
         let mut deflate = RawDeflate::new()?;
         let bits = (boundary.bit % 8) as u8;
         if bits != 0 {
@@ -368,11 +391,76 @@ impl Core {
             self.image.read_exact(&mut byte)?;
             deflate.prime(bits, byte[0] & ((1u8 << bits) - 1))?;
         }
-        let from = (boundary.plain - self.plain_start) as usize;
-        let to = (self.matched - self.plain_start) as usize;
-        deflate.set_dictionary(&self.plain[from.saturating_sub(WINDOW)..from])?;
-        deflate.compress(&self.plain[from..to], DeflateFlush::NoFlush, &mut self.out)?;
+        deflate.set_dictionary(&self.window)?;
+        if self.matched > boundary.plain {
+            self.inflate_again(boundary, self.matched - boundary.plain, &mut deflate)?;
+        }
         self.mode = Mode::Deflating(deflate);
+        // Only the new deflater refers back to the window from here on; it has its copy.
+        self.window = Vec::new();
+        Ok(())
+    }
+
+    /// The image's first `length` uncompressed bytes from `boundary`, inflated again and
+    /// compressed by `deflate`: a raw inflater given the window before the boundary as its
+    /// history, primed with the bits of the boundary's byte that belong to its block and
+    /// fed the image's compressed bytes after it.
+    fn inflate_again(
+        &mut self,
+        boundary: Boundary,
+        length: u64,
+        deflate: &mut RawDeflate,
+    ) -> std::io::Result<()> {
+        let mut inflate = Inflate::raw()?;
+        inflate.set_dictionary(&self.window)?;
+        self.image.seek(SeekFrom::Start(boundary.bit / 8))?;
+        let used = (boundary.bit % 8) as u8;
+        if used != 0 {
+            // The low `used` bits end the previous block; the block starts at the next one.
+            let mut byte = [0u8; 1];
+            self.image.read_exact(&mut byte)?;
+            inflate.prime(8 - used, byte[0] >> used)?;
+        }
+        let mut input = vec![0u8; AGAIN_BUFFER];
+        let mut output = vec![0u8; 2 * AGAIN_BUFFER];
+        let (mut input_len, mut input_used) = (0, 0);
+        let mut remaining = length;
+        while remaining > 0 {
+            if input_used == input_len {
+                input_len = read_some(&mut self.image, &mut input)?;
+                input_used = 0;
+            }
+            let room = output
+                .len()
+                .min(usize::try_from(remaining).unwrap_or(usize::MAX));
+            let step = inflate.step(
+                &input[input_used..input_len],
+                &mut output[..room],
+                InflateFlush::NoFlush,
+            );
+            input_used += step.consumed;
+            remaining -= step.produced as u64;
+            deflate.compress(
+                &output[..step.produced],
+                DeflateFlush::NoFlush,
+                &mut self.out,
+            )?;
+            let stuck = step.consumed == 0 && step.produced == 0;
+            match step.code {
+                ReturnCode::Ok | ReturnCode::BufError if !stuck => {}
+                ReturnCode::StreamEnd if remaining == 0 => {}
+                code => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "gzip splice: the image's block at bit {} inflated again stopped \
+                             {remaining} bytes short ({code:?})",
+                            boundary.bit
+                        ),
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -526,7 +614,7 @@ fn inflate_image(
     tx: &SyncSender<std::io::Result<Inflated>>,
 ) -> std::io::Result<()> {
     let send = |message| tx.send(Ok(message)).is_ok();
-    let mut inflate = GzipInflate::new()?;
+    let mut inflate = Inflate::gzip()?;
     let mut input = vec![0u8; IO_BUFFER];
     let (mut input_len, mut input_used) = (0, 0);
     // Compressed bytes consumed before `input`.
@@ -542,7 +630,11 @@ fn inflate_image(
             input_used = 0;
             file_done = input_len == 0;
         }
-        let step = inflate.step(&input[input_used..input_len], &mut output[produced..]);
+        let step = inflate.step(
+            &input[input_used..input_len],
+            &mut output[produced..],
+            InflateFlush::Block,
+        );
         input_used += step.consumed;
         produced += step.produced;
         let ended = match step.code {
@@ -616,32 +708,77 @@ struct InflateStep {
     data_type: i32,
 }
 
-/// zlib-rs' inflate of one gzip member (header, CRC-32 and size checked by zlib-rs),
-/// stopping at every deflate block boundary.
-struct GzipInflate {
+/// zlib-rs' inflate: of one gzip member (header, CRC-32 and size checked by zlib-rs), or of
+/// a raw deflate stream started at a block boundary.
+struct Inflate {
     /// Boxed: the stream keeps one address from `init` to `end`.
     stream: Box<z_stream>,
 }
 
-impl GzipInflate {
-    fn new() -> std::io::Result<Self> {
-        let mut stream = Box::new(z_stream::default());
+impl Inflate {
+    /// An inflater of one gzip member.
+    fn gzip() -> std::io::Result<Self> {
         // 16 + 15: a gzip wrapper, a 32 KiB window.
-        let code = zlib_rs::inflate::init(
-            &mut stream,
-            InflateConfig {
-                window_bits: 16 + 15,
-            },
-        );
+        Self::new(16 + 15)
+    }
+
+    /// An inflater of a raw deflate stream (no wrapper, no checksum).
+    fn raw() -> std::io::Result<Self> {
+        // Negative: raw deflate, a 32 KiB window.
+        Self::new(-15)
+    }
+
+    fn new(window_bits: i32) -> std::io::Result<Self> {
+        let mut stream = Box::new(z_stream::default());
+        let code = zlib_rs::inflate::init(&mut stream, InflateConfig { window_bits });
         if code != ReturnCode::Ok {
             return Err(std::io::Error::other(format!("inflate init: {code:?}")));
         }
-        Ok(GzipInflate { stream })
+        Ok(Inflate { stream })
     }
 
-    /// Inflates from `input` into `output` until a block boundary, the end of the
-    /// member, or either buffer runs out.
-    fn step(&mut self, input: &[u8], output: &mut [u8]) -> InflateStep {
+    /// The inflate stream, for one call that leaves no buffer pointer in it.
+    fn with_stream<T>(
+        &mut self,
+        call: impl FnOnce(&mut zlib_rs::inflate::InflateStream) -> T,
+    ) -> std::io::Result<T> {
+        // SAFETY: the stream was initialised by `inflate::init` (checked in `new`) and is
+        // ended only in `drop`; its buffer pointers are either null or set by `step` for
+        // the duration of one call on buffers it borrows.
+        match unsafe { zlib_rs::inflate::InflateStream::from_stream_mut(&mut *self.stream) } {
+            Some(inflate) => Ok(call(inflate)),
+            None => Err(std::io::Error::other("inflate stream not initialised")),
+        }
+    }
+
+    /// The history the stream's first back-references may reach (zlib's
+    /// `inflateSetDictionary`; a raw stream only).
+    fn set_dictionary(&mut self, dictionary: &[u8]) -> std::io::Result<()> {
+        if dictionary.is_empty() {
+            return Ok(());
+        }
+        match self.with_stream(|i| zlib_rs::inflate::set_dictionary(i, dictionary))? {
+            ReturnCode::Ok => Ok(()),
+            code => Err(std::io::Error::other(format!(
+                "inflate dictionary: {code:?}"
+            ))),
+        }
+    }
+
+    /// Puts the low `bits` bits of `value` before the stream's input (zlib's
+    /// `inflatePrime`).
+    fn prime(&mut self, bits: u8, value: u8) -> std::io::Result<()> {
+        let code =
+            self.with_stream(|i| zlib_rs::inflate::prime(i, i32::from(bits), i32::from(value)))?;
+        match code {
+            ReturnCode::Ok => Ok(()),
+            code => Err(std::io::Error::other(format!("inflate prime: {code:?}"))),
+        }
+    }
+
+    /// Inflates from `input` into `output` until the end of the stream, either buffer runs
+    /// out, or (with `InflateFlush::Block`) a block boundary.
+    fn step(&mut self, input: &[u8], output: &mut [u8], flush: InflateFlush) -> InflateStep {
         let avail_in = input.len().min(u32::MAX as usize) as u32;
         let avail_out = output.len().min(u32::MAX as usize) as u32;
         let stream = &mut *self.stream;
@@ -655,7 +792,7 @@ impl GzipInflate {
         // through any other path meanwhile.
         let code = unsafe {
             match zlib_rs::inflate::InflateStream::from_stream_mut(stream) {
-                Some(inflate) => zlib_rs::inflate::inflate(inflate, InflateFlush::Block),
+                Some(inflate) => zlib_rs::inflate::inflate(inflate, flush),
                 None => ReturnCode::StreamError,
             }
         };
@@ -674,7 +811,7 @@ impl GzipInflate {
     }
 }
 
-impl Drop for GzipInflate {
+impl Drop for Inflate {
     fn drop(&mut self) {
         // SAFETY: the stream was initialised in `new` and not ended yet (`from_stream_mut`
         // returns `None` otherwise); no buffer pointers are left in it.

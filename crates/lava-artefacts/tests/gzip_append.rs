@@ -279,11 +279,10 @@ fn random_archives_levels_and_overlays_are_spliced_to_the_full_paths_bytes() {
 }
 
 #[test]
-fn a_splice_point_in_a_block_too_large_to_hold_takes_the_full_path() {
+fn a_splice_point_in_a_large_block_is_spliced() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let overlays = vec![lava_overlay(dir)];
-    let zeros = vec![0u8; 3 << 20];
     let mut varied = vec![cpio_entry(".", 0o40755, 1, b"")];
     for i in 0..8 {
         varied.push(cpio_entry(
@@ -294,25 +293,58 @@ fn a_splice_point_in_a_block_too_large_to_hold_takes_the_full_path() {
         ));
     }
     // 3 MiB of zeros deflate into one block of some 12 000 matches: early in the image it
-    // costs nothing, at its end it holds the splice point.
+    // is copied whole; at its end it holds the splice point, and its bytes up to there
+    // (not kept while reading) are inflated again from the image.
+    let zeros = vec![0u8; 3 << 20];
     let mut early = vec![cpio_entry("zeros", 0o100644, 99, &zeros)];
     early.extend(varied.clone());
-    let (done, _) = compare(
-        dir,
-        "large-block-early",
-        &gzip(&write_newc(&early), 9),
-        &overlays,
-    );
+    for level in [1, 9] {
+        let name = format!("large-block-early{level}");
+        let (done, _) = compare(dir, &name, &gzip(&write_newc(&early), level), &overlays);
+        assert!(done.spliced, "{name}");
+        let mut late = varied.clone();
+        late.push(cpio_entry("zeros", 0o100644, 99, &zeros));
+        let name = format!("large-block-late{level}");
+        let (done, _) = compare(dir, &name, &gzip(&write_newc(&late), level), &overlays);
+        assert!(done.spliced, "{name}");
+    }
+    // Several MiB of text that compresses well (runs of repeated lines), then a small
+    // member before the trailer: the blocks holding the splice point are large, the point
+    // itself anywhere in them.
+    let text: Vec<u8> = (0..200_000u32)
+        .flat_map(|i| format!("line {:06} of a log\n", i / 7).into_bytes())
+        .collect();
+    let mut logs = varied.clone();
+    logs.push(cpio_entry("var/log/boot", 0o100644, 100, &text));
+    logs.push(cpio_entry("etc/issue", 0o100644, 101, b"image\n"));
+    for level in [1, 6, 9] {
+        let name = format!("large-text{level}");
+        let (done, _) = compare(dir, &name, &gzip(&write_newc(&logs), level), &overlays);
+        assert!(done.spliced, "{name}");
+    }
+}
+
+#[test]
+fn a_splice_point_in_the_first_block_after_the_header_is_spliced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let overlays = vec![lava_overlay(dir)];
+    // Zeros and a few small members deflate into one block at level 9: the splice point's
+    // boundary is the end of the gzip header, the block is inflated again from its first
+    // byte with no history, several MiB of it.
+    let entries = vec![
+        cpio_entry(".", 0o40755, 1, b""),
+        cpio_entry("zeros", 0o100644, 2, &vec![0u8; 3 << 20]),
+        cpio_entry("init", 0o100755, 3, b"#!/bin/sh\n"),
+    ];
+    let image = gzip(&write_newc(&entries), 9);
+    let (done, plain) = compare(dir, "first-block", &image, &overlays);
     assert!(done.spliced);
-    let mut late = varied;
-    late.push(cpio_entry("zeros", 0o100644, 99, &zeros));
-    let (done, _) = compare(
-        dir,
-        "large-block-late",
-        &gzip(&write_newc(&late), 9),
-        &overlays,
-    );
-    assert!(!done.spliced);
+    assert!(plain.len() > 3 << 20);
+    // Nothing added: the splice point is the end of the data, in the same block.
+    let (done, plain) = compare(dir, "first-block-none", &image, &[]);
+    assert!(done.spliced);
+    assert_eq!(plain, write_newc(&entries));
 }
 
 /// A gzip member with FEXTRA, FNAME, FCOMMENT and FHCRC around `data`'s deflate stream.
