@@ -952,6 +952,66 @@ mod tests {
         assert_eq!(bytes[..10], GZIP_HEADER);
     }
 
+    /// Drives [`Core`] as the cpio copy does, the new archive being the image's bytes and
+    /// then `extra`: returns the most uncompressed bytes held at once and the new file's
+    /// uncompressed bytes.
+    fn splice_held(image: &[u8], extra: &[u8]) -> (usize, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let (input, partial) = (dir.path().join("image.gz"), dir.path().join("out.gz"));
+        std::fs::write(&input, image).unwrap();
+        let mut core = Core::open(&input, &partial).unwrap().unwrap();
+        let mut held = 0;
+        let mut chunk = Vec::new();
+        loop {
+            chunk.clear();
+            core.take(&mut chunk).unwrap();
+            if chunk.is_empty() {
+                break;
+            }
+            core.put(&chunk).unwrap();
+            held = held.max(core.plain.len() + core.window.len());
+        }
+        core.put(extra).unwrap();
+        core.finish().unwrap();
+        drop(core);
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(File::open(&partial).unwrap())
+            .read_to_end(&mut plain)
+            .unwrap();
+        (held, plain)
+    }
+
+    #[test]
+    fn a_large_block_before_the_splice_point_is_not_held() {
+        // Varied bytes (several blocks), then 3 MiB of zeros: one block of some 12 000
+        // matches at level 9, which holds the splice point.
+        let mut x: u32 = 0x2545_f491;
+        let mut data: Vec<u8> = (0..300_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x % 16) as u8
+            })
+            .collect();
+        data.resize(data.len() + (3 << 20), 0);
+        data.extend_from_slice(b"the end");
+        for level in [1, 9] {
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+            encoder.write_all(&data).unwrap();
+            let image = encoder.finish().unwrap();
+            let (held, plain) = splice_held(&image, b" and more");
+            assert_eq!(plain.len(), data.len() + 9, "level {level}");
+            assert!(plain.starts_with(&data) && plain.ends_with(b" and more"));
+            // The window, what inflate sent ahead, what the copy has not compared yet.
+            assert!(
+                held <= WINDOW + 3 * IO_BUFFER,
+                "level {level}: {held} bytes held"
+            );
+        }
+    }
+
     #[test]
     fn common_prefix_finds_the_first_difference_in_any_block() {
         let a: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
