@@ -466,11 +466,7 @@ struct ChunkReader {
 
 impl Read for ChunkReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = available.len().min(out.len());
-        out[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
+        crate::compression::read_buffered(self, out)
     }
 }
 

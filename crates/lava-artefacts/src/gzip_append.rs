@@ -514,11 +514,7 @@ struct Source {
 
 impl Read for Source {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = available.len().min(out.len());
-        out[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
+        crate::compression::read_buffered(self, out)
     }
 }
 
