@@ -447,31 +447,19 @@ async fn append_overlays_on_a_sparse_ext4_partition() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn append_overlays_merges_into_a_tar_image_kept_compressed() {
-    if !tools() {
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let overlay = overlay(tmp.path());
-    let tree = tmp.path().join("image-tree");
-    std::fs::create_dir_all(tree.join("etc")).unwrap();
-    std::fs::write(tree.join("etc/issue"), "image\n").unwrap();
-    let image = tmp.path().join("ramdisk.tar.gz");
-    let status = Command::new("tar")
-        .arg("-czf")
-        .arg(&image)
-        .arg("-C")
-        .arg(&tree)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let params: &str = "{format: tar, compression: gz, overlays: {lava: true}}";
-    let params_map: Mapping = serde_yaml::from_str(params).unwrap();
+/// Runs `append-overlays` on the `ramdisk` image `image` (block `params`), downloaded
+/// and kept gzip as the deploy records it, with the test overlay `overlay`, as job
+/// `job_id` (one per test); it must succeed. Returns the captured log.
+async fn append_to_kept_gzip_ramdisk(
+    job_id: &str,
+    params: &str,
+    image: &Path,
+    overlay: &Path,
+) -> Vec<String> {
+    let params: Mapping = serde_yaml::from_str(params).unwrap();
     let device = Device::from_yaml("constants: {failure_retry: 1}", None).unwrap();
     let mut ctx: RunContext = capturing_context(
-        &format!("{}5", std::process::id()),
+        &format!("{}{job_id}", std::process::id()),
         Mapping::new(),
         device,
         120,
@@ -494,7 +482,7 @@ async fn append_overlays_merges_into_a_tar_image_kept_compressed() {
     let action = StepAction::new(
         spec.name(),
         step(move |ctx| {
-            let params = params_map.clone();
+            let params = params.clone();
             Box::pin(async move {
                 lava_actions::runtime::image_overlay::append_overlays(ctx, "ramdisk", &params).await
             })
@@ -502,6 +490,36 @@ async fn append_overlays_merges_into_a_tar_image_kept_compressed() {
     );
     spec.run(&mut ctx, Box::new(action)).await.unwrap();
     let _ = std::fs::remove_dir_all(ctx.job.scratch_dir.clone());
+    ctx.logger.captured()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_overlays_merges_into_a_tar_image_kept_compressed() {
+    if !tools() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let overlay = overlay(tmp.path());
+    let tree = tmp.path().join("image-tree");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::write(tree.join("etc/issue"), "image\n").unwrap();
+    let image = tmp.path().join("ramdisk.tar.gz");
+    let status = Command::new("tar")
+        .arg("-czf")
+        .arg(&image)
+        .arg("-C")
+        .arg(&tree)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    append_to_kept_gzip_ramdisk(
+        "5",
+        "{format: tar, compression: gz, overlays: {lava: true}}",
+        &image,
+        &overlay,
+    )
+    .await;
     let list = Command::new("tar")
         .arg("-tzvf")
         .arg(&image)
@@ -544,43 +562,14 @@ async fn append_overlays_appends_to_a_gzip_cpio_ramdisk() {
         .status()
         .unwrap();
     assert!(status.success());
-    let params: Mapping =
-        serde_yaml::from_str("{format: cpio.newc, compression: gz, overlays: {lava: true}}")
-            .unwrap();
-    let device = Device::from_yaml("constants: {failure_retry: 1}", None).unwrap();
-    let mut ctx: RunContext = capturing_context(
-        &format!("{}6", std::process::id()),
-        Mapping::new(),
-        device,
-        120,
-    );
-    ctx.set_data(
-        "download-action",
-        "ramdisk",
-        "file",
-        image.display().to_string(),
-    );
-    ctx.set_data("download-action", "ramdisk", "compression", "gz");
-    ctx.set_data("download-action", "ramdisk", "decompressed", false);
-    ctx.set_data(
-        "compress-overlay",
-        "output",
-        "file",
-        overlay.display().to_string(),
-    );
-    let spec = ActionSpec::new("append-overlays", "deploy", "1.3").timeout(60);
-    let action = StepAction::new(
-        spec.name(),
-        step(move |ctx| {
-            let params = params.clone();
-            Box::pin(async move {
-                lava_actions::runtime::image_overlay::append_overlays(ctx, "ramdisk", &params).await
-            })
-        }),
-    );
-    spec.run(&mut ctx, Box::new(action)).await.unwrap();
-    let logged = ctx.logger.captured().join("\n");
-    let _ = std::fs::remove_dir_all(ctx.job.scratch_dir.clone());
+    let logged = append_to_kept_gzip_ramdisk(
+        "6",
+        "{format: cpio.newc, compression: gz, overlays: {lava: true}}",
+        &image,
+        &overlay,
+    )
+    .await
+    .join("\n");
     let list = Command::new("sh")
         .arg("-c")
         .arg("gzip -t \"$1\" && gzip -dc \"$1\" | cpio -t --quiet")
