@@ -27,7 +27,8 @@ use std::time::Duration;
 mod common;
 
 use common::reference::{
-    LAVA_RUN, LAVA_WORK_DIR, ResultSet, TestCase, result_set, spawn, tail, wait,
+    LAVA_RUN, LAVA_WORK_DIR, ResultSet, TestCase, action_extra, info_line, result_set, spawn, tail,
+    wait,
 };
 use lava_test_support::ci::skip_or_fail;
 use lava_test_support::paths::workspace;
@@ -163,6 +164,26 @@ fn compare(setup: &Setup, job: &Path, index: u32) {
         tail(&lava_log)
     );
     assert_eq!(ours, lava, "lava-rs (left) and LAVA (right) disagree");
+
+    // The QEMU LAVA finds at validation (its Debian package), logged then and recorded as
+    // `execute-qemu`'s results.
+    let qemu = |log: &str| {
+        (
+            info_line(log, "qemu-system-"),
+            action_extra(log, "execute-qemu"),
+        )
+    };
+    let lava_qemu = qemu(&lava_log);
+    assert!(
+        lava_qemu.0.is_some() && lava_qemu.1.is_some(),
+        "LAVA's log names no QEMU version:\n{}",
+        tail(&lava_log)
+    );
+    assert_eq!(
+        qemu(&our_log),
+        lava_qemu,
+        "QEMU's version: lava-rs (left), LAVA (right)"
+    );
 }
 
 /// The setup, or a skip (a failure under CI) naming what is missing.

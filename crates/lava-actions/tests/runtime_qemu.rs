@@ -5,8 +5,9 @@
 use lava_actions::runtime::console::ConsoleConnection;
 use lava_actions::runtime::image_download::download_image;
 use lava_actions::runtime::qemu::{
-    GuestDrive, ImageArg, NfsRoot, QemuInputs, deployed_image_keys, qemu_argv, start_qemu,
-    wait_for_kernel_start, wait_for_prompt_watching_panic,
+    DebianPackage, GuestDrive, ImageArg, NfsRoot, QemuData, QemuInputs, debian_package_in_status,
+    deployed_image_keys, qemu_argv, start_qemu, wait_for_kernel_start,
+    wait_for_prompt_watching_panic,
 };
 use lava_pipeline::{Device, ErrorKind, Job, JobLogger, LavaResult, RunContext};
 use lava_test_support::ci::{require_tool, skip_or_fail};
@@ -229,6 +230,97 @@ actions:
 }
 
 /// QEMU and the test system; `None` when one is missing (skipped; a failure under CI).
+/// A dpkg `status` file's paragraphs, as `dpkg-query -W` sees them.
+const DPKG_STATUS: &str = "\
+Package: qemu-system-x86-xen
+Status: install ok installed
+Version: 9.9
+Architecture: amd64
+
+Package: qemu-system-arm
+Status: deinstall ok not-installed
+Architecture: amd64
+
+Package: qemu-system-x86
+Status: install ok installed
+Priority: optional
+Architecture: amd64
+Version: 1:10.0.2+ds-2+deb13u1~bpo12+1
+Description: QEMU full system emulation binaries (x86)
+ Package: qemu-system-ppc
+ Version: 0
+";
+
+#[test]
+fn the_qemu_package_is_read_from_dpkg_status_as_dpkg_query_answers() {
+    assert_eq!(
+        debian_package_in_status(DPKG_STATUS, "qemu-system-x86"),
+        Some(DebianPackage {
+            version: "1:10.0.2+ds-2+deb13u1~bpo12+1".into(),
+            architecture: "amd64".into(),
+        })
+    );
+    // A purged package, a name that only starts a longer one's, a description's line.
+    assert_eq!(
+        debian_package_in_status(DPKG_STATUS, "qemu-system-arm"),
+        None
+    );
+    assert_eq!(debian_package_in_status(DPKG_STATUS, "qemu-system"), None);
+    assert_eq!(
+        debian_package_in_status(DPKG_STATUS, "qemu-system-ppc"),
+        None
+    );
+}
+
+#[test]
+fn the_qemu_version_is_lavas_debian_package_version_else_the_binarys() {
+    if !require_tool("qemu-system-x86_64", "scripts/install-test-deps.sh") {
+        return;
+    }
+    // What LAVA asks dpkg, on this (Debian) machine.
+    let asked = std::process::Command::new("dpkg-query")
+        .args(["-W", "-f=${Version} ${Architecture}", "qemu-system-x86"])
+        .output();
+    let Some(answer) = asked
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    else {
+        skip_or_fail("dpkg-query knows no qemu-system-x86 (QEMU is not Debian's here)");
+        return;
+    };
+    let (version, arch) = answer.split_once(' ').unwrap();
+    let (data, line) = QemuData::find("amd64", "qemu-system-x86_64").unwrap();
+    assert_eq!(
+        data,
+        QemuData {
+            version: version.into(),
+            host_arch: arch.into(),
+            job_arch: "amd64".into(),
+        }
+    );
+    assert_eq!(
+        line,
+        format!("qemu-system-x86, installed at version: {version}, host architecture: {arch}")
+    );
+    // No Debian package for the architecture: the binary's own `--version`.
+    let (data, line) = QemuData::find("riscv64", "qemu-system-x86_64").unwrap();
+    assert!(
+        version.contains(&data.version),
+        "{data:?} against {version}"
+    );
+    assert_eq!(data.host_arch, std::env::consts::ARCH);
+    assert_eq!(data.job_arch, "riscv64");
+    assert_eq!(
+        line,
+        format!(
+            "qemu, installed at version: {}, host architecture: {}",
+            data.version, data.host_arch
+        )
+    );
+    assert_eq!(QemuData::find("riscv64", "/nonexistent/qemu"), None);
+}
+
 fn boot_prerequisites() -> Option<(PathBuf, PathBuf)> {
     let dir = test_system();
     let kernel = dir.join("vmlinuz");

@@ -170,6 +170,8 @@ pub struct ActionNode {
     pub pipeline: Pipeline,
     /// Errors recorded by validation or runs.
     pub errors: Vec<String>,
+    /// The `info` lines of its last validation ([`crate::ValidateContext::info`]).
+    pub notes: Vec<String>,
     /// The action's results map (the `extra` of its `lava` result record).
     pub results: Mapping,
     /// Whether run() was entered (finalize runs once).
@@ -184,6 +186,7 @@ impl ActionNode {
             action,
             pipeline,
             errors: Vec::new(),
+            notes: Vec::new(),
             results: Mapping::new(),
             started: false,
         }

@@ -39,6 +39,9 @@ pub fn validate_logged(pipeline: &mut Pipeline, ctx: &RunContext) -> Result<(), 
     logger.info(format!("Start time: {} (UTC)", now_spaced()));
     let start = std::time::Instant::now();
     let outcome = validate_and_check_runnable(pipeline, ctx);
+    for note in pipeline.validation_notes() {
+        logger.info(note);
+    }
     logger.info(format!(
         "validate duration: {:.2}",
         start.elapsed().as_secs_f64()

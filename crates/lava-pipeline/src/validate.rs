@@ -16,6 +16,7 @@ pub struct ValidateContext<'a> {
     /// The action's children (some validations inspect them).
     pub children: &'a Pipeline,
     errors: Vec<String>,
+    notes: Vec<String>,
 }
 
 impl ValidateContext<'_> {
@@ -28,6 +29,13 @@ impl ValidateContext<'_> {
     /// helper shared with code that has no validation context).
     pub fn add_errors(&mut self, messages: impl IntoIterator<Item = String>) {
         self.errors.extend(messages);
+    }
+
+    /// Record a line to log at `info` level with the validation (LAVA's `validate()` logs
+    /// some, such as the QEMU version it found); `lava-run` logs them in tree order
+    /// before `validate duration`.
+    pub fn info(&mut self, message: impl Into<String>) {
+        self.notes.push(message.into());
     }
 }
 
@@ -52,6 +60,18 @@ impl Pipeline {
         }
     }
 
+    /// The `info` lines of the last validation ([`ValidateContext::info`]), in tree order.
+    pub fn validation_notes(&self) -> Vec<String> {
+        self.actions
+            .iter()
+            .flat_map(|node| {
+                let mut notes = node.notes.clone();
+                notes.extend(node.pipeline.validation_notes());
+                notes
+            })
+            .collect()
+    }
+
     fn validate_actions(&mut self, job: &Job) -> LavaResult<()> {
         for node in &mut self.actions {
             let mut errors = basic_checks(&node.meta);
@@ -61,9 +81,11 @@ impl Pipeline {
                     meta: &node.meta,
                     children: &node.pipeline,
                     errors: Vec::new(),
+                    notes: Vec::new(),
                 };
                 let outcome = node.action.validate(&mut ctx);
                 errors.append(&mut ctx.errors);
+                node.notes = ctx.notes;
                 outcome
             };
             match outcome {

@@ -66,6 +66,41 @@ pub fn result_set(log: &str) -> ResultSet {
     ResultSet { cases, job }
 }
 
+/// The records of a log (either format), as (`lvl`, `msg`).
+fn records(log: &str) -> impl Iterator<Item = (String, Value)> + '_ {
+    log.lines().filter_map(|line| {
+        let item = serde_yaml::from_str::<Value>(line.trim_start_matches("- ")).ok()?;
+        let level = item.get("lvl").and_then(scalar)?;
+        Some((level, item.get("msg")?.clone()))
+    })
+}
+
+/// The `extra` of the `lava` suite's result record of action `case` (`execute-qemu`),
+/// every value as text.
+pub fn action_extra(log: &str, case: &str) -> Option<std::collections::BTreeMap<String, String>> {
+    records(log).find_map(|(level, msg)| {
+        let field = |key: &str| msg.get(key).and_then(scalar);
+        if level != "results" || field("definition")? != "lava" || field("case")? != case {
+            return None;
+        }
+        let extra = msg.get("extra")?.as_mapping()?;
+        Some(
+            extra
+                .iter()
+                .filter_map(|(k, v)| Some((scalar(k)?, scalar(v)?)))
+                .collect(),
+        )
+    })
+}
+
+/// The first `info` message that starts with `prefix`.
+pub fn info_line(log: &str, prefix: &str) -> Option<String> {
+    records(log).find_map(|(level, msg)| {
+        let text = scalar(&msg)?;
+        (level == "info" && text.starts_with(prefix)).then_some(text)
+    })
+}
+
 /// A scalar as text, seen through YAML tags (both logs write numbers as `! "42.0"`).
 fn scalar(value: &Value) -> Option<String> {
     match value {

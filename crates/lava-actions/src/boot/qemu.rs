@@ -4,6 +4,7 @@
 use crate::common::env::ExportDeviceEnvironment;
 
 use crate::common::login::{AutoLoginAction, ExpectShellSession, OverlayUnpack};
+use crate::runtime::qemu::QemuData;
 use lava_pipeline::BlockLookups;
 use lava_pipeline::params::namespace;
 use lava_pipeline::{
@@ -93,6 +94,9 @@ pub struct QemuCommand {
 pub struct CallQemuAction {
     /// The base command, filled at validation time for the run.
     pub command: Option<QemuCommand>,
+    /// The QEMU version found at validation (LAVA's `qemu_data`), recorded as the
+    /// results of the run.
+    qemu_data: std::sync::Mutex<Option<QemuData>>,
 }
 
 impl CallQemuAction {
@@ -216,7 +220,26 @@ impl Action for CallQemuAction {
             );
         }
         ctx.add_errors(errors);
-        result.map(|_| ())
+        let command = result?;
+        // LAVA looks the version up once the architecture checks passed; QEMU in a
+        // container is refused above, so the host's QEMU is the one to run.
+        if let Some(command) = command
+            && !ctx.meta.parameters.contains_key("docker")
+        {
+            let arch = ctx
+                .job
+                .parameters
+                .get("context")
+                .and_then(|c| c.get("arch"))
+                .and_then(lava_pipeline::value::scalar_string)
+                .unwrap_or_default();
+            let found = QemuData::find(&arch, &command.binary);
+            if let Some((_, line)) = &found {
+                ctx.info(line.clone());
+            }
+            *self.qemu_data.lock().unwrap_or_else(|e| e.into_inner()) = found.map(|(data, _)| data);
+        }
+        Ok(())
     }
     /// QEMU inside a docker container (the boot's `docker`) is not started by lava-rs yet;
     /// the host's QEMU is never run in its place.
@@ -230,6 +253,15 @@ impl Action for CallQemuAction {
         }
     }
     async fn run(&mut self, ctx: &mut RunContext, _children: &mut Pipeline) -> LavaResult<()> {
+        // LAVA sets these results at validation: a failed start reports them too.
+        let data = self
+            .qemu_data
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(data) = data {
+            data.record(ctx);
+        }
         crate::runtime::qemu::start_qemu(ctx).await
     }
 }
