@@ -1,8 +1,9 @@
 //! Downloads (`http://`, `https://`, `file://`) in one streaming pass.
 //!
-//! The source (a local file or an HTTP(S) response) is read in chunks on the async task;
-//! each chunk is fanned out to a hashing thread and to a decompress-and-write thread, both
-//! on tokio's blocking pool so the async workers never do the CPU work. As LAVA does, the
+//! The source is read in chunks (an HTTP(S) response on the async task, a local file on a
+//! reader thread of its own); each chunk is fanned out to a hashing thread and to a
+//! decompress-and-write thread, all on tokio's blocking pool so the async workers never do
+//! the CPU work. As LAVA does, the
 //! checksums and the `size` are of the bytes *downloaded* (the compressed stream).
 //!
 //! The output goes to a temporary name next to the target (`.<name>.partial`) and is
@@ -29,8 +30,11 @@ use crate::{ArtefactError, Compression};
 /// per-chunk costs vanish next to hashing and decompressing, small enough that the
 /// dispatcher stays lean while a worker catches up.
 pub const CHUNK_SIZE: usize = 64 * 1024;
+/// How many bytes read from a local file between two progress reports (its
+/// [`DownloadEvent::Progress`] events come at least this far apart, and at the end).
+const PROGRESS_STEP: u64 = 1024 * 1024;
 /// Chunks buffered between the reader and each worker thread.
-const CHANNEL_DEPTH: usize = 4;
+const CHANNEL_DEPTH: usize = 2;
 /// How long an HTTP connection may take to establish.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -67,7 +71,8 @@ pub struct Downloaded {
 }
 
 /// The course of a download, in order: `Starting`, then (once the source is open)
-/// `Opened`, `Progress` per chunk, and `Transferred` once reading and writing stopped.
+/// `Opened`, `Progress` (per HTTP chunk, per megabyte of a local file, and at the end), and
+/// `Transferred` once reading and writing stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DownloadEvent<'a> {
     /// The target is usable; the source is about to be opened.
@@ -120,7 +125,7 @@ pub async fn download(
     }
     on_event(DownloadEvent::Starting { url, target });
     let started = Instant::now();
-    let (mut source, total) = Source::open(url, headers).await?;
+    let (source, total) = Source::open(url, headers).await?;
     on_event(DownloadEvent::Opened { total });
 
     let file_name = target
@@ -151,28 +156,27 @@ pub async fn download(
     });
     let writing = tokio::task::spawn_blocking(move || write_worker(write_rx, compression, file));
 
-    let mut downloaded = 0u64;
-    let mut read_error = None;
-    loop {
-        let chunk = match source.next_chunk(url).await {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => break,
-            Err(e) => {
-                read_error = Some(e);
-                break;
+    let (downloaded, read_error) = match source {
+        Source::File { file, shown } => {
+            // The reader hands each chunk to both workers itself (no trip through this task
+            // per chunk); the count of bytes read follows on a channel of its own.
+            let (progress_tx, mut progress_rx) = mpsc::channel::<u64>(CHANNEL_DEPTH);
+            let reader = tokio::task::spawn_blocking(move || {
+                fan_out_file(&file, &hash_tx, &write_tx, &progress_tx)
+            });
+            while let Some(downloaded) = progress_rx.recv().await {
+                on_event(DownloadEvent::Progress { downloaded });
             }
-        };
-        downloaded += chunk.len() as u64;
-        on_event(DownloadEvent::Progress { downloaded });
-        // Both workers run ahead independently; a full channel is back-pressure.
-        let _ = hash_tx.send(chunk.clone()).await;
-        if write_tx.send(chunk).await.is_err() {
-            // The writer stopped early (bad stream): its error is reported below.
-            break;
+            let (downloaded, error) = reader
+                .await
+                .map_err(|e| ArtefactError::Bug(format!("download reader panicked: {e}")))?;
+            let error = error.map(|e| ArtefactError::io(format!("Unable to read from {shown}"), e));
+            (downloaded, error)
         }
-    }
-    drop(hash_tx);
-    drop(write_tx);
+        Source::Http(response) => {
+            relay_response(response, url, hash_tx, write_tx, &mut on_event).await
+        }
+    };
     let write_result = writing
         .await
         .map_err(|e| ArtefactError::Bug(format!("download writer panicked: {e}")))?;
@@ -286,9 +290,8 @@ impl Drop for Partial {
 
 enum Source {
     File {
-        /// Chunks read by [`read_file_chunks`] on the blocking pool, in order; the reader
-        /// stops when this is dropped.
-        chunks: mpsc::Receiver<std::io::Result<Bytes>>,
+        /// The open file, read by [`fan_out_file`] on the blocking pool.
+        file: std::fs::File,
         /// The path as the URL gives it, for messages.
         shown: String,
     },
@@ -318,14 +321,8 @@ impl Source {
                 let (file, size) = opened.map_err(|e| {
                     ArtefactError::io(format!("Unable to read from {}", path.display()), e)
                 })?;
-                let (tx, chunks) = mpsc::channel(CHANNEL_DEPTH);
-                // Detached: it ends at the end of the file, on an error, or when the
-                // receiver is dropped (the download is over or abandoned).
-                drop(tokio::task::spawn_blocking(move || {
-                    read_file_chunks(file, &tx)
-                }));
                 let shown = url.trim_start_matches("file://").to_string();
-                Ok((Source::File { chunks, shown }, size))
+                Ok((Source::File { file, shown }, size))
             }
             Some("http" | "https") => {
                 let client = reqwest::Client::builder()
@@ -352,44 +349,84 @@ impl Source {
             _ => Err(ArtefactError::UnsupportedScheme(scheme.unwrap_or_default())),
         }
     }
+}
 
-    async fn next_chunk(&mut self, url: &str) -> Result<Option<Bytes>, ArtefactError> {
-        match self {
-            Source::File { chunks, shown } => match chunks.recv().await {
-                None => Ok(None),
-                Some(Ok(chunk)) => Ok(Some(chunk)),
-                Some(Err(e)) => Err(ArtefactError::io(format!("Unable to read from {shown}"), e)),
-            },
-            Source::Http(response) => response.chunk().await.map_err(|e| ArtefactError::Transfer {
-                url: url.to_string(),
-                detail: error_chain(&e),
-            }),
+/// The transfer of an HTTP(S) body: each chunk as it arrives to both workers, in order.
+/// Returns the bytes received and the transfer's error, if any; stops early when the
+/// writer stopped (a bad stream: its error is reported by the caller).
+async fn relay_response(
+    mut response: reqwest::Response,
+    url: &str,
+    hash_tx: mpsc::Sender<Bytes>,
+    write_tx: mpsc::Sender<Bytes>,
+    on_event: &mut impl FnMut(DownloadEvent<'_>),
+) -> (u64, Option<ArtefactError>) {
+    let mut downloaded = 0u64;
+    loop {
+        let chunk = match response.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return (downloaded, None),
+            Err(e) => {
+                let error = ArtefactError::Transfer {
+                    url: url.to_string(),
+                    detail: error_chain(&e),
+                };
+                return (downloaded, Some(error));
+            }
+        };
+        downloaded += chunk.len() as u64;
+        on_event(DownloadEvent::Progress { downloaded });
+        // Both workers run ahead independently; a full channel is back-pressure.
+        let _ = hash_tx.send(chunk.clone()).await;
+        if write_tx.send(chunk).await.is_err() {
+            return (downloaded, None);
         }
     }
 }
 
 /// The reader of a `file://` source, on a blocking thread: whole chunks of
 /// [`CHUNK_SIZE`] bytes (the last one shorter), each read straight into a fresh buffer
-/// (no zeroing, no copy) and handed over as [`Bytes`]; then end of file (the sender
-/// dropped), or the first read error. A file read through `tokio::fs` costs a trip to the
-/// blocking pool and a copy per read, which made the reader, not the hashing, the
-/// bottleneck of a local kernel image's download.
-fn read_file_chunks(file: std::fs::File, tx: &mpsc::Sender<std::io::Result<Bytes>>) {
-    loop {
+/// (no zeroing, no copy) and handed as [`Bytes`] to the hashing and the writing worker
+/// directly. The count of bytes read goes to `progress` every [`PROGRESS_STEP`] bytes
+/// or more (when it has room), and always at the end; reading stops when `progress` is closed (the download was abandoned) or the
+/// writer stopped (a bad stream). Returns the bytes read and the read error, if any.
+///
+/// Sending every chunk through the async task instead (a wake-up of that task and of
+/// each worker per chunk) made a local kernel image's copy 5 to 10 ms slower, and so did
+/// waking the task for every chunk's progress.
+fn fan_out_file(
+    file: &std::fs::File,
+    hash_tx: &mpsc::Sender<Bytes>,
+    write_tx: &mpsc::Sender<Bytes>,
+    progress: &mpsc::Sender<u64>,
+) -> (u64, Option<std::io::Error>) {
+    let mut downloaded = 0u64;
+    let mut reported = 0u64;
+    let error = loop {
+        if progress.is_closed() {
+            break None;
+        }
         let mut chunk = Vec::with_capacity(CHUNK_SIZE);
         // `read_to_end` on the limited reader fills the spare capacity without
         // initialising it first and retries interrupted reads.
-        let read = (&file).take(CHUNK_SIZE as u64).read_to_end(&mut chunk);
-        let message = match read {
-            Ok(0) => return,
-            Ok(_) => Ok(Bytes::from(chunk)),
-            Err(e) => Err(e),
-        };
-        let failed = message.is_err();
-        if tx.blocking_send(message).is_err() || failed {
-            return;
+        match file.take(CHUNK_SIZE as u64).read_to_end(&mut chunk) {
+            Ok(0) => break None,
+            Ok(n) => downloaded += n as u64,
+            Err(e) => break Some(e),
         }
+        let chunk = Bytes::from(chunk);
+        let _ = hash_tx.blocking_send(chunk.clone());
+        if write_tx.blocking_send(chunk).is_err() {
+            break None;
+        }
+        if downloaded - reported >= PROGRESS_STEP && progress.try_send(downloaded).is_ok() {
+            reported = downloaded;
+        }
+    };
+    if downloaded != reported {
+        let _ = progress.blocking_send(downloaded);
     }
+    (downloaded, error)
 }
 
 /// An error and its causes, joined by `: ` (reqwest's own message names no cause).
