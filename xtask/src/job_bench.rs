@@ -167,19 +167,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         let guestfs = test_system::guestfs_env(&test_system::cache_dir(), &ts, false)?;
         (ts.job.clone(), Some(guestfs))
     } else {
-        let fixture = workspace_root().join("fixtures/qemu/qemu-ramdisk-overlays.yaml");
-        let text = std::fs::read_to_string(&fixture)
-            .with_context(|| format!("reading {}", fixture.display()))?;
-        let dir = ts
-            .initramfs
-            .parent()
-            .context("the test system's directory")?;
-        let job = out.join("qemu-ramdisk-overlays.yaml");
-        std::fs::write(
-            &job,
-            text.replace("@TEST_SYSTEM_DIR@", &dir.display().to_string()),
-        )?;
-        (job, None)
+        (ramdisk_overlays_job(&ts, &out)?, None)
     };
     println!("job bench: {}", job.display());
 
@@ -203,6 +191,24 @@ pub fn bench(args: &[String]) -> Result<()> {
             job_cycle: None,
         })
     })
+}
+
+/// Writes the bench's default job (`fixtures/qemu/qemu-ramdisk-overlays.yaml` on the test
+/// system `ts`) into `out`; returns its path.
+pub fn ramdisk_overlays_job(ts: &test_system::TestSystem, out: &Path) -> Result<PathBuf> {
+    let fixture = workspace_root().join("fixtures/qemu/qemu-ramdisk-overlays.yaml");
+    let text = std::fs::read_to_string(&fixture)
+        .with_context(|| format!("reading {}", fixture.display()))?;
+    let dir = ts
+        .initramfs
+        .parent()
+        .context("the test system's directory")?;
+    let job = out.join("qemu-ramdisk-overlays.yaml");
+    std::fs::write(
+        &job,
+        text.replace("@TEST_SYSTEM_DIR@", &dir.display().to_string()),
+    )?;
+    Ok(job)
 }
 
 /// `bench job --board`: the U-Boot board rig's ramdisk job (`fixtures/board/uboot-ramdisk.yaml`

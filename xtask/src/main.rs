@@ -15,6 +15,7 @@ mod iso_installer;
 mod job_bench;
 mod lab;
 mod layering;
+mod link_order;
 mod main_job;
 mod pipeline;
 mod runnable_share;
@@ -88,6 +89,12 @@ enum Command {
     Soak(soak::Args),
     /// Check that no crate reaches a crate above it (the design card's arrows).
     Layering,
+    /// Rewrite bins/lava-dispatch/link-order.txt: lava-run's functions in the order a QEMU
+    /// job runs them, for the release link (needs valgrind; perf for the native passes).
+    LinkOrder {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Build the Debian packages lava-rs-dispatcher and lava-rs-coordinator (target/debian).
     Deb {
         /// `--no-build`: package the binaries already built; `--install-test`: then install
@@ -156,6 +163,7 @@ fn main() -> Result<()> {
         Command::TestBoard(args) => board::run(args),
         Command::QuietHost { args } => board::quiet::run(&args),
         Command::Layering => layering::check(),
+        Command::LinkOrder { args } => link_order::run(&args),
         Command::Fuzz(args) => fuzz::run(args),
         Command::Soak(args) => soak::run(args),
         Command::Deb { args } => {
