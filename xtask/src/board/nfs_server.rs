@@ -17,6 +17,8 @@ use nix::fcntl::{Flock, FlockArg};
 
 /// What LAVA's NFS deploy extracts under, exported by the rigs' NFS server.
 pub const NFS_EXPORT: &str = "/var/lib/lava/dispatcher/tmp";
+/// How long rpcbind, once started, may take to listen.
+const RPCBIND_START: Duration = Duration::from_secs(10);
 /// The lock a running NFS server of any rig holds.
 pub const LOCK_FILE: &str = "/run/lock/lava-rs-nfs-server.lock";
 
@@ -71,10 +73,21 @@ pub fn start(
     ports: Ports,
     spawn: &mut dyn FnMut(&str, &mut Command) -> Result<()>,
 ) -> Result<()> {
-    if std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], 111).into(), Duration::from_secs(1))
-        .is_err()
-    {
+    let rpcbind_answers = || {
+        std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], 111).into(), Duration::from_secs(1))
+            .is_ok()
+    };
+    if !rpcbind_answers() {
         spawn("rpcbind", Command::new("rpcbind").args(["-f", "-w"]))?;
+        // nfs-ganesha registers its programs at start and exits when rpcbind does not
+        // answer yet ("Cannot register NFS V3 on TCP"), which a rig restarted at once met.
+        let deadline = Instant::now() + RPCBIND_START;
+        while !rpcbind_answers() {
+            if Instant::now() >= deadline {
+                bail!("rpcbind did not listen on port 111 within {RPCBIND_START:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     std::fs::create_dir_all(NFS_EXPORT).with_context(|| format!("creating {NFS_EXPORT}"))?;
     let conf = run.join("ganesha.conf");
