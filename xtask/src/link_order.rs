@@ -92,35 +92,41 @@ struct JobRun {
 }
 
 impl JobRun {
-    /// `lava-run`'s arguments for run `id` (its output and scratch directories are its own).
-    fn lava_run_args(&self, id: u32) -> Vec<String> {
+    /// Runs the job with `lava_run` under `tool` (the tool's arguments first) as run `id`
+    /// (its output and scratch directories are its own); the job must pass.
+    fn run_under(&self, tool: &str, tool_args: &[&str], lava_run: &Path, id: u32) -> Result<()> {
         let output = self.out.join(format!("output-{id}"));
         let _ = std::fs::remove_dir_all(&output);
-        vec![
-            "--job-id".into(),
-            format!("{}", std::process::id() * 10 + id),
-            "--output-dir".into(),
-            output.display().to_string(),
-            "--device".into(),
-            self.device.display().to_string(),
-            self.job.display().to_string(),
-        ]
+        let status = Command::new(tool)
+            .args(tool_args)
+            .arg(lava_run)
+            .arg("--job-id")
+            .arg(format!("{}", std::process::id() * 10 + id))
+            .arg("--output-dir")
+            .arg(&output)
+            .arg("--device")
+            .arg(&self.device)
+            .arg(&self.job)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .with_context(|| format!("running {tool}"))?;
+        ensure!(status.success(), "the job under {tool}: {status}");
+        Ok(())
     }
 
     /// The functions of `lava_run` that run under callgrind, in the order its profile
     /// names them.
     fn callgrind_functions(&self, lava_run: &Path) -> Result<Vec<String>> {
         let profile = self.out.join("callgrind.out");
-        let status = Command::new("valgrind")
-            .args(["--tool=callgrind", "--demangle=no", "--compress-strings=no"])
-            .arg(format!("--callgrind-out-file={}", profile.display()))
-            .arg(lava_run)
-            .args(self.lava_run_args(1))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .context("running valgrind")?;
-        ensure!(status.success(), "the job under callgrind: {status}");
+        let out_file = format!("--callgrind-out-file={}", profile.display());
+        let args = [
+            "--tool=callgrind",
+            "--demangle=no",
+            "--compress-strings=no",
+            &out_file,
+        ];
+        self.run_under("valgrind", &args, lava_run, 1)?;
         let text = std::fs::read_to_string(&profile)?;
         Ok(callgrind_profile_functions(&text, lava_run))
     }
@@ -128,17 +134,19 @@ impl JobRun {
     /// The functions of `lava_run` in which a native run takes a page fault.
     fn faulting_functions(&self, lava_run: &Path) -> Result<Vec<String>> {
         let data = self.out.join("perf.data");
-        let status = Command::new("perf")
-            .args(["record", "-q", "-e", "page-faults", "-c", "1", "-o"])
-            .arg(&data)
-            .arg("--")
-            .arg(lava_run)
-            .args(self.lava_run_args(2))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .context("running perf record")?;
-        ensure!(status.success(), "the job under perf: {status}");
+        let data_file = data.display().to_string();
+        let args = [
+            "record",
+            "-q",
+            "-e",
+            "page-faults",
+            "-c",
+            "1",
+            "-o",
+            &data_file,
+            "--",
+        ];
+        self.run_under("perf", &args, lava_run, 2)?;
         let script = Command::new("perf")
             .args(["script", "--no-demangle", "-F", "ip,sym,dso", "-i"])
             .arg(&data)
@@ -206,6 +214,8 @@ fn write_order(path: &Path, order: &[String]) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
+/// Whether `tool --version` runs: on Debian `/usr/bin/perf` is a wrapper that is there
+/// even when the running kernel's perf is not (so [`test_system::on_path`] would not do).
 fn tool_runs(tool: &str) -> bool {
     Command::new(tool)
         .arg("--version")

@@ -194,9 +194,19 @@ impl ActionNode {
 
     /// Errors of this node and all its descendants, in tree order.
     pub fn all_errors(&self) -> Vec<String> {
-        let mut out = self.errors.clone();
+        self.in_tree_order(|node| &node.errors)
+    }
+
+    /// Validation `info` lines of this node and all its descendants, in tree order.
+    pub fn all_notes(&self) -> Vec<String> {
+        self.in_tree_order(|node| &node.notes)
+    }
+
+    /// The lines `pick` gives of this node, then of each child's subtree in turn.
+    fn in_tree_order(&self, pick: fn(&ActionNode) -> &Vec<String>) -> Vec<String> {
+        let mut out = pick(self).clone();
         for child in &self.pipeline.actions {
-            out.extend(child.all_errors());
+            out.extend(child.in_tree_order(pick));
         }
         out
     }

@@ -93,6 +93,14 @@ impl Job {
         Ok(self.device.get_constant(key, prefix)?.clone())
     }
 
+    /// The job's `context.arch` (the architecture QEMU jobs name), as text.
+    pub fn context_arch(&self) -> Option<String> {
+        self.parameters
+            .get("context")
+            .and_then(|c| c.get("arch"))
+            .and_then(crate::value::scalar_string)
+    }
+
     /// Tests declared in `namespace`.
     pub fn tests_in(&self, namespace: &str) -> &[TestInfo] {
         self.test_info

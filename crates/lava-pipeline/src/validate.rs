@@ -64,11 +64,7 @@ impl Pipeline {
     pub fn validation_notes(&self) -> Vec<String> {
         self.actions
             .iter()
-            .flat_map(|node| {
-                let mut notes = node.notes.clone();
-                notes.extend(node.pipeline.validation_notes());
-                notes
-            })
+            .flat_map(ActionNode::all_notes)
             .collect()
     }
 

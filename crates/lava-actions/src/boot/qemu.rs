@@ -108,10 +108,7 @@ impl CallQemuAction {
         errors: &mut Vec<String>,
     ) -> LavaResult<Option<QemuCommand>> {
         let arch = job
-            .parameters
-            .get("context")
-            .and_then(|c| c.get("arch"))
-            .and_then(lava_pipeline::value::scalar_string)
+            .context_arch()
             .ok_or_else(|| LavaError::job("Missing 'arch' in job context"))?;
         let device = &job.device;
         match device.lookup(&["available_architectures"]) {
@@ -226,13 +223,7 @@ impl Action for CallQemuAction {
         if let Some(command) = command
             && !ctx.meta.parameters.contains_key("docker")
         {
-            let arch = ctx
-                .job
-                .parameters
-                .get("context")
-                .and_then(|c| c.get("arch"))
-                .and_then(lava_pipeline::value::scalar_string)
-                .unwrap_or_default();
+            let arch = ctx.job.context_arch().unwrap_or_default();
             let found = QemuData::find(&arch, &command.binary);
             if let Some((_, line)) = &found {
                 ctx.info(line.clone());

@@ -40,6 +40,31 @@ pub fn require_tool(program: &str) -> LavaResult<std::path::PathBuf> {
     })
 }
 
+/// Waits (blocking) for `child` to exit, at most `timeout`; past it, or when its status
+/// cannot be read, kills and reaps it and returns `None`. Polls from every millisecond
+/// (a quick tool is not kept waiting) to every 50 ms.
+pub fn wait_bounded(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+}
+
 /// The console command of the device: the primary (or named) connection.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConnectionCommand {

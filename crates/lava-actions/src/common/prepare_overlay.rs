@@ -2,7 +2,7 @@
 //! filesystem or the ramdisk, add kernel modules and the LAVA overlay, convert the kernel
 //! for the bootloader and rebuild the ramdisk (`prepare-tftp-overlay` and its children).
 
-use crate::common::power::require_tool;
+use crate::common::power::{require_tool, wait_bounded};
 use lava_pipeline::BlockLookups;
 use lava_pipeline::params::namespace;
 use lava_pipeline::value::{scalar_string, truthy};
@@ -12,7 +12,7 @@ use lava_pipeline::{
 };
 use serde_yaml::{Mapping, Value};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `params[key].get(flag, True)` for an image entry such as `ramdisk` or `nfsrootfs`.
 fn image_flag(params: &Mapping, key: &str, flag: &str) -> bool {
@@ -239,17 +239,8 @@ fn rpcinfo_nfs(server: &str) -> LavaResult<Option<String>> {
         Ok(c) => c,
         Err(e) => return Ok(Some(format!("rpcinfo: {server} {e}"))),
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Ok(Some(format!("rpcinfo: {server} timed out")));
-            }
-        }
+    if wait_bounded(&mut child, Duration::from_secs(10)).is_none() {
+        return Ok(Some(format!("rpcinfo: {server} timed out")));
     }
     let output = child
         .wait_with_output()

@@ -289,13 +289,7 @@ pub(crate) fn guest_drive(ctx: &RunContext) -> Option<GuestDrive> {
     if let Some(file) = guest
         && !applied
     {
-        let arch = ctx
-            .job
-            .parameters
-            .get("context")
-            .and_then(|c| c.get("arch"))
-            .and_then(scalar_string)
-            .unwrap_or_default();
+        let arch = ctx.job.context_arch().unwrap_or_default();
         let fallback = if X86_ARCHS.contains(&arch.as_str()) {
             "ide"
         } else {
@@ -430,7 +424,7 @@ const VERSION_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_se
 impl QemuData {
     /// LAVA's lookup at validation: the Debian package of the job's architecture
     /// (`qemu-system-x86` for amd64/x86_64, `qemu-system-arm` for arm64/arm/armhf/
-    /// aarch64) through `dpkg-query`, else `binary --version` (LAVA runs
+    /// aarch64) as `dpkg-query` answers ([`installed_debian_package`]), else `binary --version` (LAVA runs
     /// `qemu-system-<arch>` there; the device's own binary is the QEMU that will run).
     /// Returns the data and the line to log; `None` when neither answers (LAVA then
     /// records no results either). Not for QEMU in a container (`docker:`), which
@@ -441,26 +435,25 @@ impl QemuData {
             "arm64" | "arm" | "armhf" | "aarch64" => Some("arm"),
             _ => None,
         };
-        if let Some(suffix) = package_suffix {
-            let package = format!("qemu-system-{suffix}");
-            if let Some(installed) = installed_debian_package(&package) {
-                let line = format!(
-                    "{package}, installed at version: {}, host architecture: {}",
-                    installed.version, installed.architecture
-                );
-                let data = QemuData {
-                    version: installed.version,
-                    host_arch: installed.architecture,
-                    job_arch: job_arch.to_string(),
-                };
-                return Some((data, line));
+        // What LAVA names in its line: the package, else `qemu`.
+        let (label, version, host_arch) = match package_suffix
+            .map(|suffix| format!("qemu-system-{suffix}"))
+            .and_then(|package| Some((installed_debian_package(&package)?, package)))
+        {
+            Some((installed, package)) => (package, installed.version, installed.architecture),
+            None => {
+                let text = command_stdout(binary, &["--version"])?;
+                let version = text.split_whitespace().nth(3)?.to_string();
+                // LAVA asks `uname -m`; the build's architecture names the same machine.
+                (
+                    "qemu".to_string(),
+                    version,
+                    std::env::consts::ARCH.to_string(),
+                )
             }
-        }
-        let text = command_stdout(binary, &["--version"])?;
-        let version = text.split_whitespace().nth(3)?.to_string();
-        // LAVA asks `uname -m`; the build's architecture names the same machine.
-        let host_arch = std::env::consts::ARCH.to_string();
-        let line = format!("qemu, installed at version: {version}, host architecture: {host_arch}");
+        };
+        let line =
+            format!("{label}, installed at version: {version}, host architecture: {host_arch}");
         let data = QemuData {
             version,
             host_arch,
@@ -537,20 +530,7 @@ fn command_stdout(program: &str, args: &[&str]) -> Option<String> {
         .stderr(std::process::Stdio::null())
         .spawn()
         .ok()?;
-    let deadline = std::time::Instant::now() + VERSION_LOOKUP_TIMEOUT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-        }
-    };
+    let status = crate::common::power::wait_bounded(&mut child, VERSION_LOOKUP_TIMEOUT);
     let mut text = String::new();
     // The output of a version query fits in the pipe: it is all there once the child exited.
     child.stdout.take()?.read_to_string(&mut text).ok()?;
