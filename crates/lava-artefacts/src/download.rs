@@ -3,8 +3,8 @@
 //! The source is read in chunks (an HTTP(S) response on the async task, a local file on a
 //! reader thread of its own); each chunk is fanned out to a hashing thread and to a
 //! decompress-and-write thread, all on tokio's blocking pool so the async workers never do
-//! the CPU work. As LAVA does, the
-//! checksums and the `size` are of the bytes *downloaded* (the compressed stream).
+//! the CPU work. As LAVA does, the checksums and the `size` are of the bytes *downloaded*
+//! (the compressed stream).
 //!
 //! The output goes to a temporary name next to the target (`.<name>.partial`) and is
 //! renamed only when the transfer, the decompression, the size and every checksum are
@@ -388,8 +388,9 @@ async fn relay_response(
 /// [`CHUNK_SIZE`] bytes (the last one shorter), each read straight into a fresh buffer
 /// (no zeroing, no copy) and handed as [`Bytes`] to the hashing and the writing worker
 /// directly. The count of bytes read goes to `progress` every [`PROGRESS_STEP`] bytes
-/// or more (when it has room), and always at the end; reading stops when `progress` is closed (the download was abandoned) or the
-/// writer stopped (a bad stream). Returns the bytes read and the read error, if any.
+/// or more (when it has room), and always at the end; reading stops when `progress` is
+/// closed (the download was abandoned) or the writer stopped (a bad stream). Returns the
+/// bytes read and the read error, if any.
 ///
 /// Sending every chunk through the async task instead (a wake-up of that task and of
 /// each worker per chunk) made a local kernel image's copy 5 to 10 ms slower, and so did

@@ -384,16 +384,22 @@ impl Core {
             return Err(declined("no block boundary"));
         };
         let mut deflate = RawDeflate::new()?;
+        // A boundary inside a byte: its low `bits` bits end the copied blocks (the new
+        // deflater continues them), the others start the block the splice point is in.
         let bits = (boundary.bit % 8) as u8;
-        if bits != 0 {
+        self.image.seek(SeekFrom::Start(boundary.bit / 8))?;
+        let boundary_byte = if bits != 0 {
             let mut byte = [0u8; 1];
-            self.image.seek(SeekFrom::Start(boundary.bit / 8))?;
             self.image.read_exact(&mut byte)?;
             deflate.prime(bits, byte[0] & ((1u8 << bits) - 1))?;
-        }
+            Some(byte[0])
+        } else {
+            None
+        };
         deflate.set_dictionary(&self.window)?;
         if self.matched > boundary.plain {
-            self.inflate_again(boundary, self.matched - boundary.plain, &mut deflate)?;
+            let length = self.matched - boundary.plain;
+            self.inflate_again(boundary, boundary_byte, length, &mut deflate)?;
         }
         self.mode = Mode::Deflating(deflate);
         // Only the new deflater refers back to the window from here on; it has its copy.
@@ -403,23 +409,22 @@ impl Core {
 
     /// The image's first `length` uncompressed bytes from `boundary`, inflated again and
     /// compressed by `deflate`: a raw inflater given the window before the boundary as its
-    /// history, primed with the bits of the boundary's byte that belong to its block and
-    /// fed the image's compressed bytes after it.
+    /// history, primed with the bits of `boundary_byte` (the byte holding a boundary that
+    /// falls inside one, already read) that belong to its block, and fed the image's
+    /// compressed bytes from the file's position (the first whole byte of the block).
     fn inflate_again(
         &mut self,
         boundary: Boundary,
+        boundary_byte: Option<u8>,
         length: u64,
         deflate: &mut RawDeflate,
     ) -> std::io::Result<()> {
         let mut inflate = Inflate::raw()?;
         inflate.set_dictionary(&self.window)?;
-        self.image.seek(SeekFrom::Start(boundary.bit / 8))?;
-        let used = (boundary.bit % 8) as u8;
-        if used != 0 {
+        if let Some(byte) = boundary_byte {
             // The low `used` bits end the previous block; the block starts at the next one.
-            let mut byte = [0u8; 1];
-            self.image.read_exact(&mut byte)?;
-            inflate.prime(8 - used, byte[0] >> used)?;
+            let used = (boundary.bit % 8) as u8;
+            inflate.prime(8 - used, byte >> used)?;
         }
         let mut input = vec![0u8; AGAIN_BUFFER];
         let mut output = vec![0u8; 2 * AGAIN_BUFFER];
