@@ -36,14 +36,7 @@ pub struct ResultSet {
 pub fn result_set(log: &str) -> ResultSet {
     let mut cases = Vec::new();
     let mut job = None;
-    for line in log.lines().filter(|l| l.contains("\"lvl\": \"results\"")) {
-        let record = line.trim_start_matches("- ");
-        let Ok(item) = serde_yaml::from_str::<Value>(record) else {
-            continue;
-        };
-        let Some(msg) = item.get("msg") else {
-            continue;
-        };
+    for msg in messages(log, "results") {
         let field = |key: &str| msg.get(key).and_then(scalar);
         let (Some(suite), Some(case)) = (field("definition"), field("case")) else {
             continue;
@@ -66,21 +59,24 @@ pub fn result_set(log: &str) -> ResultSet {
     ResultSet { cases, job }
 }
 
-/// The records of a log (either format), as (`lvl`, `msg`).
-fn records(log: &str) -> impl Iterator<Item = (String, Value)> + '_ {
-    log.lines().filter_map(|line| {
-        let item = serde_yaml::from_str::<Value>(line.trim_start_matches("- ")).ok()?;
-        let level = item.get("lvl").and_then(scalar)?;
-        Some((level, item.get("msg")?.clone()))
-    })
+/// The `msg` of every record of level `level` in a log: our `logs.yaml` (`- {...}` lines)
+/// or LAVA's stderr (`{...}` lines); both write the level as `"lvl": "<level>"`.
+fn messages<'a>(log: &'a str, level: &str) -> impl Iterator<Item = Value> + 'a {
+    let marker = format!("\"lvl\": \"{level}\"");
+    log.lines()
+        .filter(move |line| line.contains(&marker))
+        .filter_map(|line| {
+            let item = serde_yaml::from_str::<Value>(line.trim_start_matches("- ")).ok()?;
+            item.get("msg").cloned()
+        })
 }
 
 /// The `extra` of the `lava` suite's result record of action `case` (`execute-qemu`),
 /// every value as text.
 pub fn action_extra(log: &str, case: &str) -> Option<std::collections::BTreeMap<String, String>> {
-    records(log).find_map(|(level, msg)| {
+    messages(log, "results").find_map(|msg| {
         let field = |key: &str| msg.get(key).and_then(scalar);
-        if level != "results" || field("definition")? != "lava" || field("case")? != case {
+        if field("definition")? != "lava" || field("case")? != case {
             return None;
         }
         let extra = msg.get("extra")?.as_mapping()?;
@@ -95,10 +91,7 @@ pub fn action_extra(log: &str, case: &str) -> Option<std::collections::BTreeMap<
 
 /// The first `info` message that starts with `prefix`.
 pub fn info_line(log: &str, prefix: &str) -> Option<String> {
-    records(log).find_map(|(level, msg)| {
-        let text = scalar(&msg)?;
-        (level == "info" && text.starts_with(prefix)).then_some(text)
-    })
+    messages(log, "info").find_map(|msg| scalar(&msg).filter(|text| text.starts_with(prefix)))
 }
 
 /// A scalar as text, seen through YAML tags (both logs write numbers as `! "42.0"`).
