@@ -9,8 +9,10 @@
 //! expressions (pexpect's `expect`) or [`ShellSession::wait_for_prompt`], every wait
 //! bounded by a deadline. Everything received is logged as complete `target` lines and
 //! everything sent as `input` lines through a [`ConsoleLog`] (the job logger plugs in
-//! there; [`MemoryLog`] keeps records for tests). Errors are [`ConnectionError`]s whose
-//! [`ErrorKind`] names the LAVA error class.
+//! there; [`MemoryLog`] keeps records for tests). Like a terminal, the session answers
+//! the device's cursor position questions ([`Terminal`]; BusyBox's shell asks after every
+//! prompt). Errors are [`ConnectionError`]s whose [`ErrorKind`] names the LAVA error
+//! class.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -43,6 +45,7 @@ pub mod matcher;
 mod received;
 mod session;
 pub mod ssh;
+pub mod terminal;
 pub mod transport;
 
 pub use decode::Utf8Decoder;
@@ -51,10 +54,11 @@ pub use lines::{LineSplitter, escape_control_chars};
 pub use log::{ConsoleLog, LogLevel, LogRecord, MemoryLog, TracingLog};
 pub use matcher::{Match, MatchBuffer, Patterns};
 pub use received::ReceivedText;
-pub use session::{LINE_SEPARATOR, SessionConfig, ShellSession};
+pub use session::{LINE_SEPARATOR, QUESTION_GRACE, SessionConfig, ShellSession};
 pub use ssh::{
     ExecOutput, HostKeyPolicy, PtyRequest, SshClient, SshError, SshParams, SshTransport,
 };
+pub use terminal::Terminal;
 pub use transport::pty::{PtyCommand, PtyTransport};
 pub use transport::serial::SerialTransport;
 pub use transport::telnet::{TelnetParser, TelnetTransport};

@@ -12,11 +12,17 @@ use crate::lines::LineSplitter;
 use crate::log::ConsoleLog;
 use crate::matcher::{DEFAULT_MAX_BUFFER, DEFAULT_MAX_MATCH_SPAN, Match, Patterns};
 use crate::received::ReceivedText;
+use crate::terminal::{DEFAULT_SCREEN, Terminal};
 use crate::transport::Transport;
 use crate::transport::pty::PtyCommand;
 
 /// LAVA's default line separator (`LINE_SEPARATOR`); UEFI menus use `"\r\n"`.
 pub const LINE_SEPARATOR: &str = "\n";
+
+/// How long [`ShellSession::sendline`] lets a device that asks where the cursor is after
+/// its prompt take to ask (see [`crate::terminal`]); the question normally follows the
+/// prompt within a millisecond.
+pub const QUESTION_GRACE: Duration = Duration::from_millis(10);
 
 /// How a [`ShellSession`] behaves. The defaults are LAVA's.
 #[derive(Debug, Clone)]
@@ -39,6 +45,9 @@ pub struct SessionConfig {
     pub write_timeout: Duration,
     /// Time [`ShellSession::disconnect`] gives the transport to end before killing it.
     pub close_grace: Duration,
+    /// Answer the device's cursor position questions as a terminal does (a screen of
+    /// [`DEFAULT_SCREEN`]): see [`crate::terminal`].
+    pub answer_cursor_queries: bool,
 }
 
 impl Default for SessionConfig {
@@ -52,6 +61,7 @@ impl Default for SessionConfig {
             max_match_span: DEFAULT_MAX_MATCH_SPAN,
             write_timeout: Duration::from_secs(30),
             close_grace: Duration::from_secs(1),
+            answer_cursor_queries: true,
         }
     }
 }
@@ -93,6 +103,10 @@ pub struct ShellSession {
     write_timeout: Duration,
     close_grace: Duration,
     read_buf: Vec<u8>,
+    /// Follows the device's cursor to answer its questions; `None`: they go unanswered.
+    terminal: Option<Terminal>,
+    /// Answers to send, reused between reads.
+    replies: Vec<u8>,
     eof: bool,
     connected: bool,
 }
@@ -132,6 +146,10 @@ impl ShellSession {
             write_timeout: config.write_timeout,
             close_grace: config.close_grace,
             read_buf: vec![0; config.read_size.max(1)],
+            terminal: config
+                .answer_cursor_queries
+                .then(|| Terminal::new(DEFAULT_SCREEN.0, DEFAULT_SCREEN.1)),
+            replies: Vec::new(),
             eof: false,
             connected: true,
         })
@@ -228,8 +246,13 @@ impl ShellSession {
     }
 
     /// Sends `line` followed by the line separator (LAVA's `sendline`).
+    ///
+    /// On a device that asks where the cursor is after its prompt, first lets the
+    /// question of the current prompt arrive (at most [`QUESTION_GRACE`]) and answers it,
+    /// so that the answer precedes the line.
     pub async fn sendline(&mut self, line: &str) -> Result<(), ConnectionError> {
         self.ensure_connected("sendline")?;
+        self.let_question_arrive().await?;
         if !self.character_delay.is_zero() {
             self.log.debug(&format!(
                 "Sending with {} millisecond of delay",
@@ -376,27 +399,83 @@ impl ShellSession {
                     awaited: describe(),
                 });
             }
-            let read = tokio::time::timeout_at(deadline, self.transport.read(&mut self.read_buf));
-            let n = match read.await {
-                Err(_elapsed) => {
-                    return Err(ConnectionError::Timeout {
-                        awaited: describe(),
-                        waited: started.elapsed(),
-                    });
-                }
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => return Err(self.read_error(e)),
-            };
-            let log = &self.log;
-            if n == 0 {
-                // End of file: nothing more will complete the held line.
-                self.eof = true;
-                self.received.finish(|line| log.target_line(line));
-                continue;
+            if !self.receive_before(deadline).await? {
+                return Err(ConnectionError::Timeout {
+                    awaited: describe(),
+                    waited: started.elapsed(),
+                });
             }
-            self.received
-                .push_bytes(&self.read_buf[..n], |line| log.target_line(line));
         }
+    }
+
+    /// One read of the device's output before `deadline` (`false`: none came): logged as
+    /// `target` lines, kept for matching, its questions answered.
+    async fn receive_before(&mut self, deadline: Instant) -> Result<bool, ConnectionError> {
+        let read = tokio::time::timeout_at(deadline, self.transport.read(&mut self.read_buf));
+        let n = match read.await {
+            Err(_elapsed) => return Ok(false),
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => return Err(self.read_error(e)),
+        };
+        let log = &self.log;
+        if n == 0 {
+            // End of file: nothing more will complete the held line.
+            self.eof = true;
+            self.received.finish(|line| log.target_line(line));
+            return Ok(true);
+        }
+        self.received
+            .push_bytes(&self.read_buf[..n], |line| log.target_line(line));
+        self.answer_questions(n).await?;
+        Ok(true)
+    }
+
+    /// Follows the cursor through the `n` bytes just read and answers the questions
+    /// among them.
+    async fn answer_questions(&mut self, n: usize) -> Result<(), ConnectionError> {
+        let Some(terminal) = self.terminal.as_mut() else {
+            return Ok(());
+        };
+        let first = terminal.queries() == 0;
+        terminal.feed(&self.read_buf[..n], &mut self.replies);
+        if self.replies.is_empty() {
+            return Ok(());
+        }
+        if first {
+            self.log.debug(
+                "The device asks where the cursor is (ESC [ 6 n): answering as a terminal does",
+            );
+        }
+        let replies = std::mem::take(&mut self.replies);
+        let written = self.write_bytes(&replies).await;
+        self.replies = replies;
+        self.replies.clear();
+        written
+    }
+
+    /// Before a line is sent: unless the device's last output was a question (answered),
+    /// the question of its current prompt may still be on its way. A device that has
+    /// asked before gets [`QUESTION_GRACE`] to ask; any other, only what has already
+    /// arrived is read. The answer then goes before the line.
+    async fn let_question_arrive(&mut self) -> Result<(), ConnectionError> {
+        let Some(terminal) = &self.terminal else {
+            return Ok(());
+        };
+        let grace = if terminal.queries() > 0 {
+            QUESTION_GRACE
+        } else {
+            Duration::ZERO
+        };
+        let deadline = Instant::now() + grace;
+        let waiting = |session: &Self| {
+            session.terminal.as_ref().is_some_and(|t| !t.asked_last()) && !session.eof
+        };
+        while waiting(self) {
+            if !self.receive_before(deadline).await? {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn read_error(&self, e: std::io::Error) -> ConnectionError {
