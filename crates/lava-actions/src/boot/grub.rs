@@ -296,8 +296,12 @@ impl Action for WaitFastBootInterrupt {
         ctx.add_errors(errors);
         Ok(())
     }
+    /// Only the grub `sequence` of fastboot boards (a HiKey's fastboot, then GRUB) builds
+    /// it; every other grub form runs.
     fn runnable(&self, _meta: &ActionMeta) -> Runnable {
-        Runnable::NOT_YET
+        Runnable::NotYet {
+            missing: Some("fastboot's interrupt before GRUB, the grub sequence of fastboot boards"),
+        }
     }
 }
 
