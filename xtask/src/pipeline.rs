@@ -2,6 +2,7 @@
 //! benchmark (`cargo xtask bench validate`).
 
 use crate::shared::{build_bin, build_release_bin, shared_dir};
+use crate::test_system::on_path;
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -107,7 +108,7 @@ pub(crate) fn host_tool_stubs(conformance: &Path) -> Result<std::path::PathBuf> 
                 .and_then(|t| t.as_sequence());
             for tool in tools.into_iter().flatten().filter_map(|t| t.as_str()) {
                 let stub = dir.join(tool);
-                if !stub.exists() && which(tool).is_none() {
+                if !stub.exists() && on_path(tool).is_none() {
                     std::fs::write(
                         &stub,
                         "#!/bin/sh\necho \"conformance stand-in: not a real tool\" >&2\nexit 1\n",
@@ -118,14 +119,6 @@ pub(crate) fn host_tool_stubs(conformance: &Path) -> Result<std::path::PathBuf> 
         }
     }
     Ok(dir)
-}
-
-fn which(tool: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(tool))
-            .find(|p| p.is_file())
-    })
 }
 
 fn parse_summary(line: &str) -> Option<(u32, u32)> {
