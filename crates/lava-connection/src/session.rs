@@ -248,8 +248,8 @@ impl ShellSession {
     /// Sends `line` followed by the line separator (LAVA's `sendline`).
     ///
     /// On a device that asks where the cursor is after its prompt, first lets the
-    /// question of the current prompt arrive (at most [`QUESTION_GRACE`]) and answers it,
-    /// so that the answer precedes the line.
+    /// question of the current prompt arrive (at most [`QUESTION_GRACE`], only while the
+    /// device sits at a prompt) and answers it, so that the answer precedes the line.
     pub async fn sendline(&mut self, line: &str) -> Result<(), ConnectionError> {
         self.ensure_connected("sendline")?;
         self.let_question_arrive().await?;
@@ -453,24 +453,21 @@ impl ShellSession {
         written
     }
 
-    /// Before a line is sent: unless the device's last output was a question (answered),
-    /// the question of its current prompt may still be on its way. A device that has
-    /// asked before gets [`QUESTION_GRACE`] to ask; any other, only what has already
-    /// arrived is read. The answer then goes before the line.
+    /// Before a line is sent: what the device has already printed is read (and a question
+    /// among it answered); if a question may still be on its way (the device asked at
+    /// earlier prompts and sits at one now: [`Terminal::question_may_follow`]), it gets
+    /// [`QUESTION_GRACE`] to arrive. The answer then goes before the line.
     async fn let_question_arrive(&mut self) -> Result<(), ConnectionError> {
-        let Some(terminal) = &self.terminal else {
-            return Ok(());
-        };
-        let grace = if terminal.queries() > 0 {
-            QUESTION_GRACE
-        } else {
-            Duration::ZERO
-        };
-        let deadline = Instant::now() + grace;
-        let waiting = |session: &Self| {
-            session.terminal.as_ref().is_some_and(|t| !t.asked_last()) && !session.eof
-        };
-        while waiting(self) {
+        let started = Instant::now();
+        while let Some(terminal) = &self.terminal {
+            if terminal.asked_last() || self.eof {
+                break;
+            }
+            let deadline = if terminal.question_may_follow() {
+                started + QUESTION_GRACE
+            } else {
+                started
+            };
             if !self.receive_before(deadline).await? {
                 break;
             }

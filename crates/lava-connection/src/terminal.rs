@@ -110,6 +110,14 @@ impl Terminal {
         self.asked_last
     }
 
+    /// Whether a question may be on its way: the device has asked before, not since its
+    /// last output, and that output left the cursor within a line, as a prompt does. A
+    /// device whose output ended its line (a program's output, an echoed reply) is not at
+    /// a prompt; and BusyBox does not ask when input is already waiting.
+    pub fn question_may_follow(&self) -> bool {
+        self.queries > 0 && !self.asked_last && (self.col > 0 || self.pending_wrap)
+    }
+
     /// Follows `bytes` the device printed; the answer to each question among them is
     /// appended to `replies`. Sequences may be split across calls.
     pub fn feed(&mut self, bytes: &[u8], replies: &mut Vec<u8>) {
@@ -320,6 +328,27 @@ mod tests {
         assert!(!terminal.asked_last(), "the echo followed the question");
         assert_eq!(answers(&mut terminal, b"/ # \x1b[6n"), "\x1b[5;5R");
         assert!(terminal.asked_last());
+    }
+
+    #[test]
+    fn a_question_may_follow_a_prompt_of_a_device_that_asks() {
+        let mut terminal = Terminal::default();
+        answers(&mut terminal, b"/ # ");
+        assert!(!terminal.question_may_follow(), "it never asked");
+        answers(&mut terminal, b"\x1b[6n");
+        assert!(!terminal.question_may_follow(), "asked and answered");
+        answers(&mut terminal, b"true\r\n");
+        assert!(!terminal.question_may_follow(), "the echo ended its line");
+        answers(&mut terminal, b"/ # ");
+        assert!(terminal.question_may_follow(), "at the next prompt");
+        answers(
+            &mut terminal,
+            b"\x1b[6n<LAVA_MULTI_NODE> <LAVA_WAIT ready>\r\n",
+        );
+        assert!(
+            !terminal.question_may_follow(),
+            "a test's output ended its line"
+        );
     }
 
     #[test]
