@@ -12,7 +12,7 @@ use crate::lines::LineSplitter;
 use crate::log::ConsoleLog;
 use crate::matcher::{DEFAULT_MAX_BUFFER, DEFAULT_MAX_MATCH_SPAN, Match, Patterns};
 use crate::received::ReceivedText;
-use crate::terminal::{DEFAULT_SCREEN, Terminal};
+use crate::terminal::Terminal;
 use crate::transport::Transport;
 use crate::transport::pty::PtyCommand;
 
@@ -46,7 +46,7 @@ pub struct SessionConfig {
     /// Time [`ShellSession::disconnect`] gives the transport to end before killing it.
     pub close_grace: Duration,
     /// Answer the device's cursor position questions as a terminal does (a screen of
-    /// [`DEFAULT_SCREEN`]): see [`crate::terminal`].
+    /// [`crate::terminal::DEFAULT_SCREEN`]): see [`crate::terminal`].
     pub answer_cursor_queries: bool,
 }
 
@@ -105,8 +105,6 @@ pub struct ShellSession {
     read_buf: Vec<u8>,
     /// Follows the device's cursor to answer its questions; `None`: they go unanswered.
     terminal: Option<Terminal>,
-    /// Answers to send, reused between reads.
-    replies: Vec<u8>,
     eof: bool,
     connected: bool,
 }
@@ -146,10 +144,7 @@ impl ShellSession {
             write_timeout: config.write_timeout,
             close_grace: config.close_grace,
             read_buf: vec![0; config.read_size.max(1)],
-            terminal: config
-                .answer_cursor_queries
-                .then(|| Terminal::new(DEFAULT_SCREEN.0, DEFAULT_SCREEN.1)),
-            replies: Vec::new(),
+            terminal: config.answer_cursor_queries.then(Terminal::default),
             eof: false,
             connected: true,
         })
@@ -437,8 +432,10 @@ impl ShellSession {
             return Ok(());
         };
         let first = terminal.queries() == 0;
-        terminal.feed(&self.read_buf[..n], &mut self.replies);
-        if self.replies.is_empty() {
+        // Empty (no allocation) unless a question came.
+        let mut replies = Vec::new();
+        terminal.feed(&self.read_buf[..n], &mut replies);
+        if replies.is_empty() {
             return Ok(());
         }
         if first {
@@ -446,11 +443,7 @@ impl ShellSession {
                 "The device asks where the cursor is (ESC [ 6 n): answering as a terminal does",
             );
         }
-        let replies = std::mem::take(&mut self.replies);
-        let written = self.write_bytes(&replies).await;
-        self.replies = replies;
-        self.replies.clear();
-        written
+        self.write_bytes(&replies).await
     }
 
     /// Before a line is sent: what the device has already printed is read (and a question

@@ -157,6 +157,11 @@ impl Terminal {
         }
     }
 
+    /// Goes on reading a sequence in `state`.
+    fn enter(&mut self, state: State) {
+        self.state = state;
+    }
+
     fn ground(&mut self) {
         self.state = State::Ground;
         self.sequence.clear();
@@ -225,17 +230,10 @@ impl Terminal {
     }
 
     fn escape_final(&mut self, byte: u8) {
-        let next = match byte {
-            b'[' => State::Csi,
-            b']' => State::Osc,
-            0x20..=0x2f => State::EscapeIntermediate,
-            _ => State::Ground,
-        };
-        if next != State::Ground {
-            self.state = next;
-            return;
-        }
         match byte {
+            b'[' => return self.enter(State::Csi),
+            b']' => return self.enter(State::Osc),
+            0x20..=0x2f => return self.enter(State::EscapeIntermediate),
             b'7' => self.saved = (self.row, self.col),
             b'8' => self.move_to(self.saved.0, self.saved.1),
             b'c' => *self = Terminal::new(self.rows, self.cols),
